@@ -1,0 +1,109 @@
+"""Every portal model in the Django admin. Writes go through the services or are audited here."""
+
+from django.contrib import admin
+from django.contrib.auth.admin import UserAdmin as DjangoUserAdmin
+
+from portal.models import ApiKey, Event, ScopedUserRole, Space, Team, User, UserRole
+from portal.services.audit import record_event
+
+
+class AuditedAdmin(admin.ModelAdmin):
+    """Records an audit event for every admin create, change and delete."""
+
+    def save_model(self, request, obj, form, change):
+        super().save_model(request, obj, form, change)
+        record_event(actor=request.user, category=Event.Category.MODIFIED if change else Event.Category.CREATED,
+                     document=obj, changes={name: [None, str(form.cleaned_data.get(name))] for name in form.changed_data
+                                            if "password" not in name and "key" not in name})
+
+    def delete_model(self, request, obj):
+        record_event(actor=request.user, category=Event.Category.DELETED, document=obj)
+        super().delete_model(request, obj)
+
+    def delete_queryset(self, request, queryset):
+        for obj in queryset:
+            self.delete_model(request, obj)
+
+
+@admin.register(Space)
+class SpaceAdmin(AuditedAdmin):
+    list_display = ["name", "slug", "is_default", "task_queue_stopped", "created"]
+    list_filter = ["is_default", "task_queue_stopped"]
+    search_fields = ["name", "description"]
+    readonly_fields = ["is_default"]
+
+
+@admin.register(User)
+class UserAdmin(AuditedAdmin, DjangoUserAdmin):
+    list_display = ["username", "display_name", "email", "is_active", "is_service", "is_superuser", "last_login"]
+    list_filter = ["is_active", "is_service", "is_superuser", "teams"]
+    search_fields = ["username", "display_name", "email"]
+    fieldsets = DjangoUserAdmin.fieldsets + (("Reef", {"fields": ("display_name", "is_service")}),)
+
+
+@admin.register(UserRole)
+class UserRoleAdmin(AuditedAdmin):
+    list_display = ["name", "is_built_in"]
+    list_filter = ["is_built_in"]
+    search_fields = ["name", "description"]
+
+    def has_change_permission(self, request, obj=None):
+        return obj is None or not obj.is_built_in
+
+    def has_delete_permission(self, request, obj=None):
+        return obj is None or not obj.is_built_in
+
+
+class ScopedUserRoleInline(admin.TabularInline):
+    model = ScopedUserRole
+    extra = 0
+
+
+@admin.register(Team)
+class TeamAdmin(AuditedAdmin):
+    list_display = ["name", "space", "is_built_in", "includes_everyone"]
+    list_filter = ["space", "is_built_in"]
+    search_fields = ["name", "description", "members__username"]
+    filter_horizontal = ["members"]
+    readonly_fields = ["group", "is_built_in", "includes_everyone"]
+    inlines = [ScopedUserRoleInline]
+
+    def save_related(self, request, form, formsets, change):
+        super().save_related(request, form, formsets, change)
+        team = form.instance
+        team.group.user_set.set(team.members.all())  # keep guardian's group in step with the members
+
+
+@admin.register(ScopedUserRole)
+class ScopedUserRoleAdmin(AuditedAdmin):
+    list_display = ["team", "role", "space"]
+    list_filter = ["role", "space"]
+    search_fields = ["team__name", "role__name"]
+
+
+@admin.register(ApiKey)
+class ApiKeyAdmin(admin.ModelAdmin):
+    list_display = ["purpose", "user", "hint", "created", "expires", "last_used", "revoked"]
+    list_filter = ["revoked", "expires"]
+    search_fields = ["purpose", "user__username"]
+    readonly_fields = ["user", "key_hash", "hint", "created", "last_used"]
+
+    def has_add_permission(self, request):
+        return False  # keys are created on the profile page or with `manage.py create_api_key`, and shown once
+
+
+@admin.register(Event)
+class EventAdmin(admin.ModelAdmin):
+    list_display = ["occurred", "username", "category", "document_type", "document_name", "space", "message"]
+    list_filter = ["category", "document_type", "space"]
+    search_fields = ["message", "username", "document_id", "document_name"]
+    date_hierarchy = "occurred"
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False  # the audit trail is append-only

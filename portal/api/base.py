@@ -1,0 +1,69 @@
+"""Octopus's resource shape, in one place: PascalCase fields, string ids, `Links`."""
+
+from __future__ import annotations
+
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import extend_schema_field
+from rest_framework import serializers
+
+
+class OctopusSerializer(serializers.ModelSerializer):
+    """Subclasses declare PascalCase fields with `source=` and a `self_link` template such as
+    "/api/spaces/{id}". `Id` and `Links` come from here."""
+
+    self_link = ""
+
+    Id = serializers.SerializerMethodField()
+    Links = serializers.SerializerMethodField()
+
+    def get_Id(self, obj) -> str:  # noqa: N802 - Octopus field names
+        return obj.octopus_id
+
+    def get_Links(self, obj) -> dict[str, str]:  # noqa: N802
+        links = {"Self": self.self_link.format(id=obj.octopus_id, **self.link_context(obj))}
+        links.update(self.extra_links(obj))
+        return links
+
+    def link_context(self, obj) -> dict[str, str]:
+        return {}
+
+    def extra_links(self, obj) -> dict[str, str]:
+        return {}
+
+
+def pascal_case(name: str) -> str:
+    """`worker_pool_ids` → `WorkerPoolIds`; leaves names that are already PascalCase alone."""
+    if "_" not in name and name[:1].isupper():
+        return name
+    return "".join(part[:1].upper() + part[1:] for part in name.split("_"))
+
+
+@extend_schema_field(OpenApiTypes.STR)
+class OctopusIdField(serializers.Field):
+    """Accepts an Octopus id ("Spaces-1") for `model`, validating that the row exists in `queryset`."""
+
+    default_error_messages = {
+        "invalid": "{value!r} is not a {prefix} id.",
+        "missing": "{value} does not exist.",
+    }
+
+    def __init__(self, queryset, **kwargs):
+        self.queryset = queryset
+        super().__init__(**kwargs)
+
+    def get_queryset(self):
+        queryset = self.queryset
+        return queryset() if callable(queryset) else queryset
+
+    def to_internal_value(self, data):
+        model = self.get_queryset().model
+        pk = model.pk_from_octopus_id(data)
+        if pk is None:
+            self.fail("invalid", value=data, prefix=model.ID_PREFIX)
+        obj = self.get_queryset().filter(pk=pk).first()
+        if obj is None:
+            self.fail("missing", value=data)
+        return obj
+
+    def to_representation(self, value):
+        return value.octopus_id if value is not None else None

