@@ -12,19 +12,23 @@ from rest_framework.views import exception_handler
 from portal.api.base import pascal_case
 
 
-def _flatten(detail, prefix: str = "") -> dict[str, list[str]]:
+def _flatten(detail, prefix: str = "", query_params=()) -> dict[str, list[str]]:
     if isinstance(detail, dict):
         out: dict[str, list[str]] = {}
         for key, value in detail.items():
-            name = pascal_case(str(key)) if key != "non_field_errors" else ""
-            out.update(_flatten(value, f"{prefix}.{name}" if prefix and name else prefix or name))
+            if isinstance(key, int):  # a list item's errors
+                out.update(_flatten(value, f"{prefix}[{key}]", query_params))
+                continue
+            # Body fields are PascalCase, as Octopus names them; query parameters keep their own names.
+            name = "" if key == "non_field_errors" else str(key) if key in query_params else pascal_case(str(key))
+            out.update(_flatten(value, f"{prefix}.{name}" if prefix and name else prefix or name, query_params))
         return out
     if isinstance(detail, list):
         if all(not isinstance(item, (dict, list)) for item in detail):
             return {prefix: [str(item) for item in detail]}
         out = {}
         for index, item in enumerate(detail):
-            out.update(_flatten(item, f"{prefix}[{index}]"))
+            out.update(_flatten(item, f"{prefix}[{index}]", query_params))
         return out
     return {prefix: [str(detail)]}
 
@@ -42,7 +46,8 @@ def octopus_exception_handler(exc, context):
     if response is None:
         return None
     if isinstance(exc, exceptions.ValidationError):
-        details = _flatten(exc.detail)
+        request = context.get("request")
+        details = _flatten(exc.detail, query_params=request.query_params if request is not None else ())
         errors = [f"{field}: {message}" if field else message for field, messages in details.items() for message in messages]
         response.data = {"ErrorMessage": "There was a problem with your request.", "Errors": errors, "Details": details}
         response.status_code = status.HTTP_400_BAD_REQUEST
