@@ -1,0 +1,84 @@
+"""`manage.py serve` (what `make run` runs): starts everything, prints the URL, Ctrl-C stops it all."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from tests.e2e.conftest import ROOT, free_port, wait_for_http
+
+pytestmark = pytest.mark.e2e
+
+
+def _children_of(pid: int) -> set[int]:
+    found = set()
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:
+                continue
+            if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
+                found.add(int(entry.name))
+    return found
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+def _serve(tmp_path, port):
+    env = {k: v for k, v in os.environ.items() if k not in {"DATABASE_URL"}}
+    env.update(REEF_VAR_DIR=str(tmp_path), PORT=str(port), REEF_ADMIN_USERNAME="ops",
+               REEF_ADMIN_PASSWORD="First-run-password-1", PYTHONUNBUFFERED="1")
+    return subprocess.Popen([sys.executable, "manage.py", "serve"], cwd=ROOT, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+def test_serve_starts_daphne_and_celery_and_ctrl_c_stops_every_child(tmp_path):
+    for run in (1, 2):  # running it again is safe
+        port = free_port()
+        process = _serve(tmp_path, port)
+        try:
+            wait_for_http(f"http://127.0.0.1:{port}/healthz", timeout=60, process=process)
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/accounts/login/") as response:
+                assert b"Sign in to Reef" in response.read()
+            children = _children_of(process.pid)
+            assert len(children) >= 3, "daphne, a Celery worker and Celery beat"
+        finally:
+            process.send_signal(signal.SIGINT)
+            output, _ = process.communicate(timeout=40)
+        assert process.returncode == 0, output
+        assert f"Reef is running at http://localhost:{port}/" in output
+        assert ("Created the first administrator ops" in output) == (run == 1)
+        time.sleep(0.5)
+        assert not [pid for pid in children if _alive(pid)], output
+
+
+def test_serve_starts_an_embedded_redis_when_none_is_found(tmp_path):
+    from portal.management.commands.serve import Command, redis_reachable
+
+    command = Command()
+    command.children = []
+    url = command.start_embedded_redis(tmp_path)
+    try:
+        assert redis_reachable(url)
+    finally:
+        command.stop_children()
+    assert not redis_reachable(url)
+
+
+def test_serve_refuses_a_redis_url_that_does_not_answer(tmp_path):
+    env = {**os.environ, "REEF_VAR_DIR": str(tmp_path), "REDIS_URL": "redis://127.0.0.1:1/0"}
+    env.pop("DATABASE_URL", None)
+    result = subprocess.run([sys.executable, "manage.py", "serve"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
+    assert result.returncode != 0 and "REDIS_URL is set but Redis does not answer" in result.stderr
