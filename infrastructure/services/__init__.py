@@ -1,0 +1,1 @@
+"""Business operations on infrastructure: the single write path for pages, API, admin and Celery."""

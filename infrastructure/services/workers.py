@@ -1,0 +1,170 @@
+"""Workers: register (page, API and agent alike), edit, enable/disable, delete; and the selectors."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from django.core.exceptions import ValidationError
+from django.db import IntegrityError, transaction
+from django.db.models import QuerySet
+
+from infrastructure.models import Account, MachinePolicy, Worker, WorkerPool
+from infrastructure.services import validation as v
+from infrastructure.services.policies import ensure_default_machine_policy
+from portal.models import Event, Space, User
+from portal.services.audit import differences, record_event, snapshot
+
+_AUDITED = ["name", "communication_style", "uri", "thumbprint", "host", "port", "fingerprint", "account",
+            "machine_policy", "is_disabled", "worker_pools"]
+Style = Worker.CommunicationStyle
+
+
+@dataclass
+class Endpoint:
+    communication_style: str
+    uri: str = ""
+    thumbprint: str = ""
+    host: str = ""
+    port: int | None = None
+    fingerprint: str = ""
+    account: Account | None = None
+
+
+@dataclass
+class WorkerSpec:
+    name: str
+    endpoint: Endpoint
+    worker_pools: list[WorkerPool] = field(default_factory=list)
+    machine_policy: MachinePolicy | None = None
+    is_disabled: bool = False
+
+
+def _validate(space: Space, spec: WorkerSpec, exclude_pk: int | None = None) -> WorkerSpec:
+    errors: dict[str, str] = {}
+    spec.name = (spec.name or "").strip()
+    if not spec.name:
+        errors["name"] = "A worker needs a name."
+    elif len(spec.name) > 200:
+        errors["name"] = "A worker name has at most 200 characters."
+    elif Worker.objects.filter(space=space, name__iexact=spec.name).exclude(pk=exclude_pk).exists():
+        errors["name"] = f"A worker named {spec.name!r} already exists in {space.name}."
+
+    if not spec.worker_pools:
+        errors["worker_pool_ids"] = "Choose at least one worker pool."
+    else:
+        foreign = [p.name for p in spec.worker_pools if p.space_id != space.pk]
+        dynamic = [p.name for p in spec.worker_pools if not p.can_add_workers]
+        if foreign:
+            errors["worker_pool_ids"] = f"These pools are not in {space.name}: {', '.join(foreign)}."
+        elif dynamic:
+            errors["worker_pool_ids"] = f"Workers cannot be added by hand to dynamic pools: {', '.join(dynamic)}."
+    if spec.machine_policy is not None and spec.machine_policy.space_id != space.pk:
+        errors["machine_policy_id"] = f"That machine policy is not in {space.name}."
+
+    e = spec.endpoint
+    if e.communication_style not in Style.values:
+        errors["communication_style"] = f"{e.communication_style!r} is not one of {', '.join(Style.values)}."
+    elif e.communication_style in (Style.LISTENING, Style.POLLING):
+        e.thumbprint = v.normalise_thumbprint(e.thumbprint)
+        e.uri = (e.uri or "").strip()
+        if e.communication_style == Style.POLLING:
+            e.uri = e.uri.lower()
+        uri_error = (v.listening_uri_error if e.communication_style == Style.LISTENING else v.polling_uri_error)(e.uri)
+        if uri_error:
+            errors["uri"] = uri_error
+        elif e.communication_style == Style.POLLING and Worker.objects.filter(
+                communication_style=Style.POLLING, uri=e.uri).exclude(pk=exclude_pk).exists():
+            errors["uri"] = "Another worker already uses this polling subscription."
+        if thumb_error := v.thumbprint_error(e.thumbprint):
+            errors["thumbprint"] = thumb_error
+        e.host, e.port, e.fingerprint, e.account = "", None, "", None
+    else:  # SSH
+        e.host = (e.host or "").strip()
+        if host_error := v.host_error(e.host):
+            errors["host"] = host_error
+        e.port = 22 if e.port in (None, "") else e.port
+        if not isinstance(e.port, int) or isinstance(e.port, bool) or not 0 < e.port < 65536:
+            errors["port"] = "The port must be a whole number from 1 to 65535."
+        e.fingerprint = (e.fingerprint or "").strip()
+        if fp_error := v.fingerprint_error(e.fingerprint):
+            errors["fingerprint"] = fp_error
+        if e.account is None:
+            errors["account_id"] = "SSH workers need an account (SSH key pair or username/password)."
+        elif e.account.space_id != space.pk:
+            errors["account_id"] = f"That account is not in {space.name}."
+        elif e.account.account_type not in Account.SSH_TYPES:
+            errors["account_id"] = f"{e.account.name} is a {e.account.get_account_type_display()} account; SSH needs an SSH key pair or username/password account."
+        e.uri, e.thumbprint = "", ""
+    if errors:
+        raise ValidationError(errors)
+    return spec
+
+
+def _apply(worker: Worker, spec: WorkerSpec) -> None:
+    e = spec.endpoint
+    worker.name, worker.is_disabled = spec.name, spec.is_disabled
+    worker.communication_style, worker.uri, worker.thumbprint = e.communication_style, e.uri, e.thumbprint
+    worker.host, worker.port, worker.fingerprint, worker.account = e.host, e.port, e.fingerprint, e.account
+    worker.machine_policy = spec.machine_policy or ensure_default_machine_policy(worker.space)
+
+
+@transaction.atomic
+def register_worker(*, actor: User, space: Space, spec: WorkerSpec) -> Worker:
+    """The one way a worker comes to exist: the Add Worker page, the API and an agent's register-worker."""
+    spec = _validate(space, spec)
+    worker = Worker(space=space)
+    _apply(worker, spec)
+    try:
+        with transaction.atomic():
+            worker.save()
+    except IntegrityError:
+        raise ValidationError({"name": f"A worker named {spec.name!r} (or with this subscription) already exists."}) from None
+    worker.worker_pools.set(spec.worker_pools)
+    record_event(actor=actor, category=Event.Category.CREATED, document=worker,
+                 changes=differences({}, snapshot(worker, _AUDITED)))
+    return worker
+
+
+@transaction.atomic
+def update_worker(*, actor: User, worker: Worker, spec: WorkerSpec) -> Worker:
+    worker = Worker.objects.select_for_update().get(pk=worker.pk)
+    before = snapshot(worker, _AUDITED)
+    spec = _validate(worker.space, spec, exclude_pk=worker.pk)
+    endpoint_changed = (worker.uri, worker.thumbprint, worker.host, worker.port, worker.fingerprint) != (
+        spec.endpoint.uri, spec.endpoint.thumbprint, spec.endpoint.host, spec.endpoint.port, spec.endpoint.fingerprint)
+    _apply(worker, spec)
+    if endpoint_changed:
+        worker.health_status, worker.status_summary = Worker.HealthStatus.UNKNOWN, "The endpoint changed; check health again."
+    worker.save()
+    worker.worker_pools.set(spec.worker_pools)
+    changes = differences(before, snapshot(worker, _AUDITED))
+    if changes:
+        record_event(actor=actor, category=Event.Category.MODIFIED, document=worker, changes=changes)
+    return worker
+
+
+@transaction.atomic
+def set_worker_disabled(*, actor: User, worker: Worker, disabled: bool) -> Worker:
+    updated = Worker.objects.filter(pk=worker.pk, is_disabled=not disabled).update(is_disabled=disabled)
+    worker.refresh_from_db()
+    if updated:
+        record_event(actor=actor, category=Event.Category.MODIFIED, document=worker,
+                     message=f"Worker {worker.name} {'disabled' if disabled else 'enabled'}",
+                     changes={"is_disabled": [not disabled, disabled]})
+        return worker
+
+
+@transaction.atomic
+def delete_worker(*, actor: User, worker: Worker) -> None:
+    record_event(actor=actor, category=Event.Category.DELETED, document=worker)
+    worker.delete()
+
+
+# Selectors ------------------------------------------------------------------------------------
+
+def workers_in_space(space: Space) -> QuerySet[Worker]:
+    return Worker.objects.filter(space=space).select_related("machine_policy").prefetch_related("worker_pools")
+
+
+def workers_available_in_pool(pool: WorkerPool) -> QuerySet[Worker]:
+    return pool.workers.filter(is_disabled=False, health_status__in=[Worker.HealthStatus.HEALTHY, Worker.HealthStatus.HAS_WARNINGS])
