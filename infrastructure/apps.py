@@ -15,6 +15,17 @@ def _ensure_all_space_defaults(**kwargs) -> None:
 
     for space in Space.objects.all():
         _ensure_space_defaults(space)
+    _ensure_health_check_sweep()
+
+
+def _ensure_health_check_sweep() -> None:
+    """Celery beat (django-celery-beat) runs the sweep; each worker's own interval decides when it is due."""
+    from django_celery_beat.models import IntervalSchedule, PeriodicTask
+
+    every, _ = IntervalSchedule.objects.get_or_create(every=30, period=IntervalSchedule.SECONDS)
+    PeriodicTask.objects.update_or_create(name="Health checks due by machine policy",
+                                          defaults={"task": "infrastructure.run_due_health_checks", "interval": every,
+                                                    "enabled": True})
 
 
 class InfrastructureConfig(AppConfig):

@@ -151,6 +151,8 @@ class Worker(OctopusIdMixin, models.Model):
     health_status = models.CharField(max_length=20, choices=HealthStatus.choices, default=HealthStatus.UNKNOWN, db_index=True)
     status_summary = models.TextField(blank=True, default="This worker has not been health-checked yet.")
     last_health_check = models.DateTimeField(null=True, blank=True)
+    # Claimed by compare-and-set when a check is due, so one check runs however many sweeps overlap.
+    next_health_check = models.DateTimeField(null=True, blank=True, db_index=True)
     unavailable_since = models.DateTimeField(null=True, blank=True)
     health_check_log = models.TextField(blank=True, default="")
     capabilities = models.JSONField(default=dict, blank=True)

@@ -1,0 +1,152 @@
+"""Health checks: connect through the worker's transport, run the policy's script, record the result.
+
+1. A periodic sweep claims due workers by compare-and-set on `next_health_check` (with jitter, so a
+   fleet that comes back at once does not storm the server) and checks them concurrently.
+2. Each check has the policy's connect timeout and retries; a hung script is bounded by its own timeout.
+3. Status: unreachable → Unavailable (with the reason); script exit code ≠ 0 → Unhealthy;
+   warnings → HasWarnings; otherwise Healthy. An audit event is written only when the status changes.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import time
+from concurrent.futures import ThreadPoolExecutor
+from datetime import timedelta
+
+from django.db import close_old_connections, transaction
+from django.db.models import Q
+from django.utils import timezone
+
+from infrastructure.models import MachinePolicy, Worker
+from infrastructure.transports import TransportError, transport_for
+from portal.models import Event, User
+from portal.services.audit import record_event
+
+log = logging.getLogger(__name__)
+SWEEP_BATCH = 200
+CONCURRENT_CHECKS = 16
+SCRIPT_TIMEOUT = 300
+WARNING_MARK = "##octopus[stdout-warning]"
+
+
+def _interpret(result: dict) -> tuple[str, str, list[str]]:
+    """(status, summary, log lines) from a transport's health answer."""
+    capabilities = result["Capabilities"]
+    lines = [f"Connected. {capabilities.get('OperatingSystem', 'Unknown OS')} {capabilities.get('Architecture', '')}".strip(),
+             "Shells: " + (", ".join(capabilities.get("Shells") or []) or "none"),
+             "Tools on PATH: " + (", ".join(sorted(capabilities.get("Tools") or {})) or "none")]
+    code = result.get("ScriptExitCode")
+    warnings: list[str] = []
+    if code is not None:
+        lines.append("Health check script output:")
+        in_warning = False
+        for line in result.get("ScriptOutput", "").splitlines():
+            if line == WARNING_MARK:
+                in_warning = True
+            elif line.startswith("##octopus["):
+                in_warning = False
+            else:
+                lines.append(("WARNING: " if in_warning else "  ") + line)
+                if in_warning:
+                    warnings.append(line)
+        lines.append(f"Health check script exited with code {code}.")
+    if code not in (None, 0):
+        return Worker.HealthStatus.UNHEALTHY, f"The health check script exited with code {code}.", lines
+    if warnings:
+        return Worker.HealthStatus.HAS_WARNINGS, f"Healthy, with warnings: {warnings[0]}", lines
+    return Worker.HealthStatus.HEALTHY, "Healthy", lines
+
+
+def check_worker_health(worker_id: int) -> Worker:
+    worker = Worker.objects.select_related("machine_policy", "account", "space").get(pk=worker_id)
+    policy = worker.machine_policy
+    script = policy.bash_health_check_script if policy.health_check_type == MachinePolicy.HealthCheckType.RUN_SCRIPT else ""
+    started = timezone.now()
+    log_lines = [f"{started:%Y-%m-%d %H:%M:%S} Checking health of {worker.name} at {worker.endpoint_uri}"]
+    capabilities = None
+    for attempt in range(policy.retry_count + 1):
+        try:
+            result = transport_for(worker).health(script=script, script_timeout=SCRIPT_TIMEOUT)
+        except TransportError as error:
+            log_lines.append(f"Attempt {attempt + 1}: {error}")
+            status, summary = Worker.HealthStatus.UNAVAILABLE, str(error)
+            if attempt < policy.retry_count:
+                time.sleep(policy.retry_wait)
+            continue
+        except Exception as error:  # a bug or a surprise must not leave the worker's status stale
+            log.exception("health check of %s failed", worker.name)
+            status, summary = Worker.HealthStatus.UNAVAILABLE, f"The health check failed unexpectedly: {error}"
+            log_lines.append(summary)
+            break
+        status, summary, lines = _interpret(result)
+        capabilities = result["Capabilities"]
+        log_lines += lines
+        break
+    log_lines.append(f"Result: {status}.")
+    return record_health(worker=worker, status=status, summary=summary, log_text="\n".join(log_lines), capabilities=capabilities)
+
+
+@transaction.atomic
+def record_health(*, worker: Worker, status: str, summary: str, log_text: str, capabilities: dict | None) -> Worker:
+    now = timezone.now()
+    current = Worker.objects.select_for_update().get(pk=worker.pk)
+    previous = current.health_status
+    current.health_status, current.status_summary, current.health_check_log = status, summary[:2000], log_text[-100_000:]
+    current.last_health_check = now
+    if capabilities is not None:
+        current.capabilities = capabilities
+    if status == Worker.HealthStatus.UNAVAILABLE:
+        current.unavailable_since = current.unavailable_since or now
+    else:
+        current.unavailable_since = None
+    current.save(update_fields=["health_status", "status_summary", "health_check_log", "last_health_check",
+                                "capabilities", "unavailable_since"])
+    if previous != status:
+        healthy = status in (Worker.HealthStatus.HEALTHY, Worker.HealthStatus.HAS_WARNINGS)
+        record_event(actor=None, category=Event.Category.MACHINE_HEALTHY if healthy else Event.Category.MACHINE_UNAVAILABLE,
+                     document=current, message=f"Worker {current.name} is now {status} (was {previous}): {summary[:300]}",
+                     changes={"health_status": [previous, status]})
+    return current
+
+
+def request_health_check(*, actor: User, worker: Worker) -> None:
+    """Check health now (the page's button): queued to Celery once the request's transaction commits."""
+    from infrastructure.tasks import check_worker_health_task
+
+    record_event(actor=actor, category=Event.Category.MODIFIED, document=worker, message=f"Health check of {worker.name} requested")
+    Worker.objects.filter(pk=worker.pk).update(status_summary="A health check is queued.")
+    transaction.on_commit(lambda: check_worker_health_task.delay(worker.pk))
+
+
+def claim_due_workers(now=None, limit: int = SWEEP_BATCH) -> list[int]:
+    """Workers whose check is due, each claimed by compare-and-set so overlapping sweeps never double-check."""
+    now = now or timezone.now()
+    claimed = []
+    due = (Worker.objects.filter(is_disabled=False).filter(Q(next_health_check__isnull=True) | Q(next_health_check__lte=now))
+           .select_related("machine_policy").order_by("next_health_check")[:limit])
+    for worker in due:
+        interval = worker.machine_policy.health_check_interval
+        # Jitter up to 10% spreads a fleet that was checked together.
+        next_check = now + timedelta(seconds=interval + random.uniform(0, interval * 0.1))
+        if Worker.objects.filter(pk=worker.pk, next_health_check=worker.next_health_check).update(next_health_check=next_check):
+            claimed.append(worker.pk)
+    return claimed
+
+
+def _check_in_thread(worker_id: int) -> None:
+    try:
+        check_worker_health(worker_id)
+    except Worker.DoesNotExist:
+        pass  # deleted meanwhile
+    finally:
+        close_old_connections()
+
+
+def run_due_health_checks() -> int:
+    claimed = claim_due_workers()
+    if claimed:
+        with ThreadPoolExecutor(max_workers=min(CONCURRENT_CHECKS, len(claimed))) as pool:
+            list(pool.map(_check_in_thread, claimed))
+    return len(claimed)

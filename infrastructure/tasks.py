@@ -1,0 +1,20 @@
+"""Celery entry points: thin adapters that load by id and call a service."""
+
+from celery import shared_task
+
+from infrastructure.services import health
+
+
+@shared_task(name="infrastructure.check_worker_health", acks_late=True, max_retries=0)
+def check_worker_health_task(worker_id: int) -> str:
+    from infrastructure.models import Worker
+
+    try:
+        return health.check_worker_health(worker_id).health_status
+    except Worker.DoesNotExist:
+        return "deleted"
+
+
+@shared_task(name="infrastructure.run_due_health_checks", acks_late=True, max_retries=0)
+def run_due_health_checks_task() -> int:
+    return health.run_due_health_checks()

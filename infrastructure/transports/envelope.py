@@ -1,0 +1,70 @@
+"""What listening and polling transports share: the script service over request/response envelopes."""
+
+from __future__ import annotations
+
+import time
+import uuid
+
+from infrastructure.models import Worker
+from infrastructure.transports import TransportError
+
+
+class EnvelopeTransport:
+    """Subclasses implement `exchange(envelope, timeout) -> envelope`."""
+
+    def __init__(self, worker: Worker):
+        self.worker = worker
+        self.timeout = worker.machine_policy.connect_timeout
+
+    def exchange(self, envelope: dict, timeout: float) -> dict:
+        raise NotImplementedError
+
+    def call(self, method: str, params: dict | None = None, timeout: float | None = None) -> dict:
+        envelope = {"Id": uuid.uuid4().hex, "Method": method, "Params": params or {}}
+        answer = self.exchange(envelope, timeout if timeout is not None else self.timeout)
+        if not isinstance(answer, dict) or answer.get("Id") != envelope["Id"]:
+            raise TransportError(f"{self.worker.name} answered {method} with something that is not its answer.")
+        if "Error" in answer:
+            error = answer["Error"] or {}
+            raise TransportError(f"{self.worker.name} refused {method}: {error.get('Message', 'no reason given')}")
+        return answer.get("Result") or {}
+
+    def run_script(self, body: str, syntax: str = "Bash", timeout: float = 300) -> tuple[int | None, list[dict]]:
+        """Start a script and follow it to the end: (exit code, log lines). Long-polls, no busy waiting."""
+        ticket = self.call("StartScript", {"ScriptBody": body, "Syntax": syntax, "Variables": [], "Packages": [],
+                                           "IsolationMutex": None, "TimeoutSeconds": int(timeout)})["Ticket"]
+        lines: list[dict] = []
+        after = -1
+        deadline = time.monotonic() + timeout + self.timeout
+        try:
+            while True:
+                status = self.call("GetStatus", {"Ticket": ticket, "AfterSequence": after, "WaitSeconds": 10},
+                                   timeout=self.timeout + 15)
+                for line in status.get("Logs") or []:
+                    lines.append(line)
+                    after = max(after, line.get("Sequence", after))
+                if status.get("State") == "Complete":
+                    return status.get("ExitCode"), lines
+                if time.monotonic() > deadline:
+                    self.call("CancelScript", {"Ticket": ticket})
+                    raise TransportError(f"The script on {self.worker.name} did not finish within {timeout:.0f}s and was cancelled.")
+        finally:
+            try:
+                self.call("CompleteScript", {"Ticket": ticket})
+            except TransportError:
+                pass  # the work folder is cleaned up by the agent's own retention
+
+    def health(self, script: str = "", script_timeout: float = 300) -> dict:
+        capabilities = self.call("Health")
+        capabilities.setdefault("Transport", self.worker.communication_style)
+        result = {"Capabilities": capabilities, "ScriptExitCode": None, "ScriptOutput": ""}
+        if script.strip():
+            code, lines = self.run_script(script, "Bash", script_timeout)
+            output = []
+            for line in lines:
+                if line.get("Category") == "Warning":
+                    output += ["##octopus[stdout-warning]", line.get("Text", ""), "##octopus[stdout-default]"]
+                else:
+                    output.append(line.get("Text", ""))
+            result.update(ScriptExitCode=code, ScriptOutput="\n".join(output))
+        return result

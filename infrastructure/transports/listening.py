@@ -1,0 +1,79 @@
+"""Listening tentacles: the server connects out over HTTPS with mutual TLS.
+
+The server presents its own certificate; the agent's is pinned by thumbprint (a self-signed
+certificate has no chain to verify, so the thumbprint *is* the trust).
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import ssl
+import tempfile
+from functools import lru_cache
+from urllib.parse import urlparse
+
+from infrastructure.services.certificates import current_server_certificate, server_private_key_pem, thumbprint_of
+from infrastructure.transports import TransportError
+from infrastructure.transports.envelope import EnvelopeTransport
+
+MAX_RESPONSE = 64 * 1024 * 1024
+
+
+@lru_cache(maxsize=4)
+def _client_context(thumbprint: str) -> ssl.SSLContext:
+    """An SSL context presenting the server certificate. ssl needs files: a 0700 folder of this process."""
+    certificate = current_server_certificate()
+    folder = tempfile.mkdtemp(prefix="reef-tls-")
+    path = os.path.join(folder, "server.pem")
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(certificate.certificate_pem + server_private_key_pem(certificate))
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE  # pinned by thumbprint below instead
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    context.load_cert_chain(path)
+    os.unlink(path)
+    os.rmdir(folder)
+    return context
+
+
+def server_tls_context() -> ssl.SSLContext:
+    return _client_context(current_server_certificate().thumbprint)
+
+
+class ListeningTransport(EnvelopeTransport):
+    def exchange(self, envelope: dict, timeout: float) -> dict:
+        uri = urlparse(self.worker.uri)
+        host, port = uri.hostname, uri.port or 10933
+        connection = http.client.HTTPSConnection(host, port, timeout=timeout, context=server_tls_context())
+        try:
+            try:
+                connection.connect()
+            except ssl.SSLError as error:
+                raise TransportError(f"The TLS handshake with {self.worker.uri} failed ({error.reason or error}); "
+                                     "does the agent trust this server's thumbprint?") from None
+            seen = thumbprint_of(connection.sock.getpeercert(binary_form=True) or b"")
+            if seen != self.worker.thumbprint:
+                raise TransportError(f"{self.worker.uri} presented certificate {seen}, not the pinned {self.worker.thumbprint}: "
+                                     "refusing to talk to it.")
+            body = json.dumps(envelope).encode()
+            connection.request("POST", "/script-service", body=body, headers={"Content-Type": "application/json"})
+            response = connection.getresponse()
+            data = response.read(MAX_RESPONSE + 1)
+            if len(data) > MAX_RESPONSE:
+                raise TransportError(f"{self.worker.uri} sent an answer larger than {MAX_RESPONSE} bytes.")
+            if response.status != 200:
+                raise TransportError(f"{self.worker.uri} answered HTTP {response.status}: {data[:200].decode(errors='replace')}")
+            return json.loads(data)
+        except (OSError, http.client.HTTPException) as error:
+            if isinstance(error, TransportError):
+                raise
+            reason = getattr(error, "strerror", None) or str(error) or type(error).__name__
+            raise TransportError(f"Could not reach {self.worker.uri}: {reason}.") from None
+        except ValueError:
+            raise TransportError(f"{self.worker.uri} answered with something that is not JSON.") from None
+        finally:
+            connection.close()
