@@ -18,3 +18,8 @@ def check_worker_health_task(worker_id: int) -> str:
 @shared_task(name="infrastructure.run_due_health_checks", acks_late=True, max_retries=0)
 def run_due_health_checks_task() -> int:
     return health.run_due_health_checks()
+
+
+@shared_task(name="infrastructure.run_health_check", acks_late=True, max_retries=0)
+def run_health_check_task(task_id: int) -> None:
+    health.run_health_check_server_task(task_id)

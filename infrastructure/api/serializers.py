@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import re
 
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from infrastructure.models import Account, MachinePolicy, Worker, WorkerPool
@@ -20,6 +22,7 @@ def format_timespan(seconds: int) -> str:
     return (f"{days}." if days else "") + f"{hours:02}:{minutes:02}:{secs:02}"
 
 
+@extend_schema_field(OpenApiTypes.STR)
 class TimeSpanField(serializers.Field):
     default_error_messages = {"invalid": "Expected a time span such as 00:05:00 or 1.00:00:00."}
 

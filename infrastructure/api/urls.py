@@ -3,12 +3,17 @@ from rest_framework.routers import SimpleRouter
 
 from infrastructure.api import views
 
+
+def unscoped(viewset):
+    """The default space's alias of a space-scoped route, as Octopus serves it; the schema documents the scoped one."""
+    return type(f"Unscoped{viewset.__name__}", (viewset,), {"schema": None})
+
+
 router = SimpleRouter(trailing_slash=False)
-for prefix in (r"(?P<space_id>Spaces-\d+)/", ""):
-    router.register(prefix + "workerpools", views.WorkerPoolViewSet, basename=f"workerpool{'-s' if prefix else ''}")
-    router.register(prefix + "workers", views.WorkerViewSet, basename=f"worker{'-s' if prefix else ''}")
-    router.register(prefix + "machinepolicies", views.MachinePolicyViewSet, basename=f"machinepolicy{'-s' if prefix else ''}")
-    router.register(prefix + "accounts", views.AccountViewSet, basename=f"account{'-s' if prefix else ''}")
+for name, viewset in [("workerpools", views.WorkerPoolViewSet), ("workers", views.WorkerViewSet),
+                      ("machinepolicies", views.MachinePolicyViewSet), ("accounts", views.AccountViewSet)]:
+    router.register(rf"(?P<space_id>Spaces-\d+)/{name}", viewset, basename=f"{name}-scoped")
+    router.register(name, unscoped(viewset), basename=name)
 
 urlpatterns = [
     path("certificates/certificate-global", views.ServerCertificateView.as_view(), name="server-certificate"),

@@ -111,13 +111,45 @@ def record_health(*, worker: Worker, status: str, summary: str, log_text: str, c
     return current
 
 
-def request_health_check(*, actor: User, worker: Worker) -> None:
-    """Check health now (the page's button): queued to Celery once the request's transaction commits."""
-    from infrastructure.tasks import check_worker_health_task
+@transaction.atomic
+def request_health_check(*, actor: User, worker: Worker):
+    """Check health now (the page's button): a Health server task with a log, queued to Celery."""
+    from deployments.services.tasks import queue_server_task
+    from infrastructure.tasks import run_health_check_task
 
-    record_event(actor=actor, category=Event.Category.MODIFIED, document=worker, message=f"Health check of {worker.name} requested")
-    Worker.objects.filter(pk=worker.pk).update(status_summary="A health check is queued.")
-    transaction.on_commit(lambda: check_worker_health_task.delay(worker.pk))
+    return queue_server_task(space=worker.space, name="Health", description=f"Check health of {worker.name}",
+                             arguments={"WorkerIds": [worker.octopus_id]}, created_by=actor, celery_task=run_health_check_task)
+
+
+def run_health_check_server_task(task_id: int) -> None:
+    """Runs a Health task: checks each worker it names and copies each check's log into the task's log."""
+    from deployments.services.tasks import TaskLog, claim_server_task, finish_server_task
+
+    task = claim_server_task(task_id)
+    if task is None:
+        return  # already claimed: a redelivered message
+    task_log = TaskLog(task)
+    problems, warnings = [], False
+    for octopus_id in task.arguments.get("WorkerIds", []):
+        worker = Worker.objects.filter(pk=Worker.pk_from_octopus_id(octopus_id) or 0, space=task.space).first()
+        if worker is None:
+            task_log.write(f"{octopus_id} no longer exists.", "Warning")
+            warnings = True
+            continue
+        checked = check_worker_health(worker.pk)
+        for line in checked.health_check_log.splitlines():
+            task_log.write(line, "Warning" if line.startswith("WARNING:") else "Info")
+        if checked.health_status == Worker.HealthStatus.HAS_WARNINGS:
+            warnings = True
+        elif checked.health_status != Worker.HealthStatus.HEALTHY:
+            problems.append(f"{checked.name} is {checked.health_status}: {checked.status_summary}")
+            task_log.write(problems[-1], "Error")
+        task_log.flush()
+    task_log.flush()
+    if problems:
+        finish_server_task(task=task, state="Failed", error_message="; ".join(problems), has_warnings=warnings)
+    else:
+        finish_server_task(task=task, state="Success", has_warnings=warnings)
 
 
 def claim_due_workers(now=None, limit: int = SWEEP_BATCH) -> list[int]:

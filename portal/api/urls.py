@@ -2,6 +2,7 @@ from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from rest_framework.routers import SimpleRouter
 
+from deployments.api.views import ServerTaskViewSet
 from portal.api import views
 
 router = SimpleRouter(trailing_slash=False)
@@ -12,6 +13,9 @@ router.register("userroles", views.UserRoleViewSet, basename="userrole")
 router.register("teams", views.TeamViewSet, basename="team")
 router.register("scopeduserroles", views.ScopedUserRoleViewSet, basename="scopeduserrole")
 router.register("events", views.EventViewSet, basename="event")
+router.register("tasks", ServerTaskViewSet, basename="task")
+router.register(r"(?P<space_id>Spaces-\d+)/tasks", type("ScopedServerTaskViewSet", (ServerTaskViewSet,), {"schema": None}),
+                basename="task-s")
 
 urlpatterns = [
     path("", views.ApiRootView.as_view(), name="api-root"),

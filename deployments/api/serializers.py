@@ -1,0 +1,50 @@
+from rest_framework import serializers
+
+from deployments.models import ServerTask
+from portal.api.base import OctopusSerializer
+
+
+class ServerTaskSerializer(OctopusSerializer):
+    """Octopus's TaskResource."""
+
+    self_link = "/api/tasks/{id}"
+
+    SpaceId = serializers.SerializerMethodField()
+    Name = serializers.CharField(source="name")
+    Description = serializers.CharField(source="description")
+    Arguments = serializers.JSONField(source="arguments")
+    State = serializers.CharField(source="state")
+    QueueTime = serializers.DateTimeField(source="queued")
+    StartTime = serializers.DateTimeField(source="started")
+    CompletedTime = serializers.DateTimeField(source="completed")
+    ErrorMessage = serializers.CharField(source="error_message")
+    IsCompleted = serializers.BooleanField(source="is_completed")
+    FinishedSuccessfully = serializers.SerializerMethodField()
+    HasBeenPickedUpByProcessor = serializers.SerializerMethodField()
+    HasWarningsOrErrors = serializers.SerializerMethodField()
+    CanRerun = serializers.SerializerMethodField()
+    ServerNode = serializers.CharField(source="server_node")
+
+    class Meta:
+        model = ServerTask
+        fields = ["Id", "SpaceId", "Name", "Description", "Arguments", "State", "QueueTime", "StartTime", "CompletedTime",
+                  "ErrorMessage", "IsCompleted", "FinishedSuccessfully", "HasBeenPickedUpByProcessor", "HasWarningsOrErrors",
+                  "CanRerun", "ServerNode", "Links"]
+
+    def get_SpaceId(self, obj) -> str:  # noqa: N802
+        return f"Spaces-{obj.space_id}"
+
+    def get_FinishedSuccessfully(self, obj) -> bool:  # noqa: N802
+        return obj.state == ServerTask.State.SUCCESS
+
+    def get_HasBeenPickedUpByProcessor(self, obj) -> bool:  # noqa: N802
+        return obj.started is not None
+
+    def get_HasWarningsOrErrors(self, obj) -> bool:  # noqa: N802
+        return obj.has_warnings or obj.state == ServerTask.State.FAILED
+
+    def get_CanRerun(self, obj) -> bool:  # noqa: N802
+        return False
+
+    def extra_links(self, obj):
+        return {"Raw": f"/api/tasks/{obj.octopus_id}/raw", "Web": f"/Spaces-{obj.space_id}/tasks/{obj.pk}/"}
