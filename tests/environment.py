@@ -33,7 +33,8 @@ def _choose_database() -> str:
     if os.environ.get("DATABASE_URL"):
         return "PostgreSQL (DATABASE_URL)" if os.environ["DATABASE_URL"].startswith("postgres") else "DATABASE_URL"
     if _port_open("127.0.0.1", 5432):
-        os.environ["DATABASE_URL"] = "postgres://postgres@127.0.0.1:5432/reef"
+        # Per run, so concurrent runs on one machine never share (or drop) each other's test database.
+        os.environ["DATABASE_URL"] = f"postgres://postgres@127.0.0.1:5432/reef_{os.getpid()}"
         return "PostgreSQL on 127.0.0.1:5432"
     if os.environ.get("CI") == "true":
         raise SystemExit("CI must run on PostgreSQL, and none answers on 127.0.0.1:5432 (set DATABASE_URL).")

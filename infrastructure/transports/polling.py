@@ -8,6 +8,7 @@ Keys: `reef:poll:<subscription>:requests` (a list of envelopes, oldest first) an
 from __future__ import annotations
 
 import json
+import time
 
 import redis
 from django.conf import settings
@@ -18,6 +19,13 @@ from infrastructure.transports.envelope import EnvelopeTransport
 
 def redis_client() -> redis.Redis:
     return redis.Redis.from_url(settings.REDIS_URL, socket_timeout=None, socket_connect_timeout=5)
+
+
+NOTIFY_CHANNEL = "reef:poll:notify"
+
+
+def owner_key(request_id: str) -> str:
+    return f"reef:poll:owner:{request_id}"
 
 
 def requests_key(subscription: str) -> str:
@@ -34,10 +42,14 @@ class PollingTransport(EnvelopeTransport):
         if not subscription:
             raise TransportError(f"{self.worker.name} has no polling subscription.")
         queue_timeout = self.worker.machine_policy.polling_request_queue_timeout
-        envelope = {**envelope, "ExpiresInSeconds": queue_timeout}
+        envelope = {**envelope, "ExpiresInSeconds": queue_timeout, "QueuedAt": time.time()}
         client = redis_client()
         try:
-            client.rpush(requests_key(subscription), json.dumps(envelope))
+            pipe = client.pipeline()
+            pipe.set(owner_key(envelope["Id"]), subscription, ex=int(queue_timeout + timeout + 600))
+            pipe.rpush(requests_key(subscription), json.dumps(envelope))
+            pipe.publish(NOTIFY_CHANNEL, subscription)
+            pipe.execute()
             answer = client.blpop([response_key(envelope["Id"])], timeout=max(1, int(queue_timeout + timeout)))
         except redis.RedisError as error:
             raise TransportError(f"Redis did not take the request for {self.worker.name}: {error}") from None

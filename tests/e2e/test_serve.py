@@ -38,7 +38,7 @@ def _alive(pid: int) -> bool:
 
 def _serve(tmp_path, port):
     env = {k: v for k, v in os.environ.items() if k not in {"DATABASE_URL"}}
-    env.update(REEF_VAR_DIR=str(tmp_path), PORT=str(port), REEF_ADMIN_USERNAME="ops",
+    env.update(REEF_VAR_DIR=str(tmp_path), PORT=str(port), REEF_POLLING_PORT=str(free_port()), REEF_ADMIN_USERNAME="ops",
                REEF_ADMIN_PASSWORD="First-run-password-1", PYTHONUNBUFFERED="1")
     return subprocess.Popen([sys.executable, "manage.py", "serve"], cwd=ROOT, env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
@@ -53,7 +53,7 @@ def test_serve_starts_daphne_and_celery_and_ctrl_c_stops_every_child(tmp_path):
             with urllib.request.urlopen(f"http://127.0.0.1:{port}/accounts/login/") as response:
                 assert b"Sign in to Reef" in response.read()
             children = _children_of(process.pid)
-            assert len(children) >= 3, "daphne, a Celery worker and Celery beat"
+            assert len(children) >= 4, "daphne, the polling endpoint, a Celery worker and Celery beat"
         finally:
             process.send_signal(signal.SIGINT)
             output, _ = process.communicate(timeout=40)

