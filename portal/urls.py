@@ -5,6 +5,8 @@ from django.urls import include, path, register_converter
 
 from drf_spectacular.utils import extend_schema
 
+from infrastructure.distribution import BUNDLE_NAME
+from infrastructure.distribution import views as distribution
 from portal.api.views import ApiRootView
 from portal.views import configuration as config
 from portal.views import pages
@@ -52,6 +54,9 @@ urlpatterns = [
     path("configuration/teams/<int:pk>/roles/<int:role_pk>/remove/", config.team_remove_role, name="configuration-team-remove-role"),
     path("configuration/spaces/", config.space_list, name="configuration-spaces"),
     path("configuration/audit/", config.audit, name="configuration-audit"),
+    path("infrastructure/tentacle/install.sh", distribution.install_sh, name="tentacle-install-script"),
+    path(f"infrastructure/tentacle/{BUNDLE_NAME}", distribution.bundle, name="tentacle-bundle"),
+    path(f"infrastructure/tentacle/{BUNDLE_NAME}.sha256", distribution.bundle_sha256, name="tentacle-bundle-sha256"),
     path("admin/", admin.site.urls),
     path("api/", include("portal.api.urls")),
     path("api", extend_schema(exclude=True)(ApiRootView).as_view()),

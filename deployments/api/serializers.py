@@ -1,15 +1,14 @@
 from rest_framework import serializers
 
 from deployments.models import ServerTask
-from portal.api.base import OctopusSerializer
+from portal.api.base import SpaceScopedSerializer
 
 
-class ServerTaskSerializer(OctopusSerializer):
+class ServerTaskSerializer(SpaceScopedSerializer):
     """Octopus's TaskResource."""
 
     self_link = "/api/tasks/{id}"
 
-    SpaceId = serializers.SerializerMethodField()
     Name = serializers.CharField(source="name")
     Description = serializers.CharField(source="description")
     Arguments = serializers.JSONField(source="arguments")
@@ -30,9 +29,6 @@ class ServerTaskSerializer(OctopusSerializer):
         fields = ["Id", "SpaceId", "Name", "Description", "Arguments", "State", "QueueTime", "StartTime", "CompletedTime",
                   "ErrorMessage", "IsCompleted", "FinishedSuccessfully", "HasBeenPickedUpByProcessor", "HasWarningsOrErrors",
                   "CanRerun", "ServerNode", "Links"]
-
-    def get_SpaceId(self, obj) -> str:  # noqa: N802
-        return f"Spaces-{obj.space_id}"
 
     def get_FinishedSuccessfully(self, obj) -> bool:  # noqa: N802
         return obj.state == ServerTask.State.SUCCESS

@@ -9,7 +9,7 @@ from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from infrastructure.models import Account, MachinePolicy, Worker, WorkerPool
-from portal.api.base import OctopusSerializer
+from portal.api.base import SpaceScopedSerializer
 
 _TIMESPAN_RE = re.compile(r"^(?:(\d+)\.)?(\d{1,2}):(\d{2}):(\d{2})(?:\.\d+)?$")
 
@@ -39,16 +39,6 @@ class TimeSpanField(serializers.Field):
         if hours > 23 or minutes > 59 or secs > 59:
             self.fail("invalid")
         return days * 86400 + hours * 3600 + minutes * 60 + secs
-
-
-class SpaceScopedSerializer(OctopusSerializer):
-    SpaceId = serializers.SerializerMethodField()
-
-    def get_SpaceId(self, obj) -> str:  # noqa: N802
-        return f"Spaces-{obj.space_id}"
-
-    def link_context(self, obj):
-        return {"space": f"Spaces-{obj.space_id}"}
 
 
 class WorkerPoolSerializer(SpaceScopedSerializer):

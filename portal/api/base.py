@@ -31,6 +31,18 @@ class OctopusSerializer(serializers.ModelSerializer):
         return {}
 
 
+class SpaceScopedSerializer(OctopusSerializer):
+    """Resources that live in a space carry `SpaceId`, and `{space}` in their links."""
+
+    SpaceId = serializers.SerializerMethodField()
+
+    def get_SpaceId(self, obj) -> str:  # noqa: N802
+        return f"Spaces-{obj.space_id}"
+
+    def link_context(self, obj):
+        return {"space": f"Spaces-{obj.space_id}"}
+
+
 def pascal_case(name: str) -> str:
     """`worker_pool_ids` → `WorkerPoolIds`; leaves names that are already PascalCase alone."""
     if "_" not in name and name[:1].isupper():
