@@ -60,6 +60,7 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("api/", include("portal.api.urls")),
     path("api", extend_schema(exclude=True)(ApiRootView).as_view()),
+    path("<space:space_id>/infrastructure/", include("infrastructure.urls")),
     path("<space:space_id>/", include("deployments.urls")),
     path("<space:space_id>/", pages.dashboard, name="dashboard"),
 ]
