@@ -54,6 +54,7 @@ urlpatterns = [
     path("configuration/teams/<int:pk>/roles/<int:role_pk>/remove/", config.team_remove_role, name="configuration-team-remove-role"),
     path("configuration/spaces/", config.space_list, name="configuration-spaces"),
     path("configuration/audit/", config.audit, name="configuration-audit"),
+    path("configuration/certificate/", config.server_certificate, name="configuration-certificate"),
     path("infrastructure/tentacle/install.sh", distribution.install_sh, name="tentacle-install-script"),
     path(f"infrastructure/tentacle/{BUNDLE_NAME}", distribution.bundle, name="tentacle-bundle"),
     path(f"infrastructure/tentacle/{BUNDLE_NAME}.sha256", distribution.bundle_sha256, name="tentacle-bundle-sha256"),

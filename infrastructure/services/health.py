@@ -176,7 +176,26 @@ def _check_in_thread(worker_id: int) -> None:
         close_old_connections()
 
 
+def delete_long_unavailable_workers(now=None) -> list[str]:
+    """Machine policies that say "delete machines unavailable for longer than…" are applied here."""
+    now = now or timezone.now()
+    deleted = []
+    candidates = Worker.objects.filter(
+        health_status=Worker.HealthStatus.UNAVAILABLE, unavailable_since__isnull=False,
+        machine_policy__delete_behavior=MachinePolicy.DeleteBehavior.DELETE_UNAVAILABLE).select_related("machine_policy")
+    for worker in candidates:
+        if worker.unavailable_since + timedelta(seconds=worker.machine_policy.delete_after) <= now:
+            with transaction.atomic():
+                record_event(actor=None, category=Event.Category.DELETED, document=worker,
+                             message=f"Worker {worker.name} deleted: unavailable since {worker.unavailable_since:%Y-%m-%d %H:%M} "
+                                     f"(machine policy {worker.machine_policy.name})")
+                worker.delete()
+            deleted.append(worker.name)
+    return deleted
+
+
 def run_due_health_checks() -> int:
+    delete_long_unavailable_workers()
     claimed = claim_due_workers()
     if claimed:
         with ThreadPoolExecutor(max_workers=min(CONCURRENT_CHECKS, len(claimed))) as pool:

@@ -298,3 +298,20 @@ def audit(request):
     querystring.pop("page", None)
     return render(request, "portal/configuration/audit.html",
                   {"form": form, "page": page, "querystring": querystring.urlencode()}, status=status)
+
+
+# Server certificate ---------------------------------------------------------------------------
+
+@login_required
+def server_certificate(request):
+    from infrastructure.services.certificates import current_server_certificate, rotate_server_certificate
+
+    require_permission(request.user, P.CONFIGURE_SERVER)
+    if request.method == "POST":
+        require_permission(request.user, P.ADMINISTER_SYSTEM)
+        new = rotate_server_certificate(actor=request.user)
+        messages.warning(request, f"New server thumbprint {new.thumbprint}. Agents must trust it again "
+                                  "(tentacle configure --trust) before they connect.")
+        return redirect("configuration-certificate")
+    return render(request, "portal/configuration/certificate.html", {
+        "certificate": current_server_certificate(), "may_rotate": has_permission(request.user, P.ADMINISTER_SYSTEM)})

@@ -104,3 +104,23 @@ def test_disabled_workers_are_not_checked(space, administrator, sshd, quick_poli
     worker = ssh_worker(space, administrator, sshd, quick_policy)
     workers.set_worker_disabled(actor=administrator, worker=worker, disabled=True)
     assert health.claim_due_workers() == []
+
+
+def test_a_policy_deletes_workers_unavailable_for_longer_than_its_span(space, administrator, quick_policy):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from infrastructure.services.policies import update_machine_policy
+
+    update_machine_policy(actor=administrator, policy=quick_policy, delete_behavior="DeleteUnavailableMachines", delete_after=3600)
+    pool = WorkerPool.objects.get(space=space, is_default=True)
+    make = lambda name: workers.register_worker(actor=administrator, space=space, spec=WorkerSpec(  # noqa: E731
+        name=name, worker_pools=[pool], machine_policy=quick_policy,
+        endpoint=Endpoint(communication_style="TentaclePassive", uri=f"https://{name}:10933/", thumbprint="A" * 40)))
+    gone, recent = make("long-gone"), make("just-blipped")
+    Worker.objects.filter(pk=gone.pk).update(health_status="Unavailable", unavailable_since=timezone.now() - timedelta(hours=2))
+    Worker.objects.filter(pk=recent.pk).update(health_status="Unavailable", unavailable_since=timezone.now() - timedelta(minutes=5))
+    assert health.delete_long_unavailable_workers() == ["long-gone"]
+    assert list(Worker.objects.values_list("name", flat=True)) == ["just-blipped"]
+    assert Event.objects.filter(category="Deleted", message__contains="long-gone").exists()

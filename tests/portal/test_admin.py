@@ -39,3 +39,15 @@ def test_the_admin_action_disables_workers_through_the_service(page_client, admi
     page_client(administrator).post("/admin/infrastructure/worker/", {"action": "disable", "_selected_action": [worker.pk]})
     assert Worker.objects.get(pk=worker.pk).is_disabled
     assert Event.objects.filter(document_id=worker.octopus_id, message__contains="disabled").exists()
+
+
+def test_only_system_administrators_rotate_the_server_certificate(page_client, administrator, space_manager):
+    from infrastructure.models import ServerCertificate
+    from infrastructure.services.certificates import current_server_certificate
+
+    before = current_server_certificate().thumbprint
+    assert page_client(space_manager).post("/configuration/certificate/").status_code == 403
+    page_client(administrator).post("/configuration/certificate/")
+    after = ServerCertificate.objects.get(is_current=True).thumbprint
+    assert after != before
+    assert after in page_client(administrator).get("/configuration/certificate/").content.decode()
