@@ -36,6 +36,7 @@ class EnvelopeTransport:
         lines: list[dict] = []
         after = -1
         deadline = time.monotonic() + timeout + self.timeout
+        reachable = True
         try:
             while True:
                 status = self.call("GetStatus", {"Ticket": ticket, "AfterSequence": after, "WaitSeconds": 10},
@@ -48,11 +49,12 @@ class EnvelopeTransport:
                 if time.monotonic() > deadline:
                     self.call("CancelScript", {"Ticket": ticket})
                     raise TransportError(f"The script on {self.worker.name} did not finish within {timeout:.0f}s and was cancelled.")
+        except TransportError:
+            reachable = False
+            raise
         finally:
-            try:
+            if reachable:
                 self.call("CompleteScript", {"Ticket": ticket})
-            except TransportError:
-                pass  # the work folder is cleaned up by the agent's own retention
 
     def health(self, script: str = "", script_timeout: float = 300) -> dict:
         capabilities = self.call("Health")

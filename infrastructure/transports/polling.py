@@ -44,20 +44,37 @@ class PollingTransport(EnvelopeTransport):
         queue_timeout = self.worker.machine_policy.polling_request_queue_timeout
         envelope = {**envelope, "ExpiresInSeconds": queue_timeout, "QueuedAt": time.time()}
         client = redis_client()
+        queued = json.dumps(envelope)
         try:
             pipe = client.pipeline()
             pipe.set(owner_key(envelope["Id"]), subscription, ex=int(queue_timeout + timeout + 600))
-            pipe.rpush(requests_key(subscription), json.dumps(envelope))
+            pipe.rpush(requests_key(subscription), queued)
             pipe.publish(NOTIFY_CHANNEL, subscription)
             pipe.execute()
-            answer = client.blpop([response_key(envelope["Id"])], timeout=max(1, int(queue_timeout + timeout)))
+            answer = self._await(client, subscription, envelope["Id"], queued, queue_timeout, timeout)
         except redis.RedisError as error:
-            raise TransportError(f"Redis did not take the request for {self.worker.name}: {error}") from None
+            raise TransportError(f"Redis did not carry the request for {self.worker.name}: {error}") from None
         finally:
             client.close()
-        if answer is None:
-            # Take the request back if nobody fetched it, so a late agent does not run it.
-            redis_client().lrem(requests_key(subscription), 1, json.dumps(envelope))
+        return json.loads(answer)
+
+    def _await(self, client, subscription: str, request_id: str, queued: str, queue_timeout: float, timeout: float) -> bytes:
+        """Two phases: up to the queue timeout for the agent to pick the request up, then only the
+        call's own timeout for its answer, so a vanished agent fails the caller promptly."""
+        picked_up_at = None
+        deadline = time.monotonic() + queue_timeout
+        while True:
+            answer = client.blpop([response_key(request_id)], timeout=1)
+            if answer is not None:
+                return answer[1]
+            now = time.monotonic()
+            if picked_up_at is None and client.lpos(requests_key(subscription), queued) is None:
+                picked_up_at, deadline = now, now + timeout
+            if now >= deadline:
+                break
+        if picked_up_at is None:
+            client.lrem(requests_key(subscription), 1, queued)  # take it back so a late agent does not run it
             raise TransportError(f"The polling tentacle {self.worker.name} (poll://{subscription}/) did not pick up the "
-                                 f"request within {queue_timeout + timeout:.0f}s: is the agent running and connected?")
-        return json.loads(answer[1])
+                                 f"request within {queue_timeout:.0f}s: is the agent running and connected?")
+        raise TransportError(f"The polling tentacle {self.worker.name} took the request but sent no answer within "
+                             f"{timeout:.0f}s: the agent may have stopped or lost its connection.")
