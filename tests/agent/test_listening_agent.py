@@ -103,3 +103,23 @@ def test_registration_with_an_unknown_pool_or_a_bad_key_changes_nothing(live_ree
 def test_the_cli_explains_wrong_arguments(tmp_path):
     missing = tentacle(tmp_path / "nowhere", "show-thumbprint", check=False)
     assert missing.returncode == 1 and "create-instance" in missing.stderr
+
+
+def test_malformed_and_oversized_requests_get_clear_errors_and_the_agent_keeps_serving(listening_agent):
+    import http.client
+    import json
+
+    from infrastructure.transports.listening import server_tls_context
+
+    def post(body: bytes, headers=None):
+        connection = http.client.HTTPSConnection("127.0.0.1", listening_agent.port, context=server_tls_context(), timeout=10)
+        connection.request("POST", "/script-service", body=body, headers=headers or {})
+        response = connection.getresponse()
+        return response.status, json.loads(response.read() or b"{}")
+
+    assert post(b"{broken") == (400, {"ErrorMessage": "The body is not JSON."})
+    status, body = post(b"", {"Content-Length": str(10 ** 12)})
+    assert status == 413 and "at most" in body["ErrorMessage"]
+    status, body = post(json.dumps({"Id": "x", "Method": "Explode"}).encode())
+    assert status == 200 and body["Error"]["Kind"] == "BadRequest"
+    assert ListeningTransport(Worker.objects.get(name="agent")).call("Health")["AgentVersion"] == "0.1.0"
