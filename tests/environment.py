@@ -29,10 +29,26 @@ def _port_open(host: str, port: int) -> bool:
         return False
 
 
+def _drop_stale_test_databases() -> None:
+    """Per-run databases (reef_<pid>, test_reef_<pid>) whose run is over are dropped, so they never pile up."""
+    import psycopg
+
+    try:
+        with psycopg.connect("postgresql://postgres@127.0.0.1:5432/postgres", autocommit=True, connect_timeout=3) as pg:
+            names = [row[0] for row in pg.execute("SELECT datname FROM pg_database WHERE datname ~ '^(test_)?reef_[0-9]+$'")]
+            for name in names:
+                pid = int(name.rsplit("_", 1)[1])
+                if pid != os.getpid() and not os.path.exists(f"/proc/{pid}"):
+                    pg.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    except psycopg.Error:
+        pass  # not ours to manage, or not reachable: nothing to clean
+
+
 def _choose_database() -> str:
     if os.environ.get("DATABASE_URL"):
         return "PostgreSQL (DATABASE_URL)" if os.environ["DATABASE_URL"].startswith("postgres") else "DATABASE_URL"
     if _port_open("127.0.0.1", 5432):
+        _drop_stale_test_databases()
         # Per run, so concurrent runs on one machine never share (or drop) each other's test database.
         os.environ["DATABASE_URL"] = f"postgres://postgres@127.0.0.1:5432/reef_{os.getpid()}"
         return "PostgreSQL on 127.0.0.1:5432"
