@@ -49,7 +49,7 @@ def _clean_name(space: Space, name: str, exclude_pk: int | None = None) -> str:
 
 
 @transaction.atomic
-def create_worker_pool(*, actor: User, space: Space, name: str, description: str = "",
+def create_worker_pool(*, actor: User | None, space: Space, name: str, description: str = "",
                        pool_type: str = WorkerPool.PoolType.STATIC, worker_type: str = "",
                        is_default: bool = False) -> WorkerPool:
     name = _clean_name(space, name)

