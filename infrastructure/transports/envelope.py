@@ -14,6 +14,7 @@ class EnvelopeTransport:
 
     def __init__(self, worker: Worker):
         self.worker = worker
+        self.name = worker.name
         self.timeout = worker.machine_policy.connect_timeout
 
     def exchange(self, envelope: dict, timeout: float) -> dict:
@@ -23,10 +24,10 @@ class EnvelopeTransport:
         envelope = {"Id": uuid.uuid4().hex, "Method": method, "Params": params or {}}
         answer = self.exchange(envelope, timeout if timeout is not None else self.timeout)
         if not isinstance(answer, dict) or answer.get("Id") != envelope["Id"]:
-            raise TransportError(f"{self.worker.name} answered {method} with something that is not its answer.")
+            raise TransportError(f"{self.name} answered {method} with something that is not its answer.")
         if "Error" in answer:
             error = answer["Error"] or {}
-            raise TransportError(f"{self.worker.name} refused {method}: {error.get('Message', 'no reason given')}")
+            raise TransportError(f"{self.name} refused {method}: {error.get('Message', 'no reason given')}")
         return answer.get("Result") or {}
 
     def run_script(self, body: str, syntax: str = "Bash", timeout: float = 300) -> tuple[int | None, list[dict]]:
@@ -48,7 +49,7 @@ class EnvelopeTransport:
                     return status.get("ExitCode"), lines
                 if time.monotonic() > deadline:
                     self.call("CancelScript", {"Ticket": ticket})
-                    raise TransportError(f"The script on {self.worker.name} did not finish within {timeout:.0f}s and was cancelled.")
+                    raise TransportError(f"The script on {self.name} did not finish within {timeout:.0f}s and was cancelled.")
         except TransportError:
             reachable = False
             raise
@@ -58,7 +59,7 @@ class EnvelopeTransport:
 
     def health(self, script: str = "", script_timeout: float = 300) -> dict:
         capabilities = self.call("Health")
-        capabilities.setdefault("Transport", self.worker.communication_style)
+        capabilities.setdefault("Transport", type(self).__name__.removesuffix("Transport").lower())
         result = {"Capabilities": capabilities, "ScriptExitCode": None, "ScriptOutput": ""}
         if script.strip():
             code, lines = self.run_script(script, "Bash", script_timeout)

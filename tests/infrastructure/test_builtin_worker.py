@@ -1,0 +1,13 @@
+"""The built-in worker runs scripts on the server through the same script service as agents."""
+
+from infrastructure.transports.builtin import BuiltinTransport
+
+
+def test_the_builtin_worker_runs_a_script_and_reports_its_output(db):
+    code, lines = BuiltinTransport().run_script("echo from the server; exit 2", "Bash", timeout=30)
+    assert code == 2 and [line["Text"] for line in lines] == ["from the server"]
+
+
+def test_the_builtin_worker_reports_its_capabilities(db):
+    health = BuiltinTransport().health()
+    assert "bash" in health["Capabilities"]["Shells"] and health["Capabilities"]["Transport"] == "builtin"
