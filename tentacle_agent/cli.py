@@ -154,6 +154,14 @@ def cmd_run(args, instance: Instance) -> None:
         service.runner.cancel_all()
 
 
+def cmd_stdio(args, instance: Instance) -> None:
+    from tentacle_agent.service import ScriptService
+    from tentacle_agent.stdio import serve_stdio
+
+    instance.home.mkdir(parents=True, exist_ok=True, mode=0o700)
+    serve_stdio(ScriptService(instance.home))
+
+
 def cmd_version(args, instance: Instance) -> None:
     print(__version__)
 
@@ -200,6 +208,7 @@ def parser() -> argparse.ArgumentParser:
     sub.add_argument("--server", metavar="URL")
     sub.add_argument("--apikey", metavar="KEY")
     command("run", cmd_run, "run the agent in the foreground")
+    command("stdio", cmd_stdio, "serve the script service on stdin/stdout (used by SSH workers)")
     command("version", cmd_version, "print the agent's version")
     return root
 

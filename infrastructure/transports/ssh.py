@@ -5,7 +5,9 @@ from __future__ import annotations
 import base64
 import hashlib
 import io
+import json
 import socket
+import threading
 import time
 
 import paramiko
@@ -13,6 +15,7 @@ import paramiko
 from infrastructure.models import Worker
 from infrastructure.services.accounts import account_secrets
 from infrastructure.transports import TransportError
+from infrastructure.transports.envelope import EnvelopeTransport
 
 TOOLS = ["bash", "sh", "python3", "pwsh", "kubectl", "az", "aws", "terraform", "docker", "helm", "gcloud"]
 
@@ -67,12 +70,31 @@ def _load_private_key(text: str, passphrase: str) -> paramiko.PKey:
     raise TransportError("The account's private key cannot be read.")
 
 
-class SshTransport:
+# One connection per worker, reused by every step (a new channel each): paramiko is slow to connect.
+_connections: dict[tuple, paramiko.Transport] = {}
+_connections_lock = threading.Lock()
+REMOTE_HOME = ".reef-ssh-worker"  # apart from an installed agent's own ~/.reef-tentacle
+
+
+class SshTransport(EnvelopeTransport):
     def __init__(self, worker: Worker):
-        self.worker = worker
-        self.timeout = worker.machine_policy.connect_timeout
+        super().__init__(worker)
+        self._channel: paramiko.Channel | None = None
+        self._buffer = b""
 
     def _session(self) -> paramiko.Transport:
+        w = self.worker
+        key = (w.pk, w.host, w.port, w.fingerprint, w.account_id, w.account.password_encrypted if w.account else "",
+               w.account.private_key_encrypted if w.account else "")
+        with _connections_lock:
+            cached = _connections.get(key)
+            if cached is not None and cached.is_active():
+                return cached
+            transport = self._connect()
+            _connections[key] = transport
+            return transport
+
+    def _connect(self) -> paramiko.Transport:
         w = self.worker
         transport = _connect_transport(w.host, w.port or 22, self.timeout)
         seen = host_key_fingerprint(transport.get_remote_server_key())
@@ -98,13 +120,13 @@ class SshTransport:
             raise TransportError(f"Signing in to {w.endpoint_uri} failed: {error}.") from None
         return transport
 
-    def run(self, transport: paramiko.Transport, command: str, stdin: str = "", timeout: float = 300) -> tuple[int, str, str]:
+    def run(self, transport: paramiko.Transport, command: str, stdin: str | bytes = "", timeout: float = 300) -> tuple[int, str, str]:
         channel = transport.open_session(timeout=self.timeout)
         channel.settimeout(timeout)
         try:
             channel.exec_command(command)
             if stdin:
-                channel.sendall(stdin.encode())
+                channel.sendall(stdin.encode() if isinstance(stdin, str) else stdin)
             channel.shutdown_write()
             out, err = bytearray(), bytearray()
             deadline = time.monotonic() + timeout
@@ -127,18 +149,90 @@ class SshTransport:
 
     def health(self, script: str = "", script_timeout: float = 300) -> dict:
         transport = self._session()
+        _, out, _ = self.run(transport, "sh -s", CAPABILITIES_SCRIPT, timeout=self.timeout)
+        capabilities = _parse_capabilities(out)
+        result = {"Capabilities": capabilities, "ScriptExitCode": None, "ScriptOutput": ""}
+        if script.strip():
+            if "bash" not in capabilities["Shells"]:
+                raise TransportError(f"{self.worker.endpoint_uri} has no bash to run the health check script.")
+            code, sout, serr = self.run(transport, "bash -s", HEALTH_BOOTSTRAP + script, timeout=script_timeout)
+            result.update(ScriptExitCode=code, ScriptOutput=sout + serr)
+        return result
+
+    # Scripts: the agent's runner over an SSH channel where the host has Python, plain bash otherwise.
+
+    def run_script(self, body: str, syntax: str = "Bash", timeout: float = 300):
+        transport = self._session()
+        _, python, _ = self.run(transport, "command -v python3 || true", timeout=self.timeout)
+        python = python.strip()
+        if not python:
+            if syntax != "Bash":
+                raise TransportError(f"{self.worker.endpoint_uri} has no Python: SSH workers without it run Bash only.")
+            code, out, err = self.run(transport, "bash -s", body, timeout=timeout)
+            lines = [{"Sequence": n, "Stream": stream, "Category": "Info" if stream == "stdout" else "Error", "Text": text}
+                     for n, (stream, text) in enumerate([("stdout", t) for t in out.splitlines()] + [("stderr", t) for t in err.splitlines()])]
+            return code, lines
+        path = self._ensure_agent(transport)
+        self._channel = transport.open_session(timeout=self.timeout)
+        self._channel.exec_command(f"{python} {path} stdio --home {REMOTE_HOME}/ssh")
         try:
-            _, out, _ = self.run(transport, "sh -s", CAPABILITIES_SCRIPT, timeout=self.timeout)
-            capabilities = _parse_capabilities(out)
-            result = {"Capabilities": capabilities, "ScriptExitCode": None, "ScriptOutput": ""}
-            if script.strip():
-                if "bash" not in capabilities["Shells"]:
-                    raise TransportError(f"{self.worker.endpoint_uri} has no bash to run the health check script.")
-                code, sout, serr = self.run(transport, "bash -s", HEALTH_BOOTSTRAP + script, timeout=script_timeout)
-                result.update(ScriptExitCode=code, ScriptOutput=sout + serr)
-            return result
+            return super().run_script(body, syntax, timeout)
         finally:
-            transport.close()
+            self._channel.close()  # end of input: the remote runner cancels anything still running
+            self._channel, self._buffer = None, b""
+
+    def exchange(self, envelope: dict, timeout: float) -> dict:
+        if self._channel is None:
+            raise TransportError(f"{self.worker.name}: no script session is open.")
+        try:
+            self._channel.settimeout(timeout)
+            self._channel.sendall(json.dumps(envelope).encode() + b"\n")
+            while b"\n" not in self._buffer:
+                chunk = self._channel.recv(65536)
+                if not chunk:
+                    raise TransportError(f"{self.worker.endpoint_uri} closed the script session.")
+                self._buffer += chunk
+        except (socket.timeout, OSError, paramiko.SSHException) as error:
+            raise TransportError(f"{self.worker.endpoint_uri} stopped answering: {error or 'timed out'}.") from None
+        line, self._buffer = self._buffer.split(b"\n", 1)
+        try:
+            return json.loads(line)
+        except ValueError:
+            raise TransportError(f"{self.worker.endpoint_uri} sent something that is not the script service's answer.") from None
+
+    def _ensure_agent(self, transport: paramiko.Transport) -> str:
+        """Upload the agent once per version (named by its hash), with pipelined SFTP writes."""
+        from infrastructure.distribution import agent_bundle
+
+        data, sha256 = agent_bundle()
+        path = f"{REMOTE_HOME}/reef-tentacle-{sha256[:16]}.pyz"
+        try:
+            sftp = transport.open_sftp_client()
+        except paramiko.SSHException:  # a host without the SFTP subsystem: stream it through cat instead
+            code, _, err = self.run(transport, f"umask 077; mkdir -p {REMOTE_HOME}; test -s {path} || "
+                                               f"{{ cat > {path}.part && mv {path}.part {path}; }}",
+                                    stdin=data, timeout=max(60, self.timeout))
+            if code != 0:
+                raise TransportError(f"Could not copy the agent to {self.worker.endpoint_uri}: {err.strip()}") from None
+            return path
+        try:
+            try:
+                if sftp.stat(path).st_size == len(data):
+                    return path
+            except FileNotFoundError:
+                pass
+            try:
+                sftp.mkdir(REMOTE_HOME, mode=0o700)
+            except OSError:
+                pass  # already there
+            with sftp.open(path + ".part", "wb") as remote:
+                remote.set_pipelined(True)
+                for offset in range(0, len(data), 32768):
+                    remote.write(data[offset:offset + 32768])
+            sftp.posix_rename(path + ".part", path)
+            return path
+        finally:
+            sftp.close()
 
 
 def _parse_capabilities(out: str) -> dict:

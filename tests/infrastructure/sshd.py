@@ -37,7 +37,7 @@ class SshServer:
         self.process.wait(timeout=10)
 
 
-def start_sshd(folder: Path) -> SshServer:
+def start_sshd(folder: Path, *, sftp: bool = True) -> SshServer:
     if not os.path.exists(SSHD):
         raise RuntimeError("OpenSSH's sshd is missing: install Debian's openssh-server (.ci/run does)")
     folder.mkdir(parents=True, exist_ok=True)
@@ -63,6 +63,7 @@ StrictModes no
 UsePAM no
 PidFile none
 LogLevel ERROR
+{'Subsystem sftp internal-sftp' if sftp else ''}
 """)
     process = subprocess.Popen([SSHD, "-D", "-e", "-f", str(config)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     deadline = time.monotonic() + 10

@@ -124,3 +124,38 @@ def test_a_policy_deletes_workers_unavailable_for_longer_than_its_span(space, ad
     assert health.delete_long_unavailable_workers() == ["long-gone"]
     assert list(Worker.objects.values_list("name", flat=True)) == ["just-blipped"]
     assert Event.objects.filter(category="Deleted", message__contains="long-gone").exists()
+
+
+def test_scripts_run_over_ssh_with_the_agents_runner_uploaded_once(space, administrator, sshd, quick_policy):
+    from infrastructure.transports.ssh import SshTransport
+
+    worker = ssh_worker(space, administrator, sshd, quick_policy)
+    code, lines = SshTransport(worker).run_script("echo over ssh; echo oops >&2; set_octopusvariable Answer 42; exit 3", "Bash", 30)
+    assert code == 3
+    assert sorted((line["Stream"], line["Text"]) for line in lines) == [("stderr", "oops"), ("stdout", "over ssh")]
+    import os
+    import pwd
+
+    home = pwd.getpwnam(sshd.username).pw_dir
+    uploaded = [name for name in os.listdir(os.path.join(home, ".reef-ssh-worker")) if name.endswith(".pyz")]
+    before = os.stat(os.path.join(home, ".reef-ssh-worker", uploaded[0])).st_mtime
+    code, lines = SshTransport(worker).run_script("import sys; print(sys.version_info[0])", "Python", 30)
+    assert (code, [line["Text"] for line in lines]) == (0, ["3"])
+    assert os.stat(os.path.join(home, ".reef-ssh-worker", uploaded[0])).st_mtime == before, "not uploaded twice"
+
+
+def test_a_host_without_sftp_still_gets_the_agent(space, administrator, quick_policy, tmp_path):
+    import os
+    import pwd
+    import shutil
+
+    from infrastructure.transports.ssh import SshTransport
+
+    server = start_sshd(tmp_path / "nosftp", sftp=False)
+    try:
+        shutil.rmtree(os.path.join(pwd.getpwnam(server.username).pw_dir, ".reef-ssh-worker"), ignore_errors=True)
+        worker = ssh_worker(space, administrator, server, quick_policy)
+        code, lines = SshTransport(worker).run_script("echo copied through cat", "Bash", 30)
+        assert (code, [line["Text"] for line in lines]) == (0, ["copied through cat"])
+    finally:
+        server.stop()
