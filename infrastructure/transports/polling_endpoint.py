@@ -274,22 +274,49 @@ class _TlsWriter(io.RawIOBase):
         return len(data)
 
 
+class ThumbprintDirectory:
+    """Which subscription a certificate may poll, from the database, cached briefly in memory.
+
+    Each agent is served by its own thread, and Django holds a database connection per thread: the
+    lookup closes its thread's connection at once, so connections never scale with agents, and the
+    cache keeps the database out of the hot path (known agents 30 s, strangers 5 s).
+    """
+
+    KNOWN_SECONDS, UNKNOWN_SECONDS = 30, 5
+
+    def __init__(self):
+        self.lock = threading.Lock()
+        self.entries: dict[str, tuple[str | None, float]] = {}
+
+    def __call__(self, thumbprint: str) -> str | None:
+        now = time.monotonic()
+        with self.lock:
+            cached = self.entries.get(thumbprint)
+        if cached and cached[1] > now:
+            return cached[0]
+        from django.db import connection
+
+        from infrastructure.models import Worker
+
+        try:
+            uri = (Worker.objects.filter(communication_style=Worker.CommunicationStyle.POLLING, thumbprint=thumbprint)
+                   .values_list("uri", flat=True).first())
+        finally:
+            connection.close()
+        subscription = uri.removeprefix("poll://").rstrip("/") if uri else None
+        with self.lock:
+            if len(self.entries) > 100_000:
+                self.entries.clear()
+            self.entries[thumbprint] = (subscription, now + (self.KNOWN_SECONDS if subscription else self.UNKNOWN_SECONDS))
+        return subscription
+
+
 def serve_polling_endpoint(host: str, port: int, redis_url: str) -> PollingEndpoint:
     """Build the endpoint with the server certificate and the database's polling workers."""
-    from django.db import close_old_connections
-
-    from infrastructure.models import Worker
     from infrastructure.services.certificates import current_server_certificate, server_private_key_pem
 
     certificate = current_server_certificate()
-
-    def subscription_for_thumbprint(thumbprint: str) -> str | None:
-        close_old_connections()
-        uri = (Worker.objects.filter(communication_style=Worker.CommunicationStyle.POLLING, thumbprint=thumbprint)
-               .values_list("uri", flat=True).first())
-        return uri.removeprefix("poll://").rstrip("/") if uri else None
-
     return PollingEndpoint((host, port), certificate_pem=certificate.certificate_pem,
                            private_key_pem=server_private_key_pem(certificate), redis_url=redis_url,
-                           subscription_for_thumbprint=subscription_for_thumbprint)
+                           subscription_for_thumbprint=ThumbprintDirectory())
 
