@@ -1,9 +1,11 @@
-"""bench/pool_pages.py: the Worker Pools page and the workers API with 50 pools and 2,000 workers.
+"""bench/pool_pages.py: the Worker Pools page and the Workers page with 50 pools and 2,000 workers.
 
-Runs against DATABASE_URL (else a throwaway SQLite file) in a database of its own, and prints the
-median render time next to a trivial Django view (/healthz) measured in the same run:
+Builds a throwaway test database (on DATABASE_URL's server, else in-memory SQLite), fills it with
+bulk_create, and measures the median time the Django test Client takes to render each page, next to a
+trivial Django view (/healthz) measured in the same run. The final line reports the slower page:
 
-    python bench/pool_pages.py
+    python bench/pool_pages.py            # BENCH_ROUNDS=30 by default
+    pool_pages: 41.2 ms (0.61 ms, ratio 67.5)
 """
 
 import os
@@ -27,9 +29,11 @@ django.setup()
 from django.conf import settings  # noqa: E402
 from django.test.utils import get_runner  # noqa: E402
 
+POOLS, WORKERS = 50, 2000
+
 
 def median_ms(client, url: str, rounds: int) -> float:
-    client.get(url)  # warm up
+    client.get(url)  # warm up: templates compiled, sessions and permissions cached as in a running server
     samples = []
     for _ in range(rounds):
         started = time.perf_counter()
@@ -39,10 +43,27 @@ def median_ms(client, url: str, rounds: int) -> float:
     return statistics.median(samples)
 
 
+def fill(space) -> None:
+    """50 pools (the default among them) and 2,000 workers, each in one pool and every tenth in a second."""
+    from infrastructure.models import MachinePolicy, Worker, WorkerPool
+
+    pools = [WorkerPool.objects.get(space=space, is_default=True)]
+    pools += WorkerPool.objects.bulk_create([WorkerPool(space=space, name=f"Pool {n:02}", sort_order=n) for n in range(1, POOLS)])
+    policy = MachinePolicy.objects.get(space=space, is_default=True)
+    statuses = Worker.HealthStatus.values
+    workers = Worker.objects.bulk_create([
+        Worker(space=space, name=f"worker-{n:04}", communication_style="TentaclePassive", uri=f"https://w{n}:10933/",
+               thumbprint=f"{n:040X}", machine_policy=policy, health_status=statuses[n % len(statuses)],
+               is_disabled=n % 37 == 0) for n in range(WORKERS)])
+    Through = Worker.worker_pools.through
+    Through.objects.bulk_create([Through(worker_id=w.pk, workerpool_id=pools[i % POOLS].pk) for i, w in enumerate(workers)]
+                                + [Through(worker_id=w.pk, workerpool_id=pools[(i + 1) % POOLS].pk)
+                                   for i, w in enumerate(workers) if i % 10 == 0])
+
+
 def main() -> None:
     from django.test import Client
 
-    from infrastructure.models import MachinePolicy, Worker, WorkerPool
     from portal.models import Space
     from portal.services.users import ensure_first_administrator
 
@@ -52,26 +73,21 @@ def main() -> None:
     try:
         space = Space.objects.default()
         admin, _ = ensure_first_administrator(username="bench", password="Bench-password-1")
-        pools = WorkerPool.objects.bulk_create([WorkerPool(space=space, name=f"Pool {n:02}", sort_order=n) for n in range(1, 50)])
-        pools.append(WorkerPool.objects.get(space=space, is_default=True))
-        policy = MachinePolicy.objects.get(space=space, is_default=True)
-        statuses = Worker.HealthStatus.values
-        workers = Worker.objects.bulk_create([
-            Worker(space=space, name=f"worker-{n:04}", communication_style="TentaclePassive", uri=f"https://w{n}:10933/",
-                   thumbprint=f"{n:040X}", machine_policy=policy, health_status=statuses[n % len(statuses)]) for n in range(2000)])
-        Through = Worker.worker_pools.through
-        Through.objects.bulk_create([Through(worker_id=w.pk, workerpool_id=pools[i % 50].pk) for i, w in enumerate(workers)])
-
+        fill(space)
         client = Client()
         client.force_login(admin, backend="django.contrib.auth.backends.ModelBackend")
         rounds = int(os.environ.get("BENCH_ROUNDS", "30"))
+        base = f"/{space.octopus_id}/infrastructure"
         baseline = median_ms(client, "/healthz", rounds)
-        pools_page = median_ms(client, f"/{space.octopus_id}/infrastructure/workerpools/", rounds)
-        workers_page = median_ms(client, f"/{space.octopus_id}/infrastructure/workers/", rounds)
-        workers_api = median_ms(client, f"/api/{space.octopus_id}/workers?take=100", rounds)
-        print(f"workers page: {workers_page:.1f} ms (ratio {workers_page / baseline:.1f})")
-        print(f"workers API, 100 per page: {workers_api:.1f} ms (ratio {workers_api / baseline:.1f})")
-        print(f"pool_pages: {pools_page:.1f} ms ({baseline:.2f} ms, ratio {pools_page / baseline:.1f})")
+        pools_page = median_ms(client, f"{base}/workerpools/", rounds)
+        workers_page = median_ms(client, f"{base}/workers/", rounds)
+        workers_filtered = median_ms(client, f"{base}/workers/?health_status=Healthy&disabled=no&name=worker-1", rounds)
+        print(f"database: {django.db.connection.vendor}, {POOLS} pools, {WORKERS} workers, {rounds} rounds each")
+        print(f"worker pools page: {pools_page:.1f} ms (ratio {pools_page / baseline:.1f})")
+        print(f"workers page, 50 a page: {workers_page:.1f} ms (ratio {workers_page / baseline:.1f})")
+        print(f"workers page, filtered: {workers_filtered:.1f} ms (ratio {workers_filtered / baseline:.1f})")
+        slower = max(pools_page, workers_page)
+        print(f"pool_pages: {slower:.1f} ms ({baseline:.2f} ms, ratio {slower / baseline:.1f})")
     finally:
         runner.teardown_databases(old)
 

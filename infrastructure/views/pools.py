@@ -1,0 +1,136 @@
+"""Worker Pools: the list with live health counts, add, reorder; a pool's page, edit, make default, delete."""
+
+from __future__ import annotations
+
+from django.contrib import messages
+from django.core.exceptions import ValidationError
+from django.core.paginator import Paginator
+from django.http import Http404
+from django.shortcuts import redirect, render
+from django.views.decorators.http import require_GET, require_POST
+
+from infrastructure.forms import WorkerPoolEditForm, WorkerPoolForm
+from infrastructure.models import WorkerPool
+from infrastructure.services import pools
+from infrastructure.services.workers import workers_in_space
+from infrastructure.views.shortcuts import get_worker_pool_in_space, may, refuse, row_url_prefixes, space_url
+from portal.permissions import Permission as P
+from portal.services.access import require_permission
+from portal.views.decorators import space_page
+from portal.views.pages import _add_errors
+
+WORKERS_PER_PAGE = 50
+
+
+@space_page(P.WORKER_VIEW)
+def overview(request, space):
+    return redirect(space_url(space, "workerpools"))
+
+
+@space_page(P.WORKER_VIEW)
+def workerpool_list(request, space):
+    form, status = WorkerPoolForm(), 200
+    if request.method == "POST":
+        require_permission(request.user, P.WORKER_EDIT, space=space)
+        form = WorkerPoolForm(request.POST)
+        if form.is_valid():
+            try:
+                pool = pools.create_worker_pool(actor=request.user, space=space, **form.cleaned_data)
+            except ValidationError as error:
+                _add_errors(form, error)
+            else:
+                messages.success(request, f"Worker pool {pool.name} added.")
+                return redirect(space_url(space, "workerpool", pool.pk))
+        status = 400
+    return render(request, "infrastructure/workerpools.html", {**_rows_context(request, space), "form": form}, status=status)
+
+
+@require_GET
+@space_page(P.WORKER_VIEW)
+def workerpool_rows(request, space):
+    """The table body alone, polled by htmx so health counts change without a reload."""
+    return render(request, "infrastructure/_workerpool_rows.html", _rows_context(request, space))
+
+
+def _rows_context(request, space) -> dict:
+    return {"space": space, "pools": pools.pools_with_health_counts(space), "may_edit": may(request, P.WORKER_EDIT),
+            **row_url_prefixes(space)}
+
+
+@space_page(P.WORKER_EDIT)
+@require_POST
+def workerpool_move(request, space, pk: int, direction: str):
+    if direction not in ("up", "down"):
+        raise Http404("Pools move up or down.")
+    pool = get_worker_pool_in_space(space, pk)
+    ordered = list(WorkerPool.objects.filter(space=space).order_by("sort_order", "name").values_list("pk", flat=True))
+    i = ordered.index(pool.pk)
+    j = i - 1 if direction == "up" else i + 1
+    if 0 <= j < len(ordered):
+        ordered[i], ordered[j] = ordered[j], ordered[i]
+        try:
+            pools.reorder_worker_pools(actor=request.user, space=space, ordered_ids=ordered)
+        except ValidationError as error:  # a pool was added or deleted meanwhile
+            refuse(request, error)
+    return redirect(space_url(space, "workerpools"))
+
+
+@space_page(P.WORKER_VIEW)
+def workerpool_detail(request, space, pk: int):
+    pool = get_worker_pool_in_space(space, pk)
+    initial = {"name": pool.name, "description": pool.description, "worker_type": pool.worker_type}
+    form, status = WorkerPoolEditForm(initial=initial, pool=pool), 200
+    if request.method == "POST":
+        require_permission(request.user, P.WORKER_EDIT, space=space)
+        form = WorkerPoolEditForm(request.POST, pool=pool)
+        if form.is_valid():
+            try:
+                pools.update_worker_pool(actor=request.user, pool=pool, **form.cleaned_data)
+            except ValidationError as error:
+                _add_errors(form, error)
+            else:
+                messages.success(request, f"Worker pool {form.cleaned_data['name']} saved.")
+                return redirect(space_url(space, "workerpool", pool.pk))
+        status = 400
+    return render(request, "infrastructure/workerpool_detail.html",
+                  {**_pool_workers_context(request, space, pool), "form": form}, status=status)
+
+
+@require_GET
+@space_page(P.WORKER_VIEW)
+def workerpool_workers(request, space, pk: int):
+    """The pool's workers table alone, polled by htmx."""
+    pool = get_worker_pool_in_space(space, pk)
+    return render(request, "infrastructure/_pool_workers.html", _pool_workers_context(request, space, pool))
+
+
+def _pool_workers_context(request, space, pool) -> dict:
+    rows = workers_in_space(space).filter(worker_pools=pool).order_by("name")
+    page = Paginator(rows, WORKERS_PER_PAGE).get_page(request.GET.get("page"))
+    return {"space": space, "pool": pool, "page": page, "may_edit": may(request, P.WORKER_EDIT), **row_url_prefixes(space)}
+
+
+@space_page(P.WORKER_EDIT)
+@require_POST
+def workerpool_make_default(request, space, pk: int):
+    pool = get_worker_pool_in_space(space, pk)
+    try:
+        pools.make_default_worker_pool(actor=request.user, pool=pool)
+    except ValidationError as error:
+        refuse(request, error)
+    else:
+        messages.success(request, f"{pool.name} is now the default worker pool.")
+    return redirect(space_url(space, "workerpool", pool.pk))
+
+
+@space_page(P.WORKER_EDIT)
+@require_POST
+def workerpool_delete(request, space, pk: int):
+    pool = get_worker_pool_in_space(space, pk)
+    try:
+        pools.delete_worker_pool(actor=request.user, pool=pool)
+    except ValidationError as error:
+        refuse(request, error)
+        return redirect(space_url(space, "workerpool", pool.pk))
+    messages.success(request, f"Worker pool {pool.name} deleted.")
+    return redirect(space_url(space, "workerpools"))
