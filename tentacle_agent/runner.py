@@ -168,7 +168,10 @@ class Script:
 
 
 class ScriptRunner:
-    def __init__(self, work_root: Path, package_cache=None):
+    def __init__(self, work_root: Path, package_cache=None, environment: dict | None = None):
+        """`environment`: what scripts see instead of this process's environment (the server's built-in
+        worker passes a clean one, so scripts never see its database or broker credentials)."""
+        self.environment = dict(environment) if environment is not None else None
         self.work_root = Path(work_root)
         self.work_root.mkdir(parents=True, exist_ok=True)
         self.package_cache = package_cache
@@ -296,7 +299,7 @@ class ScriptRunner:
 
     def _execute(self, script: Script) -> None:
         argv = self._prepare(script)
-        env = dict(os.environ, PYTHONUNBUFFERED="1", PYTHONPATH=str(script.work), OCTOPUS_WORK_FOLDER=str(script.work))
+        env = dict(os.environ if self.environment is None else self.environment, PYTHONUNBUFFERED="1", PYTHONPATH=str(script.work), OCTOPUS_WORK_FOLDER=str(script.work))
         script.process = subprocess.Popen(argv, cwd=script.work, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                                           stderr=subprocess.PIPE, start_new_session=True)
         with script.condition:

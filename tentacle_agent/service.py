@@ -20,10 +20,10 @@ TOOLS = ["kubectl", "az", "aws", "terraform", "docker", "pwsh", "helm", "gcloud"
 
 
 class ScriptService:
-    def __init__(self, home: Path, package_limit_bytes: int = 5 * 1024 ** 3):
+    def __init__(self, home: Path, package_limit_bytes: int = 5 * 1024 ** 3, environment: dict | None = None):
         home = Path(home)
         self.packages = PackageCache(home / "Packages", package_limit_bytes)
-        self.runner = ScriptRunner(home / "Work", self.packages)
+        self.runner = ScriptRunner(home / "Work", self.packages, environment)
 
     def handle(self, envelope: object) -> dict:
         """A request envelope in, a response envelope out. Never raises."""

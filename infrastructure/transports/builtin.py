@@ -3,6 +3,7 @@ service the agent uses (one per server process, so tickets live across calls).""
 
 from __future__ import annotations
 
+import os
 from functools import lru_cache
 from pathlib import Path
 
@@ -12,11 +13,19 @@ from infrastructure.transports.envelope import EnvelopeTransport
 from tentacle_agent.service import ScriptService
 
 
+# Scripts on the server see only these: never DATABASE_URL, REDIS_URL, SECRET_KEY or the master key.
+_INHERITED = ("PATH", "HOME", "LANG", "LC_ALL", "TZ", "TMPDIR", "USER", "LOGNAME", "SHELL")
+
+
+def builtin_environment() -> dict[str, str]:
+    return {name: os.environ[name] for name in _INHERITED if name in os.environ}
+
+
 @lru_cache(maxsize=1)
 def builtin_script_service() -> ScriptService:
     home = Path(settings.VAR_DIR) / "builtin-worker"
     home.mkdir(parents=True, exist_ok=True)
-    return ScriptService(home)
+    return ScriptService(home, environment=builtin_environment())
 
 
 class BuiltinTransport(EnvelopeTransport):

@@ -11,3 +11,9 @@ def test_the_builtin_worker_runs_a_script_and_reports_its_output(db):
 def test_the_builtin_worker_reports_its_capabilities(db):
     health = BuiltinTransport().health()
     assert "bash" in health["Capabilities"]["Shells"] and health["Capabilities"]["Transport"] == "builtin"
+
+
+def test_scripts_on_the_builtin_worker_cannot_see_the_servers_secrets(db, monkeypatch):
+    monkeypatch.setenv("DATABASE_URL", "postgres://secret@db/reef")
+    code, lines = BuiltinTransport().run_script('echo "db=${DATABASE_URL:-none} path=${PATH:+set}"', "Bash", timeout=30)
+    assert [line["Text"] for line in lines] == ["db=none path=set"]
