@@ -1,6 +1,8 @@
 from django.contrib import admin
 
-from deployments.models import ServerTask, TaskLogLine
+from deployments.models import (
+    ActivityNode, Artifact, Deployment, DeploymentTarget, Environment, Package, Project, Release, Runbook, RunbookRun,
+    ServerConfiguration, ServerTask, Step, TaskLogLine, Variable, WorkerLease)
 
 
 class TaskLogLineInline(admin.TabularInline):
@@ -36,3 +38,91 @@ class TaskLogLineAdmin(admin.ModelAdmin):
 
     def has_change_permission(self, request, obj=None):
         return obj is None
+
+
+
+@admin.register(Environment)
+class EnvironmentAdmin(admin.ModelAdmin):
+    list_display = ["name", "space", "sort_order"]
+    list_filter = ["space"]
+
+
+@admin.register(DeploymentTarget)
+class DeploymentTargetAdmin(admin.ModelAdmin):
+    list_display = ["name", "kind", "space", "is_disabled"]
+    list_filter = ["kind", "space"]
+
+
+class StepInline(admin.StackedInline):
+    model = Step
+    extra = 0
+
+
+@admin.register(Project)
+class ProjectAdmin(admin.ModelAdmin):
+    list_display = ["name", "space", "created"]
+    list_filter = ["space"]
+    prepopulated_fields = {"slug": ["name"]}
+    inlines = [StepInline]
+
+
+@admin.register(Runbook)
+class RunbookAdmin(admin.ModelAdmin):
+    list_display = ["name", "project"]
+
+
+@admin.register(Step)
+class StepAdmin(admin.ModelAdmin):
+    list_display = ["name", "project", "runbook", "location", "worker_pool", "sort_order"]
+    list_filter = ["location", "action_type"]
+
+
+@admin.register(Variable)
+class VariableAdmin(admin.ModelAdmin):
+    list_display = ["name", "project", "type"]
+    list_filter = ["type"]
+    exclude = ["value"]  # sensitive values are set through the project's variables page, never shown
+
+
+@admin.register(Package)
+class PackageAdmin(admin.ModelAdmin):
+    list_display = ["package_id", "version", "space", "size", "published"]
+    readonly_fields = ["sha256", "size"]
+
+
+@admin.register(Release)
+class ReleaseAdmin(admin.ModelAdmin):
+    list_display = ["version", "project", "created"]
+    exclude = ["variables_snapshot"]
+
+
+@admin.register(Deployment)
+class DeploymentAdmin(admin.ModelAdmin):
+    list_display = ["__str__", "task", "created"]
+
+
+@admin.register(RunbookRun)
+class RunbookRunAdmin(admin.ModelAdmin):
+    list_display = ["runbook", "environment", "task", "created"]
+
+
+@admin.register(ActivityNode)
+class ActivityNodeAdmin(admin.ModelAdmin):
+    list_display = ["name", "task", "status", "started", "ended"]
+    list_filter = ["status"]
+
+
+@admin.register(WorkerLease)
+class WorkerLeaseAdmin(admin.ModelAdmin):
+    list_display = ["worker", "task", "step_name", "rule", "created"]
+
+
+@admin.register(Artifact)
+class ArtifactAdmin(admin.ModelAdmin):
+    list_display = ["name", "task", "size", "created"]
+    exclude = ["content"]
+
+
+@admin.register(ServerConfiguration)
+class ServerConfigurationAdmin(admin.ModelAdmin):
+    list_display = ["pk", "is_builtin_worker_enabled"]

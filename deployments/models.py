@@ -1,4 +1,5 @@
-"""Server tasks and their logs. (Environments, projects, releases and deployments come with them.)"""
+"""Environments, targets, projects and their processes, variables, releases, deployments, runbooks,
+the built-in package feed, and server tasks with their logs, activity tree, leases and artifacts."""
 
 from __future__ import annotations
 
@@ -6,7 +7,210 @@ from django.conf import settings
 from django.db import models
 from django.utils import timezone
 
+from infrastructure.models import Worker, WorkerPool
 from portal.models import OctopusIdMixin, Space
+
+
+class Environment(OctopusIdMixin, models.Model):
+    ID_PREFIX = "Environments"
+
+    space = models.ForeignKey(Space, on_delete=models.CASCADE, related_name="environments")
+    name = models.CharField(max_length=100)
+    description = models.TextField(blank=True)
+    sort_order = models.IntegerField(default=0)
+
+    class Meta:
+        ordering = ["sort_order", "name"]
+        constraints = [models.UniqueConstraint(fields=["space", "name"], name="environment_name_unique_in_space")]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class DeploymentTarget(OctopusIdMixin, models.Model):
+    """Just enough of a target to carry roles and environments: steps run on a worker on its behalf."""
+
+    ID_PREFIX = "Machines"
+
+    class Kind(models.TextChoices):
+        CLOUD_REGION = "CloudRegion", "Cloud region (agentless)"
+        LISTENING = "TentaclePassive", "Listening tentacle"
+        POLLING = "TentacleActive", "Polling tentacle"
+
+    space = models.ForeignKey(Space, on_delete=models.CASCADE, related_name="deployment_targets")
+    name = models.CharField(max_length=200)
+    kind = models.CharField(max_length=30, choices=Kind.choices, default=Kind.CLOUD_REGION)
+    uri = models.CharField(max_length=300, blank=True)
+    thumbprint = models.CharField(max_length=40, blank=True)
+    roles = models.JSONField(default=list, blank=True)
+    environments = models.ManyToManyField(Environment, related_name="deployment_targets")
+    is_disabled = models.BooleanField(default=False)
+
+    class Meta:
+        ordering = ["name"]
+        constraints = [models.UniqueConstraint(fields=["space", "name"], name="target_name_unique_in_space")]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Project(OctopusIdMixin, models.Model):
+    ID_PREFIX = "Projects"
+
+    space = models.ForeignKey(Space, on_delete=models.CASCADE, related_name="projects")
+    name = models.CharField(max_length=200)
+    slug = models.SlugField(max_length=200)
+    description = models.TextField(blank=True)
+    created = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["name"]
+        constraints = [models.UniqueConstraint(fields=["space", "name"], name="project_name_unique_in_space"),
+                       models.UniqueConstraint(fields=["space", "slug"], name="project_slug_unique_in_space")]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Runbook(OctopusIdMixin, models.Model):
+    """A process run against an environment without a release."""
+
+    ID_PREFIX = "Runbooks"
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="runbooks")
+    name = models.CharField(max_length=200)
+    description = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["name"]
+        constraints = [models.UniqueConstraint(fields=["project", "name"], name="runbook_name_unique_in_project")]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Step(OctopusIdMixin, models.Model):
+    """One step of a project's deployment process (runbook empty) or of a runbook's process; one action each."""
+
+    ID_PREFIX = "Steps"
+
+    class ActionType(models.TextChoices):
+        SCRIPT = "Octopus.Script", "Run a Script"
+        MANUAL = "Octopus.Manual", "Manual intervention required"
+
+    class Location(models.TextChoices):
+        SERVER = "Server", "Run on the server"
+        WORKER = "Worker", "Run once on a worker"
+        ON_BEHALF = "OnBehalfOfTargets", "Run on a worker on behalf of each deployment target"
+
+    class Syntax(models.TextChoices):
+        BASH = "Bash"
+        PYTHON = "Python"
+        POWERSHELL = "PowerShell"
+
+    class Condition(models.TextChoices):
+        SUCCESS = "Success", "Only run when previous steps succeed"
+        ALWAYS = "Always", "Always run"
+        VARIABLE = "Variable", "Run when a variable expression is true"
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="steps")
+    runbook = models.ForeignKey(Runbook, null=True, blank=True, on_delete=models.CASCADE, related_name="steps")
+    name = models.CharField(max_length=200)
+    sort_order = models.IntegerField(default=0)
+    action_type = models.CharField(max_length=40, choices=ActionType.choices, default=ActionType.SCRIPT)
+    location = models.CharField(max_length=30, choices=Location.choices, default=Location.WORKER)
+    worker_pool = models.ForeignKey(WorkerPool, null=True, blank=True, on_delete=models.PROTECT, related_name="steps")
+    worker_pool_variable = models.CharField(max_length=200, blank=True, help_text="the pool comes from this Worker Pool variable")
+    target_roles = models.JSONField(default=list, blank=True)
+    syntax = models.CharField(max_length=20, choices=Syntax.choices, default=Syntax.BASH)
+    script_body = models.TextField(blank=True)
+    script_parameters = models.CharField(max_length=1000, blank=True)
+    packages = models.JSONField(default=list, blank=True, help_text='[{"PackageId": "app", "Version": "" (latest)}]')
+    start_with_previous = models.BooleanField(default=False)
+    condition = models.CharField(max_length=20, choices=Condition.choices, default=Condition.SUCCESS)
+    condition_variable = models.CharField(max_length=200, blank=True, help_text="Condition=Variable: the step runs when this is true")
+    max_parallelism = models.PositiveIntegerField(default=10)
+    instructions = models.TextField(blank=True, help_text="manual intervention: what the reviewer should check")
+    is_disabled = models.BooleanField(default=False)
+
+    class Meta:
+        ordering = ["sort_order", "id"]
+        constraints = [models.UniqueConstraint(fields=["project", "runbook", "name"], name="step_name_unique_in_process",
+                                               nulls_distinct=False)]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Variable(OctopusIdMixin, models.Model):
+    """A project variable. Sensitive values are stored encrypted and never shown again."""
+
+    ID_PREFIX = "Variables"
+
+    class Type(models.TextChoices):
+        TEXT = "String", "Text"
+        SENSITIVE = "Sensitive", "Sensitive"
+        WORKER_POOL = "WorkerPool", "Worker Pool"
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="variables")
+    name = models.CharField(max_length=200)
+    type = models.CharField(max_length=20, choices=Type.choices, default=Type.TEXT)
+    value = models.TextField(blank=True, help_text="Sensitive: Fernet ciphertext; Worker Pool: the pool's id")
+    worker_pool = models.ForeignKey(WorkerPool, null=True, blank=True, on_delete=models.PROTECT, related_name="variables")
+    environments = models.ManyToManyField(Environment, blank=True, related_name="variables",
+                                          help_text="empty: every environment")
+
+    class Meta:
+        ordering = ["name", "id"]
+
+    def __str__(self) -> str:
+        return self.name
+
+    @property
+    def is_sensitive(self) -> bool:
+        return self.type == self.Type.SENSITIVE
+
+
+class Package(OctopusIdMixin, models.Model):
+    """A package in the built-in feed: a zip or tar.gz, versioned, addressed by SHA-256."""
+
+    ID_PREFIX = "packages"
+
+    space = models.ForeignKey(Space, on_delete=models.CASCADE, related_name="packages")
+    package_id = models.CharField(max_length=100)
+    version = models.CharField(max_length=50)
+    file_name = models.CharField(max_length=200)
+    sha256 = models.CharField(max_length=64)
+    size = models.PositiveBigIntegerField()
+    published = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["package_id", "-published"]
+        constraints = [models.UniqueConstraint(fields=["space", "package_id", "version"], name="package_version_unique")]
+
+    def __str__(self) -> str:
+        return f"{self.package_id} {self.version}"
+
+
+class Release(OctopusIdMixin, models.Model):
+    """A snapshot of a project's process and variables (sensitive values stay encrypted) at a version."""
+
+    ID_PREFIX = "Releases"
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="releases")
+    version = models.CharField(max_length=50)
+    release_notes = models.TextField(blank=True)
+    process_snapshot = models.JSONField(default=list)
+    variables_snapshot = models.JSONField(default=list)
+    created = models.DateTimeField(default=timezone.now)
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+
+    class Meta:
+        ordering = ["-created", "-id"]
+        constraints = [models.UniqueConstraint(fields=["project", "version"], name="release_version_unique")]
+
+    def __str__(self) -> str:
+        return self.version
 
 
 class ServerTask(OctopusIdMixin, models.Model):
@@ -37,6 +241,11 @@ class ServerTask(OctopusIdMixin, models.Model):
     error_message = models.TextField(blank=True)
     has_warnings = models.BooleanField(default=False)
     server_node = models.CharField(max_length=200, blank=True)
+    project = models.ForeignKey(Project, null=True, blank=True, on_delete=models.SET_NULL, related_name="server_tasks")
+    environment = models.ForeignKey(Environment, null=True, blank=True, on_delete=models.SET_NULL, related_name="server_tasks")
+    worker_pools = models.ManyToManyField(WorkerPool, blank=True, related_name="server_tasks")
+    pending_interruption = models.TextField(blank=True, help_text="a manual intervention waiting for someone")
+    cancel_requested = models.BooleanField(default=False)
 
     class Meta:
         ordering = ["-queued", "-id"]
@@ -67,6 +276,7 @@ class TaskLogLine(models.Model):
         FATAL = "Fatal"
 
     task = models.ForeignKey(ServerTask, on_delete=models.CASCADE, related_name="log_lines")
+    node = models.ForeignKey("ActivityNode", null=True, blank=True, on_delete=models.CASCADE, related_name="log_lines")
     sequence = models.PositiveIntegerField()
     occurred = models.DateTimeField(default=timezone.now)
     category = models.CharField(max_length=10, choices=Category.choices, default=Category.INFO)
@@ -78,3 +288,99 @@ class TaskLogLine(models.Model):
 
     def __str__(self) -> str:
         return self.text
+
+
+class Deployment(OctopusIdMixin, models.Model):
+    ID_PREFIX = "Deployments"
+
+    release = models.ForeignKey(Release, on_delete=models.PROTECT, related_name="deployments")
+    environment = models.ForeignKey(Environment, on_delete=models.PROTECT, related_name="deployments")
+    task = models.OneToOneField("ServerTask", on_delete=models.CASCADE, related_name="deployment")
+    created = models.DateTimeField(default=timezone.now)
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+
+    class Meta:
+        ordering = ["-created", "-id"]
+
+    def __str__(self) -> str:
+        return f"{self.release.project.name} {self.release.version} to {self.environment.name}"
+
+
+class RunbookRun(OctopusIdMixin, models.Model):
+    ID_PREFIX = "RunbookRuns"
+
+    runbook = models.ForeignKey(Runbook, on_delete=models.CASCADE, related_name="runs")
+    environment = models.ForeignKey(Environment, on_delete=models.PROTECT, related_name="runbook_runs")
+    task = models.OneToOneField("ServerTask", on_delete=models.CASCADE, related_name="runbook_run")
+    created = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["-created", "-id"]
+
+
+class ActivityNode(models.Model):
+    """The task's log tree: task ➜ step ➜ action ➜ worker or target, each with its status and times."""
+
+    class Status(models.TextChoices):
+        PENDING = "Pending"
+        RUNNING = "Running"
+        SUCCESS = "Success"
+        FAILED = "Failed"
+        SKIPPED = "Skipped"
+        SUCCESS_WITH_WARNING = "SuccessWithWarning"
+        CANCELED = "Canceled"
+
+    task = models.ForeignKey(ServerTask, on_delete=models.CASCADE, related_name="activity_nodes")
+    parent = models.ForeignKey("self", null=True, blank=True, on_delete=models.CASCADE, related_name="children")
+    name = models.CharField(max_length=300)
+    status = models.CharField(max_length=20, choices=Status.choices, default=Status.PENDING)
+    started = models.DateTimeField(null=True, blank=True)
+    ended = models.DateTimeField(null=True, blank=True)
+    progress = models.PositiveSmallIntegerField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["task", "id"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class WorkerLease(models.Model):
+    """Which task holds which worker, recorded against the task and deleted however the task ends."""
+
+    task = models.ForeignKey(ServerTask, on_delete=models.CASCADE, related_name="leases")
+    worker = models.ForeignKey(Worker, on_delete=models.CASCADE, related_name="leases")
+    step_name = models.CharField(max_length=200)
+    rule = models.CharField(max_length=300, help_text="why this worker: the selection rule, in words")
+    created = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["id"]
+
+
+class Artifact(OctopusIdMixin, models.Model):
+    """A file a script created with new_octopusartifact, collected into the task."""
+
+    ID_PREFIX = "Artifacts"
+
+    task = models.ForeignKey(ServerTask, on_delete=models.CASCADE, related_name="artifacts")
+    name = models.CharField(max_length=200)
+    size = models.PositiveBigIntegerField()
+    content = models.BinaryField()
+    created = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["id"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class ServerConfiguration(models.Model):
+    """Configuration ➜ Features: one row."""
+
+    is_builtin_worker_enabled = models.BooleanField(default=True)
+
+    @classmethod
+    def current(cls) -> ServerConfiguration:
+        return cls.objects.get_or_create(pk=1)[0]

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import socket
+import threading
+import time
 
 from django.db import transaction
 from django.db.models import Max
 from django.utils import timezone
 
-from deployments.models import ServerTask, TaskLogLine
+from deployments.models import ActivityNode, ServerTask, TaskLogLine
 from portal.models import Space, User
 
 State = ServerTask.State
@@ -37,22 +39,72 @@ def finish_server_task(*, task: ServerTask, state: str, error_message: str = "",
 
 
 class TaskLog:
-    """Appends numbered lines to a task's log in batches (one INSERT per batch, not per line)."""
+    """A task's log: numbered, masked lines under the nodes of its activity tree, stored in batches.
 
-    def __init__(self, task: ServerTask):
+    Thread-safe: a task's parallel invocations write to one TaskLog. `publish` hooks (live streaming)
+    see each stored batch and each node change.
+    """
+
+    MASK = "********"
+    publish_hooks: list = []
+
+    def __init__(self, task: ServerTask, sensitive_values: list[str] | tuple = ()):
         self.task = task
+        self.lock = threading.RLock()
         self.pending: list[TaskLogLine] = []
+        self.last_flush = time.monotonic()
+        self.sensitive = sorted({v for v in sensitive_values if v}, key=len, reverse=True)
         self.next_sequence = (TaskLogLine.objects.filter(task=task).aggregate(m=Max("sequence"))["m"] or -1) + 1
 
-    def write(self, text: str, category: str = TaskLogLine.Category.INFO) -> None:
-        for line in str(text).splitlines() or [""]:
-            self.pending.append(TaskLogLine(task=self.task, sequence=self.next_sequence, category=category, text=line))
-            self.next_sequence += 1
+    def mask(self, text: str) -> str:
+        for value in self.sensitive:
+            text = text.replace(value, self.MASK)
+        return text
+
+    def add_sensitive(self, values) -> None:
+        with self.lock:
+            self.sensitive = sorted(set(self.sensitive) | {v for v in values if v}, key=len, reverse=True)
+
+    def write(self, text: str, category: str = TaskLogLine.Category.INFO, node: ActivityNode | None = None,
+              occurred=None) -> None:
+        with self.lock:
+            for line in self.mask(str(text)).splitlines() or [""]:
+                self.pending.append(TaskLogLine(task=self.task, node=node, sequence=self.next_sequence, category=category,
+                                                text=line, occurred=occurred or timezone.now()))
+                self.next_sequence += 1
+            if len(self.pending) >= 500 or time.monotonic() - self.last_flush > 0.05:
+                self.flush()
 
     def flush(self) -> None:
-        if self.pending:
-            TaskLogLine.objects.bulk_create(self.pending)
-            self.pending = []
+        with self.lock:
+            batch, self.pending, self.last_flush = self.pending, [], time.monotonic()
+            if batch:
+                TaskLogLine.objects.bulk_create(batch)
+                for hook in self.publish_hooks:
+                    hook(self.task, lines=batch)
+
+    # The activity tree ------------------------------------------------------------------------
+
+    def node(self, name: str, parent: ActivityNode | None = None) -> ActivityNode:
+        node = ActivityNode.objects.create(task=self.task, parent=parent, name=self.mask(name)[:300])
+        self._changed(node)
+        return node
+
+    def start(self, node: ActivityNode) -> None:
+        node.status, node.started = ActivityNode.Status.RUNNING, timezone.now()
+        node.save(update_fields=["status", "started"])
+        self._changed(node)
+
+    def finish(self, node: ActivityNode, status: str) -> None:
+        self.flush()
+        node.status, node.ended = status, timezone.now()
+        node.started = node.started or node.ended
+        node.save(update_fields=["status", "started", "ended"])
+        self._changed(node)
+
+    def _changed(self, node: ActivityNode) -> None:
+        for hook in self.publish_hooks:
+            hook(self.task, node=node)
 
 
 def server_tasks_visible_to(user: User):
