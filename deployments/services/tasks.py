@@ -38,6 +38,19 @@ def finish_server_task(*, task: ServerTask, state: str, error_message: str = "",
     return task
 
 
+def cancel_server_task(*, task: ServerTask, actor: User | None) -> ServerTask:
+    """Queued ➜ Canceled at once; Executing ➜ Cancelling, and its orchestrator kills the scripts and ends it Canceled."""
+    from deployments.models import WorkerLease
+
+    if ServerTask.objects.filter(pk=task.pk, state=State.QUEUED).update(
+            state=State.CANCELED, completed=timezone.now(), cancel_requested=True, error_message="Canceled before it started."):
+        WorkerLease.objects.filter(task=task).delete()
+    else:
+        ServerTask.objects.filter(pk=task.pk, state=State.EXECUTING).update(state=State.CANCELING, cancel_requested=True)
+    task.refresh_from_db()
+    return task
+
+
 class TaskLog:
     """A task's log: numbered, masked lines under the nodes of its activity tree, stored in batches.
 
