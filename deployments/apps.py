@@ -1,6 +1,19 @@
 from django.apps import AppConfig
+from django.db.models.signals import post_migrate
+
+
+def _ensure_orphan_check(**kwargs) -> None:
+    """Celery beat looks every minute for tasks a dead server node left Executing."""
+    from django_celery_beat.models import IntervalSchedule, PeriodicTask
+
+    every, _ = IntervalSchedule.objects.get_or_create(every=60, period=IntervalSchedule.SECONDS)
+    PeriodicTask.objects.update_or_create(name="Fail tasks whose server node stopped",
+                                          defaults={"task": "deployments.fail_orphaned_tasks", "interval": every, "enabled": True})
 
 
 class DeploymentsConfig(AppConfig):
     name = "deployments"
     verbose_name = "Deployments"
+
+    def ready(self):
+        post_migrate.connect(_ensure_orphan_check, sender=self, dispatch_uid="deployments-orphan-check")

@@ -245,3 +245,9 @@ LOGGING = {
     "root": {"handlers": ["console"], "level": os.environ.get("REEF_LOG_LEVEL", "INFO")},
     "loggers": {"django.request": {"level": "ERROR"}},
 }
+
+# Server tasks: each node runs at most REEF_TASK_CAP at once (Octopus's task cap); a task running
+# longer than REEF_TASK_TIMEOUT seconds is stopped and ends TimedOut.
+REEF_TASK_CAP = envint("REEF_TASK_CAP", 5)
+REEF_TASK_TIMEOUT = envint("REEF_TASK_TIMEOUT", 3 * 3600)
+CELERY_TASK_ROUTES = {"deployments.run_server_task": {"queue": "reef.servertasks"}}

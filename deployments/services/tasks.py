@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import socket
+from contextlib import contextmanager
+from datetime import timedelta
 import threading
 import time
 
@@ -15,18 +17,62 @@ from portal.models import Space, User
 
 State = ServerTask.State
 
+# A running task refreshes its heartbeat; a task Executing without one lost its server node.
+HEARTBEAT_SECONDS = 10
+HEARTBEAT_TTL = 45
+
+
+def heartbeat(task_id: int, alive: bool = True) -> None:
+    from infrastructure.transports.polling import redis_client
+
+    key = f"reef:task:{task_id}:alive"
+    if alive:
+        redis_client().set(key, 1, ex=HEARTBEAT_TTL)
+    else:
+        redis_client().delete(key)
+
+
+@contextmanager
+def keeping_alive(task_id: int):
+    """Refreshes the task's heartbeat from a thread while the block runs."""
+    stop = threading.Event()
+
+    def beat():
+        while True:
+            heartbeat(task_id)
+            if stop.wait(HEARTBEAT_SECONDS):
+                return
+
+    thread = threading.Thread(target=beat, daemon=True, name=f"heartbeat-{task_id}")
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join(5)
+        heartbeat(task_id, alive=False)
+
+
+def has_heartbeat(task_id: int) -> bool:
+    from infrastructure.transports.polling import redis_client
+
+    return bool(redis_client().exists(f"reef:task:{task_id}:alive"))
+
 
 def queue_server_task(*, space: Space, name: str, description: str, arguments: dict, created_by: User | None,
-                      celery_task) -> ServerTask:
+                      celery_task, project=None, environment=None, pools=()) -> ServerTask:
     """Create a Queued task and send its id to Celery once the transaction commits."""
-    task = ServerTask.objects.create(space=space, name=name, description=description, arguments=arguments, created_by=created_by)
+    task = ServerTask.objects.create(space=space, name=name, description=description, arguments=arguments, created_by=created_by,
+                                     project=project, environment=environment)
+    if pools:
+        task.worker_pools.set(pools)
     transaction.on_commit(lambda: celery_task.delay(task.pk))
     return task
 
 
 def claim_server_task(task_id: int) -> ServerTask | None:
     """Queued → Executing, once: a redelivered Celery message finds nothing to claim and does nothing."""
-    claimed = ServerTask.objects.filter(pk=task_id, state=State.QUEUED).update(
+    claimed = ServerTask.objects.filter(pk=task_id, state=State.QUEUED, pending_interruption="").update(
         state=State.EXECUTING, started=timezone.now(), server_node=socket.gethostname())
     return ServerTask.objects.get(pk=task_id) if claimed else None
 
@@ -118,6 +164,28 @@ class TaskLog:
     def _changed(self, node: ActivityNode) -> None:
         for hook in self.publish_hooks:
             hook(self.task, node=node)
+
+
+def fail_orphaned_tasks(grace_seconds: int = 2 * HEARTBEAT_TTL) -> list[int]:
+    """Tasks left Executing by a server node that died (no heartbeat): failed, with a message saying so."""
+    from deployments.models import WorkerLease
+
+    failed = []
+    started_before = timezone.now() - timedelta(seconds=grace_seconds)
+    for task in ServerTask.objects.filter(state__in=[State.EXECUTING, State.CANCELING], started__lt=started_before):
+        if has_heartbeat(task.pk):
+            continue
+        message = (f"The server node {task.server_node or '(unknown)'} that ran this task stopped without finishing it, "
+                   "so the task was failed and its workers released. Re-run it when you are ready.")
+        log = TaskLog(task)
+        log.write(message, TaskLogLine.Category.FATAL)
+        log.flush()
+        finish_server_task(task=task, state=State.FAILED, error_message=message)
+        WorkerLease.objects.filter(task=task).delete()
+        failed.append(task.pk)
+    # A lease never outlives its task, however the task ended.
+    WorkerLease.objects.filter(task__state__in=ServerTask.FINAL_STATES).delete()
+    return failed
 
 
 def server_tasks_visible_to(user: User):

@@ -123,11 +123,18 @@ def request_health_check(*, actor: User, worker: Worker):
 
 def run_health_check_server_task(task_id: int) -> None:
     """Runs a Health task: checks each worker it names and copies each check's log into the task's log."""
-    from deployments.services.tasks import TaskLog, claim_server_task, finish_server_task
+    from deployments.services.tasks import claim_server_task, keeping_alive
 
     task = claim_server_task(task_id)
     if task is None:
         return  # already claimed: a redelivered message
+    with keeping_alive(task.pk):
+        _run_health_check(task)
+
+
+def _run_health_check(task) -> None:
+    from deployments.services.tasks import TaskLog, finish_server_task
+
     task_log = TaskLog(task)
     problems, warnings = [], False
     for octopus_id in task.arguments.get("WorkerIds", []):

@@ -79,8 +79,12 @@ class Command(BaseCommand):
             self.start("local agent", [python, "-m", "tentacle_agent", "run", "--home", str(demo_home)], env)
         if not no_celery:
             concurrency = os.environ.get("REEF_CELERY_CONCURRENCY", "2")
-            self.start("celery worker", [python, "-m", "celery", "-A", "portal", "worker", "-l", "info",
+            self.start("celery worker", [python, "-m", "celery", "-A", "portal", "worker", "-l", "info", "-Q", "celery",
                                          "--concurrency", concurrency, "-n", f"reef-{socket.gethostname()}@%h"], env)
+            # Server tasks run in threads of one process: at most the task cap at once on this node.
+            self.start("task runner", [python, "-m", "celery", "-A", "portal", "worker", "-l", "info", "-Q", "reef.servertasks",
+                                       "--pool", "threads", "--concurrency", str(settings.REEF_TASK_CAP),
+                                       "-n", f"reef-tasks-{socket.gethostname()}@%h"], env)
             self.start("celery beat", [python, "-m", "celery", "-A", "portal", "beat", "-l", "info",
                                        "--schedule", str(var_dir / "celerybeat-schedule")], env)
 

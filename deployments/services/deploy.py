@@ -1,0 +1,233 @@
+"""Releases, deployments, runbook runs and Script Console runs: each queues one ServerTask that the
+orchestrator runs. A release snapshots the process and variables; a runbook run and an ad-hoc script
+carry their snapshot in the task's arguments, so a task always runs what was asked for."""
+
+from __future__ import annotations
+
+import re
+
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.db import transaction
+
+from deployments.models import (
+    Deployment, Environment, Package, Project, Release, Runbook, RunbookRun, ServerTask, Step, Variable)
+from deployments.services.tasks import queue_server_task
+from infrastructure.models import Worker, WorkerPool
+from portal.models import Event, Space, User
+from portal.permissions import Permission
+from portal.services.access import may_use, require_permission
+from portal.services.audit import record_event
+
+USE_POOL = "infrastructure.use_workerpool"
+
+
+# Snapshots -------------------------------------------------------------------------------------------
+
+def step_snapshot(step: Step, space: Space) -> dict:
+    return {"Id": step.octopus_id, "Name": step.name, "ActionType": step.action_type, "Location": step.location,
+            "WorkerPoolId": step.worker_pool_id, "WorkerPoolVariable": step.worker_pool_variable,
+            "TargetRoles": list(step.target_roles or []), "Syntax": step.syntax, "ScriptBody": step.script_body,
+            "ScriptParameters": step.script_parameters, "Packages": [_package_snapshot(space, p, step.name) for p in step.packages or []],
+            "StartWithPrevious": step.start_with_previous, "Condition": step.condition,
+            "ConditionVariable": step.condition_variable, "MaxParallelism": max(1, step.max_parallelism),
+            "Instructions": step.instructions, "IsDisabled": step.is_disabled}
+
+
+def _package_snapshot(space: Space, reference: dict, step_name: str) -> dict:
+    """A package reference with its version pinned: a blank version means the newest in the feed now."""
+    packages = Package.objects.filter(space=space, package_id=reference.get("PackageId", ""))
+    package = packages.filter(version=reference["Version"]).first() if reference.get("Version") else packages.first()
+    if package is None:
+        wanted = f"{reference.get('PackageId')} {reference.get('Version') or '(latest)'}"
+        raise ValidationError({"Packages": [f"Step {step_name!r} references {wanted}, which is not in the built-in feed."]})
+    return {"PackageId": package.package_id, "Version": package.version, "Sha256": package.sha256, "FileName": package.file_name}
+
+
+def process_snapshot(steps, space: Space) -> list[dict]:
+    return [step_snapshot(step, space) for step in steps]
+
+
+def variables_snapshot(project: Project) -> list[dict]:
+    """Sensitive values stay Fernet ciphertext in the snapshot."""
+    return [{"Name": v.name, "Type": v.type, "Value": v.value,
+             "WorkerPoolId": v.worker_pool.octopus_id if v.worker_pool_id else None,
+             "EnvironmentIds": sorted(e.pk for e in v.environments.all())}
+            for v in project.variables.select_related("worker_pool").prefetch_related("environments")]
+
+
+def pools_used(steps: list[dict], variables: list[dict], space: Space, environment: Environment | None) -> list[WorkerPool]:
+    """Every pool the process may run on in that environment (the server's steps use the default pool)."""
+    ids = set()
+    for step in steps:
+        if step["ActionType"] != Step.ActionType.SCRIPT or step["IsDisabled"]:
+            continue
+        if step["Location"] == Step.Location.SERVER:
+            ids |= set(WorkerPool.objects.filter(space=space, is_default=True).values_list("pk", flat=True))
+        elif step["WorkerPoolVariable"]:
+            ids |= {WorkerPool.pk_from_octopus_id(v["WorkerPoolId"]) for v in variables
+                    if v["Name"] == step["WorkerPoolVariable"] and v["WorkerPoolId"]
+                    and (environment is None or not v["EnvironmentIds"] or environment.pk in v["EnvironmentIds"])}
+        elif step["WorkerPoolId"]:
+            ids.add(step["WorkerPoolId"])
+    return list(WorkerPool.objects.filter(space=space, pk__in=ids - {None}).order_by("sort_order", "name"))
+
+
+def require_pools_usable(actor: User, pools) -> None:
+    refused = [pool.name for pool in pools if not may_use(actor, pool, USE_POOL)]
+    if refused:
+        raise PermissionDenied(f"You may not run steps on the worker pool{'s' if len(refused) > 1 else ''} "
+                               f"{', '.join(refused)}: none of your teams has been granted it.")
+
+
+# Releases and deployments ----------------------------------------------------------------------------
+
+def next_release_version(project: Project) -> str:
+    versions = list(project.releases.values_list("version", flat=True)[:50])
+    for version in versions:
+        match = re.fullmatch(r"(.*?)(\d+)", version)
+        if match:
+            return f"{match.group(1)}{int(match.group(2)) + 1}"
+    return "0.0.1"
+
+
+@transaction.atomic
+def create_release(*, actor: User, project: Project, version: str = "", release_notes: str = "") -> Release:
+    require_permission(actor, Permission.RELEASE_CREATE, space=project.space)
+    version = (version or "").strip() or next_release_version(project)
+    if len(version) > 50 or not re.fullmatch(r"[0-9A-Za-z.+\-_]+", version):
+        raise ValidationError({"Version": ["A version is letters, digits, dots, dashes, pluses or underscores (at most 50)."]})
+    if project.releases.filter(version=version).exists():
+        raise ValidationError({"Version": [f"{project.name} already has a release {version}."]})
+    steps = project.steps.filter(runbook__isnull=True)
+    if not steps.exists():
+        raise ValidationError({"Project": [f"{project.name} has no deployment process steps yet: add one first."]})
+    release = Release.objects.create(project=project, version=version, release_notes=release_notes, created_by=actor,
+                                     process_snapshot=process_snapshot(steps, project.space),
+                                     variables_snapshot=variables_snapshot(project))
+    record_event(actor=actor, category=Event.Category.CREATED, document=release,
+                 message=f"Release {version} of {project.name} was created", changes={"version": [None, version]})
+    return release
+
+
+def _check_environment(project: Project, environment: Environment) -> None:
+    if environment.space_id != project.space_id:
+        raise ValidationError({"EnvironmentId": [f"{environment.name} is not an environment of {project.space.name}."]})
+
+
+@transaction.atomic
+def deploy_release(*, actor: User, release: Release, environment: Environment) -> Deployment:
+    project = release.project
+    require_permission(actor, Permission.DEPLOYMENT_CREATE, space=project.space)
+    _check_environment(project, environment)
+    pools = pools_used(release.process_snapshot, release.variables_snapshot, project.space, environment)
+    require_pools_usable(actor, pools)
+    from deployments.tasks import run_server_task_task
+
+    task = queue_server_task(space=project.space, name="Deploy", created_by=actor, celery_task=run_server_task_task,
+                             description=f"Deploy {project.name} release {release.version} to {environment.name}",
+                             arguments={"ReleaseId": release.octopus_id, "EnvironmentId": environment.octopus_id},
+                             project=project, environment=environment, pools=pools)
+    deployment = Deployment.objects.create(release=release, environment=environment, task=task, created_by=actor)
+    record_event(actor=actor, category=Event.Category.CREATED, document=deployment,
+                 message=f"Deploy {project.name} release {release.version} to {environment.name} was queued as {task.octopus_id}")
+    return deployment
+
+
+@transaction.atomic
+def run_runbook(*, actor: User, runbook: Runbook, environment: Environment) -> RunbookRun:
+    project = runbook.project
+    require_permission(actor, Permission.RUNBOOK_RUN, space=project.space)
+    _check_environment(project, environment)
+    steps = process_snapshot(runbook.steps.all(), project.space)
+    if not steps:
+        raise ValidationError({"Runbook": [f"{runbook.name} has no steps yet: add one first."]})
+    variables = variables_snapshot(project)
+    pools = pools_used(steps, variables, project.space, environment)
+    require_pools_usable(actor, pools)
+    from deployments.tasks import run_server_task_task
+
+    task = queue_server_task(space=project.space, name="RunbookRun", created_by=actor, celery_task=run_server_task_task,
+                             description=f"Run {runbook.name} in {environment.name}",
+                             arguments={"RunbookId": runbook.octopus_id, "EnvironmentId": environment.octopus_id,
+                                        "Process": steps, "Variables": variables},
+                             project=project, environment=environment, pools=pools)
+    run = RunbookRun.objects.create(runbook=runbook, environment=environment, task=task)
+    record_event(actor=actor, category=Event.Category.CREATED, document=run,
+                 message=f"Runbook {runbook.name} of {project.name} was run in {environment.name} as {task.octopus_id}")
+    return run
+
+
+@transaction.atomic
+def run_adhoc_script(*, actor: User, space: Space, syntax: str, script_body: str, worker_pool: WorkerPool | None = None,
+                     workers=()) -> ServerTask:
+    """Script Console: run a script once on a worker of a pool (chosen by the usual rules), or on each chosen worker."""
+    require_permission(actor, Permission.TASK_CREATE, space=space)
+    workers = list(workers)
+    errors = {}
+    if syntax not in Step.Syntax.values:
+        errors["Syntax"] = [f"Choose one of {', '.join(Step.Syntax.values)}."]
+    if not (script_body or "").strip():
+        errors["ScriptBody"] = ["Write a script to run."]
+    if (worker_pool is None) == (not workers):
+        errors["Target"] = ["Choose a worker pool or some workers, not both."]
+    if worker_pool is not None and worker_pool.space_id != space.pk:
+        errors["WorkerPoolId"] = [f"{worker_pool.name} is not a worker pool of {space.name}."]
+    if any(worker.space_id != space.pk for worker in workers):
+        errors["WorkerIds"] = [f"Every worker must belong to {space.name}."]
+    if errors:
+        raise ValidationError(errors)
+    pools = [worker_pool] if worker_pool else list(WorkerPool.objects.filter(workers__in=workers).distinct())
+    if worker_pool is not None:
+        require_pools_usable(actor, pools)
+    else:
+        require_permission(actor, Permission.WORKER_EDIT, space=space)  # running on chosen machines is a worker admin's act
+    where = worker_pool.name if worker_pool else ", ".join(w.name for w in workers)
+    from deployments.tasks import run_server_task_task
+
+    step = {"Id": "", "Name": "Run script", "ActionType": Step.ActionType.SCRIPT,
+            "Location": Step.Location.WORKER, "WorkerPoolId": worker_pool.pk if worker_pool else None,
+            "WorkerPoolVariable": "", "TargetRoles": [], "Syntax": syntax, "ScriptBody": script_body, "ScriptParameters": "",
+            "Packages": [], "StartWithPrevious": False, "Condition": Step.Condition.SUCCESS, "ConditionVariable": "",
+            "MaxParallelism": 10, "Instructions": "", "IsDisabled": False}
+    task = queue_server_task(space=space, name="AdHocScript", created_by=actor, celery_task=run_server_task_task,
+                             description=f"Script Console: run a {syntax} script on {where}"[:500],
+                             arguments={"Process": [step], "Variables": [], "WorkerIds": [w.octopus_id for w in workers]},
+                             pools=pools)
+    record_event(actor=actor, category=Event.Category.CREATED, document=task,
+                 message=f"A {syntax} script was queued on {where} from the Script Console as {task.octopus_id}")
+    return task
+
+
+@transaction.atomic
+def proceed_after_intervention(*, actor: User, task: ServerTask, proceed: bool = True, note: str = "") -> ServerTask:
+    """A manual intervention's answer: the task is re-queued, and workers are selected again when it restarts."""
+    require_permission(actor, Permission.DEPLOYMENT_CREATE, space=task.space)
+    task = ServerTask.objects.select_for_update().get(pk=task.pk)
+    if not task.pending_interruption:
+        raise ValidationError({"Interruption": ["This task is not waiting for a manual intervention."]})
+    resume = dict(task.arguments.get("Resume") or {})
+    resume.update(Proceed=proceed, ApprovedBy=str(actor), Note=note[:1000])
+    task.arguments = {**task.arguments, "Resume": resume}
+    task.pending_interruption = ""
+    task.save(update_fields=["arguments", "pending_interruption"])
+    from deployments.tasks import run_server_task_task
+
+    transaction.on_commit(lambda: run_server_task_task.delay(task.pk))
+    record_event(actor=actor, category=Event.Category.MODIFIED, document=task,
+                 message=f"{actor} chose to {'proceed' if proceed else 'abort'} at the manual intervention of {task.octopus_id}")
+    return task
+
+
+def rerun_server_task(*, actor: User, task: ServerTask) -> ServerTask:
+    """Run the same thing again: a deployment of the same release, the same runbook, the same script."""
+    if hasattr(task, "deployment"):
+        return deploy_release(actor=actor, release=task.deployment.release, environment=task.deployment.environment).task
+    if hasattr(task, "runbook_run"):
+        return run_runbook(actor=actor, runbook=task.runbook_run.runbook, environment=task.runbook_run.environment).task
+    if task.name == "AdHocScript":
+        step = task.arguments["Process"][0]
+        ids = [Worker.pk_from_octopus_id(i) for i in task.arguments.get("WorkerIds", [])]
+        return run_adhoc_script(actor=actor, space=task.space, syntax=step["Syntax"], script_body=step["ScriptBody"],
+                                worker_pool=WorkerPool.objects.filter(pk=step["WorkerPoolId"] or 0).first(),
+                                workers=Worker.objects.filter(pk__in=ids, space=task.space))
+    raise ValidationError({"Task": [f"{task.name} tasks cannot be re-run from here."]})

@@ -1,0 +1,487 @@
+"""The orchestrator: runs one server task (a deployment, a runbook run, a Script Console script).
+
+Workers are chosen when the task starts (selection.py). Steps run in order, those marked "start with
+previous" together; each step's invocations (one, or one per target) run up to its MaxParallelism at
+once. Invocations are threads blocked in long-polls on the transports, so one server node runs its
+whole task cap without an OS process per step. A watcher thread keeps the task's heartbeat in Redis,
+and turns a cancel request or the task's timeout into cancelled scripts.
+"""
+
+from __future__ import annotations
+
+import base64
+import logging
+import re
+import shlex
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from django.conf import settings
+from django.db import close_old_connections, connection
+from django.utils import timezone
+
+from deployments.models import (
+    ActivityNode, Artifact, DeploymentTarget, Environment, Release, ServerTask, Step, TaskLogLine, Variable)
+from deployments.services.selection import Choice, SelectionError, WorkerSelector, release_leases, resolve_pool
+from deployments.services.tasks import HEARTBEAT_SECONDS, TaskLog, claim_server_task, finish_server_task, heartbeat
+from infrastructure.models import Worker
+from infrastructure.transports import TransportError, transport_for
+from infrastructure.transports.polling import redis_client
+from portal.encryption import decrypt
+
+logger = logging.getLogger(__name__)
+
+State = ServerTask.State
+Status = ActivityNode.Status
+Category = TaskLogLine.Category
+
+FALSE_WORDS = {"", "false", "0", "no", "off"}
+_REFERENCE = re.compile(r"#\{([^}#]+)\}")
+
+
+def substitute(text: str, values: dict[str, str]) -> str:
+    """Octopus's `#{Name}` substitution; unknown names stay as written."""
+    return _REFERENCE.sub(lambda m: values.get(m.group(1).strip(), m.group(0)), text or "")
+
+
+def resolve_variables(snapshot: list[dict], environment: Environment | None) -> tuple[dict[str, str], set[str]]:
+    """Values for one environment (a value scoped to it beats an unscoped one) and the sensitive values."""
+    chosen: dict[str, tuple[int, dict]] = {}
+    for variable in snapshot:
+        scopes = variable.get("EnvironmentIds") or []
+        if scopes and (environment is None or environment.pk not in scopes):
+            continue
+        rank = 1 if scopes else 0
+        if variable["Name"] not in chosen or rank >= chosen[variable["Name"]][0]:
+            chosen[variable["Name"]] = (rank, variable)
+    values, sensitive = {}, set()
+    for name, (_, variable) in chosen.items():
+        if variable["Type"] == Variable.Type.SENSITIVE:
+            values[name] = decrypt(variable["Value"])
+            sensitive.add(values[name])
+        elif variable["Type"] == Variable.Type.WORKER_POOL:
+            values[name] = variable.get("WorkerPoolId") or ""
+        else:
+            values[name] = variable["Value"]
+    return values, sensitive
+
+
+def with_parameters(syntax: str, body: str, parameters: str) -> str:
+    """Script parameters become the script's arguments."""
+    if not parameters.strip():
+        return body
+    if syntax == Step.Syntax.PYTHON:
+        return f"import sys as _s, shlex as _x\n_s.argv[1:] = _x.split({parameters!r})\ndel _s, _x\n{body}"
+    if syntax == Step.Syntax.POWERSHELL:
+        return f"& {{\n{body}\n}} {parameters}"
+    return f"set -- {parameters}\n{body}"
+
+
+@dataclass
+class Invocation:
+    step: dict
+    choice: Choice
+    target: DeploymentTarget | None = None
+    node: ActivityNode | None = None
+
+
+@dataclass
+class Outcome:
+    failed: list[str] = field(default_factory=list)
+    warnings: bool = False
+
+
+class Canceled(Exception):
+    """The task was canceled or timed out: unwind, ending each node as Canceled."""
+
+
+class Interrupted(Exception):
+    """A manual intervention: the task went back to the queue to wait for an answer."""
+
+
+class Orchestration:
+    def __init__(self, task: ServerTask):
+        self.task = task
+        self.space = task.space
+        self.arguments = task.arguments
+        self.resume = dict(self.arguments.get("Resume") or {})
+        self.environment = Environment.objects.filter(pk=Environment.pk_from_octopus_id(self.arguments.get("EnvironmentId")) or 0).first()
+        self.release = None
+        if task.name == "Deploy":
+            self.release = Release.objects.select_related("project").get(pk=Release.pk_from_octopus_id(self.arguments["ReleaseId"]))
+            self.steps, snapshot = self.release.process_snapshot, self.release.variables_snapshot
+        else:
+            self.steps, snapshot = self.arguments.get("Process", []), self.arguments.get("Variables", [])
+        self.values, sensitive = resolve_variables(snapshot, self.environment)
+        self.values.update(self.system_variables())
+        self.values.update(self.resume.get("OutputVariables") or {})
+        sensitive |= set(self.resume.get("SensitiveOutputs") or [])
+        self.sensitive = sensitive
+        self.log = TaskLog(task, sensitive_values=sorted(sensitive))
+        self.lock = threading.Lock()
+        self.cancel = threading.Event()
+        self.done = threading.Event()
+        self.cancel_reason = State.CANCELED
+        self.deadline = time.monotonic() + settings.REEF_TASK_TIMEOUT
+        self.mutex = self.values.get("OctopusBypassDeploymentMutex", "").strip().lower() == "false"
+        self.outcome = Outcome(failed=list(self.resume.get("Failed") or []))
+
+    # Variables -----------------------------------------------------------------------------------
+
+    def system_variables(self) -> dict[str, str]:
+        task = self.task
+        values = {"Octopus.Task.Id": task.octopus_id, "Octopus.Space.Id": self.space.octopus_id, "Octopus.Space.Name": self.space.name,
+                  "Octopus.Web.ServerUri": getattr(settings, "REEF_PUBLIC_URL", "")}
+        if task.project_id:
+            values.update({"Octopus.Project.Id": task.project.octopus_id, "Octopus.Project.Name": task.project.name})
+        if self.environment:
+            values.update({"Octopus.Environment.Id": self.environment.octopus_id, "Octopus.Environment.Name": self.environment.name})
+        if self.release:
+            deployment = task.deployment
+            values.update({"Octopus.Release.Id": self.release.octopus_id, "Octopus.Release.Number": self.release.version,
+                           "Octopus.Release.Notes": self.release.release_notes, "Octopus.Deployment.Id": deployment.octopus_id,
+                           "Octopus.Deployment.Name": f"Deploy to {self.environment.name}",
+                           "Octopus.Deployment.CreatedBy.Username": deployment.created_by.username if deployment.created_by else ""})
+        if task.name == "RunbookRun":
+            values.update({"Octopus.Runbook.Id": self.arguments["RunbookId"], "Octopus.RunbookRun.Id": task.runbook_run.octopus_id,
+                           "Octopus.Runbook.Name": task.runbook_run.runbook.name})
+        return values
+
+    def action_values(self, invocation: Invocation) -> dict[str, str]:
+        step, choice, target = invocation.step, invocation.choice, invocation.target
+        values = dict(self.values)
+        values.update({"Octopus.Step.Name": step["Name"], "Octopus.Action.Name": step["Name"],
+                       "Octopus.Action.MaxParallelism": str(step["MaxParallelism"]),
+                       "Octopus.WorkerPool.Id": choice.pool.octopus_id, "Octopus.WorkerPool.Name": choice.pool.name,
+                       "Octopus.Worker.Name": choice.worker_name,
+                       "Octopus.Deployment.Error": "; ".join(self.outcome.failed)})
+        if target is not None:
+            values.update({"Octopus.Machine.Id": target.octopus_id, "Octopus.Machine.Name": target.name,
+                           "Octopus.Machine.Roles": ",".join(target.roles)})
+        return values
+
+    # Running -------------------------------------------------------------------------------------
+
+    def run(self) -> None:
+        watcher = threading.Thread(target=self.watch, name=f"watch-{self.task.pk}", daemon=True)
+        watcher.start()
+        try:
+            self.root = self.log.node(self.task.description) if "RootNodeId" not in self.resume else \
+                ActivityNode.objects.get(pk=self.resume["RootNodeId"])
+            self.log.start(self.root)
+            if self.resume:
+                answer = "proceed" if self.resume.get("Proceed") else "abort"
+                self.log.write(f"{self.resume.get('ApprovedBy')} chose to {answer}. {self.resume.get('Note', '')}".strip(),
+                               Category.HIGHLIGHT, self.root)
+                if not self.resume.get("Proceed"):
+                    self.outcome.failed.append("The manual intervention was aborted.")
+            self.execute()
+        except (Canceled, Interrupted):
+            pass
+        except Exception as error:  # a bug here must still end the task, with the reason
+            logger.exception("task %s failed in the orchestrator", self.task.pk)
+            self.outcome.failed.append(f"The server failed while running the task: {type(error).__name__}: {error}")
+            self.log.write(self.outcome.failed[-1], Category.FATAL, getattr(self, "root", None))
+        finally:
+            self.done.set()
+            watcher.join(5)
+            self.end()
+
+    def execute(self) -> None:
+        start = int(self.resume.get("NextStep", 0))
+        steps = [(i, s) for i, s in enumerate(self.steps) if i >= start]
+        nodes = {i: self.log.node(f"Step {i + 1}: {s['Name']}", self.root) for i, s in steps}
+        try:
+            plans = self.plan([(i, s) for i, s in steps if s["ActionType"] == Step.ActionType.SCRIPT and not s["IsDisabled"]])
+        except SelectionError as error:
+            self.outcome.failed.append(str(error))
+            self.log.write(str(error), Category.ERROR, self.root)
+            for node in nodes.values():
+                self.log.finish(node, Status.SKIPPED)
+            return
+        for group in self.groups(steps):
+            if self.cancel.is_set():
+                raise Canceled
+            first_index, first = group[0]
+            if first["ActionType"] == Step.ActionType.MANUAL and not first["IsDisabled"] and self.should_run(first):
+                self.interrupt(first_index, first, nodes[first_index])
+                raise Interrupted
+            if len(group) == 1:
+                self.run_step(group[0][1], nodes[group[0][0]], plans.get(group[0][0], []))
+            else:
+                with ThreadPoolExecutor(max_workers=len(group), thread_name_prefix=f"task-{self.task.pk}-step") as pool:
+                    for _ in pool.map(lambda item: self.threaded(self.run_step, item[1], nodes[item[0]], plans.get(item[0], [])), group):
+                        pass
+
+    @staticmethod
+    def groups(steps: list[tuple[int, dict]]) -> list[list[tuple[int, dict]]]:
+        groups: list[list[tuple[int, dict]]] = []
+        for item in steps:
+            manual = item[1]["ActionType"] == Step.ActionType.MANUAL
+            if groups and item[1]["StartWithPrevious"] and not manual and groups[-1][0][1]["ActionType"] != Step.ActionType.MANUAL:
+                groups[-1].append(item)
+            else:
+                groups.append([item])
+        return groups
+
+    def plan(self, steps: list[tuple[int, dict]]) -> dict[int, list[Invocation]]:
+        """Workers for every step, chosen now, at the start of the task."""
+        selector = WorkerSelector(self.task)
+        plans: dict[int, list[Invocation]] = {}
+        chosen_workers = [Worker.objects.get(pk=Worker.pk_from_octopus_id(i)) for i in self.arguments.get("WorkerIds") or []]
+        for index, step in steps:
+            pool, how = resolve_pool(step, space=self.space, environment=self.environment, variables=self.values)
+            packages = tuple((p["PackageId"], p["Version"]) for p in step["Packages"])
+            if chosen_workers:
+                plans[index] = [Invocation(step, selector.lease(w, w.worker_pools.first() or pool, step["Name"],
+                                                                "it was chosen in the Script Console")) for w in chosen_workers]
+            elif step["Location"] == Step.Location.ON_BEHALF:
+                targets = self.targets_for(step)
+                plans[index] = [Invocation(step, selector.choose(pool, step["Name"], packages), target) for target in targets]
+            else:
+                plans[index] = [Invocation(step, selector.choose(pool, step["Name"], packages))]
+            for invocation in plans[index]:
+                behalf = f" on behalf of {invocation.target.name}" if invocation.target else ""
+                self.log.write(f"Step {index + 1} {step['Name']!r}{behalf}: {invocation.choice.worker_name} was chosen "
+                               f"because {invocation.choice.rule} ({how}).", Category.INFO, self.root)
+        return plans
+
+    def targets_for(self, step: dict) -> list[DeploymentTarget]:
+        roles = set(step["TargetRoles"])
+        if self.environment is None:
+            return []
+        targets = DeploymentTarget.objects.filter(space=self.space, environments=self.environment, is_disabled=False)
+        return [t for t in targets if roles & set(t.roles)]
+
+    def should_run(self, step: dict) -> bool:
+        condition = step["Condition"]
+        if condition == Step.Condition.ALWAYS:
+            return True
+        if condition == Step.Condition.VARIABLE:
+            values = dict(self.values, **{"Octopus.Deployment.Error": "; ".join(self.outcome.failed)})
+            return substitute(step["ConditionVariable"], values).strip().lower() not in FALSE_WORDS
+        return not self.outcome.failed
+
+    def run_step(self, step: dict, node: ActivityNode, invocations: list[Invocation]) -> None:
+        if step["IsDisabled"]:
+            self.log.write("This step is disabled.", Category.VERBOSE, node)
+            return self.log.finish(node, Status.SKIPPED)
+        if not self.should_run(step):
+            self.log.write(f"Skipped: its run condition ({step['Condition']}) is not met.", Category.INFO, node)
+            return self.log.finish(node, Status.SKIPPED)
+        if not invocations:
+            self.log.write(f"Skipped: no enabled deployment target in {self.environment.name if self.environment else 'this task'} "
+                           f"has any of the roles {', '.join(step['TargetRoles'])}.", Category.WARNING, node)
+            self.outcome.warnings = True
+            return self.log.finish(node, Status.SKIPPED)
+        self.log.start(node)
+        for invocation in invocations:
+            behalf = f" on behalf of {invocation.target.name}" if invocation.target else ""
+            invocation.node = self.log.node(f"{invocation.choice.worker_name}{behalf}", node)
+        parallelism = max(1, min(int(step["MaxParallelism"]), len(invocations)))
+        if parallelism == 1:
+            results = [self.invoke(i) for i in invocations]
+        else:
+            with ThreadPoolExecutor(max_workers=parallelism, thread_name_prefix=f"task-{self.task.pk}-action") as pool:
+                results = list(pool.map(lambda i: self.threaded(self.invoke, i), invocations))
+        if self.cancel.is_set():
+            self.log.finish(node, Status.CANCELED)
+            raise Canceled
+        if Status.FAILED in results:
+            with self.lock:
+                self.outcome.failed.append(f"Step {step['Name']!r} failed.")
+            return self.log.finish(node, Status.FAILED)
+        warned = Status.SUCCESS_WITH_WARNING in results
+        self.outcome.warnings |= warned
+        self.log.finish(node, Status.SUCCESS_WITH_WARNING if warned else Status.SUCCESS)
+
+    @staticmethod
+    def threaded(function, *args):
+        """Runs in a pool thread: Django gives each thread its own connection, which must be closed."""
+        try:
+            return function(*args)
+        finally:
+            connection.close()
+
+    def invoke(self, invocation: Invocation) -> str:
+        node, step, worker = invocation.node, invocation.step, invocation.choice.worker
+        self.log.start(node)
+        transport = self.transport(invocation)
+        lock = None
+        try:
+            if self.mutex:
+                lock = self.acquire_worker_mutex(invocation)
+            packages = self.transfer_packages(transport, invocation)
+            values = self.action_values(invocation)
+            body = with_parameters(step["Syntax"], substitute(step["ScriptBody"], values), substitute(step["ScriptParameters"], values))
+            variables = [{"Name": name, "Value": value, "IsSensitive": value in self.sensitive} for name, value in values.items()]
+            ticket = transport.call("StartScript", {"ScriptBody": body, "Syntax": step["Syntax"], "Packages": packages,
+                                                    "Variables": variables, "IsolationMutex": None,
+                                                    "TimeoutSeconds": max(1, int(self.deadline - time.monotonic())),
+                                                    "TaskId": self.task.octopus_id})["Ticket"]
+            status = self.follow(transport, ticket, node)
+        except TransportError as error:
+            self.log.write(f"{invocation.choice.worker_name} failed: {error}", Category.ERROR, node)
+            self.log.finish(node, Status.FAILED)
+            return Status.FAILED
+        except Canceled:
+            self.log.finish(node, Status.CANCELED)
+            return Status.CANCELED
+        finally:
+            if lock is not None:
+                try:
+                    lock.release()
+                except Exception:  # noqa: BLE001 - an expired lock is already free
+                    pass
+        return self.conclude(status, invocation)
+
+    def transport(self, invocation: Invocation):
+        if invocation.choice.worker is None:
+            from infrastructure.transports.builtin import BuiltinTransport
+
+            return BuiltinTransport()
+        return transport_for(invocation.choice.worker)
+
+    def acquire_worker_mutex(self, invocation: Invocation):
+        """OctopusBypassDeploymentMutex=False: scripts on one worker take turns, across tasks and server nodes."""
+        worker = invocation.choice.worker
+        key = f"reef:worker:{worker.pk if worker else 'builtin'}:mutex"
+        lock = redis_client().lock(key, timeout=settings.REEF_TASK_TIMEOUT, blocking=False)
+        if lock.acquire(blocking=False):
+            return lock
+        self.log.write(f"Waiting for the script isolation mutex: another task is running a script on {invocation.choice.worker_name}…",
+                       Category.WAIT, invocation.node)
+        while not lock.acquire(blocking=True, blocking_timeout=0.5):
+            if self.cancel.is_set():
+                raise Canceled
+        self.log.write(f"Acquired the script isolation mutex on {invocation.choice.worker_name}.", Category.VERBOSE, invocation.node)
+        return lock
+
+    def transfer_packages(self, transport, invocation: Invocation) -> list[dict]:
+        """Upload each package unless the worker's cache has its SHA-256; the worker is locked while we look."""
+        packages = invocation.step["Packages"]
+        if not packages:
+            return []
+        worker = invocation.choice.worker
+        with redis_client().lock(f"reef:worker:{worker.pk if worker else 'builtin'}:packages", timeout=600, blocking_timeout=600):
+            for package in packages:
+                name = f"{package['PackageId']} {package['Version']}"
+                if transport.call("HasPackage", {"Sha256": package["Sha256"]}).get("Present"):
+                    self.log.write(f"Package {name} is already in {invocation.choice.worker_name}'s cache.", Category.VERBOSE, invocation.node)
+                    continue
+                data = (Path(settings.VAR_DIR) / "packages" / package["Sha256"]).read_bytes()
+                self.log.write(f"Uploading package {name} ({len(data):,} bytes) to {invocation.choice.worker_name}.", Category.INFO, invocation.node)
+                transport.call("UploadPackage", {"Sha256": package["Sha256"], "FileName": package["FileName"],
+                                                 "ContentBase64": base64.b64encode(data).decode()}, timeout=600)
+        return [{"PackageId": p["PackageId"], "Version": p["Version"], "Sha256": p["Sha256"]} for p in packages]
+
+    def follow(self, transport, ticket: str, node: ActivityNode) -> dict:
+        after, canceled = -1, False
+        while True:
+            if self.cancel.is_set() and not canceled:
+                transport.call("CancelScript", {"Ticket": ticket})
+                canceled = True
+            status = transport.call("GetStatus", {"Ticket": ticket, "AfterSequence": after, "WaitSeconds": 1},
+                                    timeout=transport.timeout + 10)
+            for line in status.get("Logs") or []:
+                category = line.get("Category") if line.get("Category") in Category.values else Category.INFO
+                self.log.write(line.get("Text", ""), category, node)
+                after = max(after, int(line.get("Sequence", after)))
+            self.log.flush()
+            if status.get("State") == "Complete":
+                status["Artifacts"] = transport.call("CompleteScript", {"Ticket": ticket}).get("Artifacts") or []
+                if canceled:
+                    raise Canceled
+                return status
+
+    def conclude(self, status: dict, invocation: Invocation) -> str:
+        node, step = invocation.node, invocation.step
+        for variable in status.get("OutputVariables") or []:
+            name, value = variable.get("Name", ""), str(variable.get("Value", ""))
+            with self.lock:
+                self.values[f"Octopus.Action[{step['Name']}].Output.{name}"] = value
+                if invocation.target is not None:
+                    self.values[f"Octopus.Action[{step['Name']}].Output[{invocation.target.name}].{name}"] = value
+                if variable.get("IsSensitive"):
+                    self.sensitive.add(value)
+                    self.log.add_sensitive([value])
+            self.log.write(f"Output variable Octopus.Action[{step['Name']}].Output.{name} was set.", Category.VERBOSE, node)
+        for artifact in status.get("Artifacts") or []:
+            content = base64.b64decode(artifact.get("ContentBase64", ""))
+            Artifact.objects.create(task=self.task, name=str(artifact.get("Name", "artifact"))[:200], size=len(content), content=content)
+            self.log.write(f"Collected the artifact {artifact.get('Name')} ({len(content):,} bytes).", Category.INFO, node)
+        code = status.get("ExitCode")
+        if code != 0 or (status.get("FailureMessage") and code is None):
+            self.log.write(status.get("FailureMessage") or f"The script exited with code {code}.", Category.ERROR, node)
+            self.log.finish(node, Status.FAILED)
+            return Status.FAILED
+        warned = TaskLogLine.objects.filter(node=node, category__in=[Category.WARNING, Category.ERROR]).exists()
+        self.log.finish(node, Status.SUCCESS_WITH_WARNING if warned else Status.SUCCESS)
+        return Status.SUCCESS_WITH_WARNING if warned else Status.SUCCESS
+
+    # Pausing, watching, ending --------------------------------------------------------------------
+
+    def interrupt(self, index: int, step: dict, node: ActivityNode) -> None:
+        """A manual intervention: free the workers and wait, re-queued, for an answer (selection happens again)."""
+        self.log.start(node)
+        self.log.write(f"Manual intervention required: {step['Instructions'] or step['Name']}", Category.WAIT, node)
+        self.log.finish(node, Status.SUCCESS)
+        outputs = {k: v for k, v in self.values.items() if k.startswith("Octopus.Action[")}
+        resume = {"NextStep": index + 1, "RootNodeId": self.root.pk, "OutputVariables": outputs,
+                  "SensitiveOutputs": sorted(v for v in outputs.values() if v in self.sensitive), "Failed": self.outcome.failed}
+        self.log.flush()
+        release_leases(self.task)
+        ServerTask.objects.filter(pk=self.task.pk, state=State.EXECUTING).update(
+            state=State.QUEUED, pending_interruption=step["Instructions"] or step["Name"],
+            arguments={**self.arguments, "Resume": resume}, server_node="")
+        self.interrupted = True
+
+    def watch(self) -> None:
+        beat = 0.0
+        while not self.done.wait(0.5):
+            if time.monotonic() - beat > HEARTBEAT_SECONDS:
+                heartbeat(self.task.pk)
+                beat = time.monotonic()
+            if self.cancel.is_set():
+                continue
+            if time.monotonic() > self.deadline:
+                self.cancel_reason = State.TIMED_OUT
+                self.cancel.set()
+            elif ServerTask.objects.filter(pk=self.task.pk, cancel_requested=True).exists():
+                self.cancel.set()
+        heartbeat(self.task.pk, alive=False)
+        connection.close()
+
+    def end(self) -> None:
+        self.log.flush()
+        release_leases(self.task)
+        if getattr(self, "interrupted", False):
+            return
+        if self.cancel.is_set():
+            state = self.cancel_reason
+            message = (f"The task did not finish within {settings.REEF_TASK_TIMEOUT} seconds and was stopped."
+                       if state == State.TIMED_OUT else "The task was canceled.")
+            self.log.write(message, Category.ERROR if state == State.TIMED_OUT else Category.WARNING, self.root)
+            self.log.finish(self.root, Status.CANCELED if state == State.CANCELED else Status.FAILED)
+            finish_server_task(task=self.task, state=state, error_message=message, has_warnings=self.outcome.warnings)
+        elif self.outcome.failed:
+            self.log.finish(self.root, Status.FAILED)
+            finish_server_task(task=self.task, state=State.FAILED, error_message=" ".join(self.outcome.failed),
+                               has_warnings=self.outcome.warnings)
+        else:
+            self.log.finish(self.root, Status.SUCCESS_WITH_WARNING if self.outcome.warnings else Status.SUCCESS)
+            finish_server_task(task=self.task, state=State.SUCCESS, has_warnings=self.outcome.warnings)
+
+
+def run_server_task(task_id: int) -> None:
+    """Celery's entry: claim the task (once) and run it to an end, or to a manual intervention."""
+    task = claim_server_task(task_id)
+    if task is None:
+        return  # already claimed (a redelivered message), canceled, or waiting for an intervention
+    try:
+        Orchestration(task).run()
+    finally:
+        close_old_connections()
