@@ -320,7 +320,8 @@ class Orchestration:
             variables = [{"Name": name, "Value": value, "IsSensitive": value in self.sensitive} for name, value in values.items()]
             ticket = transport.call("StartScript", {"ScriptBody": body, "Syntax": step["Syntax"], "Packages": packages,
                                                     "Variables": variables, "IsolationMutex": None,
-                                                    "TimeoutSeconds": max(1, int(self.deadline - time.monotonic())),
+                                                    # A backstop on the worker, should this server vanish.
+                                                    "TimeoutSeconds": max(1, int(self.deadline - time.monotonic())) + 60,
                                                     "TaskId": self.task.octopus_id})["Ticket"]
             status = self.follow(transport, ticket, node)
         except TransportError as error:
