@@ -18,7 +18,7 @@ from portal.permissions import Permission
 from portal.services.access import may_use, require_permission
 from portal.services.audit import record_event
 
-USE_POOL = "infrastructure.use_workerpool"
+USE_POOL = "use_workerpool"
 
 
 # Snapshots -------------------------------------------------------------------------------------------

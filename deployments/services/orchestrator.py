@@ -233,16 +233,15 @@ class Orchestration:
         plans: dict[int, list[Invocation]] = {}
         chosen_workers = [Worker.objects.get(pk=Worker.pk_from_octopus_id(i)) for i in self.arguments.get("WorkerIds") or []]
         for index, step in steps:
-            pool, how = resolve_pool(step, space=self.space, environment=self.environment, variables=self.values)
-            packages = tuple((p["PackageId"], p["Version"]) for p in step["Packages"])
             if chosen_workers:
-                plans[index] = [Invocation(step, selector.lease(w, w.worker_pools.first() or pool, step["Name"],
+                how = "the Script Console names its workers"
+                plans[index] = [Invocation(step, selector.lease(w, w.worker_pools.order_by("sort_order").first(), step["Name"],
                                                                 "it was chosen in the Script Console")) for w in chosen_workers]
-            elif step["Location"] == Step.Location.ON_BEHALF:
-                targets = self.targets_for(step)
-                plans[index] = [Invocation(step, selector.choose(pool, step["Name"], packages), target) for target in targets]
             else:
-                plans[index] = [Invocation(step, selector.choose(pool, step["Name"], packages))]
+                pool, how = resolve_pool(step, space=self.space, environment=self.environment, variables=self.values)
+                packages = tuple((p["PackageId"], p["Version"]) for p in step["Packages"])
+                targets = self.targets_for(step) if step["Location"] == Step.Location.ON_BEHALF else [None]
+                plans[index] = [Invocation(step, selector.choose(pool, step["Name"], packages), target) for target in targets]
             for invocation in plans[index]:
                 behalf = f" on behalf of {invocation.target.name}" if invocation.target else ""
                 self.log.write(f"Step {index + 1} {step['Name']!r}{behalf}: {invocation.choice.worker_name} was chosen "

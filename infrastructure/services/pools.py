@@ -132,3 +132,26 @@ def delete_worker_pool(*, actor: User, pool: WorkerPool) -> None:
         raise ValidationError(f"{pool.name} is the only pool of these workers; move or delete them first: " + ", ".join(stranded) + ".")
     record_event(actor=actor, category=Event.Category.DELETED, document=pool)
     pool.delete()
+
+
+@transaction.atomic
+def set_teams_that_may_use_pool(*, actor: User, pool: WorkerPool, teams) -> None:
+    """django-guardian grants: once any team holds one, only members of granted teams may run steps on the pool."""
+    from guardian.shortcuts import assign_perm, get_groups_with_perms, remove_perm
+
+    from portal.models import Team
+
+    teams = list(teams)
+    if any(team.space_id not in (None, pool.space_id) for team in teams):
+        raise ValidationError({"teams": "Only teams of this space, or system teams, can be granted its pools."})
+    wanted = {team.group_id for team in teams}
+    current = set(get_groups_with_perms(pool, only_with_perms_in=["use_workerpool"]).values_list("pk", flat=True))
+    for team in teams:
+        if team.group_id not in current:
+            assign_perm("use_workerpool", team.group, pool)
+    for team in Team.objects.filter(group_id__in=current - wanted):
+        remove_perm("use_workerpool", team.group, pool)
+    names = sorted(team.name for team in teams)
+    record_event(actor=actor, category=Event.Category.MODIFIED, document=pool,
+                 message=f"Teams that may use {pool.name}: {', '.join(names) if names else 'everyone'}",
+                 changes={"teams": [None, names]})
