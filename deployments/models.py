@@ -212,6 +212,10 @@ class Release(OctopusIdMixin, models.Model):
     def __str__(self) -> str:
         return self.version
 
+    @property
+    def space_id(self) -> int:
+        return self.project.space_id
+
 
 class ServerTask(OctopusIdMixin, models.Model):
     """One unit of queued work; the row is the truth, Celery only carries its id."""
@@ -305,6 +309,10 @@ class Deployment(OctopusIdMixin, models.Model):
     def __str__(self) -> str:
         return f"{self.release.project.name} {self.release.version} to {self.environment.name}"
 
+    @property
+    def space_id(self) -> int:
+        return self.environment.space_id
+
 
 class RunbookRun(OctopusIdMixin, models.Model):
     ID_PREFIX = "RunbookRuns"
@@ -316,6 +324,10 @@ class RunbookRun(OctopusIdMixin, models.Model):
 
     class Meta:
         ordering = ["-created", "-id"]
+
+    @property
+    def space_id(self) -> int:
+        return self.environment.space_id
 
 
 class ActivityNode(models.Model):

@@ -23,11 +23,11 @@ USE_POOL = "use_workerpool"
 
 # Snapshots -------------------------------------------------------------------------------------------
 
-def step_snapshot(step: Step, space: Space) -> dict:
+def step_snapshot(step: Step, space: Space, pin_packages: bool = True) -> dict:
     return {"Id": step.octopus_id, "Name": step.name, "ActionType": step.action_type, "Location": step.location,
             "WorkerPoolId": step.worker_pool_id, "WorkerPoolVariable": step.worker_pool_variable,
             "TargetRoles": list(step.target_roles or []), "Syntax": step.syntax, "ScriptBody": step.script_body,
-            "ScriptParameters": step.script_parameters, "Packages": [_package_snapshot(space, p, step.name) for p in step.packages or []],
+            "ScriptParameters": step.script_parameters, "Packages": [_package_snapshot(space, p, step.name) if pin_packages else dict(p) for p in step.packages or []],
             "StartWithPrevious": step.start_with_previous, "Condition": step.condition,
             "ConditionVariable": step.condition_variable, "MaxParallelism": max(1, step.max_parallelism),
             "Instructions": step.instructions, "IsDisabled": step.is_disabled}

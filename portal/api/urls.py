@@ -23,4 +23,5 @@ urlpatterns = [
     path("schema/docs", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
     path("", include(router.urls)),
     path("", include("infrastructure.api.urls")),
+    path("", include("deployments.api.urls")),
 ]

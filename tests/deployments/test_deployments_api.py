@@ -1,0 +1,63 @@
+"""Octopus automation against Reef: create a release, deploy it, follow the task."""
+
+import pytest
+
+from deployments.models import ServerTask
+from deployments.services.orchestrator import run_server_task
+from tests.deployments.conftest import add_step
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def test_create_a_release_deploy_it_and_read_the_task(api_client, administrator, project, production, space):
+    add_step(project, "Hello", "echo api hello")
+    client = api_client(administrator)
+    release = client.post(f"/api/{space.octopus_id}/releases", {"ProjectId": project.octopus_id, "Version": "1.2.3"}, format="json")
+    assert release.status_code == 201, release.json()
+    assert release.json()["Version"] == "1.2.3" and release.json()["ProjectId"] == project.octopus_id
+    deployment = client.post("/api/deployments", {"ReleaseId": release.json()["Id"], "EnvironmentId": production.octopus_id},
+                             format="json")
+    assert deployment.status_code == 201, deployment.json()
+    task_id = deployment.json()["TaskId"]
+    assert client.get(f"/api/tasks/{task_id}").json()["State"] == "Queued"
+    run_server_task(ServerTask.pk_from_octopus_id(task_id))
+    assert client.get(f"/api/tasks/{task_id}").json()["State"] == "Success"
+    assert "api hello" in client.get(f"/api/tasks/{task_id}/raw").content.decode()
+    process = client.get(f"/api/projects/{project.octopus_id}/deploymentprocesses").json()
+    assert process["Steps"][0]["Actions"][0]["Properties"]["Octopus.Action.RunOnServer"] == "True"
+    assert client.get(f"/api/{space.octopus_id}/projects/{project.octopus_id}/releases").json()["TotalResults"] == 1
+
+
+@pytest.mark.parametrize("body, field", [
+    ({"EnvironmentId": "Environments-1"}, "ReleaseId"),
+    ({"ReleaseId": "Releases-999999", "EnvironmentId": "x"}, "ReleaseId"),
+    ({"ReleaseId": "nonsense", "EnvironmentId": []}, "EnvironmentId"),
+])
+def test_bad_deployment_requests_get_400_naming_the_field_and_queue_nothing(api_client, administrator, body, field):
+    response = api_client(administrator).post("/api/deployments", body, format="json")
+    assert response.status_code == 400
+    assert field in str(response.json())
+    assert not ServerTask.objects.exists()
+
+
+def test_a_second_release_with_the_same_version_is_refused(api_client, administrator, project):
+    add_step(project, "Hello", "echo hi")
+    client = api_client(administrator)
+    assert client.post("/api/releases", {"ProjectId": project.octopus_id, "Version": "1.0"}, format="json").status_code == 201
+    again = client.post("/api/releases", {"ProjectId": project.octopus_id, "Version": "1.0"}, format="json")
+    assert again.status_code == 400 and "already has a release 1.0" in str(again.json())
+
+
+def test_a_project_viewer_may_read_but_not_deploy(api_client, administrator, project_viewer, project, production):
+    add_step(project, "Hello", "echo hi")
+    admin = api_client(administrator)
+    release = admin.post("/api/releases", {"ProjectId": project.octopus_id}, format="json").json()
+    viewer = api_client(project_viewer)
+    assert viewer.get("/api/projects").json()["TotalResults"] == 1
+    refused = viewer.post("/api/deployments", {"ReleaseId": release["Id"], "EnvironmentId": production.octopus_id}, format="json")
+    assert refused.status_code == 403
+    assert not ServerTask.objects.exists()
+
+
+def test_an_outsider_sees_no_projects(api_client, outsider, project):
+    assert api_client(outsider).get(f"/api/{project.space.octopus_id}/projects").status_code in (403, 404)
