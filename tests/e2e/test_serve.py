@@ -51,6 +51,34 @@ def _local_agent_health(var_dir, within: float) -> str:
     return status
 
 
+def _deploy_hello_workers(var_dir, port):
+    """The first run's sample project deploys: one step on the local agent, one on the built-in worker."""
+    import json
+
+    env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"}
+    key = subprocess.run([sys.executable, "manage.py", "create_api_key", "--user", "ops", "--purpose", "test"], cwd=ROOT,
+                         env={**env, "REEF_VAR_DIR": str(var_dir)}, capture_output=True, text=True, check=True).stdout.strip()
+
+    def call(method, path, body=None):
+        request = urllib.request.Request(f"http://127.0.0.1:{port}{path}", method=method, headers={
+            "X-Octopus-ApiKey": key, "Content-Type": "application/json"}, data=json.dumps(body).encode() if body else None)
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return response.read().decode() if path.endswith("/raw") else json.loads(response.read())
+
+    project = call("GET", "/api/projects?partialName=Hello%20workers")["Items"][0]
+    environment = call("GET", "/api/environments")["Items"][0]
+    release = call("POST", "/api/releases", {"ProjectId": project["Id"]})
+    task_id = call("POST", "/api/deployments", {"ReleaseId": release["Id"], "EnvironmentId": environment["Id"]})["TaskId"]
+    deadline = time.monotonic() + 60
+    while not (task := call("GET", f"/api/tasks/{task_id}"))["IsCompleted"] and time.monotonic() < deadline:
+        time.sleep(0.3)
+    log = call("GET", f"/api/tasks/{task_id}/raw")
+    assert task["State"] == "Success", log
+    assert "local-agent was chosen because round-robin among 1 healthy workers of Local workers" in log
+    assert "a worker in the pool Local workers" in log and "The previous step said: hello from local-agent" in log
+    assert "the built-in worker was chosen because the default pool Default Worker Pool has no workers" in log
+
+
 def _serve(tmp_path, port):
     env = {k: v for k, v in os.environ.items() if k not in {"DATABASE_URL"}}
     env.update(REEF_VAR_DIR=str(tmp_path), PORT=str(port), REEF_POLLING_PORT=str(free_port()), REEF_ADMIN_USERNAME="ops",
@@ -68,11 +96,12 @@ def test_serve_starts_daphne_and_celery_and_ctrl_c_stops_every_child(tmp_path):
             with urllib.request.urlopen(f"http://127.0.0.1:{port}/accounts/login/") as response:
                 assert b"Sign in to Reef" in response.read()
             deadline = time.monotonic() + 30
-            while len(children := _children_of(process.pid)) < 5 and time.monotonic() < deadline:
+            while len(children := _children_of(process.pid)) < 6 and time.monotonic() < deadline:
                 time.sleep(0.2)
-            assert len(children) == 5, "daphne, the polling endpoint, the local agent, a Celery worker and Celery beat"
+            assert len(children) == 6, "daphne, the polling endpoint, the local agent, a Celery worker, the task runner, beat"
             if run == 1:
                 assert _local_agent_health(tmp_path, within=90) == "Healthy"
+                _deploy_hello_workers(tmp_path, port)
         finally:
             process.send_signal(signal.SIGINT)
             output, _ = process.communicate(timeout=40)

@@ -74,7 +74,10 @@ class Command(BaseCommand):
         if os.environ.get("REEF_DEMO", "1") != "0":
             from infrastructure.services.demo import ensure_local_demo_worker
 
+            from deployments.services.demo import ensure_hello_workers_project
+
             demo_home = ensure_local_demo_worker(var_dir=var_dir, polling_port=int(polling_port))
+            ensure_hello_workers_project()
         if demo_home is not None:
             self.start("local agent", [python, "-m", "tentacle_agent", "run", "--home", str(demo_home)], env)
         if not no_celery:
