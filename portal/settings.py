@@ -250,4 +250,5 @@ LOGGING = {
 # longer than REEF_TASK_TIMEOUT seconds is stopped and ends TimedOut.
 REEF_TASK_CAP = envint("REEF_TASK_CAP", 5)
 REEF_TASK_TIMEOUT = envint("REEF_TASK_TIMEOUT", 3 * 3600)
-CELERY_TASK_ROUTES = {"deployments.run_server_task": {"queue": "reef.servertasks"}}
+REEF_TASK_QUEUE = os.environ.get("REEF_TASK_QUEUE", "reef.servertasks")
+CELERY_TASK_ROUTES = {"deployments.run_server_task": {"queue": REEF_TASK_QUEUE}}

@@ -4,7 +4,7 @@ service the agent uses (one per server process, so tickets live across calls).""
 from __future__ import annotations
 
 import os
-from functools import lru_cache
+import threading
 from pathlib import Path
 
 from django.conf import settings
@@ -21,11 +21,19 @@ def builtin_environment() -> dict[str, str]:
     return {name: os.environ[name] for name in _INHERITED if name in os.environ}
 
 
-@lru_cache(maxsize=1)
+_service: ScriptService | None = None
+_service_lock = threading.Lock()
+
+
 def builtin_script_service() -> ScriptService:
-    home = Path(settings.VAR_DIR) / "builtin-worker"
-    home.mkdir(parents=True, exist_ok=True)
-    return ScriptService(home, environment=builtin_environment())
+    """One per server process; a lock, because concurrent tasks ask at once and tickets live in it."""
+    global _service
+    with _service_lock:
+        if _service is None:
+            home = Path(settings.VAR_DIR) / "builtin-worker"
+            home.mkdir(parents=True, exist_ok=True)
+            _service = ScriptService(home, environment=builtin_environment())
+        return _service
 
 
 class BuiltinTransport(EnvelopeTransport):

@@ -85,7 +85,7 @@ class Command(BaseCommand):
             self.start("celery worker", [python, "-m", "celery", "-A", "portal", "worker", "-l", "info", "-Q", "celery",
                                          "--concurrency", concurrency, "-n", f"reef-{socket.gethostname()}@%h"], env)
             # Server tasks run in threads of one process: at most the task cap at once on this node.
-            self.start("task runner", [python, "-m", "celery", "-A", "portal", "worker", "-l", "info", "-Q", "reef.servertasks",
+            self.start("task runner", [python, "-m", "celery", "-A", "portal", "worker", "-l", "info", "-Q", settings.REEF_TASK_QUEUE,
                                        "--pool", "threads", "--concurrency", str(settings.REEF_TASK_CAP),
                                        "-n", f"reef-tasks-{socket.gethostname()}@%h"], env)
             self.start("celery beat", [python, "-m", "celery", "-A", "portal", "beat", "-l", "info",
