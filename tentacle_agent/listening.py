@@ -62,6 +62,7 @@ class ListeningServer(ThreadingHTTPServer):
 
 class Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True  # header and body are separate writes: Nagle would hold the body ~40 ms
     server: ListeningServer
 
     def log_message(self, format, *args):  # noqa: A002

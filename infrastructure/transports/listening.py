@@ -11,6 +11,7 @@ import json
 import os
 import ssl
 import tempfile
+import threading
 from functools import lru_cache
 from urllib.parse import urlparse
 
@@ -44,22 +45,50 @@ def server_tls_context() -> ssl.SSLContext:
     return _client_context(current_server_certificate().thumbprint)
 
 
+# Idle keep-alive connections per agent: a script's calls reuse one TLS session instead of a handshake each.
+_idle: dict[tuple, list[http.client.HTTPSConnection]] = {}
+_idle_lock = threading.Lock()
+MAX_IDLE_PER_AGENT = 8
+# Failures of a reused connection that mean the agent closed it before reading our request: safe to resend.
+_STALE = (http.client.RemoteDisconnected, BrokenPipeError, ConnectionResetError)
+
+
 class ListeningTransport(EnvelopeTransport):
     def exchange(self, envelope: dict, timeout: float) -> dict:
         uri = urlparse(self.worker.uri)
-        host, port = uri.hostname, uri.port or 10933
-        connection = http.client.HTTPSConnection(host, port, timeout=timeout, context=server_tls_context())
+        key = (uri.hostname, uri.port or 10933, self.worker.thumbprint)
+        body = json.dumps(envelope).encode()
+        with _idle_lock:
+            reused = _idle.get(key, []).pop() if _idle.get(key) else None
+        if reused is not None:
+            try:
+                return self._send(reused, key, body, timeout)
+            except _STALE:
+                reused.close()
+            except TransportError:
+                raise
+        connection = http.client.HTTPSConnection(key[0], key[1], timeout=timeout, context=server_tls_context())
         try:
             try:
                 connection.connect()
             except ssl.SSLError as error:
                 raise TransportError(f"The TLS handshake with {self.worker.uri} failed ({error.reason or error}); "
                                      "does the agent trust this server's thumbprint?") from None
+            except OSError as error:
+                raise TransportError(f"Could not reach {self.worker.uri}: {error.strerror or error}.") from None
             seen = thumbprint_of(connection.sock.getpeercert(binary_form=True) or b"")
             if seen != self.worker.thumbprint:
+                connection.close()
                 raise TransportError(f"{self.worker.uri} presented certificate {seen}, not the pinned {self.worker.thumbprint}: "
                                      "refusing to talk to it.")
-            body = json.dumps(envelope).encode()
+            return self._send(connection, key, body, timeout)
+        except _STALE as error:
+            raise TransportError(f"Could not reach {self.worker.uri}: {error}.") from None
+
+    def _send(self, connection: http.client.HTTPSConnection, key: tuple, body: bytes, timeout: float) -> dict:
+        """One request on a connection; the connection goes back to the idle list only after a clean answer."""
+        try:
+            connection.sock.settimeout(timeout)
             connection.request("POST", "/script-service", body=body, headers={"Content-Type": "application/json"})
             response = connection.getresponse()
             data = response.read(MAX_RESPONSE + 1)
@@ -67,13 +96,28 @@ class ListeningTransport(EnvelopeTransport):
                 raise TransportError(f"{self.worker.uri} sent an answer larger than {MAX_RESPONSE} bytes.")
             if response.status != 200:
                 raise TransportError(f"{self.worker.uri} answered HTTP {response.status}: {data[:200].decode(errors='replace')}")
-            return json.loads(data)
+            answer = json.loads(data)
+        except _STALE:
+            connection.close()
+            raise
+        except ValueError:
+            connection.close()
+            raise TransportError(f"{self.worker.uri} answered with something that is not JSON.") from None
         except (OSError, http.client.HTTPException) as error:
-            if isinstance(error, TransportError):
-                raise
+            connection.close()
             reason = getattr(error, "strerror", None) or str(error) or type(error).__name__
             raise TransportError(f"Could not reach {self.worker.uri}: {reason}.") from None
-        except ValueError:
-            raise TransportError(f"{self.worker.uri} answered with something that is not JSON.") from None
-        finally:
+        except TransportError:
             connection.close()
+            raise
+        if response.will_close:
+            connection.close()
+        else:
+            with _idle_lock:
+                pool = _idle.setdefault(key, [])
+                if len(pool) < MAX_IDLE_PER_AGENT:
+                    pool.append(connection)
+                    connection = None
+            if connection is not None:
+                connection.close()
+        return answer
