@@ -16,4 +16,8 @@ class DeploymentsConfig(AppConfig):
     verbose_name = "Deployments"
 
     def ready(self):
+        from deployments.services.catalog import pool_referrers
+        from infrastructure.services.pools import pool_referrer_finders
+
+        pool_referrer_finders.append(pool_referrers)
         post_migrate.connect(_ensure_orphan_check, sender=self, dispatch_uid="deployments-orphan-check")

@@ -5,6 +5,7 @@ from django.shortcuts import get_object_or_404, render
 
 from deployments.models import ServerTask
 from portal.permissions import Permission
+from portal.services.access import has_permission
 from portal.views.decorators import space_page
 
 
@@ -24,4 +25,21 @@ def task_list(request, space):
 def task_detail(request, space, pk: int):
     task = get_object_or_404(ServerTask.objects.select_related("created_by"), pk=pk, space=space)
     template = "deployments/_task_body.html" if request.headers.get("HX-Request") else "deployments/task_detail.html"
-    return render(request, template, {"space": space, "task": task, "lines": task.log_lines.all()})
+    steps = task.activity_nodes.filter(parent__isnull=False, parent__parent__isnull=True).prefetch_related("children")
+    return render(request, template, {
+        "space": space, "task": task, "lines": task.log_lines.all(), "steps": steps, "artifacts": task.artifacts.defer("content"),
+        "may_cancel": has_permission(request.user, Permission.TASK_CANCEL, space=space),
+        "may_rerun": task.is_completed and task.name in ("Deploy", "RunbookRun", "AdHocScript")})
+
+
+@space_page(Permission.TASK_VIEW)
+def artifact_download(request, space, pk: int, artifact_pk: int):
+    from django.http import HttpResponse
+
+    from deployments.models import Artifact
+
+    artifact = get_object_or_404(Artifact, pk=artifact_pk, task__pk=pk, task__space=space)
+    response = HttpResponse(bytes(artifact.content), content_type="application/octet-stream")
+    response["Content-Disposition"] = f'attachment; filename="{artifact.name.replace(chr(34), "")}"'
+    response["X-Content-Type-Options"] = "nosniff"
+    return response

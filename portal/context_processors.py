@@ -16,6 +16,7 @@ def layout(request):
         "visible_spaces": visible,
         "nav": {
             "infrastructure": bool(space) and has_permission(user, Permission.WORKER_VIEW, space=space),
+            "projects": bool(space) and has_permission(user, Permission.PROJECT_VIEW, space=space),
             "tasks": bool(space) and has_permission(user, Permission.TASK_VIEW, space=space),
             "configuration": True,
             "admin": user.is_staff,

@@ -1,0 +1,114 @@
+from __future__ import annotations
+
+from django import forms
+
+from deployments.models import Environment, Step, Variable
+from infrastructure.models import Worker, WorkerPool
+from portal.forms import BootstrapFormMixin
+
+MONOSPACE = {"class": "form-control font-monospace", "spellcheck": "false"}
+
+
+class NameForm(BootstrapFormMixin, forms.Form):
+    name = forms.CharField(max_length=200)
+    description = forms.CharField(required=False, widget=forms.Textarea(attrs={"rows": 2}))
+
+
+class StepForm(BootstrapFormMixin, forms.Form):
+    """The step editor, worded as Octopus words it."""
+
+    name = forms.CharField(max_length=200, label="Step name")
+    action_type = forms.ChoiceField(choices=Step.ActionType.choices, label="Step type")
+    location = forms.ChoiceField(label="Execution location", widget=forms.RadioSelect, choices=[
+        (Step.Location.WORKER, "Run once on a worker"),
+        (Step.Location.ON_BEHALF, "Run on a worker on behalf of each deployment target"),
+        (Step.Location.SERVER, "Run on the server")])
+    pool_source = forms.ChoiceField(label="Worker pool", widget=forms.RadioSelect, initial="direct", required=False,
+                                    choices=[("direct", "Runs on a worker from a specific worker pool"),
+                                             ("variable", "Runs on a worker from a pool selected via a variable")])
+    worker_pool = forms.ModelChoiceField(queryset=WorkerPool.objects.none(), required=False, label="Worker pool")
+    worker_pool_variable = forms.CharField(required=False, max_length=200, label="Worker Pool variable")
+    target_roles = forms.CharField(required=False, label="On behalf of target roles", help_text="comma-separated, e.g. web-server, eu-region")
+    syntax = forms.ChoiceField(choices=Step.Syntax.choices, label="Script language")
+    script_body = forms.CharField(required=False, label="Inline script", widget=forms.Textarea(attrs={"rows": 10, **MONOSPACE}))
+    script_parameters = forms.CharField(required=False, max_length=1000, label="Script parameters",
+                                        help_text="passed to the script as arguments; #{Variable} substitution applies")
+    packages = forms.CharField(required=False, label="Referenced packages",
+                               help_text="package ids from the built-in feed, comma-separated; id@version pins a version")
+    start_with_previous = forms.BooleanField(required=False, label="Start with the previous step (run in parallel)")
+    condition = forms.ChoiceField(choices=Step.Condition.choices, label="Run condition")
+    condition_variable = forms.CharField(required=False, label="Variable expression", help_text="e.g. #{RunMigrations}")
+    max_parallelism = forms.IntegerField(min_value=1, max_value=1000, initial=10, label="Maximum parallelism",
+                                         help_text="Octopus.Action.MaxParallelism: invocations at once when running on behalf of targets")
+    instructions = forms.CharField(required=False, label="Instructions", widget=forms.Textarea(attrs={"rows": 3}),
+                                   help_text="manual intervention: what the reviewer checks before proceeding")
+    is_disabled = forms.BooleanField(required=False, label="Disable this step")
+
+    def __init__(self, *args, space, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["worker_pool"].queryset = WorkerPool.objects.filter(space=space).order_by("sort_order", "name")
+
+    def service_values(self) -> dict:
+        d = dict(self.cleaned_data)
+        if d.pop("pool_source") == "variable":
+            d["worker_pool"] = None
+        else:
+            d["worker_pool_variable"] = ""
+        d["target_roles"] = [r.strip() for r in d["target_roles"].split(",") if r.strip()]
+        packages = []
+        for reference in [p.strip() for p in d.pop("packages").split(",") if p.strip()]:
+            package_id, _, version = reference.partition("@")
+            packages.append({"PackageId": package_id.strip(), "Version": version.strip()})
+        d["packages"] = packages
+        return d
+
+    @staticmethod
+    def initial_for(step: Step) -> dict:
+        initial = {field: getattr(step, field) for field in (
+            "name", "action_type", "location", "worker_pool", "worker_pool_variable", "syntax", "script_body",
+            "script_parameters", "start_with_previous", "condition", "condition_variable", "max_parallelism", "instructions",
+            "is_disabled")}
+        initial["pool_source"] = "variable" if step.worker_pool_variable else "direct"
+        initial["target_roles"] = ", ".join(step.target_roles)
+        initial["packages"] = ", ".join(p["PackageId"] + (f"@{p['Version']}" if p.get("Version") else "") for p in step.packages)
+        return initial
+
+
+class VariableForm(BootstrapFormMixin, forms.Form):
+    name = forms.CharField(max_length=200)
+    type = forms.ChoiceField(choices=Variable.Type.choices)
+    value = forms.CharField(required=False, widget=forms.TextInput(attrs={"autocomplete": "off"}),
+                            help_text="sensitive values are stored encrypted and never shown again")
+    worker_pool = forms.ModelChoiceField(queryset=WorkerPool.objects.none(), required=False, label="Worker pool (Worker Pool variables)")
+    environments = forms.ModelMultipleChoiceField(queryset=Environment.objects.none(), required=False, label="Scope: environments",
+                                                  help_text="none: every environment")
+
+    def __init__(self, *args, space, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["worker_pool"].queryset = WorkerPool.objects.filter(space=space).order_by("sort_order", "name")
+        self.fields["environments"].queryset = Environment.objects.filter(space=space)
+
+
+class ReleaseForm(BootstrapFormMixin, forms.Form):
+    version = forms.CharField(max_length=50, required=False, help_text="blank: the next number")
+    release_notes = forms.CharField(required=False, widget=forms.Textarea(attrs={"rows": 2}))
+
+
+class DeployForm(BootstrapFormMixin, forms.Form):
+    environment = forms.ModelChoiceField(queryset=Environment.objects.none(), empty_label=None)
+
+    def __init__(self, *args, space, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["environment"].queryset = Environment.objects.filter(space=space)
+
+
+class ScriptConsoleForm(BootstrapFormMixin, forms.Form):
+    worker_pool = forms.ModelChoiceField(queryset=WorkerPool.objects.none(), required=False, label="On a worker from the pool")
+    workers = forms.ModelMultipleChoiceField(queryset=Worker.objects.none(), required=False, label="Or on each of these workers")
+    syntax = forms.ChoiceField(choices=Step.Syntax.choices)
+    script_body = forms.CharField(label="Script", widget=forms.Textarea(attrs={"rows": 10, **MONOSPACE}))
+
+    def __init__(self, *args, space, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["worker_pool"].queryset = WorkerPool.objects.filter(space=space).order_by("sort_order", "name")
+        self.fields["workers"].queryset = Worker.objects.filter(space=space).order_by("name")
