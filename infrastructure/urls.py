@@ -12,6 +12,7 @@ urlpatterns = [
     path("workerpools/<int:pk>/workers/", pools.workerpool_workers, name="workerpool-workers"),
     path("workerpools/<int:pk>/default/", pools.workerpool_make_default, name="workerpool-make-default"),
     path("workerpools/<int:pk>/delete/", pools.workerpool_delete, name="workerpool-delete"),
+    path("workerpools/<int:pk>/teams/", pools.workerpool_teams, name="workerpool-teams"),
     path("workerpools/<int:pk>/move/<str:direction>/", pools.workerpool_move, name="workerpool-move"),
     path("workers/", workers.worker_list, name="workers"),
     path("workers/rows/", workers.worker_rows, name="worker-rows"),

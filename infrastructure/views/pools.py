@@ -5,6 +5,7 @@ from __future__ import annotations
 from django.contrib import messages
 from django.core.exceptions import ValidationError
 from django.core.paginator import Paginator
+from django.db.models import Q
 from django.http import Http404
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_GET, require_POST
@@ -92,8 +93,9 @@ def workerpool_detail(request, space, pk: int):
                 messages.success(request, f"Worker pool {form.cleaned_data['name']} saved.")
                 return redirect(space_url(space, "workerpool", pool.pk))
         status = 400
+    teams, granted = _pool_teams(pool)
     return render(request, "infrastructure/workerpool_detail.html",
-                  {**_pool_workers_context(request, space, pool), "form": form}, status=status)
+                  {**_pool_workers_context(request, space, pool), "form": form, "teams": teams, "granted": granted}, status=status)
 
 
 @require_GET
@@ -108,6 +110,33 @@ def _pool_workers_context(request, space, pool) -> dict:
     rows = workers_in_space(space).filter(worker_pools=pool).order_by("name")
     page = Paginator(rows, WORKERS_PER_PAGE).get_page(request.GET.get("page"))
     return {"space": space, "pool": pool, "page": page, "may_edit": may(request, P.WORKER_EDIT), **row_url_prefixes(space)}
+
+
+def _pool_teams(pool) -> tuple[list, set[int]]:
+    """Teams that could be granted the pool, and the ids of those that are."""
+    from guardian.shortcuts import get_groups_with_perms
+
+    from portal.models import Team
+
+    candidates = list(Team.objects.filter(Q(space=pool.space) | Q(space__isnull=True)).order_by("name"))
+    granted = set(get_groups_with_perms(pool, only_with_perms_in=["use_workerpool"]).values_list("pk", flat=True))
+    return candidates, {team.pk for team in candidates if team.group_id in granted}
+
+
+@space_page(P.WORKER_EDIT)
+@require_POST
+def workerpool_teams(request, space, pk: int):
+    """Who may run steps on this pool: no team ticked means everyone who may deploy."""
+    pool = get_worker_pool_in_space(space, pk)
+    candidates, _ = _pool_teams(pool)
+    wanted = set(request.POST.getlist("teams"))
+    try:
+        pools.set_teams_that_may_use_pool(actor=request.user, pool=pool, teams=[t for t in candidates if str(t.pk) in wanted])
+    except ValidationError as error:
+        refuse(request, error)
+    else:
+        messages.success(request, f"Saved who may use {pool.name}.")
+    return redirect(space_url(space, "workerpool", pool.pk))
 
 
 @space_page(P.WORKER_EDIT)

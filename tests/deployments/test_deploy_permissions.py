@@ -41,3 +41,19 @@ def test_a_project_viewer_cannot_deploy_or_create_releases(administrator, projec
     release = deploy.create_release(actor=administrator, project=project)
     with pytest.raises(PermissionDenied):
         deploy.deploy_release(actor=project_viewer, release=release, environment=production)
+
+
+def test_the_pool_page_grants_use_to_teams_and_deploying_then_needs_membership(page_client, administrator, deployment_creator,
+                                                                             project, production, make_pool, space):
+    pool = make_pool("Guarded")
+    add_step(project, "Build", "echo hi", worker_pool=pool)
+    release = deploy.create_release(actor=administrator, project=project)
+    owners = teams.create_team(actor=administrator, name="Owners", space=space)
+    admin_pages = page_client(administrator)
+    admin_pages.post(f"/{space.octopus_id}/infrastructure/workerpools/{pool.pk}/teams/", {"teams": [owners.pk]})
+    assert f'value="{owners.pk}" id="team-{owners.pk}" checked' in admin_pages.get(
+        f"/{space.octopus_id}/infrastructure/workerpools/{pool.pk}/").content.decode()
+    refused = page_client(deployment_creator).post(f"/{space.octopus_id}/projects/{project.pk}/releases/{release.pk}/deploy/",
+                                                   {"environment": production.pk}, follow=True)
+    assert "You may not run steps on the worker pool Guarded" in refused.content.decode()
+    assert page_client(deployment_creator).post(f"/{space.octopus_id}/infrastructure/workerpools/{pool.pk}/teams/", {}).status_code == 403
