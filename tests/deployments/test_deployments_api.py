@@ -61,3 +61,28 @@ def test_a_project_viewer_may_read_but_not_deploy(api_client, administrator, pro
 
 def test_an_outsider_sees_no_projects(api_client, outsider, project):
     assert api_client(outsider).get(f"/api/{project.space.octopus_id}/projects").status_code in (403, 404)
+
+
+def test_the_script_console_through_the_api_runs_on_the_named_workers(api_client, administrator, agents, make_pool, space):
+    worker = agents.start("api-box", [make_pool("P")])
+    client = api_client(administrator)
+    queued = client.post("/api/tasks", {"Name": "AdHocScript", "Arguments": {
+        "ScriptBody": "echo from the api on $(hostname)", "Syntax": "Bash", "MachineIds": [worker.octopus_id]}}, format="json")
+    assert queued.status_code == 201, queued.json()
+    run_server_task(ServerTask.pk_from_octopus_id(queued.json()["Id"]))
+    assert "from the api on" in client.get(f"/api/tasks/{queued.json()['Id']}/raw").content.decode()
+
+
+@pytest.mark.parametrize("arguments, field", [
+    ({"ScriptBody": "echo", "Syntax": "Cobol", "WorkerPoolId": "WorkerPools-1"}, "Arguments.Syntax"),
+    ({"ScriptBody": "", "Syntax": "Bash", "WorkerPoolId": "WorkerPools-1"}, "Arguments.ScriptBody"),
+    ({"ScriptBody": "echo", "MachineIds": ["Workers-999999"]}, "Arguments.MachineIds"),
+    ({"ScriptBody": "echo", "WorkerPoolId": "WorkerPools-999999"}, "Arguments.WorkerPoolId"),
+    ("not an object", "Arguments"),
+])
+def test_bad_script_console_requests_are_400_naming_the_field(api_client, administrator, default_pool, arguments, field):
+    if isinstance(arguments, dict) and arguments.get("WorkerPoolId") == "WorkerPools-1":
+        arguments["WorkerPoolId"] = default_pool.octopus_id
+    response = api_client(administrator).post("/api/tasks", {"Name": "AdHocScript", "Arguments": arguments}, format="json")
+    assert response.status_code == 400 and field in str(response.json()), response.json()
+    assert not ServerTask.objects.exists()
