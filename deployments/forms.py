@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from django import forms
 
-from deployments.models import Environment, Step, Variable
+from deployments.models import DeploymentTarget, Environment, Step, Variable
 from infrastructure.models import Worker, WorkerPool
 from portal.forms import BootstrapFormMixin
 
@@ -112,3 +112,25 @@ class ScriptConsoleForm(BootstrapFormMixin, forms.Form):
         super().__init__(*args, **kwargs)
         self.fields["worker_pool"].queryset = WorkerPool.objects.filter(space=space).order_by("sort_order", "name")
         self.fields["workers"].queryset = Worker.objects.filter(space=space).order_by("name")
+
+
+class DeploymentTargetForm(BootstrapFormMixin, forms.Form):
+    name = forms.CharField(max_length=200)
+    kind = forms.ChoiceField(choices=DeploymentTarget.Kind.choices, label="Kind")
+    roles = forms.CharField(help_text="comma-separated, e.g. web-server", max_length=500)
+    environments = forms.ModelMultipleChoiceField(queryset=Environment.objects.none())
+    uri = forms.CharField(required=False, max_length=300, label="URI (tentacles)")
+    thumbprint = forms.CharField(required=False, max_length=40, label="Thumbprint (tentacles)")
+
+    def __init__(self, *args, space, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["environments"].queryset = Environment.objects.filter(space=space)
+
+    def service_values(self) -> dict:
+        return {**self.cleaned_data, "roles": [r.strip() for r in self.cleaned_data["roles"].split(",") if r.strip()]}
+
+
+class PackageForm(BootstrapFormMixin, forms.Form):
+    package_id = forms.CharField(max_length=100, label="Package id")
+    version = forms.CharField(max_length=50)
+    file = forms.FileField(help_text=".zip or .tar.gz")

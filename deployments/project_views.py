@@ -10,8 +10,10 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_POST
 
-from deployments.forms import DeployForm, NameForm, ReleaseForm, ScriptConsoleForm, StepForm, VariableForm
-from deployments.models import Environment, Project, Release, ServerConfiguration, ServerTask, Step, Variable
+from deployments.forms import (
+    DeploymentTargetForm, DeployForm, NameForm, PackageForm, ReleaseForm, ScriptConsoleForm, StepForm, VariableForm)
+from deployments.models import (
+    DeploymentTarget, Environment, Package, Project, Release, Runbook, ServerConfiguration, ServerTask, Step, Variable)
 from deployments.services import catalog, deploy
 from portal.permissions import Permission as P
 from portal.services.access import has_permission, require_permission
@@ -53,16 +55,20 @@ def project_detail(request, space, pk: int):
         "steps": project.steps.filter(runbook__isnull=True).select_related("worker_pool"),
         "variables": project.variables.select_related("worker_pool").prefetch_related("environments"),
         "releases": project.releases.prefetch_related("deployments__environment", "deployments__task")[:20],
+        "runbooks": project.runbooks.all(), "runbook_form": NameForm(),
         "variable_form": VariableForm(space=space), "release_form": ReleaseForm(), "deploy_form": DeployForm(space=space),
         "may": {name: has_permission(request.user, permission, space=space) for name, permission in {
             "process": P.PROCESS_EDIT, "variables": P.VARIABLE_EDIT, "release": P.RELEASE_CREATE,
-            "deploy": P.DEPLOYMENT_CREATE}.items()}})
+            "deploy": P.DEPLOYMENT_CREATE, "run": P.RUNBOOK_RUN}.items()}})
 
 
 @space_page(P.PROCESS_VIEW)
-def step_edit(request, space, project_pk: int, pk: int | None = None):
+def step_edit(request, space, project_pk: int, pk: int | None = None, runbook_pk: int | None = None):
+    """A step of the deployment process, or (runbook_pk) of a runbook's process."""
     project = get_object_or_404(Project, pk=project_pk, space=space)
-    step = get_object_or_404(Step, pk=pk, project=project, runbook__isnull=True) if pk else None
+    runbook = get_object_or_404(Runbook, pk=runbook_pk, project=project) if runbook_pk else None
+    step = get_object_or_404(Step, pk=pk, project=project, runbook=runbook) if pk else None
+    back = reverse("runbook", args=[space.octopus_id, project.pk, runbook.pk]) if runbook else _project_url(project)
     form, status = StepForm(space=space, initial=StepForm.initial_for(step) if step else {}), 200
     if request.method == "POST":
         require_permission(request.user, P.PROCESS_EDIT, space=space)
@@ -71,16 +77,17 @@ def step_edit(request, space, project_pk: int, pk: int | None = None):
             try:
                 values = form.service_values()
                 packages = values.pop("packages")
-                step = catalog.save_step(actor=request.user, project=project, step=step, **values)
+                step = catalog.save_step(actor=request.user, project=project, step=step, runbook=runbook, **values)
                 step.packages = packages
                 step.save(update_fields=["packages"])
             except ValidationError as error:
                 _add_errors(form, error)
             else:
                 messages.success(request, f"Step {step.name} saved.")
-                return redirect(_project_url(project))
+                return redirect(back)
         status = 400
     return render(request, "deployments/step_edit.html", {"space": space, "project": project, "step": step, "form": form,
+                                                          "runbook": runbook, "back": back,
                                                           "may_edit": has_permission(request.user, P.PROCESS_EDIT, space=space)},
                   status=status)
 
@@ -91,6 +98,8 @@ def step_delete(request, space, project_pk: int, pk: int):
     step = get_object_or_404(Step, pk=pk, project__pk=project_pk, project__space=space)
     catalog.delete_step(actor=request.user, step=step)
     messages.success(request, f"Step {step.name} deleted.")
+    if step.runbook_id:
+        return redirect(reverse("runbook", args=[space.octopus_id, project_pk, step.runbook_id]))
     return redirect(_project_url(step.project))
 
 
@@ -152,20 +161,84 @@ def release_deploy(request, space, project_pk: int, pk: int):
 
 @space_page(P.ENVIRONMENT_VIEW)
 def environment_list(request, space):
-    form, status = NameForm(), 200
+    """Environments and the deployment targets in them; a POST adds one or the other."""
+    form, target_form, status = NameForm(), DeploymentTargetForm(space=space), 200
     if request.method == "POST":
-        form = NameForm(request.POST)
+        require_permission(request.user, P.ENVIRONMENT_EDIT, space=space)
+        adding_target = request.POST.get("add") == "target"
+        bound = DeploymentTargetForm(request.POST, space=space) if adding_target else NameForm(request.POST)
+        if bound.is_valid():
+            try:
+                if adding_target:
+                    catalog.create_deployment_target(actor=request.user, space=space, **bound.service_values())
+                else:
+                    catalog.create_environment(actor=request.user, space=space, **bound.cleaned_data)
+            except ValidationError as error:
+                _add_errors(bound, error)
+            else:
+                return redirect(reverse("environments", args=[space.octopus_id]))
+        form, target_form = (form, bound) if adding_target else (bound, target_form)
+        status = 400
+    return render(request, "deployments/environments.html", {
+        "space": space, "environments": Environment.objects.filter(space=space), "form": form, "target_form": target_form,
+        "targets": DeploymentTarget.objects.filter(space=space).prefetch_related("environments"),
+        "may_edit": has_permission(request.user, P.ENVIRONMENT_EDIT, space=space)}, status=status)
+
+
+@space_page(P.PROCESS_EDIT)
+@require_POST
+def runbook_add(request, space, project_pk: int):
+    project = get_object_or_404(Project, pk=project_pk, space=space)
+    form = NameForm(request.POST)
+    if form.is_valid():
+        try:
+            runbook = catalog.create_runbook(actor=request.user, project=project, **form.cleaned_data)
+        except ValidationError as error:
+            messages.error(request, " ".join(error.messages))
+        else:
+            return redirect(reverse("runbook", args=[space.octopus_id, project.pk, runbook.pk]))
+    return redirect(_project_url(project) + "#runbooks")
+
+
+@space_page(P.PROJECT_VIEW)
+def runbook_detail(request, space, project_pk: int, pk: int):
+    runbook = get_object_or_404(Runbook.objects.select_related("project"), pk=pk, project__pk=project_pk, project__space=space)
+    if request.method == "POST":
+        require_permission(request.user, P.RUNBOOK_RUN, space=space)
+        form = DeployForm(request.POST, space=space)
         if form.is_valid():
             try:
-                catalog.create_environment(actor=request.user, space=space, **form.cleaned_data)
+                run = deploy.run_runbook(actor=request.user, runbook=runbook, environment=form.cleaned_data["environment"])
+            except (ValidationError, PermissionDenied) as error:
+                messages.error(request, " ".join(error.messages) if isinstance(error, ValidationError) else str(error))
+            else:
+                return redirect(_task_url(run.task))
+    return render(request, "deployments/runbook.html", {
+        "space": space, "project": runbook.project, "runbook": runbook, "steps": runbook.steps.select_related("worker_pool"),
+        "deploy_form": DeployForm(space=space), "runs": runbook.runs.select_related("environment", "task")[:20],
+        "may_edit": has_permission(request.user, P.PROCESS_EDIT, space=space),
+        "may_run": has_permission(request.user, P.RUNBOOK_RUN, space=space)})
+
+
+@space_page(P.FEED_VIEW)
+def package_list(request, space):
+    form, status = PackageForm(), 200
+    if request.method == "POST":
+        require_permission(request.user, P.BUILT_IN_FEED_PUSH, space=space)
+        form = PackageForm(request.POST, request.FILES)
+        if form.is_valid():
+            try:
+                package = catalog.store_package(actor=request.user, space=space, package_id=form.cleaned_data["package_id"],
+                                                version=form.cleaned_data["version"], upload=form.cleaned_data["file"])
             except ValidationError as error:
                 _add_errors(form, error)
             else:
-                return redirect(reverse("environments", args=[space.octopus_id]))
+                messages.success(request, f"Package {package} pushed to the built-in feed.")
+                return redirect(reverse("packages", args=[space.octopus_id]))
         status = 400
-    return render(request, "deployments/environments.html", {
-        "space": space, "environments": Environment.objects.filter(space=space), "form": form,
-        "may_edit": has_permission(request.user, P.ENVIRONMENT_EDIT, space=space)}, status=status)
+    return render(request, "deployments/packages.html", {
+        "space": space, "packages": Package.objects.filter(space=space), "form": form,
+        "may_push": has_permission(request.user, P.BUILT_IN_FEED_PUSH, space=space)}, status=status)
 
 
 @space_page(P.TASK_CREATE)

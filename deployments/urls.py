@@ -20,5 +20,10 @@ urlpatterns = [
     path("projects/<int:project_pk>/variables/<int:pk>/delete/", p.variable_delete, name="variable-delete"),
     path("projects/<int:project_pk>/releases/add/", p.release_create, name="release-create"),
     path("projects/<int:project_pk>/releases/<int:pk>/deploy/", p.release_deploy, name="release-deploy"),
+    path("projects/<int:project_pk>/runbooks/add/", p.runbook_add, name="runbook-add"),
+    path("projects/<int:project_pk>/runbooks/<int:pk>/", p.runbook_detail, name="runbook"),
+    path("projects/<int:project_pk>/runbooks/<int:runbook_pk>/steps/add/", p.step_edit, name="runbook-step-add"),
+    path("projects/<int:project_pk>/runbooks/<int:runbook_pk>/steps/<int:pk>/", p.step_edit, name="runbook-step-edit"),
     path("environments/", p.environment_list, name="environments"),
+    path("library/packages/", p.package_list, name="packages"),
 ]

@@ -3,11 +3,13 @@ Pages, the API and the admin call these; each validates, saves and records an au
 
 from __future__ import annotations
 
+import re
+
 from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils.text import slugify
 
-from deployments.models import Environment, Project, ServerConfiguration, Step, Variable
+from deployments.models import DeploymentTarget, Environment, Package, Project, Runbook, ServerConfiguration, Step, Variable
 from infrastructure.models import WorkerPool
 from portal.encryption import encrypt
 from portal.models import Event, Space, User
@@ -51,10 +53,10 @@ def create_project(*, actor: User, space: Space, name: str, description: str = "
     return project
 
 
-def _validate_step(project: Project, values: dict, exclude_pk: int | None) -> dict:
+def _validate_step(project: Project, runbook: Runbook | None, values: dict, exclude_pk: int | None) -> dict:
     errors: dict[str, list[str]] = {}
     name = (values.get("name") or "").strip()
-    siblings = Step.objects.filter(project=project, runbook__isnull=True).exclude(pk=exclude_pk)
+    siblings = Step.objects.filter(project=project, runbook=runbook).exclude(pk=exclude_pk)
     if not name:
         errors["name"] = ["Give the step a name."]
     elif siblings.filter(name__iexact=name).exists():
@@ -83,11 +85,13 @@ def _validate_step(project: Project, values: dict, exclude_pk: int | None) -> di
 
 
 @transaction.atomic
-def save_step(*, actor: User, project: Project, step: Step | None = None, **values) -> Step:
+def save_step(*, actor: User, project: Project, step: Step | None = None, runbook: Runbook | None = None, **values) -> Step:
+    """A step of the project's deployment process, or of one of its runbooks."""
     require_permission(actor, Permission.PROCESS_EDIT, space=project.space)
-    values = _validate_step(project, values, step.pk if step else None)
+    runbook = step.runbook if step else runbook
+    values = _validate_step(project, runbook, values, step.pk if step else None)
     created = step is None
-    step = step or Step(project=project, sort_order=project.steps.filter(runbook__isnull=True).count())
+    step = step or Step(project=project, runbook=runbook, sort_order=project.steps.filter(runbook=runbook).count())
     for field in STEP_FIELDS:
         if field in values:
             setattr(step, field, values[field])
@@ -144,6 +148,83 @@ def delete_variable(*, actor: User, variable: Variable) -> None:
     require_permission(actor, Permission.VARIABLE_EDIT, space=variable.project.space)
     record_event(actor=actor, category=Event.Category.DELETED, document=variable, message=f"Variable {variable.name} was deleted")
     variable.delete()
+
+
+@transaction.atomic
+def create_runbook(*, actor: User, project: Project, name: str, description: str = "") -> Runbook:
+    require_permission(actor, Permission.PROCESS_EDIT, space=project.space)
+    name = _unique_name(project.runbooks.all(), name, "runbook")
+    runbook = Runbook.objects.create(project=project, name=name, description=description)
+    record_event(actor=actor, category=Event.Category.CREATED, document=runbook, message=f"Runbook {name} of {project.name} was created")
+    return runbook
+
+
+@transaction.atomic
+def create_deployment_target(*, actor: User, space: Space, name: str, kind: str, roles: list[str], environments,
+                             uri: str = "", thumbprint: str = "") -> DeploymentTarget:
+    require_permission(actor, Permission.ENVIRONMENT_EDIT, space=space)
+    name = _unique_name(DeploymentTarget.objects.filter(space=space), name, "deployment target")
+    environments = list(environments)
+    errors = {}
+    if kind not in DeploymentTarget.Kind.values:
+        errors["kind"] = [f"Choose one of {', '.join(DeploymentTarget.Kind.labels)}."]
+    if not roles:
+        errors["roles"] = ["Give the target at least one role: steps find targets by role."]
+    if not environments or any(e.space_id != space.pk for e in environments):
+        errors["environments"] = ["Choose at least one environment of this space."]
+    if kind != DeploymentTarget.Kind.CLOUD_REGION and not uri:
+        errors["uri"] = ["A tentacle target needs its URI."]
+    if errors:
+        raise ValidationError(errors)
+    target = DeploymentTarget.objects.create(space=space, name=name, kind=kind, roles=roles, uri=uri, thumbprint=thumbprint.upper())
+    target.environments.set(environments)
+    record_event(actor=actor, category=Event.Category.CREATED, document=target)
+    return target
+
+
+def store_package(*, actor: User, space: Space, package_id: str, version: str, upload) -> Package:
+    """The built-in feed: a zip or tar.gz, kept under var/packages by its SHA-256."""
+    import hashlib
+    import tarfile
+    import zipfile
+    from pathlib import Path
+
+    from django.conf import settings
+
+    require_permission(actor, Permission.BUILT_IN_FEED_PUSH, space=space)
+    package_id, version = (package_id or "").strip(), (version or "").strip()
+    errors = {}
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}", package_id):
+        errors["package_id"] = ["Letters, digits, dots, dashes and underscores, starting with a letter or digit."]
+    if not re.fullmatch(r"[0-9A-Za-z][0-9A-Za-z.+_-]{0,49}", version):
+        errors["version"] = ["A version such as 1.0.0."]
+    name = getattr(upload, "name", "") or ""
+    if not name.endswith((".zip", ".tar.gz", ".tgz")):
+        errors["file"] = ["Upload a .zip or .tar.gz file."]
+    if errors:
+        raise ValidationError(errors)
+    folder = Path(settings.VAR_DIR) / "packages"
+    folder.mkdir(parents=True, exist_ok=True)
+    digest, size = hashlib.sha256(), 0
+    partial = folder / f".upload-{hashlib.sha256(name.encode()).hexdigest()[:8]}-{id(upload)}"
+    with open(partial, "wb") as out:
+        for chunk in upload.chunks():
+            digest.update(chunk)
+            size += len(chunk)
+            out.write(chunk)
+    valid = zipfile.is_zipfile(partial) if name.endswith(".zip") else tarfile.is_tarfile(partial)
+    if not valid:
+        partial.unlink()
+        raise ValidationError({"file": [f"{name} is not a valid {'zip' if name.endswith('.zip') else 'tar.gz'} archive."]})
+    sha = digest.hexdigest()
+    with transaction.atomic():
+        if Package.objects.filter(space=space, package_id=package_id, version=version).exists():
+            partial.unlink()
+            raise ValidationError({"version": [f"The feed already has {package_id} {version}."]})
+        partial.replace(folder / sha)
+        package = Package.objects.create(space=space, package_id=package_id, version=version, file_name=name[:200], sha256=sha, size=size)
+        record_event(actor=actor, category=Event.Category.CREATED, document=package, message=f"Package {package_id} {version} was pushed")
+    return package
 
 
 def set_builtin_worker_enabled(*, actor: User, enabled: bool) -> ServerConfiguration:
