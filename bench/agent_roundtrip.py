@@ -101,6 +101,17 @@ def start_agent(home: Path) -> subprocess.Popen:
     return process
 
 
+def stop(processes: list[subprocess.Popen]) -> None:
+    for process in processes:
+        if process.poll() is None:
+            process.terminate()
+    for process in processes:
+        try:
+            process.wait(10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+
+
 def first_line_ms(transport) -> float:
     started = time.perf_counter()
     ticket = transport.call("StartScript", {"ScriptBody": "echo hi", "Syntax": "Bash"})["Ticket"]
@@ -192,14 +203,7 @@ def main() -> None:
         ratio = statistics.median(polling_ms) / statistics.median(baseline)
         print(f"agent_roundtrip: {statistics.median(polling_ms):.2f} ms ({statistics.median(baseline):.2f} ms, ratio {ratio:.1f})")
     finally:
-        for process in processes:
-            if process.poll() is None:
-                process.terminate()
-        for process in processes:
-            try:
-                process.wait(10)
-            except subprocess.TimeoutExpired:
-                process.kill()
+        stop(processes)
         runner.teardown_databases(old)
 
 

@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from agent_roundtrip import ROOT, database_url, fast_instance, free_port, rss_mb, start_agent  # noqa: E402  (sets Django up)
+from agent_roundtrip import ROOT, database_url, fast_instance, free_port, rss_mb, start_agent, stop  # noqa: E402  (sets Django up)
 
 from django.conf import settings  # noqa: E402
 from django.test.utils import get_runner  # noqa: E402
@@ -149,14 +149,7 @@ def main() -> None:
               f"{idle_rss:.0f} MB idle, peak {peak:.0f} MB")
         print(f"dispatch: {median_first:.2f} ms ({median_base:.2f} ms, ratio {median_first / median_base:.1f})")
     finally:
-        for process in processes:
-            if process.poll() is None:
-                process.terminate()
-        for process in processes:
-            try:
-                process.wait(10)
-            except subprocess.TimeoutExpired:
-                process.kill()
+        stop(processes)
         runner.teardown_databases(old)
 
 

@@ -21,6 +21,10 @@ from portal.views.decorators import space_page
 from portal.views.pages import _add_errors
 
 
+def _reason(error: ValidationError | PermissionDenied) -> str:
+    return " ".join(error.messages) if isinstance(error, ValidationError) else str(error)
+
+
 def _task_url(task: ServerTask) -> str:
     return reverse("task", args=[task.space.octopus_id, task.pk])
 
@@ -154,7 +158,7 @@ def release_deploy(request, space, project_pk: int, pk: int):
     try:
         deployment = deploy.deploy_release(actor=request.user, release=release, environment=form.cleaned_data["environment"])
     except (ValidationError, PermissionDenied) as error:
-        messages.error(request, " ".join(error.messages) if isinstance(error, ValidationError) else str(error))
+        messages.error(request, _reason(error))
         return redirect(_project_url(release.project))
     return redirect(_task_url(deployment.task))
 
@@ -210,7 +214,7 @@ def runbook_detail(request, space, project_pk: int, pk: int):
             try:
                 run = deploy.run_runbook(actor=request.user, runbook=runbook, environment=form.cleaned_data["environment"])
             except (ValidationError, PermissionDenied) as error:
-                messages.error(request, " ".join(error.messages) if isinstance(error, ValidationError) else str(error))
+                messages.error(request, _reason(error))
             else:
                 return redirect(_task_url(run.task))
     return render(request, "deployments/runbook.html", {
