@@ -1,3 +1,5 @@
-"""Websocket routes; each app appends its own consumers' patterns."""
+"""Websocket routes of every app."""
 
-websocket_urlpatterns: list = []
+from deployments.routing import websocket_urlpatterns as deployment_routes
+
+websocket_urlpatterns: list = [*deployment_routes]

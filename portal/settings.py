@@ -251,4 +251,7 @@ LOGGING = {
 REEF_TASK_CAP = envint("REEF_TASK_CAP", 5)
 REEF_TASK_TIMEOUT = envint("REEF_TASK_TIMEOUT", 3 * 3600)
 REEF_TASK_QUEUE = os.environ.get("REEF_TASK_QUEUE", "reef.servertasks")
+REEF_STREAM_PREFIX = os.environ.get("REEF_STREAM_PREFIX", "reef")
+# Task logs of tasks that ended more than this many days ago are deleted (0 keeps them forever).
+REEF_TASK_LOG_RETENTION_DAYS = envint("REEF_TASK_LOG_RETENTION_DAYS", 90)
 CELERY_TASK_ROUTES = {"deployments.run_server_task": {"queue": REEF_TASK_QUEUE}}

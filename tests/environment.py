@@ -19,6 +19,7 @@ os.environ.setdefault("REEF_HTTPS", "0")
 os.environ.setdefault("REEF_TEST_FAST_HASHER", "1")
 os.environ.setdefault("REEF_VAR_DIR", tempfile.mkdtemp(prefix="reef-test-var-"))
 os.environ.setdefault("REEF_CHANNEL_PREFIX", f"reef-test-{os.getpid()}:asgi")
+os.environ.setdefault("REEF_STREAM_PREFIX", f"reef-test-{os.getpid()}")
 os.environ.setdefault("REEF_TASK_QUEUE", f"reef.servertasks.test-{os.getpid()}")  # test sessions never take each other's tasks
 
 

@@ -13,6 +13,7 @@ from django.db.models import Max
 from django.utils import timezone
 
 from deployments.models import ActivityNode, ServerTask, TaskLogLine
+from deployments.services import logstream
 from portal.models import Space, User
 
 State = ServerTask.State
@@ -74,13 +75,18 @@ def claim_server_task(task_id: int) -> ServerTask | None:
     """Queued → Executing, once: a redelivered Celery message finds nothing to claim and does nothing."""
     claimed = ServerTask.objects.filter(pk=task_id, state=State.QUEUED, pending_interruption="").update(
         state=State.EXECUTING, started=timezone.now(), server_node=socket.gethostname())
-    return ServerTask.objects.get(pk=task_id) if claimed else None
+    if not claimed:
+        return None
+    task = ServerTask.objects.get(pk=task_id)
+    logstream.publish_state(task)
+    return task
 
 
 def finish_server_task(*, task: ServerTask, state: str, error_message: str = "", has_warnings: bool = False) -> ServerTask:
     ServerTask.objects.filter(pk=task.pk, state__in=[State.EXECUTING, State.CANCELING]).update(
         state=state, completed=timezone.now(), error_message=error_message[:5000], has_warnings=has_warnings)
     task.refresh_from_db()
+    logstream.publish_state(task)
     return task
 
 
@@ -94,6 +100,7 @@ def cancel_server_task(*, task: ServerTask, actor: User | None) -> ServerTask:
     else:
         ServerTask.objects.filter(pk=task.pk, state=State.EXECUTING).update(state=State.CANCELING, cancel_requested=True)
     task.refresh_from_db()
+    logstream.publish_state(task)
     return task
 
 
@@ -105,7 +112,7 @@ class TaskLog:
     """
 
     MASK = "********"
-    publish_hooks: list = []
+    publish_hooks: list = [logstream.publish]
 
     def __init__(self, task: ServerTask, sensitive_values: list[str] | tuple = ()):
         self.task = task
@@ -114,6 +121,8 @@ class TaskLog:
         self.last_flush = time.monotonic()
         self.sensitive = sorted({v for v in sensitive_values if v}, key=len, reverse=True)
         self.next_sequence = (TaskLogLine.objects.filter(task=task).aggregate(m=Max("sequence"))["m"] or -1) + 1
+        if self.next_sequence == 0 and not ActivityNode.objects.filter(task=task).exists():
+            logstream.forget(task.pk)
 
     def mask(self, text: str) -> str:
         for value in self.sensitive:

@@ -1,0 +1,187 @@
+"""`/ws/tasks/<id>/`: a task's log, live, exactly once and in order.
+
+The client sends `{"after": N}` (the last sequence it holds; -1 for all) and then `{"ack": N}` as it
+renders. The consumer sends what storage holds after N, the activity tree and the task's state, then
+follows the task's Redis Stream. Every line carries its sequence: the consumer never sends one at or
+below its cursor, and fills any gap (a trimmed or lost stream, a Redis restart) from storage, so a
+reconnect resumes exactly where the client left off. A client more than WINDOW lines behind its acks
+is sent nothing until it catches up: a stalled tab costs the server nothing, and the task never waits.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import time
+
+import redis.asyncio as aioredis
+from channels.db import database_sync_to_async
+from channels.generic.websocket import AsyncJsonWebsocketConsumer
+from django.conf import settings
+
+from deployments.services import logstream
+
+BATCH_LINES = 500
+MIN_INTERVAL = 0.02   # at most ~50 batches a second
+WINDOW = 5000         # lines sent but not yet acknowledged
+CLOSE_UNAUTHENTICATED, CLOSE_FORBIDDEN, CLOSE_NOT_FOUND = 4401, 4403, 4404
+
+
+@database_sync_to_async
+def _access(user, task_id: int) -> int | None:
+    """None when the user may watch the task, else the close code."""
+    from deployments.models import ServerTask
+    from portal.permissions import Permission
+    from portal.services.access import has_permission, spaces_visible_to
+
+    if not user.is_authenticated:
+        return CLOSE_UNAUTHENTICATED
+    task = ServerTask.objects.filter(pk=task_id).select_related("space").first()
+    if task is None or not spaces_visible_to(user).filter(pk=task.space_id).exists():
+        return CLOSE_NOT_FOUND
+    return None if has_permission(user, Permission.TASK_VIEW, space=task.space) else CLOSE_FORBIDDEN
+
+
+@database_sync_to_async
+def _stored_lines(task_id: int, after: int, before: int | None = None, limit: int = BATCH_LINES) -> list[dict]:
+    from deployments.models import TaskLogLine
+
+    lines = TaskLogLine.objects.filter(task_id=task_id, sequence__gt=after)
+    if before is not None:
+        lines = lines.filter(sequence__lt=before)
+    return [logstream.line_json(line) for line in lines.order_by("sequence")[:limit]]
+
+
+@database_sync_to_async
+def _snapshot(task_id: int) -> tuple[list[dict], dict]:
+    from deployments.models import ActivityNode, ServerTask
+
+    task = ServerTask.objects.get(pk=task_id)
+    nodes = [logstream.node_json(node) for node in ActivityNode.objects.filter(task_id=task_id).order_by("id")]
+    return nodes, {"State": task.state, "IsCompleted": task.is_completed, "ErrorMessage": task.error_message,
+                   "HasWarnings": task.has_warnings}
+
+
+class TaskLogConsumer(AsyncJsonWebsocketConsumer):
+    channel_layer_alias = "none"  # no channel layer: the task's Redis Stream is its group, read from a cursor
+
+    async def connect(self):
+        self.task_id = int(self.scope["url_route"]["kwargs"]["task_id"])
+        self.pump: asyncio.Task | None = None
+        self.acked = -1
+        self.ack_event = asyncio.Event()
+        await self.accept()
+        code = await _access(self.scope.get("user"), self.task_id)
+        if code is not None:
+            await self.close(code=code)
+
+    async def disconnect(self, code):
+        if self.pump is not None:
+            self.pump.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self.pump
+
+    async def receive_json(self, content, **kwargs):
+        if not isinstance(content, dict):
+            return
+        if "after" in content and self.pump is None:
+            try:
+                after = max(-1, int(content["after"]))
+            except (TypeError, ValueError):
+                await self.send_json({"type": "error", "message": "after must be a sequence number"})
+                return
+            self.cursor = self.acked = after
+            self.pump = asyncio.create_task(self.follow())
+        elif "ack" in content:
+            try:
+                self.acked = max(self.acked, int(content["ack"]))
+            except (TypeError, ValueError):
+                return
+            self.ack_event.set()
+
+    # Sending ---------------------------------------------------------------------------------------
+
+    async def send_lines(self, lines: list[dict]) -> None:
+        """Only lines right after the cursor, in order; at most BATCH_LINES a message; within the window."""
+        fresh = [line for line in lines if line["Sequence"] > self.cursor]
+        while fresh:
+            while self.cursor - self.acked >= WINDOW:
+                self.ack_event.clear()
+                await self.ack_event.wait()
+            if fresh[0]["Sequence"] != self.cursor + 1:  # a gap: storage has the missing lines
+                fresh = await _stored_lines(self.task_id, self.cursor, before=fresh[0]["Sequence"]) + fresh
+                if fresh[0]["Sequence"] != self.cursor + 1:
+                    return  # not stored yet; the next poll finds them
+            batch = []
+            for line in fresh[:BATCH_LINES]:
+                if line["Sequence"] != self.cursor + 1 + len(batch):
+                    break
+                batch.append(line)
+            await self.send_json({"type": "lines", "lines": batch})
+            self.cursor = batch[-1]["Sequence"]
+            fresh = [line for line in fresh[len(batch):] if line["Sequence"] > self.cursor]
+            await asyncio.sleep(MIN_INTERVAL)
+
+    async def catch_up(self) -> None:
+        while lines := await _stored_lines(self.task_id, self.cursor):
+            await self.send_lines(lines)
+            if len(lines) < BATCH_LINES:
+                return
+
+    async def follow(self) -> None:
+        client = aioredis.from_url(settings.REDIS_URL)
+        key = logstream.stream_key(self.task_id)
+        try:
+            try:
+                newest = await client.xrevrange(key, count=1)
+                stream_id = newest[0][0] if newest else "0-0"
+            except aioredis.RedisError:
+                stream_id = "0-0"
+            await self.catch_up()
+            nodes, state = await _snapshot(self.task_id)
+            await self.send_json({"type": "tree", "nodes": nodes})
+            await self.send_json({"type": "state", **state})
+            completed, last_poll = state["IsCompleted"], time.monotonic()
+            while not completed or self.cursor < await self.last_stored():
+                entries = []
+                try:
+                    found = await client.xread({key: stream_id}, count=200, block=1000)
+                    entries = found[0][1] if found else []
+                except aioredis.RedisError:
+                    await asyncio.sleep(1)  # Redis is away: storage alone, polled
+                lines = []
+                for entry_id, fields in entries:
+                    stream_id = entry_id
+                    kind, data = fields[b"kind"].decode(), json.loads(fields[b"data"])
+                    if kind == "lines":
+                        lines.extend(data)
+                        continue
+                    await self.send_lines(lines)
+                    lines = []
+                    if kind == "node":
+                        await self.send_json({"type": "node", "node": data})
+                    elif kind == "state":
+                        completed = completed or data["IsCompleted"]
+                        await self.send_json({"type": "state", **data})
+                await self.send_lines(lines)
+                if not entries or time.monotonic() - last_poll > 5:
+                    await self.catch_up()  # a lost stream, a restarted Redis, a missed entry
+                    if not entries:
+                        nodes, state = await _snapshot(self.task_id)
+                        if state["IsCompleted"] and not completed:
+                            completed = True
+                            await self.send_json({"type": "tree", "nodes": nodes})
+                            await self.send_json({"type": "state", **state})
+                    last_poll = time.monotonic()
+            await self.send_json({"type": "end", "last": self.cursor})
+        finally:
+            await client.aclose()
+
+    @database_sync_to_async
+    def last_stored(self) -> int:
+        from django.db.models import Max
+
+        from deployments.models import TaskLogLine
+
+        return TaskLogLine.objects.filter(task_id=self.task_id).aggregate(m=Max("sequence"))["m"] or -1

@@ -1,0 +1,69 @@
+"""The live side of task logs: each stored batch of lines, each activity-node change and the task's
+final state are appended to a per-task Redis Stream. Storage (TaskLogLine) stays the truth; the
+stream is how websockets learn of new lines quickly, and a reader that finds a gap, or no stream at
+all (Redis restarted), catches up from storage by sequence number."""
+
+from __future__ import annotations
+
+import json
+
+import redis
+from django.conf import settings
+
+STREAM_MAXLEN = 20_000          # entries (batches), approximate trimming
+STREAM_TTL = 24 * 3600          # seconds a stream lives after its last entry
+FINISHED_TTL = 3600             # and after its task ended
+
+
+def stream_key(task_id: int) -> str:
+    return f"{settings.REEF_STREAM_PREFIX}:task:{task_id}:log"
+
+
+def _client() -> redis.Redis:
+    from infrastructure.transports.polling import redis_client
+
+    return redis_client()
+
+
+def line_json(line) -> dict:
+    return {"Sequence": line.sequence, "Category": line.category, "Text": line.text,
+            "Occurred": line.occurred.isoformat(), "NodeId": line.node_id}
+
+
+def node_json(node) -> dict:
+    return {"Id": node.pk, "ParentId": node.parent_id, "Name": node.name, "Status": node.status,
+            "Started": node.started.isoformat() if node.started else None, "Ended": node.ended.isoformat() if node.ended else None,
+            "Progress": node.progress}
+
+
+def _append(task_id: int, kind: str, data, ttl: int = STREAM_TTL) -> None:
+    try:
+        client = _client()
+        pipe = client.pipeline(transaction=False)
+        pipe.xadd(stream_key(task_id), {"kind": kind, "data": json.dumps(data)}, maxlen=STREAM_MAXLEN, approximate=True)
+        pipe.expire(stream_key(task_id), ttl)
+        pipe.execute()
+    except redis.RedisError:
+        pass  # storage has it; readers catch up from there
+
+
+def publish(task, lines=None, node=None) -> None:
+    """TaskLog's publish hook: called after each stored batch, and on each node change."""
+    if lines:
+        _append(task.pk, "lines", [line_json(line) for line in lines])
+    if node is not None:
+        _append(task.pk, "node", node_json(node))
+
+
+def publish_state(task) -> None:
+    _append(task.pk, "state", {"State": task.state, "IsCompleted": task.is_completed, "ErrorMessage": task.error_message,
+                               "HasWarnings": task.has_warnings},
+            ttl=FINISHED_TTL if task.is_completed else STREAM_TTL)
+
+
+def forget(task_id: int) -> None:
+    """A new log starts with a new stream (ids can repeat across databases sharing one Redis)."""
+    try:
+        _client().delete(stream_key(task_id))
+    except redis.RedisError:
+        pass
