@@ -40,7 +40,8 @@ class ServerTaskSerializer(SpaceScopedSerializer):
         return obj.has_warnings or obj.state == ServerTask.State.FAILED
 
     def get_CanRerun(self, obj) -> bool:  # noqa: N802
-        return False
+        return obj.is_completed and obj.name in ("Deploy", "RunbookRun", "AdHocScript")
 
     def extra_links(self, obj):
-        return {"Raw": f"/api/tasks/{obj.octopus_id}/raw", "Web": f"/Spaces-{obj.space_id}/tasks/{obj.pk}/"}
+        return {"Raw": f"/api/tasks/{obj.octopus_id}/raw", "Details": f"/api/tasks/{obj.octopus_id}/details",
+                "Cancel": f"/api/tasks/{obj.octopus_id}/cancel", "Web": f"/Spaces-{obj.space_id}/tasks/{obj.pk}/"}

@@ -1,4 +1,4 @@
-from django.http import HttpResponse
+from django.http import StreamingHttpResponse
 from django.shortcuts import get_object_or_404
 from rest_framework import mixins, status, viewsets
 from rest_framework.decorators import action
@@ -7,7 +7,34 @@ from rest_framework.response import Response
 
 from deployments.api.serializers import ServerTaskSerializer
 from deployments.models import ServerTask
-from deployments.services.tasks import server_tasks_visible_to
+from deployments.services.tasks import filter_server_tasks, server_tasks_visible_to
+
+
+def task_details(task: ServerTask, *, after: int, tail: int | None, serializer) -> dict:
+    from deployments.models import ActivityNode
+
+    nodes = list(ActivityNode.objects.filter(task=task).order_by("id"))
+    lines = task.log_lines.filter(sequence__gt=after).order_by("sequence")
+    elements: dict[int | None, list[dict]] = {}
+    for sequence, node_id, category, text, occurred in lines.values_list("sequence", "node_id", "category", "text", "occurred"):
+        elements.setdefault(node_id, []).append({"Sequence": sequence, "Category": category, "MessageText": text, "OccurredAt": occurred})
+    if tail is not None:
+        elements = {key: value[-tail:] if tail else [] for key, value in elements.items()}
+
+    def resource(node) -> dict:
+        return {"Id": f"{task.octopus_id}_{node.pk}", "Name": node.name, "Status": node.status, "Started": node.started,
+                "Ended": node.ended, "ProgressPercentage": node.progress or (100 if node.ended else 0),
+                "LogElements": elements.get(node.pk, []), "Children": [resource(c) for c in nodes if c.parent_id == node.pk]}
+
+    roots = [resource(node) for node in nodes if node.parent_id is None]
+    if elements.get(None):
+        roots.insert(0, {"Id": f"{task.octopus_id}_log", "Name": task.description, "Status": "Running" if not task.is_completed else
+                         "Success", "Started": task.started, "Ended": task.completed, "ProgressPercentage": 0,
+                         "LogElements": elements[None], "Children": []})
+    finished = sum(1 for node in nodes if node.ended)
+    return {"Task": serializer(task).data, "ActivityLogs": roots, "PhysicalLogSize": task.log_lines.count(),
+            "Progress": {"ProgressPercentage": int(100 * finished / len(nodes)) if nodes else (100 if task.is_completed else 0),
+                         "EstimatedTimeRemaining": None}}
 
 
 class ServerTaskViewSet(mixins.CreateModelMixin, viewsets.ReadOnlyModelViewSet):
@@ -19,10 +46,9 @@ class ServerTaskViewSet(mixins.CreateModelMixin, viewsets.ReadOnlyModelViewSet):
         tasks = server_tasks_visible_to(self.request.user)
         if self.kwargs.get("space_id"):
             tasks = tasks.filter(space_id=self.kwargs["space_id"].removeprefix("Spaces-"))
-        if self.request.query_params.get("states"):
-            tasks = tasks.filter(state__in=self.request.query_params["states"].split(","))
-        if self.request.query_params.get("name"):
-            tasks = tasks.filter(name=self.request.query_params["name"])
+        tasks, errors = filter_server_tasks(tasks, self.request.query_params)
+        if errors:
+            raise ValidationError({field: [reason] for field, reason in errors.items()})
         return tasks
 
     def get_object(self):
@@ -87,8 +113,35 @@ class ServerTaskViewSet(mixins.CreateModelMixin, viewsets.ReadOnlyModelViewSet):
 
     @action(detail=True, methods=["get"])
     def raw(self, request, *args, **kwargs):
+        """The whole log as text, streamed: a million lines never sit in memory at once."""
         task = self.get_object()
-        text = "\n".join(f"{line.occurred:%Y-%m-%d %H:%M:%S}  {line.category:<9} {line.text}" for line in task.log_lines.all())
-        response = HttpResponse(text + "\n", content_type="text/plain; charset=utf-8")
+        lines = task.log_lines.order_by("sequence").values_list("occurred", "category", "text").iterator(chunk_size=5000)
+        response = StreamingHttpResponse((f"{occurred:%Y-%m-%d %H:%M:%S}  {category:<9} {text}\n" for occurred, category, text in lines),
+                                         content_type="text/plain; charset=utf-8")
         response["Content-Disposition"] = f'attachment; filename="{task.octopus_id}.log.txt"'
         return response
+
+    @action(detail=True, methods=["get"])
+    def details(self, request, *args, **kwargs):
+        """Octopus's ServerTaskDetails: the task and its ActivityLogs tree. `after=N` gives only lines after
+        sequence N (the task page's fallback when websockets are unavailable); `tail=N` the last N per node."""
+        task = self.get_object()
+        params = request.query_params
+        try:
+            after = int(params.get("after", -1))
+            tail = int(params["tail"]) if params.get("tail") not in (None, "") else None
+        except ValueError:
+            raise ValidationError({"after" if "after" in params else "tail": ["A whole number."]}) from None
+        if tail is not None and tail < 0:
+            raise ValidationError({"tail": ["Zero or more."]})
+        return Response(task_details(task, after=after, tail=tail, serializer=self.get_serializer))
+
+    @action(detail=True, methods=["post"])
+    def cancel(self, request, *args, **kwargs):
+        from deployments.services.tasks import cancel_server_task
+        from portal.permissions import Permission
+        from portal.services.access import require_permission
+
+        task = self.get_object()
+        require_permission(request.user, Permission.TASK_CANCEL, space=task.space)
+        return Response(self.get_serializer(cancel_server_task(task=task, actor=request.user)).data)

@@ -203,3 +203,35 @@ def server_tasks_visible_to(user: User):
 
     spaces = [s for s in spaces_visible_to(user) if has_permission(user, Permission.TASK_VIEW, space=s)]
     return ServerTask.objects.filter(space__in=spaces).select_related("space", "created_by")
+
+
+def filter_server_tasks(tasks, params) -> tuple:
+    """Octopus's task filters, for the tasks page and /api/tasks: states, project, environment, worker pool,
+    queued dates. Returns (queryset, {parameter: reason} for what could not be read)."""
+    from datetime import date
+
+    from deployments.models import Environment, Project
+    from infrastructure.models import WorkerPool
+
+    errors = {}
+    if params.get("states"):
+        states = params["states"].split(",")
+        if set(states) - set(State.values):
+            errors["states"] = f"Unknown state: {', '.join(sorted(set(states) - set(State.values)))}."
+        tasks = tasks.filter(state__in=states)
+    for name, model, field in (("project", Project, "project"), ("environment", Environment, "environment"),
+                               ("workerPool", WorkerPool, "worker_pools")):
+        if params.get(name):
+            pk = model.pk_from_octopus_id(params[name])
+            if pk is None:
+                errors[name] = f"Not an id of a {model.__name__}: {params[name]!r}."
+            tasks = tasks.filter(**{field: pk or 0})
+    for name, lookup in (("fromQueuedDate", "queued__date__gte"), ("toQueuedDate", "queued__date__lte")):
+        if params.get(name):
+            try:
+                tasks = tasks.filter(**{lookup: date.fromisoformat(params[name][:10])})
+            except ValueError:
+                errors[name] = "A date such as 2026-11-23."
+    if params.get("name"):
+        tasks = tasks.filter(name=params["name"])
+    return tasks.distinct(), errors

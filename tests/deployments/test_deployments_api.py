@@ -22,7 +22,7 @@ def test_create_a_release_deploy_it_and_read_the_task(api_client, administrator,
     assert client.get(f"/api/tasks/{task_id}").json()["State"] == "Queued"
     run_server_task(ServerTask.pk_from_octopus_id(task_id))
     assert client.get(f"/api/tasks/{task_id}").json()["State"] == "Success"
-    assert "api hello" in client.get(f"/api/tasks/{task_id}/raw").content.decode()
+    assert "api hello" in b"".join(client.get(f"/api/tasks/{task_id}/raw").streaming_content).decode()
     process = client.get(f"/api/projects/{project.octopus_id}/deploymentprocesses").json()
     assert process["Steps"][0]["Actions"][0]["Properties"]["Octopus.Action.RunOnServer"] == "True"
     assert client.get(f"/api/{space.octopus_id}/projects/{project.octopus_id}/releases").json()["TotalResults"] == 1
@@ -70,7 +70,7 @@ def test_the_script_console_through_the_api_runs_on_the_named_workers(api_client
         "ScriptBody": "echo from the api on $(hostname)", "Syntax": "Bash", "MachineIds": [worker.octopus_id]}}, format="json")
     assert queued.status_code == 201, queued.json()
     run_server_task(ServerTask.pk_from_octopus_id(queued.json()["Id"]))
-    assert "from the api on" in client.get(f"/api/tasks/{queued.json()['Id']}/raw").content.decode()
+    assert "from the api on" in b"".join(client.get(f"/api/tasks/{queued.json()['Id']}/raw").streaming_content).decode()
 
 
 @pytest.mark.parametrize("arguments, field", [
@@ -86,3 +86,43 @@ def test_bad_script_console_requests_are_400_naming_the_field(api_client, admini
     response = api_client(administrator).post("/api/tasks", {"Name": "AdHocScript", "Arguments": arguments}, format="json")
     assert response.status_code == 400 and field in str(response.json()), response.json()
     assert not ServerTask.objects.exists()
+
+
+def test_task_details_give_the_activity_tree_and_lines_after_a_sequence(api_client, administrator, project, production):
+    add_step(project, "Hello", "echo one; echo two")
+    client = api_client(administrator)
+    release = client.post("/api/releases", {"ProjectId": project.octopus_id}, format="json").json()
+    task_id = client.post("/api/deployments", {"ReleaseId": release["Id"], "EnvironmentId": production.octopus_id},
+                          format="json").json()["TaskId"]
+    run_server_task(ServerTask.pk_from_octopus_id(task_id))
+    details = client.get(f"/api/tasks/{task_id}/details").json()
+    root = details["ActivityLogs"][0]
+    step = root["Children"][0]
+    worker = step["Children"][0]
+    assert (root["Status"], step["Name"], step["Status"], worker["Name"]) == ("Success", "Step 1: Hello", "Success", "the built-in worker")
+    assert [e["MessageText"] for e in worker["LogElements"]] == ["one", "two"]
+    last = worker["LogElements"][0]["Sequence"]
+    later = client.get(f"/api/tasks/{task_id}/details?after={last}").json()["ActivityLogs"][0]["Children"][0]["Children"][0]
+    assert [e["MessageText"] for e in later["LogElements"]] == ["two"]
+    assert client.get(f"/api/tasks/{task_id}/details?after=x").status_code == 400
+
+
+def test_tasks_filter_by_project_environment_and_pool_and_refuse_bad_filters(api_client, administrator, project, production):
+    add_step(project, "Hello", "echo hi")
+    client = api_client(administrator)
+    release = client.post("/api/releases", {"ProjectId": project.octopus_id}, format="json").json()
+    client.post("/api/deployments", {"ReleaseId": release["Id"], "EnvironmentId": production.octopus_id}, format="json")
+    assert client.get(f"/api/tasks?project={project.octopus_id}&environment={production.octopus_id}").json()["TotalResults"] == 1
+    assert client.get("/api/tasks?project=Projects-999999").json()["TotalResults"] == 0
+    bad = client.get("/api/tasks?states=Sleeping&environment=nope")
+    assert bad.status_code == 400 and "states" in str(bad.json()) and "environment" in str(bad.json())
+
+
+def test_cancel_through_the_api_needs_task_cancel(api_client, administrator, project_viewer, project, production):
+    add_step(project, "Hello", "echo hi")
+    client = api_client(administrator)
+    release = client.post("/api/releases", {"ProjectId": project.octopus_id}, format="json").json()
+    task_id = client.post("/api/deployments", {"ReleaseId": release["Id"], "EnvironmentId": production.octopus_id},
+                          format="json").json()["TaskId"]
+    assert api_client(project_viewer).post(f"/api/tasks/{task_id}/cancel").status_code == 403
+    assert client.post(f"/api/tasks/{task_id}/cancel").json()["State"] == "Canceled"

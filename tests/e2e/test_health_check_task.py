@@ -46,7 +46,7 @@ def test_a_requested_health_check_runs_on_celery_and_logs_to_its_task(celery_wor
         task = client.get(f"/api/tasks/{task_id}").json()
         assert task["State"] == "Success", task
         assert Worker.objects.get(pk=worker.pk).health_status == "Healthy"
-        raw = client.get(f"/api/tasks/{task_id}/raw").content.decode()
+        raw = b"".join(client.get(f"/api/tasks/{task_id}/raw").streaming_content).decode()
         assert "Checking health of ssh-box" in raw and "Result: Healthy." in raw
         assert ServerTask.objects.get(pk=ServerTask.pk_from_octopus_id(task_id)).server_node
     finally:
