@@ -71,6 +71,7 @@ class TaskLogConsumer(AsyncJsonWebsocketConsumer):
         self.pump: asyncio.Task | None = None
         self.acked = -1
         self.ack_event = asyncio.Event()
+        self.known_nodes: set[int] = set()
         await self.accept()
         code = await _access(self.scope.get("user"), self.task_id)
         if code is not None:
@@ -102,9 +103,18 @@ class TaskLogConsumer(AsyncJsonWebsocketConsumer):
 
     # Sending ---------------------------------------------------------------------------------------
 
+    async def send_tree(self) -> dict:
+        nodes, state = await _snapshot(self.task_id)
+        self.known_nodes = {node["Id"] for node in nodes}
+        await self.send_json({"type": "tree", "nodes": nodes})
+        return state
+
     async def send_lines(self, lines: list[dict]) -> None:
-        """Only lines right after the cursor, in order; at most BATCH_LINES a message; within the window."""
+        """Only lines right after the cursor, in order; at most BATCH_LINES a message; within the window.
+        The client always knows a line's node before the line."""
         fresh = [line for line in lines if line["Sequence"] > self.cursor]
+        if any(line["NodeId"] not in self.known_nodes for line in fresh if line["NodeId"] is not None):
+            await self.send_tree()
         while fresh:
             while self.cursor - self.acked >= WINDOW:
                 self.ack_event.clear()
@@ -138,9 +148,8 @@ class TaskLogConsumer(AsyncJsonWebsocketConsumer):
                 stream_id = newest[0][0] if newest else "0-0"
             except aioredis.RedisError:
                 stream_id = "0-0"
+            state = await self.send_tree()
             await self.catch_up()
-            nodes, state = await _snapshot(self.task_id)
-            await self.send_json({"type": "tree", "nodes": nodes})
             await self.send_json({"type": "state", **state})
             completed, last_poll = state["IsCompleted"], time.monotonic()
             while not completed or self.cursor < await self.last_stored():
@@ -160,6 +169,7 @@ class TaskLogConsumer(AsyncJsonWebsocketConsumer):
                     await self.send_lines(lines)
                     lines = []
                     if kind == "node":
+                        self.known_nodes.add(data["Id"])
                         await self.send_json({"type": "node", "node": data})
                     elif kind == "state":
                         completed = completed or data["IsCompleted"]
@@ -171,7 +181,7 @@ class TaskLogConsumer(AsyncJsonWebsocketConsumer):
                         nodes, state = await _snapshot(self.task_id)
                         if state["IsCompleted"] and not completed:
                             completed = True
-                            await self.send_json({"type": "tree", "nodes": nodes})
+                            await self.send_tree()
                             await self.send_json({"type": "state", **state})
                     last_poll = time.monotonic()
             await self.send_json({"type": "end", "last": self.cursor})

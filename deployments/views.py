@@ -27,7 +27,7 @@ def task_detail(request, space, pk: int):
     template = "deployments/_task_body.html" if request.headers.get("HX-Request") else "deployments/task_detail.html"
     steps = task.activity_nodes.filter(parent__isnull=False, parent__parent__isnull=True).prefetch_related("children")
     return render(request, template, {
-        "space": space, "task": task, "lines": task.log_lines.all(), "steps": steps, "artifacts": task.artifacts.defer("content"),
+        "space": space, "task": task, "steps": steps, "artifacts": task.artifacts.defer("content"),
         "may_cancel": has_permission(request.user, Permission.TASK_CANCEL, space=space),
         "may_rerun": task.is_completed and task.name in ("Deploy", "RunbookRun", "AdHocScript")})
 

@@ -195,7 +195,7 @@ class Orchestration:
         steps = [(i, s) for i, s in enumerate(self.steps) if i >= start]
         nodes = {i: self.log.node(f"Step {i + 1}: {s['Name']}", self.root) for i, s in steps}
         try:
-            plans = self.plan([(i, s) for i, s in steps if s["ActionType"] == Step.ActionType.SCRIPT and not s["IsDisabled"]])
+            plans = self.plan([(i, s) for i, s in steps if s["ActionType"] == Step.ActionType.SCRIPT and not s["IsDisabled"]], nodes)
         except SelectionError as error:
             self.outcome.failed.append(str(error))
             self.log.write(str(error), Category.ERROR, self.root)
@@ -227,7 +227,7 @@ class Orchestration:
                 groups.append([item])
         return groups
 
-    def plan(self, steps: list[tuple[int, dict]]) -> dict[int, list[Invocation]]:
+    def plan(self, steps: list[tuple[int, dict]], nodes: dict[int, ActivityNode]) -> dict[int, list[Invocation]]:
         """Workers for every step, chosen now, at the start of the task."""
         selector = WorkerSelector(self.task)
         plans: dict[int, list[Invocation]] = {}
@@ -245,7 +245,7 @@ class Orchestration:
             for invocation in plans[index]:
                 behalf = f" on behalf of {invocation.target.name}" if invocation.target else ""
                 self.log.write(f"Step {index + 1} {step['Name']!r}{behalf}: {invocation.choice.worker_name} was chosen "
-                               f"because {invocation.choice.rule} ({how}).", Category.INFO, self.root)
+                               f"because {invocation.choice.rule} ({how}).", Category.INFO, nodes[index])
         return plans
 
     def targets_for(self, step: dict) -> list[DeploymentTarget]:

@@ -3,11 +3,11 @@ reconnects at random points (hypothesis), gaps filled from storage, back-pressur
 
 from __future__ import annotations
 
+import asyncio
 import threading
 import time
 
 import pytest
-from asgiref.sync import async_to_sync
 from channels.testing import WebsocketCommunicator
 from django.contrib.auth.models import AnonymousUser
 from hypothesis import HealthCheck, given, settings as hypothesis_settings, strategies as st
@@ -20,6 +20,14 @@ from deployments.services.tasks import TaskLog, finish_server_task
 from portal.routing import websocket_urlpatterns as all_routes  # noqa: F401 - the project's routes include ours
 
 pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def run(coroutine_function, *args):
+    """Runs a coroutine in a thread of its own (a browser test may have left an event loop in this one)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(1) as executor:
+        return executor.submit(asyncio.run, coroutine_function(*args)).result()
 
 
 def application():
@@ -88,8 +96,8 @@ def test_anonymous_outsiders_and_other_spaces_are_closed_with_a_clear_code(space
         await communicator.disconnect()
         return message.get("code")
 
-    assert async_to_sync(close_code)(AnonymousUser()) == 4401
-    assert async_to_sync(close_code)(outsider) == 4404
+    assert run(close_code, AnonymousUser()) == 4401
+    assert run(close_code, outsider) == 4404
 
 
 @hypothesis_settings(max_examples=8, deadline=None, suppress_health_check=list(HealthCheck))
@@ -112,7 +120,7 @@ def test_every_line_arrives_once_and_in_order_across_reconnects_at_random_points
                 break
         return received
 
-    received = async_to_sync(watch)()
+    received = run(watch)
     writer.join(30)
     assert received == list(range(count))
 
@@ -140,7 +148,7 @@ def test_a_stalled_client_is_not_flooded_and_the_task_does_not_wait(space, admin
         await communicator.disconnect()
         return received
 
-    assert async_to_sync(stall_then_ack)() == list(range(total))
+    assert run(stall_then_ack) == list(range(total))
     assert writing_took < 30
 
 
@@ -159,7 +167,7 @@ def test_lines_are_masked_before_they_are_stored_or_sent(space, administrator):
         await communicator.disconnect()
         return messages
 
-    messages = async_to_sync(watch)()
+    messages = run(watch)
     lines = [line["Text"] for m in messages if m["type"] == "lines" for line in m["lines"]]
     assert lines == ["the password is ********"]
     assert "hunter2" not in task.log_lines.get().text
