@@ -22,3 +22,10 @@ def fail_orphaned_tasks_task() -> list[int]:
 def _fail_orphans_on_start(**kwargs) -> None:
     """A node that restarts looks at once for tasks a dead node left Executing."""
     fail_orphaned_tasks_task.delay()
+
+
+@shared_task(name="deployments.apply_log_retention", acks_late=True, max_retries=0)
+def apply_log_retention_task() -> int:
+    from deployments.services.tasks import apply_log_retention
+
+    return apply_log_retention()

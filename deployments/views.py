@@ -11,14 +11,25 @@ from portal.views.decorators import space_page
 
 @space_page(Permission.TASK_VIEW)
 def task_list(request, space):
-    tasks = ServerTask.objects.filter(space=space).select_related("created_by")
-    state = request.GET.get("state", "")
-    if state in ServerTask.State.values:
-        tasks = tasks.filter(state=state)
+    """Tasks with Octopus's filters; the table refreshes itself (htmx) while any shown task is unfinished."""
+    from urllib.parse import urlencode
+
+    from deployments.models import Environment, Project
+    from deployments.services.tasks import filter_server_tasks
+    from infrastructure.models import WorkerPool
+
+    keys = ("states", "project", "environment", "workerPool", "fromQueuedDate", "toQueuedDate")
+    params = {key: request.GET[key] for key in keys if request.GET.get(key)}
+    tasks, errors = filter_server_tasks(ServerTask.objects.filter(space=space).select_related("created_by"), params)
+    if errors:
+        tasks = ServerTask.objects.none()
     page = Paginator(tasks, 50).get_page(request.GET.get("page"))
-    return render(request, "deployments/task_list.html",
-                  {"space": space, "page": page, "state": state, "states": ServerTask.State.values,
-                   "querystring": f"state={state}" if state else ""})
+    context = {"space": space, "page": page, "params": params, "errors": errors, "states": ServerTask.State.values,
+               "projects": Project.objects.filter(space=space), "environments": Environment.objects.filter(space=space),
+               "pools": WorkerPool.objects.filter(space=space).order_by("sort_order", "name"), "querystring": urlencode(params),
+               "live": any(not task.is_completed for task in page)}
+    template = "deployments/_task_rows.html" if request.headers.get("HX-Request") else "deployments/task_list.html"
+    return render(request, template, context, status=400 if errors else 200)
 
 
 @space_page(Permission.TASK_VIEW)

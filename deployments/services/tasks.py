@@ -235,3 +235,18 @@ def filter_server_tasks(tasks, params) -> tuple:
     if params.get("name"):
         tasks = tasks.filter(name=params["name"])
     return tasks.distinct(), errors
+
+
+def apply_log_retention(now=None) -> int:
+    """Deletes the logs of tasks that ended more than REEF_TASK_LOG_RETENTION_DAYS ago (the tasks stay)."""
+    from django.conf import settings
+
+    days = settings.REEF_TASK_LOG_RETENTION_DAYS
+    if days <= 0:
+        return 0
+    cutoff = (now or timezone.now()) - timedelta(days=days)
+    expired = ServerTask.objects.filter(completed__lt=cutoff, log_lines__isnull=False).values_list("pk", flat=True).distinct()
+    deleted = 0
+    for task_id in list(expired[:1000]):
+        deleted += TaskLogLine.objects.filter(task_id=task_id).delete()[0]
+    return deleted
