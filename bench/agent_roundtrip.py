@@ -101,6 +101,11 @@ def start_agent(home: Path) -> subprocess.Popen:
     return process
 
 
+def percentile_of(values: list[float], p: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(round(p * (len(ordered) - 1))))]
+
+
 def stop(processes: list[subprocess.Popen]) -> None:
     for process in processes:
         if process.poll() is None:

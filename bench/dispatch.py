@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from agent_roundtrip import ROOT, database_url, fast_instance, free_port, rss_mb, start_agent, stop  # noqa: E402  (sets Django up)
+from agent_roundtrip import ROOT, database_url, fast_instance, free_port, percentile_of, rss_mb, start_agent, stop  # noqa: E402  (sets Django up)
 
 from django.conf import settings  # noqa: E402
 from django.test.utils import get_runner  # noqa: E402
@@ -29,11 +29,6 @@ DEPLOYMENTS = int(os.environ.get("BENCH_DEPLOYMENTS", "500"))
 STEP_SECONDS = int(os.environ.get("BENCH_STEP_SECONDS", "60"))
 WORKERS = 10
 TASK_CAP = 10
-
-
-def percentile(values: list[float], p: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(round(p * (len(ordered) - 1))))]
 
 
 def peak_rss_mb(pid: int) -> float:
@@ -140,9 +135,9 @@ def main() -> None:
         peak = peak_rss_mb(task_runner.pid)
 
         median_base, median_first = statistics.median(baseline), statistics.median(first_line)
-        print(f"baseline bare Celery round trip: median {median_base:.2f} ms, p95 {percentile(baseline, 0.95):.2f} ms")
+        print(f"baseline bare Celery round trip: median {median_base:.2f} ms, p95 {percentile_of(baseline, 0.95):.2f} ms")
         print(f"deploy API call → first log line (idle listening worker): median {median_first:.2f} ms, "
-              f"p95 {percentile(first_line, 0.95):.2f} ms")
+              f"p95 {percentile_of(first_line, 0.95):.2f} ms")
         print(f"throughput: {succeeded} of {DEPLOYMENTS} one-line deployments over {WORKERS} workers in {elapsed:.1f} s, "
               f"{DEPLOYMENTS / elapsed:.1f} deployments/s (task cap {TASK_CAP})")
         print(f"memory: {peak_running} concurrent {STEP_SECONDS}-second steps ({long_ok} of 10 tasks succeeded); task runner RSS "

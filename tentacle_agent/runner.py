@@ -163,7 +163,7 @@ class Script:
         start = max(0, after + 1)
         logs = self.lines[start:start + MAX_LINES_PER_STATUS]
         return {"Ticket": self.ticket, "State": self.state, "ExitCode": self.exit_code, "Logs": logs,
-                "NextSequence": start + len(logs), "OutputVariables": list(self.output_variables),
+                "NextSequence": start + len(logs), "HasMore": start + len(logs) < len(self.lines), "OutputVariables": list(self.output_variables),
                 "Artifacts": list(self.artifacts), "FailureMessage": self.failure_message}
 
 

@@ -29,6 +29,7 @@ from deployments.services.selection import Choice, SelectionError, WorkerSelecto
 from deployments.services.tasks import HEARTBEAT_SECONDS, TaskLog, claim_server_task, finish_server_task, heartbeat
 from infrastructure.models import Worker
 from infrastructure.transports import TransportError, transport_for
+from infrastructure.transports.envelope import has_more
 from infrastructure.transports.polling import redis_client
 from portal.encryption import decrypt
 
@@ -391,7 +392,7 @@ class Orchestration:
                 self.log.write(line.get("Text", ""), category, node)
                 after = max(after, int(line.get("Sequence", after)))
             self.log.flush()
-            if status.get("State") == "Complete":
+            if status.get("State") == "Complete" and not has_more(status):
                 status["Artifacts"] = transport.call("CompleteScript", {"Ticket": ticket}).get("Artifacts") or []
                 if canceled:
                     raise Canceled

@@ -9,6 +9,12 @@ from infrastructure.models import Worker
 from infrastructure.transports import TransportError
 
 
+def has_more(status: dict) -> bool:
+    """GetStatus pages its lines: a Complete script may still have lines to fetch (agents before
+    HasMore existed page at 5,000 lines)."""
+    return bool(status.get("HasMore", len(status.get("Logs") or []) >= 1000))
+
+
 class EnvelopeTransport:
     """Subclasses implement `exchange(envelope, timeout) -> envelope`."""
 
@@ -45,7 +51,7 @@ class EnvelopeTransport:
                 for line in status.get("Logs") or []:
                     lines.append(line)
                     after = max(after, line.get("Sequence", after))
-                if status.get("State") == "Complete":
+                if status.get("State") == "Complete" and not has_more(status):
                     return status.get("ExitCode"), lines
                 if time.monotonic() > deadline:
                     self.call("CancelScript", {"Ticket": ticket})

@@ -175,3 +175,10 @@ def test_a_task_timeout_ends_it_timed_out(administrator, project, production, se
     task = deploy_and_run(administrator, project, production)
     assert task.state == "TimedOut"
     assert (datetime.now() - started).total_seconds() < 15
+
+
+def test_a_step_printing_more_lines_than_one_status_page_keeps_every_line(administrator, project, production):
+    add_step(project, "Chatty", "seq 1 12345")
+    task = deploy_and_run(administrator, project, production)
+    numbers = [line for line in log_text(task).splitlines() if line.isdigit()]
+    assert numbers == [str(n) for n in range(1, 12346)]
