@@ -134,6 +134,9 @@ class PollingEndpoint(socketserver.ThreadingMixIn, socketserver.TCPServer):
     def finish_request(self, request, client_address):
         # pyOpenSSL needs a blocking socket; kernel timeouts still bound a silent peer.
         request.settimeout(None)
+        # Headers and body are separate TLS records: without this, Nagle holds the body back until the
+        # agent's delayed ACK (~40 ms per exchange).
+        request.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         timeval = struct.pack("ll", MAX_WAIT + 30, 0)
         request.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, timeval)
         request.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, timeval)
