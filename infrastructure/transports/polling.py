@@ -1,8 +1,9 @@
 """Polling tentacles: the server cannot connect to them, so it queues requests in Redis for the
 agent's subscription; the polling endpoint hands them to the agent and routes its answers back.
 
-Keys: `reef:poll:<subscription>:requests` (a list of envelopes, oldest first) and
-`reef:poll:response:<request id>` (a list the waiting caller blocks on).
+Keys: `reef:poll:<subscription>:requests` (a list of envelopes, oldest first),
+`reef:poll:response:<request id>` (a list the waiting caller blocks on) and
+`reef:poll:<subscription>:connection` (counts the agent's long polls: only the newest takes requests).
 """
 
 from __future__ import annotations
@@ -30,6 +31,10 @@ def owner_key(request_id: str) -> str:
 
 def requests_key(subscription: str) -> str:
     return f"reef:poll:{subscription}:requests"
+
+
+def connection_key(subscription: str) -> str:
+    return f"reef:poll:{subscription}:connection"
 
 
 def response_key(request_id: str) -> str:
@@ -72,8 +77,8 @@ class PollingTransport(EnvelopeTransport):
                 picked_up_at, deadline = now, now + timeout
             if now >= deadline:
                 break
-        if picked_up_at is None:
-            client.lrem(requests_key(subscription), 1, queued)  # take it back so a late agent does not run it
+        # Take it back if still queued (never picked up, or put back undelivered) so a late agent does not run it.
+        if client.lrem(requests_key(subscription), 1, queued) or picked_up_at is None:
             raise TransportError(f"The polling tentacle {self.worker.name} (poll://{subscription}/) did not pick up the "
                                  f"request within {queue_timeout:.0f}s: is the agent running and connected?")
         raise TransportError(f"The polling tentacle {self.worker.name} took the request but sent no answer within "

@@ -6,7 +6,10 @@
    with the thumbprint seen.
 2. `GET /poll/<subscription>?wait=N` hands out queued requests (Redis list per subscription). An idle
    agent waits on a threading.Event that one pub/sub listener sets when work is queued, so thousands
-   of waiting agents do not mean thousands of Redis connections.
+   of waiting agents do not mean thousands of Redis connections. A request must never be written to
+   a connection the agent left behind (it died, restarted, lost its network path): only the
+   subscription's newest long poll takes requests, never one whose agent has closed it, and requests
+   that could not be written go back to the head of the queue.
 3. `POST /poll/<subscription>/responses` routes answers to the waiting callers, only for requests
    that were addressed to that subscription.
 """
@@ -29,13 +32,23 @@ import redis
 from cryptography.hazmat.primitives.serialization import Encoding
 from OpenSSL import SSL, crypto
 
-from infrastructure.transports.polling import NOTIFY_CHANNEL, owner_key, redis_client, requests_key, response_key
+from infrastructure.transports.polling import (NOTIFY_CHANNEL, connection_key, owner_key, redis_client, requests_key,
+                                                response_key)
 
 log = logging.getLogger(__name__)
 
 MAX_BODY = 64 * 1024 * 1024
 MAX_WAIT = 60
 SEEN_TTL = 180  # agent liveness lives in Redis, not in the database
+CONNECTION_TTL = 3600  # far longer than any long poll
+
+# Atomically: up to ARGV[2] requests from KEYS[1], only if ARGV[1] is still the newest connection (KEYS[2]).
+TAKE_IF_NEWEST = """
+if redis.call('GET', KEYS[2]) ~= ARGV[1] then return false end
+local taken = redis.call('LRANGE', KEYS[1], 0, ARGV[2] - 1)
+redis.call('LTRIM', KEYS[1], ARGV[2], -1)
+return taken
+"""
 
 
 class _TlsSocketIO(io.RawIOBase):
@@ -113,6 +126,7 @@ class PollingEndpoint(socketserver.ThreadingMixIn, socketserver.TCPServer):
         self.tls.set_verify(SSL.VERIFY_PEER | SSL.VERIFY_FAIL_IF_NO_PEER_CERT, lambda *args: True)
         # Bounded: requests wait for a connection instead of opening one per agent.
         self.redis = redis.Redis(connection_pool=redis.BlockingConnectionPool.from_url(redis_url, max_connections=64, timeout=10))
+        self.take_if_newest = self.redis.register_script(TAKE_IF_NEWEST)
         self.waiters = Waiters(redis_url)
         self.subscription_for_thumbprint = subscription_for_thumbprint
         super().__init__(address, PollingHandler)
@@ -120,6 +134,9 @@ class PollingEndpoint(socketserver.ThreadingMixIn, socketserver.TCPServer):
     def finish_request(self, request, client_address):
         # pyOpenSSL needs a blocking socket; kernel timeouts still bound a silent peer.
         request.settimeout(None)
+        # Headers and body are separate TLS records: without this, Nagle holds the body back until the
+        # agent's delayed ACK (~40 ms per exchange).
+        request.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         timeval = struct.pack("ll", MAX_WAIT + 30, 0)
         request.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, timeval)
         request.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, timeval)
@@ -133,7 +150,7 @@ class PollingEndpoint(socketserver.ThreadingMixIn, socketserver.TCPServer):
             return
         certificate = connection.get_peer_certificate()
         thumbprint = hashlib.sha1(certificate.to_cryptography().public_bytes(Encoding.DER)).hexdigest().upper() if certificate else ""  # noqa: S324
-        self.RequestHandlerClass(connection, client_address, self, thumbprint=thumbprint)
+        self.RequestHandlerClass(connection, client_address, self, thumbprint=thumbprint, tcp=request)
 
     def shutdown_request(self, request):
         try:
@@ -148,8 +165,8 @@ class PollingHandler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     server: PollingEndpoint
 
-    def __init__(self, request, client_address, server, *, thumbprint: str):
-        self.thumbprint = thumbprint
+    def __init__(self, request, client_address, server, *, thumbprint: str, tcp: socket.socket):
+        self.thumbprint, self.tcp = thumbprint, tcp
         super().__init__(request, client_address, server)
 
     def setup(self):
@@ -202,33 +219,61 @@ class PollingHandler(BaseHTTPRequestHandler):
             wait = min(MAX_WAIT, max(0.0, float(parse_qs(url.query).get("wait", ["30"])[0])))
         except ValueError:
             return self._refuse(400, "wait must be a number of seconds.")
-        self._send(200, {"Requests": self._take(subscription, wait)})
+        # This poll supersedes any older one of the subscription: an agent long-polls once at a time,
+        # so an older connection is one it left behind, perhaps half-dead with nobody reading it.
+        pipe = self.server.redis.pipeline()
+        pipe.incr(connection_key(subscription))
+        pipe.expire(connection_key(subscription), CONNECTION_TTL)
+        connection = pipe.execute()[0]
+        taken = self._take(subscription, connection, wait)
+        try:
+            self._send(200, {"Requests": [json.loads(raw) for raw in taken]})
+        except (SSL.Error, OSError) as error:
+            # Not written whole, so the agent cannot have parsed any of it: safe to hand out again.
+            self.close_connection = True
+            if taken:
+                self._put_back(subscription, taken)
+                log.info("poll://%s/ went away before taking %d request(s) (%r): queued again", subscription, len(taken), error)
 
-    def _take(self, subscription: str, wait: float) -> list[dict]:
-        key = requests_key(subscription)
+    def _take(self, subscription: str, connection: int, wait: float, most: int = 100) -> list[bytes]:
+        keys = [requests_key(subscription), connection_key(subscription)]
         event = self.server.waiters.register(subscription)
         deadline = time.monotonic() + wait
         try:
             while True:
-                requests = []
-                for raw in self._pop_all(key):
-                    envelope = json.loads(raw)
-                    if envelope.get("QueuedAt", 0) + envelope.get("ExpiresInSeconds", 1e9) < time.time():
-                        continue  # its caller gave up
-                    requests.append(envelope)
+                if self._agent_gone():
+                    return []
+                taken = self.server.take_if_newest(keys=keys, args=[connection, most])
+                if taken is None:
+                    return []  # superseded by a newer poll of the same agent
+                taken = [raw for raw in taken if not _expired(raw)]
                 remaining = deadline - time.monotonic()
-                if requests or remaining <= 0:
-                    return requests
+                if taken or remaining <= 0:
+                    return taken
                 event.wait(remaining)
                 event.clear()
         finally:
             self.server.waiters.unregister(subscription, event)
 
-    def _pop_all(self, key: str, most: int = 100) -> list[bytes]:
+    def _agent_gone(self) -> bool:
+        """Whether the agent has closed or reset this connection. A write would still succeed (the
+        kernel buffers it) and the request would be lost, so look first: a non-blocking TLS-level
+        peek, which consumes nothing and tells "no data yet" from end of stream."""
+        self.tcp.setblocking(False)
+        try:
+            return self.request.recv(1, socket.MSG_PEEK) == b""
+        except (SSL.WantReadError, SSL.WantWriteError):
+            return False  # connected, nothing sent: a waiting agent
+        except (SSL.Error, OSError):
+            return True
+        finally:
+            self.tcp.setblocking(True)
+
+    def _put_back(self, subscription: str, taken: list[bytes]) -> None:
         pipe = self.server.redis.pipeline()
-        pipe.lrange(key, 0, most - 1)
-        pipe.ltrim(key, most, -1)
-        return pipe.execute()[0]
+        pipe.lpush(requests_key(subscription), *reversed(taken))  # at the head, in their order
+        pipe.publish(NOTIFY_CHANNEL, subscription)
+        pipe.execute()
 
     def do_POST(self):  # noqa: N802
         url = urlparse(self.path)
@@ -260,6 +305,11 @@ class PollingHandler(BaseHTTPRequestHandler):
             pipe.execute()
             accepted += 1
         self._send(200, {"Accepted": accepted})
+
+
+def _expired(raw: bytes) -> bool:
+    envelope = json.loads(raw)
+    return envelope.get("QueuedAt", 0) + envelope.get("ExpiresInSeconds", 1e9) < time.time()  # its caller gave up
 
 
 class _TlsWriter(io.RawIOBase):

@@ -7,6 +7,7 @@ import datetime
 import hashlib
 import http.client
 import json
+import socket
 import ssl
 import subprocess
 import sys
@@ -147,3 +148,54 @@ def test_malformed_answers_get_a_clear_error_and_the_endpoint_keeps_serving(endp
     assert status == 400 and "Responses" in body["ErrorMessage"]
     assert agent.request("GET", "/poll/subscriptioneeeeeeeeee?wait=soon")[0] == 400
     assert agent.poll()[0] == 200 and process.poll() is None
+
+
+def stale_poll(agent: StandInAgent, wait: float = 30) -> http.client.HTTPSConnection:
+    """A long poll whose answer is never read, as a connection left behind by an agent that died or restarted."""
+    connection = http.client.HTTPSConnection("127.0.0.1", agent.port, context=agent.context, timeout=30)
+    connection.request("GET", f"/poll/{agent.subscription}?wait={wait}")
+    time.sleep(0.5)  # the endpoint is now parked on it
+    return connection
+
+
+def health_reaches_the_reconnected_agent(agent: StandInAgent, worker) -> None:
+    result = {}
+    caller = threading.Thread(target=lambda: result.update(PollingTransport(worker).call("Health")))
+    caller.start()
+    time.sleep(1)  # long enough for a stale connection to take the request, as it used to
+    status, body = agent.poll(wait=3)
+    assert status == 200 and [r["Method"] for r in body["Requests"]] == ["Health"], "the request went to the stale connection"
+    assert agent.answer([{"Id": body["Requests"][0]["Id"], "Result": {"AgentVersion": "2.0"}}]) == (200, {"Accepted": 1})
+    caller.join(10)
+    assert result == {"AgentVersion": "2.0"}
+
+
+@pytest.mark.parametrize("ending", ["closed", "reset"])
+def test_a_dead_agents_connection_takes_no_requests(endpoint, space, administrator, tmp_path, ending):
+    """The agent died and a request is queued before it polls again. Closed: only a FIN came, so a
+    write to that connection would still succeed. Reset: unread data made its kernel send a RST."""
+    port, _ = endpoint
+    cert, thumb = agent_certificate(tmp_path, "agent")
+    worker = register_poller(space, administrator, "poller", "subscriptionffffffffff", thumb)
+    agent = StandInAgent(port, cert, "subscriptionffffffffff", current_server_certificate().thumbprint)
+    stale = stale_poll(agent)
+    if ending == "closed":
+        stale.sock.shutdown(socket.SHUT_WR)
+    else:
+        stale.close()
+    time.sleep(0.2)
+    health_reaches_the_reconnected_agent(agent, worker)
+    stale.close()
+
+
+def test_a_newer_connection_supersedes_a_half_dead_one(endpoint, space, administrator, tmp_path):
+    """The old connection stays open but nobody reads it (a lost network path): once the agent has
+    polled again, requests go to the new connection only."""
+    port, _ = endpoint
+    cert, thumb = agent_certificate(tmp_path, "agent")
+    worker = register_poller(space, administrator, "poller", "subscriptiongggggggggg", thumb)
+    agent = StandInAgent(port, cert, "subscriptiongggggggggg", current_server_certificate().thumbprint)
+    stale = stale_poll(agent)
+    assert agent.poll(wait=0) == (200, {"Requests": []})  # the agent is back
+    health_reaches_the_reconnected_agent(agent, worker)
+    stale.close()
