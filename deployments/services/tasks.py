@@ -135,8 +135,10 @@ class TaskLog:
 
     def write(self, text: str, category: str = TaskLogLine.Category.INFO, node: ActivityNode | None = None,
               occurred=None) -> None:
+        # PostgreSQL refuses NUL in text: a script printing binary output must not lose the batch.
+        text = str(text).replace("\x00", "\ufffd")
         with self.lock:
-            for line in self.mask(str(text)).splitlines() or [""]:
+            for line in self.mask(text).splitlines() or [""]:
                 self.pending.append(TaskLogLine(task=self.task, node=node, sequence=self.next_sequence, category=category,
                                                 text=line, occurred=occurred or timezone.now()))
                 self.next_sequence += 1
@@ -147,7 +149,13 @@ class TaskLog:
         with self.lock:
             batch, self.pending, self.last_flush = self.pending, [], time.monotonic()
             if batch:
-                TaskLogLine.objects.bulk_create(batch)
+                try:
+                    TaskLogLine.objects.bulk_create(batch)
+                except Exception:
+                    # Kept for the next flush, in order: a failed INSERT (one statement, all or nothing) leaves
+                    # no hole in the sequence for readers to wait at.
+                    self.pending = batch + self.pending
+                    raise
                 for hook in self.publish_hooks:
                     hook(self.task, lines=batch)
 
