@@ -6,6 +6,7 @@ from django.db import DatabaseError
 
 from deployments import consumers
 from deployments.models import ServerTask, TaskLogLine
+from deployments.services import tasks
 from deployments.services.tasks import TaskLog, finish_server_task
 from tests.deployments.test_live_task_log import open_socket, read_until_end, run, running_task
 
@@ -24,13 +25,13 @@ def test_a_batch_whose_insert_failed_is_stored_by_the_next_flush_with_its_sequen
     task = running_task(space)
     log = TaskLog(task)
     log.write("first")
-    real = TaskLogLine.objects.bulk_create
+    real = tasks.store_lines
 
-    def failing(batch, *args, **kwargs):
-        monkeypatch.setattr(TaskLogLine.objects, "bulk_create", real)
+    def failing(batch):
+        monkeypatch.setattr(tasks, "store_lines", real)
         raise DatabaseError("the database went away for a moment")
 
-    monkeypatch.setattr(TaskLogLine.objects, "bulk_create", failing)
+    monkeypatch.setattr(tasks, "store_lines", failing)
     with pytest.raises(DatabaseError):
         log.flush()
     log.write("second")
