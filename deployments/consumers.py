@@ -25,6 +25,7 @@ from deployments.services import logstream
 BATCH_LINES = 500
 MIN_INTERVAL = 0.02   # at most ~50 batches a second
 WINDOW = 5000         # lines sent but not yet acknowledged
+HOLE_GRACE = 5.0      # seconds a missing sequence may take to appear before readers go on without it
 CLOSE_UNAUTHENTICATED, CLOSE_FORBIDDEN, CLOSE_NOT_FOUND = 4401, 4403, 4404
 
 
@@ -88,7 +89,7 @@ class TaskLogConsumer(AsyncJsonWebsocketConsumer):
             return
         if "after" in content and self.pump is None:
             try:
-                after = max(-1, int(content["after"]))
+                after = min(max(-1, int(content["after"])), 2**31 - 1)
             except (TypeError, ValueError):
                 await self.send_json({"type": "error", "message": "after must be a sequence number"})
                 return
@@ -122,7 +123,10 @@ class TaskLogConsumer(AsyncJsonWebsocketConsumer):
             if fresh[0]["Sequence"] != self.cursor + 1:  # a gap: storage has the missing lines
                 fresh = await _stored_lines(self.task_id, self.cursor, before=fresh[0]["Sequence"]) + fresh
                 if fresh[0]["Sequence"] != self.cursor + 1:
-                    return  # not stored yet; the next poll finds them
+                    if not self.hole_outlived(fresh[0]["Sequence"]):
+                        return  # not committed yet; the next poll finds them
+                    # Never stored (a batch lost with its transaction): storage, the truth, goes on without it.
+                    self.cursor = fresh[0]["Sequence"] - 1
             batch = []
             for line in fresh[:BATCH_LINES]:
                 if line["Sequence"] != self.cursor + 1 + len(batch):
@@ -133,10 +137,18 @@ class TaskLogConsumer(AsyncJsonWebsocketConsumer):
             fresh = [line for line in fresh[len(batch):] if line["Sequence"] > self.cursor]
             await asyncio.sleep(MIN_INTERVAL)
 
+    def hole_outlived(self, next_stored: int) -> bool:
+        """True once sequences cursor+1 … next_stored-1 have been missing for HOLE_GRACE while later ones are stored."""
+        now = time.monotonic()
+        if getattr(self, "hole", None) != (self.cursor, next_stored):
+            self.hole, self.hole_seen = (self.cursor, next_stored), now
+        return now - self.hole_seen >= HOLE_GRACE
+
     async def catch_up(self) -> None:
         while lines := await _stored_lines(self.task_id, self.cursor):
+            before = self.cursor
             await self.send_lines(lines)
-            if len(lines) < BATCH_LINES:
+            if len(lines) < BATCH_LINES or self.cursor == before:  # the end, or a hole to wait at (not spin on)
                 return
 
     async def follow(self) -> None:

@@ -32,15 +32,30 @@ def task_list(request, space):
     return render(request, template, context, status=400 if errors else 200)
 
 
+LOG_LINES_SHOWN = 20_000  # the page shows a long log's newest lines; the raw download has them all
+
+# Who may re-run what: the permission the re-run's service asks for.
+RERUN_PERMISSIONS = {"Deploy": Permission.DEPLOYMENT_CREATE, "RunbookRun": Permission.RUNBOOK_RUN,
+                     "AdHocScript": Permission.TASK_CREATE}
+
+
 @space_page(Permission.TASK_VIEW)
 def task_detail(request, space, pk: int):
+    from django.db.models import Max
+
     task = get_object_or_404(ServerTask.objects.select_related("created_by"), pk=pk, space=space)
-    template = "deployments/_task_body.html" if request.headers.get("HX-Request") else "deployments/task_detail.html"
     steps = task.activity_nodes.filter(parent__isnull=False, parent__parent__isnull=True).prefetch_related("children")
-    return render(request, template, {
+    rerun_permission = RERUN_PERMISSIONS.get(task.name)
+    context = {
         "space": space, "task": task, "steps": steps, "artifacts": task.artifacts.defer("content"),
+        "leases": task.leases.select_related("worker") if not task.is_completed else (),
         "may_cancel": has_permission(request.user, Permission.TASK_CANCEL, space=space),
-        "may_rerun": task.is_completed and task.name in ("Deploy", "RunbookRun", "AdHocScript")})
+        "may_rerun": task.is_completed and rerun_permission is not None and has_permission(request.user, rerun_permission, space=space)}
+    if request.headers.get("HX-Request"):
+        return render(request, "deployments/_task_body.html", context)
+    last = task.log_lines.aggregate(last=Max("sequence"))["last"]
+    context.update(log_limit=LOG_LINES_SHOWN, start_after=last - LOG_LINES_SHOWN if last is not None and last >= LOG_LINES_SHOWN else -1)
+    return render(request, "deployments/task_detail.html", context)
 
 
 @space_page(Permission.TASK_VIEW)

@@ -10,16 +10,27 @@ from deployments.models import ServerTask
 from deployments.services.tasks import filter_server_tasks, server_tasks_visible_to
 
 
-def task_details(task: ServerTask, *, after: int, tail: int | None, serializer) -> dict:
+MAX_SEQUENCE = 2**31 - 1  # TaskLogLine.sequence is a PositiveIntegerField
+
+
+def task_details(task: ServerTask, *, after: int, tail: int | None, take: int | None, serializer) -> dict:
+    """Octopus's ServerTaskDetails. Lines come from storage in one ordered query: after `after`, at most
+    `take` of them (a poller pages through a long log), or the last `tail` of each node."""
     from deployments.models import ActivityNode
 
     nodes = list(ActivityNode.objects.filter(task=task).order_by("id"))
-    lines = task.log_lines.filter(sequence__gt=after).order_by("sequence")
-    elements: dict[int | None, list[dict]] = {}
-    for sequence, node_id, category, text, occurred in lines.values_list("sequence", "node_id", "category", "text", "occurred"):
-        elements.setdefault(node_id, []).append({"Sequence": sequence, "Category": category, "MessageText": text, "OccurredAt": occurred})
+    columns = ("sequence", "node_id", "category", "text", "occurred")
     if tail is not None:
-        elements = {key: value[-tail:] if tail else [] for key, value in elements.items()}
+        rows = []
+        for node_id in [node.pk for node in nodes] + [None]:
+            newest = task.log_lines.filter(node_id=node_id, sequence__gt=after).order_by("-sequence")[:tail]
+            rows.extend(reversed(newest.values_list(*columns)))
+    else:
+        lines = task.log_lines.filter(sequence__gt=after).order_by("sequence")
+        rows = lines[:take].values_list(*columns) if take is not None else lines.values_list(*columns)
+    elements: dict[int | None, list[dict]] = {}
+    for sequence, node_id, category, text, occurred in rows:
+        elements.setdefault(node_id, []).append({"Sequence": sequence, "Category": category, "MessageText": text, "OccurredAt": occurred})
 
     def resource(node) -> dict:
         return {"Id": f"{task.octopus_id}_{node.pk}", "Name": node.name, "Status": node.status, "Started": node.started,
@@ -35,6 +46,19 @@ def task_details(task: ServerTask, *, after: int, tail: int | None, serializer) 
     return {"Task": serializer(task).data, "ActivityLogs": roots, "PhysicalLogSize": task.log_lines.count(),
             "Progress": {"ProgressPercentage": int(100 * finished / len(nodes)) if nodes else (100 if task.is_completed else 0),
                          "EstimatedTimeRemaining": None}}
+
+
+def _whole_number(params, name: str, default: int | None, minimum: int) -> int | None:
+    raw = params.get(name)
+    if raw in (None, ""):
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ValidationError({name: [f"{raw!r} is not a whole number."]}) from None
+    if not minimum <= value <= MAX_SEQUENCE:
+        raise ValidationError({name: [f"Must be between {minimum} and {MAX_SEQUENCE}."]})
+    return value
 
 
 class ServerTaskViewSet(mixins.CreateModelMixin, viewsets.ReadOnlyModelViewSet):
@@ -124,17 +148,14 @@ class ServerTaskViewSet(mixins.CreateModelMixin, viewsets.ReadOnlyModelViewSet):
     @action(detail=True, methods=["get"])
     def details(self, request, *args, **kwargs):
         """Octopus's ServerTaskDetails: the task and its ActivityLogs tree. `after=N` gives only lines after
-        sequence N (the task page's fallback when websockets are unavailable); `tail=N` the last N per node."""
+        sequence N and `take=M` at most M of them (the task page's fallback when websockets are unavailable pages
+        through a long log this way); `tail=N` the last N lines of each node."""
         task = self.get_object()
         params = request.query_params
-        try:
-            after = int(params.get("after", -1))
-            tail = int(params["tail"]) if params.get("tail") not in (None, "") else None
-        except ValueError:
-            raise ValidationError({"after" if "after" in params else "tail": ["A whole number."]}) from None
-        if tail is not None and tail < 0:
-            raise ValidationError({"tail": ["Zero or more."]})
-        return Response(task_details(task, after=after, tail=tail, serializer=self.get_serializer))
+        after = _whole_number(params, "after", -1, -1)
+        tail = _whole_number(params, "tail", None, 0)
+        take = _whole_number(params, "take", None, 1)
+        return Response(task_details(task, after=after, tail=tail, take=take, serializer=self.get_serializer))
 
     @action(detail=True, methods=["post"])
     def cancel(self, request, *args, **kwargs):

@@ -9,6 +9,7 @@ import json
 
 import redis
 from django.conf import settings
+from django.db import transaction
 
 STREAM_MAXLEN = 20_000          # entries (batches), approximate trimming
 STREAM_TTL = 24 * 3600          # seconds a stream lives after its last entry
@@ -37,6 +38,12 @@ def node_json(node) -> dict:
 
 
 def _append(task_id: int, kind: str, data, ttl: int = STREAM_TTL) -> None:
+    """Appends once the surrounding transaction commits (at once outside one): a reader never sees a
+    line or a state that storage could still roll back."""
+    transaction.on_commit(lambda: _xadd(task_id, kind, data, ttl))
+
+
+def _xadd(task_id: int, kind: str, data, ttl: int) -> None:
     try:
         client = _client()
         pipe = client.pipeline(transaction=False)

@@ -9,7 +9,13 @@
   const status = document.getElementById("log-status");
 
   const nodes = new Map();        // node id -> {box, lines, badge}
-  let lastSequence = -1;
+  // A long log shows its newest lines only (the raw download has them all): the page starts after
+  // `startAfter` and keeps at most `limit` rows, dropping the oldest.
+  const limit = Number(root.dataset.limit || 20000);
+  const rows = [];
+  const earlier = document.getElementById("log-earlier");
+  let lastSequence = Number(root.dataset.startAfter || -1);
+  if (earlier && lastSequence >= 0) earlier.hidden = false;
   let ended = false;
   let failures = 0;
 
@@ -70,6 +76,11 @@
         node.dataset.firstSequence = line.Sequence;
       }
       lastSequence = line.Sequence;
+      rows.push(row);
+    }
+    if (rows.length > limit) {
+      rows.splice(0, rows.length - limit).forEach((row) => row.remove());
+      if (earlier) earlier.hidden = false;
     }
     root.dataset.lastSequence = lastSequence;
     if (follow.checked) window.scrollTo(0, document.body.scrollHeight);
@@ -111,12 +122,15 @@
     };
   }
 
+  const PAGE = 2000;
+
   async function poll() {
     // Without websockets: the details API, asked only for lines after the last one held.
     status.textContent = "Live (polling)";
     while (!ended) {
+      let more = false;
       try {
-        const response = await fetch(`${root.dataset.detailsUrl}?after=${lastSequence}`, { credentials: "same-origin" });
+        const response = await fetch(`${root.dataset.detailsUrl}?after=${lastSequence}&take=${PAGE}`, { credentials: "same-origin" });
         const details = await response.json();
         const found = [];
         const walk = (node, parentId) => {
@@ -130,10 +144,11 @@
         };
         details.ActivityLogs.forEach((node) => walk(node, null));
         addLines(found.sort((a, b) => a.Sequence - b.Sequence));
+        more = found.length === PAGE;  // a long log: fetch the next page at once
         setState(details.Task);
         if (details.Task.IsCompleted && found.length === 0) { ended = true; status.textContent = "Complete"; }
       } catch (error) { status.textContent = "Waiting for the server…"; }
-      await new Promise((resolve) => setTimeout(resolve, 1000));
+      if (!more) await new Promise((resolve) => setTimeout(resolve, 1000));
     }
   }
 
