@@ -34,11 +34,11 @@ def test_a_runbook_gets_its_own_steps_and_runs_against_an_environment(page_clien
 
 def test_a_deployment_target_needs_a_role_and_an_environment(page_client, administrator, space, production):
     client = page_client(administrator)
-    bad = client.post(f"/{space.octopus_id}/environments/", {"add": "target", "name": "eu", "kind": "CloudRegion", "roles": " ,",
+    bad = client.post(f"/{space.octopus_id}/infrastructure/deploymenttargets/", {"name": "eu", "kind": "CloudRegion", "roles": " ,",
                                                               "environments": [production.pk]})
     assert bad.status_code == 400 and 'data-field="roles"' in bad.content.decode()
     assert not DeploymentTarget.objects.exists()
-    client.post(f"/{space.octopus_id}/environments/", {"add": "target", "name": "eu", "kind": "CloudRegion", "roles": "web, api",
+    client.post(f"/{space.octopus_id}/infrastructure/deploymenttargets/", {"name": "eu", "kind": "CloudRegion", "roles": "web, api",
                                                        "environments": [production.pk]})
     target = DeploymentTarget.objects.get()
     assert target.roles == ["web", "api"] and list(target.environments.all()) == [production]
