@@ -1,13 +1,8 @@
-"""Runbooks, deployment targets and the built-in feed, through their pages."""
-
-import io
-import tarfile
-import zipfile
+"""Runbooks and deployment targets, through their pages (the built-in feed: test_package_upload.py)."""
 
 import pytest
-from django.core.files.uploadedfile import SimpleUploadedFile
 
-from deployments.models import DeploymentTarget, Package, Runbook, ServerTask, Step
+from deployments.models import DeploymentTarget, Runbook, ServerTask, Step
 from deployments.services.orchestrator import run_server_task
 from tests.deployments.conftest import log_text
 
@@ -42,42 +37,3 @@ def test_a_deployment_target_needs_a_role_and_an_environment(page_client, admini
                                                        "environments": [production.pk]})
     target = DeploymentTarget.objects.get()
     assert target.roles == ["web", "api"] and list(target.environments.all()) == [production]
-
-
-def _zip() -> bytes:
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w") as archive:
-        archive.writestr("hello.txt", "hello")
-    return buffer.getvalue()
-
-
-def _tar_gz() -> bytes:
-    buffer = io.BytesIO()
-    with tarfile.open(fileobj=buffer, mode="w:gz") as archive:
-        data = b"hello"
-        info = tarfile.TarInfo("hello.txt")
-        info.size = len(data)
-        archive.addfile(info, io.BytesIO(data))
-    return buffer.getvalue()
-
-
-@pytest.mark.parametrize("name, content", [("app.zip", _zip()), ("app.tar.gz", _tar_gz())])
-def test_packages_upload_to_the_built_in_feed(page_client, administrator, space, name, content):
-    response = page_client(administrator).post(f"/{space.octopus_id}/library/packages/", {
-        "package_id": "app", "version": "1.0.0", "file": SimpleUploadedFile(name, content)})
-    assert response.status_code == 302
-    package = Package.objects.get()
-    assert (package.package_id, package.version, package.size) == ("app", "1.0.0", len(content))
-
-
-def test_a_file_that_is_not_an_archive_is_refused_and_nothing_is_stored(page_client, administrator, space):
-    response = page_client(administrator).post(f"/{space.octopus_id}/library/packages/", {
-        "package_id": "app", "version": "1.0.0", "file": SimpleUploadedFile("app.zip", b"not a zip at all")})
-    assert response.status_code == 400 and "is not a valid zip archive" in response.content.decode()
-    assert not Package.objects.exists()
-
-
-def test_pushing_packages_needs_the_feed_permission(page_client, project_viewer, space):
-    response = page_client(project_viewer).post(f"/{space.octopus_id}/library/packages/", {
-        "package_id": "app", "version": "1.0.0", "file": SimpleUploadedFile("app.zip", _zip())})
-    assert response.status_code == 403 and not Package.objects.exists()
