@@ -20,6 +20,7 @@ from django.views.decorators.http import require_POST
 from deployments.forms import DeployForm, NameForm, PackageForm, ReleaseForm, ScriptConsoleForm, StepForm, VariableForm
 from deployments.models import Deployment, Environment, Package, Project, Release, Runbook, ServerConfiguration, ServerTask, Step, Variable
 from deployments.services import catalog, deploy
+from infrastructure.models import WorkerPool
 from infrastructure.views.shortcuts import may, refuse
 from portal.permissions import Permission as P
 from portal.services.access import has_permission, require_permission
@@ -290,9 +291,17 @@ def release_detail(request, space, project_pk: int, pk: int):
     release = get_object_or_404(Release.objects.select_related("created_by"), pk=pk, project=project)
     return render(request, "deployments/release.html", {
         "space": space, "project": project, "section": "overview", "release": release,
-        "steps": release.process_snapshot, "variables": release.variables_snapshot,
+        "steps": _with_pool_names(space, release.process_snapshot), "variables": release.variables_snapshot,
         "deployments": release.deployments.select_related("environment", "task", "created_by"),
         "may_deploy": may(request, P.DEPLOYMENT_CREATE)})
+
+
+def _with_pool_names(space, steps: list[dict]) -> list[dict]:
+    """Snapshot steps name their pool by id; the page shows its name (or that it has since been deleted)."""
+    names = dict(WorkerPool.objects.filter(space=space, pk__in=[s.get("WorkerPoolId") for s in steps if s.get("WorkerPoolId")])
+                 .values_list("pk", "name"))
+    return [{**step, "PoolName": names.get(step.get("WorkerPoolId"), "a deleted pool") if step.get("WorkerPoolId") else ""}
+            for step in steps]
 
 
 @space_page(P.DEPLOYMENT_CREATE)

@@ -21,7 +21,7 @@ def test_a_release_is_created_with_the_next_number_and_deployed(page_client, adm
     release = Release.objects.get(version="1.0.5")
     assert response["Location"] == base + f"releases/{release.pk}/"
     page = client.get(response["Location"]).content.decode()
-    assert "Release 1.0.5" in page and "Faster" in page and "Hello" in page and "Not deployed yet" in page
+    assert "Release 1.0.5" in page and "Faster" in page and "Hello" in page and "Run on the server" in page and "Not deployed yet" in page
     deployed = page_client(deployment_creator).post(base + f"releases/{release.pk}/deploy/", {"environment": production.pk})
     task = ServerTask.objects.get()
     assert deployed.status_code == 302 and deployed["Location"] == f"/{project.space.octopus_id}/tasks/{task.pk}/"
@@ -45,3 +45,11 @@ def test_deploying_onto_a_pool_the_teams_may_not_use_is_refused_naming_it(page_c
         f"/{space.octopus_id}/projects/{project.pk}/releases/{release.pk}/deploy/", {"environment": production.pk})
     assert response.status_code == 403 and "Restricted" in response.content.decode()
     assert not ServerTask.objects.exists()
+
+
+def test_the_release_page_names_the_pool_of_each_snapshot_step(page_client, administrator, project, make_pool):
+    pool = make_pool("Linux builders")
+    catalog.save_step(actor=administrator, project=project, name="Build", location="Worker", worker_pool=pool, script_body="make")
+    release = deploy.create_release(actor=administrator, project=project)
+    page = page_client(administrator).get(f"/{project.space.octopus_id}/projects/{project.pk}/releases/{release.pk}/").content.decode()
+    assert "Run once on a worker · pool Linux builders" in page
