@@ -194,7 +194,9 @@ class Orchestration:
     def execute(self) -> None:
         start = int(self.resume.get("NextStep", 0))
         steps = [(i, s) for i, s in enumerate(self.steps) if i >= start]
-        nodes = {i: self.log.node(f"Step {i + 1}: {s['Name']}", self.root) for i, s in steps}
+        earlier = self.resume.get("StepNodeIds") or {}  # a resumed task keeps its tree
+        self.step_nodes = nodes = {i: ActivityNode.objects.get(pk=earlier[str(i)]) if str(i) in earlier else
+                                   self.log.node(f"Step {i + 1}: {s['Name']}", self.root) for i, s in steps}
         try:
             plans = self.plan([(i, s) for i, s in steps if s["ActionType"] == Step.ActionType.SCRIPT and not s["IsDisabled"]], nodes)
         except SelectionError as error:
@@ -432,6 +434,7 @@ class Orchestration:
         self.log.finish(node, Status.SUCCESS)
         outputs = {k: v for k, v in self.values.items() if k.startswith("Octopus.Action[")}
         resume = {"NextStep": index + 1, "RootNodeId": self.root.pk, "OutputVariables": outputs,
+                  "StepNodeIds": {str(i): node.pk for i, node in self.step_nodes.items()},
                   "SensitiveOutputs": sorted(v for v in outputs.values() if v in self.sensitive), "Failed": self.outcome.failed}
         self.log.flush()
         release_leases(self.task)

@@ -92,7 +92,15 @@ def deploy_and_run(actor, project: Project, environment: Environment) -> ServerT
 
 
 def run_in_thread(task_id: int) -> threading.Thread:
-    thread = threading.Thread(target=run_server_task, args=(task_id,), daemon=True)
+    def run():
+        from django.db import connection
+
+        try:
+            run_server_task(task_id)
+        finally:
+            connection.close()  # as Celery's thread would, so the test database can be dropped
+
+    thread = threading.Thread(target=run, daemon=True)
     thread.start()
     return thread
 

@@ -40,6 +40,8 @@ def test_after_a_manual_intervention_the_task_is_requeued_and_workers_are_select
     assert "built on before" in log and "shipping app-42 on after" in log
     assert "Administrator chose to proceed. looks fine" in log
     assert log.count("Manual intervention required: Check the build") == 1
+    steps = list(task.activity_nodes.filter(parent__parent__isnull=True, parent__isnull=False).values_list("name", "status"))
+    assert steps == [("Step 1: Build", "Success"), ("Step 2: Approve", "Success"), ("Step 3: Ship", "Success")]
 
 
 def test_aborting_at_a_manual_intervention_fails_the_task(administrator, project, production):

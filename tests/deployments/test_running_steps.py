@@ -182,3 +182,21 @@ def test_a_step_printing_more_lines_than_one_status_page_keeps_every_line(admini
     task = deploy_and_run(administrator, project, production)
     numbers = [line for line in log_text(task).splitlines() if line.isdigit()]
     assert numbers == [str(n) for n in range(1, 12346)]
+
+
+def test_a_worker_in_two_pools_is_one_worker_for_the_mutex(agents, administrator, space, production, make_pool):
+    from deployments.models import Project
+
+    first_pool, second_pool = make_pool("First"), make_pool("Second")
+    agents.start("shared", [first_pool, second_pool])
+    tasks = []
+    for name, pool in (("A", first_pool), ("B", second_pool)):
+        project = Project.objects.create(space=space, name=name, slug=name.lower())
+        Variable.objects.create(project=project, name="OctopusBypassDeploymentMutex", value="False")
+        add_step(project, "Hold", f"echo start {name} $(date +%s.%N); sleep 1; echo end {name} $(date +%s.%N)", worker_pool=pool)
+        release = deploy.create_release(actor=administrator, project=project)
+        tasks.append(deploy.deploy_release(actor=administrator, release=release, environment=production).task)
+    for thread in [run_in_thread(task.pk) for task in tasks]:
+        thread.join(30)
+    (a_start, a_end), (b_start, b_end) = [(stamps(t, "start")[0][1], stamps(t, "end")[0][1]) for t in tasks]
+    assert a_end <= b_start or b_end <= a_start  # took turns although the pools differ
