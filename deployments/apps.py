@@ -19,8 +19,9 @@ class DeploymentsConfig(AppConfig):
     verbose_name = "Deployments"
 
     def ready(self):
-        from deployments.services.catalog import pool_referrers
+        from deployments.services.catalog import POOL_REFERRER_FINDERS
         from infrastructure.services.pools import pool_referrer_finders
 
-        pool_referrer_finders.append(pool_referrers)
+        # Steps (process and runbook), Worker Pool variables and undeployed releases keep a pool from being deleted.
+        pool_referrer_finders.extend(f for f in POOL_REFERRER_FINDERS if f not in pool_referrer_finders)
         post_migrate.connect(_ensure_orphan_check, sender=self, dispatch_uid="deployments-orphan-check")

@@ -17,6 +17,9 @@ def layout(request):
         "nav": {
             "infrastructure": bool(space) and has_permission(user, Permission.WORKER_VIEW, space=space),
             "projects": bool(space) and has_permission(user, Permission.PROJECT_VIEW, space=space),
+            "environments": bool(space) and has_permission(user, Permission.ENVIRONMENT_VIEW, space=space),
+            "library": bool(space) and has_permission(user, Permission.FEED_VIEW, space=space),
+            "script_console": bool(space) and has_permission(user, Permission.TASK_CREATE, space=space),
             "tasks": bool(space) and has_permission(user, Permission.TASK_VIEW, space=space),
             "configuration": True,
             "admin": user.is_staff,

@@ -97,5 +97,5 @@ def test_a_pool_used_by_a_step_cannot_be_deleted(administrator, project, make_po
 
     pool = make_pool("Busy")
     add_step(project, "Build", "echo", worker_pool=pool)
-    with pytest.raises(ValidationError, match="step Build of Hello"):
+    with pytest.raises(ValidationError, match="step Build of the deployment process of Hello"):
         delete_worker_pool(actor=administrator, pool=pool)
