@@ -304,6 +304,22 @@ def _with_pool_names(space, steps: list[dict]) -> list[dict]:
             for step in steps]
 
 
+def _queue_for_environment(request, space, queue):
+    """Deploy or Run from a chosen environment: (form, status, the queued task or None). A refused pool
+    is a 403 whose message names it; bad input is a 400 with the form's errors."""
+    form = DeployForm(request.POST, space=space)
+    if not form.is_valid():
+        return form, 400, None
+    try:
+        return form, 200, queue(form.cleaned_data["environment"])
+    except ValidationError as error:
+        _add_errors(form, error)
+        return form, 400, None
+    except PermissionDenied as error:
+        messages.error(request, _reason(error))
+        return form, 403, None
+
+
 @space_page(P.DEPLOYMENT_CREATE)
 def release_deploy(request, space, project_pk: int, pk: int):
     """Choose the environment and Deploy: the task's page follows."""
@@ -311,18 +327,10 @@ def release_deploy(request, space, project_pk: int, pk: int):
     release = get_object_or_404(Release, pk=pk, project=project)
     form, status = DeployForm(space=space, initial={"environment": request.GET.get("environment")}), 200
     if request.method == "POST":
-        form = DeployForm(request.POST, space=space)
-        if form.is_valid():
-            try:
-                deployment = deploy.deploy_release(actor=request.user, release=release, environment=form.cleaned_data["environment"])
-            except ValidationError as error:
-                _add_errors(form, error)
-            except PermissionDenied as error:
-                messages.error(request, _reason(error))
-                status = 403
-            else:
-                return redirect(_task_url(deployment.task))
-        status = status if status == 403 else 400
+        form, status, task = _queue_for_environment(
+            request, space, lambda environment: deploy.deploy_release(actor=request.user, release=release, environment=environment).task)
+        if task is not None:
+            return redirect(_task_url(task))
     return render(request, "deployments/deploy.html", {
         "space": space, "project": project, "section": "overview", "release": release, "form": form,
         "has_environments": Environment.objects.filter(space=space).exists()}, status=status)
@@ -359,18 +367,10 @@ def runbook_detail(request, space, project_pk: int, pk: int):
     form, status = DeployForm(space=space), 200
     if request.method == "POST":
         require_permission(request.user, P.RUNBOOK_RUN, space=space)
-        form = DeployForm(request.POST, space=space)
-        if form.is_valid():
-            try:
-                run = deploy.run_runbook(actor=request.user, runbook=runbook, environment=form.cleaned_data["environment"])
-            except ValidationError as error:
-                _add_errors(form, error)
-            except PermissionDenied as error:
-                messages.error(request, _reason(error))
-                status = 403
-            else:
-                return redirect(_task_url(run.task))
-        status = status if status == 403 else 400
+        form, status, task = _queue_for_environment(
+            request, space, lambda environment: deploy.run_runbook(actor=request.user, runbook=runbook, environment=environment).task)
+        if task is not None:
+            return redirect(_task_url(task))
     return render(request, "deployments/runbook.html", {
         "space": space, "project": project, "section": "runbooks", "runbook": runbook,
         "steps": runbook.steps.select_related("worker_pool"), "steps_url": _step_urls(project, runbook),

@@ -57,7 +57,7 @@ class ListeningServer(ThreadingHTTPServer):
             pass
 
     def shutdown_request(self, request):
-        pass  # closed in finish_request
+        """Nothing left to do: finish_request closed the connection already."""
 
 
 class Handler(BaseHTTPRequestHandler):

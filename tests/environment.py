@@ -8,6 +8,7 @@ CI must run on PostgreSQL: with CI=true and no PostgreSQL, the run stops instead
 from __future__ import annotations
 
 import atexit
+import contextlib
 import os
 import socket
 import subprocess
@@ -35,15 +36,13 @@ def _drop_stale_test_databases() -> None:
     """Per-run databases (reef_<pid>, test_reef_<pid>) whose run is over are dropped, so they never pile up."""
     import psycopg
 
-    try:
+    with contextlib.suppress(psycopg.Error):  # not ours to manage, or not reachable: nothing to clean
         with psycopg.connect("postgresql://postgres@127.0.0.1:5432/postgres", autocommit=True, connect_timeout=3) as pg:
             names = [row[0] for row in pg.execute("SELECT datname FROM pg_database WHERE datname ~ '^(test_)?reef_[0-9]+$'")]
             for name in names:
                 pid = int(name.rsplit("_", 1)[1])
                 if pid != os.getpid() and not os.path.exists(f"/proc/{pid}"):
                     pg.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    except psycopg.Error:
-        pass  # not ours to manage, or not reachable: nothing to clean
 
 
 def _choose_database() -> str:

@@ -11,7 +11,7 @@ class ServerTaskSerializer(SpaceScopedSerializer):
 
     Name = serializers.CharField(source="name")
     Description = serializers.CharField(source="description")
-    Arguments = serializers.JSONField(source="arguments")
+    Arguments = serializers.SerializerMethodField()
     State = serializers.CharField(source="state")
     QueueTime = serializers.DateTimeField(source="queued")
     StartTime = serializers.DateTimeField(source="started")
@@ -29,6 +29,18 @@ class ServerTaskSerializer(SpaceScopedSerializer):
         fields = ["Id", "SpaceId", "Name", "Description", "Arguments", "State", "QueueTime", "StartTime", "CompletedTime",
                   "ErrorMessage", "IsCompleted", "FinishedSuccessfully", "HasBeenPickedUpByProcessor", "HasWarningsOrErrors",
                   "CanRerun", "ServerNode", "Links"]
+
+    # Internal to the orchestrator: a runbook's process and variable snapshot, a paused task's progress.
+    INTERNAL_ARGUMENTS = ("Process", "Variables", "Resume")
+
+    def get_Arguments(self, obj) -> dict:  # noqa: N802
+        """What was asked for (ids, the ad-hoc script); never the variable snapshot a runbook run carries."""
+        arguments = {k: v for k, v in obj.arguments.items() if k not in self.INTERNAL_ARGUMENTS}
+        if obj.name == "AdHocScript" and obj.arguments.get("Process"):
+            step = obj.arguments["Process"][0]
+            arguments.update(ScriptBody=step["ScriptBody"], Syntax=step["Syntax"],
+                             WorkerPoolId=f"WorkerPools-{step['WorkerPoolId']}" if step["WorkerPoolId"] else None)
+        return arguments
 
     def get_FinishedSuccessfully(self, obj) -> bool:  # noqa: N802
         return obj.state == ServerTask.State.SUCCESS

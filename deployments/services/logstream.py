@@ -6,10 +6,13 @@ all (Redis restarted), catches up from storage by sequence number."""
 from __future__ import annotations
 
 import json
+import logging
 
 import redis
 from django.conf import settings
 from django.db import transaction
+
+log = logging.getLogger(__name__)
 
 STREAM_MAXLEN = 20_000          # entries (batches), approximate trimming
 STREAM_TTL = 24 * 3600          # seconds a stream lives after its last entry
@@ -50,8 +53,9 @@ def _xadd(task_id: int, kind: str, data, ttl: int) -> None:
         pipe.xadd(stream_key(task_id), {"kind": kind, "data": json.dumps(data)}, maxlen=STREAM_MAXLEN, approximate=True)
         pipe.expire(stream_key(task_id), ttl)
         pipe.execute()
-    except redis.RedisError:
-        pass  # storage has it; readers catch up from there
+    except redis.RedisError as error:
+        # Storage has the lines; readers catch up from there. Live viewers lag until Redis is back.
+        log.warning("Could not append to the live log of task %s: %s", task_id, error)
 
 
 def publish(task, lines=None, node=None) -> None:
@@ -72,5 +76,5 @@ def forget(task_id: int) -> None:
     """A new log starts with a new stream (ids can repeat across databases sharing one Redis)."""
     try:
         _client().delete(stream_key(task_id))
-    except redis.RedisError:
-        pass
+    except redis.RedisError as error:
+        log.warning("Could not reset the live log of task %s: %s", task_id, error)

@@ -234,7 +234,11 @@ class Orchestration:
         """Workers for every step, chosen now, at the start of the task."""
         selector = WorkerSelector(self.task)
         plans: dict[int, list[Invocation]] = {}
-        chosen_workers = [Worker.objects.get(pk=Worker.pk_from_octopus_id(i)) for i in self.arguments.get("WorkerIds") or []]
+        wanted = self.arguments.get("WorkerIds") or []
+        chosen_workers = list(Worker.objects.filter(space=self.space, pk__in=[Worker.pk_from_octopus_id(i) for i in wanted]))
+        if len(chosen_workers) != len(wanted):
+            gone = sorted(set(wanted) - {w.octopus_id for w in chosen_workers})
+            raise SelectionError(f"The Script Console named workers that no longer exist: {', '.join(gone)}.")
         for index, step in steps:
             if chosen_workers:
                 how = "the Script Console names its workers"

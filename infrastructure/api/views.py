@@ -3,6 +3,8 @@ unscoped `/api/workerpools` etc. for the default space, as Octopus serves them."
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
+
 from django.core.exceptions import ValidationError
 from django.db.models import Q
 from django.shortcuts import get_object_or_404
@@ -37,7 +39,7 @@ def _reraise_for_api(error: ValidationError, endpoint_fields: frozenset | set = 
     raise ApiValidationError(detail)
 
 
-class SpaceScopedViewSet(OctopusViewSetMixin, viewsets.GenericViewSet):
+class SpaceScopedViewSet(OctopusViewSetMixin, viewsets.GenericViewSet, ABC):
     """Resolves `{spaceId}` (or the default space), 404 when invisible, and checks view/edit permissions."""
 
     view_permission: P
@@ -65,8 +67,9 @@ class SpaceScopedViewSet(OctopusViewSetMixin, viewsets.GenericViewSet):
             return self.model.objects.none()
         return self.scoped_queryset(self.get_space())
 
+    @abstractmethod
     def scoped_queryset(self, space: Space):
-        raise NotImplementedError
+        """The space's objects this viewset lists and finds."""
 
     def get_object(self):
         pk = self.model.pk_from_octopus_id(self.kwargs["pk"])

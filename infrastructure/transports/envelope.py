@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from abc import ABC, abstractmethod
 import uuid
 
 from infrastructure.models import Worker
@@ -15,7 +16,7 @@ def has_more(status: dict) -> bool:
     return bool(status.get("HasMore", len(status.get("Logs") or []) >= 1000))
 
 
-class EnvelopeTransport:
+class EnvelopeTransport(ABC):
     """Subclasses implement `exchange(envelope, timeout) -> envelope`."""
 
     def __init__(self, worker: Worker):
@@ -23,8 +24,9 @@ class EnvelopeTransport:
         self.name = worker.name
         self.timeout = worker.machine_policy.connect_timeout
 
+    @abstractmethod
     def exchange(self, envelope: dict, timeout: float) -> dict:
-        raise NotImplementedError
+        """Send one request envelope to the worker and return its response envelope."""
 
     def call(self, method: str, params: dict | None = None, timeout: float | None = None) -> dict:
         envelope = {"Id": uuid.uuid4().hex, "Method": method, "Params": params or {}}

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import time
+from functools import lru_cache
 
 import redis
 from django.conf import settings
@@ -19,7 +20,14 @@ from infrastructure.transports.envelope import EnvelopeTransport
 
 
 def redis_client() -> redis.Redis:
-    return redis.Redis.from_url(settings.REDIS_URL, socket_timeout=None, socket_connect_timeout=5)
+    """One client (one connection pool) per process and URL: callers on hot paths (every log batch,
+    every heartbeat) must not open a TCP connection each time. redis-py resets the pool after a fork."""
+    return _client_for(settings.REDIS_URL)
+
+
+@lru_cache(maxsize=4)
+def _client_for(url: str) -> redis.Redis:
+    return redis.Redis.from_url(url, socket_timeout=None, socket_connect_timeout=5)
 
 
 NOTIFY_CHANNEL = "reef:poll:notify"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import io
 import json
@@ -221,10 +222,8 @@ class SshTransport(EnvelopeTransport):
                     return path
             except FileNotFoundError:
                 pass
-            try:
+            with contextlib.suppress(OSError):  # already there
                 sftp.mkdir(REMOTE_HOME, mode=0o700)
-            except OSError:
-                pass  # already there
             with sftp.open(path + ".part", "wb") as remote:
                 remote.set_pipelined(True)
                 for offset in range(0, len(data), 32768):

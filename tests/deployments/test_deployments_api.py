@@ -126,3 +126,27 @@ def test_cancel_through_the_api_needs_task_cancel(api_client, administrator, pro
                           format="json").json()["TaskId"]
     assert api_client(project_viewer).post(f"/api/tasks/{task_id}/cancel").status_code == 403
     assert client.post(f"/api/tasks/{task_id}/cancel").json()["State"] == "Canceled"
+
+
+def test_a_runbook_runs_task_never_shows_its_variable_snapshot(api_client, administrator, project, production):
+    from deployments.models import Runbook, Step, Variable
+    from deployments.services import deploy
+    from portal.encryption import encrypt
+
+    Variable.objects.create(project=project, name="Token", type="Sensitive", value=encrypt("s3cret"))
+    runbook = Runbook.objects.create(project=project, name="Rotate")
+    Step.objects.create(project=project, runbook=runbook, name="Go", location="Server", script_body="echo")
+    task = deploy.run_runbook(actor=administrator, runbook=runbook, environment=production).task
+    arguments = api_client(administrator).get(f"/api/tasks/{task.octopus_id}").json()["Arguments"]
+    assert arguments == {"RunbookId": runbook.octopus_id, "EnvironmentId": production.octopus_id}
+
+
+def test_a_script_console_task_whose_worker_was_deleted_fails_saying_so(api_client, administrator, agents, make_pool, space):
+    worker = agents.start("short-lived", [make_pool("P")])
+    task_id = api_client(administrator).post("/api/tasks", {"Name": "AdHocScript", "Arguments": {
+        "ScriptBody": "echo", "Syntax": "Bash", "MachineIds": [worker.octopus_id]}}, format="json").json()["Id"]
+    worker_id = worker.octopus_id
+    worker.delete()
+    run_server_task(ServerTask.pk_from_octopus_id(task_id))
+    task = ServerTask.objects.get(pk=ServerTask.pk_from_octopus_id(task_id))
+    assert task.state == "Failed" and f"named workers that no longer exist: {worker_id}" in task.error_message
