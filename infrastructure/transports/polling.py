@@ -67,8 +67,6 @@ class PollingTransport(EnvelopeTransport):
             answer = self._await(client, subscription, envelope["Id"], queued, queue_timeout, timeout)
         except redis.RedisError as error:
             raise TransportError(f"Redis did not carry the request for {self.worker.name}: {error}") from None
-        finally:
-            client.close()
         return json.loads(answer)
 
     def _await(self, client, subscription: str, request_id: str, queued: str, queue_timeout: float, timeout: float) -> bytes:
