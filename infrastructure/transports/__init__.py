@@ -12,6 +12,15 @@ class TransportError(Exception):
     """The worker could not be reached or answered nonsense. The message names the worker and the reason."""
 
 
+class WorkerUnreachable(TransportError):
+    """No connection could be made (after the machine policy's retries): nothing reached the worker, so
+    nothing was started there. Selection may re-plan the step onto another worker of the pool."""
+
+
+class TrustError(TransportError):
+    """The worker presented a certificate or host key other than the pinned one. Never retried."""
+
+
 class ScriptService(Protocol):
     def health(self) -> dict: ...
 
