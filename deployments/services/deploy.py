@@ -10,7 +10,7 @@ from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import transaction
 
 from deployments.models import (
-    Deployment, Environment, Package, Project, Release, Runbook, RunbookRun, ServerTask, Step, Variable)
+    Channel, Deployment, Environment, Package, Project, Release, Runbook, RunbookRun, RunbookSnapshot, ServerTask, Step, Variable)
 from deployments.services.tasks import queue_server_task
 from infrastructure.models import Worker, WorkerPool
 from portal.models import Event, Space, User
@@ -43,8 +43,21 @@ def _package_snapshot(space: Space, reference: dict, step_name: str) -> dict:
     return {"PackageId": package.package_id, "Version": package.version, "Sha256": package.sha256, "FileName": package.file_name}
 
 
-def process_snapshot(steps, space: Space) -> list[dict]:
-    return [step_snapshot(step, space) for step in steps]
+def process_snapshot(steps, space: Space, package_versions: dict[str, str] | None = None) -> list[dict]:
+    """`package_versions` picks versions by step name or package id ("*": every other reference), as Octopus's
+    `Packages: ["StepName:1.0.1"]` and `PackageVersion` do; a reference with no pick keeps its own (blank: latest)."""
+    if not package_versions:
+        return [step_snapshot(step, space) for step in steps]
+    snapshots = []
+    for step in steps:
+        references = []
+        for reference in step.packages or []:
+            picked = (package_versions.get(step.name) or package_versions.get(reference.get("PackageId", ""))
+                      or package_versions.get("*"))
+            references.append({**reference, "Version": picked} if picked else reference)
+        step.packages = references
+        snapshots.append(step_snapshot(step, space))
+    return snapshots
 
 
 def variables_snapshot(project: Project) -> list[dict]:
@@ -91,8 +104,15 @@ def next_release_version(project: Project) -> str:
 
 
 @transaction.atomic
-def create_release(*, actor: User, project: Project, version: str = "", release_notes: str = "") -> Release:
+def create_release(*, actor: User, project: Project, version: str = "", release_notes: str = "", channel: Channel | None = None,
+                   package_versions: dict[str, str] | None = None) -> Release:
+    """A release in `channel` (None: the project's default channel), its packages pinned now."""
+    from deployments.services.lifecycles import default_channel
+
     require_permission(actor, Permission.RELEASE_CREATE, space=project.space)
+    if channel is not None and channel.project_id != project.pk:
+        raise ValidationError({"ChannelId": [f"{channel.name} is not a channel of {project.name}."]})
+    channel = channel or default_channel(project)
     version = (version or "").strip() or next_release_version(project)
     if len(version) > 50 or not re.fullmatch(r"[0-9A-Za-z.+\-_]+", version):
         raise ValidationError({"Version": ["A version is letters, digits, dots, dashes, pluses or underscores (at most 50)."]})
@@ -102,7 +122,7 @@ def create_release(*, actor: User, project: Project, version: str = "", release_
     if not steps.exists():
         raise ValidationError({"Project": [f"{project.name} has no deployment process steps yet: add one first."]})
     release = Release.objects.create(project=project, version=version, release_notes=release_notes, created_by=actor,
-                                     process_snapshot=process_snapshot(steps, project.space),
+                                     channel=channel, process_snapshot=process_snapshot(steps, project.space, package_versions),
                                      variables_snapshot=variables_snapshot(project))
     record_event(actor=actor, category=Event.Category.CREATED, document=release,
                  message=f"Release {version} of {project.name} was created", changes={"version": [None, version]})
@@ -119,6 +139,9 @@ def deploy_release(*, actor: User, release: Release, environment: Environment) -
     project = release.project
     require_permission(actor, Permission.DEPLOYMENT_CREATE, space=project.space)
     _check_environment(project, environment)
+    from deployments.services.lifecycles import require_promotable
+
+    require_promotable(release, environment)
     pools = pools_used(release.process_snapshot, release.variables_snapshot, project.space, environment)
     require_pools_usable(actor, pools)
     from deployments.tasks import run_server_task_task
@@ -134,14 +157,17 @@ def deploy_release(*, actor: User, release: Release, environment: Environment) -
 
 
 @transaction.atomic
-def run_runbook(*, actor: User, runbook: Runbook, environment: Environment) -> RunbookRun:
+def run_runbook(*, actor: User, runbook: Runbook, environment: Environment, snapshot: RunbookSnapshot | None = None) -> RunbookRun:
+    """Runs `snapshot` (a frozen process and variables) when given, else the runbook's process as it is now."""
     project = runbook.project
     require_permission(actor, Permission.RUNBOOK_RUN, space=project.space)
     _check_environment(project, environment)
-    steps = process_snapshot(runbook.steps.all(), project.space)
+    if snapshot is not None and snapshot.runbook_id != runbook.pk:
+        raise ValidationError({"Snapshot": [f"{snapshot.name} is not a snapshot of {runbook.name}."]})
+    steps = snapshot.process_snapshot if snapshot else process_snapshot(runbook.steps.all(), project.space)
     if not steps:
         raise ValidationError({"Runbook": [f"{runbook.name} has no steps yet: add one first."]})
-    variables = variables_snapshot(project)
+    variables = snapshot.variables_snapshot if snapshot else variables_snapshot(project)
     pools = pools_used(steps, variables, project.space, environment)
     require_pools_usable(actor, pools)
     from deployments.tasks import run_server_task_task
@@ -149,7 +175,7 @@ def run_runbook(*, actor: User, runbook: Runbook, environment: Environment) -> R
     task = queue_server_task(space=project.space, name="RunbookRun", created_by=actor, celery_task=run_server_task_task,
                              description=f"Run {runbook.name} in {environment.name}",
                              arguments={"RunbookId": runbook.octopus_id, "EnvironmentId": environment.octopus_id,
-                                        "Process": steps, "Variables": variables},
+                                        **({"RunbookSnapshotId": snapshot.octopus_id} if snapshot else {}), "Process": steps, "Variables": variables},
                              project=project, environment=environment, pools=pools)
     run = RunbookRun.objects.create(runbook=runbook, environment=environment, task=task)
     record_event(actor=actor, category=Event.Category.CREATED, document=run,
