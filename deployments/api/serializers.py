@@ -22,13 +22,14 @@ class ServerTaskSerializer(SpaceScopedSerializer):
     HasBeenPickedUpByProcessor = serializers.SerializerMethodField()
     HasWarningsOrErrors = serializers.SerializerMethodField()
     CanRerun = serializers.SerializerMethodField()
+    HasPendingInterruptions = serializers.SerializerMethodField()
     ServerNode = serializers.CharField(source="server_node")
 
     class Meta:
         model = ServerTask
         fields = ["Id", "SpaceId", "Name", "Description", "Arguments", "State", "QueueTime", "StartTime", "CompletedTime",
                   "ErrorMessage", "IsCompleted", "FinishedSuccessfully", "HasBeenPickedUpByProcessor", "HasWarningsOrErrors",
-                  "CanRerun", "ServerNode", "Links"]
+                  "CanRerun", "HasPendingInterruptions", "ServerNode", "Links"]
 
     # Internal to the orchestrator: a runbook's process and variable snapshot, a paused task's progress.
     INTERNAL_ARGUMENTS = ("Process", "Variables", "Resume")
@@ -53,6 +54,9 @@ class ServerTaskSerializer(SpaceScopedSerializer):
 
     def get_CanRerun(self, obj) -> bool:  # noqa: N802
         return obj.is_completed and obj.name in ("Deploy", "RunbookRun", "AdHocScript")
+
+    def get_HasPendingInterruptions(self, obj) -> bool:  # noqa: N802
+        return bool(obj.pending_interruption)
 
     def extra_links(self, obj):
         return {"Raw": f"/api/tasks/{obj.octopus_id}/raw", "Details": f"/api/tasks/{obj.octopus_id}/details",

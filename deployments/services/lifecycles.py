@@ -136,7 +136,7 @@ def promotion_refusal(release: Release, environment: Environment) -> str | None:
 
 def require_promotable(release: Release, environment: Environment) -> None:
     if refusal := promotion_refusal(release, environment):
-        raise ValidationError({"EnvironmentId": [refusal]})
+        raise ValidationError({"environment_id": [refusal]})
 
 
 def environments_open_to(release: Release) -> list[Environment]:
