@@ -153,7 +153,7 @@ class LifecycleWriteSerializer(NamedWriteSerializer):
 class LifecycleViewSet(SpaceScopedViewSet):
     serializer_class = LifecycleSerializer
     item_type = "Lifecycle"
-    view_permission, edit_permission, model = P.PROJECT_VIEW, P.ENVIRONMENT_EDIT, Lifecycle
+    view_permission, edit_permission, model = P.ENVIRONMENT_VIEW, P.ENVIRONMENT_EDIT, Lifecycle
 
     def scoped_queryset(self, space):
         lifecycles.default_lifecycle(space)
