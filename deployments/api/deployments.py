@@ -89,7 +89,8 @@ class EnvironmentViewSet(SpaceScopedViewSet):
             _reraise_for_api(error)
         return Response(status=status.HTTP_204_NO_CONTENT)
 
-    @extend_schema(request=serializers.ListField(child=serializers.CharField()), responses={200: r.EnvironmentSerializer(many=True)})
+    @extend_schema(request={"application/json": {"type": "array", "items": {"type": "string"}}},
+                   responses={200: r.EnvironmentSerializer(many=True)})
     @action(detail=False, methods=["put"], pagination_class=None)
     def sortorder(self, request, *args, **kwargs):
         """`PUT` the space's environment ids in their new order."""
@@ -233,7 +234,7 @@ class VariableSetViewSet(SpaceScopedViewSet):
     def retrieve(self, request, *args, **kwargs):
         return Response(pr.variable_set_resource(self.get_object()))
 
-    @extend_schema(responses={200: dict})
+    @extend_schema(operation_id="variables_list", responses={200: dict})
     def list(self, request, *args, **kwargs):
         self.item_type = "VariableSet"
         page = self.paginate_queryset(self.get_queryset())

@@ -44,7 +44,7 @@ class FeedViewSet(SpaceScopedViewSet):
                 "Links": {"Self": f"/api/{space.octopus_id}/feeds/{BUILT_IN}",
                           "SearchPackageVersionsTemplate": f"/api/{space.octopus_id}/packages{{?nuGetPackageId,filter,latest,skip,take}}"}}
 
-    @extend_schema(responses={200: dict})
+    @extend_schema(operation_id="feeds_list", responses={200: dict})
     def list(self, request, *args, **kwargs):
         space = self.get_space()
         params = request.query_params

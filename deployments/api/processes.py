@@ -67,11 +67,17 @@ def process_resource(project: Project, runbook: Runbook | None = None) -> dict:
 
 # Parsing a PUT --------------------------------------------------------------------------------------------
 
-def _text(value: Any, where: str, errors: dict, default: str = "") -> str:
+def _text(value: Any, where: str, errors: dict, default: str = "", max_length: int = 1_000_000) -> str:
     if value is None:
         return default
     if not isinstance(value, str):
         errors[where] = ["Expected a string (Octopus property values are strings)."]
+        return default
+    if "\x00" in value:
+        errors[where] = ["Null characters are not allowed."]
+        return default
+    if len(value) > max_length:
+        errors[where] = [f"At most {max_length} characters."]
         return default
     return value
 
@@ -126,7 +132,7 @@ def _step_spec(project: Project, raw: Any, where: str, errors: dict) -> StepSpec
             pool = WorkerPool.objects.filter(space=project.space_id, pk=WorkerPool.pk_from_octopus_id(pool_id) or 0).first()
             if pool is None:
                 errors[f"{a}.WorkerPoolId"] = [f"No worker pool {pool_id} in {project.space.name}."]
-    pool_variable = _text(action.get("WorkerPoolVariable"), f"{a}.WorkerPoolVariable", errors)
+    pool_variable = _text(action.get("WorkerPoolVariable"), f"{a}.WorkerPoolVariable", errors, max_length=200)
     roles = [r.strip() for r in _text(step_properties.get("Octopus.Action.TargetRoles"), f"{where}.Properties", errors).split(",")
              if r.strip()]
     location = (Step.Location.ON_BEHALF if roles else Step.Location.WORKER if pool is not None or pool_variable or pool_id
@@ -143,7 +149,8 @@ def _step_spec(project: Project, raw: Any, where: str, errors: dict) -> StepSpec
             continue
         if reference.get("FeedId") not in (None, "", "feeds-builtin"):
             errors[f"{p}.FeedId"] = ["Reef has one feed, the built-in feed (feeds-builtin)."]
-        packages.append({"PackageId": reference["PackageId"], "Version": _text(reference.get("Version"), f"{p}.Version", errors)})
+        packages.append({"PackageId": _text(reference["PackageId"], f"{p}.PackageId", errors, max_length=100),
+                         "Version": _text(reference.get("Version"), f"{p}.Version", errors, max_length=50)})
     condition = _text(raw.get("Condition"), f"{where}.Condition", errors, "Success")
     if condition not in _CONDITIONS:
         errors[f"{where}.Condition"] = [f"Choose one of {', '.join(_CONDITIONS)}."]
@@ -159,10 +166,12 @@ def _step_spec(project: Project, raw: Any, where: str, errors: dict) -> StepSpec
               "worker_pool": pool, "worker_pool_variable": pool_variable, "target_roles": roles,
               "syntax": _text(properties.get("Octopus.Action.Script.Syntax"), f"{a}.Properties", errors, "Bash"),
               "script_body": _text(properties.get("Octopus.Action.Script.ScriptBody"), f"{a}.Properties", errors),
-              "script_parameters": _text(properties.get("Octopus.Action.Script.ScriptParameters"), f"{a}.Properties", errors),
+              "script_parameters": _text(properties.get("Octopus.Action.Script.ScriptParameters"), f"{a}.Properties", errors,
+                                         max_length=1000),
               "packages": packages, "start_with_previous": trigger == "StartWithPrevious",
               "condition": _CONDITIONS.get(condition, Step.Condition.SUCCESS),
-              "condition_variable": _text(step_properties.get("Octopus.Step.ConditionVariableExpression"), f"{where}.Properties", errors),
+              "condition_variable": _text(step_properties.get("Octopus.Step.ConditionVariableExpression"), f"{where}.Properties", errors,
+                                          max_length=200),
               "max_parallelism": int(parallelism),
               "instructions": _text(properties.get("Octopus.Action.Manual.Instructions"), f"{a}.Properties", errors),
               "is_disabled": _flag(action.get("IsDisabled"), f"{a}.IsDisabled", errors)}
@@ -230,8 +239,8 @@ def parse_variables(project: Project, variables: list) -> list[VariableSpec]:
         if sensitive and kind == Variable.Type.TEXT:
             kind = Variable.Type.SENSITIVE
         value = raw.get("Value")
-        if value is not None and not isinstance(value, str):
-            errors[f"{where}.Value"] = ["Expected a string (or null to keep a sensitive value)."]
+        if value is not None and (not isinstance(value, str) or "\x00" in value):
+            errors[f"{where}.Value"] = ["Expected a string without null characters (or null to keep a sensitive value)."]
             value = None
         pool = None
         if kind == Variable.Type.WORKER_POOL:

@@ -28,6 +28,6 @@ for name, viewset in [("environments", views.EnvironmentViewSet), ("projects", v
 
 urlpatterns = router.urls + [
     path("serverstatus", ServerStatusView.as_view(), name="server-status"),
-    path("dashboard", DashboardView.as_view(), name="dashboard"),
+    path("dashboard", unscoped(DashboardView).as_view(), name="dashboard"),
     path("<space:space_id>/dashboard", DashboardView.as_view(), name="dashboard-scoped"),
 ]

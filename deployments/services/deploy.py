@@ -126,6 +126,9 @@ def create_release(*, actor: User, project: Project, version: str = "", release_
                                      variables_snapshot=variables_snapshot(project))
     record_event(actor=actor, category=Event.Category.CREATED, document=release,
                  message=f"Release {version} of {project.name} was created", changes={"version": [None, version]})
+    from deployments.services.lifecycles import deploy_automatically
+
+    deploy_automatically(actor=actor, release=release)  # the first phase's automatic environments
     return release
 
 

@@ -139,6 +139,41 @@ def require_promotable(release: Release, environment: Environment) -> None:
         raise ValidationError({"environment_id": [refusal]})
 
 
+def deploy_automatically(*, actor: User | None, release: Release) -> list[Deployment]:
+    """Queue the release to every automatic environment of a phase now open to it that it has not been deployed to:
+    called when the release is created and when one of its deployments succeeds. Done as `actor` (who created the
+    release, or started the deployment that succeeded), and only what that actor may do."""
+    from django.core.exceptions import PermissionDenied
+
+    from deployments.services import deploy
+
+    if actor is None:
+        return []
+    tried = set(Deployment.objects.filter(release=release).values_list("environment_id", flat=True))
+    queued = []
+    environments = {e.pk: e for e in Environment.objects.filter(space=release.project.space_id)}
+    for phase in effective_phases(lifecycle_of_release(release)):
+        for pk in phase.automatic_ids:
+            environment = environments.get(pk)
+            if environment is None or pk in tried or promotion_refusal(release, environment) is not None:
+                continue
+            try:
+                queued.append(deploy.deploy_release(actor=actor, release=release, environment=environment))
+            except (ValidationError, PermissionDenied):
+                continue  # the user deploys it by hand, where the refusal is shown
+            tried.add(pk)
+    return queued
+
+
+def promote_after_task(task_id: int) -> list[Deployment]:
+    """After a deployment task ends: if it succeeded, the automatic environments the success opened."""
+    deployment = Deployment.objects.filter(task_id=task_id, task__state=ServerTask.State.SUCCESS).select_related(
+        "release__project__space", "created_by").first()
+    if deployment is None:
+        return []
+    return deploy_automatically(actor=deployment.created_by, release=deployment.release)
+
+
 def environments_open_to(release: Release) -> list[Environment]:
     """The environments the release may be deployed to now, in order: what the deploy page offers."""
     return [e for e in Environment.objects.filter(space=release.project.space_id) if promotion_refusal(release, e) is None]
@@ -190,6 +225,8 @@ def _phase_errors(space: Space, phases: list[PhaseSpec]) -> dict[str, list[str]]
         name = (phase.name or "").strip()
         if not name:
             errors[f"{where}.name"] = ["Give the phase a name."]
+        elif len(name) > 200:
+            errors[f"{where}.name"] = ["A phase name has at most 200 characters."]
         elif name.lower() in names:
             errors[f"{where}.name"] = [f"Two phases are named {name}."]
         names.add(name.lower())
