@@ -134,9 +134,10 @@ class ProjectViewSet(SpaceScopedViewSet):
             with transaction.atomic():
                 project = catalog.create_project(actor=request.user, space=space, name=d["Name"], description=d["Description"] or "",
                                                  project_group=group, lifecycle=lifecycle)
-                if d.get("Slug"):
+                if d.get("Slug") or d.get("IsDisabled"):
                     project = catalog.update_project(actor=request.user, project=project, name=project.name,
-                                                     description=project.description, slug=d["Slug"])
+                                                     description=project.description, slug=d.get("Slug") or None,
+                                                     is_disabled=d.get("IsDisabled"))
         except ValidationError as error:
             _reraise_for_api(error)
         return Response(self.get_serializer(project).data, status=status.HTTP_201_CREATED)
@@ -149,7 +150,8 @@ class ProjectViewSet(SpaceScopedViewSet):
         group, lifecycle = self._links(space, d)
         try:
             project = catalog.update_project(actor=request.user, project=project, name=d["Name"], description=d["Description"] or "",
-                                             project_group=group, lifecycle=lifecycle, slug=d.get("Slug") or None)
+                                             project_group=group, lifecycle=lifecycle, slug=d.get("Slug") or None,
+                                             is_disabled=d.get("IsDisabled"))
         except ValidationError as error:
             _reraise_for_api(error)
         return Response(self.get_serializer(project).data)

@@ -248,6 +248,18 @@ class ChannelWriteSerializer(NamedWriteSerializer):
     ProjectId = serializers.CharField()
     LifecycleId = serializers.CharField(required=False, allow_blank=True, allow_null=True)
     IsDefault = serializers.BooleanField(required=False, default=False)
+    Rules = serializers.ListField(child=serializers.DictField(), required=False, max_length=100)
+    TenantTags = serializers.ListField(child=serializers.CharField(), required=False, max_length=100)
+
+    def validate_Rules(self, value):  # noqa: N802
+        if value:
+            raise serializers.ValidationError("Reef's channels have no version rules yet: send an empty list.")
+        return value
+
+    def validate_TenantTags(self, value):  # noqa: N802
+        if value:
+            raise serializers.ValidationError("Reef has no tenants.")
+        return value
 
 
 class ChannelViewSet(SpaceScopedViewSet):

@@ -41,6 +41,16 @@ class EnvironmentWriteSerializer(StrictSerializer):
     UseGuidedFailure = serializers.BooleanField(required=False)
     AllowDynamicInfrastructure = serializers.BooleanField(required=False)
 
+    def validate_UseGuidedFailure(self, value):  # noqa: N802
+        if value:
+            raise serializers.ValidationError("Reef has no guided failure mode: a failed step fails the deployment.")
+        return value
+
+    def validate_AllowDynamicInfrastructure(self, value):  # noqa: N802
+        if value:
+            raise serializers.ValidationError("Reef has no dynamic infrastructure.")
+        return value
+
 
 class ProjectSerializer(SpaceScopedSerializer):
     self_link = "/api/{space}/projects/{id}"
@@ -64,8 +74,10 @@ class ProjectSerializer(SpaceScopedSerializer):
                   "DeploymentProcessId", "IncludedLibraryVariableSetIds", "TenantedDeploymentMode", "IsVersionControlled",
                   "PersistenceSettings", "Links"]
 
-    def get_ProjectGroupId(self, obj) -> str | None:  # noqa: N802
-        return f"ProjectGroups-{obj.project_group_id}" if obj.project_group_id else None
+    def get_ProjectGroupId(self, obj) -> str:  # noqa: N802
+        from deployments.services.lifecycles import default_project_group
+
+        return f"ProjectGroups-{obj.project_group_id}" if obj.project_group_id else default_project_group(obj.space).octopus_id
 
     def get_LifecycleId(self, obj) -> str:  # noqa: N802
         from deployments.services.lifecycles import lifecycle_of_project

@@ -30,7 +30,7 @@ from portal.services.audit import differences, record_event, snapshot
 
 ENVIRONMENT_FIELDS = ["name", "description", "sort_order"]
 TARGET_FIELDS = ["name", "kind", "uri", "thumbprint", "roles", "environments", "is_disabled"]
-PROJECT_FIELDS = ["name", "slug", "description", "project_group", "lifecycle"]
+PROJECT_FIELDS = ["name", "slug", "description", "project_group", "lifecycle", "is_disabled"]
 STEP_FIELDS = ["name", "action_type", "location", "worker_pool", "worker_pool_variable", "target_roles", "syntax",
                "script_body", "script_parameters", "packages", "start_with_previous", "condition", "condition_variable",
                "max_parallelism", "instructions", "is_disabled"]
@@ -250,8 +250,8 @@ def create_project(*, actor: User, space: Space, name: str, description: str = "
 
 @transaction.atomic
 def update_project(*, actor: User, project: Project, name: str, description: str = "", project_group=None, lifecycle=None,
-                   slug: str | None = None) -> Project:
-    """`project_group`, `lifecycle` and `slug` None keep what the project has."""
+                   slug: str | None = None, is_disabled: bool | None = None) -> Project:
+    """`project_group`, `lifecycle`, `slug` and `is_disabled` None keep what the project has."""
     require_permission(actor, Permission.PROJECT_EDIT, space=project.space)
     project = Project.objects.select_for_update().get(pk=project.pk)
     before = snapshot(project, PROJECT_FIELDS)
@@ -267,6 +267,8 @@ def update_project(*, actor: User, project: Project, name: str, description: str
         project.slug = slug
     project.project_group = project_group or project.project_group
     project.lifecycle = lifecycle or project.lifecycle
+    if is_disabled is not None:
+        project.is_disabled = is_disabled
     project.description = description
     project.save()
     _saved(actor, project, before, PROJECT_FIELDS)

@@ -142,6 +142,8 @@ def deploy_release(*, actor: User, release: Release, environment: Environment) -
     project = release.project
     require_permission(actor, Permission.DEPLOYMENT_CREATE, space=project.space)
     _check_environment(project, environment)
+    if project.is_disabled:
+        raise ValidationError({"ProjectId": [f"{project.name} is disabled: enable it to deploy."]})
     from deployments.services.lifecycles import require_promotable
 
     require_promotable(release, environment)

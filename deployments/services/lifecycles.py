@@ -174,6 +174,26 @@ def promote_after_task(task_id: int) -> list[Deployment]:
     return deploy_automatically(actor=deployment.created_by, release=deployment.release)
 
 
+def lifecycle_progress(release: Release) -> tuple[Lifecycle, list[dict]]:
+    """The release's lifecycle and, phase by phase, each environment with where the release stands there:
+    `Deployed` (a successful deployment), `Open` (may be deployed now) or `Locked` (with the reason)."""
+    lifecycle = lifecycle_of_release(release)
+    succeeded = succeeded_environment_ids(release)
+    environments = {e.pk: e for e in Environment.objects.filter(space=lifecycle.space_id)}
+    phases = []
+    for phase in effective_phases(lifecycle):
+        rows = []
+        for pk in phase.environment_ids:
+            environment = environments.get(pk)
+            if environment is None:
+                continue
+            refusal = promotion_refusal(release, environment)
+            rows.append({"environment": environment, "automatic": pk in phase.automatic_ids, "reason": refusal or "",
+                         "state": "Deployed" if pk in succeeded else "Locked" if refusal else "Open"})
+        phases.append({"name": phase.name, "optional": phase.is_optional, "minimum": phase.minimum, "environments": rows})
+    return lifecycle, phases
+
+
 def environments_open_to(release: Release) -> list[Environment]:
     """The environments the release may be deployed to now, in order: what the deploy page offers."""
     return [e for e in Environment.objects.filter(space=release.project.space_id) if promotion_refusal(release, e) is None]

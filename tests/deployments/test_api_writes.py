@@ -71,6 +71,8 @@ def test_promotion_is_refused_until_the_earlier_phase_succeeded_naming_the_phase
     page = page_client(administrator).post(f"/{space.octopus_id}/projects/{project.pk}/releases/{release.pk}/deploy/",
                                            {"environment": production.pk})
     assert page.status_code == 400 and "until the phase Staging is complete" in page.content.decode()
+    shown = page_client(administrator).get(f"/{space.octopus_id}/projects/{project.pk}/releases/{release.pk}/deploy/").content.decode()
+    assert 'data-environment="Staging" data-state="Open"' in shown and 'data-environment="Production" data-state="Locked"' in shown
     assert not release.deployments.exists()
     template = api_client(administrator).get(f"/api/releases/{release.octopus_id}/deployments/template").json()
     assert [e["Name"] for e in template["PromoteTo"]] == ["Staging"]
@@ -119,3 +121,38 @@ def test_projects_are_found_by_slug_and_new_ones_get_the_default_group_lifecycle
     assert groups[made["ProjectGroupId"]] == "Default Project Group"
     assert client.get(f"/api/lifecycles/{made['LifecycleId']}").json()["Name"] == "Default Lifecycle"
     assert [c["Name"] for c in client.get(f"/api/projects/{made['Id']}/channels").json()["Items"]] == ["Default"]
+
+
+def test_a_channel_with_its_own_lifecycle_governs_its_releases(api_client, administrator, project, staging, production, space):
+    add_step(project, "Hello", "echo hi")
+    client = api_client(administrator)
+    hotfix = client.post("/api/lifecycles", {"Name": "Hotfix", "Phases": [
+        {"Name": "Straight to production", "OptionalDeploymentTargets": [production.octopus_id]}]}, format="json")
+    assert hotfix.status_code == 201, hotfix.json()
+    channel = client.post("/api/channels", {"Name": "Hotfixes", "ProjectId": project.octopus_id,
+                                            "LifecycleId": hotfix.json()["Id"]}, format="json")
+    assert channel.status_code == 201, channel.json()
+    made = client.post("/api/releases/create/v1", {"ProjectName": project.name, "ReleaseVersion": "1.0.1",
+                                                   "ChannelName": "Hotfixes"}, format="json").json()
+    assert client.get(f"/api/releases/{made['ReleaseId']}").json()["ChannelId"] == channel.json()["Id"]
+    deployed = client.post("/api/deployments/create/untenanted/v1", {"ProjectName": project.name, "ReleaseVersion": "1.0.1",
+                                                                      "EnvironmentNames": ["Production"]}, format="json")
+    assert deployed.status_code == 201, deployed.json()
+    staged = client.post("/api/deployments/create/untenanted/v1", {"ProjectName": project.name, "ReleaseVersion": "1.0.1",
+                                                                    "EnvironmentNames": ["Staging"]}, format="json")
+    assert staged.status_code == 400 and "not in any phase of the lifecycle Hotfix" in str(staged.json())
+    in_use = client.delete(f"/api/lifecycles/{hotfix.json()['Id']}")
+    assert in_use.status_code == 400 and "channel Hotfixes" in str(in_use.json())
+    assert client.delete(f"/api/channels/{channel.json()['Id']}").status_code == 400  # it has a release
+    assert client.put(f"/api/channels/{channel.json()['Id']}", {"Name": "Hotfixes", "ProjectId": project.octopus_id,
+                                                               "Rules": [{"VersionRange": "[1.0,2.0)"}]}, format="json").status_code == 400
+
+
+def test_a_disabled_project_is_not_deployed(api_client, administrator, project, production):
+    add_step(project, "Hello", "echo hi")
+    client = api_client(administrator)
+    release = client.post("/api/releases", {"ProjectId": project.octopus_id}, format="json").json()
+    disabled = client.put(f"/api/projects/{project.slug}", {"Name": project.name, "IsDisabled": True}, format="json")
+    assert disabled.status_code == 200 and disabled.json()["IsDisabled"] is True
+    refused = client.post("/api/deployments", {"ReleaseId": release["Id"], "EnvironmentId": production.octopus_id}, format="json")
+    assert refused.status_code == 400 and "is disabled" in str(refused.json())
