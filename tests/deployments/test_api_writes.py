@@ -6,7 +6,7 @@ import threading
 import pytest
 from django.db import connection
 
-from deployments.models import Step
+from deployments.models import ServerTask, Step
 from deployments.services import deploy, lifecycles
 from infrastructure.models import WorkerPool
 from tests.deployments.conftest import add_step
@@ -156,3 +156,26 @@ def test_a_disabled_project_is_not_deployed(api_client, administrator, project, 
     assert disabled.status_code == 200 and disabled.json()["IsDisabled"] is True
     refused = client.post("/api/deployments", {"ReleaseId": release["Id"], "EnvironmentId": production.octopus_id}, format="json")
     assert refused.status_code == 400 and "is disabled" in str(refused.json())
+
+
+def test_a_worker_pool_variable_scoped_per_environment_chooses_the_steps_pool(api_client, administrator, project, production,
+                                                                               make_pool):
+    pool = make_pool("Production workers")
+    client = api_client(administrator)
+    url = f"/api/variables/variableset-{project.octopus_id}"
+    bad = client.put(url, {"Version": 0, "Variables": [{"Name": "Pool", "Type": "WorkerPool", "Value": "WorkerPools-999999"}]},
+                     format="json")
+    assert bad.status_code == 400 and "Variables[0].Value" in bad.json()["Details"]
+    saved = client.put(url, {"Version": 0, "Variables": [{"Name": "Pool", "Type": "WorkerPool", "Value": pool.octopus_id,
+                                                          "Scope": {"Environment": [production.octopus_id]}}]}, format="json")
+    assert saved.status_code == 200 and saved.json()["Variables"][0]["Value"] == pool.octopus_id
+    step = {"Name": "Run", "Actions": [{"ActionType": "Octopus.Script", "WorkerPoolVariable": "Pool",
+                                        "Properties": {"Octopus.Action.Script.ScriptBody": "echo hi"}}]}
+    process = client.put(f"/api/projects/{project.octopus_id}/deploymentprocesses", {"Version": 0, "Steps": [step]}, format="json")
+    assert process.status_code == 200, process.json()
+    action = process.json()["Steps"][0]["Actions"][0]
+    assert action["WorkerPoolVariable"] == "Pool" and action["WorkerPoolId"] is None
+    release = client.post("/api/releases", {"ProjectId": project.octopus_id}, format="json").json()
+    deployment = client.post("/api/deployments", {"ReleaseId": release["Id"], "EnvironmentId": production.octopus_id}, format="json")
+    task = ServerTask.objects.get(pk=ServerTask.pk_from_octopus_id(deployment.json()["TaskId"]))
+    assert list(task.worker_pools.all()) == [pool]
