@@ -7,7 +7,7 @@ from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.shortcuts import get_object_or_404
 from drf_spectacular.utils import extend_schema
-from rest_framework import serializers, status
+from rest_framework import status
 from rest_framework.decorators import action
 from rest_framework.exceptions import ValidationError as ApiValidationError
 from rest_framework.response import Response
@@ -15,7 +15,8 @@ from rest_framework.response import Response
 from deployments.api import processes as pr
 from deployments.api import resources as r
 from deployments.api.lifecycles import _find as _find_or_none
-from deployments.models import Channel, Deployment, Environment, Lifecycle, Project, ProjectGroup, Release, Runbook, RunbookRun, RunbookSnapshot
+from deployments.models import (
+    Channel, Deployment, Environment, Lifecycle, Project, ProjectGroup, Release, Runbook, RunbookRun, RunbookSnapshot)
 from deployments.services import catalog, deploy, lifecycles, processes
 from infrastructure.api.views import SpaceScopedViewSet, _reraise_for_api
 from portal.permissions import Permission as P
