@@ -106,6 +106,18 @@ class EnvironmentViewSet(SpaceScopedViewSet):
         return Response(self.get_serializer(Environment.objects.filter(space=space), many=True).data)
 
 
+    @extend_schema(responses={200: dict})
+    @action(detail=True, methods=["get"])
+    def machines(self, request, *args, **kwargs):
+        """The deployment targets in the environment."""
+        from deployments.api.machines import MachineSerializer
+
+        environment = self.get_object()
+        self.item_type = "DeploymentTarget"
+        page = self.paginate_queryset(environment.deployment_targets.prefetch_related("environments"))
+        return self.get_paginated_response(MachineSerializer(page, many=True).data)
+
+
 class ProjectViewSet(SpaceScopedViewSet):
     serializer_class = r.ProjectSerializer
     item_type = "Project"

@@ -2,7 +2,7 @@ from django.urls import path
 from rest_framework.routers import SimpleRouter
 
 from deployments.api import deployments as views
-from deployments.api import lifecycles, packages, runbooks
+from deployments.api import lifecycles, machines, packages, runbooks
 from deployments.api.server import DashboardView, ServerStatusView
 from infrastructure.api.urls import unscoped
 
@@ -17,7 +17,7 @@ for name, viewset in [("environments", views.EnvironmentViewSet), ("projects", v
                       ("lifecycles", lifecycles.LifecycleViewSet), ("channels", lifecycles.ChannelViewSet),
                       ("runbooks", runbooks.RunbookViewSet), ("runbookSnapshots", runbooks.RunbookSnapshotViewSet),
                       ("interruptions", runbooks.InterruptionViewSet), ("feeds", packages.FeedViewSet),
-                      ("packages", packages.PackageViewSet),
+                      ("packages", packages.PackageViewSet), ("machines", machines.MachineViewSet),
                       (PROJECT + "runbooks", runbooks.RunbookViewSet), (PROJECT + "runbookProcesses", runbooks.RunbookProcessViewSet),
                       (PROJECT + "runbookSnapshots", runbooks.RunbookSnapshotViewSet)]:
     # The schema documents each resource once, space-scoped; aliases (unscoped, runbook-runs) are left out of it.

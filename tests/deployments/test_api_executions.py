@@ -143,3 +143,18 @@ def test_pools_and_environments_are_reordered_and_environments_written(api_clien
     order = client.put("/api/environments/sortorder", [made[1]["Id"], made[0]["Id"]], format="json").json()
     assert [e["Name"] for e in order] == ["Live", "Development"]
     assert client.delete(f"/api/environments/{made[1]['Id']}").status_code == 204
+
+
+def test_deployment_targets_are_written_and_found_through_machines(api_client, administrator, production):
+    client = api_client(administrator)
+    body = {"Name": "web-01", "Roles": ["web"], "EnvironmentIds": [production.octopus_id], "Endpoint": {"CommunicationStyle": "None"}}
+    made = client.post("/api/machines", body, format="json")
+    assert made.status_code == 201, made.json()
+    assert made.json()["Endpoint"]["CommunicationStyle"] == "None" and made.json()["EnvironmentIds"] == [production.octopus_id]
+    assert [m["Name"] for m in client.get(f"/api/environments/{production.octopus_id}/machines").json()["Items"]] == ["web-01"]
+    assert client.get("/api/machines?roles=db").json()["TotalResults"] == 0
+    bad = client.post("/api/machines", {**body, "Name": "web-02", "Roles": "web"}, format="json")
+    assert bad.status_code == 400 and "Roles" in bad.json()["Details"]
+    moved = client.put(f"/api/machines/{made.json()['Id']}", {**body, "Roles": ["web", "api"], "IsDisabled": True}, format="json")
+    assert moved.status_code == 200 and moved.json()["Roles"] == ["web", "api"] and moved.json()["IsDisabled"] is True
+    assert client.delete(f"/api/machines/{made.json()['Id']}").status_code == 204
