@@ -19,7 +19,7 @@ from django.views.decorators.http import require_POST
 
 from deployments.forms import DeployForm, NameForm, PackageForm, ReleaseForm, ScriptConsoleForm, StepForm, VariableForm
 from deployments.models import Deployment, Environment, Package, Project, Release, Runbook, ServerConfiguration, ServerTask, Step, Variable
-from deployments.services import catalog, deploy, lifecycles
+from deployments.services import catalog, deploy, interruptions, lifecycles
 from infrastructure.models import WorkerPool
 from infrastructure.views.shortcuts import may, refuse
 from portal.permissions import Permission as P
@@ -480,11 +480,16 @@ def script_console(request, space):
 @require_POST
 def task_intervention(request, space, pk: int):
     task = get_object_or_404(ServerTask, pk=pk, space=space)
+    require_permission(request.user, P.DEPLOYMENT_CREATE, space=space)
+    interruption = interruptions.pending_interruption_of(task)
     try:
-        deploy.proceed_after_intervention(actor=request.user, task=task, proceed=request.POST.get("result") == "Proceed",
-                                          note=request.POST.get("note", ""))
-    except ValidationError as error:
-        messages.error(request, " ".join(error.messages))
+        if interruption is None:
+            raise ValidationError("This task is not waiting for a manual intervention.")
+        interruptions.submit_interruption(actor=request.user, interruption=interruption,
+                                          result="Proceed" if request.POST.get("result") == "Proceed" else "Abort",
+                                          notes=request.POST.get("note", ""))
+    except (ValidationError, PermissionDenied) as error:
+        messages.error(request, _reason(error))
     return redirect(_task_url(task))
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import IntegrityError, transaction
+from django.db.models import Q
 
 from deployments.models import Interruption, ServerTask
 from deployments.services import deploy
@@ -19,7 +20,8 @@ RESULTS = ("Proceed", "Abort")
 
 def sync_interruptions(tasks) -> None:
     """Make the Interruption row of every task that waits on one and has none yet; close rows whose task moved on."""
-    waiting = ServerTask.objects.filter(pk__in=[t.pk for t in tasks]).exclude(pending_interruption="")
+    waiting = (ServerTask.objects.filter(pk__in=[t.pk for t in tasks]).exclude(pending_interruption="")
+               .exclude(state__in=ServerTask.FINAL_STATES))
     have = set(Interruption.objects.filter(task__in=waiting, is_pending=True).values_list("task_id", flat=True))
     for task in waiting:
         if task.pk not in have:
@@ -29,7 +31,13 @@ def sync_interruptions(tasks) -> None:
                                                 instructions=task.pending_interruption)
             except IntegrityError:  # another request made it first
                 pass
-    Interruption.objects.filter(is_pending=True, task__pending_interruption="").update(is_pending=False)
+    Interruption.objects.filter(is_pending=True).filter(
+        Q(task__pending_interruption="") | Q(task__state__in=ServerTask.FINAL_STATES)).update(is_pending=False)
+
+
+def pending_interruption_of(task: ServerTask) -> Interruption | None:
+    sync_interruptions([task])
+    return Interruption.objects.filter(task=task, is_pending=True).select_related("task__space", "responsible_user").first()
 
 
 @transaction.atomic

@@ -158,3 +158,22 @@ def test_deployment_targets_are_written_and_found_through_machines(api_client, a
     moved = client.put(f"/api/machines/{made.json()['Id']}", {**body, "Roles": ["web", "api"], "IsDisabled": True}, format="json")
     assert moved.status_code == 200 and moved.json()["Roles"] == ["web", "api"] and moved.json()["IsDisabled"] is True
     assert client.delete(f"/api/machines/{made.json()['Id']}").status_code == 204
+
+
+def test_the_task_page_answers_through_the_same_interruption(api_client, page_client, administrator, deployment_creator,
+                                                             project_viewer, project, production, space):
+    Step.objects.create(project=project, name="Gate", action_type=Step.ActionType.MANUAL, location=Step.Location.SERVER,
+                        instructions="Check", sort_order=0)
+    release = deploy.create_release(actor=administrator, project=project)
+    task = deploy.deploy_release(actor=administrator, release=release, environment=production).task
+    run_server_task(task.pk)
+    url = f"/{space.octopus_id}/tasks/{task.pk}/intervention/"
+    assert page_client(project_viewer).post(url, {"result": "Proceed"}).status_code == 403
+    [interruption] = api_client(deployment_creator).get(f"/api/interruptions?regarding={task.octopus_id}").json()["Items"]
+    api_client(deployment_creator).put(f"/api/interruptions/{interruption['Id']}/responsible")
+    page_client(administrator).post(url, {"result": "Proceed", "note": "mine now?"})
+    task.refresh_from_db()
+    assert task.pending_interruption  # someone else has responsibility: nothing was answered
+    page_client(deployment_creator).post(url, {"result": "Proceed", "note": "checked"})
+    answered = api_client(administrator).get(f"/api/interruptions/{interruption['Id']}").json()
+    assert answered["IsPending"] is False and answered["Form"]["Values"] == {"Instructions": None, "Notes": "checked", "Result": "Proceed"}
