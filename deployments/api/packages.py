@@ -66,6 +66,48 @@ class FeedViewSet(SpaceScopedViewSet):
     def all(self, request, *args, **kwargs):
         return Response([self._feed(self.get_space())])
 
+    def _packages(self):
+        if self.kwargs.get("pk") != BUILT_IN:
+            raise Http404(f"Reef has one feed, {BUILT_IN}.")
+        return Package.objects.filter(space=self.get_space())
+
+    def _page(self, request, items):
+        """Octopus's paged shape over already-chosen items (`skip`, `take`)."""
+        from portal.api.pagination import _non_negative
+
+        skip, take = _non_negative(request, "skip", 0), min(_non_negative(request, "take", 30), 2000)
+        shown = items[skip:skip + take]
+        pages = max(1, -(-len(items) // take)) if take else 1
+        return Response({"ItemType": "PackageVersion", "TotalResults": len(items), "ItemsPerPage": take, "NumberOfPages": pages,
+                         "LastPageNumber": pages - 1, "Items": shown, "Links": {"Self": request.get_full_path()}})
+
+    @extend_schema(responses={200: dict})
+    @action(detail=True, methods=["get"], url_path="packages/versions", pagination_class=None)
+    def versions(self, request, *args, **kwargs):
+        """`?packageId=` (required) and `?filter=` (version contains): a package's versions, newest first."""
+        package_id = request.query_params.get("packageId", "")
+        if not package_id:
+            raise ApiValidationError({"packageId": ["Name the package whose versions you want."]})
+        packages = self._packages().filter(package_id=package_id).order_by("-published", "-id")
+        if request.query_params.get("filter"):
+            packages = packages.filter(version__icontains=request.query_params["filter"])
+        space = self.get_space().octopus_id
+        return self._page(request, [
+            {"Id": f"packages-{p.package_id}.{p.version}", "PackageId": p.package_id, "FeedId": BUILT_IN, "Version": p.version,
+             "Published": p.published, "SizeBytes": p.size, "Title": p.package_id, "ReleaseNotes": None,
+             "Links": {"Self": f"/api/{space}/packages/packages-{p.package_id}.{p.version}"}} for p in packages[:2000]])
+
+    @extend_schema(responses={200: dict})
+    @action(detail=True, methods=["get"], url_path="packages/search", pagination_class=None)
+    def search(self, request, *args, **kwargs):
+        """`?term=`: package ids containing it, each with its newest version."""
+        packages = self._packages().filter(package_id__icontains=request.query_params.get("term", "")).order_by("package_id", "-published", "-id")
+        newest: dict[str, Package] = {}
+        for package in packages[:5000]:
+            newest.setdefault(package.package_id, package)
+        return self._page(request, [{"Id": p.package_id, "Name": p.package_id, "FeedId": BUILT_IN, "LatestVersion": p.version,
+                                     "Links": {}} for p in newest.values()])
+
 
 class PackageSerializer(SpaceScopedSerializer):
     self_link = "/api/{space}/packages/{id}"

@@ -177,3 +177,16 @@ def test_the_task_page_answers_through_the_same_interruption(api_client, page_cl
     page_client(deployment_creator).post(url, {"result": "Proceed", "note": "checked"})
     answered = api_client(administrator).get(f"/api/interruptions/{interruption['Id']}").json()
     assert answered["IsPending"] is False and answered["Form"]["Values"] == {"Instructions": None, "Notes": "checked", "Result": "Proceed"}
+
+
+def test_the_built_in_feed_searches_package_ids_and_versions(api_client, administrator):
+    client = api_client(administrator)
+    for name in ("api.1.0.0.zip", "api.1.1.0.zip", "web.2.0.0.zip"):
+        assert client.post("/api/packages/raw", {"fileToUpload": _zip(name)}, format="multipart").status_code == 201
+    found = client.get("/api/feeds/feeds-builtin/packages/search?term=ap").json()
+    assert [(p["Id"], p["LatestVersion"]) for p in found["Items"]] == [("api", "1.1.0")]
+    versions = client.get("/api/feeds/feeds-builtin/packages/versions?packageId=api").json()
+    assert [v["Version"] for v in versions["Items"]] == ["1.1.0", "1.0.0"]
+    assert client.get("/api/feeds/feeds-builtin/packages/versions?packageId=api&filter=1.1").json()["TotalResults"] == 1
+    assert client.get("/api/feeds/feeds-builtin/packages/versions").status_code == 400
+    assert client.get("/api/feeds/feeds-other/packages/versions?packageId=api").status_code == 404
