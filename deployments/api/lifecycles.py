@@ -119,7 +119,13 @@ class LifecycleSerializer(SpaceScopedSerializer):
         fields = ["Id", "SpaceId", "Name", "Description", "Phases", "ReleaseRetentionPolicy", "TentacleRetentionPolicy", "Links"]
 
     def get_Phases(self, obj) -> list[dict]:  # noqa: N802
-        """The phases as defined: none for a lifecycle that holds every environment in order, as Octopus shows it."""
+        """The phases as defined; a lifecycle without phases of its own (the Default Lifecycle) shows the one phase per
+        environment, in order, that it applies. Sending those back unchanged keeps it following the environments."""
+        if not obj.phases.exists():
+            return [{"Id": f"Phases-implicit-{e.octopus_id}", "Name": e.name, "AutomaticDeploymentTargets": [],
+                     "OptionalDeploymentTargets": [e.octopus_id], "MinimumEnvironmentsBeforePromotion": 0, "IsOptionalPhase": False,
+                     "ReleaseRetentionPolicy": None, "TentacleRetentionPolicy": None}
+                    for e in Environment.objects.filter(space=obj.space_id)]
         return [{"Id": phase.octopus_id, "Name": phase.name,
                  "AutomaticDeploymentTargets": [e.octopus_id for e in phase.automatic_environments.all()],
                  "OptionalDeploymentTargets": [e.octopus_id for e in phase.optional_environments.all()],
@@ -177,6 +183,8 @@ class LifecycleViewSet(SpaceScopedViewSet):
                                                is_optional_phase=phase["IsOptionalPhase"]))
         if errors:
             raise ApiValidationError(errors)
+        if lifecycles.is_implicit(space, phases):
+            phases = []  # every environment in order: stored as no phases, so new environments join it
         try:
             return lifecycles.save_lifecycle(actor=self.request.user, space=space, name=d["Name"],
                                              description=d.get("Description") or "", phases=phases, lifecycle=lifecycle)

@@ -264,6 +264,15 @@ def _phase_errors(space: Space, phases: list[PhaseSpec]) -> dict[str, list[str]]
     return errors
 
 
+def is_implicit(space: Space, phases: list[PhaseSpec]) -> bool:
+    """True when `phases` are exactly the ones a lifecycle without phases applies: one per environment, in order."""
+    environments = list(Environment.objects.filter(space=space))
+    return len(phases) == len(environments) and all(
+        spec.name.strip() == e.name and not spec.automatic_environments and [x.pk for x in spec.optional_environments] == [e.pk]
+        and not spec.is_optional_phase and spec.minimum_environments_before_promotion == 0
+        for spec, e in zip(phases, environments))
+
+
 @transaction.atomic
 def save_lifecycle(*, actor: User, space: Space, name: str, description: str = "", phases: list[PhaseSpec],
                    lifecycle: Lifecycle | None = None) -> Lifecycle:

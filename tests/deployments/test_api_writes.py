@@ -179,3 +179,16 @@ def test_a_worker_pool_variable_scoped_per_environment_chooses_the_steps_pool(ap
     deployment = client.post("/api/deployments", {"ReleaseId": release["Id"], "EnvironmentId": production.octopus_id}, format="json")
     task = ServerTask.objects.get(pk=ServerTask.pk_from_octopus_id(deployment.json()["TaskId"]))
     assert list(task.worker_pools.all()) == [pool]
+
+
+def test_the_default_lifecycle_shows_every_environment_in_order_and_keeps_following_them(api_client, administrator, space):
+    client = api_client(administrator)
+    for name in ("Dev", "Test"):
+        client.post("/api/environments", {"Name": name}, format="json")
+    default = next(lc for lc in client.get("/api/lifecycles").json()["Items"] if lc["Name"] == "Default Lifecycle")
+    assert [p["Name"] for p in default["Phases"]] == ["Dev", "Test"]
+    assert client.put(f"/api/lifecycles/{default['Id']}", default, format="json").status_code == 200  # a round trip
+    client.post("/api/environments", {"Name": "Live"}, format="json")
+    again = client.get(f"/api/lifecycles/{default['Id']}").json()
+    assert [p["Name"] for p in again["Phases"]] == ["Dev", "Test", "Live"]
+    assert [p["OptionalDeploymentTargets"] for p in again["Phases"]][2][0].startswith("Environments-")
