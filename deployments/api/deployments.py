@@ -331,8 +331,9 @@ class ReleaseViewSet(SpaceScopedViewSet):
         """Octopus's DeploymentTemplateResource: where the release may go now (its lifecycle's open phases)."""
         release = self.get_object()
         open_now = lifecycles.environments_open_to(release)
-        return Response({"IsDeploymentProcessModified": False,
-                         "IsVariableSetModified": False, "IsLibraryVariableSetModified": False,
+        return Response({"IsDeploymentProcessModified": deploy.process_changed_since(release),
+                         "IsVariableSetModified": deploy.variables_snapshot(release.project) != release.variables_snapshot,
+                         "IsLibraryVariableSetModified": False,
                          "DeploymentNotes": None, "TenantPromotions": [],
                          "PromoteTo": [{"Id": e.octopus_id, "Name": e.name, "UseGuidedFailure": False,
                                         "Links": {"Self": f"/api/Spaces-{e.space_id}/environments/{e.octopus_id}"}}

@@ -68,6 +68,16 @@ def variables_snapshot(project: Project) -> list[dict]:
             for v in project.variables.select_related("worker_pool").prefetch_related("environments")]
 
 
+def process_changed_since(release: Release) -> bool:
+    """Whether the project's deployment process differs from the release's snapshot (package pins aside)."""
+    def shape(step: dict) -> dict:
+        return {**step, "Packages": [p.get("PackageId") for p in step.get("Packages") or []]}
+
+    current = [shape(step_snapshot(step, release.project.space, pin_packages=False))
+               for step in release.project.steps.filter(runbook__isnull=True)]
+    return current != [shape(step) for step in release.process_snapshot or []]
+
+
 def pools_used(steps: list[dict], variables: list[dict], space: Space, environment: Environment | None) -> list[WorkerPool]:
     """Every pool the process may run on in that environment (the server's steps use the default pool)."""
     ids = set()

@@ -107,19 +107,16 @@ def succeeded_environment_ids(release: Release) -> set[int]:
     return set(Deployment.objects.filter(release=release, task__state=ServerTask.State.SUCCESS).values_list("environment_id", flat=True))
 
 
-def promotion_refusal(release: Release, environment: Environment) -> str | None:
+def promotion_refusal(release: Release, environment: Environment, *, _context: tuple | None = None) -> str | None:
     """None if the release may be deployed to the environment now, else the sentence saying why not.
 
     1. Walk the phases in order; each phase's environments are open once every phase before it is complete.
     2. A phase is complete when it is optional, or when its minimum number of environments (0: all of them) has a
        successful deployment of this release.
     """
-    lifecycle = lifecycle_of_release(release)
-    phases = effective_phases(lifecycle)
+    lifecycle, phases, succeeded, names = _context or _promotion_context(release)
     if not any(environment.pk in phase.environment_ids for phase in phases):
         return f"{environment.name} is not in any phase of the lifecycle {lifecycle.name}."
-    succeeded = succeeded_environment_ids(release)
-    names = dict(Environment.objects.filter(space=lifecycle.space_id).values_list("pk", "name"))
     for phase in phases:
         if environment.pk in phase.environment_ids:
             return None
@@ -132,6 +129,13 @@ def promotion_refusal(release: Release, environment: Environment) -> str | None:
                     f"{lifecycle.name}) until the phase {phase.name} is complete: it needs a successful deployment to "
                     f"{needed if phase.minimum else 'each'} of {where}, and has {done}.")
     return None
+
+
+def _promotion_context(release: Release) -> tuple:
+    """What promotion_refusal reads, read once: the lifecycle, its phases, where the release succeeded, environment names."""
+    lifecycle = lifecycle_of_release(release)
+    names = dict(Environment.objects.filter(space=lifecycle.space_id).values_list("pk", "name"))
+    return lifecycle, effective_phases(lifecycle), succeeded_environment_ids(release), names
 
 
 def require_promotable(release: Release, environment: Environment) -> None:
@@ -177,17 +181,17 @@ def promote_after_task(task_id: int) -> list[Deployment]:
 def lifecycle_progress(release: Release) -> tuple[Lifecycle, list[dict]]:
     """The release's lifecycle and, phase by phase, each environment with where the release stands there:
     `Deployed` (a successful deployment), `Open` (may be deployed now) or `Locked` (with the reason)."""
-    lifecycle = lifecycle_of_release(release)
-    succeeded = succeeded_environment_ids(release)
+    context = _promotion_context(release)
+    lifecycle, effective, succeeded, _ = context
     environments = {e.pk: e for e in Environment.objects.filter(space=lifecycle.space_id)}
     phases = []
-    for phase in effective_phases(lifecycle):
+    for phase in effective:
         rows = []
         for pk in phase.environment_ids:
             environment = environments.get(pk)
             if environment is None:
                 continue
-            refusal = promotion_refusal(release, environment)
+            refusal = promotion_refusal(release, environment, _context=context)
             rows.append({"environment": environment, "automatic": pk in phase.automatic_ids, "reason": refusal or "",
                          "state": "Deployed" if pk in succeeded else "Locked" if refusal else "Open"})
         phases.append({"name": phase.name, "optional": phase.is_optional, "minimum": phase.minimum, "environments": rows})
@@ -196,7 +200,9 @@ def lifecycle_progress(release: Release) -> tuple[Lifecycle, list[dict]]:
 
 def environments_open_to(release: Release) -> list[Environment]:
     """The environments the release may be deployed to now, in order: what the deploy page offers."""
-    return [e for e in Environment.objects.filter(space=release.project.space_id) if promotion_refusal(release, e) is None]
+    context = _promotion_context(release)
+    return [e for e in Environment.objects.filter(space=release.project.space_id)
+            if promotion_refusal(release, e, _context=context) is None]
 
 
 # Project groups ----------------------------------------------------------------------------------------

@@ -192,3 +192,18 @@ def test_the_default_lifecycle_shows_every_environment_in_order_and_keeps_follow
     again = client.get(f"/api/lifecycles/{default['Id']}").json()
     assert [p["Name"] for p in again["Phases"]] == ["Dev", "Test", "Live"]
     assert [p["OptionalDeploymentTargets"] for p in again["Phases"]][2][0].startswith("Environments-")
+
+
+def test_the_deployment_template_says_when_the_process_or_variables_changed_since_the_release(api_client, administrator, project,
+                                                                                               production):
+    add_step(project, "Hello", "echo hi")
+    client = api_client(administrator)
+    release = client.post("/api/releases", {"ProjectId": project.octopus_id}, format="json").json()
+    url = f"/api/releases/{release['Id']}/deployments/template"
+    assert client.get(url).json()["IsDeploymentProcessModified"] is False
+    assert client.get(url).json()["IsVariableSetModified"] is False
+    add_step(project, "More", "echo more")
+    client.put(f"/api/variables/variableset-{project.octopus_id}", {"Version": 0, "Variables": [{"Name": "A", "Value": "1"}]},
+               format="json")
+    template = client.get(url).json()
+    assert template["IsDeploymentProcessModified"] is True and template["IsVariableSetModified"] is True
