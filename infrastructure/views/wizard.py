@@ -164,7 +164,7 @@ def second_host_advice(base: str, *, polling: bool) -> dict | None:
     public_url = f"{parsed.scheme}://{netloc}"
     reasons, settings_to_set = [], []
     if address_is_loopback:
-        reasons.append(f"The commands above use {base}, this machine's own loopback address: another host cannot reach it.")
+        reasons.append(f"The commands below use {base}, this machine's own loopback address: another host cannot reach it.")
     if binds_loopback:
         reasons.append(f"Reef listens on {settings.REEF_BIND} only (REEF_BIND), so nothing outside this machine can connect.")
         settings_to_set.append(("REEF_BIND", "0.0.0.0", "listen on every interface"))
