@@ -130,9 +130,7 @@ def register_worker(*, actor: User | None, space: Space, spec: WorkerSpec) -> Wo
 @dataclass
 class Registration:
     worker: Worker
-    created: bool
-    took_over: str = ""  # force: the name of the worker whose certificate was replaced in place
-    removed: list[str] = field(default_factory=list)  # force: ids of workers deleted to free the name
+    created: bool  # False: an existing worker was registered again (its id kept)
 
 
 @transaction.atomic
@@ -171,10 +169,8 @@ def register_tentacle(*, actor: User | None, space: Space, spec: WorkerSpec, for
     if errors:
         raise ValidationError(errors)
 
-    removed = []
     target = own or named
     if own and named:  # force: the agent's own worker keeps its identity and takes the name
-        removed.append(named.octopus_id)
         record_event(actor=actor, category=Event.Category.DELETED, document=named,
                      message=f"Worker {named.name} replaced by {own.name} registering as {spec.name}")
         named.delete()
@@ -198,7 +194,7 @@ def register_tentacle(*, actor: User | None, space: Space, spec: WorkerSpec, for
     changes = differences(before, snapshot(target, _AUDITED))
     record_event(actor=actor, category=Event.Category.MODIFIED, document=target, changes=changes,
                  message=f"Worker {target.name} registered again by its agent" + (" (replacing another certificate)" if target is named else ""))
-    return Registration(worker=target, created=False, removed=removed, took_over=before["name"] if target is named else "")
+    return Registration(worker=target, created=False)
 
 
 @transaction.atomic

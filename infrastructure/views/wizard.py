@@ -97,7 +97,7 @@ def _add_tentacle(request, space, platform: str, communication_style: str):
     return render(request, "infrastructure/worker_add_tentacle.html", {
         **_wizard_context(request, space, platform, style), "form": form, "pools": static_pools, "pool": pool,
         "server_thumbprint": thumbprint, "agent_runs_here": platform in AGENT_PLATFORMS,
-        "server_address": base, "polling_address": polling_address(base), "polling_port": settings.REEF_POLLING_PORT,
+        "polling_address": polling_address(base), "polling_port": settings.REEF_POLLING_PORT,
         "second_host": second_host_advice(base, polling=polling),
         "install_command": install_command(base=base, space_name=space.name, pool_name=pool.name if pool else "",
                                            thumbprint=thumbprint, polling=polling,

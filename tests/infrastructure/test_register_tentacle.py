@@ -172,3 +172,34 @@ def test_the_service_refuses_an_ssh_endpoint(space, administrator):
         workers.register_tentacle(actor=administrator, space=space, spec=WorkerSpec(
             name="x", endpoint=Endpoint(communication_style="Ssh", host="h"), worker_pools=[]))
     assert "communication_style" in error.value.message_dict
+
+
+def test_two_runs_of_one_agent_at_once_leave_one_worker(transactional_db, api_client, environment_manager, space):
+    """Two install-script runs racing on one machine: both succeed, and there is still one worker, in both pools."""
+    import threading
+
+    from django.db import connection
+
+    default = WorkerPool.objects.get(space=space, is_default=True)
+    url = f"/api/{space.octopus_id}/workers/register"
+    clients = [api_client(environment_manager) for _ in range(2)]
+    assert clients[0].post(url, registration(pools=[default]), format="json").status_code == 201
+    first = Worker.objects.get()
+    builders = [create_worker_pool(actor=None, space=space, name=f"Pool {n}") for n in range(2)]
+    results, start = [], threading.Barrier(2)
+
+    def register(client, pool):
+        try:
+            start.wait()
+            results.append(client.post(url, registration(pools=[pool]), format="json").status_code)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=register, args=pair) for pair in zip(clients, builders)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    assert sorted(results) == [200, 200]
+    worker = Worker.objects.get()
+    assert worker.pk == first.pk and set(worker.worker_pools.all()) == {default, *builders}
