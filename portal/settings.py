@@ -61,6 +61,25 @@ SECRET_KEY = _secret_key()
 ALLOWED_HOSTS = envlist("ALLOWED_HOSTS", ["localhost", "127.0.0.1", "[::1]"])
 CSRF_TRUSTED_ORIGINS = envlist("CSRF_TRUSTED_ORIGINS", [])
 
+
+def _public_url(name: str) -> str:
+    from urllib.parse import urlparse
+
+    value = os.environ.get(name, "").strip().rstrip("/")
+    parsed = urlparse(value)
+    if value and (parsed.scheme not in ("http", "https") or not parsed.hostname or parsed.path or parsed.query):
+        raise ImproperlyConfigured(f"{name} must be the server's address, like https://reef.example.com, not {value!r}")
+    return value
+
+
+# Where agents and scripts reach this server (install commands, Octopus.Web.ServerUri); empty: the
+# address a page was asked on. REEF_BIND is where `manage.py serve` listens; polling tentacles connect
+# to REEF_POLLING_PORT on REEF_POLLING_BIND.
+REEF_PUBLIC_URL = _public_url("REEF_PUBLIC_URL")
+REEF_BIND = os.environ.get("REEF_BIND", "127.0.0.1")
+REEF_POLLING_PORT = envint("REEF_POLLING_PORT", 10943)
+REEF_POLLING_BIND = os.environ.get("REEF_POLLING_BIND", "0.0.0.0")
+
 # Behind TLS (the production profile) cookies are secure and HSTS is on. `manage.py serve` turns
 # this off for a plain-HTTP first run on localhost, where secure cookies could not work.
 HTTPS = envbool("REEF_HTTPS", not DEBUG)

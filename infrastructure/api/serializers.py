@@ -165,6 +165,16 @@ class WorkerWriteSerializer(serializers.Serializer):
     Endpoint = EndpointWriteSerializer()
 
 
+class WorkerRegistrationSerializer(serializers.Serializer):
+    """An agent registering itself (`register-worker`): Reef's own endpoint, one call and one transaction,
+    where Octopus's client finds, deletes and creates in several calls."""
+    Name = serializers.CharField(allow_blank=True, max_length=500)
+    WorkerPoolIds = serializers.ListField(child=serializers.CharField(), allow_empty=True, max_length=100)
+    MachinePolicyId = serializers.CharField(required=False, allow_null=True, allow_blank=True, default=None)
+    Endpoint = EndpointWriteSerializer()
+    Force = serializers.BooleanField(required=False, default=False)
+
+
 class MachinePolicySerializer(SpaceScopedSerializer):
     self_link = "/api/{space}/machinepolicies/{id}"
 
