@@ -72,3 +72,24 @@ def test_a_secret_cut_by_the_end_of_a_long_line_shows_none_of_itself(agent):
     body = f"printf 'y%.0s' $(seq 1 {MAX_LINE - 4}); echo \"$(get_octopusvariable Pw)\""
     _, lines, _ = agent.run(body, Variables=[{"Name": "Pw", "Value": "hunter2-long-password", "IsSensitive": True}])
     assert lines[0]["Text"] == "y" * (MAX_LINE - 4) + TRUNCATED
+
+
+def test_a_script_nobody_reads_waits_for_its_reader_and_loses_no_line(tmp_path):
+    from tentacle_agent.runner import KEEP_FETCHED_LINES, MAX_UNFETCHED_LINES, ScriptRunner
+    from tests.agent.stdio_agent import wait_until
+
+    runner = ScriptRunner(tmp_path / "Work")
+    ticket = runner.start({"ScriptBody": "seq 1 200000", "Syntax": "Bash"})
+    script = runner.scripts[ticket]
+    wait_until(lambda: len(script.lines) >= MAX_UNFETCHED_LINES)
+    assert script.state == "Running" and len(script.lines) < MAX_UNFETCHED_LINES + 2000, "held back until someone reads"
+    seen, after, held = [], -1, []
+    while True:
+        status = runner.status(ticket, after, 10)
+        seen += [line["Text"] for line in status["Logs"]]
+        after = status["NextSequence"] - 1
+        held.append(len(script.lines))
+        if status["State"] == "Complete" and not status["HasMore"]:
+            break
+    assert seen == [str(n) for n in range(1, 200001)]
+    assert max(held) <= KEEP_FETCHED_LINES + MAX_UNFETCHED_LINES + 2000
