@@ -578,8 +578,7 @@ class ScriptRunner:
             _write_private(work / "variables.json", json.dumps(variables))
             _write_private(work / "octopus.py", PYTHON_MODULE)
             _write_private(work / "script.py", body)
-            python = os.path.realpath(getattr(sys, "_base_executable", "") or sys.executable) if account else sys.executable
-            return [python, "-u", "script.py"]
+            return [_python_for(account, self.environment) if account else sys.executable, "-u", "script.py"]
         if syntax == "PowerShell":
             _write_private(work / "script.ps1", body)
             return ["pwsh", "-NoProfile", "-NonInteractive", "-File", "script.ps1"]
@@ -760,3 +759,33 @@ def _write_private(path: Path, text: str) -> None:
 
 def _is_regular(mode: int) -> bool:
     return stat.S_ISREG(mode)
+
+
+def _usable_by(path: str, account: pwd.struct_passwd) -> bool:
+    """Whether the account can execute `path`: every folder on the way searchable, the file executable."""
+    def allowed(info: os.stat_result, user: int, group: int, other: int) -> bool:
+        if info.st_uid == account.pw_uid:
+            return bool(info.st_mode & user)
+        if info.st_gid == account.pw_gid:
+            return bool(info.st_mode & group)
+        return bool(info.st_mode & other)
+
+    real = Path(os.path.realpath(path))
+    try:
+        if not allowed(real.stat(), stat.S_IXUSR, stat.S_IXGRP, stat.S_IXOTH):
+            return False
+        return all(allowed(folder.stat(), stat.S_IXUSR, stat.S_IXGRP, stat.S_IXOTH) for folder in real.parents)
+    except OSError:
+        return False
+
+
+def _python_for(account: pwd.struct_passwd, environment: dict | None) -> str:
+    """A Python 3 the account can run: this one if it may, else the first `python3` on the scripts' PATH
+    it may (this one may live in a folder only the agent's account can enter)."""
+    candidates = [getattr(sys, "_base_executable", "") or sys.executable, sys.executable]
+    path = (environment if environment is not None else os.environ).get("PATH") or os.defpath
+    candidates += [os.path.join(folder, "python3") for folder in path.split(os.pathsep) if folder]
+    for candidate in candidates:
+        if candidate and os.path.isfile(candidate) and _usable_by(candidate, account):
+            return os.path.realpath(candidate)
+    raise RunnerError(f"No Python 3 that the account {account.pw_name!r} may run was found on the PATH.")
