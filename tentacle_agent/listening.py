@@ -57,6 +57,7 @@ class ListeningServer(ThreadingHTTPServer):
         self.handshakes = selectors.DefaultSelector()
         self.wake_reader, self.wake_writer = socket.socketpair()
         self.wake_reader.setblocking(False)
+        self.wake_writer.setblocking(False)  # the accept loop never waits on a wake-up already pending
         self.handshakes.register(self.wake_reader, selectors.EVENT_READ)
         self.closing = False
         super().__init__(address, Handler)
