@@ -363,9 +363,9 @@ class ScriptRunner:
             lock_file = self._claim(ticket)
             try:
                 work.mkdir(mode=0o700)
-            except OSError:
+            except OSError as error:
                 self._release(ticket, lock_file)
-                raise
+                raise RunnerError(f"Cannot make the work folder of script {ticket}: {error.strerror or error}.") from None
             script = Script(ticket, request, work)
             script.lock_file = lock_file
             self.scripts[ticket] = script
@@ -444,7 +444,13 @@ class ScriptRunner:
         temporary = self.work_root / f".{ticket}.{os.getpid()}.{threading.get_ident()}"
         fd = os.open(temporary, os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
         fcntl.flock(fd, fcntl.LOCK_EX)
-        os.replace(temporary, self.work_root / f"{ticket}.lock")
+        try:
+            os.link(temporary, self.work_root / f"{ticket}.lock")  # never replaces another runner's lock
+        except FileExistsError:
+            os.close(fd)
+            raise RunnerError(f"Script {ticket} is being run by another runner on this machine.") from None
+        finally:
+            temporary.unlink()
         return fd
 
     def _release(self, ticket: str, fd: int | None) -> None:

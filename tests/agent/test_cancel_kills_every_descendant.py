@@ -1,6 +1,8 @@
 """Cancel leaves nothing running: children that left the script's process group with `setsid`,
 `nohup` or a double fork are found by the marker in their environment and killed."""
 
+import os
+
 import pytest
 
 from tentacle_agent.packages import PackageCache
@@ -16,6 +18,18 @@ sleep 1000
 """
 
 
+def zombie_children(parent: int) -> list[int]:
+    found = []
+    for name in os.listdir("/proc"):
+        try:
+            fields = open(f"/proc/{name}/stat").read().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        if fields[0] == "Z" and int(fields[1]) == parent:
+            found.append(int(name))
+    return found
+
+
 def test_cancel_kills_setsid_and_nohup_daemons_of_a_real_agent(tmp_path):
     agent = StdioAgent(tmp_path / "agent")
     try:
@@ -25,6 +39,7 @@ def test_cancel_kills_setsid_and_nohup_daemons_of_a_real_agent(tmp_path):
         status = wait_until(lambda: (s := agent.call("GetStatus", Ticket=ticket, WaitSeconds=5))["State"] == "Complete" and s)
         assert status["FailureMessage"] == "The script was cancelled."
         assert live_processes_marked(ticket) == []
+        wait_until(lambda: zombie_children(agent.process.pid) == [], timeout=15)  # the agent reaped the orphans it adopted
         agent.call("CompleteScript", Ticket=ticket)
         assert not (tmp_path / "agent" / "Work" / ticket).exists()
     finally:
