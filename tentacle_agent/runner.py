@@ -224,7 +224,7 @@ class Script:
         self.finished_at: float | None = None
         self.lock_file: int | None = None
         values: set[str] = set()
-        for variable in request.get("Variables", []):
+        for variable in request.get("Variables") or []:
             if variable.get("IsSensitive"):
                 values |= secret_forms(str(variable.get("Value", "")))
         self.sensitive = sorted(values, key=len, reverse=True)
