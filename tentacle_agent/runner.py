@@ -385,8 +385,9 @@ class ScriptRunner:
 
     def cancel(self, ticket: str) -> dict:
         script = self._get(ticket)
-        script.cancelled = True
-        if script.state != "Complete":
+        with script.condition:
+            first, script.cancelled = not script.cancelled, True
+        if first and script.state != "Complete":  # a repeated cancel says and kills nothing more
             script.add_line("stdout", "The script was cancelled.", "Warning")
             self._kill(script)
         with script.condition:

@@ -71,3 +71,15 @@ def test_the_agent_stopping_kills_its_scripts_and_their_daemons(tmp_path, ignore
     assert agent.process.returncode == 0
     assert live_processes_marked(ticket) == []
     assert not (tmp_path / "agent" / "Work" / ticket).exists()
+
+
+def test_a_repeated_cancel_or_a_complete_after_cancel_says_it_once(tmp_path):
+    runner = ScriptRunner(tmp_path / "Work")
+    ticket = runner.start({"ScriptBody": "echo started; sleep 100", "Syntax": "Bash"})
+    wait_until(lambda: runner.status(ticket, -1, 5)["Logs"])
+    runner.cancel(ticket)
+    runner.cancel(ticket)
+    status = wait_until(lambda: (s := runner.status(ticket, -1, 5))["State"] == "Complete" and s)
+    assert [line["Text"] for line in status["Logs"]] == ["started", "The script was cancelled."]
+    runner.complete(ticket)
+    assert list((tmp_path / "Work").iterdir()) == []
