@@ -609,7 +609,7 @@ class ScriptRunner:
                 for name in directories + files:
                     os.lchown(os.path.join(folder, name), account.pw_uid, account.pw_gid)
             os.chown(script.work, account.pw_uid, account.pw_gid)
-            env.update(HOME=str(script.work), USER=account.pw_name, LOGNAME=account.pw_name)
+            env.update(HOME=str(script.work), USER=account.pw_name, LOGNAME=account.pw_name, TMPDIR=str(script.work))
             identity = {"user": account.pw_uid, "group": account.pw_gid, "extra_groups": []}
         with self.spawn_lock:
             script.process = subprocess.Popen(argv, cwd=script.work, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
