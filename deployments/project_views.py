@@ -520,5 +520,9 @@ def features(request):
                                                                "has no workers." if enabled else
                                                                "off: user scripts never run on the server."))
         return redirect("configuration-features")
+    from infrastructure.transports.builtin import builtin_worker_account
+
+    account, is_own_account = builtin_worker_account()
     return render(request, "deployments/features.html", {"configuration": ServerConfiguration.current(),
-                                                         "may_edit": has_permission(request.user, P.CONFIGURE_SERVER)})
+                                                         "may_edit": has_permission(request.user, P.CONFIGURE_SERVER),
+                                                         "builtin_account": account, "builtin_is_own_account": is_own_account})

@@ -273,4 +273,6 @@ REEF_TASK_QUEUE = os.environ.get("REEF_TASK_QUEUE", "reef.servertasks")
 REEF_STREAM_PREFIX = os.environ.get("REEF_STREAM_PREFIX", "reef")
 # Task logs of tasks that ended more than this many days ago are deleted (0 keeps them forever).
 REEF_TASK_LOG_RETENTION_DAYS = envint("REEF_TASK_LOG_RETENTION_DAYS", 90)
+# The account built-in scripts run as when the server runs as root (only root can switch accounts).
+REEF_BUILTIN_WORKER_USER = os.environ.get("REEF_BUILTIN_WORKER_USER") or "nobody"
 CELERY_TASK_ROUTES = {"deployments.run_server_task": {"queue": REEF_TASK_QUEUE}}
