@@ -149,13 +149,18 @@ def _decode(value: str) -> str:
         return ""
 
 
+MIN_SECRET_LINE = 4
+
+
 def secret_forms(value: str) -> set[str]:
     """What to mask for one sensitive value: the value, and each non-blank line of a multi-line one
-    (output is split into lines, so a multi-line secret only ever shows up line by line)."""
+    (output is split into lines, so a multi-line secret only ever shows up line by line). Lines of
+    fewer than MIN_SECRET_LINE visible characters (a JSON `}`, a PEM's `-----`) are no secret on their
+    own, and masking them would blank every such line of the log."""
     forms = {value} if value else set()
     for line in value.splitlines():
         line = line.rstrip("\r")
-        if line.strip():
+        if len(line.strip()) >= MIN_SECRET_LINE:
             forms.add(line)
     return forms
 

@@ -15,6 +15,7 @@ from django.utils import timezone
 from deployments.models import ActivityNode, ServerTask, TaskLogLine
 from deployments.services import logstream
 from portal.models import Space, User
+from tentacle_agent.runner import secret_forms
 
 State = ServerTask.State
 
@@ -136,8 +137,9 @@ class TaskLog:
         self.lock = threading.RLock()
         self.pending: list[TaskLogLine] = []
         self.last_flush = time.monotonic()
-        self.sensitive = sorted({v for v in sensitive_values if v}, key=len, reverse=True)
-        self.next_sequence = (TaskLogLine.objects.filter(task=task).aggregate(m=Max("sequence"))["m"] or -1) + 1
+        self.sensitive = sorted({form for v in sensitive_values for form in secret_forms(v)}, key=len, reverse=True)
+        last = TaskLogLine.objects.filter(task=task).aggregate(m=Max("sequence"))["m"]
+        self.next_sequence = 0 if last is None else last + 1
         if self.next_sequence == 0 and not ActivityNode.objects.filter(task=task).exists():
             logstream.forget(task.pk)
 
@@ -148,7 +150,7 @@ class TaskLog:
 
     def add_sensitive(self, values) -> None:
         with self.lock:
-            self.sensitive = sorted(set(self.sensitive) | {v for v in values if v}, key=len, reverse=True)
+            self.sensitive = sorted(set(self.sensitive) | {form for v in values for form in secret_forms(v)}, key=len, reverse=True)
 
     def write(self, text: str, category: str = TaskLogLine.Category.INFO, node: ActivityNode | None = None,
               occurred=None) -> None:
