@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import base64
 import logging
-import re
 import shlex
 import threading
 import time
@@ -25,6 +24,7 @@ from django.utils import timezone
 
 from deployments.models import (
     ActivityNode, Artifact, DeploymentTarget, Environment, Release, ServerTask, Step, TaskLogLine, Variable)
+from deployments.services.octostache import SubstitutionError, VariableDictionary, is_truthy
 from deployments.services.selection import Choice, SelectionError, WorkerSelector, release_leases, resolve_pool
 from deployments.services.tasks import HEARTBEAT_SECONDS, TaskLog, claim_server_task, finish_server_task, heartbeat
 from infrastructure.models import Worker
@@ -40,12 +40,12 @@ Status = ActivityNode.Status
 Category = TaskLogLine.Category
 
 FALSE_WORDS = {"", "false", "0", "no", "off"}
-_REFERENCE = re.compile(r"#\{([^}#]+)\}")
 
 
-def substitute(text: str, values: dict[str, str]) -> str:
-    """Octopus's `#{Name}` substitution; unknown names stay as written."""
-    return _REFERENCE.sub(lambda m: values.get(m.group(1).strip(), m.group(0)), text or "")
+def substitute(text: str, values: dict[str, str], sensitive: set[str] | frozenset[str] = frozenset()) -> str:
+    """Octopus's substitution (deployments/services/octostache.py): nested values, filters, #{if}, #{each}…;
+    unknown names stay as written; a reference cycle raises SubstitutionError."""
+    return VariableDictionary(values, sensitive=sensitive).evaluate(text or "")
 
 
 def resolve_variables(snapshot: list[dict], environment: Environment | None) -> tuple[dict[str, str], set[str]]:
@@ -79,6 +79,22 @@ def with_parameters(syntax: str, body: str, parameters: str) -> str:
     if syntax == Step.Syntax.POWERSHELL:
         return f"& {{\n{body}\n}} {parameters}"
     return f"set -- {parameters}\n{body}"
+
+
+def script_from_package(step: dict) -> str:
+    """Octopus.Action.Script.ScriptSource = Package: run a file of the step's first package (the worker
+    extracts each package into a folder named for its id, beside the script)."""
+    packages = step.get("Packages") or []
+    if not packages:
+        raise SubstitutionError(f"Step {step['Name']!r} runs a script from a package but references no package.")
+    path = f"{packages[0]['PackageId']}/{step.get('ScriptFileName') or ''}".replace("\\", "/")
+    if ".." in path.split("/") or not step.get("ScriptFileName"):
+        raise SubstitutionError(f"Step {step['Name']!r}: name the script file inside package {packages[0]['PackageId']}.")
+    if step["Syntax"] == Step.Syntax.PYTHON:
+        return f"import runpy as _runpy\n_runpy.run_path({path!r}, run_name='__main__')\n"
+    if step["Syntax"] == Step.Syntax.POWERSHELL:
+        return f"& (Join-Path $PSScriptRoot {path!r}) @args\n"
+    return f". ./{shlex.quote(path)} \"$@\"\n"
 
 
 @dataclass
@@ -268,7 +284,11 @@ class Orchestration:
             return True
         if condition == Step.Condition.VARIABLE:
             values = dict(self.values, **{"Octopus.Deployment.Error": "; ".join(self.outcome.failed)})
-            return substitute(step["ConditionVariable"], values).strip().lower() not in FALSE_WORDS
+            try:
+                return substitute(step["ConditionVariable"], values, self.sensitive).strip().lower() not in FALSE_WORDS
+            except SubstitutionError as error:
+                self.log.write(f"Step {step['Name']!r}: its run condition cannot be evaluated: {error}", Category.ERROR, self.root)
+                return False
         return not self.outcome.failed
 
     def run_step(self, step: dict, node: ActivityNode, invocations: list[Invocation]) -> None:
@@ -322,14 +342,17 @@ class Orchestration:
                 lock = self.acquire_worker_mutex(invocation)
             packages = self.transfer_packages(transport, invocation)
             values = self.action_values(invocation)
-            body = with_parameters(step["Syntax"], substitute(step["ScriptBody"], values), substitute(step["ScriptParameters"], values))
-            variables = [{"Name": name, "Value": value, "IsSensitive": value in self.sensitive} for name, value in values.items()]
+            body, variables = self.script_for(invocation, values)
             ticket = transport.call("StartScript", {"ScriptBody": body, "Syntax": step["Syntax"], "Packages": packages,
                                                     "Variables": variables, "IsolationMutex": None,
                                                     # A backstop on the worker, should this server vanish.
                                                     "TimeoutSeconds": max(1, int(self.deadline - time.monotonic())) + 60,
                                                     "TaskId": self.task.octopus_id})["Ticket"]
             status = self.follow(transport, ticket, node)
+        except SubstitutionError as error:
+            self.log.write(str(error), Category.ERROR, node)
+            self.log.finish(node, Status.FAILED)
+            return Status.FAILED
         except TransportError as error:
             self.log.write(f"{invocation.choice.worker_name} failed: {error}", Category.ERROR, node)
             self.log.finish(node, Status.FAILED)
@@ -344,6 +367,28 @@ class Orchestration:
                 except Exception:  # noqa: BLE001 - an expired lock is already free
                     pass
         return self.conclude(status, invocation)
+
+    def script_for(self, invocation: Invocation, values: dict[str, str]) -> tuple[str, list[dict]]:
+        """The script and the variables the worker gets, substituted in the environment's scope (nested values
+        evaluated). Values derived from sensitive ones (`#{Secret | ToBase64}`) are masked like them."""
+        step = invocation.step
+        dictionary = VariableDictionary(values, sensitive=self.sensitive)
+        script = step["ScriptBody"]
+        if step.get("ScriptSource") == "Package":
+            script = script_from_package(step)
+        body = with_parameters(step["Syntax"], dictionary.evaluate(script), dictionary.evaluate(step["ScriptParameters"]))
+        resolved, errors = dictionary.resolved()
+        for error in errors:
+            self.log.write(f"Variable substitution: {error}", Category.WARNING, invocation.node)
+        derived = dictionary.derived_sensitive - self.sensitive
+        if derived:
+            with self.lock:
+                self.sensitive |= derived
+            self.log.add_sensitive(sorted(derived))
+        sensitive = self.sensitive
+        variables = [{"Name": name, "Value": value, "IsSensitive": value in sensitive or values.get(name) in sensitive}
+                     for name, value in resolved.items()]
+        return body, variables
 
     def transport(self, invocation: Invocation):
         if invocation.choice.worker is None:
