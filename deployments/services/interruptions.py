@@ -89,7 +89,7 @@ def submit_interruption(*, interruption: Interruption, user: User, action: str, 
     interruption.submitted_by, interruption.submitted = user, timezone.now()
     interruption.save(update_fields=["responsible_user", "is_pending", "result", "note", "submitted_by", "submitted"])
     task.refresh_from_db()
-    _log(task, f"{user} chose to {action.lower()}." + (f" Note: {note}" if note else ""), interruption.node)
+    _log(task, f"{user} chose to {action.lower()}. {note}".strip(), interruption.node)
     record_event(actor=user, category=Event.Category.MODIFIED, document=task,
                  message=f"{user} chose to {action.lower()} at {interruption.title!r} of {task.octopus_id}"
                          + (f": {note}" if note else ""))

@@ -485,7 +485,7 @@ class Orchestration:
         """A manual intervention: free the workers and wait for an answer (selection happens again on resume)."""
         self.log.start(node)
         self.log.write(f"Manual intervention required: {step['Instructions'] or step['Name']}", Category.WAIT, node)
-        self.pause(index, step, node, Interruption.Type.MANUAL, f"Approve {step['Name']}", step["Instructions"] or step["Name"])
+        self.pause(index, step, node, Interruption.Type.MANUAL, f"Manual intervention: {step['Name']}", step["Instructions"] or step["Name"])
 
     def ask_for_guidance(self, step: dict, node: ActivityNode) -> None:
         """Guided failure: a failed step pauses the task until someone chooses Retry, Ignore or Fail."""
@@ -509,7 +509,7 @@ class Orchestration:
         Interruption.objects.create(space=self.space, task=self.task, type=kind, title=title[:500], instructions=instructions,
                                     step_index=index, node=node, responsible_team_ids=list(step.get("ResponsibleTeamIds") or []))
         ServerTask.objects.filter(pk=self.task.pk, state=State.EXECUTING).update(
-            pending_interruption=title[:1000], arguments={**self.arguments, "Resume": resume}, server_node="")
+            pending_interruption=instructions, arguments={**self.arguments, "Resume": resume}, server_node="")
         self.task.refresh_from_db()
         from deployments.services import logstream
 

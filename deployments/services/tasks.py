@@ -146,7 +146,8 @@ class TaskLog:
         self.pending: list[TaskLogLine] = []
         self.last_flush = time.monotonic()
         self.sensitive = sorted({v for v in sensitive_values if v}, key=len, reverse=True)
-        self.next_sequence = (TaskLogLine.objects.filter(task=task).aggregate(m=Max("sequence"))["m"] or -1) + 1
+        last = TaskLogLine.objects.filter(task=task).aggregate(m=Max("sequence"))["m"]
+        self.next_sequence = 0 if last is None else last + 1  # (`or -1` would restart a log whose only line is 0)
         if self.next_sequence == 0 and not ActivityNode.objects.filter(task=task).exists():
             logstream.forget(task.pk)
 
