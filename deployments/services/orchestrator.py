@@ -558,6 +558,12 @@ class Orchestration:
         if line.get("Text"):
             self.log.write(f"{line['Text']} ({percentage}%)", Category.VERBOSE, node)
         self.log._changed(node)
+        step_node = node.parent  # the step's progress: the mean of its invocations'
+        if step_node is not None and step_node.parent_id is not None:
+            shares = [p or 0 for p in ActivityNode.objects.filter(parent=step_node).values_list("progress", flat=True)]
+            step_node.progress = sum(shares) // max(1, len(shares))
+            step_node.save(update_fields=["progress"])
+            self.log._changed(step_node)
         return True
 
     def watch(self) -> None:
