@@ -328,7 +328,8 @@ def release_deploy(request, space, project_pk: int, pk: int):
     form, status = DeployForm(space=space, initial={"environment": request.GET.get("environment")}), 200
     if request.method == "POST":
         form, status, task = _queue_for_environment(
-            request, space, lambda environment: deploy.deploy_release(actor=request.user, release=release, environment=environment).task)
+            request, space, lambda environment: deploy.deploy_release(actor=request.user, release=release, environment=environment,
+                                                                     use_guided_failure=bool(request.POST.get("use_guided_failure"))).task)
         if task is not None:
             return redirect(_task_url(task))
     return render(request, "deployments/deploy.html", {

@@ -44,13 +44,17 @@ class ProjectSerializer(SpaceScopedSerializer):
 
 def action_resource(step: dict) -> dict:
     """One snapshot step as Octopus's DeploymentStepResource with its one action."""
-    properties = {"Octopus.Action.Script.ScriptSource": "Inline", "Octopus.Action.Script.Syntax": step["Syntax"],
+    properties = {"Octopus.Action.Script.ScriptSource": step.get("ScriptSource") or "Inline", "Octopus.Action.Script.Syntax": step["Syntax"],
                   "Octopus.Action.Script.ScriptBody": step["ScriptBody"],
                   "Octopus.Action.Script.ScriptParameters": step["ScriptParameters"],
                   "Octopus.Action.RunOnServer": str(step["Location"] == "Server"),
                   "Octopus.Action.MaxParallelism": str(step["MaxParallelism"])}
     if step["Instructions"]:
         properties["Octopus.Action.Manual.Instructions"] = step["Instructions"]
+    if step.get("ResponsibleTeamIds"):
+        properties["Octopus.Action.Manual.ResponsibleTeamIds"] = ",".join(step["ResponsibleTeamIds"])
+    if step.get("ScriptSource") == "Package":
+        properties["Octopus.Action.Script.ScriptFileName"] = step.get("ScriptFileName") or ""
     pool = f"WorkerPools-{step['WorkerPoolId']}" if step["WorkerPoolId"] else None
     return {"Id": step["Id"], "Name": step["Name"], "Condition": step["Condition"],
             "StartTrigger": "StartWithPrevious" if step["StartWithPrevious"] else "StartAfterPrevious",

@@ -116,3 +116,16 @@ def interruptions_visible_to(user: User):
 
     spaces = [s for s in spaces_visible_to(user) if has_permission(user, Permission.TASK_VIEW, space=s)]
     return Interruption.objects.filter(space__in=spaces).select_related("task", "responsible_user", "submitted_by")
+
+
+@transaction.atomic
+def set_environment_guided_failure(*, actor: User, environment, enabled: bool):
+    """UseGuidedFailure on an environment: a failed step in a deployment there waits for Retry, Ignore or Fail."""
+    from deployments.models import Environment
+
+    require_permission(actor, Permission.ENVIRONMENT_EDIT, space=environment.space)
+    if Environment.objects.filter(pk=environment.pk).exclude(use_guided_failure=enabled).update(use_guided_failure=enabled):
+        environment.use_guided_failure = enabled
+        record_event(actor=actor, category=Event.Category.MODIFIED, document=environment,
+                     message=f"Guided failure was turned {'on' if enabled else 'off'} for {environment.name}")
+    return environment

@@ -156,3 +156,27 @@ def test_canceling_a_waiting_task_ends_it_at_once(administrator, project, produc
     assert not task.interruptions.filter(is_pending=True).exists()
     assert not task.activity_nodes.filter(status="Running").exists()
     assert ServerTask.objects.get(pk=task.pk).completed is not None
+
+
+def test_the_pages_set_guided_failure_responsible_teams_and_a_script_from_a_package(administrator, space, project, production,
+                                                                                    page_client):
+    client = page_client(administrator)
+    response = client.post(f"/{space.octopus_id}/infrastructure/environments/{production.pk}/",
+                           {"name": "Production", "description": "", "use_guided_failure": "1"})
+    assert response.status_code == 302
+    production.refresh_from_db()
+    assert production.use_guided_failure
+    assert Event.objects.filter(message="Guided failure was turned on for Production").exists()
+
+    team = make_person("approver", "Deployment creator", space) and team_named("Deployment creator team (approver)")
+    base = f"/{space.octopus_id}/projects/{project.pk}/steps/add/"
+    common = {"location": "Server", "condition": "Success", "syntax": "Bash", "max_parallelism": 10}
+    client.post(base, {**common, "name": "Approve", "action_type": "Octopus.Manual", "instructions": "Look",
+                       "responsible_teams": [team.octopus_id]})
+    assert project.steps.get(name="Approve").responsible_teams == [team.octopus_id]
+    refused = client.post(base, {**common, "name": "Packaged", "action_type": "Octopus.Script", "script_source": "Package",
+                                 "script_file_name": "../outside.sh"})
+    assert refused.status_code == 400
+    page = refused.content.decode()
+    assert "A script from a package needs a referenced package." in page and "path inside the package" in page
+    assert not project.steps.filter(name="Packaged").exists()
