@@ -28,7 +28,9 @@ from dataclasses import dataclass, field
 __all__ = ["SubstitutionError", "VariableDictionary", "is_truthy", "evaluate"]
 
 FALSE_WORDS = {"", "0", "no", "false"}
-MAX_OUTPUT = 10 * 1024 * 1024  # a loop over a loop must not grow without bound
+MAX_OUTPUT = 10 * 1024 * 1024  # a loop over a loop must not grow without bound…
+MAX_ITERATIONS = 100_000  # …nor spin without output
+MAX_DEPTH = 100  # variables referring to variables, this deep at most
 
 
 class SubstitutionError(Exception):
@@ -301,6 +303,7 @@ class VariableDictionary:
         self.now = now
         self._resolving: list[str] = []
         self._cache: dict[str, tuple[str, bool]] = {}
+        self._iterations = 0
 
     # Public ---------------------------------------------------------------------------------------
 
@@ -440,13 +443,19 @@ class VariableDictionary:
 
     def _loop(self, node: Loop, scopes: list[dict]) -> tuple[str, bool]:
         items = self._items(node.collection, scopes)
-        parts, tainted = [], False
+        parts, tainted, size = [], False, 0
         for index, item in enumerate(items):
+            self._iterations += 1
+            if self._iterations > MAX_ITERATIONS:
+                raise SubstitutionError(f"Substitution ran more than {MAX_ITERATIONS:,} loop iterations.")
             scope = {node.name.lower(): item,
                      "octopus.template.each.first": _Value("True" if index == 0 else "False", False),
                      "octopus.template.each.last": _Value("True" if index == len(items) - 1 else "False", False),
                      "octopus.template.each.index": _Value(str(index), False)}
             text, taint = self._render(node.body, scopes + [scope])
+            size += len(text)
+            if size > MAX_OUTPUT:
+                raise SubstitutionError(f"Substitution produced more than {MAX_OUTPUT:,} characters.")
             parts.append(text)
             tainted |= taint
         return "".join(parts), tainted
@@ -574,6 +583,8 @@ class VariableDictionary:
             loop = self._resolving[self._resolving.index(lower):] + [lower]
             raise SubstitutionError("The variable {0} refers to itself: {1}.".format(
                 repr(self.names[lower]), " → ".join(self.names[n] for n in loop)))
+        if len(self._resolving) >= MAX_DEPTH:
+            raise SubstitutionError(f"Variables refer to variables more than {MAX_DEPTH} deep, at {self.names[lower]!r}.")
         raw = self.values[lower]
         tainted = raw in self.sensitive or self.names[lower] in self.sensitive
         if "#{" not in raw:

@@ -142,3 +142,14 @@ def test_values_derived_from_sensitive_ones_are_sensitive_too():
     assert "X" not in dictionary.derived_sensitive
     values, _ = dictionary.resolved()
     assert dictionary.is_sensitive(values["Encoded"])
+
+
+def test_runaway_templates_stop_with_a_clear_error():
+    deep = {f"V{i}": f"#{{V{i + 1}}}" for i in range(300)}
+    with pytest.raises(SubstitutionError, match="more than 100 deep"):
+        VariableDictionary(deep).evaluate("#{V0}")
+    items = ",".join(str(i) for i in range(400))
+    with pytest.raises(SubstitutionError, match="loop iterations"):
+        VariableDictionary({"L": items}).evaluate("#{each a in L}#{each b in L}#{/each}#{/each}")
+    with pytest.raises(SubstitutionError, match="characters"):
+        VariableDictionary({"L": items, "Big": "x" * 30000}).evaluate("#{each a in L}#{Big}#{/each}")
