@@ -19,12 +19,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from django.conf import settings
-from django.db import close_old_connections, connection
+from django.db import close_old_connections, connection, transaction
 from django.utils import timezone
 
 from deployments.models import (
     ActivityNode, Artifact, DeploymentTarget, Environment, Interruption, Release, ServerTask, Step, TaskLogLine, Variable)
-from deployments.services.octostache import SubstitutionError, VariableDictionary, is_truthy
+from deployments.services.octostache import SubstitutionError, VariableDictionary
 from deployments.services.selection import Choice, SelectionError, WorkerSelector, release_leases, resolve_pool
 from deployments.services.tasks import HEARTBEAT_SECONDS, TaskLog, claim_server_task, finish_server_task, heartbeat
 from infrastructure.models import Worker
@@ -506,10 +506,15 @@ class Orchestration:
                   "Warnings": self.outcome.warnings}
         self.log.flush()
         release_leases(self.task)
-        Interruption.objects.create(space=self.space, task=self.task, type=kind, title=title[:500], instructions=instructions,
-                                    step_index=index, node=node, responsible_team_ids=list(step.get("ResponsibleTeamIds") or []))
-        ServerTask.objects.filter(pk=self.task.pk, state=State.EXECUTING).update(
-            pending_interruption=instructions, arguments={**self.arguments, "Resume": resume}, server_node="")
+        with transaction.atomic():
+            waiting = ServerTask.objects.filter(pk=self.task.pk, state=State.EXECUTING).update(
+                pending_interruption=instructions, arguments={**self.arguments, "Resume": resume}, server_node="")
+            if waiting:
+                Interruption.objects.create(space=self.space, task=self.task, type=kind, title=title[:500], instructions=instructions,
+                                            step_index=index, node=node, responsible_team_ids=list(step.get("ResponsibleTeamIds") or []))
+        if not waiting:  # canceled meanwhile: end as Canceled, not waiting for an answer that cannot come
+            self.cancel.set()
+            return
         self.task.refresh_from_db()
         from deployments.services import logstream
 
@@ -520,7 +525,7 @@ class Orchestration:
         """The answer to the interruption this task waited at: the log already holds who answered and why."""
         resume = self.resume
         index = int(resume.get("NextStep", 0))
-        node = self.step_nodes_before().get(index)
+        node = ActivityNode.objects.filter(pk=(resume.get("StepNodeIds") or {}).get(str(index)) or 0).first()
         result = resume.get("Result") or ("Proceed" if resume.get("Proceed") else "Abort")
         self.outcome.warnings = bool(resume.get("Warnings"))
         step = self.steps[index] if index < len(self.steps) else {"Name": "?"}
@@ -543,9 +548,6 @@ class Orchestration:
             index += 1
         # Retry: the same step again, on workers selected again.
         self.resume["NextStep"] = index
-
-    def step_nodes_before(self) -> dict[int, ActivityNode]:
-        return {int(i): ActivityNode.objects.get(pk=pk) for i, pk in (self.resume.get("StepNodeIds") or {}).items()}
 
     def progress(self, node: ActivityNode, line: dict) -> bool:
         """An `update_progress` from the script: the node's progress moves (live on the page and in /details)."""
