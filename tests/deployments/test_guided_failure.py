@@ -110,6 +110,9 @@ def test_a_manual_intervention_with_responsible_teams(administrator, space, proj
     task = deploy_and_run(administrator, project, production)
     assert task.state == "Executing" and task.pending_interruption == "Check the numbers"
     assert step_statuses(task)["Step 1: Approve"] == "Running"  # waiting, not Success before anyone answers
+    page = page_client(approver).get(reverse("task", args=[task.space.octopus_id, task.pk])).content.decode()
+    assert '<span class="badge text-bg-warning step-waiting">Waiting</span>' in page and "Waiting for an answer" in page
+    assert 'id="assign-to-me"' in page and "Check the numbers" in page
     interruption = task.interruptions.get()
 
     with pytest.raises(PermissionDenied):
