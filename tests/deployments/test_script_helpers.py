@@ -166,3 +166,19 @@ def test_powershell_steps_have_the_octopus_cmdlets(administrator, project, produ
     log = log_text(task)
     assert task.state == "Success", log
     assert "colour=blue" in log and "Production" in log and category_of(task, "hi") == TaskLogLine.Category.HIGHLIGHT
+
+
+def test_on_a_listening_agent_too(agents, administrator, project, production, make_pool):
+    pool = make_pool("Agents")
+    agents.start("agent-one", [pool])
+    Variable.objects.create(project=project, name="DbPassword", type="Sensitive", value=encrypt(SECRET))
+    add_step(project, "Py", 'update_progress(50, "half")\nopen("out-#{DbPassword | ToLower}.txt", "w").write("x")\n'
+                            'new_octopusartifact("out-#{DbPassword | ToLower}.txt")\nset_octopusvariable("Said", "#{DbPassword | ToLower}")\n'
+                            'print("lower #{DbPassword | ToLower}")', syntax="Python", worker_pool=pool)
+    add_step(project, "Sh", 'echo "said=$(get_octopusvariable Octopus.Action[Py].Output.Said)"', worker_pool=pool)
+    task = deploy_and_run(administrator, project, production)
+    log = log_text(task)
+    assert task.state == "Success", log
+    assert SECRET.lower() not in log and "lower ********" in log and "said=********" in log
+    assert list(Artifact.objects.filter(task=task).values_list("name", flat=True)) == ["out-********.txt"]
+    assert ActivityNode.objects.filter(task=task, name="agent-one", progress=50).exists()
