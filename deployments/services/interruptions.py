@@ -129,3 +129,23 @@ def set_environment_guided_failure(*, actor: User, environment, enabled: bool):
         record_event(actor=actor, category=Event.Category.MODIFIED, document=environment,
                      message=f"Guided failure was turned {'on' if enabled else 'off'} for {environment.name}")
     return environment
+
+
+def submit_interruption_form(*, interruption: Interruption, user: User, values: dict) -> Interruption:
+    """Octopus's `POST /interruptions/{id}/submit` body: `{"Result": "Proceed"|"Abort", "Notes": …}` for a manual
+    intervention, `{"Guidance": "Retry"|"Ignore"|"Fail", "Notes": …}` for a guided failure."""
+    if not isinstance(values, dict):
+        raise ValidationError({"Values": ["Send the form's values as an object."]})
+    field = "Result" if interruption.type == Interruption.Type.MANUAL else "Guidance"
+    action, note = values.get(field), values.get("Notes") or ""
+    if not isinstance(action, str) or action not in interruption.results:
+        raise ValidationError({field: [f"Choose one of {', '.join(interruption.results)}."]})
+    if not isinstance(note, str):
+        raise ValidationError({"Notes": ["Notes are text."]})
+    return submit_interruption(interruption=interruption, user=user, action=action, note=note)
+
+
+def can_take_responsibility(*, interruption: Interruption, user: User) -> bool:
+    """Octopus's CanTakeResponsibility: pending, and the user is one who may answer it."""
+    return (interruption.is_pending and has_permission(user, Permission.DEPLOYMENT_CREATE, space=interruption.space)
+            and is_responsible_team_member(interruption=interruption, user=user))

@@ -183,3 +183,18 @@ def test_the_pages_set_guided_failure_responsible_teams_and_a_script_from_a_pack
     page = refused.content.decode()
     assert "A script from a package needs a referenced package." in page and "path inside the package" in page
     assert not project.steps.filter(name="Packaged").exists()
+
+
+def test_octopus_shaped_answers_for_the_interruptions_api(administrator, project, guided):
+    from deployments.services.interruptions import can_take_responsibility, submit_interruption_form
+
+    add_step(project, "Broken", "exit 1")
+    task = deploy_and_run(administrator, project, guided)
+    interruption = task.interruptions.get()
+    assert can_take_responsibility(interruption=interruption, user=administrator)
+    with pytest.raises(Exception, match="Choose one of Retry, Ignore, Fail"):
+        submit_interruption_form(interruption=interruption, user=administrator, values={"Result": "Proceed"})
+    submit_interruption_form(interruption=interruption, user=administrator, values={"Guidance": "Fail", "Notes": "no"})
+    interruption.refresh_from_db()
+    assert (interruption.result, interruption.note, interruption.is_pending) == ("Fail", "no", False)
+    assert not can_take_responsibility(interruption=interruption, user=administrator)
