@@ -15,10 +15,11 @@ class EnvironmentSerializer(SpaceScopedSerializer):
     Name = serializers.CharField(source="name")
     Description = serializers.CharField(source="description")
     SortOrder = serializers.IntegerField(source="sort_order")
+    UseGuidedFailure = serializers.BooleanField(source="use_guided_failure", read_only=True)
 
     class Meta:
         model = Environment
-        fields = ["Id", "SpaceId", "Name", "Description", "SortOrder", "Links"]
+        fields = ["Id", "SpaceId", "Name", "Description", "SortOrder", "UseGuidedFailure", "Links"]
 
 
 class ProjectSerializer(SpaceScopedSerializer):
@@ -91,10 +92,11 @@ class DeploymentSerializer(SpaceScopedSerializer):
     TaskId = serializers.SerializerMethodField()
     Name = serializers.SerializerMethodField()
     Created = serializers.DateTimeField(source="created")
+    UseGuidedFailure = serializers.BooleanField(source="use_guided_failure", read_only=True)
 
     class Meta:
         model = Deployment
-        fields = ["Id", "SpaceId", "ReleaseId", "EnvironmentId", "ProjectId", "TaskId", "Name", "Created", "Links"]
+        fields = ["Id", "SpaceId", "ReleaseId", "EnvironmentId", "ProjectId", "TaskId", "Name", "Created", "UseGuidedFailure", "Links"]
 
     def get_ReleaseId(self, obj) -> str:  # noqa: N802
         return obj.release.octopus_id
@@ -143,6 +145,7 @@ class ReleaseCreateSerializer(serializers.Serializer):
 class DeploymentCreateSerializer(serializers.Serializer):
     ReleaseId = serializers.CharField()
     EnvironmentId = serializers.CharField()
+    UseGuidedFailure = serializers.BooleanField(required=False, default=False)
 
 
 class RunbookRunCreateSerializer(serializers.Serializer):

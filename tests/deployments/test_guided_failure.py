@@ -198,3 +198,19 @@ def test_octopus_shaped_answers_for_the_interruptions_api(administrator, project
     interruption.refresh_from_db()
     assert (interruption.result, interruption.note, interruption.is_pending) == ("Fail", "no", False)
     assert not can_take_responsibility(interruption=interruption, user=administrator)
+
+
+def test_the_deployments_api_takes_use_guided_failure(administrator, project, production, api_client):
+    add_step(project, "Broken", "exit 1")
+    release = deploy.create_release(actor=administrator, project=project)
+    client = api_client(administrator)
+    response = client.post(f"/api/{project.space.octopus_id}/deployments",
+                           {"ReleaseId": release.octopus_id, "EnvironmentId": production.octopus_id, "UseGuidedFailure": True},
+                           format="json")
+    assert response.status_code == 201, response.content
+    assert response.json()["UseGuidedFailure"] is True
+    task = ServerTask.objects.get(pk=ServerTask.pk_from_octopus_id(response.json()["TaskId"]))
+    run_server_task(task.pk)
+    task.refresh_from_db()
+    assert task.state == "Executing" and task.has_pending_interruptions
+    assert client.get(f"/api/{project.space.octopus_id}/environments/{production.octopus_id}").json()["UseGuidedFailure"] is False
