@@ -880,7 +880,7 @@ def _format(value, arguments, dictionary):
             number = decimal.Decimal(value.strip())
         except decimal.InvalidOperation:
             number = None
-        if number is not None and number.is_finite():
+        if number is not None and number.is_finite() and abs(number.adjusted()) <= 100:  # 1e999999999 is no amount
             return format_number(number, pattern)
         if kind:
             return None
