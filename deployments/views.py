@@ -48,6 +48,7 @@ def task_detail(request, space, pk: int):
     rerun_permission = RERUN_PERMISSIONS.get(task.name)
     context = {
         "space": space, "task": task, "steps": steps, "artifacts": task.artifacts.defer("content"),
+        "interruption": task.interruptions.filter(is_pending=True).select_related("responsible_user").first(),
         "leases": task.leases.select_related("worker") if not task.is_completed else (),
         "may_cancel": has_permission(request.user, Permission.TASK_CANCEL, space=space),
         "may_rerun": task.is_completed and rerun_permission is not None and has_permission(request.user, rerun_permission, space=space)}

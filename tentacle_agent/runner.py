@@ -67,18 +67,28 @@ BASH_BOOTSTRAP = r"""
 _b64() { printf '%s' "$1" | base64 | tr -d '\n'; }
 get_octopusvariable() { printf '%s' "${octopus_parameters[$1]}"; }
 set_octopusvariable() {
-  local sensitive=False; [ "${3:-}" = "--sensitive" ] || [ "${3:-}" = "True" ] && sensitive=True
+  local sensitive=False
+  case "${3:-}" in -sensitive|--sensitive|True|true) sensitive=True ;; esac
   echo "##octopus[setVariable name='$(_b64 "$1")' value='$(_b64 "$2")' sensitive='$(_b64 "$sensitive")']"
 }
-new_octopusartifact() { echo "##octopus[createArtifact path='$(_b64 "$1")' name='$(_b64 "${2:-$(basename "$1")}")' length='$(_b64 0)']"; }
+new_octopusartifact() {
+  local length; length=$(wc -c < "$1" 2>/dev/null | tr -d ' '); length=${length:-0}
+  echo "##octopus[createArtifact path='$(_b64 "$1")' name='$(_b64 "${2:-$(basename "$1")}")' length='$(_b64 "$length")']"
+}
 fail_step() { echo "##octopus[stepFailed message='$(_b64 "$1")']"; exit 1; }
+update_progress() { echo "##octopus[progress percentage='$(_b64 "$1")' message='$(_b64 "${2:-}")']"; }
 write_warning() { echo "##octopus[stdout-warning]"; echo "$*"; echo "##octopus[stdout-default]"; }
 write_highlight() { echo "##octopus[stdout-highlight]"; echo "$*"; echo "##octopus[stdout-default]"; }
 write_verbose() { echo "##octopus[stdout-verbose]"; echo "$*"; echo "##octopus[stdout-default]"; }
+write_wait() { echo "##octopus[stdout-wait]"; echo "$*"; echo "##octopus[stdout-default]"; }
 """
 
-PYTHON_MODULE = '''"""Octopus's script helpers for Python steps: `from octopus import *`."""
+PYTHON_MODULE = '''"""Octopus's script helpers for Python steps: preloaded into builtins (`from octopus import *` also works)."""
 import base64, json, os, sys
+
+__all__ = ["octopusvariables", "get_octopusvariable", "set_octopusvariable", "new_octopusartifact", "createartifact",
+           "fail_step", "failstep", "update_progress", "updateprogress", "write_verbose", "printverbose",
+           "write_highlight", "printhighlight", "write_wait", "printwait", "write_warning", "printwarning"]
 
 _here = os.path.dirname(os.path.abspath(__file__))
 with open(os.path.join(_here, "variables.json"), encoding="utf-8") as _f:
@@ -90,6 +100,7 @@ def _b64(value):
 
 
 def _say(line):
+    sys.stdout.flush()
     sys.stdout.write(line + "\\n")
     sys.stdout.flush()
 
@@ -99,16 +110,22 @@ def get_octopusvariable(name):
 
 
 def set_octopusvariable(name, value, sensitive=False):
+    octopusvariables[name] = str(value)
     _say(f"##octopus[setVariable name='{_b64(name)}' value='{_b64(value)}' sensitive='{_b64(bool(sensitive))}']")
 
 
 def new_octopusartifact(path, name=None):
-    _say(f"##octopus[createArtifact path='{_b64(path)}' name='{_b64(name or os.path.basename(path))}' length='{_b64(0)}']")
+    length = os.path.getsize(path) if os.path.isfile(path) else 0
+    _say(f"##octopus[createArtifact path='{_b64(path)}' name='{_b64(name or os.path.basename(path))}' length='{_b64(length)}']")
 
 
-def fail_step(message):
-    _say(f"##octopus[stepFailed message='{_b64(message)}']")
+def fail_step(message=None):
+    _say(f"##octopus[stepFailed message='{_b64(message or '')}']")
     sys.exit(1)
+
+
+def update_progress(percentage, message=None):
+    _say(f"##octopus[progress percentage='{_b64(int(percentage))}' message='{_b64(message or '')}']")
 
 
 def _with_category(category, message):
@@ -127,7 +144,73 @@ def write_highlight(message):
 
 def write_verbose(message):
     _with_category("verbose", message)
+
+
+def write_wait(message):
+    _with_category("wait", message)
+
+
+# Calamari's own names for the same helpers.
+createartifact, failstep, updateprogress = new_octopusartifact, fail_step, update_progress
+printverbose, printhighlight, printwait, printwarning = write_verbose, write_highlight, write_wait, write_warning
 '''
+
+# Runs script.py as __main__ with the helpers in builtins, so scripts need no import (as on Octopus).
+PYTHON_BOOTSTRAP = """import builtins, runpy, sys
+import octopus
+for _name in octopus.__all__:
+    setattr(builtins, _name, getattr(octopus, _name))
+sys.argv[0] = "script.py"
+del _name
+runpy.run_path("script.py", run_name="__main__")
+"""
+
+# PowerShell steps: Octopus's cmdlets (and the snake_case names as aliases), then the script, dot-sourced.
+POWERSHELL_BOOTSTRAP = r"""
+$OctopusParameters = @{}
+foreach ($v in (Get-Content -Raw -Encoding UTF8 (Join-Path $PSScriptRoot 'variables.json') | ConvertFrom-Json)) {
+  $OctopusParameters[$v.Name] = [string]$v.Value
+}
+function Convert-ToServiceMessageValue([string]$value) { [Convert]::ToBase64String([Text.Encoding]::UTF8.GetBytes($value)) }
+function Write-OctopusServiceMessage([string]$line) { [Console]::Out.WriteLine($line); [Console]::Out.Flush() }
+function Get-OctopusVariable([string]$name) { $OctopusParameters[$name] }
+function Set-OctopusVariable([string]$name, [string]$value, [switch]$sensitive) {
+  $OctopusParameters[$name] = $value
+  $s = if ($sensitive) { 'True' } else { 'False' }
+  Write-OctopusServiceMessage "##octopus[setVariable name='$(Convert-ToServiceMessageValue $name)' value='$(Convert-ToServiceMessageValue $value)' sensitive='$(Convert-ToServiceMessageValue $s)']"
+}
+function New-OctopusArtifact([string]$path, [string]$name) {
+  if (-not $name) { $name = Split-Path -Leaf $path }
+  $length = if (Test-Path -PathType Leaf $path) { (Get-Item $path).Length } else { 0 }
+  Write-OctopusServiceMessage "##octopus[createArtifact path='$(Convert-ToServiceMessageValue $path)' name='$(Convert-ToServiceMessageValue $name)' length='$(Convert-ToServiceMessageValue $length)']"
+}
+function Fail-Step([string]$message) {
+  Write-OctopusServiceMessage "##octopus[stepFailed message='$(Convert-ToServiceMessageValue $message)']"
+  exit 1
+}
+function Update-Progress([int]$percentage, [string]$message) {
+  Write-OctopusServiceMessage "##octopus[progress percentage='$(Convert-ToServiceMessageValue $percentage)' message='$(Convert-ToServiceMessageValue $message)']"
+}
+function Write-OctopusCategory([string]$category, $message) {
+  Write-OctopusServiceMessage "##octopus[stdout-$category]"; Write-OctopusServiceMessage ([string]$message)
+  Write-OctopusServiceMessage "##octopus[stdout-default]"
+}
+function Write-Highlight($message) { Write-OctopusCategory 'highlight' $message }
+function Write-Verbose($message) { Write-OctopusCategory 'verbose' $message }
+function Write-Wait($message) { Write-OctopusCategory 'wait' $message }
+function Write-Warning($message) { Write-OctopusCategory 'warning' $message }
+Set-Alias -Name get_octopusvariable -Value Get-OctopusVariable
+Set-Alias -Name set_octopusvariable -Value Set-OctopusVariable
+Set-Alias -Name new_octopusartifact -Value New-OctopusArtifact
+Set-Alias -Name fail_step -Value Fail-Step
+Set-Alias -Name update_progress -Value Update-Progress
+Set-Alias -Name write_highlight -Value Write-Highlight
+Set-Alias -Name write_verbose -Value Write-Verbose
+Set-Alias -Name write_wait -Value Write-Wait
+Set-Alias -Name write_warning -Value Write-Warning
+Set-Location $PSScriptRoot
+. (Join-Path $PSScriptRoot 'script.ps1')
+"""
 
 
 class RunnerError(Exception):
@@ -589,11 +672,14 @@ class ScriptRunner:
             # octopus.py reads variables.json when imported, at any time: it stays until the script ends.
             _write_private(work / "variables.json", json.dumps(variables))
             _write_private(work / "octopus.py", PYTHON_MODULE)
+            _write_private(work / "bootstrap.py", PYTHON_BOOTSTRAP)
             _write_private(work / "script.py", body)
-            return [_python_for(account, self.environment) if account else sys.executable, "-u", "script.py"]
+            return [_python_for(account, self.environment) if account else sys.executable, "-u", "bootstrap.py"]
         if syntax == "PowerShell":
+            _write_private(work / "variables.json", json.dumps(variables))
+            _write_private(work / "bootstrap.ps1", POWERSHELL_BOOTSTRAP)
             _write_private(work / "script.ps1", body)
-            return ["pwsh", "-NoProfile", "-NonInteractive", "-File", "script.ps1"]
+            return ["pwsh", "-NoProfile", "-NonInteractive", "-File", "bootstrap.ps1"]
         # Bash needs no variables.json: the bootstrap holds the values and deletes itself once bash has it open.
         assignments = "".join(f"octopus_parameters[{shlex.quote(v['Name'])}]={shlex.quote(str(v.get('Value', '')))}\n"
                               for v in variables)
@@ -714,7 +800,7 @@ class ScriptRunner:
 
     def _service_message(self, script: Script, name: str, attributes: dict) -> None:
         categories = {"stdout-warning": "Warning", "stdout-highlight": "Highlight", "stdout-verbose": "Verbose",
-                      "stdout-default": "Info", "stdout-error": "Error"}
+                      "stdout-default": "Info", "stdout-error": "Error", "stdout-wait": "Wait"}
         if name in categories:
             script.category["stdout"] = categories[name]
         elif name == "setVariable":
@@ -724,11 +810,20 @@ class ScriptRunner:
             script.output_variables.append({"Name": _decode(attributes.get("name", "")), "Value": value, "IsSensitive": sensitive})
         elif name == "createArtifact":
             path = (script.work / _decode(attributes.get("path", ""))).resolve()
-            script.artifacts.append({"Name": _decode(attributes.get("name", "")) or path.name, "Path": str(path),
+            # The name is shown on the task page: masked like a log line.
+            script.artifacts.append({"Name": script.mask(_decode(attributes.get("name", "")) or path.name), "Path": str(path),
                                      "Length": path.stat().st_size if path.is_file() else 0})
         elif name == "stepFailed":
+            # Reported once, as the step's failure message (the server logs it), not also as a line here.
             script.failure_message = script.mask(_decode(attributes.get("message", ""))) or "The step failed."
-            script.add_line("stdout", script.failure_message, "Error")
+        elif name == "progress":
+            try:
+                percentage = max(0, min(100, int(_decode(attributes.get("percentage", "")).strip())))
+            except ValueError:
+                return
+            with script.condition:  # re-entrant: the line and its percentage appear to readers together
+                script.add_line("stdout", _decode(attributes.get("message", "")), "Progress")
+                script.lines[-1]["Percentage"] = percentage
 
     def _signal(self, script: Script, sig: int) -> list[int]:
         """Signal the script's process group and every process carrying its marker; returns the latter."""

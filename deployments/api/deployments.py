@@ -96,7 +96,8 @@ class DeploymentViewSet(SpaceScopedViewSet):
         release = _find(Release, space, d["ReleaseId"], "ReleaseId")
         environment = _find(Environment, space, d["EnvironmentId"], "EnvironmentId")
         try:
-            deployment = deploy.deploy_release(actor=request.user, release=release, environment=environment)
+            deployment = deploy.deploy_release(actor=request.user, release=release, environment=environment,
+                                               use_guided_failure=d["UseGuidedFailure"])
         except ValidationError as error:
             _reraise_for_api(error)
         return Response(self.get_serializer(deployment).data, status=status.HTTP_201_CREATED)

@@ -10,6 +10,8 @@ import time
 
 from django.db import connection, transaction
 from django.db.models import Max
+from django.db.models import Value
+from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from deployments.models import ActivityNode, ServerTask, TaskLogLine
@@ -75,7 +77,8 @@ def queue_server_task(*, space: Space, name: str, description: str, arguments: d
 def claim_server_task(task_id: int) -> ServerTask | None:
     """Queued → Executing, once: a redelivered Celery message finds nothing to claim and does nothing."""
     claimed = ServerTask.objects.filter(pk=task_id, state=State.QUEUED, pending_interruption="").update(
-        state=State.EXECUTING, started=timezone.now(), server_node=socket.gethostname())
+        # A task resuming after an interruption keeps its StartTime.
+        state=State.EXECUTING, started=Coalesce("started", Value(timezone.now())), server_node=socket.gethostname())
     if not claimed:
         return None
     task = ServerTask.objects.get(pk=task_id)
@@ -98,6 +101,12 @@ def cancel_server_task(*, task: ServerTask, actor: User | None) -> ServerTask:
     if ServerTask.objects.filter(pk=task.pk, state=State.QUEUED).update(
             state=State.CANCELED, completed=timezone.now(), cancel_requested=True, error_message="Canceled before it started."):
         WorkerLease.objects.filter(task=task).delete()
+    elif ServerTask.objects.filter(pk=task.pk, state=State.EXECUTING).exclude(pending_interruption="").update(
+            state=State.CANCELED, completed=timezone.now(), cancel_requested=True, pending_interruption="",
+            error_message="Canceled while waiting for an interruption to be answered."):
+        from deployments.services.interruptions import close_interruptions_of_canceled_task
+
+        close_interruptions_of_canceled_task(task=task)
     else:
         ServerTask.objects.filter(pk=task.pk, state=State.EXECUTING).update(state=State.CANCELING, cancel_requested=True)
     task.refresh_from_db()
@@ -208,7 +217,8 @@ def fail_orphaned_tasks(grace_seconds: int = 2 * HEARTBEAT_TTL) -> list[int]:
 
     failed = []
     started_before = timezone.now() - timedelta(seconds=grace_seconds)
-    for task in ServerTask.objects.filter(state__in=[State.EXECUTING, State.CANCELING], started__lt=started_before):
+    # A task waiting at an interruption has no server node and no heartbeat, by design.
+    for task in ServerTask.objects.filter(state__in=[State.EXECUTING, State.CANCELING], started__lt=started_before, pending_interruption=""):
         if has_heartbeat(task.pk):
             continue
         message = (f"The server node {task.server_node or '(unknown)'} that ran this task stopped without finishing it, "
