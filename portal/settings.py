@@ -246,6 +246,14 @@ LOGGING = {
     "loggers": {"django.request": {"level": "ERROR"}},
 }
 
+# Request bodies are bounded before anything reads them (portal/request_limits.py, and daphne's side in
+# portal/daphne_bounds.py): small everywhere, large only where packages are pushed. Uploads spool to disk.
+REEF_REQUEST_MAX_BYTES = envint("REEF_REQUEST_MAX_BYTES", 10 * 1024 * 1024)
+REEF_PACKAGE_MAX_BYTES = envint("REEF_PACKAGE_MAX_BYTES", 1024 * 1024 * 1024)
+REEF_PACKAGE_UPLOAD_PATHS = [r"^/Spaces-\d+/library/packages/$", r"^/api/(Spaces-\d+/)?packages/raw$"]
+DATA_UPLOAD_MAX_MEMORY_SIZE = REEF_REQUEST_MAX_BYTES
+FILE_UPLOAD_MAX_MEMORY_SIZE = 1024 * 1024
+
 # Server tasks: each node runs at most REEF_TASK_CAP at once (Octopus's task cap); a task running
 # longer than REEF_TASK_TIMEOUT seconds is stopped and ends TimedOut.
 REEF_TASK_CAP = envint("REEF_TASK_CAP", 5)
