@@ -69,7 +69,9 @@ class ServerTaskViewSet(mixins.CreateModelMixin, viewsets.ReadOnlyModelViewSet):
     def get_queryset(self):
         tasks = server_tasks_visible_to(self.request.user)
         if self.kwargs.get("space_id"):
-            tasks = tasks.filter(space_id=self.kwargs["space_id"].removeprefix("Spaces-"))
+            from portal.services.access import get_space_for_user
+
+            tasks = tasks.filter(space=get_space_for_user(self.request.user, self.kwargs["space_id"]))  # 404 if unseen
         tasks, errors = filter_server_tasks(tasks, self.request.query_params)
         if errors:
             raise ValidationError({field: [reason] for field, reason in errors.items()})
