@@ -25,6 +25,7 @@ from django.utils import timezone
 
 from deployments.models import (
     ActivityNode, Artifact, DeploymentTarget, Environment, Release, ServerTask, Step, TaskLogLine, Variable)
+from deployments.services.artifacts import accepted_artifacts
 from deployments.services.selection import Choice, SelectionError, WorkerSelector, release_leases, resolve_pool
 from deployments.services.tasks import HEARTBEAT_SECONDS, TaskLog, claim_server_task, finish_server_task, heartbeat
 from infrastructure.models import Worker
@@ -416,7 +417,7 @@ class Orchestration:
                     self.sensitive.add(value)
                     self.log.add_sensitive([value])
             self.log.write(f"Output variable Octopus.Action[{step['Name']}].Output.{name} was set.", Category.VERBOSE, node)
-        for artifact in status.get("Artifacts") or []:
+        for artifact in accepted_artifacts(status.get("Artifacts") or [], warn=lambda text: self.log.write(text, Category.WARNING, node)):
             content = base64.b64decode(artifact.get("ContentBase64", ""))
             Artifact.objects.create(task=self.task, name=str(artifact.get("Name", "artifact"))[:200], size=len(content), content=content)
             self.log.write(f"Collected the artifact {artifact.get('Name')} ({len(content):,} bytes).", Category.INFO, node)
