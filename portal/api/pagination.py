@@ -57,6 +57,15 @@ class OctopusPagination(BasePagination):
             }
         )
 
+    def get_schema_operation_parameters(self, view):
+        return [
+            {"name": "skip", "required": False, "in": "query", "description": "How many to skip (zero or more).",
+             "schema": {"type": "integer", "minimum": 0}},
+            {"name": "take", "required": False, "in": "query",
+             "description": f"How many to return (zero or more; at most {self.max_take}, default {self.default_take}).",
+             "schema": {"type": "integer", "minimum": 0}},
+        ]
+
     def get_paginated_response_schema(self, schema):
         return {
             "type": "object",

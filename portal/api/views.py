@@ -251,7 +251,8 @@ class TeamViewSet(OctopusViewSetMixin, viewsets.ModelViewSet):
         teams.require_team_edit(self.request.user, instance.space)
         teams.delete_team(actor=self.request.user, team=instance)
 
-    @action(detail=True, methods=["get"])
+    @extend_schema(responses=s.ScopedUserRoleSerializer(many=True))
+    @action(detail=True, methods=["get"], pagination_class=None)
     def scopeduserroles(self, request, pk=None):
         team = self.get_object()
         roles = ScopedUserRole.objects.filter(team=team).select_related("role", "space")
