@@ -18,6 +18,7 @@ import asyncio
 from functools import partial
 
 from daphne import http_protocol, server
+from twisted.web import http
 
 from portal.request_limits import body_limit, refusal, too_large_message
 
@@ -156,8 +157,22 @@ def _create_application(self, protocol, scope):
 _original_create_application = server.Server.create_application
 
 
+MALFORMED = "The request is malformed: its Content-Length, Transfer-Encoding or a header line could not be understood."
+
+
+def _respond_to_bad_request(channel) -> None:
+    """Twisted's answer to bad framing (a negative, malformed or conflicting length), in the shape of every other
+    refusal: JSON under /api."""
+    path = (getattr(channel, "_path", b"") or b"").split(b"?", 1)[0].decode("ascii", "replace")
+    headers, body = refusal(400, MALFORMED, path)
+    head = b"HTTP/1.1 400 Bad Request\r\n" + b"".join(name + b": " + value + b"\r\n" for name, value in headers)
+    channel.transport.write(head + b"\r\n" + body)
+    channel.loseConnection()
+
+
 def install() -> None:
     """Make daphne's HTTP factory build bounded requests (it looks `WebRequest` up when each connection opens)."""
     http_protocol.WebRequest = BoundedWebRequest
     server.Server.create_application = _create_application
+    http.HTTPChannel._respondToBadRequestAndDisconnect = _respond_to_bad_request
 

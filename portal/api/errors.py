@@ -79,14 +79,13 @@ class ApiErrorsMiddleware:
 
 def bad_request(request, exception=None):
     """handler400: a body over DATA_UPLOAD_MAX_MEMORY_SIZE is a 413 naming the limit, not a bare 400."""
+    from django.shortcuts import render
     from django.views import defaults
 
     if isinstance(exception, RequestDataTooBig):
         if is_api_path(request.path):
             return too_large()
-        response = defaults.bad_request(request, too_large_message(settings.DATA_UPLOAD_MAX_MEMORY_SIZE))
-        response.status_code = 413
-        return response
+        return render(request, "400.html", {"exception": too_large_message(settings.DATA_UPLOAD_MAX_MEMORY_SIZE)}, status=413)
     if is_api_path(request.path):
         return json_error(400, BAD_REQUEST)
     return defaults.bad_request(request, exception)

@@ -132,8 +132,9 @@ def test_a_declared_length_over_the_limit_is_answered_413_before_any_body_is_sen
 def test_negative_malformed_and_conflicting_lengths_are_400(daphne, framing):
     _, port = daphne
     with send_head(port, f"POST /api/users/me HTTP/1.1\r\nHost: 127.0.0.1\r\n{framing}\r\n\r\nhello") as sock:
-        status, _, _ = read_response(sock, timeout=5)
-    assert status == 400
+        status, headers, body = read_response(sock, timeout=5)
+    assert status == 400 and headers["content-type"] == "application/json"
+    assert "Content-Length, Transfer-Encoding" in json.loads(body)["ErrorMessage"]
 
 
 def test_a_chunked_body_is_counted_and_cut_at_the_limit(daphne):
