@@ -56,3 +56,8 @@ def test_no_key_and_a_bad_key_are_a_json_401(client):
 def test_pages_keep_their_html_404(page_client, administrator):
     response = page_client(administrator).get("/no-such-page/")
     assert response.status_code == 404 and response["Content-Type"].startswith("text/html")
+
+
+@pytest.mark.parametrize("query, field", [("skip=99999999999999999999", "skip"), ("take=-1", "take"), ("skip=ten", "skip")])
+def test_paging_past_what_the_database_takes_is_a_400_naming_the_parameter(api_client, administrator, query, field):
+    assert field in error_of(api_client(administrator).get(f"/api/spaces?{query}"), 400)["Details"]
