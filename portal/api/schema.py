@@ -77,3 +77,28 @@ class OctopusAutoSchema(AutoSchema):
                 response["description"] = ERROR_DESCRIPTIONS.get(code, "")
                 responses[str(code)] = response
         return responses
+
+
+def link_created_resources(result, generator, request, public):
+    """A postprocessing hook: each create (`POST /x` answering 201 with an `Id`) links to what `/x/{id}` does with
+    it, as OpenAPI links, so the stateful phase of a schema-driven test creates a resource, then reads, changes and
+    deletes that very one."""
+    paths = result.get("paths", {})
+    for path, item in paths.items():
+        created = (item.get("post") or {}).get("responses", {}).get("201")
+        target = paths.get(f"{path}/{{id}}")
+        if not created or not target:
+            continue
+        links = {}
+        for method, operation in target.items():
+            if method not in ("get", "put", "patch", "delete"):
+                continue
+            parameters = {"id": "$response.body#/Id"}
+            if "{space_id}" in path:
+                parameters["space_id"] = "$request.path.space_id"
+            if "{user_id}" in path:
+                parameters["user_id"] = "$request.path.user_id"
+            links[f"{method.capitalize()}Created"] = {"operationId": operation["operationId"], "parameters": parameters}
+        if links:
+            created["links"] = links
+    return result
