@@ -98,7 +98,10 @@ class ServerTaskViewSet(mixins.CreateModelMixin, viewsets.ReadOnlyModelViewSet):
             return self.create_adhoc_script(request, body.get("Arguments"))
         if body.get("Name") != "Health":
             raise ValidationError({"Name": ["Reef queues Health and AdHocScript tasks here; deployments have their own endpoint."]})
-        ids = (body.get("Arguments") or {}).get("MachineIds") or []
+        arguments = body.get("Arguments") or {}
+        if not isinstance(arguments, dict):  # e.g. a form field holding text
+            raise ValidationError({"Arguments": ["An object, such as {\"MachineIds\": [\"Workers-1\"]}."]})
+        ids = arguments.get("MachineIds") or []
         if not isinstance(ids, list) or len(ids) != 1 or not isinstance(ids[0], str):
             raise ValidationError({"Arguments.MachineIds": ["Give exactly one worker id."]})
         worker = Worker.objects.filter(pk=Worker.pk_from_octopus_id(ids[0]) or 0).select_related("space").first()

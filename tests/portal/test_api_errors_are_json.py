@@ -61,3 +61,9 @@ def test_pages_keep_their_html_404(page_client, administrator):
 @pytest.mark.parametrize("query, field", [("skip=99999999999999999999", "skip"), ("take=-1", "take"), ("skip=ten", "skip")])
 def test_paging_past_what_the_database_takes_is_a_400_naming_the_parameter(api_client, administrator, query, field):
     assert field in error_of(api_client(administrator).get(f"/api/spaces?{query}"), 400)["Details"]
+
+
+def test_task_arguments_that_are_not_an_object_are_a_400(api_client, administrator):
+    """Found by schemathesis: Arguments sent as a form field (text) was a 500."""
+    response = api_client(administrator).post("/api/tasks", {"Name": "Health", "Arguments": '{"MachineIds": []}'}, format="multipart")
+    assert "Arguments" in error_of(response, 400)["Details"]
