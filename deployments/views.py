@@ -63,10 +63,13 @@ def task_detail(request, space, pk: int):
 def artifact_download(request, space, pk: int, artifact_pk: int):
     from django.http import HttpResponse
 
+    from django.utils.http import content_disposition_header
+
     from deployments.models import Artifact
+    from deployments.services.artifacts import download_name
 
     artifact = get_object_or_404(Artifact, pk=artifact_pk, task__pk=pk, task__space=space)
     response = HttpResponse(bytes(artifact.content), content_type="application/octet-stream")
-    response["Content-Disposition"] = f'attachment; filename="{artifact.name.replace(chr(34), "")}"'
+    response["Content-Disposition"] = content_disposition_header(True, download_name(artifact.name))
     response["X-Content-Type-Options"] = "nosniff"
     return response

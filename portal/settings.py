@@ -117,6 +117,7 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    "portal.api.errors.ApiErrorsMiddleware",  # outermost: every error under /api leaves as JSON
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -126,6 +127,7 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "axes.middleware.AxesMiddleware",
+    "portal.control_characters.ControlCharactersMiddleware",
 ]
 
 ROOT_URLCONF = "portal.urls"
@@ -239,9 +241,11 @@ REST_FRAMEWORK = {
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_PAGINATION_CLASS": "portal.api.pagination.OctopusPagination",
     "DEFAULT_FILTER_BACKENDS": ["django_filters.rest_framework.DjangoFilterBackend"],
-    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "DEFAULT_SCHEMA_CLASS": "portal.api.schema.OctopusAutoSchema",
     "EXCEPTION_HANDLER": "portal.api.errors.octopus_exception_handler",
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    "DEFAULT_PARSER_CLASSES": ["portal.api.parsers.JSONParser", "portal.api.parsers.FormParser",
+                               "portal.api.parsers.MultiPartParser"],
     "DEFAULT_THROTTLE_RATES": {"anon": "60/minute"},
     "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
 }
@@ -254,6 +258,7 @@ SPECTACULAR_SETTINGS = {
     "REDOC_DIST": "SIDECAR",
     "SERVE_INCLUDE_SCHEMA": False,
     "COMPONENT_SPLIT_REQUEST": True,
+    "POSTPROCESSING_HOOKS": ["drf_spectacular.hooks.postprocess_schema_enums", "portal.api.schema.link_created_resources"],
 }
 
 LOGGING = {
@@ -264,6 +269,14 @@ LOGGING = {
     "root": {"handlers": ["console"], "level": os.environ.get("REEF_LOG_LEVEL", "INFO")},
     "loggers": {"django.request": {"level": "ERROR"}},
 }
+
+# Request bodies are bounded before anything reads them (portal/request_limits.py, and daphne's side in
+# portal/daphne_bounds.py): small everywhere, large only where packages are pushed. Uploads spool to disk.
+REEF_REQUEST_MAX_BYTES = envint("REEF_REQUEST_MAX_BYTES", 10 * 1024 * 1024)
+REEF_PACKAGE_MAX_BYTES = envint("REEF_PACKAGE_MAX_BYTES", 1024 * 1024 * 1024)
+REEF_PACKAGE_UPLOAD_PATHS = [r"^/Spaces-\d+/library/packages/$", r"^/api/(Spaces-\d+/)?packages/raw$"]
+DATA_UPLOAD_MAX_MEMORY_SIZE = REEF_REQUEST_MAX_BYTES
+FILE_UPLOAD_MAX_MEMORY_SIZE = 1024 * 1024
 
 # Server tasks: each node runs at most REEF_TASK_CAP at once (Octopus's task cap); a task running
 # longer than REEF_TASK_TIMEOUT seconds is stopped and ends TimedOut.

@@ -30,6 +30,8 @@ def healthz(request):
     return JsonResponse({"Status": "OK"})
 
 
+handler400 = "portal.api.errors.bad_request"
+
 admin.site.site_header = "Reef administration"
 admin.site.site_title = "Reef"
 

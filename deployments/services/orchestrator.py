@@ -24,6 +24,7 @@ from django.utils import timezone
 
 from deployments.models import (
     ActivityNode, Artifact, DeploymentTarget, Environment, Interruption, Release, ServerTask, Step, TaskLogLine, Variable)
+from deployments.services.artifacts import accepted_artifacts
 from deployments.services.octostache import SubstitutionError, VariableDictionary
 from deployments.services.selection import Choice, SelectionError, WorkerSelector, release_leases, resolve_pool
 from deployments.services.tasks import HEARTBEAT_SECONDS, TaskLog, claim_server_task, finish_server_task, heartbeat
@@ -465,7 +466,7 @@ class Orchestration:
                     self.sensitive.add(value)
                     self.log.add_sensitive([value])
             self.log.write(f"Output variable Octopus.Action[{step['Name']}].Output.{name} was set.", Category.VERBOSE, node)
-        for artifact in status.get("Artifacts") or []:
+        for artifact in accepted_artifacts(status.get("Artifacts") or [], warn=lambda text: self.log.write(text, Category.WARNING, node)):
             content = base64.b64decode(artifact.get("ContentBase64", ""))
             name = self.log.mask(str(artifact.get("Name") or "artifact"))[:200]  # shown on the task page, like a log line
             Artifact.objects.create(task=self.task, name=name, size=len(content), content=content)
