@@ -2,9 +2,6 @@
 manual interventions with responsible teams, "assign to me", Proceed/Abort with notes; guided failure with
 Retry (on workers selected again), Ignore and Fail; every answer in the log and the audit trail."""
 
-import tempfile
-from pathlib import Path
-
 import pytest
 from django.core.exceptions import PermissionDenied
 from django.urls import reverse
@@ -39,10 +36,8 @@ def guided(production) -> Environment:
     return production
 
 
-def test_a_failed_step_waits_for_guidance_and_retry_runs_it_again(administrator, project, guided, tmp_path, page_client, api_client):
-    folder = Path(tempfile.mkdtemp())
-    folder.chmod(0o755)  # the built-in worker runs as its own account: it must be able to see the marker
-    marker = folder / "fixed"
+def test_a_failed_step_waits_for_guidance_and_retry_runs_it_again(administrator, project, guided, shared_folder, page_client, api_client):
+    marker = shared_folder / "fixed"
     add_step(project, "Flaky", f'if [ ! -f {marker} ]; then echo "not yet"; exit 3; fi; echo "worked this time"')
     add_step(project, "After", "echo after")
     task = deploy_and_run(administrator, project, guided)

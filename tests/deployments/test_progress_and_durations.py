@@ -24,8 +24,8 @@ def nodes(details):
     return found
 
 
-def test_progress_moves_live_in_details(administrator, project, production, api_client, tmp_path, page_client):
-    marker = tmp_path / "go"
+def test_progress_moves_live_in_details(administrator, project, production, api_client, shared_folder, page_client):
+    marker = shared_folder / "go"
     add_step(project, "Copy", f'update_progress 60 "Copying files"\nwhile [ ! -f {marker} ]; do sleep 0.05; done\n'
                               'update_progress 100 "Copied"')
     release = deploy.create_release(actor=administrator, project=project)
