@@ -26,6 +26,7 @@ from django.utils import timezone
 from deployments.models import (
     ActivityNode, Artifact, DeploymentTarget, Environment, Release, ServerTask, Step, TaskLogLine, Variable)
 from deployments.services.selection import Choice, SelectionError, WorkerSelector, release_leases, resolve_pool
+from deployments.services.nodes import record_running_script
 from deployments.services.tasks import HEARTBEAT_SECONDS, TaskLog, claim_server_task, finish_server_task, heartbeat
 from infrastructure.models import Worker
 from infrastructure.transports import TransportError, transport_for
@@ -329,6 +330,7 @@ class Orchestration:
                                                     # A backstop on the worker, should this server vanish.
                                                     "TimeoutSeconds": max(1, int(self.deadline - time.monotonic())) + 60,
                                                     "TaskId": self.task.octopus_id})["Ticket"]
+            record_running_script(self.task, worker, ticket)  # so it can be cancelled should this node die
             status = self.follow(transport, ticket, node)
         except TransportError as error:
             self.log.write(f"{invocation.choice.worker_name} failed: {error}", Category.ERROR, node)
