@@ -311,3 +311,5 @@ REEF_NODE_ROW_SECONDS = envint("REEF_NODE_ROW_SECONDS", 60)
 REEF_LOG_BUFFER_LINES = envint("REEF_LOG_BUFFER_LINES", 100_000)
 # Beat stores each job's last run at once, so a node taking the scheduler over never sends it again.
 CELERY_BEAT_SYNC_EVERY = 1
+# kombu's Redis transport with a fix that keeps a worker alive when the broker restarts (broker.py).
+CELERY_BROKER_TRANSPORT = "portal.broker:Transport"
