@@ -74,8 +74,18 @@ def children_of(pid: int) -> list[int]:
     return found
 
 
-def processes_mentioning(text: str) -> list[int]:
-    return [int(e.name) for e in Path("/proc").iterdir() if e.name.isdigit() and text in cmdline(int(e.name)) and alive(int(e.name))]
+def processes_in(folder: Path) -> list[int]:
+    """Processes running in (a folder under) `folder`: an agent's scripts run in their work folders."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                cwd = os.readlink(entry / "cwd")
+            except OSError:
+                continue
+            if cwd.startswith(str(folder)) and alive(int(entry.name)):
+                found.append(int(entry.name))
+    return found
 
 
 # Redis -----------------------------------------------------------------------------------------
