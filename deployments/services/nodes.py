@@ -217,6 +217,9 @@ def cancel_scripts(task: ServerTask, scripts: list[RunningScript]) -> list[str]:
             transport.call("CompleteScript", {"Ticket": script.ticket})
         except TransportError as error:
             return f"Could not cancel the script on {script.worker.name}: {error}"
+        except Exception as error:  # noqa: BLE001 - one worker must not keep the others' scripts running
+            logger.exception("cancelling script %s on %s", script.ticket, script.worker.name)
+            return f"Could not cancel the script on {script.worker.name}: {type(error).__name__}: {error}"
         finally:
             connection.close()
         return None

@@ -32,7 +32,11 @@ class Cluster:
         self.database = f"reef_faults_{os.getpid()}"
         self.redis = RedisServer(root / "redis").start()
         self.database_url = create_database(self.database)
-        self.node = Node(name="node-a", var_dir=root / "node-a", database_url=self.database_url, redis_url=self.redis.url, demo=True)
+        from cryptography.fernet import Fernet
+
+        self.secrets = {"SECRET_KEY": Fernet.generate_key().decode(), "REEF_MASTER_KEY": Fernet.generate_key().decode()}
+        self.node = Node(name="node-a", var_dir=root / "node-a", database_url=self.database_url, redis_url=self.redis.url, demo=True,
+                         secrets=self.secrets)
         self.node.start()
         self.worker = wait_until(lambda: next((w for w in self.node.api("GET", "/api/workers")["Items"]
                                                if w["Name"] == "local-agent" and w["HealthStatus"] == "Healthy"), None),
@@ -62,4 +66,5 @@ def cluster():
             cluster.node.stop()
             cluster.redis.stop()
             drop_database(cluster.database)
-        shutil.rmtree(root, ignore_errors=True)
+        if not os.environ.get("REEF_FAULTS_KEEP"):  # keep the nodes' output to read after a failure
+            shutil.rmtree(root, ignore_errors=True)

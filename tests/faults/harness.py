@@ -170,8 +170,10 @@ class Node:
 
     ADMIN, PASSWORD = "ops", "Fault-suite-password-1"
 
-    def __init__(self, *, name: str, var_dir: Path, database_url: str, redis_url: str, demo: bool, polling_port: int | None = None):
+    def __init__(self, *, name: str, var_dir: Path, database_url: str, redis_url: str, demo: bool, secrets: dict,
+                 polling_port: int | None = None):
         self.name, self.var_dir, self.database_url, self.redis_url = name, var_dir, database_url, redis_url
+        self.secrets = secrets  # the nodes of one cluster share SECRET_KEY and REEF_MASTER_KEY
         self.port, self.polling_port = free_port(), polling_port or free_port()
         self.demo = demo
         self.process: subprocess.Popen | None = None
@@ -187,7 +189,7 @@ class Node:
         env.update(DATABASE_URL=self.database_url, REDIS_URL=self.redis_url, REEF_VAR_DIR=str(self.var_dir), PORT=str(self.port),
                    REEF_POLLING_PORT=str(self.polling_port), REEF_NODE_NAME=self.name, REEF_DEMO="1" if self.demo else "0",
                    REEF_ADMIN_USERNAME=self.ADMIN, REEF_ADMIN_PASSWORD=self.PASSWORD, PYTHONUNBUFFERED="1",
-                   REEF_CELERY_CONCURRENCY="1", REEF_STOP_SECONDS="8")
+                   REEF_CELERY_CONCURRENCY="1", REEF_STOP_SECONDS="8", **self.secrets)
         return env
 
     def start(self) -> "Node":
