@@ -38,6 +38,10 @@ class Cluster:
         self.node = Node(name="node-a", var_dir=root / "node-a", database_url=self.database_url, redis_url=self.redis.url, demo=True,
                          secrets=self.secrets)
         self.node.start()
+        # Check the demo agent now rather than at the next sweep.
+        demo = wait_until(lambda: next((w["Id"] for w in self.node.api("GET", "/api/workers")["Items"] if w["Name"] == "local-agent"), None),
+                          timeout=30, what="the demo agent registered")
+        self.node.api("POST", "/api/tasks", {"Name": "Health", "Arguments": {"MachineIds": [demo]}})
         self.worker = wait_until(lambda: next((w for w in self.node.api("GET", "/api/workers")["Items"]
                                                if w["Name"] == "local-agent" and w["HealthStatus"] == "Healthy"), None),
                                  timeout=90, interval=0.5, what="the demo agent Healthy")["Id"]
