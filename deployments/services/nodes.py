@@ -1,7 +1,7 @@
 """Server nodes: each node's name and heartbeat, the reaper of a dead node's tasks, and the one scheduler.
 
 A node (settings.REEF_NODE_NAME) is the task runner and its siblings on one machine. Its task runner
-beats into Redis every REEF_NODE_HEARTBEAT_SECONDS with a TTL (`reef:node:<name>:alive`, the time of
+beats into Redis every REEF_NODE_HEARTBEAT_SECONDS with a TTL (`<prefix>:node:<name>:alive`, the time of
 the beat) and into its ServerNode row about once a minute (the Nodes page). From the same thread it
 watches the other nodes: the tasks of a node whose beat has been gone for longer than the TTL, as seen
 by a live node that could read Redis all that time, are failed, their scripts cancelled on the workers
@@ -33,7 +33,11 @@ logger = logging.getLogger(__name__)
 
 State = ServerTask.State
 HEALTH = "Health"  # health checks run in the Celery worker; every other kind in the task runner
-SCHEDULER_KEY = "reef:scheduler:lease"
+
+
+def scheduler_key() -> str:
+    # Under the Reef's Redis prefix: test runs sharing one Redis never hold each other's lease.
+    return f"{settings.REEF_STREAM_PREFIX}:scheduler:lease"
 
 
 def _redis():
@@ -43,7 +47,7 @@ def _redis():
 
 
 def node_key(name: str) -> str:
-    return f"reef:node:{name}:alive"
+    return f"{settings.REEF_STREAM_PREFIX}:node:{name}:alive"
 
 
 # Heartbeats ------------------------------------------------------------------------------------
@@ -249,18 +253,18 @@ def scheduler_owner() -> str:
 def hold_scheduler_lease(owner: str) -> bool:
     """Takes the lease when free, renews it when ours: True while this beat may send scheduled jobs."""
     client = _redis()
-    if client.eval(_RENEW, 1, SCHEDULER_KEY, owner, SCHEDULER_LEASE_MS):
+    if client.eval(_RENEW, 1, scheduler_key(), owner, SCHEDULER_LEASE_MS):
         return True
-    return bool(client.set(SCHEDULER_KEY, owner, nx=True, px=SCHEDULER_LEASE_MS))
+    return bool(client.set(scheduler_key(), owner, nx=True, px=SCHEDULER_LEASE_MS))
 
 
 def release_scheduler_lease(owner: str) -> None:
-    _redis().eval(_RELEASE, 1, SCHEDULER_KEY, owner)
+    _redis().eval(_RELEASE, 1, scheduler_key(), owner)
 
 
 def scheduler_node() -> str | None:
     """The node whose beat holds the scheduler lease now."""
-    value = _redis().get(SCHEDULER_KEY)
+    value = _redis().get(scheduler_key())
     return value.decode().rsplit(":", 1)[0] if value else None
 
 
