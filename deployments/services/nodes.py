@@ -19,6 +19,7 @@ import os
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
+from datetime import timedelta
 
 import redis
 from django.conf import settings
@@ -80,6 +81,7 @@ class NodeHeartbeat:
     def __init__(self):
         self.stop = threading.Event()
         self.watch = DeadNodeWatch()
+        self.own = UnfinishedTaskWatch()
         self.thread = threading.Thread(target=self.run, name="node-heartbeat", daemon=True)
 
     def start(self) -> "NodeHeartbeat":
@@ -103,6 +105,7 @@ class NodeHeartbeat:
                     reopen_db_connection()
             try:
                 self.watch.check()
+                self.own.check()
             except Exception as error:  # noqa: BLE001 - the next beat looks again
                 logger.warning("Node %s could not look for dead nodes: %s", settings.REEF_NODE_NAME, error)
                 if db_connection_lost(error):
@@ -142,6 +145,36 @@ class DeadNodeWatch:
             if now - since >= settings.REEF_NODE_HEARTBEAT_TTL:
                 failed += fail_tasks_of_node(name, reason=f"The server node {name} stopped (no heartbeat for "
                                                           f"{settings.REEF_NODE_HEARTBEAT_TTL * 2} seconds) while running this task")
+        return failed
+
+
+class UnfinishedTaskWatch:
+    """This node's own tasks that nothing here runs any more: Executing on this node, yet their task
+    heartbeat (kept by the thread running them) has been gone for longer than its TTL. The node is up but
+    cannot finish them (the thread ended on an error it could not record): the task says so."""
+
+    def __init__(self):
+        self.missing_since: dict[int, float] = {}
+
+    def check(self) -> list[int]:
+        from deployments.services.tasks import HEARTBEAT_TTL, has_heartbeat
+
+        started_before = timezone.now() - timedelta(seconds=HEARTBEAT_TTL)
+        ids = set(ServerTask.objects.filter(server_node=settings.REEF_NODE_NAME, state__in=[State.EXECUTING, State.CANCELING],
+                                            started__lt=started_before).values_list("pk", flat=True))
+        now = time.monotonic()
+        try:
+            silent = {pk for pk in ids if not has_heartbeat(pk)}
+        except redis.RedisError:
+            self.missing_since.clear()
+            raise
+        self.missing_since = {pk: self.missing_since.get(pk, now) for pk in silent}
+        failed = []
+        for pk, since in list(self.missing_since.items()):
+            if now - since >= HEARTBEAT_TTL:
+                reason = (f"The server node {settings.REEF_NODE_NAME} is running but stopped working on this task without "
+                          "finishing it (the thread running it ended; its log on the node says why)")
+                failed += fail_tasks_of_node(settings.REEF_NODE_NAME, only=[pk], reason=reason)
         return failed
 
 

@@ -126,3 +126,25 @@ def test_a_task_log_keeps_every_line_once_through_a_dropped_database_connection(
     log.flush(wait=True)
     texts = list(TaskLogLine.objects.filter(task=task).order_by("sequence").values_list("text", flat=True))
     assert texts == [f"line {n}" for n in range(1, 101)]
+
+
+def test_a_task_nothing_on_its_live_node_runs_any_more_is_failed_saying_so(space, settings, monkeypatch):
+    from datetime import timedelta
+
+    from deployments.services import tasks
+
+    settings.REEF_NODE_NAME = me = f"me-{uuid.uuid4().hex[:6]}"
+    monkeypatch.setattr(tasks, "HEARTBEAT_TTL", 1)
+    abandoned = executing_task(space, me)
+    running = executing_task(space, me)
+    ServerTask.objects.filter(pk__in=[abandoned.pk, running.pk]).update(started=timezone.now() - timedelta(minutes=2))
+    watch = nodes.UnfinishedTaskWatch()
+    tasks.heartbeat(running.pk)
+    assert watch.check() == []
+    time.sleep(1.1)
+    tasks.heartbeat(running.pk)  # its thread keeps beating
+    assert watch.check() == [abandoned.pk]
+    abandoned.refresh_from_db()
+    assert abandoned.state == "Failed" and "is running but stopped working on this task" in abandoned.error_message
+    assert ServerTask.objects.get(pk=running.pk).state == "Executing"
+    tasks.heartbeat(running.pk, alive=False)
