@@ -72,18 +72,14 @@ def test_the_polling_endpoint_killed_is_restarted_and_the_agent_comes_back(clust
 
 
 def test_the_demo_agent_killed_is_restarted_and_takes_work_again(cluster):
+    # Killed between tasks: what a script whose agent died mid-step becomes is the transports' story.
     node = cluster.node
-    task = node.run_script(cluster.worker, 'for i in $(seq 1 100); do echo "agent $i"; sleep 0.1; done')
-    wait_until(lambda: "agent 5" in node.raw_log(task), what="the script running")
     before = node.children()
     old = node.kill_child("local agent")
     node.restarted("local agent", old)
-    done = node.wait_for_task(task, timeout=180)
-    # The step either finished through the restarted agent or failed naming it; it never stays Executing.
-    if done["State"] != "Success":
-        assert done["State"] == "Failed" and "local-agent" in node.raw_log(task), done
     assert _others_untouched(before, node.children(), "local agent")
     assert not alive(old)
-    cluster.aftermath()
     again = node.run_script(cluster.worker, 'echo "the agent is back"')
-    assert node.wait_for_task(again, timeout=120)["State"] == "Success"
+    done = node.wait_for_task(again, timeout=120)
+    assert done["State"] == "Success" and "the agent is back" in node.raw_log(again)
+    cluster.aftermath()

@@ -54,6 +54,9 @@ def node_b(cluster):
 
 def test_a_dead_nodes_tasks_are_failed_by_the_other_within_60s_and_scheduled_jobs_run_once(cluster, listening_agent, node_b):
     a = cluster.node
+    steady = wait_until(lambda: next((w["Id"] for w in a.api("GET", "/api/workers")["Items"] if w["Name"] == "steady"), None),
+                        timeout=30, what="the listening agent registered")
+    a.api("POST", "/api/tasks", {"Name": "Health", "Arguments": {"MachineIds": [steady]}})  # now, not at the next sweep
     worker = wait_until(lambda: next((w["Id"] for w in a.api("GET", "/api/workers")["Items"]
                                       if w["Name"] == "steady" and w["HealthStatus"] == "Healthy"), None),
                         timeout=60, interval=0.5, what="the listening agent Healthy")
