@@ -203,6 +203,7 @@ class TaskLog:
         self.task = task
         self.lock = threading.RLock()
         self.pending: list[TaskLogLine] = []
+        self.waiting_for_database = False
         self.last_flush = time.monotonic()
         self.sensitive = sorted({v for v in sensitive_values if v}, key=len, reverse=True)
         self.next_sequence = (TaskLogLine.objects.filter(task=task).aggregate(m=Max("sequence"))["m"] or -1) + 1
@@ -246,11 +247,16 @@ class TaskLog:
                     raise
                 reopen_db_connection()
                 if not wait and len(self.pending) < settings.REEF_LOG_BUFFER_LINES:
-                    logger.warning("Task %s: %s log lines wait in memory for the database (%s).", self.task.pk,
-                                   len(self.pending), str(error).strip()[:200])
+                    if not self.waiting_for_database:  # said once per outage, not once per flush
+                        logger.warning("Task %s: log lines wait in memory for the database (%s).", self.task.pk,
+                                       str(error).strip()[:200])
+                    self.waiting_for_database = True
                     return
                 batch, self.pending = self.pending, []
                 retrying_db_write(f"store the log of task {self.task.pk}", lambda: store_lines_once(batch))
+            if self.waiting_for_database:
+                logger.warning("Task %s: the database is back; the waiting log lines are stored.", self.task.pk)
+                self.waiting_for_database = False
             for hook in self.publish_hooks:
                 hook(self.task, lines=batch)
 
