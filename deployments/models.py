@@ -468,3 +468,33 @@ class Interruption(OctopusIdMixin, models.Model):
         if self.type == self.Type.MANUAL:
             return [self.Result.PROCEED, self.Result.ABORT]
         return [self.Result.RETRY, self.Result.IGNORE, self.Result.FAIL]
+
+class ServerNode(models.Model):
+    """A server node of the cluster (Configuration ➜ Nodes), as Octopus lists its nodes. The row is
+    written rarely (start, stop, about once a minute); liveness itself lives in Redis with a TTL."""
+
+    name = models.CharField(max_length=100, unique=True)
+    max_concurrent_tasks = models.PositiveIntegerField(default=5, help_text="the node's task cap")
+    started = models.DateTimeField(null=True, blank=True)
+    last_seen = models.DateTimeField(null=True, blank=True)
+    stopped = models.DateTimeField(null=True, blank=True, help_text="when it last stopped cleanly")
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class RunningScript(models.Model):
+    """A script a task started on a worker, recorded when it starts, so that whoever ends the task (its
+    own node, or another one after the node died) can cancel it on the worker."""
+
+    task = models.ForeignKey(ServerTask, on_delete=models.CASCADE, related_name="running_scripts")
+    worker = models.ForeignKey(Worker, null=True, blank=True, on_delete=models.CASCADE, related_name="+",
+                               help_text="empty: the built-in worker")
+    ticket = models.CharField(max_length=100)
+    started = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["id"]

@@ -27,6 +27,7 @@ from deployments.models import (
 from deployments.services.artifacts import accepted_artifacts
 from deployments.services.octostache import SubstitutionError, VariableDictionary
 from deployments.services.selection import Choice, SelectionError, WorkerSelector, release_leases, resolve_pool
+from deployments.services.nodes import record_running_script
 from deployments.services.tasks import HEARTBEAT_SECONDS, TaskLog, claim_server_task, finish_server_task, heartbeat
 from infrastructure.models import Worker
 from infrastructure.transports import TransportError, transport_for
@@ -350,6 +351,7 @@ class Orchestration:
                                                     # A backstop on the worker, should this server vanish.
                                                     "TimeoutSeconds": max(1, int(self.deadline - time.monotonic())) + 60,
                                                     "TaskId": self.task.octopus_id})["Ticket"]
+            record_running_script(self.task, worker, ticket)  # so it can be cancelled should this node die
             status = self.follow(transport, ticket, node)
         except SubstitutionError as error:
             self.log.write(str(error), Category.ERROR, node)
