@@ -2,8 +2,8 @@ from django.contrib import admin
 
 from deployments.models import (
     ActivityNode, Artifact, Channel, Deployment, DeploymentTarget, Environment, Interruption, Lifecycle, Package, Phase, Project,
-    ProjectGroup, Release, Runbook, RunbookRun, RunbookSnapshot, ServerConfiguration, ServerTask, Step, TaskLogLine, Variable,
-    WorkerLease)
+    ProjectGroup, Release, Runbook, RunbookRun, RunbookSnapshot, RunningScript, ServerConfiguration, ServerNode, ServerTask, Step,
+    TaskLogLine, Variable, WorkerLease)
 
 
 class TaskLogLineInline(admin.TabularInline):
@@ -129,7 +129,7 @@ class ServerConfigurationAdmin(admin.ModelAdmin):
     list_display = ["pk", "is_builtin_worker_enabled"]
 
 
-# Lifecycles, groups, channels, runbook snapshots and interruptions (issue 13): read here, written through the API or pages.
+# Lifecycles, groups, channels and runbook snapshots (issue 13): read here, written through the API or pages.
 
 class PhaseInline(admin.TabularInline):
     model = Phase
@@ -167,11 +167,31 @@ class RunbookSnapshotAdmin(admin.ModelAdmin):
     exclude = ["variables_snapshot"]  # sensitive values stay out of the admin, even encrypted
 
 
-@admin.register(Interruption)
-class InterruptionAdmin(admin.ModelAdmin):
-    list_display = ["title", "task", "is_pending", "responsible_user", "result", "created"]
-    list_filter = ["is_pending", "result"]
-    readonly_fields = ["task", "title", "instructions", "created", "is_pending", "responsible_user", "result", "notes"]
+class ReadOnlyAdmin(admin.ModelAdmin):
+    """Rows written only by services (interruptions are answered on the task page, nodes and running
+    scripts are the cluster's own bookkeeping): the admin shows them and changes nothing."""
 
     def has_add_permission(self, request):
         return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(Interruption)
+class InterruptionAdmin(ReadOnlyAdmin):
+    list_display = ["title", "type", "task", "is_pending", "result", "created"]
+    list_filter = ["type", "is_pending"]
+
+
+@admin.register(ServerNode)
+class ServerNodeAdmin(ReadOnlyAdmin):
+    list_display = ["name", "max_concurrent_tasks", "last_seen", "stopped"]
+
+
+@admin.register(RunningScript)
+class RunningScriptAdmin(ReadOnlyAdmin):
+    list_display = ["task", "worker", "ticket"]

@@ -19,7 +19,7 @@ from django.views.decorators.http import require_POST
 
 from deployments.forms import DeployForm, NameForm, PackageForm, ReleaseForm, ScriptConsoleForm, StepForm, VariableForm
 from deployments.models import Deployment, Environment, Package, Project, Release, Runbook, ServerConfiguration, ServerTask, Step, Variable
-from deployments.services import catalog, deploy, interruptions, lifecycles
+from deployments.services import catalog, deploy, lifecycles
 from infrastructure.models import WorkerPool
 from infrastructure.views.shortcuts import may, refuse
 from portal.permissions import Permission as P
@@ -328,7 +328,8 @@ def release_deploy(request, space, project_pk: int, pk: int):
     form, status = DeployForm(space=space, initial={"environment": request.GET.get("environment")}), 200
     if request.method == "POST":
         form, status, task = _queue_for_environment(
-            request, space, lambda environment: deploy.deploy_release(actor=request.user, release=release, environment=environment).task)
+            request, space, lambda environment: deploy.deploy_release(actor=request.user, release=release, environment=environment,
+                                                                     use_guided_failure=bool(request.POST.get("use_guided_failure"))).task)
         if task is not None:
             return redirect(_task_url(task))
     lifecycle, phases = lifecycles.lifecycle_progress(release)
@@ -479,15 +480,18 @@ def script_console(request, space):
 @space_page(P.TASK_VIEW)
 @require_POST
 def task_intervention(request, space, pk: int):
+    from deployments.services.interruptions import pending_interruption_of, submit_interruption, take_interruption_responsibility
+
     task = get_object_or_404(ServerTask, pk=pk, space=space)
-    require_permission(request.user, P.DEPLOYMENT_CREATE, space=space)
-    interruption = interruptions.pending_interruption_of(task)
+    interruption = pending_interruption_of(task)
     try:
         if interruption is None:
-            raise ValidationError("This task is not waiting for a manual intervention.")
-        interruptions.submit_interruption(actor=request.user, interruption=interruption,
-                                          result="Proceed" if request.POST.get("result") == "Proceed" else "Abort",
-                                          notes=request.POST.get("note", ""))
+            raise ValidationError("This task is not waiting for an answer.")
+        if request.POST.get("assign"):
+            take_interruption_responsibility(interruption=interruption, user=request.user)
+        else:
+            submit_interruption(interruption=interruption, user=request.user, action=request.POST.get("result", ""),
+                                note=request.POST.get("note", ""))
     except (ValidationError, PermissionDenied) as error:
         messages.error(request, _reason(error))
     return redirect(_task_url(task))
@@ -527,5 +531,9 @@ def features(request):
                                                                "has no workers." if enabled else
                                                                "off: user scripts never run on the server."))
         return redirect("configuration-features")
+    from infrastructure.transports.builtin import builtin_worker_account
+
+    account, is_own_account = builtin_worker_account()
     return render(request, "deployments/features.html", {"configuration": ServerConfiguration.current(),
-                                                         "may_edit": has_permission(request.user, P.CONFIGURE_SERVER)})
+                                                         "may_edit": has_permission(request.user, P.CONFIGURE_SERVER),
+                                                         "builtin_account": account, "builtin_is_own_account": is_own_account})

@@ -13,7 +13,7 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 from tentacle_agent import __version__
-from tentacle_agent.config import DEFAULT_HOME, ConfigError, Instance
+from tentacle_agent.config import DEFAULT_HOME, DEFAULT_POLLING_PORT, ConfigError, Instance
 from tentacle_agent.registration import RegistrationError, ServerApi
 
 
@@ -81,39 +81,44 @@ def cmd_show_thumbprint(args, instance: Instance) -> None:
 
 
 def cmd_register_worker(args, instance: Instance) -> None:
+    """Registering again (an install-script re-run) updates the worker with this agent's thumbprint:
+    same id, its pools kept and the requested ones added. The server checks everything before it
+    changes anything, in one call, so a refused registration (or --force) leaves every worker as it was."""
+    from tentacle_agent.certificates import normalise_thumbprint, thumbprint_of_pem
+
+    if not 0 < args.server_comms_port < 65536:
+        raise CommandError("--server-comms-port must be from 1 to 65535.")
     config = instance.load()
     api = ServerApi(args.server, _api_key(args))
     certificate = api.server_certificate()
     expected = args.server_thumbprint or config.get("TrustedThumbprint")
+    if expected and thumbprint_of_pem(certificate["CertificatePem"]) != normalise_thumbprint(expected):
+        raise CommandError(f"The server's certificate is {certificate['Thumbprint']}, not the trusted {normalise_thumbprint(expected)}: refusing to register.")
     space = api.space(args.space)
     pools = api.pool_ids(space["Id"], args.workerpool)
     policy = api.policy_id(space["Id"], args.machine_policy) if args.machine_policy else None
     name = args.name or socket.gethostname()
     if args.comms_style == "TentacleActive":
         uri = f"poll://{config['Subscription']}/"
-        comms = args.server_comms_address or f"https://{urlparse(args.server).hostname}:10943/"
+        host = urlparse(args.server).hostname or ""
+        comms = args.server_comms_address or f"https://{f'[{host}]' if ':' in host else host}:{args.server_comms_port}/"
     else:
         uri = f"https://{args.public_hostname or socket.getfqdn()}:{config.get('Port') or 10933}/"
         comms = config.get("ServerCommsAddress")
-    existing = {w["Id"]: w for w in api.workers_with_thumbprint(space["Id"], config["Thumbprint"]) + api.workers_named(space["Id"], name)}
-    if existing and not args.force:
-        raise CommandError(f"A worker with this name or thumbprint is already registered ({', '.join(existing)}); use --force to replace it.")
-    # Check the certificate before changing anything, so a failure leaves nothing half-registered.
-    from tentacle_agent.certificates import normalise_thumbprint, thumbprint_of_pem
-
-    if expected and thumbprint_of_pem(certificate["CertificatePem"]) != normalise_thumbprint(expected):
-        raise CommandError(f"The server's certificate is {certificate['Thumbprint']}, not the trusted {normalise_thumbprint(expected)}: refusing to register.")
-    for worker_id in existing:
-        api.request("DELETE", f"/api/{space['Id']}/workers/{worker_id}")
-    body = {"Name": name, "WorkerPoolIds": pools, "MachinePolicyId": policy, "IsDisabled": False,
+    body = {"Name": name, "WorkerPoolIds": pools, "MachinePolicyId": policy, "Force": bool(args.force),
             "Endpoint": {"CommunicationStyle": args.comms_style, "Uri": uri, "Thumbprint": config["Thumbprint"]}}
-    worker = api.request("POST", f"/api/{space['Id']}/workers", body)
+    worker, created = api.register_worker(space["Id"], body)
     instance.trust(certificate["CertificatePem"], expected)
     config = instance.load()
     config.update(Mode="polling" if args.comms_style == "TentacleActive" else "listening", ServerUrl=args.server.rstrip("/"),
                   ServerCommsAddress=comms, WorkerId=worker["Id"], SpaceId=space["Id"], WorkerName=name)
     instance.save(config)
-    print(f"Registered {name} as {worker['Id']} in {space['Name']} ({', '.join(args.workerpool)}).")
+    pool_names = ", ".join(args.workerpool)
+    if created:
+        print(f"Registered {name} as {worker['Id']} in {space['Name']} ({pool_names}).")
+    else:
+        print(f"Registered {name} again: the same worker {worker['Id']} in {space['Name']}, its pools, policy and "
+              f"permissions kept, and in {pool_names}.")
 
 
 def cmd_deregister_worker(args, instance: Instance) -> None:
@@ -135,7 +140,8 @@ def cmd_run(args, instance: Instance) -> None:
 
     config = instance.load()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    service = ScriptService(instance.home, package_limit_bytes=int(config.get("PackageCacheLimitBytes") or 5 * 1024 ** 3))
+    service = ScriptService(instance.home, package_limit_bytes=int(config.get("PackageCacheLimitBytes") or 5 * 1024 ** 3),
+                            subreaper=True)
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
@@ -159,7 +165,7 @@ def cmd_stdio(args, instance: Instance) -> None:
     from tentacle_agent.stdio import serve_stdio
 
     instance.home.mkdir(parents=True, exist_ok=True, mode=0o700)
-    serve_stdio(ScriptService(instance.home))
+    serve_stdio(ScriptService(instance.home, subreaper=True))
 
 
 def cmd_version(args, instance: Instance) -> None:
@@ -203,7 +209,10 @@ def parser() -> argparse.ArgumentParser:
     sub.add_argument("--server-thumbprint", metavar="THUMBPRINT")
     sub.add_argument("--machine-policy", metavar="NAME")
     sub.add_argument("--server-comms-address", metavar="URL")
-    sub.add_argument("--force", action="store_true", help="replace a worker with the same name or thumbprint")
+    sub.add_argument("--server-comms-port", type=int, default=DEFAULT_POLLING_PORT, metavar="PORT",
+                     help=f"polling: the server's polling port when --server-comms-address is not given (default {DEFAULT_POLLING_PORT})")
+    sub.add_argument("--force", action="store_true",
+                     help="take over a worker of the same name registered with another certificate")
     sub = command("deregister-worker", cmd_deregister_worker, "remove this machine's worker from Reef")
     sub.add_argument("--server", metavar="URL")
     sub.add_argument("--apikey", metavar="KEY")

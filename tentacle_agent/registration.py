@@ -24,6 +24,10 @@ class ServerApi:
         self.api_key = api_key
 
     def request(self, method: str, path: str, body: dict | None = None):
+        return self.send(method, path, body)[1]
+
+    def send(self, method: str, path: str, body: dict | None = None) -> tuple[int, object]:
+        """(HTTP status, decoded JSON body); any failure is a RegistrationError that says what went wrong."""
         headers = {"Accept": "application/json", "Content-Type": "application/json"}
         if self.api_key:
             headers["X-Octopus-ApiKey"] = self.api_key
@@ -32,7 +36,7 @@ class ServerApi:
         try:
             with urllib.request.urlopen(request, timeout=30) as response:
                 payload = response.read()
-                return json.loads(payload) if payload else None
+                return response.status, (json.loads(payload) if payload else None)
         except urllib.error.HTTPError as error:
             try:
                 detail = json.loads(error.read())
@@ -41,6 +45,8 @@ class ServerApi:
                 message = ""
             if error.code in (401, 403):
                 raise RegistrationError(f"The server refused the API key ({error.code}): {message or 'check the key and its permissions'}.") from None
+            if error.code == 400 and message:
+                raise RegistrationError(f"The server refused the request: {message}") from None
             raise RegistrationError(f"{method} {path} failed with HTTP {error.code}: {message or error.reason}") from None
         except urllib.error.URLError as error:
             raise RegistrationError(f"Cannot reach {self.base}: {error.reason}.") from None
@@ -71,9 +77,11 @@ class ServerApi:
     def server_certificate(self) -> dict:
         return self.request("GET", "/api/certificates/certificate-global")
 
+    def register_worker(self, space_id: str, body: dict) -> tuple[dict, bool]:
+        """(the worker, whether it is new). One call, one transaction on the server: the worker with this
+        agent's thumbprint is updated in place, else one is created; `Force` takes over a same-named one."""
+        status, worker = self.send("POST", f"/api/{space_id}/workers/register", body)
+        return worker, status == 201
+
     def workers_with_thumbprint(self, space_id: str, thumbprint: str) -> list[dict]:
         return (self.request("GET", f"/api/{space_id}/workers?thumbprint={thumbprint}&take=100") or {}).get("Items", [])
-
-    def workers_named(self, space_id: str, name: str) -> list[dict]:
-        items = (self.request("GET", f"/api/{space_id}/workers?name={urllib.parse.quote(name)}&take=100") or {}).get("Items", [])
-        return [w for w in items if w["Name"].lower() == name.lower()]

@@ -18,6 +18,7 @@ from deployments.api.lifecycles import _find as _find_or_none
 from deployments.models import (
     Channel, Deployment, Environment, Lifecycle, Project, ProjectGroup, Release, Runbook, RunbookRun, RunbookSnapshot)
 from deployments.services import catalog, deploy, lifecycles, processes
+from deployments.services.interruptions import set_environment_guided_failure
 from infrastructure.api.views import SpaceScopedViewSet, _reraise_for_api
 from portal.permissions import Permission as P
 from portal.services.access import require_permission
@@ -61,10 +62,14 @@ class EnvironmentViewSet(SpaceScopedViewSet):
         space = self.require_edit()
         d = self._input(r.EnvironmentWriteSerializer).validated_data
         try:
-            environment = catalog.create_environment(actor=request.user, space=space, name=d["Name"], description=d["Description"] or "")
-            if "SortOrder" in d:
-                environment = catalog.update_environment(actor=request.user, environment=environment, name=environment.name,
-                                                         description=environment.description, sort_order=d["SortOrder"])
+            with transaction.atomic():
+                environment = catalog.create_environment(actor=request.user, space=space, name=d["Name"],
+                                                         description=d["Description"] or "")
+                if "SortOrder" in d:
+                    environment = catalog.update_environment(actor=request.user, environment=environment, name=environment.name,
+                                                             description=environment.description, sort_order=d["SortOrder"])
+                if d.get("UseGuidedFailure"):
+                    environment = set_environment_guided_failure(actor=request.user, environment=environment, enabled=True)
         except ValidationError as error:
             _reraise_for_api(error)
         return Response(self.get_serializer(environment).data, status=status.HTTP_201_CREATED)
@@ -75,8 +80,12 @@ class EnvironmentViewSet(SpaceScopedViewSet):
         environment = self.get_object()
         d = self._input(r.EnvironmentWriteSerializer).validated_data
         try:
-            environment = catalog.update_environment(actor=request.user, environment=environment, name=d["Name"],
-                                                     description=d["Description"] or "", sort_order=d.get("SortOrder"))
+            with transaction.atomic():
+                environment = catalog.update_environment(actor=request.user, environment=environment, name=d["Name"],
+                                                         description=d["Description"] or "", sort_order=d.get("SortOrder"))
+                if "UseGuidedFailure" in d:
+                    environment = set_environment_guided_failure(actor=request.user, environment=environment,
+                                                                 enabled=d["UseGuidedFailure"])
         except ValidationError as error:
             _reraise_for_api(error)
         return Response(self.get_serializer(environment).data)
@@ -335,7 +344,7 @@ class ReleaseViewSet(SpaceScopedViewSet):
                          "IsVariableSetModified": deploy.variables_snapshot(release.project) != release.variables_snapshot,
                          "IsLibraryVariableSetModified": False,
                          "DeploymentNotes": None, "TenantPromotions": [],
-                         "PromoteTo": [{"Id": e.octopus_id, "Name": e.name, "UseGuidedFailure": False,
+                         "PromoteTo": [{"Id": e.octopus_id, "Name": e.name, "UseGuidedFailure": e.use_guided_failure,
                                         "Links": {"Self": f"/api/Spaces-{e.space_id}/environments/{e.octopus_id}"}}
                                        for e in open_now]})
 
@@ -364,7 +373,8 @@ class DeploymentViewSet(SpaceScopedViewSet):
         release = _find(Release, space, d["ReleaseId"], "ReleaseId")
         environment = _find(Environment, space, d["EnvironmentId"], "EnvironmentId")
         try:
-            deployment = deploy.deploy_release(actor=request.user, release=release, environment=environment)
+            deployment = deploy.deploy_release(actor=request.user, release=release, environment=environment,
+                                               use_guided_failure=d["UseGuidedFailure"])
         except ValidationError as error:
             _reraise_for_api(error)
         return Response(self.get_serializer(deployment).data, status=status.HTTP_201_CREATED)
@@ -383,7 +393,9 @@ class DeploymentViewSet(SpaceScopedViewSet):
                         for i, name in enumerate(d["EnvironmentNames"])]
         try:
             with transaction.atomic():
-                made = [deploy.deploy_release(actor=request.user, release=release, environment=e) for e in dict.fromkeys(environments)]
+                made = [deploy.deploy_release(actor=request.user, release=release, environment=e,
+                                              use_guided_failure=d.get("UseGuidedFailure", False))
+                        for e in dict.fromkeys(environments)]
         except ValidationError as error:
             _reraise_for_api(error)
         return Response({"DeploymentServerTasks": [{"DeploymentId": m.octopus_id, "ServerTaskId": m.task.octopus_id} for m in made]},
@@ -412,7 +424,8 @@ class RunbookRunViewSet(SpaceScopedViewSet):
             if snapshot is None:
                 raise ApiValidationError({"RunbookSnapshotId": [f"{runbook.name} has no snapshot {d['RunbookSnapshotId']!r}."]})
         try:
-            run = deploy.run_runbook(actor=request.user, runbook=runbook, environment=environment, snapshot=snapshot)
+            run = deploy.run_runbook(actor=request.user, runbook=runbook, environment=environment, snapshot=snapshot,
+                                     use_guided_failure=d["UseGuidedFailure"])
         except ValidationError as error:
             _reraise_for_api(error)
         return Response(self.get_serializer(run).data, status=status.HTTP_201_CREATED)
@@ -433,7 +446,8 @@ class RunbookRunViewSet(SpaceScopedViewSet):
                         for i, name in enumerate(d["EnvironmentNames"])]
         try:
             with transaction.atomic():
-                runs = [deploy.run_runbook(actor=request.user, runbook=runbook, environment=e, snapshot=snapshot)
+                runs = [deploy.run_runbook(actor=request.user, runbook=runbook, environment=e, snapshot=snapshot,
+                                           use_guided_failure=d.get("UseGuidedFailure", False))
                         for e in dict.fromkeys(environments)]
         except ValidationError as error:
             _reraise_for_api(error)

@@ -25,12 +25,16 @@ def action_resource(step: dict) -> dict:
     """One step (as deploy.step_snapshot gives it) as Octopus's DeploymentStepResource with its one action."""
     properties = {"Octopus.Action.RunOnServer": "true"}
     if step["ActionType"] == SCRIPT:
-        properties.update({"Octopus.Action.Script.ScriptSource": "Inline", "Octopus.Action.Script.Syntax": step["Syntax"],
-                           "Octopus.Action.Script.ScriptBody": step["ScriptBody"]})
+        properties.update({"Octopus.Action.Script.ScriptSource": step.get("ScriptSource") or "Inline",
+                           "Octopus.Action.Script.Syntax": step["Syntax"], "Octopus.Action.Script.ScriptBody": step["ScriptBody"]})
+        if step.get("ScriptSource") == "Package":
+            properties["Octopus.Action.Script.ScriptFileName"] = step.get("ScriptFileName") or ""
         if step["ScriptParameters"]:
             properties["Octopus.Action.Script.ScriptParameters"] = step["ScriptParameters"]
     if step["Instructions"]:
         properties["Octopus.Action.Manual.Instructions"] = step["Instructions"]
+    if step.get("ResponsibleTeamIds"):
+        properties["Octopus.Action.Manual.ResponsibleTeamIds"] = ",".join(step["ResponsibleTeamIds"])
     step_properties = {"Octopus.Action.MaxParallelism": str(step["MaxParallelism"])}
     if step["TargetRoles"]:
         step_properties["Octopus.Action.TargetRoles"] = ",".join(step["TargetRoles"])
@@ -121,8 +125,10 @@ def _step_spec(project: Project, raw: Any, where: str, errors: dict) -> StepSpec
         errors[f"{a}.Properties.Octopus.Action.RunOnServer"] = [
             "Reef runs scripts on the server or on workers (true); it has no deployment targets to run them on."]
     source = _text(properties.get("Octopus.Action.Script.ScriptSource"), f"{a}.Properties", errors, "Inline")
-    if source != "Inline":
-        errors[f"{a}.Properties.Octopus.Action.Script.ScriptSource"] = ["Reef runs inline scripts (Inline)."]
+    if source not in ("Inline", "Package"):
+        errors[f"{a}.Properties.Octopus.Action.Script.ScriptSource"] = ["Choose Inline or Package."]
+    teams = [t.strip() for t in _text(properties.get("Octopus.Action.Manual.ResponsibleTeamIds"), f"{a}.Properties", errors,
+                                       max_length=10_000).split(",") if t.strip()]
     pool = None
     pool_id = action.get("WorkerPoolId")
     if pool_id not in (None, ""):
@@ -174,6 +180,10 @@ def _step_spec(project: Project, raw: Any, where: str, errors: dict) -> StepSpec
                                           max_length=200),
               "max_parallelism": int(parallelism),
               "instructions": _text(properties.get("Octopus.Action.Manual.Instructions"), f"{a}.Properties", errors),
+              "script_source": source if source in ("Inline", "Package") else "Inline",
+              "script_file_name": _text(properties.get("Octopus.Action.Script.ScriptFileName"), f"{a}.Properties", errors,
+                                        max_length=300),
+              "responsible_teams": teams,
               "is_disabled": _flag(action.get("IsDisabled"), f"{a}.IsDisabled", errors)}
     if "IsDisabled" in action and not isinstance(action["IsDisabled"], bool):
         errors[f"{a}.IsDisabled"] = ["Expected true or false."]

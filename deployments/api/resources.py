@@ -15,7 +15,7 @@ class EnvironmentSerializer(SpaceScopedSerializer):
     Name = serializers.CharField(source="name")
     Description = serializers.CharField(source="description")
     SortOrder = serializers.IntegerField(source="sort_order")
-    UseGuidedFailure = serializers.SerializerMethodField()
+    UseGuidedFailure = serializers.BooleanField(source="use_guided_failure", read_only=True)
     AllowDynamicInfrastructure = serializers.SerializerMethodField()
     ExtensionSettings = serializers.SerializerMethodField()
 
@@ -23,9 +23,6 @@ class EnvironmentSerializer(SpaceScopedSerializer):
         model = Environment
         fields = ["Id", "SpaceId", "Name", "Description", "SortOrder", "UseGuidedFailure", "AllowDynamicInfrastructure",
                   "ExtensionSettings", "Links"]
-
-    def get_UseGuidedFailure(self, obj) -> bool:  # noqa: N802
-        return False
 
     def get_AllowDynamicInfrastructure(self, obj) -> bool:  # noqa: N802
         return False
@@ -40,11 +37,6 @@ class EnvironmentWriteSerializer(StrictSerializer):
     SortOrder = serializers.IntegerField(required=False, min_value=-1_000_000, max_value=1_000_000)
     UseGuidedFailure = serializers.BooleanField(required=False)
     AllowDynamicInfrastructure = serializers.BooleanField(required=False)
-
-    def validate_UseGuidedFailure(self, value):  # noqa: N802
-        if value:
-            raise serializers.ValidationError("Reef has no guided failure mode: a failed step fails the deployment.")
-        return value
 
     def validate_AllowDynamicInfrastructure(self, value):  # noqa: N802
         if value:
@@ -181,10 +173,11 @@ class DeploymentSerializer(SpaceScopedSerializer):
     TaskId = serializers.SerializerMethodField()
     Name = serializers.SerializerMethodField()
     Created = serializers.DateTimeField(source="created")
+    UseGuidedFailure = serializers.BooleanField(source="use_guided_failure", read_only=True)
 
     class Meta:
         model = Deployment
-        fields = ["Id", "SpaceId", "ReleaseId", "EnvironmentId", "ProjectId", "TaskId", "Name", "Created", "Links"]
+        fields = ["Id", "SpaceId", "ReleaseId", "EnvironmentId", "ProjectId", "TaskId", "Name", "Created", "UseGuidedFailure", "Links"]
 
     def get_ReleaseId(self, obj) -> str:  # noqa: N802
         return obj.release.octopus_id
@@ -242,12 +235,14 @@ class DeploymentCreateSerializer(StrictSerializer):
     ReleaseId = serializers.CharField()
     EnvironmentId = serializers.CharField()
     Comments = serializers.CharField(required=False, allow_blank=True, allow_null=True)
+    UseGuidedFailure = serializers.BooleanField(required=False, default=False)
 
 
 class RunbookRunCreateSerializer(StrictSerializer):
     RunbookId = serializers.CharField()
     EnvironmentId = serializers.CharField()
     RunbookSnapshotId = serializers.CharField(required=False, allow_blank=True, allow_null=True)
+    UseGuidedFailure = serializers.BooleanField(required=False, default=False)
 
 
 class CreateReleaseV1Serializer(StrictSerializer):

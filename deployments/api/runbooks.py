@@ -271,11 +271,15 @@ class RunbookSnapshotViewSet(_InProject, SpaceScopedViewSet):
 # Interruptions ------------------------------------------------------------------------------------------------
 
 class InterruptionSerializer(SpaceScopedSerializer):
+    """Octopus's InterruptionResource over deployments.services.interruptions: a manual intervention's form answers
+    `Result` (Proceed/Abort), a guided failure's `Guidance` (Retry/Ignore/Fail); both take `Notes`."""
+
     self_link = "/api/{space}/interruptions/{id}"
 
     Title = serializers.CharField(source="title")
     Created = serializers.DateTimeField(source="created")
     IsPending = serializers.BooleanField(source="is_pending")
+    Type = serializers.CharField(source="type")
     TaskId = serializers.SerializerMethodField()
     Form = serializers.SerializerMethodField()
     RelatedDocumentIds = serializers.SerializerMethodField()
@@ -288,29 +292,26 @@ class InterruptionSerializer(SpaceScopedSerializer):
 
     class Meta:
         model = Interruption
-        fields = ["Id", "SpaceId", "Title", "Created", "IsPending", "TaskId", "Form", "RelatedDocumentIds", "ResponsibleTeamIds",
-                  "ResponsibleUserId", "CanTakeResponsibility", "HasResponsibility", "CorrelationId",
+        fields = ["Id", "SpaceId", "Title", "Created", "IsPending", "Type", "TaskId", "Form", "RelatedDocumentIds",
+                  "ResponsibleTeamIds", "ResponsibleUserId", "CanTakeResponsibility", "HasResponsibility", "CorrelationId",
                   "IsLinkedToOtherInterruption", "Links"]
-
-    def get_SpaceId(self, obj) -> str:  # noqa: N802
-        return f"Spaces-{obj.task.space_id}"
-
-    def link_context(self, obj):
-        return {"space": f"Spaces-{obj.task.space_id}"}
 
     def get_TaskId(self, obj) -> str:  # noqa: N802
         return f"ServerTasks-{obj.task_id}"
 
     def get_Form(self, obj) -> dict:  # noqa: N802
-        """Octopus's manual-intervention form: the instructions, then Notes and the Proceed/Abort choice."""
-        return {"Values": {"Instructions": None, "Notes": obj.notes or None, "Result": obj.result or None},
+        """Octopus's form: the instructions, Notes, then the buttons (Proceed/Abort, or Retry/Ignore/Fail)."""
+        manual = obj.type == Interruption.Type.MANUAL
+        field = "Result" if manual else "Guidance"
+        confirm = {Interruption.Result.ABORT, Interruption.Result.FAIL}
+        return {"Values": {"Instructions": None, "Notes": obj.note or None, field: obj.result or None},
                 "Elements": [
                     {"Name": "Instructions", "Control": {"Type": "Paragraph", "Text": obj.instructions, "ResolveLinks": False},
                      "IsValueRequired": False},
                     {"Name": "Notes", "Control": {"Type": "TextArea", "Label": "Notes"}, "IsValueRequired": False},
-                    {"Name": "Result", "Control": {"Type": "SubmitButtonGroup", "Buttons": [
-                        {"Text": "Proceed", "Value": "Proceed", "RequiresConfirmation": False},
-                        {"Text": "Abort", "Value": "Abort", "RequiresConfirmation": True}]}, "IsValueRequired": True}]}
+                    {"Name": field, "Control": {"Type": "SubmitButtonGroup", "Buttons": [
+                        {"Text": str(result), "Value": str(result), "RequiresConfirmation": result in confirm}
+                        for result in obj.results]}, "IsValueRequired": True}]}
 
     def get_RelatedDocumentIds(self, obj) -> list[str]:  # noqa: N802
         task = obj.task
@@ -322,7 +323,7 @@ class InterruptionSerializer(SpaceScopedSerializer):
         return ids
 
     def get_ResponsibleTeamIds(self, obj) -> list[str]:  # noqa: N802
-        return []
+        return list(obj.responsible_team_ids or [])
 
     def get_ResponsibleUserId(self, obj) -> str | None:  # noqa: N802
         return f"Users-{obj.responsible_user_id}" if obj.responsible_user_id else None
@@ -333,7 +334,7 @@ class InterruptionSerializer(SpaceScopedSerializer):
 
     def get_CanTakeResponsibility(self, obj) -> bool:  # noqa: N802
         user = self._user()
-        return bool(obj.is_pending and user is not None and has_permission(user, P.DEPLOYMENT_CREATE, space=obj.task.space))
+        return bool(user is not None and interruptions.can_take_responsibility(interruption=obj, user=user))
 
     def get_HasResponsibility(self, obj) -> bool:  # noqa: N802
         user = self._user()
@@ -346,12 +347,16 @@ class InterruptionSerializer(SpaceScopedSerializer):
         return False
 
     def extra_links(self, obj):
-        base = f"/api/Spaces-{obj.task.space_id}/interruptions/{obj.octopus_id}"
+        base = f"/api/Spaces-{obj.space_id}/interruptions/{obj.octopus_id}"
         return {"Submit": f"{base}/submit", "Responsible": f"{base}/responsible"}
 
 
 class InterruptionSubmitSerializer(StrictSerializer):
-    Result = serializers.ChoiceField(choices=interruptions.RESULTS)
+    """The form's values: `Result` answers a manual intervention, `Guidance` a guided failure."""
+
+    Result = serializers.ChoiceField(choices=[Interruption.Result.PROCEED, Interruption.Result.ABORT], required=False, allow_null=True)
+    Guidance = serializers.ChoiceField(choices=[Interruption.Result.RETRY, Interruption.Result.IGNORE, Interruption.Result.FAIL],
+                                       required=False, allow_null=True)
     Notes = serializers.CharField(required=False, allow_blank=True, allow_null=True, max_length=1000)
     Instructions = serializers.CharField(required=False, allow_blank=True, allow_null=True)
 
@@ -364,9 +369,7 @@ class InterruptionViewSet(SpaceScopedViewSet):
     view_permission, edit_permission, model = P.TASK_VIEW, P.DEPLOYMENT_CREATE, Interruption
 
     def scoped_queryset(self, space):
-        tasks = server_tasks_visible_to(self.request.user).filter(space=space)
-        interruptions.sync_interruptions(tasks.exclude(pending_interruption=""))
-        found = Interruption.objects.filter(task__in=tasks).select_related("task__space")
+        found = interruptions.interruptions_visible_to(self.request.user).filter(space=space).select_related("task__space")
         params = self.request.query_params
         if params.get("regarding"):
             pk = ServerTask.pk_from_octopus_id(params["regarding"])
@@ -385,7 +388,7 @@ class InterruptionViewSet(SpaceScopedViewSet):
         """Take responsibility: from now on only you may answer it."""
         self.require_edit()
         try:
-            interruption = interruptions.take_responsibility(actor=request.user, interruption=self.get_object())
+            interruption = interruptions.take_interruption_responsibility(interruption=self.get_object(), user=request.user)
         except ValidationError as error:
             _reraise_for_api(error)
         return Response(self.get_serializer(interruption).data)
@@ -393,13 +396,13 @@ class InterruptionViewSet(SpaceScopedViewSet):
     @extend_schema(request=InterruptionSubmitSerializer, responses={200: InterruptionSerializer})
     @action(detail=True, methods=["post"], pagination_class=None)
     def submit(self, request, *args, **kwargs):
-        """`{"Result": "Proceed" | "Abort", "Notes": "…"}`: the task goes on (or fails) from the intervention."""
+        """`{"Result": "Proceed" | "Abort", "Notes": "…"}` (or `Guidance`: Retry/Ignore/Fail): the task goes on from there."""
         self.require_edit()
         interruption = self.get_object()
         d = self._input(InterruptionSubmitSerializer).validated_data
         try:
-            interruption = interruptions.submit_interruption(actor=request.user, interruption=interruption, result=d["Result"],
-                                                             notes=d.get("Notes") or "")
+            interruption = interruptions.submit_interruption_form(interruption=interruption, user=request.user,
+                                                                  values={k: v for k, v in d.items() if v is not None})
         except ValidationError as error:
             _reraise_for_api(error)
         return Response(self.get_serializer(interruption).data)

@@ -14,22 +14,23 @@ class ServerTaskSerializer(SpaceScopedSerializer):
     Arguments = serializers.SerializerMethodField()
     State = serializers.CharField(source="state")
     QueueTime = serializers.DateTimeField(source="queued")
-    StartTime = serializers.DateTimeField(source="started")
-    CompletedTime = serializers.DateTimeField(source="completed")
+    StartTime = serializers.DateTimeField(source="started", allow_null=True)
+    CompletedTime = serializers.DateTimeField(source="completed", allow_null=True)
     ErrorMessage = serializers.CharField(source="error_message")
     IsCompleted = serializers.BooleanField(source="is_completed")
     FinishedSuccessfully = serializers.SerializerMethodField()
     HasBeenPickedUpByProcessor = serializers.SerializerMethodField()
     HasWarningsOrErrors = serializers.SerializerMethodField()
     CanRerun = serializers.SerializerMethodField()
-    HasPendingInterruptions = serializers.SerializerMethodField()
     ServerNode = serializers.CharField(source="server_node")
+    HasPendingInterruptions = serializers.BooleanField(source="has_pending_interruptions")
+    Duration = serializers.CharField(source="duration")
 
     class Meta:
         model = ServerTask
         fields = ["Id", "SpaceId", "Name", "Description", "Arguments", "State", "QueueTime", "StartTime", "CompletedTime",
                   "ErrorMessage", "IsCompleted", "FinishedSuccessfully", "HasBeenPickedUpByProcessor", "HasWarningsOrErrors",
-                  "CanRerun", "HasPendingInterruptions", "ServerNode", "Links"]
+                  "CanRerun", "ServerNode", "HasPendingInterruptions", "Duration", "Links"]
 
     # Internal to the orchestrator: a runbook's process and variable snapshot, a paused task's progress.
     INTERNAL_ARGUMENTS = ("Process", "Variables", "Resume")
@@ -54,9 +55,6 @@ class ServerTaskSerializer(SpaceScopedSerializer):
 
     def get_CanRerun(self, obj) -> bool:  # noqa: N802
         return obj.is_completed and obj.name in ("Deploy", "RunbookRun", "AdHocScript")
-
-    def get_HasPendingInterruptions(self, obj) -> bool:  # noqa: N802
-        return bool(obj.pending_interruption)
 
     def extra_links(self, obj):
         return {"Raw": f"/api/tasks/{obj.octopus_id}/raw", "Details": f"/api/tasks/{obj.octopus_id}/details",

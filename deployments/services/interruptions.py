@@ -1,73 +1,151 @@
-"""Manual interventions as Octopus's API shows them (`Interruptions`), over the task's own pause: the orchestrator
-sets `ServerTask.pending_interruption` and re-queues the task; an Interruption row records who took responsibility
-and what they answered. Submitting goes through deploy.proceed_after_intervention, as the task page does."""
+"""Interruptions, as Octopus has them: manual interventions (Proceed / Abort) and guided failures (Retry /
+Ignore / Fail). While one waits, its task stays Executing with HasPendingInterruptions and no server node;
+an answer puts the task back in the queue, and the orchestrator resumes it where it paused (workers are
+selected again). Each act (taking responsibility, answering) is written to the task log and the audit trail.
+"""
 
 from __future__ import annotations
 
 from django.core.exceptions import PermissionDenied, ValidationError
-from django.db import IntegrityError, transaction
-from django.db.models import Q
+from django.db import transaction
+from django.utils import timezone
 
-from deployments.models import Interruption, ServerTask
-from deployments.services import deploy
-from portal.models import Event, User
+from deployments.models import ActivityNode, Interruption, ServerTask, TaskLogLine
+from deployments.services.tasks import TaskLog
+from portal.models import Event, Team, User
 from portal.permissions import Permission
-from portal.services.access import require_permission
+from portal.services.access import has_permission, require_permission
 from portal.services.audit import record_event
 
-RESULTS = ("Proceed", "Abort")
-
-
-def sync_interruptions(tasks) -> None:
-    """Make the Interruption row of every task that waits on one and has none yet; close rows whose task moved on."""
-    waiting = (ServerTask.objects.filter(pk__in=[t.pk for t in tasks]).exclude(pending_interruption="")
-               .exclude(state__in=ServerTask.FINAL_STATES))
-    have = set(Interruption.objects.filter(task__in=waiting, is_pending=True).values_list("task_id", flat=True))
-    for task in waiting:
-        if task.pk not in have:
-            try:
-                with transaction.atomic():
-                    Interruption.objects.create(task=task, title=f"Manual intervention: {task.pending_interruption}"[:500],
-                                                instructions=task.pending_interruption)
-            except IntegrityError:  # another request made it first
-                pass
-    Interruption.objects.filter(is_pending=True).filter(
-        Q(task__pending_interruption="") | Q(task__state__in=ServerTask.FINAL_STATES)).update(is_pending=False)
+State = ServerTask.State
 
 
 def pending_interruption_of(task: ServerTask) -> Interruption | None:
-    sync_interruptions([task])
-    return Interruption.objects.filter(task=task, is_pending=True).select_related("task__space", "responsible_user").first()
+    return task.interruptions.filter(is_pending=True).order_by("-id").first()
+
+
+def is_responsible_team_member(*, interruption: Interruption, user: User) -> bool:
+    """No responsible teams: anyone who may deploy. Otherwise a member of one of them (or of an Everyone team)."""
+    if not interruption.responsible_team_ids:
+        return True
+    ids = [Team.pk_from_octopus_id(i) for i in interruption.responsible_team_ids]
+    teams = Team.objects.filter(pk__in=[i for i in ids if i])
+    return teams.filter(includes_everyone=True).exists() or teams.filter(members=user).exists()
+
+
+def _require_may_answer(interruption: Interruption, user: User) -> None:
+    require_permission(user, Permission.DEPLOYMENT_CREATE, space=interruption.space)
+    if not is_responsible_team_member(interruption=interruption, user=user):
+        raise PermissionDenied("Only a member of the responsible teams may act on this interruption.")
+
+
+def _log(task: ServerTask, text: str, node: ActivityNode | None) -> None:
+    log = TaskLog(task)
+    log.write(text, TaskLogLine.Category.HIGHLIGHT, node)
+    log.flush()
 
 
 @transaction.atomic
-def take_responsibility(*, actor: User, interruption: Interruption) -> Interruption:
-    require_permission(actor, Permission.DEPLOYMENT_CREATE, space=interruption.task.space)
+def take_interruption_responsibility(*, interruption: Interruption, user: User) -> Interruption:
+    """"Assign to me": the user becomes responsible; only they may then answer."""
     interruption = Interruption.objects.select_for_update().get(pk=interruption.pk)
+    _require_may_answer(interruption, user)
     if not interruption.is_pending:
-        raise ValidationError({"Interruption": ["This intervention has already been answered."]})
-    if interruption.responsible_user_id != actor.pk:
-        interruption.responsible_user = actor
+        raise ValidationError({"Interruption": ["This interruption has already been answered."]})
+    if interruption.responsible_user_id != user.pk:
+        interruption.responsible_user = user
         interruption.save(update_fields=["responsible_user"])
-        record_event(actor=actor, category=Event.Category.MODIFIED, document=interruption, space=interruption.task.space,
-                     message=f"{actor} took responsibility for the manual intervention of {interruption.task.octopus_id}")
+        _log(interruption.task, f"{user} took responsibility for: {interruption.title}", interruption.node)
+        record_event(actor=user, category=Event.Category.MODIFIED, document=interruption.task,
+                     message=f"{user} took responsibility for the interruption {interruption.octopus_id} of {interruption.task.octopus_id}")
     return interruption
 
 
 @transaction.atomic
-def submit_interruption(*, actor: User, interruption: Interruption, result: str, notes: str = "") -> Interruption:
-    """Proceed or Abort, by the user who took responsibility (taking it now if nobody has)."""
-    require_permission(actor, Permission.DEPLOYMENT_CREATE, space=interruption.task.space)
-    interruption = Interruption.objects.select_for_update().get(pk=interruption.pk)
-    if result not in RESULTS:
-        raise ValidationError({"Result": [f"Answer {' or '.join(RESULTS)}."]})
+def submit_interruption(*, interruption: Interruption, user: User, action: str, note: str = "") -> Interruption:
+    """Answer an interruption (Proceed/Abort, or Retry/Ignore/Fail) with an optional note; the task resumes."""
+    interruption = Interruption.objects.select_for_update().select_related("task", "space").get(pk=interruption.pk)
+    _require_may_answer(interruption, user)
+    note = (note or "").strip()
+    if len(note) > 1000:
+        raise ValidationError({"Notes": ["At most 1,000 characters."]})
+    if action not in interruption.results:
+        raise ValidationError({"Result": [f"Choose one of {', '.join(interruption.results)}."]})
     if not interruption.is_pending:
-        raise ValidationError({"Interruption": ["This intervention has already been answered."]})
-    if interruption.responsible_user_id not in (None, actor.pk):
-        raise PermissionDenied(f"{interruption.responsible_user} has taken responsibility for this intervention; take it "
-                               "yourself first.")
-    deploy.proceed_after_intervention(actor=actor, task=interruption.task, proceed=result == "Proceed", note=notes or "")
-    interruption.is_pending, interruption.result, interruption.notes = False, result, (notes or "")[:1000]
-    interruption.responsible_user = actor
-    interruption.save(update_fields=["is_pending", "result", "notes", "responsible_user"])
+        raise ValidationError({"Interruption": ["This interruption has already been answered."]})
+    if interruption.responsible_user_id not in (None, user.pk):
+        raise ValidationError({"Interruption": [f"{interruption.responsible_user} is responsible for this interruption: "
+                                                "only they may answer it."]})
+    task = interruption.task
+    resume = dict(task.arguments.get("Resume") or {})
+    resume.update(Result=action, ApprovedBy=str(user), Note=note)
+    # Compare-and-set: only a task still waiting at this interruption is re-queued.
+    moved = ServerTask.objects.filter(pk=task.pk, state=State.EXECUTING).exclude(pending_interruption="").update(
+        state=State.QUEUED, pending_interruption="", arguments={**task.arguments, "Resume": resume})
+    if not moved:
+        raise ValidationError({"Interruption": ["This task is no longer waiting for an answer."]})
+    interruption.responsible_user = interruption.responsible_user or user
+    interruption.is_pending, interruption.result, interruption.note = False, action, note
+    interruption.submitted_by, interruption.submitted = user, timezone.now()
+    interruption.save(update_fields=["responsible_user", "is_pending", "result", "note", "submitted_by", "submitted"])
+    task.refresh_from_db()
+    _log(task, f"{user} chose to {action.lower()}. {note}".strip(), interruption.node)
+    record_event(actor=user, category=Event.Category.MODIFIED, document=task,
+                 message=f"{user} chose to {action.lower()} at {interruption.title!r} of {task.octopus_id}"
+                         + (f": {note}" if note else ""))
+    from deployments.services import logstream
+    from deployments.tasks import run_server_task_task
+
+    transaction.on_commit(lambda: logstream.publish_state(task))
+    transaction.on_commit(lambda: run_server_task_task.delay(task.pk))
     return interruption
+
+
+def close_interruptions_of_canceled_task(*, task: ServerTask) -> None:
+    """A task canceled while it waited: its interruptions close and its open nodes end Canceled."""
+    task.interruptions.filter(is_pending=True).update(is_pending=False)
+    ActivityNode.objects.filter(task=task, status__in=[ActivityNode.Status.RUNNING, ActivityNode.Status.PENDING]).update(
+        status=ActivityNode.Status.CANCELED, ended=timezone.now())
+    from deployments.models import WorkerLease
+
+    WorkerLease.objects.filter(task=task).delete()
+
+
+def interruptions_visible_to(user: User):
+    from portal.services.access import spaces_visible_to
+
+    spaces = [s for s in spaces_visible_to(user) if has_permission(user, Permission.TASK_VIEW, space=s)]
+    return Interruption.objects.filter(space__in=spaces).select_related("task", "responsible_user", "submitted_by")
+
+
+@transaction.atomic
+def set_environment_guided_failure(*, actor: User, environment, enabled: bool):
+    """UseGuidedFailure on an environment: a failed step in a deployment there waits for Retry, Ignore or Fail."""
+    from deployments.models import Environment
+
+    require_permission(actor, Permission.ENVIRONMENT_EDIT, space=environment.space)
+    if Environment.objects.filter(pk=environment.pk).exclude(use_guided_failure=enabled).update(use_guided_failure=enabled):
+        environment.use_guided_failure = enabled
+        record_event(actor=actor, category=Event.Category.MODIFIED, document=environment,
+                     message=f"Guided failure was turned {'on' if enabled else 'off'} for {environment.name}")
+    return environment
+
+
+def submit_interruption_form(*, interruption: Interruption, user: User, values: dict) -> Interruption:
+    """Octopus's `POST /interruptions/{id}/submit` body: `{"Result": "Proceed"|"Abort", "Notes": …}` for a manual
+    intervention, `{"Guidance": "Retry"|"Ignore"|"Fail", "Notes": …}` for a guided failure."""
+    if not isinstance(values, dict):
+        raise ValidationError({"Values": ["Send the form's values as an object."]})
+    field = "Result" if interruption.type == Interruption.Type.MANUAL else "Guidance"
+    action, note = values.get(field), values.get("Notes") or ""
+    if not isinstance(action, str) or action not in interruption.results:
+        raise ValidationError({field: [f"Choose one of {', '.join(interruption.results)}."]})
+    if not isinstance(note, str):
+        raise ValidationError({"Notes": ["Notes are text."]})
+    return submit_interruption(interruption=interruption, user=user, action=action, note=note)
+
+
+def can_take_responsibility(*, interruption: Interruption, user: User) -> bool:
+    """Octopus's CanTakeResponsibility: pending, and the user is one who may answer it."""
+    return (interruption.is_pending and has_permission(user, Permission.DEPLOYMENT_CREATE, space=interruption.space)
+            and is_responsible_team_member(interruption=interruption, user=user))

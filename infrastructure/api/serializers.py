@@ -69,7 +69,7 @@ class WorkerPoolSerializer(SpaceScopedSerializer):
 
 
 class WorkerPoolWriteSerializer(StrictSerializer):
-    Name = serializers.CharField(allow_blank=True, max_length=500)
+    Name = serializers.CharField(allow_blank=True, max_length=200)  # the model's length
     Description = serializers.CharField(required=False, allow_blank=True, default="")
     WorkerPoolType = serializers.ChoiceField(choices=WorkerPool.PoolType.values, required=False, default=WorkerPool.PoolType.STATIC)
     WorkerType = serializers.CharField(required=False, allow_blank=True, default="")
@@ -158,11 +158,21 @@ class EndpointWriteSerializer(StrictSerializer):
 
 
 class WorkerWriteSerializer(StrictSerializer):
-    Name = serializers.CharField(allow_blank=True, max_length=500)
+    Name = serializers.CharField(allow_blank=True, max_length=200)  # the model's length
     WorkerPoolIds = serializers.ListField(child=serializers.CharField(), allow_empty=True)
     MachinePolicyId = serializers.CharField(required=False, allow_null=True, allow_blank=True, default=None)
     IsDisabled = serializers.BooleanField(required=False, default=False)
     Endpoint = EndpointWriteSerializer()
+
+
+class WorkerRegistrationSerializer(serializers.Serializer):
+    """An agent registering itself (`register-worker`): Reef's own endpoint, one call and one transaction,
+    where Octopus's client finds, deletes and creates in several calls."""
+    Name = serializers.CharField(allow_blank=True, max_length=500)
+    WorkerPoolIds = serializers.ListField(child=serializers.CharField(), allow_empty=True, max_length=100)
+    MachinePolicyId = serializers.CharField(required=False, allow_null=True, allow_blank=True, default=None)
+    Endpoint = EndpointWriteSerializer()
+    Force = serializers.BooleanField(required=False, default=False)
 
 
 class MachinePolicySerializer(SpaceScopedSerializer):
@@ -211,7 +221,7 @@ class _HealthCheckInput(StrictSerializer):
 
 
 class MachinePolicyWriteSerializer(StrictSerializer):
-    Name = serializers.CharField(allow_blank=True, max_length=500)
+    Name = serializers.CharField(allow_blank=True, max_length=100)  # the model's length
     Description = serializers.CharField(required=False, allow_blank=True)
     MachineHealthCheckPolicy = _HealthCheckInput(required=False)
     MachineConnectivityPolicy = serializers.DictField(required=False)
@@ -291,7 +301,7 @@ class SensitiveInput(serializers.Serializer):
 
 
 class AccountWriteSerializer(serializers.Serializer):
-    Name = serializers.CharField(allow_blank=True, max_length=500)
+    Name = serializers.CharField(allow_blank=True, max_length=100)  # the model's length
     Description = serializers.CharField(required=False, allow_blank=True, default="")
     AccountType = serializers.ChoiceField(choices=Account.AccountType.values)
     Username = serializers.CharField(required=False, allow_blank=True, default="", max_length=100)

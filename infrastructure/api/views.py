@@ -8,6 +8,7 @@ from abc import ABC, abstractmethod
 from django.core.exceptions import ValidationError
 from django.db.models import Q
 from django.shortcuts import get_object_or_404
+from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema
 from rest_framework import status, viewsets
 from rest_framework.decorators import action
@@ -149,6 +150,7 @@ class WorkerPoolViewSet(SpaceScopedViewSet):
             _reraise_for_api(error)
         return Response(self.get_serializer(WorkerPool.objects.filter(space=space).order_by("sort_order", "name"), many=True).data)
 
+    @extend_schema(responses=s.WorkerSerializer(many=True))
     @action(detail=True, methods=["get"])
     def workers(self, request, *args, **kwargs):
         pool = self.get_object()
@@ -157,6 +159,7 @@ class WorkerPoolViewSet(SpaceScopedViewSet):
         self.item_type = "Worker"
         return self.get_paginated_response(s.WorkerSerializer(page, many=True).data)
 
+    @extend_schema(responses=OpenApiTypes.OBJECT)
     @action(detail=False, methods=["get"], pagination_class=None)
     def summary(self, request, *args, **kwargs):
         space = self.get_space()
@@ -212,8 +215,7 @@ class WorkerViewSet(SpaceScopedViewSet):
             queryset = queryset.filter(worker_pools__in=[pk for pk in pks if pk]).distinct()
         return self.filter_ids_and_name(queryset.order_by("name"))
 
-    def _spec(self, space: Space) -> WorkerSpec:
-        d = self._input(s.WorkerWriteSerializer).validated_data
+    def _spec(self, space: Space, d: dict) -> WorkerSpec:
         pool_pks = {WorkerPool.pk_from_octopus_id(i): i for i in d["WorkerPoolIds"]}
         found = {p.pk: p for p in WorkerPool.objects.filter(space=space, pk__in=[pk for pk in pool_pks if pk])}
         missing = [i for pk, i in pool_pks.items() if pk not in found]
@@ -230,7 +232,7 @@ class WorkerViewSet(SpaceScopedViewSet):
             account = Account.objects.filter(space=space, pk=Account.pk_from_octopus_id(e["AccountId"]) or 0).first()
             if account is None:
                 raise ApiValidationError({"Endpoint.AccountId": [f"No account {e['AccountId']} in {space.name}."]})
-        return WorkerSpec(name=d["Name"], worker_pools=list(found.values()), machine_policy=policy, is_disabled=d["IsDisabled"],
+        return WorkerSpec(name=d["Name"], worker_pools=list(found.values()), machine_policy=policy, is_disabled=d.get("IsDisabled", False),
                           endpoint=Endpoint(communication_style=e["CommunicationStyle"], uri=e["Uri"], thumbprint=e["Thumbprint"],
                                             host=e["Host"], port=e["Port"], fingerprint=e["Fingerprint"], account=account))
 
@@ -239,7 +241,8 @@ class WorkerViewSet(SpaceScopedViewSet):
         """Register a worker: the Add Worker page and an agent's `register-worker` take this same path."""
         space = self.require_edit()
         try:
-            worker = workers.register_worker(actor=request.user, space=space, spec=self._spec(space))
+            worker = workers.register_worker(actor=request.user, space=space,
+                                             spec=self._spec(space, self._input(s.WorkerWriteSerializer).validated_data))
         except ValidationError as error:
             _reraise_for_api(error, _ENDPOINT_FIELDS)
         return Response(self.get_serializer(worker).data, status=status.HTTP_201_CREATED)
@@ -249,16 +252,32 @@ class WorkerViewSet(SpaceScopedViewSet):
         space = self.require_edit()
         worker = self.get_object()
         try:
-            worker = workers.update_worker(actor=request.user, worker=worker, spec=self._spec(space))
+            worker = workers.update_worker(actor=request.user, worker=worker,
+                                           spec=self._spec(space, self._input(s.WorkerWriteSerializer).validated_data))
         except ValidationError as error:
             _reraise_for_api(error, _ENDPOINT_FIELDS)
         return Response(self.get_serializer(worker).data)
+
+    @extend_schema(request=s.WorkerRegistrationSerializer, responses={200: s.WorkerSerializer, 201: s.WorkerSerializer})
+    @action(detail=False, methods=["post"])
+    def register(self, request, *args, **kwargs):
+        """An agent registers itself: the worker with its thumbprint is updated (200), else one is created
+        (201); `Force` takes over a worker of the same name. A refused request changes nothing."""
+        space = self.require_edit()
+        d = self._input(s.WorkerRegistrationSerializer).validated_data
+        try:
+            registration = workers.register_tentacle(actor=request.user, space=space, spec=self._spec(space, d), force=d["Force"])
+        except ValidationError as error:
+            _reraise_for_api(error, _ENDPOINT_FIELDS)
+        return Response(self.get_serializer(registration.worker).data,
+                        status=status.HTTP_201_CREATED if registration.created else status.HTTP_200_OK)
 
     def destroy(self, request, *args, **kwargs):
         self.require_edit()
         workers.delete_worker(actor=request.user, worker=self.get_object())
         return Response(status=status.HTTP_204_NO_CONTENT)
 
+    @extend_schema(responses=OpenApiTypes.OBJECT)
     @action(detail=True, methods=["get"])
     def connection(self, request, *args, **kwargs):
         worker = self.get_object()

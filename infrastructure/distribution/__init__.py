@@ -11,6 +11,9 @@ import io
 import zipfile
 from functools import lru_cache
 from pathlib import Path
+from urllib.parse import urlparse
+
+from django.conf import settings
 
 import tentacle_agent
 
@@ -37,10 +40,23 @@ def agent_bundle() -> tuple[bytes, str]:
     return data, hashlib.sha256(data).hexdigest()
 
 
-def install_script(server_url: str) -> str:
-    """The install script with the bundle's URL and SHA-256 written in, so it checks what it downloads."""
+def install_script(server_url: str, polling_port: int) -> str:
+    """The install script with the bundle's URL and SHA-256 written in, so it checks what it downloads,
+    and the polling port this server really listens on."""
     _, sha256 = agent_bundle()
     return (_SCRIPT.read_text()
             .replace("@@BUNDLE_URL@@", f"{server_url.rstrip('/')}/infrastructure/tentacle/{BUNDLE_NAME}")
             .replace("@@BUNDLE_SHA256@@", sha256)
+            .replace("@@POLLING_PORT@@", str(int(polling_port)))
             .replace("@@SERVER_URL@@", server_url.rstrip("/")))
+
+
+def agent_facing_url(request) -> str:
+    """The address agents must use for this server: REEF_PUBLIC_URL, else the one this request came to."""
+    return settings.REEF_PUBLIC_URL or request.build_absolute_uri("/").rstrip("/")
+
+
+def polling_address(server_url: str) -> str:
+    """The polling endpoint on the same host as `server_url`, at the polling port this server uses."""
+    host = urlparse(server_url).hostname or "localhost"
+    return f"https://{f'[{host}]' if ':' in host else host}:{settings.REEF_POLLING_PORT}/"

@@ -5,14 +5,21 @@
 #     --server @@SERVER_URL@@ --apikey API-XXXX --workerpool "Default Worker Pool" [--polling] [--name NAME]
 #
 # Options: --space NAME, --server-thumbprint THUMBPRINT, --public-hostname HOST, --port N (listening,
-# default 10933), --polling-address URL, --prefix DIR (default /opt/reef-tentacle), --no-service (run in
-# the foreground instead of installing a systemd unit), --uninstall. The API key is used once, to
-# register, and is passed to the agent through its environment: it is never written to disk.
+# default 10933), --polling-address URL (default https://SERVER-HOST:@@POLLING_PORT@@/, this server's
+# polling port), --prefix DIR (default /opt/reef-tentacle), --no-service (run in the foreground instead
+# of installing a systemd unit), --force (take over a worker of the same name registered with another
+# certificate, e.g. after rebuilding the machine), --uninstall. The API key is used once, to register,
+# and is passed to the agent through its environment: it is never written to disk.
+#
+# Running it again is safe: the instance under --prefix keeps its certificate, and registering with the
+# same thumbprint updates the same worker (same id; its pools, policy, disabled flag and permissions are
+# kept, and the --workerpool pools are added).
 set -euo pipefail
 
 BUNDLE_URL="@@BUNDLE_URL@@"
 BUNDLE_SHA256="@@BUNDLE_SHA256@@"
-SERVER="" APIKEY="${REEF_API_KEY:-}" SPACE="" NAME="$(hostname)" POLLING=0 SERVICE=1 UNINSTALL=0
+POLLING_PORT="@@POLLING_PORT@@"
+SERVER="" APIKEY="${REEF_API_KEY:-}" SPACE="" NAME="$(hostname)" POLLING=0 SERVICE=1 UNINSTALL=0 FORCE=0
 PREFIX="/opt/reef-tentacle" PORT=10933 PUBLIC_HOST="" THUMBPRINT="" POLLING_ADDRESS="" POOLS=()
 
 die() { echo "reef-tentacle install: $*" >&2; exit 1; }
@@ -31,6 +38,7 @@ while [ $# -gt 0 ]; do
     --port) PORT="${2:?}"; shift 2 ;;
     --prefix) PREFIX="${2:?}"; shift 2 ;;
     --no-service) SERVICE=0; shift ;;
+    --force) FORCE=1; shift ;;
     --uninstall) UNINSTALL=1; shift ;;
     *) die "unknown option $1 (see the comment at the top of this script)" ;;
   esac
@@ -82,13 +90,17 @@ ACTUAL="$("$PYTHON" -c 'import hashlib,sys; print(hashlib.sha256(open(sys.argv[1
 mv "$TMP" "$BUNDLE"; chmod 0644 "$BUNDLE"; trap - EXIT
 
 [ -f "$HOME_DIR/tentacle.json" ] || agent create-instance
+if [ "$POLLING" = 1 ] && [ -z "$POLLING_ADDRESS" ]; then
+  POLLING_ADDRESS="$("$PYTHON" -c 'import sys, urllib.parse as u; h = u.urlparse(sys.argv[1]).hostname or ""; print("https://%s:%s/" % ("[%s]" % h if ":" in h else h, sys.argv[2]))' "$SERVER" "$POLLING_PORT")"
+fi
 CONFIGURE=(configure)
 if [ "$POLLING" = 1 ]; then CONFIGURE+=(--polling); else CONFIGURE+=(--listening --port "$PORT"); fi
 [ -n "$THUMBPRINT" ] && CONFIGURE+=(--trust "$THUMBPRINT")
 [ -n "$POLLING_ADDRESS" ] && CONFIGURE+=(--server-comms-address "$POLLING_ADDRESS")
 agent "${CONFIGURE[@]}"
 
-REGISTER=(register-worker --server "$SERVER" --name "$NAME" --force)
+REGISTER=(register-worker --server "$SERVER" --name "$NAME")
+[ "$FORCE" = 1 ] && REGISTER+=(--force)
 if [ "$POLLING" = 1 ]; then REGISTER+=(--comms-style TentacleActive); else REGISTER+=(--comms-style TentaclePassive); fi
 for pool in "${POOLS[@]}"; do REGISTER+=(--workerpool "$pool"); done
 [ -n "$SPACE" ] && REGISTER+=(--space "$SPACE")

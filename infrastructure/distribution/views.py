@@ -1,12 +1,13 @@
 """Served without signing in: the script and the agent hold no secrets."""
 
+from django.conf import settings
 from django.http import HttpResponse
 
-from infrastructure.distribution import BUNDLE_NAME, agent_bundle, install_script
+from infrastructure.distribution import BUNDLE_NAME, agent_bundle, agent_facing_url, install_script
 
 
 def install_sh(request):
-    response = HttpResponse(install_script(request.build_absolute_uri("/")), content_type="text/x-shellscript; charset=utf-8")
+    response = HttpResponse(install_script(agent_facing_url(request), settings.REEF_POLLING_PORT), content_type="text/x-shellscript; charset=utf-8")
     response["Cache-Control"] = "no-cache"
     return response
 

@@ -1,7 +1,9 @@
-"""Workers: register (page, API and agent alike), edit, enable/disable, delete; and the selectors."""
+"""Workers: register (page, API and agent alike), register again from an agent, edit, enable/disable,
+delete; and the selectors."""
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass, field
 
 from django.core.exceptions import ValidationError
@@ -39,14 +41,14 @@ class WorkerSpec:
     is_disabled: bool = False
 
 
-def _validate(space: Space, spec: WorkerSpec, exclude_pk: int | None = None) -> WorkerSpec:
+def _validate(space: Space, spec: WorkerSpec, exclude: Collection[int] = ()) -> WorkerSpec:
     errors: dict[str, str] = {}
     spec.name = (spec.name or "").strip()
     if not spec.name:
         errors["name"] = "A worker needs a name."
     elif len(spec.name) > 200:
         errors["name"] = "A worker name has at most 200 characters."
-    elif Worker.objects.filter(space=space, name__iexact=spec.name).exclude(pk=exclude_pk).exists():
+    elif Worker.objects.filter(space=space, name__iexact=spec.name).exclude(pk__in=exclude).exists():
         errors["name"] = f"A worker named {spec.name!r} already exists in {space.name}."
 
     if not spec.worker_pools:
@@ -73,7 +75,7 @@ def _validate(space: Space, spec: WorkerSpec, exclude_pk: int | None = None) -> 
         if uri_error:
             errors["uri"] = uri_error
         elif e.communication_style == Style.POLLING and Worker.objects.filter(
-                communication_style=Style.POLLING, uri=e.uri).exclude(pk=exclude_pk).exists():
+                communication_style=Style.POLLING, uri=e.uri).exclude(pk__in=exclude).exists():
             errors["uri"] = "Another worker already uses this polling subscription."
         if thumb_error := v.thumbprint_error(e.thumbprint):
             errors["thumbprint"] = thumb_error
@@ -125,11 +127,81 @@ def register_worker(*, actor: User | None, space: Space, spec: WorkerSpec) -> Wo
     return worker
 
 
+@dataclass
+class Registration:
+    worker: Worker
+    created: bool  # False: an existing worker was registered again (its id kept)
+
+
+@transaction.atomic
+def register_tentacle(*, actor: User | None, space: Space, spec: WorkerSpec, force: bool = False) -> Registration:
+    """An agent's `register-worker` (and so an install-script run): the certificate thumbprint is the
+    worker's identity, so registering again updates the same worker instead of making a new one.
+
+    1. The worker holding this thumbprint (a tentacle in this space) is the one registered again: its
+       id, disabled flag and object grants stay; its name and endpoint become the requested ones; its
+       pools become the union of the ones it had and the requested ones (a re-run adds, it never takes a
+       worker out of a pool someone put it in); its machine policy changes only when one is requested.
+    2. A *different* worker holding the requested name is refused unless `force`. With `force` it is
+       taken over in place (Octopus's --force modifies the existing machine), or, when step 1 found the
+       agent's own worker, deleted so that worker can take the name.
+    3. Everything is validated before anything changes, and all of it is one transaction: a refused
+       request changes nothing."""
+    if spec.endpoint.communication_style not in (Style.LISTENING, Style.POLLING):
+        raise ValidationError({"communication_style": "An agent registers as TentaclePassive or TentacleActive."})
+    thumbprint = v.normalise_thumbprint(spec.endpoint.thumbprint)
+    name = (spec.name or "").strip()
+    # Locks: the agent's own worker, then the name holder, so two registrations of one agent take turns.
+    own = (Worker.objects.select_for_update().filter(
+        space=space, thumbprint=thumbprint, communication_style__in=[Style.LISTENING, Style.POLLING]).order_by("pk").first()
+        if not v.thumbprint_error(thumbprint) else None)
+    named = Worker.objects.select_for_update().filter(space=space, name__iexact=name).exclude(
+        pk=own.pk if own else None).order_by("pk").first() if name else None
+
+    errors: dict[str, list[str]] = {}
+    try:
+        spec = _validate(space, spec, exclude=[w.pk for w in (own, named) if w])
+    except ValidationError as error:
+        errors = error.message_dict
+    if named and not force and "name" not in errors:
+        errors["name"] = [f"A worker named {named.name!r} ({named.octopus_id}) already exists in {space.name} with another "
+                          "certificate; register with force (register-worker --force) to replace it."]
+    if errors:
+        raise ValidationError(errors)
+
+    target = own or named
+    if own and named:  # force: the agent's own worker keeps its identity and takes the name
+        record_event(actor=actor, category=Event.Category.DELETED, document=named,
+                     message=f"Worker {named.name} replaced by {own.name} registering as {spec.name}")
+        named.delete()
+    if target is None:
+        spec.worker_pools = list(dict.fromkeys(spec.worker_pools))
+        return Registration(worker=register_worker(actor=actor, space=space, spec=spec), created=True)
+
+    before = snapshot(target, _AUDITED)
+    endpoint_changed = (target.communication_style, target.uri, target.thumbprint) != (
+        spec.endpoint.communication_style, spec.endpoint.uri, spec.endpoint.thumbprint)
+    spec.is_disabled = target.is_disabled
+    spec.machine_policy = spec.machine_policy or target.machine_policy
+    _apply(target, spec)
+    fields = ["name", "is_disabled", "communication_style", "uri", "thumbprint", "host", "port", "fingerprint", "account",
+              "machine_policy"]
+    if endpoint_changed:
+        target.health_status, target.status_summary = Worker.HealthStatus.UNKNOWN, "Registered with a new endpoint; check health again."
+        fields += ["health_status", "status_summary"]
+    target.save(update_fields=fields)  # health fields belong to the health checks unless the endpoint changed
+    target.worker_pools.add(*spec.worker_pools)
+    changes = differences(before, snapshot(target, _AUDITED))
+    record_event(actor=actor, category=Event.Category.MODIFIED, document=target, changes=changes,
+                 message=f"Worker {target.name} registered again by its agent" + (" (replacing another certificate)" if target is named else ""))
+    return Registration(worker=target, created=False)
+
+
 @transaction.atomic
 def update_worker(*, actor: User, worker: Worker, spec: WorkerSpec) -> Worker:
     worker = Worker.objects.select_for_update().get(pk=worker.pk)
     before = snapshot(worker, _AUDITED)
-    spec = _validate(worker.space, spec, exclude_pk=worker.pk)
+    spec = _validate(worker.space, spec, exclude=[worker.pk])
     endpoint_changed = (worker.uri, worker.thumbprint, worker.host, worker.port, worker.fingerprint) != (
         spec.endpoint.uri, spec.endpoint.thumbprint, spec.endpoint.host, spec.endpoint.port, spec.endpoint.fingerprint)
     _apply(worker, spec)

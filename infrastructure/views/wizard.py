@@ -7,15 +7,21 @@ host key's fingerprint; only once the user confirms it is the worker saved with 
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 import re
 import shlex
+import socket
+from urllib.parse import urlparse
 
+from django.conf import settings
 from django.contrib import messages
 from django.core.exceptions import ValidationError
 from django.http import Http404
+from django.http.request import validate_host
 from django.shortcuts import redirect, render
 
+from infrastructure.distribution import agent_facing_url, polling_address
 from infrastructure.forms import SshWorkerForm, TentacleWorkerForm, endpoint_key
 from infrastructure.models import Account, MachinePolicy, Worker, WorkerPool
 from infrastructure.services import workers
@@ -86,12 +92,16 @@ def _add_tentacle(request, space, platform: str, communication_style: str):
                 return redirect(space_url(space, "worker", worker.pk))
         status = 400
     thumbprint = current_server_certificate().thumbprint
+    base = agent_facing_url(request)
+    polling = communication_style == Style.POLLING
     return render(request, "infrastructure/worker_add_tentacle.html", {
         **_wizard_context(request, space, platform, style), "form": form, "pools": static_pools, "pool": pool,
         "server_thumbprint": thumbprint, "agent_runs_here": platform in AGENT_PLATFORMS,
-        "install_command": install_command(base=request.build_absolute_uri("/").rstrip("/"), space_name=space.name,
-                                           pool_name=pool.name if pool else "", thumbprint=thumbprint,
-                                           polling=communication_style == Style.POLLING),
+        "polling_address": polling_address(base), "polling_port": settings.REEF_POLLING_PORT,
+        "second_host": second_host_advice(base, polling=polling),
+        "install_command": install_command(base=base, space_name=space.name, pool_name=pool.name if pool else "",
+                                           thumbprint=thumbprint, polling=polling,
+                                           polling_address=polling_address(base) if polling else ""),
     }, status=status)
 
 
@@ -118,11 +128,55 @@ def _quoted(value: str) -> str:
     return f'"{value}"' if _PLAIN.fullmatch(value) else shlex.quote(value)
 
 
-def install_command(*, base: str, pool_name: str, space_name: str, thumbprint: str, polling: bool) -> str:
+def install_command(*, base: str, pool_name: str, space_name: str, thumbprint: str, polling: bool,
+                    polling_address: str = "") -> str:
     command = (f"curl -fsSL {base}/infrastructure/tentacle/install.sh | sudo bash -s -- --server {base} "
                f"--apikey API-YOURKEY --workerpool {_quoted(pool_name)} --space {_quoted(space_name)} "
                f"--server-thumbprint {thumbprint}")
-    return command + " --polling" if polling else command
+    if not polling:
+        return command
+    return command + " --polling" + (f" --polling-address {polling_address}" if polling_address else "")
+
+
+def _is_loopback(host: str | None) -> bool:
+    host = (host or "").strip("[]").lower()
+    if host == "localhost" or host.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def second_host_advice(base: str, *, polling: bool) -> dict | None:
+    """What to set so a worker on another machine can reach this server, when it can only be reached
+    on loopback: the address in the commands is this machine's own, or Reef listens on loopback only.
+    None when a second host needs nothing more (behind a proxy, loopback listening is the proxy's job)."""
+    parsed = urlparse(base)
+    address_is_loopback = _is_loopback(parsed.hostname)
+    binds_loopback = _is_loopback(settings.REEF_BIND) and not settings.SECURE_PROXY_SSL_HEADER
+    polling_binds_loopback = polling and _is_loopback(settings.REEF_POLLING_BIND)
+    if not (address_is_loopback or binds_loopback or polling_binds_loopback):
+        return None
+    host = socket.gethostname() if address_is_loopback else parsed.hostname
+    host_part = f"[{host}]" if ":" in host else host
+    netloc = host_part + (f":{parsed.port}" if parsed.port else "")
+    public_url = f"{parsed.scheme}://{netloc}"
+    reasons, settings_to_set = [], []
+    if address_is_loopback:
+        reasons.append(f"The commands below use {base}, this machine's own loopback address: another host cannot reach it.")
+    if binds_loopback:
+        reasons.append(f"Reef listens on {settings.REEF_BIND} only (REEF_BIND), so nothing outside this machine can connect.")
+        settings_to_set.append(("REEF_BIND", "0.0.0.0", "listen on every interface"))
+    if polling_binds_loopback:
+        reasons.append(f"The polling endpoint listens on {settings.REEF_POLLING_BIND} only (REEF_POLLING_BIND).")
+        settings_to_set.append(("REEF_POLLING_BIND", "0.0.0.0", "accept polling tentacles from other hosts"))
+    if not validate_host(host, settings.ALLOWED_HOSTS):
+        settings_to_set.append(("ALLOWED_HOSTS", ",".join([*settings.ALLOWED_HOSTS, host]), "the names Reef answers to"))
+    if address_is_loopback:
+        settings_to_set.append(("REEF_PUBLIC_URL", public_url, "the address agents use; this page's commands then carry it"))
+    return {"reasons": reasons, "settings": settings_to_set, "public_url": public_url, "host": host,
+            "web_endpoint": netloc, "polling_endpoint": f"{host_part}:{settings.REEF_POLLING_PORT}"}
 
 
 # SSH ------------------------------------------------------------------------------------------

@@ -2,7 +2,10 @@
 instance under a temporary prefix, registers it (no systemd here: --no-service) and runs it."""
 
 import os
+import queue
 import subprocess
+import threading
+import time
 import urllib.request
 
 import pytest
@@ -12,6 +15,31 @@ from portal.services.api_keys import create_api_key
 from tests.agent.harness import wait_until
 
 pytestmark = pytest.mark.e2e
+
+
+def output_until(process: subprocess.Popen, text: str, timeout: float = 60) -> str:
+    """The process's output up to the first line holding `text`; fails with the output at the deadline
+    or when the process ends without saying it (the agent it starts keeps running, so never read to EOF)."""
+    lines: queue.Queue = queue.Queue()
+
+    def pump():
+        for line in process.stdout:
+            lines.put(line)
+        lines.put(None)
+
+    threading.Thread(target=pump, daemon=True).start()
+    seen, deadline = [], time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            line = lines.get(timeout=max(0.0, deadline - time.monotonic()))
+        except queue.Empty:
+            break
+        if line is None:
+            break
+        seen.append(line)
+        if text in line:
+            return "".join(seen)
+    raise AssertionError(f"no line with {text!r} in:\n{''.join(seen)}")
 
 
 def fetch_script(live_reef: str, tmp_path) -> str:
@@ -40,14 +68,14 @@ def test_the_install_script_installs_registers_and_runs_a_polling_agent(live_ree
         output = process.communicate(timeout=20)[0]
     assert key not in output
 
-    # Running it again is safe: the same instance registers again (replacing itself), still one worker.
+    # Running it again is safe: the same instance registers again and keeps its worker (same id).
     second = subprocess.Popen(argv, env={**os.environ, "REEF_API_KEY": key}, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
-        wait_until(lambda: Worker.objects.filter(name="installed").exclude(pk=worker.pk).exists(), timeout=60)
-        assert Worker.objects.filter(name="installed").count() == 1
+        output_until(second, "Registered installed again")
+        assert list(Worker.objects.filter(name="installed").values_list("pk", flat=True)) == [worker.pk]
     finally:
         second.terminate()
-        second.communicate(timeout=20)
+        second.wait(timeout=20)
     removed = subprocess.run(["bash", script, "--uninstall", "--server", live_reef, "--prefix", str(prefix), "--no-service"],
                              env={**os.environ, "REEF_API_KEY": key}, capture_output=True, text=True, timeout=60)
     assert removed.returncode == 0, removed.stderr

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import shutil
+import tempfile
 import threading
+from pathlib import Path
 
 import pytest
 
@@ -107,3 +110,12 @@ def run_in_thread(task_id: int) -> threading.Thread:
 
 def log_text(task: ServerTask) -> str:
     return "\n".join(task.log_lines.order_by("sequence").values_list("text", flat=True))
+
+
+@pytest.fixture
+def shared_folder(tmp_path) -> Path:
+    """A folder the built-in worker's own account (not root) can read: for markers a test script waits on."""
+    folder = Path(tempfile.mkdtemp(prefix="reef-shared-"))
+    folder.chmod(0o777)
+    yield folder
+    shutil.rmtree(folder, ignore_errors=True)

@@ -39,7 +39,7 @@ def test_an_interruption_taken_by_one_user_is_refused_to_another_and_abort_fails
     assert interruption["Form"]["Elements"][0]["Control"]["Text"] == "Look at the graphs" and interruption["CanTakeResponsibility"]
     assert deployer.put(f"/api/interruptions/{interruption['Id']}/responsible").json()["HasResponsibility"] is True
     refused = admin.post(f"/api/interruptions/{interruption['Id']}/submit", {"Result": "Proceed"}, format="json")
-    assert refused.status_code == 403 and "taken responsibility" in refused.json()["ErrorMessage"]
+    assert refused.status_code == 400 and "only they may answer" in refused.json()["Details"]["Interruption"][0]
     assert admin.post(f"/api/interruptions/{interruption['Id']}/submit", {"Result": "Maybe"}, format="json").status_code == 400
     answered = deployer.post(f"/api/interruptions/{interruption['Id']}/submit", {"Result": "Abort", "Notes": "graphs are red"},
                              format="json")
@@ -168,7 +168,9 @@ def test_the_task_page_answers_through_the_same_interruption(api_client, page_cl
     task = deploy.deploy_release(actor=administrator, release=release, environment=production).task
     run_server_task(task.pk)
     url = f"/{space.octopus_id}/tasks/{task.pk}/intervention/"
-    assert page_client(project_viewer).post(url, {"result": "Proceed"}).status_code == 403
+    page_client(project_viewer).post(url, {"result": "Proceed"})  # refused: the page says why, and nothing is answered
+    task.refresh_from_db()
+    assert task.pending_interruption and task.interruptions.get().is_pending
     [interruption] = api_client(deployment_creator).get(f"/api/interruptions?regarding={task.octopus_id}").json()["Items"]
     api_client(deployment_creator).put(f"/api/interruptions/{interruption['Id']}/responsible")
     page_client(administrator).post(url, {"result": "Proceed", "note": "mine now?"})

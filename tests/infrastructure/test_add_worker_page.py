@@ -41,7 +41,7 @@ def test_a_listening_tentacle_gets_the_server_thumbprint_and_a_ready_install_com
 def test_a_polling_tentacle_command_says_polling_and_the_pool_can_be_chosen(wizard, administrator, space):
     builders = create_worker_pool(actor=administrator, space=space, name="Linux builders")
     html = wizard.get(wizard.base + f"mac/polling/?pool={builders.pk}").content.decode()
-    assert "--workerpool &quot;Linux builders&quot;" in html and "--polling<" in html
+    assert "--workerpool &quot;Linux builders&quot;" in html and "--polling --polling-address https://testserver:10943/<" in html
     assert re.search(rf'<option value="{builders.pk}" selected>Linux builders</option>', html)
 
 

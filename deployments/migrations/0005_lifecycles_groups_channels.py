@@ -10,7 +10,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('deployments', '0002_deployments_model'),
+        ('deployments', '0004_server_nodes'),
         ('portal', '0001_initial'),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
@@ -133,25 +133,6 @@ class Migration(migrations.Migration):
             model_name='runbook',
             name='published_snapshot',
             field=models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to='deployments.runbooksnapshot'),
-        ),
-        migrations.CreateModel(
-            name='Interruption',
-            fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('title', models.CharField(max_length=500)),
-                ('instructions', models.TextField(blank=True)),
-                ('created', models.DateTimeField(default=django.utils.timezone.now)),
-                ('is_pending', models.BooleanField(default=True)),
-                ('result', models.CharField(blank=True, max_length=20)),
-                ('notes', models.TextField(blank=True)),
-                ('responsible_user', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to=settings.AUTH_USER_MODEL)),
-                ('task', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='interruptions', to='deployments.servertask')),
-            ],
-            options={
-                'ordering': ['-created', '-id'],
-                'constraints': [models.UniqueConstraint(condition=models.Q(('is_pending', True)), fields=('task',), name='one_pending_interruption_per_task')],
-            },
-            bases=(portal.models.OctopusIdMixin, models.Model),
         ),
         migrations.AddConstraint(
             model_name='lifecycle',
