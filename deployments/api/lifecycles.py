@@ -10,6 +10,7 @@ from rest_framework.decorators import action
 from rest_framework.exceptions import ValidationError as ApiValidationError
 from rest_framework.response import Response
 
+from deployments.api.resources import ProjectSerializer
 from deployments.models import Channel, Environment, Lifecycle, Project, ProjectGroup
 from deployments.services import lifecycles
 from infrastructure.api.views import SpaceScopedViewSet, _reraise_for_api
@@ -93,10 +94,9 @@ class ProjectGroupViewSet(SpaceScopedViewSet):
             _reraise_for_api(error)
         return Response(status=status.HTTP_204_NO_CONTENT)
 
+    @extend_schema(responses={200: ProjectSerializer(many=True)})
     @action(detail=True, methods=["get"])
     def projects(self, request, *args, **kwargs):
-        from deployments.api.resources import ProjectSerializer
-
         group = self.get_object()
         self.item_type = "Project"
         page = self.paginate_queryset(Project.objects.filter(project_group=group))
