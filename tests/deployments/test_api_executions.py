@@ -192,3 +192,38 @@ def test_the_built_in_feed_searches_package_ids_and_versions(api_client, adminis
     assert client.get("/api/feeds/feeds-builtin/packages/versions?packageId=api&filter=1.1").json()["TotalResults"] == 1
     assert client.get("/api/feeds/feeds-builtin/packages/versions").status_code == 400
     assert client.get("/api/feeds/feeds-other/packages/versions?packageId=api").status_code == 404
+
+
+def test_use_guided_failure_through_the_api_waits_for_guidance_answered_at_the_interruption(api_client, administrator, project,
+                                                                                             production):
+    add_step(project, "Broken", "echo broken-ran; exit 1")
+    add_step(project, "Next", "echo next-ran")
+    client = api_client(administrator)
+    release = deploy.create_release(actor=administrator, project=project)
+    made = client.post("/api/deployments", {"ReleaseId": release.octopus_id, "EnvironmentId": production.octopus_id,
+                                            "UseGuidedFailure": True}, format="json")
+    assert made.status_code == 201 and made.json()["UseGuidedFailure"] is True
+    task = ServerTask.objects.get(pk=ServerTask.pk_from_octopus_id(made.json()["TaskId"]))
+    run_server_task(task.pk)
+    [interruption] = client.get(f"/api/interruptions?regarding={task.octopus_id}&pendingOnly=true").json()["Items"]
+    assert interruption["Type"] == "GuidedFailure" and interruption["Form"]["Elements"][-1]["Name"] == "Guidance"
+    assert [b["Value"] for b in interruption["Form"]["Elements"][-1]["Control"]["Buttons"]] == ["Retry", "Ignore", "Fail"]
+    wrong = client.post(f"/api/interruptions/{interruption['Id']}/submit", {"Result": "Proceed"}, format="json")
+    assert wrong.status_code == 400 and "Guidance" in wrong.json()["Details"]
+    answered = client.post(f"/api/interruptions/{interruption['Id']}/submit", {"Guidance": "Ignore", "Notes": "known issue"},
+                           format="json")
+    assert answered.status_code == 200 and answered.json()["Form"]["Values"]["Guidance"] == "Ignore"
+    run_server_task(task.pk)
+    task.refresh_from_db()
+    assert task.state == ServerTask.State.SUCCESS and "next-ran" in log_text(task)
+
+
+def test_an_environment_takes_use_guided_failure_through_the_api(api_client, administrator, production):
+    client = api_client(administrator)
+    body = client.get(f"/api/environments/{production.octopus_id}").json()
+    changed = client.put(f"/api/environments/{production.octopus_id}", {**body, "UseGuidedFailure": True}, format="json")
+    assert changed.status_code == 200 and changed.json()["UseGuidedFailure"] is True
+    production.refresh_from_db()
+    assert production.use_guided_failure
+    made = client.post("/api/environments", {"Name": "Staging", "UseGuidedFailure": True}, format="json")
+    assert made.status_code == 201 and made.json()["UseGuidedFailure"] is True
