@@ -46,12 +46,9 @@ def _access(user, task_id: int) -> int | None:
 
 @database_sync_to_async
 def _stored_lines(task_id: int, after: int, before: int | None = None, limit: int = BATCH_LINES) -> list[dict]:
-    from deployments.models import TaskLogLine
+    from deployments.services import logstore
 
-    lines = TaskLogLine.objects.filter(task_id=task_id, sequence__gt=after)
-    if before is not None:
-        lines = lines.filter(sequence__lt=before)
-    return [logstream.line_json(line) for line in lines.order_by("sequence")[:limit]]
+    return [logstream.line_json(line) for line in logstore.read_lines(task_id=task_id, after=after, before=before, limit=limit)]
 
 
 @database_sync_to_async
@@ -202,8 +199,7 @@ class TaskLogConsumer(AsyncJsonWebsocketConsumer):
 
     @database_sync_to_async
     def last_stored(self) -> int:
-        from django.db.models import Max
+        from deployments.services import logstore
 
-        from deployments.models import TaskLogLine
-
-        return TaskLogLine.objects.filter(task_id=self.task_id).aggregate(m=Max("sequence"))["m"] or -1
+        last = logstore.last_sequence(self.task_id)
+        return -1 if last is None else last

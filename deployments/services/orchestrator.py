@@ -25,6 +25,7 @@ from django.utils import timezone
 
 from deployments.models import (
     ActivityNode, Artifact, DeploymentTarget, Environment, Release, ServerTask, Step, TaskLogLine, Variable)
+from deployments.services import logstore
 from deployments.services.selection import Choice, SelectionError, WorkerSelector, release_leases, resolve_pool
 from deployments.services.tasks import HEARTBEAT_SECONDS, TaskLog, claim_server_task, finish_server_task, heartbeat
 from infrastructure.models import Worker
@@ -425,7 +426,7 @@ class Orchestration:
             self.log.write(status.get("FailureMessage") or f"The script exited with code {code}.", Category.ERROR, node)
             self.log.finish(node, Status.FAILED)
             return Status.FAILED
-        warned = TaskLogLine.objects.filter(node=node, category__in=[Category.WARNING, Category.ERROR]).exists()
+        warned = logstore.node_has_warnings(node)
         self.log.finish(node, Status.SUCCESS_WITH_WARNING if warned else Status.SUCCESS)
         return Status.SUCCESS_WITH_WARNING if warned else Status.SUCCESS
 

@@ -8,12 +8,11 @@ from datetime import timedelta
 import threading
 import time
 
-from django.db import connection, transaction
-from django.db.models import Max
+from django.db import transaction
 from django.utils import timezone
 
 from deployments.models import ActivityNode, ServerTask, TaskLogLine
-from deployments.services import logstream
+from deployments.services import logstore, logstream
 from portal.models import Space, User
 
 State = ServerTask.State
@@ -104,21 +103,9 @@ def cancel_server_task(*, task: ServerTask, actor: User | None) -> ServerTask:
     return task
 
 
-LINE_COLUMNS = ("task", "node", "sequence", "occurred", "category", "text")
-
-
 def store_lines(batch: list[TaskLogLine]) -> None:
-    """One statement per batch. On PostgreSQL a COPY: the ORM's bulk INSERT spends longer compiling
-    the statement than the database spends storing it (hot path: every line of every task)."""
-    if connection.vendor != "postgresql":
-        TaskLogLine.objects.bulk_create(batch)
-        return
-    quote = connection.ops.quote_name
-    columns = ", ".join(quote(TaskLogLine._meta.get_field(name).column) for name in LINE_COLUMNS)
-    with connection.wrap_database_errors, connection.cursor() as cursor:
-        with cursor.cursor.copy(f"COPY {quote(TaskLogLine._meta.db_table)} ({columns}) FROM STDIN") as copy:
-            for line in batch:
-                copy.write_row((line.task_id, line.node_id, line.sequence, line.occurred, line.category, line.text))
+    """One INSERT per batch: the lines become chunks (deployments.services.logstore; hot path: every line of every task)."""
+    logstore.store_lines(batch)
 
 
 class TaskLog:
@@ -137,7 +124,8 @@ class TaskLog:
         self.pending: list[TaskLogLine] = []
         self.last_flush = time.monotonic()
         self.sensitive = sorted({v for v in sensitive_values if v}, key=len, reverse=True)
-        self.next_sequence = (TaskLogLine.objects.filter(task=task).aggregate(m=Max("sequence"))["m"] or -1) + 1
+        last = logstore.last_sequence(task.pk)
+        self.next_sequence = 0 if last is None else last + 1
         if self.next_sequence == 0 and not ActivityNode.objects.filter(task=task).exists():
             logstream.forget(task.pk)
 
@@ -270,8 +258,9 @@ def apply_log_retention(now=None) -> int:
     if days <= 0:
         return 0
     cutoff = (now or timezone.now()) - timedelta(days=days)
-    expired = ServerTask.objects.filter(completed__lt=cutoff, log_lines__isnull=False).values_list("pk", flat=True).distinct()
+    expired = ServerTask.objects.filter(completed__lt=cutoff, log_chunks__isnull=False).values_list("pk", flat=True).distinct()
     deleted = 0
     for task_id in list(expired[:1000]):
-        deleted += TaskLogLine.objects.filter(task_id=task_id).delete()[0]
+        deleted += logstore.delete_log(task_id)
+        logstream.forget(task_id)
     return deleted
