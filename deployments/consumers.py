@@ -22,9 +22,9 @@ from django.conf import settings
 
 from deployments.services import logstream
 
-BATCH_LINES = 500
-MIN_INTERVAL = 0.02   # at most ~50 batches a second
-WINDOW = 5000         # lines sent but not yet acknowledged
+BATCH_LINES = 2000
+MIN_INTERVAL = 0.02   # at most ~50 batches a second (so at most 100,000 lines a second)
+WINDOW = 10000        # lines sent but not yet acknowledged
 HOLE_GRACE = 5.0      # seconds a missing sequence may take to appear before readers go on without it
 CLOSE_UNAUTHENTICATED, CLOSE_FORBIDDEN, CLOSE_NOT_FOUND = 4401, 4403, 4404
 
@@ -125,7 +125,7 @@ class TaskLogConsumer(AsyncJsonWebsocketConsumer):
                     # Never stored (a batch lost with its transaction): storage, the truth, goes on without it.
                     self.cursor = fresh[0]["Sequence"] - 1
             batch = []
-            for line in fresh[:BATCH_LINES]:
+            for line in fresh[:min(BATCH_LINES, WINDOW - (self.cursor - self.acked))]:  # never past the window
                 if line["Sequence"] != self.cursor + 1 + len(batch):
                     break
                 batch.append(line)
