@@ -134,6 +134,21 @@ class TaskLogConsumer(AsyncJsonWebsocketConsumer):
             fresh = [line for line in fresh[len(batch):] if line["Sequence"] > self.cursor]
             await asyncio.sleep(MIN_INTERVAL)
 
+    async def forward_batch(self, fields: dict) -> bool:
+        """Sends a stored batch from the stream as it is (hot path: no decoding, no re-encoding) when it
+        starts right after the cursor, fits a message, and names only nodes the client knows."""
+        first, last = int(fields[b"first"]), int(fields[b"last"])
+        nodes = {int(node) for node in fields.get(b"nodes", b"").split(b",") if node}
+        if first != self.cursor + 1 or last - first + 1 > BATCH_LINES or not nodes <= self.known_nodes:
+            return False
+        while self.cursor - self.acked + (last - first + 1) > WINDOW:  # never past the window
+            self.ack_event.clear()
+            await self.ack_event.wait()
+        await self.send(text_data='{"type": "lines", "lines": ' + fields[b"data"].decode() + "}")
+        self.cursor = last
+        await asyncio.sleep(MIN_INTERVAL)
+        return True
+
     def hole_outlived(self, next_stored: int) -> bool:
         """True once sequences cursor+1 … next_stored-1 have been missing for HOLE_GRACE while later ones are stored."""
         now = time.monotonic()
@@ -171,10 +186,16 @@ class TaskLogConsumer(AsyncJsonWebsocketConsumer):
                 lines = []
                 for entry_id, fields in entries:
                     stream_id = entry_id
-                    kind, data = fields[b"kind"].decode(), json.loads(fields[b"data"])
+                    kind = fields[b"kind"].decode()
                     if kind == "lines":
-                        lines.extend(data)
+                        if b"first" in fields:
+                            await self.send_lines(lines)
+                            lines = []
+                            if await self.forward_batch(fields):
+                                continue
+                        lines.extend(json.loads(fields[b"data"]))
                         continue
+                    data = json.loads(fields[b"data"])
                     await self.send_lines(lines)
                     lines = []
                     if kind == "node":

@@ -44,17 +44,17 @@ def node_json(node) -> dict:
             "Progress": node.progress}
 
 
-def _append(task_id: int, kind: str, data, ttl: int = STREAM_TTL) -> None:
+def _append(task_id: int, kind: str, data, ttl: int = STREAM_TTL, **fields) -> None:
     """Appends once the surrounding transaction commits (at once outside one): a reader never sees a
     line or a state that storage could still roll back."""
-    transaction.on_commit(lambda: _xadd(task_id, kind, data, ttl))
+    transaction.on_commit(lambda: _xadd(task_id, kind, data, ttl, **fields))
 
 
-def _xadd(task_id: int, kind: str, data, ttl: int) -> None:
+def _xadd(task_id: int, kind: str, data, ttl: int, **fields) -> None:
     try:
         client = _client()
         pipe = client.pipeline(transaction=False)
-        pipe.xadd(stream_key(task_id), {"kind": kind, "data": json.dumps(data)}, maxlen=STREAM_MAXLEN, approximate=True)
+        pipe.xadd(stream_key(task_id), {"kind": kind, "data": json.dumps(data), **fields}, maxlen=STREAM_MAXLEN, approximate=True)
         pipe.expire(stream_key(task_id), ttl)
         pipe.execute()
     except redis.RedisError as error:
@@ -65,7 +65,10 @@ def _xadd(task_id: int, kind: str, data, ttl: int) -> None:
 def publish(task, lines=None, node=None) -> None:
     """TaskLog's publish hook: called after each stored batch, and on each node change."""
     if lines:
-        _append(task.pk, "lines", [line_json(line) for line in lines])
+        # first/last/nodes let a viewer right at `first` forward `data` as it is, without decoding it.
+        nodes = ",".join(str(n) for n in {line.node_id for line in lines} if n is not None)
+        _append(task.pk, "lines", [line_json(line) for line in lines], first=lines[0].sequence, last=lines[-1].sequence,
+                nodes=nodes)
     if node is not None:
         _append(task.pk, "node", node_json(node))
 
