@@ -70,6 +70,8 @@ class TaskLogConsumer(AsyncJsonWebsocketConsumer):
         self.acked = -1
         self.ack_event = asyncio.Event()
         self.known_nodes: set[int] = set()
+        self.raw: list[str] = []  # stored batches from the stream, held to go out as one message
+        self.raw_count, self.raw_last = 0, -1
         await self.accept()
         code = await _access(self.scope.get("user"), self.task_id)
         if code is not None:
@@ -134,20 +136,30 @@ class TaskLogConsumer(AsyncJsonWebsocketConsumer):
             fresh = [line for line in fresh[len(batch):] if line["Sequence"] > self.cursor]
             await asyncio.sleep(MIN_INTERVAL)
 
-    async def forward_batch(self, fields: dict) -> bool:
-        """Sends a stored batch from the stream as it is (hot path: no decoding, no re-encoding) when it
-        starts right after the cursor, fits a message, and names only nodes the client knows."""
+    def forwardable(self, fields: dict) -> bool:
+        """A stored batch from the stream can go out as it is (hot path: no decoding, no re-encoding) when it
+        starts right after what is sent or held, the held batches still fit a message, and it names only
+        nodes the client knows."""
         first, last = int(fields[b"first"]), int(fields[b"last"])
         nodes = {int(node) for node in fields.get(b"nodes", b"").split(b",") if node}
-        if first != self.cursor + 1 or last - first + 1 > BATCH_LINES or not nodes <= self.known_nodes:
-            return False
-        while self.cursor - self.acked + (last - first + 1) > WINDOW:  # never past the window
+        after = self.raw_last if self.raw else self.cursor
+        return first == after + 1 and self.raw_count + last - first + 1 <= BATCH_LINES and nodes <= self.known_nodes
+
+    def hold_raw(self, fields: dict) -> None:
+        self.raw.append(fields[b"data"].decode()[1:-1])  # a JSON array's items
+        self.raw_count += int(fields[b"last"]) - int(fields[b"first"]) + 1
+        self.raw_last = int(fields[b"last"])
+
+    async def send_raw(self) -> None:
+        """Sends the held batches as one message, within the window."""
+        if not self.raw:
+            return
+        while self.cursor - self.acked + self.raw_count > WINDOW:
             self.ack_event.clear()
             await self.ack_event.wait()
-        await self.send(text_data='{"type": "lines", "lines": ' + fields[b"data"].decode() + "}")
-        self.cursor = last
+        await self.send(text_data='{"type": "lines", "lines": [' + ",".join(self.raw) + "]}")
+        self.cursor, self.raw, self.raw_count = self.raw_last, [], 0
         await asyncio.sleep(MIN_INTERVAL)
-        return True
 
     def hole_outlived(self, next_stored: int) -> bool:
         """True once sequences cursor+1 … next_stored-1 have been missing for HOLE_GRACE while later ones are stored."""
@@ -188,14 +200,17 @@ class TaskLogConsumer(AsyncJsonWebsocketConsumer):
                     stream_id = entry_id
                     kind = fields[b"kind"].decode()
                     if kind == "lines":
-                        if b"first" in fields:
-                            await self.send_lines(lines)
-                            lines = []
-                            if await self.forward_batch(fields):
+                        if b"first" in fields and not lines:
+                            if not self.forwardable(fields):
+                                await self.send_raw()
+                            if self.forwardable(fields):
+                                self.hold_raw(fields)
                                 continue
+                        await self.send_raw()
                         lines.extend(json.loads(fields[b"data"]))
                         continue
                     data = json.loads(fields[b"data"])
+                    await self.send_raw()
                     await self.send_lines(lines)
                     lines = []
                     if kind == "node":
@@ -204,6 +219,7 @@ class TaskLogConsumer(AsyncJsonWebsocketConsumer):
                     elif kind == "state":
                         completed = completed or data["IsCompleted"]
                         await self.send_json({"type": "state", **data})
+                await self.send_raw()
                 await self.send_lines(lines)
                 if not entries or time.monotonic() - last_poll > 5:
                     await self.catch_up()  # a lost stream, a restarted Redis, a missed entry
