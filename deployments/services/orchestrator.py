@@ -39,6 +39,7 @@ logger = logging.getLogger(__name__)
 State = ServerTask.State
 Status = ActivityNode.Status
 Category = TaskLogLine.Category
+CATEGORIES = frozenset(Category.values)  # Category.values builds a list on each call (hot path: every line)
 
 FALSE_WORDS = {"", "false", "0", "no", "off"}
 _REFERENCE = re.compile(r"#\{([^}#]+)\}")
@@ -395,7 +396,7 @@ class Orchestration:
             status = transport.call("GetStatus", {"Ticket": ticket, "AfterSequence": after, "WaitSeconds": 1},
                                     timeout=transport.timeout + 10)
             for line in status.get("Logs") or []:
-                category = line.get("Category") if line.get("Category") in Category.values else Category.INFO
+                category = line.get("Category") if line.get("Category") in CATEGORIES else Category.INFO
                 self.log.write(line.get("Text", ""), category, node)
                 after = max(after, int(line.get("Sequence", after)))
             self.log.flush()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import socket
 from contextlib import contextmanager
-from datetime import timedelta
+from datetime import datetime, timedelta, timezone as dt_timezone
 import threading
 import time
 
@@ -142,7 +142,7 @@ class TaskLog:
               occurred=None) -> None:
         # PostgreSQL refuses NUL in text: a script printing binary output must not lose the batch.
         text = str(text).replace("\x00", "\ufffd")
-        occurred, node_id = occurred or timezone.now(), node.pk if node is not None else None
+        occurred, node_id = occurred or datetime.now(dt_timezone.utc), node.pk if node is not None else None
         with self.lock:
             for line in self.mask(text).splitlines() or [""]:
                 self.pending.append(TaskLogLine(task_id=self.task.pk, node_id=node_id, sequence=self.next_sequence, category=category,
