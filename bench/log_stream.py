@@ -156,6 +156,11 @@ def run_one_database() -> None:
         assert task.state == "Success" and texts == [f"line {n}" for n in range(LINES)], (task.state, len(texts))
         stored_rate = sum(n for _, _, n in stores) / max(stores[-1][1] - stores[0][0], 1e-6)
         chunks = task.log_chunks.count()
+        from deployments.services import logstream
+        from infrastructure.transports.polling import redis_client
+
+        key = logstream.stream_key(task.pk)
+        stream_kb, stream_ttl = (redis_client().memory_usage(key) or 0) / 1024, redis_client().ttl(key)
 
         # 3. Delivered to a live viewer, each line once and in order.
         delivered = []
@@ -176,6 +181,7 @@ def run_one_database() -> None:
         print(f"[{name}] {LINES:,} lines as fast as a script prints them: stored {stored_rate:,.0f} lines/s in {chunks:,} chunks, "
               f"server CPU {cpu / LINES * 1e6:.1f} µs per line; delivered to a websocket client {delivered_rate:,.0f} lines/s "
               f"({len(delivered):,} lines, each once, in order)")
+        print(f"[{name}] the task's Redis stream after it ended: {stream_kb:,.0f} KiB, expiring in {stream_ttl} s")
         print(f"[{name}] at 1,000 lines/s: write → websocket latency p50 {percentile_of(latencies, 0.5):.1f} ms, "
               f"p99 {percentile_of(latencies, 0.99):.1f} ms ({len(latencies):,} lines)")
         print(f"RESULT {name} {stored_rate:.0f} {baseline:.0f} {cpu / LINES * 1e6:.2f} {delivered_rate:.0f} "

@@ -219,6 +219,8 @@ class TaskLogConsumer(AsyncJsonWebsocketConsumer):
                         self.known_nodes.add(data["Id"])
                         await self.send_json({"type": "node", "node": data})
                     elif kind == "state":
+                        if data["IsCompleted"] and not completed:
+                            await self.send_tree()  # the nodes' final statuses, whatever the trimmed stream held
                         completed = completed or data["IsCompleted"]
                         await self.send_json({"type": "state", **data})
                 await self.send_raw()

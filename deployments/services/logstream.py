@@ -4,8 +4,8 @@ stream is how websockets learn of new lines quickly, and a reader that finds a g
 all (Redis restarted), catches up from storage by sequence number.
 
 An entry is appended only once its lines are stored, so the stream need only hold what live viewers
-have not read yet: it keeps its newest STREAM_MAXLEN entries and expires FINISHED_TTL after its task
-ends (a 100,000-line stream once held 11–16 MB of Redis for an hour after its task)."""
+have not read yet: it keeps its newest STREAM_MAXLEN entries, only the final state once its task ends,
+and expires FINISHED_TTL later (a 100,000-line stream once held 11–16 MB of Redis for an hour)."""
 
 from __future__ import annotations
 
@@ -44,17 +44,20 @@ def node_json(node) -> dict:
             "Progress": node.progress}
 
 
-def _append(task_id: int, kind: str, data, ttl: int = STREAM_TTL, **fields) -> None:
+def _append(task_id: int, kind: str, data, ttl: int = STREAM_TTL, final: bool = False, **fields) -> None:
     """Appends once the surrounding transaction commits (at once outside one): a reader never sees a
     line or a state that storage could still roll back."""
-    transaction.on_commit(lambda: _xadd(task_id, kind, data, ttl, **fields))
+    transaction.on_commit(lambda: _xadd(task_id, kind, data, ttl, final, **fields))
 
 
-def _xadd(task_id: int, kind: str, data, ttl: int, **fields) -> None:
+def _xadd(task_id: int, kind: str, data, ttl: int, final: bool = False, **fields) -> None:
     try:
         client = _client()
         pipe = client.pipeline(transaction=False)
-        pipe.xadd(stream_key(task_id), {"kind": kind, "data": json.dumps(data), **fields}, maxlen=STREAM_MAXLEN, approximate=True)
+        # The final state is all a stream keeps once its task ended: every line is stored, and a viewer
+        # that had not read them yet catches up from storage (and gets the tree again with the state).
+        pipe.xadd(stream_key(task_id), {"kind": kind, "data": json.dumps(data), **fields},
+                  maxlen=1 if final else STREAM_MAXLEN, approximate=not final)
         pipe.expire(stream_key(task_id), ttl)
         pipe.execute()
     except redis.RedisError as error:
@@ -76,7 +79,7 @@ def publish(task, lines=None, node=None) -> None:
 def publish_state(task) -> None:
     _append(task.pk, "state", {"State": task.state, "IsCompleted": task.is_completed, "ErrorMessage": task.error_message,
                                "HasWarnings": task.has_warnings},
-            ttl=FINISHED_TTL if task.is_completed else STREAM_TTL)
+            ttl=FINISHED_TTL if task.is_completed else STREAM_TTL, final=task.is_completed)
 
 
 def forget(task_id: int) -> None:

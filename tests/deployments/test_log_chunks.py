@@ -231,4 +231,5 @@ def test_the_live_stream_keeps_only_its_newest_entries_and_expires_after_its_tas
     assert client.ttl(key) > logstream.FINISHED_TTL
     finish_server_task(task=task, state="Success")
     assert 0 < client.ttl(key) <= logstream.FINISHED_TTL
+    assert [fields[b"kind"] for _, fields in client.xrange(key)] == [b"state"]  # every line is in storage
     assert logstore.line_count(task.pk) == 800
