@@ -118,7 +118,7 @@ def _chunks(chunks, after: int, page: int = 4, largest_page: int = 64) -> Iterat
     """Chunks holding sequences after `after`, in order, a few rows per query (each query uses the
     index (task, last_sequence); a reader that wants one page of lines never loads the whole log)."""
     while True:
-        rows = list(chunks.filter(last_sequence__gt=after).order_by("first_sequence")[:page])
+        rows = list(chunks.filter(last_sequence__gt=after).order_by("last_sequence")[:page])  # chunks never overlap
         yield from rows
         if len(rows) < page:
             return
