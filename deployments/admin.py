@@ -1,8 +1,8 @@
 from django.contrib import admin
 
 from deployments.models import (
-    ActivityNode, Artifact, Deployment, DeploymentTarget, Environment, Package, Project, Release, Runbook, RunbookRun,
-    ServerConfiguration, ServerTask, Step, Variable, WorkerLease)
+    ActivityNode, Artifact, Deployment, DeploymentTarget, Environment, Interruption, Package, Project, Release, Runbook,
+    RunbookRun, RunningScript, ServerConfiguration, ServerNode, ServerTask, Step, Variable, WorkerLease)
 
 
 @admin.register(ServerTask)
@@ -102,3 +102,33 @@ class ArtifactAdmin(admin.ModelAdmin):
 @admin.register(ServerConfiguration)
 class ServerConfigurationAdmin(admin.ModelAdmin):
     list_display = ["pk", "is_builtin_worker_enabled"]
+
+
+class ReadOnlyAdmin(admin.ModelAdmin):
+    """Rows written only by services (interruptions are answered on the task page, nodes and running
+    scripts are the cluster's own bookkeeping): the admin shows them and changes nothing."""
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(Interruption)
+class InterruptionAdmin(ReadOnlyAdmin):
+    list_display = ["title", "type", "task", "is_pending", "result", "created"]
+    list_filter = ["type", "is_pending"]
+
+
+@admin.register(ServerNode)
+class ServerNodeAdmin(ReadOnlyAdmin):
+    list_display = ["name", "max_concurrent_tasks", "last_seen", "stopped"]
+
+
+@admin.register(RunningScript)
+class RunningScriptAdmin(ReadOnlyAdmin):
+    list_display = ["task", "worker", "ticket"]

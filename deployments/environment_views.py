@@ -17,6 +17,7 @@ from django.views.decorators.http import require_POST
 from deployments.forms import DeploymentTargetForm, NameForm
 from deployments.models import DeploymentTarget, Environment
 from deployments.services import catalog
+from deployments.services.interruptions import set_environment_guided_failure
 from infrastructure.views.shortcuts import may, refuse
 from portal.permissions import Permission as P
 from portal.services.access import require_permission
@@ -61,6 +62,8 @@ def environment_edit(request, space, pk: int):
         if form.is_valid():
             try:
                 catalog.update_environment(actor=request.user, environment=environment, **form.cleaned_data)
+                set_environment_guided_failure(actor=request.user, environment=environment,
+                                               enabled=bool(request.POST.get("use_guided_failure")))
             except ValidationError as error:
                 _add_errors(form, error)
             else:

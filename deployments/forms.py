@@ -48,9 +48,20 @@ class StepForm(BootstrapFormMixin, forms.Form):
     instructions = forms.CharField(required=False, label="Instructions", widget=forms.Textarea(attrs={"rows": 3}),
                                    help_text="manual intervention: what the reviewer checks before proceeding")
     is_disabled = forms.BooleanField(required=False, label="Disable this step")
+    responsible_teams = forms.MultipleChoiceField(required=False, label="Responsible teams",
+                                                  widget=forms.SelectMultiple(attrs={"size": 3}),
+                                                  help_text="manual intervention: only their members may answer (none: anyone who may deploy)")
+    script_source = forms.ChoiceField(choices=[("Inline", "Inline source code"), ("Package", "Script file inside a package")],
+                                      initial="Inline", required=False, label="Script source")
+    script_file_name = forms.CharField(required=False, max_length=300, label="Script file name",
+                                       help_text="the path inside the first referenced package, e.g. scripts/deploy.sh")
 
     def __init__(self, *args, space, **kwargs):
         super().__init__(*args, **kwargs)
+        from django.db.models import Q
+        from portal.models import Team
+
+        self.fields["responsible_teams"].choices = [(t.octopus_id, t.name) for t in Team.objects.filter(Q(space=space) | Q(space__isnull=True))]
         self.fields["worker_pool"].queryset = WorkerPool.objects.filter(space=space).order_by("sort_order", "name")
         self.package_ids = sorted(set(Package.objects.filter(space=space).values_list("package_id", flat=True)))
 
@@ -63,6 +74,7 @@ class StepForm(BootstrapFormMixin, forms.Form):
         else:
             d["worker_pool_variable"] = ""
         d.pop("pool_source", None)
+        d["script_source"] = d.get("script_source") or "Inline"
         d["target_roles"] = [r.strip() for r in d["target_roles"].split(",") if r.strip()]
         packages = []
         for reference in [p.strip() for p in d.pop("packages").split(",") if p.strip()]:
@@ -76,7 +88,7 @@ class StepForm(BootstrapFormMixin, forms.Form):
         initial = {field: getattr(step, field) for field in (
             "name", "action_type", "location", "worker_pool", "worker_pool_variable", "syntax", "script_body",
             "script_parameters", "start_with_previous", "condition", "condition_variable", "max_parallelism", "instructions",
-            "is_disabled")}
+            "is_disabled", "responsible_teams", "script_source", "script_file_name")}
         initial["pool_source"] = "variable" if step.worker_pool_variable else "direct"
         initial["target_roles"] = ", ".join(step.target_roles)
         initial["packages"] = ", ".join(p["PackageId"] + (f"@{p['Version']}" if p.get("Version") else "") for p in step.packages)

@@ -18,6 +18,7 @@ class Environment(OctopusIdMixin, models.Model):
     name = models.CharField(max_length=100)
     description = models.TextField(blank=True)
     sort_order = models.IntegerField(default=0)
+    use_guided_failure = models.BooleanField(default=False, help_text="a failed step pauses the deployment for Retry, Ignore or Fail")
 
     class Meta:
         ordering = ["sort_order", "name"]
@@ -131,6 +132,10 @@ class Step(OctopusIdMixin, models.Model):
     condition_variable = models.CharField(max_length=200, blank=True, help_text="Condition=Variable: the step runs when this is true")
     max_parallelism = models.PositiveIntegerField(default=10)
     instructions = models.TextField(blank=True, help_text="manual intervention: what the reviewer should check")
+    responsible_teams = models.JSONField(default=list, blank=True, help_text='manual intervention: team ids, e.g. ["Teams-1"]')
+    script_source = models.CharField(max_length=20, default="Inline", choices=[("Inline", "Inline"), ("Package", "Package")],
+                                     help_text="Octopus.Action.Script.ScriptSource")
+    script_file_name = models.CharField(max_length=300, blank=True, help_text="ScriptSource=Package: the script's path inside the first package")
     is_disabled = models.BooleanField(default=False)
 
     class Meta:
@@ -266,6 +271,26 @@ class ServerTask(OctopusIdMixin, models.Model):
     def can_cancel(self) -> bool:
         return self.state in (self.State.QUEUED, self.State.EXECUTING)
 
+    @property
+    def has_pending_interruptions(self) -> bool:
+        return bool(self.pending_interruption)
+
+    @property
+    def duration(self) -> str:
+        """As Octopus words it: "12 seconds", "3 minutes"."""
+        if self.started is None:
+            return ""
+        return duration_in_words(((self.completed or timezone.now()) - self.started).total_seconds())
+
+
+def duration_in_words(seconds: float) -> str:
+    for unit, size in (("day", 86400), ("hour", 3600), ("minute", 60)):
+        if seconds >= size:
+            count = int(seconds // size)
+            return f"{count} {unit}{'' if count == 1 else 's'}"
+    count = int(seconds)
+    return f"{count} second{'' if count == 1 else 's'}"
+
 
 class TaskLogLine:
     """One line of a task's log, numbered per task so readers can resume after any sequence. Lines live in
@@ -332,6 +357,7 @@ class Deployment(OctopusIdMixin, models.Model):
     task = models.OneToOneField("ServerTask", on_delete=models.CASCADE, related_name="deployment")
     created = models.DateTimeField(default=timezone.now)
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    use_guided_failure = models.BooleanField(default=False)
 
     class Meta:
         ordering = ["-created", "-id"]
@@ -426,3 +452,79 @@ class ServerConfiguration(models.Model):
     @classmethod
     def current(cls) -> ServerConfiguration:
         return cls.objects.get_or_create(pk=1)[0]
+
+
+class Interruption(OctopusIdMixin, models.Model):
+    """A manual intervention or a guided failure waiting for (or answered by) someone: Octopus's InterruptionResource."""
+
+    ID_PREFIX = "Interruptions"
+
+    class Type(models.TextChoices):
+        MANUAL = "ManualIntervention"
+        GUIDED_FAILURE = "GuidedFailure"
+
+    class Result(models.TextChoices):
+        PROCEED = "Proceed"
+        ABORT = "Abort"
+        RETRY = "Retry"
+        IGNORE = "Ignore"
+        FAIL = "Fail"
+
+    space = models.ForeignKey(Space, on_delete=models.CASCADE, related_name="interruptions")
+    task = models.ForeignKey(ServerTask, on_delete=models.CASCADE, related_name="interruptions")
+    type = models.CharField(max_length=30, choices=Type.choices)
+    title = models.CharField(max_length=500)
+    instructions = models.TextField(blank=True)
+    step_index = models.PositiveIntegerField()
+    node = models.ForeignKey(ActivityNode, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    responsible_team_ids = models.JSONField(default=list, blank=True)
+    responsible_user = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    created = models.DateTimeField(default=timezone.now)
+    is_pending = models.BooleanField(default=True)
+    result = models.CharField(max_length=10, choices=Result.choices, blank=True)
+    note = models.TextField(blank=True)
+    submitted_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    submitted = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created", "-id"]
+        indexes = [models.Index(fields=["task", "is_pending"])]
+
+    def __str__(self) -> str:
+        return self.title
+
+    @property
+    def results(self) -> list[str]:
+        if self.type == self.Type.MANUAL:
+            return [self.Result.PROCEED, self.Result.ABORT]
+        return [self.Result.RETRY, self.Result.IGNORE, self.Result.FAIL]
+
+class ServerNode(models.Model):
+    """A server node of the cluster (Configuration ➜ Nodes), as Octopus lists its nodes. The row is
+    written rarely (start, stop, about once a minute); liveness itself lives in Redis with a TTL."""
+
+    name = models.CharField(max_length=100, unique=True)
+    max_concurrent_tasks = models.PositiveIntegerField(default=5, help_text="the node's task cap")
+    started = models.DateTimeField(null=True, blank=True)
+    last_seen = models.DateTimeField(null=True, blank=True)
+    stopped = models.DateTimeField(null=True, blank=True, help_text="when it last stopped cleanly")
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class RunningScript(models.Model):
+    """A script a task started on a worker, recorded when it starts, so that whoever ends the task (its
+    own node, or another one after the node died) can cancel it on the worker."""
+
+    task = models.ForeignKey(ServerTask, on_delete=models.CASCADE, related_name="running_scripts")
+    worker = models.ForeignKey(Worker, null=True, blank=True, on_delete=models.CASCADE, related_name="+",
+                               help_text="empty: the built-in worker")
+    ticket = models.CharField(max_length=100)
+    started = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["id"]

@@ -328,7 +328,8 @@ def release_deploy(request, space, project_pk: int, pk: int):
     form, status = DeployForm(space=space, initial={"environment": request.GET.get("environment")}), 200
     if request.method == "POST":
         form, status, task = _queue_for_environment(
-            request, space, lambda environment: deploy.deploy_release(actor=request.user, release=release, environment=environment).task)
+            request, space, lambda environment: deploy.deploy_release(actor=request.user, release=release, environment=environment,
+                                                                     use_guided_failure=bool(request.POST.get("use_guided_failure"))).task)
         if task is not None:
             return redirect(_task_url(task))
     return render(request, "deployments/deploy.html", {
@@ -477,12 +478,20 @@ def script_console(request, space):
 @space_page(P.TASK_VIEW)
 @require_POST
 def task_intervention(request, space, pk: int):
+    from deployments.services.interruptions import pending_interruption_of, submit_interruption, take_interruption_responsibility
+
     task = get_object_or_404(ServerTask, pk=pk, space=space)
+    interruption = pending_interruption_of(task)
     try:
-        deploy.proceed_after_intervention(actor=request.user, task=task, proceed=request.POST.get("result") == "Proceed",
-                                          note=request.POST.get("note", ""))
-    except ValidationError as error:
-        messages.error(request, " ".join(error.messages))
+        if interruption is None:
+            raise ValidationError("This task is not waiting for an answer.")
+        if request.POST.get("assign"):
+            take_interruption_responsibility(interruption=interruption, user=request.user)
+        else:
+            submit_interruption(interruption=interruption, user=request.user, action=request.POST.get("result", ""),
+                                note=request.POST.get("note", ""))
+    except (ValidationError, PermissionDenied) as error:
+        messages.error(request, _reason(error))
     return redirect(_task_url(task))
 
 
@@ -520,5 +529,9 @@ def features(request):
                                                                "has no workers." if enabled else
                                                                "off: user scripts never run on the server."))
         return redirect("configuration-features")
+    from infrastructure.transports.builtin import builtin_worker_account
+
+    account, is_own_account = builtin_worker_account()
     return render(request, "deployments/features.html", {"configuration": ServerConfiguration.current(),
-                                                         "may_edit": has_permission(request.user, P.CONFIGURE_SERVER)})
+                                                         "may_edit": has_permission(request.user, P.CONFIGURE_SERVER),
+                                                         "builtin_account": account, "builtin_is_own_account": is_own_account})

@@ -1,7 +1,11 @@
 """Celery entry points: thin adapters that load by id and call a service."""
 
+import logging
+
 from celery import shared_task
-from celery.signals import worker_ready
+from celery.signals import worker_ready, worker_shutdown
+
+logger = logging.getLogger(__name__)
 
 
 @shared_task(name="deployments.run_server_task", acks_late=True, max_retries=0)
@@ -18,10 +22,35 @@ def fail_orphaned_tasks_task() -> list[int]:
     return fail_orphaned_tasks()
 
 
+_node_heartbeat = None
+
+
+def _runs_server_tasks(consumer) -> bool:
+    from django.conf import settings
+
+    return settings.REEF_TASK_QUEUE in {queue.name for queue in consumer.task_consumer.queues}
+
+
 @worker_ready.connect
-def _fail_orphans_on_start(**kwargs) -> None:
-    """A node that restarts looks at once for tasks a dead node left Executing."""
-    fail_orphaned_tasks_task.delay()
+def _start_node(sender=None, **kwargs) -> None:
+    """Before it takes a task, a starting worker fails at once the tasks its node's previous process left
+    unfinished (by node name, no grace period); the task runner then beats for its node and watches the others."""
+    global _node_heartbeat
+    from deployments.services.nodes import NodeHeartbeat, record_node_row, reap_tasks_of_this_node
+
+    task_runner = sender is not None and _runs_server_tasks(sender)
+    failed = reap_tasks_of_this_node(health_checks=not task_runner)
+    if failed:
+        logger.warning("Failed %s task(s) this node left unfinished when it stopped: %s", len(failed), failed)
+    if task_runner:
+        record_node_row(started=True)
+        _node_heartbeat = NodeHeartbeat().start()
+
+
+@worker_shutdown.connect
+def _stop_node(**kwargs) -> None:
+    if _node_heartbeat is not None:
+        _node_heartbeat.shutdown()
 
 
 @shared_task(name="deployments.apply_log_retention", acks_late=True, max_retries=0)

@@ -48,6 +48,7 @@ def task_detail(request, space, pk: int):
     rerun_permission = RERUN_PERMISSIONS.get(task.name)
     context = {
         "space": space, "task": task, "steps": steps, "artifacts": task.artifacts.defer("content"),
+        "interruption": task.interruptions.filter(is_pending=True).select_related("responsible_user").first(),
         "leases": task.leases.select_related("worker") if not task.is_completed else (),
         "may_cancel": has_permission(request.user, Permission.TASK_CANCEL, space=space),
         "may_rerun": task.is_completed and rerun_permission is not None and has_permission(request.user, rerun_permission, space=space)}
@@ -62,10 +63,13 @@ def task_detail(request, space, pk: int):
 def artifact_download(request, space, pk: int, artifact_pk: int):
     from django.http import HttpResponse
 
+    from django.utils.http import content_disposition_header
+
     from deployments.models import Artifact
+    from deployments.services.artifacts import download_name
 
     artifact = get_object_or_404(Artifact, pk=artifact_pk, task__pk=pk, task__space=space)
     response = HttpResponse(bytes(artifact.content), content_type="application/octet-stream")
-    response["Content-Disposition"] = f'attachment; filename="{artifact.name.replace(chr(34), "")}"'
+    response["Content-Disposition"] = content_disposition_header(True, download_name(artifact.name))
     response["X-Content-Type-Options"] = "nosniff"
     return response

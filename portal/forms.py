@@ -2,16 +2,21 @@ from __future__ import annotations
 
 from django import forms
 
+from portal.control_characters import multiline_validator, single_line_validator
 from portal.models import Event, Space, User, UserRole
 
 
 class BootstrapFormMixin:
-    """Bootstrap classes on every widget, so templates can render fields generically."""
+    """Bootstrap classes on every widget, so templates can render fields generically; and no control characters in
+    any text field (a multi-line one may hold tab and line breaks), refused as that field's error."""
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         for field in self.fields.values():
             widget = field.widget
+            if isinstance(field, forms.CharField):  # a verbatim value (strip=False) may be multi-line too
+                multiline = isinstance(widget, forms.Textarea) or not field.strip
+                field.validators.append(multiline_validator if multiline else single_line_validator)
             if isinstance(widget, (forms.CheckboxInput, forms.RadioSelect)):
                 widget.attrs.setdefault("class", "form-check-input")
             elif isinstance(widget, (forms.Select, forms.SelectMultiple)):

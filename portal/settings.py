@@ -117,6 +117,7 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    "portal.api.errors.ApiErrorsMiddleware",  # outermost: every error under /api leaves as JSON
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -126,6 +127,7 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "axes.middleware.AxesMiddleware",
+    "portal.control_characters.ControlCharactersMiddleware",
 ]
 
 ROOT_URLCONF = "portal.urls"
@@ -157,6 +159,9 @@ DATABASES = {
         conn_health_checks=True,
     )
 }
+if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
+    # Re-opens a connection PostgreSQL dropped (a restart, pg_terminate_backend) and retries reads (database.py).
+    DATABASES["default"]["ENGINE"] = "portal.database"
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # WAL with synchronous=NORMAL: a commit no longer waits for fsync (a task log commits ~20 times a second).
     DATABASES["default"]["OPTIONS"] = {"timeout": 20, "transaction_mode": "IMMEDIATE",
@@ -216,7 +221,9 @@ REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
 CHANNEL_LAYERS = {
     "default": {
         "BACKEND": "channels_redis.core.RedisChannelLayer",
-        "CONFIG": {"hosts": [REDIS_URL], "prefix": os.environ.get("REEF_CHANNEL_PREFIX", "reef:asgi")},
+        # channels_redis opens a new connection after a failed one; the health check drops dead idle ones.
+        "CONFIG": {"hosts": [{"address": REDIS_URL, "health_check_interval": 10, "retry_on_timeout": True}],
+                   "prefix": os.environ.get("REEF_CHANNEL_PREFIX", "reef:asgi")},
     }
 }
 
@@ -228,9 +235,26 @@ CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
-CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": envint("REEF_TASK_VISIBILITY_TIMEOUT", 6 * 3600)}
+# A Redis restart is ridden out, never a reason to exit: reconnect forever, with health checks on idle connections.
+_REDIS_TRANSPORT_OPTIONS = {"retry_on_timeout": True, "health_check_interval": 10, "socket_keepalive": True,
+                            "socket_connect_timeout": 5, "max_retries": None,
+                            "interval_start": 0.2, "interval_step": 0.5, "interval_max": 2}
+CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": envint("REEF_TASK_VISIBILITY_TIMEOUT", 6 * 3600), **_REDIS_TRANSPORT_OPTIONS}
+CELERY_RESULT_BACKEND_TRANSPORT_OPTIONS = {"retry_policy": {"max_retries": 20, "interval_start": 0.2, "interval_step": 0.5,
+                                                            "interval_max": 2}, "health_check_interval": 10}
+CELERY_REDIS_BACKEND_HEALTH_CHECK_INTERVAL = 10
+CELERY_REDIS_SOCKET_KEEPALIVE = True
+CELERY_BROKER_CONNECTION_RETRY = True
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
-CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
+CELERY_BROKER_CONNECTION_MAX_RETRIES = None
+CELERY_BROKER_CONNECTION_TIMEOUT = 5
+# Queueing a task (a deploy from a page) during a blip waits for Redis to come back rather than failing.
+CELERY_TASK_PUBLISH_RETRY = True
+CELERY_TASK_PUBLISH_RETRY_POLICY = {"max_retries": 20, "interval_start": 0.2, "interval_step": 0.5, "interval_max": 2}
+CELERY_BROKER_HEARTBEAT = 0  # AMQP only; Redis connections are checked by health_check_interval
+CELERY_WORKER_CANCEL_LONG_RUNNING_TASKS_ON_CONNECTION_LOSS = False  # a running step continues through a blip
+# Exactly one scheduler across the cluster: beat sends due jobs only while its node holds a lease in Redis.
+CELERY_BEAT_SCHEDULER = "deployments.beat:LeasedDatabaseScheduler"
 CELERY_TIMEZONE = TIME_ZONE
 
 REST_FRAMEWORK = {
@@ -241,9 +265,11 @@ REST_FRAMEWORK = {
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_PAGINATION_CLASS": "portal.api.pagination.OctopusPagination",
     "DEFAULT_FILTER_BACKENDS": ["django_filters.rest_framework.DjangoFilterBackend"],
-    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "DEFAULT_SCHEMA_CLASS": "portal.api.schema.OctopusAutoSchema",
     "EXCEPTION_HANDLER": "portal.api.errors.octopus_exception_handler",
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    "DEFAULT_PARSER_CLASSES": ["portal.api.parsers.JSONParser", "portal.api.parsers.FormParser",
+                               "portal.api.parsers.MultiPartParser"],
     "DEFAULT_THROTTLE_RATES": {"anon": "60/minute"},
     "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
 }
@@ -256,6 +282,7 @@ SPECTACULAR_SETTINGS = {
     "REDOC_DIST": "SIDECAR",
     "SERVE_INCLUDE_SCHEMA": False,
     "COMPONENT_SPLIT_REQUEST": True,
+    "POSTPROCESSING_HOOKS": ["drf_spectacular.hooks.postprocess_schema_enums", "portal.api.schema.link_created_resources"],
 }
 
 LOGGING = {
@@ -267,6 +294,14 @@ LOGGING = {
     "loggers": {"django.request": {"level": "ERROR"}},
 }
 
+# Request bodies are bounded before anything reads them (portal/request_limits.py, and daphne's side in
+# portal/daphne_bounds.py): small everywhere, large only where packages are pushed. Uploads spool to disk.
+REEF_REQUEST_MAX_BYTES = envint("REEF_REQUEST_MAX_BYTES", 10 * 1024 * 1024)
+REEF_PACKAGE_MAX_BYTES = envint("REEF_PACKAGE_MAX_BYTES", 1024 * 1024 * 1024)
+REEF_PACKAGE_UPLOAD_PATHS = [r"^/Spaces-\d+/library/packages/$", r"^/api/(Spaces-\d+/)?packages/raw$"]
+DATA_UPLOAD_MAX_MEMORY_SIZE = REEF_REQUEST_MAX_BYTES
+FILE_UPLOAD_MAX_MEMORY_SIZE = 1024 * 1024
+
 # Server tasks: each node runs at most REEF_TASK_CAP at once (Octopus's task cap); a task running
 # longer than REEF_TASK_TIMEOUT seconds is stopped and ends TimedOut.
 REEF_TASK_CAP = envint("REEF_TASK_CAP", 5)
@@ -275,4 +310,42 @@ REEF_TASK_QUEUE = os.environ.get("REEF_TASK_QUEUE", "reef.servertasks")
 REEF_STREAM_PREFIX = os.environ.get("REEF_STREAM_PREFIX", "reef")
 # Task logs of tasks that ended more than this many days ago are deleted (0 keeps them forever).
 REEF_TASK_LOG_RETENTION_DAYS = envint("REEF_TASK_LOG_RETENTION_DAYS", 90)
+# The account built-in scripts run as when the server runs as root (only root can switch accounts).
+REEF_BUILTIN_WORKER_USER = os.environ.get("REEF_BUILTIN_WORKER_USER") or "nobody"
 CELERY_TASK_ROUTES = {"deployments.run_server_task": {"queue": REEF_TASK_QUEUE}}
+
+
+def _node_name() -> str:
+    """This server node's name: REEF_NODE_NAME, else one generated once and kept in var/node_name.
+    Unique per node, so two nodes on one host (or two clones of one image with their own var/) differ."""
+    if os.environ.get("REEF_NODE_NAME"):
+        return os.environ["REEF_NODE_NAME"].strip()[:100]
+    path = VAR_DIR / "node_name"
+    if not path.exists():
+        import socket
+
+        VAR_DIR.mkdir(parents=True, exist_ok=True)
+        draft = VAR_DIR / f".node_name.{os.getpid()}"
+        draft.write_text(f"{socket.gethostname()[:60]}-{secrets.token_hex(3)}\n")
+        try:
+            os.link(draft, path)  # atomic: processes of one node starting together agree on one name
+        except FileExistsError:
+            pass
+        finally:
+            draft.unlink()
+    return path.read_text().strip()
+
+
+# Server nodes: a node beats every REEF_NODE_HEARTBEAT_SECONDS into Redis (with a TTL) and every
+# REEF_NODE_ROW_SECONDS into its database row (the Nodes page); the tasks of a node whose beat is gone
+# are failed by any live node.
+REEF_NODE_NAME = _node_name()
+REEF_NODE_HEARTBEAT_SECONDS = envint("REEF_NODE_HEARTBEAT_SECONDS", 3)
+REEF_NODE_HEARTBEAT_TTL = envint("REEF_NODE_HEARTBEAT_TTL", 10)
+REEF_NODE_ROW_SECONDS = envint("REEF_NODE_ROW_SECONDS", 60)
+# Log lines waiting in memory for the database (a blip) before the writer waits too.
+REEF_LOG_BUFFER_LINES = envint("REEF_LOG_BUFFER_LINES", 100_000)
+# Beat stores each job's last run at once, so a node taking the scheduler over never sends it again.
+CELERY_BEAT_SYNC_EVERY = 1
+# kombu's Redis transport with a fix that keeps a worker alive when the broker restarts (broker.py).
+CELERY_BROKER_TRANSPORT = "portal.broker:Transport"

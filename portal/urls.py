@@ -5,7 +5,7 @@ from django.urls import include, path, register_converter
 
 from drf_spectacular.utils import extend_schema
 
-from deployments import project_views
+from deployments import node_views, project_views
 from infrastructure.distribution import BUNDLE_NAME
 from infrastructure.distribution import views as distribution
 from portal.api.views import ApiRootView
@@ -29,6 +29,8 @@ register_converter(SpaceIdConverter, "space")
 def healthz(request):
     return JsonResponse({"Status": "OK"})
 
+
+handler400 = "portal.api.errors.bad_request"
 
 admin.site.site_header = "Reef administration"
 admin.site.site_title = "Reef"
@@ -57,6 +59,7 @@ urlpatterns = [
     path("configuration/audit/", config.audit, name="configuration-audit"),
     path("configuration/certificate/", config.server_certificate, name="configuration-certificate"),
     path("configuration/features/", project_views.features, name="configuration-features"),
+    path("configuration/nodes/", node_views.nodes, name="configuration-nodes"),
     path("infrastructure/tentacle/install.sh", distribution.install_sh, name="tentacle-install-script"),
     path(f"infrastructure/tentacle/{BUNDLE_NAME}", distribution.bundle, name="tentacle-bundle"),
     path(f"infrastructure/tentacle/{BUNDLE_NAME}.sha256", distribution.bundle_sha256, name="tentacle-bundle-sha256"),

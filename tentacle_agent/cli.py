@@ -140,7 +140,8 @@ def cmd_run(args, instance: Instance) -> None:
 
     config = instance.load()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    service = ScriptService(instance.home, package_limit_bytes=int(config.get("PackageCacheLimitBytes") or 5 * 1024 ** 3))
+    service = ScriptService(instance.home, package_limit_bytes=int(config.get("PackageCacheLimitBytes") or 5 * 1024 ** 3),
+                            subreaper=True)
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
@@ -164,7 +165,7 @@ def cmd_stdio(args, instance: Instance) -> None:
     from tentacle_agent.stdio import serve_stdio
 
     instance.home.mkdir(parents=True, exist_ok=True, mode=0o700)
-    serve_stdio(ScriptService(instance.home))
+    serve_stdio(ScriptService(instance.home, subreaper=True))
 
 
 def cmd_version(args, instance: Instance) -> None:

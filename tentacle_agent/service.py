@@ -14,16 +14,19 @@ from pathlib import Path
 
 from tentacle_agent import __version__
 from tentacle_agent.packages import PackageCache, PackageError
-from tentacle_agent.runner import NotFound, RunnerError, ScriptRunner
+from tentacle_agent.runner import FORGET_AFTER_SECONDS, NotFound, RunnerError, ScriptRunner
 
 TOOLS = ["kubectl", "az", "aws", "terraform", "docker", "pwsh", "helm", "gcloud", "git"]
 
 
 class ScriptService:
-    def __init__(self, home: Path, package_limit_bytes: int = 5 * 1024 ** 3, environment: dict | None = None):
+    def __init__(self, home: Path, package_limit_bytes: int = 5 * 1024 ** 3, environment: dict | None = None, *,
+                 run_as: str | None = None, forget_after: float = FORGET_AFTER_SECONDS, subreaper: bool = False):
+        """`run_as`, `forget_after`, `subreaper`: see ScriptRunner."""
         home = Path(home)
         self.packages = PackageCache(home / "Packages", package_limit_bytes)
-        self.runner = ScriptRunner(home / "Work", self.packages, environment)
+        self.runner = ScriptRunner(home / "Work", self.packages, environment, run_as=run_as, forget_after=forget_after,
+                                   subreaper=subreaper)
 
     def handle(self, envelope: object) -> dict:
         """A request envelope in, a response envelope out. Never raises."""

@@ -4,6 +4,7 @@ the default space. Creating a release, a deployment or a runbook run goes throug
 from __future__ import annotations
 
 from django.core.exceptions import ValidationError
+from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema
 from rest_framework import status
 from rest_framework.decorators import action
@@ -42,6 +43,7 @@ class ProjectViewSet(SpaceScopedViewSet):
     def scoped_queryset(self, space):
         return self.filter_ids_and_name(Project.objects.filter(space=space))
 
+    @extend_schema(responses=OpenApiTypes.OBJECT)
     @action(detail=True, methods=["get"], pagination_class=None)
     def deploymentprocesses(self, request, *args, **kwargs):
         from portal.services.access import require_permission
@@ -53,6 +55,7 @@ class ProjectViewSet(SpaceScopedViewSet):
                          "ProjectId": project.octopus_id, "Steps": [r.action_resource(step) for step in steps],
                          "Links": {"Self": f"/api/{project.space.octopus_id}/projects/{project.octopus_id}/deploymentprocesses"}})
 
+    @extend_schema(responses=r.ReleaseSerializer(many=True))
     @action(detail=True, methods=["get"])
     def releases(self, request, *args, **kwargs):
         project = self.get_object()
@@ -96,7 +99,8 @@ class DeploymentViewSet(SpaceScopedViewSet):
         release = _find(Release, space, d["ReleaseId"], "ReleaseId")
         environment = _find(Environment, space, d["EnvironmentId"], "EnvironmentId")
         try:
-            deployment = deploy.deploy_release(actor=request.user, release=release, environment=environment)
+            deployment = deploy.deploy_release(actor=request.user, release=release, environment=environment,
+                                               use_guided_failure=d["UseGuidedFailure"])
         except ValidationError as error:
             _reraise_for_api(error)
         return Response(self.get_serializer(deployment).data, status=status.HTTP_201_CREATED)

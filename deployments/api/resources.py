@@ -15,10 +15,11 @@ class EnvironmentSerializer(SpaceScopedSerializer):
     Name = serializers.CharField(source="name")
     Description = serializers.CharField(source="description")
     SortOrder = serializers.IntegerField(source="sort_order")
+    UseGuidedFailure = serializers.BooleanField(source="use_guided_failure", read_only=True)
 
     class Meta:
         model = Environment
-        fields = ["Id", "SpaceId", "Name", "Description", "SortOrder", "Links"]
+        fields = ["Id", "SpaceId", "Name", "Description", "SortOrder", "UseGuidedFailure", "Links"]
 
 
 class ProjectSerializer(SpaceScopedSerializer):
@@ -44,13 +45,17 @@ class ProjectSerializer(SpaceScopedSerializer):
 
 def action_resource(step: dict) -> dict:
     """One snapshot step as Octopus's DeploymentStepResource with its one action."""
-    properties = {"Octopus.Action.Script.ScriptSource": "Inline", "Octopus.Action.Script.Syntax": step["Syntax"],
+    properties = {"Octopus.Action.Script.ScriptSource": step.get("ScriptSource") or "Inline", "Octopus.Action.Script.Syntax": step["Syntax"],
                   "Octopus.Action.Script.ScriptBody": step["ScriptBody"],
                   "Octopus.Action.Script.ScriptParameters": step["ScriptParameters"],
                   "Octopus.Action.RunOnServer": str(step["Location"] == "Server"),
                   "Octopus.Action.MaxParallelism": str(step["MaxParallelism"])}
     if step["Instructions"]:
         properties["Octopus.Action.Manual.Instructions"] = step["Instructions"]
+    if step.get("ResponsibleTeamIds"):
+        properties["Octopus.Action.Manual.ResponsibleTeamIds"] = ",".join(step["ResponsibleTeamIds"])
+    if step.get("ScriptSource") == "Package":
+        properties["Octopus.Action.Script.ScriptFileName"] = step.get("ScriptFileName") or ""
     pool = f"WorkerPools-{step['WorkerPoolId']}" if step["WorkerPoolId"] else None
     return {"Id": step["Id"], "Name": step["Name"], "Condition": step["Condition"],
             "StartTrigger": "StartWithPrevious" if step["StartWithPrevious"] else "StartAfterPrevious",
@@ -87,10 +92,11 @@ class DeploymentSerializer(SpaceScopedSerializer):
     TaskId = serializers.SerializerMethodField()
     Name = serializers.SerializerMethodField()
     Created = serializers.DateTimeField(source="created")
+    UseGuidedFailure = serializers.BooleanField(source="use_guided_failure", read_only=True)
 
     class Meta:
         model = Deployment
-        fields = ["Id", "SpaceId", "ReleaseId", "EnvironmentId", "ProjectId", "TaskId", "Name", "Created", "Links"]
+        fields = ["Id", "SpaceId", "ReleaseId", "EnvironmentId", "ProjectId", "TaskId", "Name", "Created", "UseGuidedFailure", "Links"]
 
     def get_ReleaseId(self, obj) -> str:  # noqa: N802
         return obj.release.octopus_id
@@ -139,6 +145,7 @@ class ReleaseCreateSerializer(serializers.Serializer):
 class DeploymentCreateSerializer(serializers.Serializer):
     ReleaseId = serializers.CharField()
     EnvironmentId = serializers.CharField()
+    UseGuidedFailure = serializers.BooleanField(required=False, default=False)
 
 
 class RunbookRunCreateSerializer(serializers.Serializer):

@@ -14,8 +14,8 @@ class ServerTaskSerializer(SpaceScopedSerializer):
     Arguments = serializers.SerializerMethodField()
     State = serializers.CharField(source="state")
     QueueTime = serializers.DateTimeField(source="queued")
-    StartTime = serializers.DateTimeField(source="started")
-    CompletedTime = serializers.DateTimeField(source="completed")
+    StartTime = serializers.DateTimeField(source="started", allow_null=True)
+    CompletedTime = serializers.DateTimeField(source="completed", allow_null=True)
     ErrorMessage = serializers.CharField(source="error_message")
     IsCompleted = serializers.BooleanField(source="is_completed")
     FinishedSuccessfully = serializers.SerializerMethodField()
@@ -23,12 +23,14 @@ class ServerTaskSerializer(SpaceScopedSerializer):
     HasWarningsOrErrors = serializers.SerializerMethodField()
     CanRerun = serializers.SerializerMethodField()
     ServerNode = serializers.CharField(source="server_node")
+    HasPendingInterruptions = serializers.BooleanField(source="has_pending_interruptions")
+    Duration = serializers.CharField(source="duration")
 
     class Meta:
         model = ServerTask
         fields = ["Id", "SpaceId", "Name", "Description", "Arguments", "State", "QueueTime", "StartTime", "CompletedTime",
                   "ErrorMessage", "IsCompleted", "FinishedSuccessfully", "HasBeenPickedUpByProcessor", "HasWarningsOrErrors",
-                  "CanRerun", "ServerNode", "Links"]
+                  "CanRerun", "ServerNode", "HasPendingInterruptions", "Duration", "Links"]
 
     # Internal to the orchestrator: a runbook's process and variable snapshot, a paused task's progress.
     INTERNAL_ARGUMENTS = ("Process", "Variables", "Resume")

@@ -1,6 +1,8 @@
 from django.http import StreamingHttpResponse
 from django.shortcuts import get_object_or_404
-from rest_framework import mixins, status, viewsets
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import extend_schema, inline_serializer
+from rest_framework import mixins, serializers, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.exceptions import ValidationError
 from rest_framework.response import Response
@@ -68,7 +70,9 @@ class ServerTaskViewSet(mixins.CreateModelMixin, viewsets.ReadOnlyModelViewSet):
     def get_queryset(self):
         tasks = server_tasks_visible_to(self.request.user)
         if self.kwargs.get("space_id"):
-            tasks = tasks.filter(space_id=self.kwargs["space_id"].removeprefix("Spaces-"))
+            from portal.services.access import get_space_for_user
+
+            tasks = tasks.filter(space=get_space_for_user(self.request.user, self.kwargs["space_id"]))  # 404 if unseen
         tasks, errors = filter_server_tasks(tasks, self.request.query_params)
         if errors:
             raise ValidationError({field: [reason] for field, reason in errors.items()})
@@ -77,6 +81,10 @@ class ServerTaskViewSet(mixins.CreateModelMixin, viewsets.ReadOnlyModelViewSet):
     def get_object(self):
         return get_object_or_404(self.get_queryset(), pk=ServerTask.pk_from_octopus_id(self.kwargs["pk"]))
 
+    @extend_schema(request=inline_serializer("TaskCreate", {
+        "Name": serializers.ChoiceField(choices=["Health", "AdHocScript"]),
+        "Arguments": serializers.DictField(help_text="Health: MachineIds (one worker id). AdHocScript: ScriptBody, Syntax, "
+                                                     "and WorkerPoolId or MachineIds.")}), responses={201: ServerTaskSerializer})
     def create(self, request, *args, **kwargs):
         """`POST /api/tasks` with `{"Name": "Health", "Arguments": {"MachineIds": ["Workers-1"]}}`, as Octopus queues one."""
         from infrastructure.models import Worker
@@ -89,7 +97,10 @@ class ServerTaskViewSet(mixins.CreateModelMixin, viewsets.ReadOnlyModelViewSet):
             return self.create_adhoc_script(request, body.get("Arguments"))
         if body.get("Name") != "Health":
             raise ValidationError({"Name": ["Reef queues Health and AdHocScript tasks here; deployments have their own endpoint."]})
-        ids = (body.get("Arguments") or {}).get("MachineIds") or []
+        arguments = body.get("Arguments") or {}
+        if not isinstance(arguments, dict):  # e.g. a form field holding text
+            raise ValidationError({"Arguments": ["An object, such as {\"MachineIds\": [\"Workers-1\"]}."]})
+        ids = arguments.get("MachineIds") or []
         if not isinstance(ids, list) or len(ids) != 1 or not isinstance(ids[0], str):
             raise ValidationError({"Arguments.MachineIds": ["Give exactly one worker id."]})
         worker = Worker.objects.filter(pk=Worker.pk_from_octopus_id(ids[0]) or 0).select_related("space").first()
@@ -134,6 +145,7 @@ class ServerTaskViewSet(mixins.CreateModelMixin, viewsets.ReadOnlyModelViewSet):
             raise ValidationError({f"Arguments.{k}": v for k, v in error.message_dict.items()}) from None
         return Response(self.get_serializer(task).data, status=status.HTTP_201_CREATED)
 
+    @extend_schema(responses={(200, "text/plain"): OpenApiTypes.STR})
     @action(detail=True, methods=["get"])
     def raw(self, request, *args, **kwargs):
         """The whole log as text, streamed: a million lines never sit in memory at once."""
@@ -145,6 +157,7 @@ class ServerTaskViewSet(mixins.CreateModelMixin, viewsets.ReadOnlyModelViewSet):
         response["Content-Disposition"] = f'attachment; filename="{task.octopus_id}.log.txt"'
         return response
 
+    @extend_schema(responses=OpenApiTypes.OBJECT)
     @action(detail=True, methods=["get"])
     def details(self, request, *args, **kwargs):
         """Octopus's ServerTaskDetails: the task and its ActivityLogs tree. `after=N` gives only lines after
@@ -157,6 +170,7 @@ class ServerTaskViewSet(mixins.CreateModelMixin, viewsets.ReadOnlyModelViewSet):
         take = _whole_number(params, "take", None, 1)
         return Response(task_details(task, after=after, tail=tail, take=take, serializer=self.get_serializer))
 
+    @extend_schema(request=None)
     @action(detail=True, methods=["post"])
     def cancel(self, request, *args, **kwargs):
         from deployments.services.tasks import cancel_server_task

@@ -36,6 +36,7 @@ STEP_FIELDS = ["name", "action_type", "location", "worker_pool", "worker_pool_va
                "max_parallelism", "instructions", "is_disabled"]
 VARIABLE_FIELDS = ["name", "type", "value", "worker_pool", "environments"]
 RUNBOOK_FIELDS = ["name", "description"]
+STEP_FIELDS += ["responsible_teams", "script_source", "script_file_name"]  # interruptions and ScriptSource=Package
 
 _ROLE_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
 _VARIABLE_NAME_RE = re.compile(r"[^#{}\s][^#{}]{0,199}")
@@ -277,11 +278,14 @@ def _step_values(project: Project, runbook: Runbook | None, values: dict, exclud
     v = {"action_type": Step.ActionType.SCRIPT, "location": Step.Location.WORKER, "worker_pool": None, "worker_pool_variable": "",
          "target_roles": [], "syntax": Step.Syntax.BASH, "script_body": "", "script_parameters": "", "packages": [],
          "start_with_previous": False, "condition": Step.Condition.SUCCESS, "condition_variable": "", "max_parallelism": 10,
-         "instructions": "", "is_disabled": False, **values}
+         "instructions": "", "is_disabled": False, "responsible_teams": [], "script_source": "Inline", "script_file_name": "",
+         **values}
     errors: dict[str, list[str]] = {}
 
     def fail(field: str, message: str) -> None:
         errors.setdefault(field, []).append(message)
+
+    _script_source_and_teams(project, v, fail)
 
     v["name"] = (v.get("name") or "").strip()
     if not v["name"]:
@@ -323,7 +327,7 @@ def _step_values(project: Project, runbook: Runbook | None, values: dict, exclud
                 fail("target_roles", f"A role is letters, digits, dots, dashes or underscores: {', '.join(bad)}.")
         else:
             v["target_roles"] = []
-        if not (v["script_body"] or "").strip():
+        if not (v["script_body"] or "").strip() and v["script_source"] == "Inline":
             fail("script_body", "Write the script this step runs.")
         for message in _package_errors(project.space, v["packages"]):
             fail("packages", message)
@@ -339,6 +343,29 @@ def _step_values(project: Project, runbook: Runbook | None, values: dict, exclud
     if v["location"] == Step.Location.SERVER:
         v["worker_pool"], v["worker_pool_variable"] = None, ""
     return v
+
+
+def _script_source_and_teams(project: Project, v: dict, fail) -> None:
+    """ScriptSource=Package names a file of the first package; responsible teams are teams of this space."""
+    from django.db.models import Q
+
+    from portal.models import Team
+
+    if v["script_source"] not in ("Inline", "Package"):
+        fail("script_source", "Choose Inline or Package.")
+    v["script_file_name"] = (v["script_file_name"] or "").strip().replace("\\", "/")
+    if v["script_source"] == "Package" and v["action_type"] == Step.ActionType.SCRIPT:
+        if not v["packages"]:
+            fail("packages", "A script from a package needs a referenced package.")
+        if not v["script_file_name"] or ".." in v["script_file_name"].split("/") or v["script_file_name"].startswith("/"):
+            fail("script_file_name", "Give the script's path inside the package, e.g. scripts/deploy.sh.")
+    else:
+        v["script_source"], v["script_file_name"] = "Inline", ""
+    teams = [str(t) for t in v["responsible_teams"] or []]
+    known = {t.octopus_id for t in Team.objects.filter(Q(space=project.space) | Q(space__isnull=True))}
+    if unknown := [t for t in teams if t not in known]:
+        fail("responsible_teams", f"No such team in {project.space.name}: {', '.join(unknown)}.")
+    v["responsible_teams"] = teams if v["action_type"] == Step.ActionType.MANUAL else []
 
 
 def _step_where(step: Step) -> str:

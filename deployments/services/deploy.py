@@ -30,7 +30,9 @@ def step_snapshot(step: Step, space: Space, pin_packages: bool = True) -> dict:
             "ScriptParameters": step.script_parameters, "Packages": [_package_snapshot(space, p, step.name) if pin_packages else dict(p) for p in step.packages or []],
             "StartWithPrevious": step.start_with_previous, "Condition": step.condition,
             "ConditionVariable": step.condition_variable, "MaxParallelism": max(1, step.max_parallelism),
-            "Instructions": step.instructions, "IsDisabled": step.is_disabled}
+            "Instructions": step.instructions, "IsDisabled": step.is_disabled,
+            "ScriptSource": step.script_source, "ScriptFileName": step.script_file_name,
+            "ResponsibleTeamIds": list(step.responsible_teams or [])}
 
 
 def _package_snapshot(space: Space, reference: dict, step_name: str) -> dict:
@@ -115,7 +117,7 @@ def _check_environment(project: Project, environment: Environment) -> None:
 
 
 @transaction.atomic
-def deploy_release(*, actor: User, release: Release, environment: Environment) -> Deployment:
+def deploy_release(*, actor: User, release: Release, environment: Environment, use_guided_failure: bool = False) -> Deployment:
     project = release.project
     require_permission(actor, Permission.DEPLOYMENT_CREATE, space=project.space)
     _check_environment(project, environment)
@@ -125,9 +127,11 @@ def deploy_release(*, actor: User, release: Release, environment: Environment) -
 
     task = queue_server_task(space=project.space, name="Deploy", created_by=actor, celery_task=run_server_task_task,
                              description=f"Deploy {project.name} release {release.version} to {environment.name}",
-                             arguments={"ReleaseId": release.octopus_id, "EnvironmentId": environment.octopus_id},
+                             arguments={"ReleaseId": release.octopus_id, "EnvironmentId": environment.octopus_id,
+                                        "UseGuidedFailure": use_guided_failure or environment.use_guided_failure},
                              project=project, environment=environment, pools=pools)
-    deployment = Deployment.objects.create(release=release, environment=environment, task=task, created_by=actor)
+    deployment = Deployment.objects.create(release=release, environment=environment, task=task, created_by=actor,
+                                           use_guided_failure=use_guided_failure)
     record_event(actor=actor, category=Event.Category.CREATED, document=deployment,
                  message=f"Deploy {project.name} release {release.version} to {environment.name} was queued as {task.octopus_id}")
     return deployment
@@ -198,23 +202,17 @@ def run_adhoc_script(*, actor: User, space: Space, syntax: str, script_body: str
     return task
 
 
-@transaction.atomic
 def proceed_after_intervention(*, actor: User, task: ServerTask, proceed: bool = True, note: str = "") -> ServerTask:
-    """A manual intervention's answer: the task is re-queued, and workers are selected again when it restarts."""
-    require_permission(actor, Permission.DEPLOYMENT_CREATE, space=task.space)
-    task = ServerTask.objects.select_for_update().get(pk=task.pk)
-    if not task.pending_interruption:
-        raise ValidationError({"Interruption": ["This task is not waiting for a manual intervention."]})
-    resume = dict(task.arguments.get("Resume") or {})
-    resume.update(Proceed=proceed, ApprovedBy=str(actor), Note=note[:1000])
-    task.arguments = {**task.arguments, "Resume": resume}
-    task.pending_interruption = ""
-    task.save(update_fields=["arguments", "pending_interruption"])
-    from deployments.tasks import run_server_task_task
+    """A manual intervention's answer (deployments/services/interruptions.py): the task is re-queued, and
+    workers are selected again when it restarts."""
+    from deployments.services.interruptions import pending_interruption_of, submit_interruption
 
-    transaction.on_commit(lambda: run_server_task_task.delay(task.pk))
-    record_event(actor=actor, category=Event.Category.MODIFIED, document=task,
-                 message=f"{actor} chose to {'proceed' if proceed else 'abort'} at the manual intervention of {task.octopus_id}")
+    interruption = pending_interruption_of(task)
+    if interruption is None:
+        raise ValidationError({"Interruption": ["This task is not waiting for a manual intervention."]})
+    action = interruption.results[0] if proceed else interruption.results[-1]  # Proceed/Abort; Retry/Fail
+    submit_interruption(interruption=interruption, user=actor, action=action, note=note)
+    task.refresh_from_db()
     return task
 
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import base64
 import logging
-import re
 import shlex
 import threading
 import time
@@ -20,13 +19,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from django.conf import settings
-from django.db import close_old_connections, connection
+from django.db import close_old_connections, connection, transaction
 from django.utils import timezone
 
 from deployments.models import (
-    ActivityNode, Artifact, DeploymentTarget, Environment, Release, ServerTask, Step, TaskLogLine, Variable)
+    ActivityNode, Artifact, DeploymentTarget, Environment, Interruption, Release, ServerTask, Step, TaskLogLine, Variable)
 from deployments.services import logstore
+from deployments.services.artifacts import accepted_artifacts
+from deployments.services.octostache import SubstitutionError, VariableDictionary
 from deployments.services.selection import Choice, SelectionError, WorkerSelector, release_leases, resolve_pool
+from deployments.services.nodes import record_running_script
 from deployments.services.tasks import HEARTBEAT_SECONDS, TaskLog, claim_server_task, finish_server_task, heartbeat
 from infrastructure.models import Worker
 from infrastructure.transports import TransportError, transport_for
@@ -42,12 +44,12 @@ Category = TaskLogLine.Category
 CATEGORIES = frozenset(Category.values)  # Category.values builds a list on each call (hot path: every line)
 
 FALSE_WORDS = {"", "false", "0", "no", "off"}
-_REFERENCE = re.compile(r"#\{([^}#]+)\}")
 
 
-def substitute(text: str, values: dict[str, str]) -> str:
-    """Octopus's `#{Name}` substitution; unknown names stay as written."""
-    return _REFERENCE.sub(lambda m: values.get(m.group(1).strip(), m.group(0)), text or "")
+def substitute(text: str, values: dict[str, str], sensitive: set[str] | frozenset[str] = frozenset()) -> str:
+    """Octopus's substitution (deployments/services/octostache.py): nested values, filters, #{if}, #{each}…;
+    unknown names stay as written; a reference cycle raises SubstitutionError."""
+    return VariableDictionary(values, sensitive=sensitive).evaluate(text or "")
 
 
 def resolve_variables(snapshot: list[dict], environment: Environment | None) -> tuple[dict[str, str], set[str]]:
@@ -81,6 +83,22 @@ def with_parameters(syntax: str, body: str, parameters: str) -> str:
     if syntax == Step.Syntax.POWERSHELL:
         return f"& {{\n{body}\n}} {parameters}"
     return f"set -- {parameters}\n{body}"
+
+
+def script_from_package(step: dict) -> str:
+    """Octopus.Action.Script.ScriptSource = Package: run a file of the step's first package (the worker
+    extracts each package into a folder named for its id, beside the script)."""
+    packages = step.get("Packages") or []
+    if not packages:
+        raise SubstitutionError(f"Step {step['Name']!r} runs a script from a package but references no package.")
+    path = f"{packages[0]['PackageId']}/{step.get('ScriptFileName') or ''}".replace("\\", "/")
+    if ".." in path.split("/") or not step.get("ScriptFileName"):
+        raise SubstitutionError(f"Step {step['Name']!r}: name the script file inside package {packages[0]['PackageId']}.")
+    if step["Syntax"] == Step.Syntax.PYTHON:
+        return f"import runpy as _runpy\n_runpy.run_path({path!r}, run_name='__main__')\n"
+    if step["Syntax"] == Step.Syntax.POWERSHELL:
+        return f"& (Join-Path $PSScriptRoot {path!r}) @args\n"
+    return f". ./{shlex.quote(path)} \"$@\"\n"
 
 
 @dataclass
@@ -131,6 +149,7 @@ class Orchestration:
         self.deadline = time.monotonic() + settings.REEF_TASK_TIMEOUT
         self.mutex = self.values.get("OctopusBypassDeploymentMutex", "").strip().lower() == "false"
         self.outcome = Outcome(failed=list(self.resume.get("Failed") or []))
+        self.guided_failure = bool(self.arguments.get("UseGuidedFailure")) or bool(self.environment and self.environment.use_guided_failure)
 
     # Variables -----------------------------------------------------------------------------------
 
@@ -176,11 +195,7 @@ class Orchestration:
                 ActivityNode.objects.get(pk=self.resume["RootNodeId"])
             self.log.start(self.root)
             if self.resume:
-                answer = "proceed" if self.resume.get("Proceed") else "abort"
-                self.log.write(f"{self.resume.get('ApprovedBy')} chose to {answer}. {self.resume.get('Note', '')}".strip(),
-                               Category.HIGHLIGHT, self.root)
-                if not self.resume.get("Proceed"):
-                    self.outcome.failed.append("The manual intervention was aborted.")
+                self.resumed()
             self.execute()
         except (Canceled, Interrupted):
             pass
@@ -217,9 +232,11 @@ class Orchestration:
             if len(group) == 1:
                 self.run_step(group[0][1], nodes[group[0][0]], plans.get(group[0][0], []))
             else:
+                self.in_parallel_group = True  # guided failure pauses a task between steps, not inside a parallel group
                 with ThreadPoolExecutor(max_workers=len(group), thread_name_prefix=f"task-{self.task.pk}-step") as pool:
                     for _ in pool.map(lambda item: self.threaded(self.run_step, item[1], nodes[item[0]], plans.get(item[0], [])), group):
                         pass
+                self.in_parallel_group = False
 
     @staticmethod
     def groups(steps: list[tuple[int, dict]]) -> list[list[tuple[int, dict]]]:
@@ -270,7 +287,11 @@ class Orchestration:
             return True
         if condition == Step.Condition.VARIABLE:
             values = dict(self.values, **{"Octopus.Deployment.Error": "; ".join(self.outcome.failed)})
-            return substitute(step["ConditionVariable"], values).strip().lower() not in FALSE_WORDS
+            try:
+                return substitute(step["ConditionVariable"], values, self.sensitive).strip().lower() not in FALSE_WORDS
+            except SubstitutionError as error:
+                self.log.write(f"Step {step['Name']!r}: its run condition cannot be evaluated: {error}", Category.ERROR, self.root)
+                return False
         return not self.outcome.failed
 
     def run_step(self, step: dict, node: ActivityNode, invocations: list[Invocation]) -> None:
@@ -299,6 +320,8 @@ class Orchestration:
             self.log.finish(node, Status.CANCELED)
             raise Canceled
         if Status.FAILED in results:
+            if self.guided_failure and not getattr(self, "in_parallel_group", False):
+                self.ask_for_guidance(step, node)
             with self.lock:
                 self.outcome.failed.append(f"Step {step['Name']!r} failed.")
             return self.log.finish(node, Status.FAILED)
@@ -324,14 +347,18 @@ class Orchestration:
                 lock = self.acquire_worker_mutex(invocation)
             packages = self.transfer_packages(transport, invocation)
             values = self.action_values(invocation)
-            body = with_parameters(step["Syntax"], substitute(step["ScriptBody"], values), substitute(step["ScriptParameters"], values))
-            variables = [{"Name": name, "Value": value, "IsSensitive": value in self.sensitive} for name, value in values.items()]
+            body, variables = self.script_for(invocation, values)
             ticket = transport.call("StartScript", {"ScriptBody": body, "Syntax": step["Syntax"], "Packages": packages,
                                                     "Variables": variables, "IsolationMutex": None,
                                                     # A backstop on the worker, should this server vanish.
                                                     "TimeoutSeconds": max(1, int(self.deadline - time.monotonic())) + 60,
                                                     "TaskId": self.task.octopus_id})["Ticket"]
+            record_running_script(self.task, worker, ticket)  # so it can be cancelled should this node die
             status = self.follow(transport, ticket, node)
+        except SubstitutionError as error:
+            self.log.write(str(error), Category.ERROR, node)
+            self.log.finish(node, Status.FAILED)
+            return Status.FAILED
         except TransportError as error:
             self.log.write(f"{invocation.choice.worker_name} failed: {error}", Category.ERROR, node)
             self.log.finish(node, Status.FAILED)
@@ -346,6 +373,28 @@ class Orchestration:
                 except Exception:  # noqa: BLE001 - an expired lock is already free
                     pass
         return self.conclude(status, invocation)
+
+    def script_for(self, invocation: Invocation, values: dict[str, str]) -> tuple[str, list[dict]]:
+        """The script and the variables the worker gets, substituted in the environment's scope (nested values
+        evaluated). Values derived from sensitive ones (`#{Secret | ToBase64}`) are masked like them."""
+        step = invocation.step
+        dictionary = VariableDictionary(values, sensitive=self.sensitive)
+        script = step["ScriptBody"]
+        if step.get("ScriptSource") == "Package":
+            script = script_from_package(step)
+        body = with_parameters(step["Syntax"], dictionary.evaluate(script), dictionary.evaluate(step["ScriptParameters"]))
+        resolved, errors = dictionary.resolved()
+        for error in errors:
+            self.log.write(f"Variable substitution: {error}", Category.WARNING, invocation.node)
+        derived = dictionary.derived_sensitive - self.sensitive
+        if derived:
+            with self.lock:
+                self.sensitive |= derived
+            self.log.add_sensitive(sorted(derived))
+        sensitive = self.sensitive
+        variables = [{"Name": name, "Value": value, "IsSensitive": value in sensitive or values.get(name) in sensitive}
+                     for name, value in resolved.items()]
+        return body, variables
 
     def transport(self, invocation: Invocation):
         if invocation.choice.worker is None:
@@ -396,6 +445,9 @@ class Orchestration:
             status = transport.call("GetStatus", {"Ticket": ticket, "AfterSequence": after, "WaitSeconds": 1},
                                     timeout=transport.timeout + 10)
             for line in status.get("Logs") or []:
+                if line.get("Category") == "Progress" and self.progress(node, line):
+                    after = max(after, int(line.get("Sequence", after)))
+                    continue
                 category = line.get("Category") if line.get("Category") in CATEGORIES else Category.INFO
                 self.log.write(line.get("Text", ""), category, node)
                 after = max(after, int(line.get("Sequence", after)))
@@ -418,10 +470,11 @@ class Orchestration:
                     self.sensitive.add(value)
                     self.log.add_sensitive([value])
             self.log.write(f"Output variable Octopus.Action[{step['Name']}].Output.{name} was set.", Category.VERBOSE, node)
-        for artifact in status.get("Artifacts") or []:
+        for artifact in accepted_artifacts(status.get("Artifacts") or [], warn=lambda text: self.log.write(text, Category.WARNING, node)):
             content = base64.b64decode(artifact.get("ContentBase64", ""))
-            Artifact.objects.create(task=self.task, name=str(artifact.get("Name", "artifact"))[:200], size=len(content), content=content)
-            self.log.write(f"Collected the artifact {artifact.get('Name')} ({len(content):,} bytes).", Category.INFO, node)
+            name = self.log.mask(str(artifact.get("Name") or "artifact"))[:200]  # shown on the task page, like a log line
+            Artifact.objects.create(task=self.task, name=name, size=len(content), content=content)
+            self.log.write(f"Collected the artifact {name} ({len(content):,} bytes).", Category.INFO, node)
         code = status.get("ExitCode")
         if code != 0 or (status.get("FailureMessage") and code is None):
             self.log.write(status.get("FailureMessage") or f"The script exited with code {code}.", Category.ERROR, node)
@@ -434,20 +487,91 @@ class Orchestration:
     # Pausing, watching, ending --------------------------------------------------------------------
 
     def interrupt(self, index: int, step: dict, node: ActivityNode) -> None:
-        """A manual intervention: free the workers and wait, re-queued, for an answer (selection happens again)."""
+        """A manual intervention: free the workers and wait for an answer (selection happens again on resume)."""
         self.log.start(node)
         self.log.write(f"Manual intervention required: {step['Instructions'] or step['Name']}", Category.WAIT, node)
-        self.log.finish(node, Status.SUCCESS)
+        self.pause(index, step, node, Interruption.Type.MANUAL, f"Manual intervention: {step['Name']}", step["Instructions"] or step["Name"])
+
+    def ask_for_guidance(self, step: dict, node: ActivityNode) -> None:
+        """Guided failure: a failed step pauses the task until someone chooses Retry, Ignore or Fail."""
+        index = next(i for i, n in self.step_nodes.items() if n.pk == node.pk)
+        self.log.write(f"Step {step['Name']!r} failed. Guided failure: the deployment waits for someone to choose "
+                       "Retry, Ignore or Fail.", Category.WAIT, node)
+        self.pause(index, step, node, Interruption.Type.GUIDED_FAILURE, f"Guidance required: {step['Name']} failed",
+                   f"Step {step['Name']!r} failed: retry it, ignore the failure, or fail the deployment.")
+        raise Interrupted
+
+    def pause(self, index: int, step: dict, node: ActivityNode, kind: str, title: str, instructions: str) -> None:
+        """Wait for an answer: the task stays Executing (HasPendingInterruptions) with no server node; the
+        answer re-queues it (deployments/services/interruptions.py) and it resumes here, keeping its tree."""
         outputs = {k: v for k, v in self.values.items() if k.startswith("Octopus.Action[")}
-        resume = {"NextStep": index + 1, "RootNodeId": self.root.pk, "OutputVariables": outputs,
+        resume = {"NextStep": index, "Kind": kind, "RootNodeId": self.root.pk, "OutputVariables": outputs,
                   "StepNodeIds": {str(i): node.pk for i, node in self.step_nodes.items()},
-                  "SensitiveOutputs": sorted(v for v in outputs.values() if v in self.sensitive), "Failed": self.outcome.failed}
+                  "SensitiveOutputs": sorted(v for v in outputs.values() if v in self.sensitive), "Failed": self.outcome.failed,
+                  "Warnings": self.outcome.warnings}
         self.log.flush()
         release_leases(self.task)
-        ServerTask.objects.filter(pk=self.task.pk, state=State.EXECUTING).update(
-            state=State.QUEUED, pending_interruption=step["Instructions"] or step["Name"],
-            arguments={**self.arguments, "Resume": resume}, server_node="")
+        with transaction.atomic():
+            waiting = ServerTask.objects.filter(pk=self.task.pk, state=State.EXECUTING).update(
+                pending_interruption=instructions, arguments={**self.arguments, "Resume": resume}, server_node="")
+            if waiting:
+                Interruption.objects.create(space=self.space, task=self.task, type=kind, title=title[:500], instructions=instructions,
+                                            step_index=index, node=node, responsible_team_ids=list(step.get("ResponsibleTeamIds") or []))
+        if not waiting:  # canceled meanwhile: end as Canceled, not waiting for an answer that cannot come
+            self.cancel.set()
+            return
+        self.task.refresh_from_db()
+        from deployments.services import logstream
+
+        logstream.publish_state(self.task)
         self.interrupted = True
+
+    def resumed(self) -> None:
+        """The answer to the interruption this task waited at: the log already holds who answered and why."""
+        resume = self.resume
+        index = int(resume.get("NextStep", 0))
+        node = ActivityNode.objects.filter(pk=(resume.get("StepNodeIds") or {}).get(str(index)) or 0).first()
+        result = resume.get("Result") or ("Proceed" if resume.get("Proceed") else "Abort")
+        self.outcome.warnings = bool(resume.get("Warnings"))
+        step = self.steps[index] if index < len(self.steps) else {"Name": "?"}
+        if node is None:
+            return
+        if result == "Proceed":
+            self.log.finish(node, Status.SUCCESS)
+            index += 1
+        elif result == "Abort":
+            self.outcome.failed.append("The manual intervention was aborted.")
+            self.log.finish(node, Status.FAILED)
+            index += 1
+        elif result == "Ignore":
+            self.outcome.warnings = True
+            self.log.finish(node, Status.SUCCESS_WITH_WARNING)
+            index += 1
+        elif result == "Fail":
+            self.outcome.failed.append(f"Step {step['Name']!r} failed.")
+            self.log.finish(node, Status.FAILED)
+            index += 1
+        # Retry: the same step again, on workers selected again.
+        self.resume["NextStep"] = index
+
+    def progress(self, node: ActivityNode, line: dict) -> bool:
+        """An `update_progress` from the script: the node's progress moves (live on the page and in /details)."""
+        try:
+            percentage = max(0, min(100, int(line.get("Percentage"))))
+        except (TypeError, ValueError):
+            return False
+        node.progress = percentage
+        node.save(update_fields=["progress"])
+        if line.get("Text"):
+            self.log.write(f"{line['Text']} ({percentage}%)", Category.VERBOSE, node)
+        self.log._changed(node)
+        step_node = node.parent  # the step's progress: the mean of its invocations'
+        if step_node is not None and step_node.parent_id is not None:
+            shares = [p or 0 for p in ActivityNode.objects.filter(parent=step_node).values_list("progress", flat=True)]
+            step_node.progress = sum(shares) // max(1, len(shares))
+            step_node.save(update_fields=["progress"])
+            self.log._changed(step_node)
+        return True
 
     def watch(self) -> None:
         beat = 0.0

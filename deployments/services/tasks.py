@@ -2,20 +2,26 @@
 
 from __future__ import annotations
 
-import socket
+import logging
 from contextlib import contextmanager
 from datetime import datetime, timedelta, timezone as dt_timezone
 import threading
 import time
 
-from django.db import transaction
+import redis
+from django.conf import settings
+from django.db import IntegrityError, connection, transaction
+from django.db.models import Value
+from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from deployments.models import ActivityNode, ServerTask, TaskLogLine
 from deployments.services import logstore, logstream
 from portal.models import Space, User
+from tentacle_agent.runner import secret_forms
 
 State = ServerTask.State
+logger = logging.getLogger(__name__)
 
 # A running task refreshes its heartbeat; a task Executing without one lost its server node.
 HEARTBEAT_SECONDS = 10
@@ -26,10 +32,14 @@ def heartbeat(task_id: int, alive: bool = True) -> None:
     from infrastructure.transports.polling import redis_client
 
     key = f"reef:task:{task_id}:alive"
-    if alive:
-        redis_client().set(key, 1, ex=HEARTBEAT_TTL)
-    else:
-        redis_client().delete(key)
+    try:
+        if alive:
+            redis_client().set(key, 1, ex=HEARTBEAT_TTL)
+        else:
+            redis_client().delete(key)
+    except redis.RedisError as error:
+        # Liveness is judged by the node's heartbeat (nodes.py); a missed task beat only delays a viewer.
+        logger.warning("Could not refresh the heartbeat of task %s: %s", task_id, error)
 
 
 @contextmanager
@@ -72,9 +82,17 @@ def queue_server_task(*, space: Space, name: str, description: str, arguments: d
 
 def claim_server_task(task_id: int) -> ServerTask | None:
     """Queued → Executing, once: a redelivered Celery message finds nothing to claim and does nothing."""
-    claimed = ServerTask.objects.filter(pk=task_id, state=State.QUEUED, pending_interruption="").update(
-        state=State.EXECUTING, started=timezone.now(), server_node=socket.gethostname())
-    if not claimed:
+    node, started = settings.REEF_NODE_NAME, timezone.now()
+
+    def claim() -> bool:
+        if ServerTask.objects.filter(pk=task_id, state=State.QUEUED, pending_interruption="").update(
+                # A task resuming after an interruption keeps its StartTime.
+                state=State.EXECUTING, started=Coalesce("started", Value(started)), server_node=node):
+            return True
+        # A retry after a lost answer: the first attempt may have claimed it already.
+        return ServerTask.objects.filter(pk=task_id, state=State.EXECUTING, server_node=node).exists()
+
+    if not retrying_db_write(f"claim task {task_id}", claim):
         return None
     task = ServerTask.objects.get(pk=task_id)
     logstream.publish_state(task)
@@ -82,8 +100,13 @@ def claim_server_task(task_id: int) -> ServerTask | None:
 
 
 def finish_server_task(*, task: ServerTask, state: str, error_message: str = "", has_warnings: bool = False) -> ServerTask:
-    ServerTask.objects.filter(pk=task.pk, state__in=[State.EXECUTING, State.CANCELING]).update(
-        state=state, completed=timezone.now(), error_message=error_message[:5000], has_warnings=has_warnings)
+    from deployments.models import RunningScript
+
+    completed = timezone.now()
+    retrying_db_write(f"finish task {task.pk}", lambda: ServerTask.objects.filter(
+        pk=task.pk, state__in=[State.EXECUTING, State.CANCELING]).update(
+        state=state, completed=completed, error_message=error_message[:5000], has_warnings=has_warnings))
+    retrying_db_write(f"forget the scripts of task {task.pk}", lambda: RunningScript.objects.filter(task=task).delete())
     task.refresh_from_db()
     logstream.publish_state(task)
     return task
@@ -96,6 +119,12 @@ def cancel_server_task(*, task: ServerTask, actor: User | None) -> ServerTask:
     if ServerTask.objects.filter(pk=task.pk, state=State.QUEUED).update(
             state=State.CANCELED, completed=timezone.now(), cancel_requested=True, error_message="Canceled before it started."):
         WorkerLease.objects.filter(task=task).delete()
+    elif ServerTask.objects.filter(pk=task.pk, state=State.EXECUTING).exclude(pending_interruption="").update(
+            state=State.CANCELED, completed=timezone.now(), cancel_requested=True, pending_interruption="",
+            error_message="Canceled while waiting for an interruption to be answered."):
+        from deployments.services.interruptions import close_interruptions_of_canceled_task
+
+        close_interruptions_of_canceled_task(task=task)
     else:
         ServerTask.objects.filter(pk=task.pk, state=State.EXECUTING).update(state=State.CANCELING, cancel_requested=True)
     task.refresh_from_db()
@@ -106,6 +135,55 @@ def cancel_server_task(*, task: ServerTask, actor: User | None) -> ServerTask:
 def store_lines(batch: list[TaskLogLine]) -> None:
     """One INSERT per batch: the lines become chunks (deployments.services.logstore; hot path: every line of every task)."""
     logstore.store_lines(batch)
+
+
+# Database blips ------------------------------------------------------------------------------
+# A dropped connection (a database restart, pg_terminate_backend) is re-opened and the write retried.
+# Only writes that are safe to repeat come through here.
+
+DB_RETRY_SECONDS = 120
+
+
+def db_connection_lost(error: Exception) -> bool:
+    from django.db import InterfaceError, OperationalError
+
+    return isinstance(error, (OperationalError, InterfaceError))
+
+
+def reopen_db_connection() -> None:
+    """Drops this thread's connection so the next query opens a new one (never inside a transaction)."""
+    if not connection.in_atomic_block:
+        connection.close()
+
+
+def retrying_db_write(what: str, write, *, seconds: float = DB_RETRY_SECONDS):
+    """Runs `write` until it succeeds, re-opening a lost connection, with backoff (0.2 s doubling to 5 s)."""
+    delay, deadline, attempt = 0.2, time.monotonic() + seconds, 1
+    while True:
+        try:
+            return write()
+        except Exception as error:
+            if not db_connection_lost(error) or connection.in_atomic_block or time.monotonic() + delay > deadline:
+                raise
+            logger.warning("Could not %s (attempt %s): %s; retrying on a new connection.", what, attempt, str(error).strip()[:200])
+            reopen_db_connection()
+            time.sleep(delay)
+            delay, attempt = min(delay * 2, 5), attempt + 1
+
+
+def store_lines_once(batch: list[TaskLogLine]) -> None:
+    """store_lines, safe to repeat: a batch the database stored before its answer was lost is not stored twice."""
+    try:
+        store_lines(batch)
+    except IntegrityError:
+        reopen_db_connection()
+        stored = {line.sequence for line in logstore.iter_lines(task_id=batch[0].task_id, after=batch[0].sequence - 1,
+                                                                before=batch[-1].sequence + 1)}
+        if not stored:
+            raise
+        rest = [line for line in batch if line.sequence not in stored]
+        if rest:
+            store_lines(rest)
 
 
 class TaskLog:
@@ -122,8 +200,9 @@ class TaskLog:
         self.task = task
         self.lock = threading.RLock()
         self.pending: list[TaskLogLine] = []
+        self.waiting_for_database = False
         self.last_flush = time.monotonic()
-        self.sensitive = sorted({v for v in sensitive_values if v}, key=len, reverse=True)
+        self.sensitive = sorted({form for v in sensitive_values for form in secret_forms(v)}, key=len, reverse=True)
         last = logstore.last_sequence(task.pk)
         self.next_sequence = 0 if last is None else last + 1
         if self.next_sequence == 0 and not ActivityNode.objects.filter(task=task).exists():
@@ -136,7 +215,7 @@ class TaskLog:
 
     def add_sensitive(self, values) -> None:
         with self.lock:
-            self.sensitive = sorted(set(self.sensitive) | {v for v in values if v}, key=len, reverse=True)
+            self.sensitive = sorted(set(self.sensitive) | {form for v in values for form in secret_forms(v)}, key=len, reverse=True)
 
     def write(self, text: str, category: str = TaskLogLine.Category.INFO, node: ActivityNode | None = None,
               occurred=None) -> None:
@@ -152,37 +231,53 @@ class TaskLog:
             if len(self.pending) >= 2000 or time.monotonic() - self.last_flush > 0.05:
                 self.flush()
 
-    def flush(self) -> None:
+    def flush(self, wait: bool = False) -> None:
+        """Stores the pending lines in one statement. When the database is unreachable they wait here, in
+        order, for the next flush (a failed statement is all or nothing, so readers never wait at a hole);
+        past REEF_LOG_BUFFER_LINES, or with `wait`, the writer waits for the database instead."""
         with self.lock:
             batch, self.pending, self.last_flush = self.pending, [], time.monotonic()
-            if batch:
-                try:
-                    store_lines(batch)
-                except Exception:
-                    # Kept for the next flush, in order: a failed INSERT (one statement, all or nothing) leaves
-                    # no hole in the sequence for readers to wait at.
-                    self.pending = batch + self.pending
+            if not batch:
+                return
+            try:
+                store_lines_once(batch)
+            except Exception as error:
+                self.pending = batch + self.pending
+                if not db_connection_lost(error):
                     raise
-                for hook in self.publish_hooks:
-                    hook(self.task, lines=batch)
+                reopen_db_connection()
+                if not wait and len(self.pending) < settings.REEF_LOG_BUFFER_LINES:
+                    if not self.waiting_for_database:  # said once per outage, not once per flush
+                        logger.warning("Task %s: log lines wait in memory for the database (%s).", self.task.pk,
+                                       str(error).strip()[:200])
+                    self.waiting_for_database = True
+                    return
+                batch, self.pending = self.pending, []
+                retrying_db_write(f"store the log of task {self.task.pk}", lambda: store_lines_once(batch))
+            if self.waiting_for_database:
+                logger.warning("Task %s: the database is back; the waiting log lines are stored.", self.task.pk)
+                self.waiting_for_database = False
+            for hook in self.publish_hooks:
+                hook(self.task, lines=batch)
 
     # The activity tree ------------------------------------------------------------------------
 
     def node(self, name: str, parent: ActivityNode | None = None) -> ActivityNode:
-        node = ActivityNode.objects.create(task=self.task, parent=parent, name=self.mask(name)[:300])
+        node = retrying_db_write("add a log node", lambda: ActivityNode.objects.create(
+            task=self.task, parent=parent, name=self.mask(name)[:300]))
         self._changed(node)
         return node
 
     def start(self, node: ActivityNode) -> None:
         node.status, node.started = ActivityNode.Status.RUNNING, timezone.now()
-        node.save(update_fields=["status", "started"])
+        retrying_db_write("start a log node", lambda: node.save(update_fields=["status", "started"]))
         self._changed(node)
 
     def finish(self, node: ActivityNode, status: str) -> None:
-        self.flush()
+        self.flush(wait=True)
         node.status, node.ended = status, timezone.now()
         node.started = node.started or node.ended
-        node.save(update_fields=["status", "started", "ended"])
+        retrying_db_write("finish a log node", lambda: node.save(update_fields=["status", "started", "ended"]))
         self._changed(node)
 
     def _changed(self, node: ActivityNode) -> None:
@@ -191,22 +286,22 @@ class TaskLog:
 
 
 def fail_orphaned_tasks(grace_seconds: int = 2 * HEARTBEAT_TTL) -> list[int]:
-    """Tasks left Executing by a server node that died (no heartbeat): failed, with a message saying so."""
-    from deployments.models import WorkerLease
+    """The backstop (Celery beat, every minute): tasks left Executing by a node with no heartbeat in Redis and
+    no recent row either. Live task runners fail a dead node's tasks much sooner (nodes.DeadNodeWatch)."""
+    from deployments.models import ServerNode, WorkerLease
+    from deployments.services.nodes import fail_stopped_task, last_node_beat
 
     failed = []
     started_before = timezone.now() - timedelta(seconds=grace_seconds)
-    for task in ServerTask.objects.filter(state__in=[State.EXECUTING, State.CANCELING], started__lt=started_before):
-        if has_heartbeat(task.pk):
+    seen_after = timezone.now() - timedelta(seconds=3 * settings.REEF_NODE_ROW_SECONDS)
+    recent = set(ServerNode.objects.filter(last_seen__gte=seen_after, stopped__isnull=True).values_list("name", flat=True))
+    # A task waiting at an interruption has no server node and no heartbeat, by design.
+    for task in ServerTask.objects.filter(state__in=[State.EXECUTING, State.CANCELING], started__lt=started_before, pending_interruption=""):
+        if task.server_node and (task.server_node in recent or last_node_beat(task.server_node) is not None):
             continue
-        message = (f"The server node {task.server_node or '(unknown)'} that ran this task stopped without finishing it, "
-                   "so the task was failed and its workers released. Re-run it when you are ready.")
-        log = TaskLog(task)
-        log.write(message, TaskLogLine.Category.FATAL)
-        log.flush()
-        finish_server_task(task=task, state=State.FAILED, error_message=message)
-        WorkerLease.objects.filter(task=task).delete()
-        failed.append(task.pk)
+        reason = f"The server node {task.server_node or '(unknown)'} that ran this task stopped without finishing it"
+        if fail_stopped_task(task, reason=reason):
+            failed.append(task.pk)
     # A lease never outlives its task, however the task ended.
     WorkerLease.objects.filter(task__state__in=ServerTask.FINAL_STATES).delete()
     return failed

@@ -69,7 +69,7 @@ class WorkerPoolSerializer(SpaceScopedSerializer):
 
 
 class WorkerPoolWriteSerializer(serializers.Serializer):
-    Name = serializers.CharField(allow_blank=True, max_length=500)
+    Name = serializers.CharField(allow_blank=True, max_length=200)  # the model's length
     Description = serializers.CharField(required=False, allow_blank=True, default="")
     WorkerPoolType = serializers.ChoiceField(choices=WorkerPool.PoolType.values, required=False, default=WorkerPool.PoolType.STATIC)
     WorkerType = serializers.CharField(required=False, allow_blank=True, default="")
@@ -158,7 +158,7 @@ class EndpointWriteSerializer(serializers.Serializer):
 
 
 class WorkerWriteSerializer(serializers.Serializer):
-    Name = serializers.CharField(allow_blank=True, max_length=500)
+    Name = serializers.CharField(allow_blank=True, max_length=200)  # the model's length
     WorkerPoolIds = serializers.ListField(child=serializers.CharField(), allow_empty=True)
     MachinePolicyId = serializers.CharField(required=False, allow_null=True, allow_blank=True, default=None)
     IsDisabled = serializers.BooleanField(required=False, default=False)
@@ -221,7 +221,7 @@ class _HealthCheckInput(serializers.Serializer):
 
 
 class MachinePolicyWriteSerializer(serializers.Serializer):
-    Name = serializers.CharField(allow_blank=True, max_length=500)
+    Name = serializers.CharField(allow_blank=True, max_length=100)  # the model's length
     Description = serializers.CharField(required=False, allow_blank=True)
     MachineHealthCheckPolicy = _HealthCheckInput(required=False)
     MachineConnectivityPolicy = serializers.DictField(required=False)
@@ -301,7 +301,7 @@ class SensitiveInput(serializers.Serializer):
 
 
 class AccountWriteSerializer(serializers.Serializer):
-    Name = serializers.CharField(allow_blank=True, max_length=500)
+    Name = serializers.CharField(allow_blank=True, max_length=100)  # the model's length
     Description = serializers.CharField(required=False, allow_blank=True, default="")
     AccountType = serializers.ChoiceField(choices=Account.AccountType.values)
     Username = serializers.CharField(required=False, allow_blank=True, default="", max_length=100)

@@ -8,6 +8,7 @@ from abc import ABC, abstractmethod
 from django.core.exceptions import ValidationError
 from django.db.models import Q
 from django.shortcuts import get_object_or_404
+from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema
 from rest_framework import status, viewsets
 from rest_framework.decorators import action
@@ -134,6 +135,7 @@ class WorkerPoolViewSet(SpaceScopedViewSet):
             _reraise_for_api(error)
         return Response(status=status.HTTP_204_NO_CONTENT)
 
+    @extend_schema(responses=s.WorkerSerializer(many=True))
     @action(detail=True, methods=["get"])
     def workers(self, request, *args, **kwargs):
         pool = self.get_object()
@@ -142,6 +144,7 @@ class WorkerPoolViewSet(SpaceScopedViewSet):
         self.item_type = "Worker"
         return self.get_paginated_response(s.WorkerSerializer(page, many=True).data)
 
+    @extend_schema(responses=OpenApiTypes.OBJECT)
     @action(detail=False, methods=["get"], pagination_class=None)
     def summary(self, request, *args, **kwargs):
         space = self.get_space()
@@ -259,6 +262,7 @@ class WorkerViewSet(SpaceScopedViewSet):
         workers.delete_worker(actor=request.user, worker=self.get_object())
         return Response(status=status.HTTP_204_NO_CONTENT)
 
+    @extend_schema(responses=OpenApiTypes.OBJECT)
     @action(detail=True, methods=["get"])
     def connection(self, request, *args, **kwargs):
         worker = self.get_object()

@@ -4,6 +4,7 @@ service the agent uses (one per server process, so tickets live across calls).""
 from __future__ import annotations
 
 import os
+import pwd
 import threading
 from pathlib import Path
 
@@ -21,6 +22,29 @@ def builtin_environment() -> dict[str, str]:
     return {name: os.environ[name] for name in _INHERITED if name in os.environ}
 
 
+def builtin_worker_account() -> tuple[str, bool]:
+    """The account built-in scripts run as, and whether it is the server's own: REEF_BUILTIN_WORKER_USER
+    when the server runs as root (only root can switch accounts), else the server's own account."""
+    if os.geteuid() == 0 and settings.REEF_BUILTIN_WORKER_USER:
+        return settings.REEF_BUILTIN_WORKER_USER, settings.REEF_BUILTIN_WORKER_USER == "root"
+    try:
+        return pwd.getpwuid(os.geteuid()).pw_name, True
+    except KeyError:
+        return f"uid {os.geteuid()}", True
+
+
+def _confine_var_dir(home: Path) -> None:
+    """The worker's account must reach its work folders under var/builtin-worker/Work, and nothing else
+    of var/: var/ becomes enter-only for others (no listing) and every other entry in it loses all
+    access for others (the master key, the secret key, the SQLite database and its journals…)."""
+    var = Path(settings.VAR_DIR)
+    os.chmod(var, (os.stat(var).st_mode & 0o770) | 0o001)
+    for entry in var.iterdir():
+        if entry.name not in (home.name, "staticfiles") and not entry.is_symlink():  # static files are public
+            os.chmod(entry, entry.stat().st_mode & 0o7770)
+    os.chmod(home, 0o711)
+
+
 _service: ScriptService | None = None
 _service_lock = threading.Lock()
 
@@ -32,7 +56,11 @@ def builtin_script_service() -> ScriptService:
         if _service is None:
             home = Path(settings.VAR_DIR) / "builtin-worker"
             home.mkdir(parents=True, exist_ok=True)
-            _service = ScriptService(home, environment=builtin_environment())
+            account, own = builtin_worker_account()
+            run_as = None if own else account
+            if run_as:
+                _confine_var_dir(home)
+            _service = ScriptService(home, environment=builtin_environment(), run_as=run_as)
         return _service
 
 

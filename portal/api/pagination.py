@@ -9,6 +9,9 @@ from rest_framework.pagination import BasePagination
 from rest_framework.response import Response
 
 
+MAX_SKIP = 2**31 - 1  # past any real collection, and within what the database takes as an OFFSET
+
+
 def _non_negative(request, name: str, default: int) -> int:
     raw = request.query_params.get(name)
     if raw in (None, ""):
@@ -17,8 +20,8 @@ def _non_negative(request, name: str, default: int) -> int:
         value = int(raw)
     except ValueError:
         raise ValidationError({name: [f"{raw!r} is not a whole number."]}) from None
-    if value < 0:
-        raise ValidationError({name: ["Must be zero or more."]})
+    if not 0 <= value <= MAX_SKIP:
+        raise ValidationError({name: [f"Must be between 0 and {MAX_SKIP}."]})
     return value
 
 
@@ -56,6 +59,15 @@ class OctopusPagination(BasePagination):
                 },
             }
         )
+
+    def get_schema_operation_parameters(self, view):
+        return [
+            {"name": "skip", "required": False, "in": "query", "description": "How many to skip (zero or more).",
+             "schema": {"type": "integer", "minimum": 0, "maximum": MAX_SKIP}},
+            {"name": "take", "required": False, "in": "query",
+             "description": f"How many to return (zero or more; at most {self.max_take}, default {self.default_take}).",
+             "schema": {"type": "integer", "minimum": 0, "maximum": MAX_SKIP}},
+        ]
 
     def get_paginated_response_schema(self, schema):
         return {

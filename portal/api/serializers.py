@@ -65,7 +65,7 @@ class ApiKeySerializer(serializers.ModelSerializer):
     ApiKey = serializers.SerializerMethodField()
     Created = serializers.DateTimeField(source="created", read_only=True)
     Expires = serializers.DateTimeField(source="expires", required=False, allow_null=True)
-    LastUsed = serializers.DateTimeField(source="last_used", read_only=True)
+    LastUsed = serializers.DateTimeField(source="last_used", read_only=True, allow_null=True)
     Links = serializers.SerializerMethodField()
 
     class Meta:

@@ -184,11 +184,19 @@ class ApiKeyViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.Des
 
 
 class UserRoleViewSet(OctopusViewSetMixin, viewsets.ReadOnlyModelViewSet):
+    """Roles are seen with UserRoleView, or by whoever may edit a space's teams (they grant roles there)."""
+
     serializer_class = s.UserRoleSerializer
     item_type = "UserRole"
     lookup_value_regex = r"[^/]+"
 
     def get_queryset(self):
+        user = self.request.user
+        if getattr(self, "swagger_fake_view", False):
+            return UserRole.objects.none()
+        if not has_permission(user, P.USER_ROLE_VIEW) and not any(
+                has_permission(user, P.TEAM_EDIT, space=space) for space in spaces_visible_to(user)):
+            require_permission(user, P.USER_ROLE_VIEW)
         return self.filter_ids_and_name(UserRole.objects.all())
 
     def get_object(self):
@@ -243,7 +251,8 @@ class TeamViewSet(OctopusViewSetMixin, viewsets.ModelViewSet):
         teams.require_team_edit(self.request.user, instance.space)
         teams.delete_team(actor=self.request.user, team=instance)
 
-    @action(detail=True, methods=["get"])
+    @extend_schema(responses=s.ScopedUserRoleSerializer(many=True))
+    @action(detail=True, methods=["get"], pagination_class=None)
     def scopeduserroles(self, request, pk=None):
         team = self.get_object()
         roles = ScopedUserRole.objects.filter(team=team).select_related("role", "space")

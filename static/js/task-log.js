@@ -39,19 +39,24 @@
       name.className = "log-node-name";
       const state = document.createElement("span");
       state.className = "badge ms-2";
-      summary.append(name, state);
+      const progress = document.createElement("span");  // update_progress from the script, live
+      progress.className = "log-node-progress small text-muted ms-2";
+      summary.append(name, state, progress);
       const lines = document.createElement("div");
       lines.className = "log-lines";
       box.append(summary, lines);
       const parent = node.ParentId && nodes.has(node.ParentId) ? nodes.get(node.ParentId).lines : root;
       parent.append(box);
-      entry = { box, lines, name, state };
+      entry = { box, lines, name, state, progress };
       nodes.set(node.Id, entry);
     }
     entry.name.textContent = node.Name;
     entry.state.textContent = node.Status;
     entry.state.className = `badge ms-2 text-bg-${statusClass[node.Status] || "secondary"}`;
     entry.box.dataset.status = node.Status;
+    const running = node.Progress !== null && node.Progress !== undefined && node.Status === "Running";
+    entry.progress.textContent = running ? `${node.Progress}%` : "";
+    entry.box.dataset.progress = running ? node.Progress : "";
   }
 
   function matches(text) {
@@ -136,7 +141,7 @@
         const walk = (node, parentId) => {
           const id = Number(node.Id.split("_").pop());
           if (!Number.isNaN(id)) {
-            upsertNode({ Id: id, ParentId: parentId, Name: node.Name, Status: node.Status });
+            upsertNode({ Id: id, ParentId: parentId, Name: node.Name, Status: node.Status, Progress: node.ProgressPercentage });
           }
           node.LogElements.forEach((e) => found.push({ Sequence: e.Sequence, Category: e.Category, Text: e.MessageText,
                                                        Occurred: e.OccurredAt, NodeId: Number.isNaN(id) ? null : id }));

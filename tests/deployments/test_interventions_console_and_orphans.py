@@ -23,9 +23,10 @@ def test_after_a_manual_intervention_the_task_is_requeued_and_workers_are_select
     add_step(project, "Approve", action_type="Octopus.Manual", instructions="Check the build", body="")
     add_step(project, "Ship", "echo shipping #{Octopus.Action[Build].Output.Artifact} on #{Octopus.Worker.Name}", worker_pool=pool)
     task = deploy_and_run(administrator, project, production)
-    assert task.state == "Queued" and task.pending_interruption == "Check the build"
+    # Waiting for an answer, as Octopus shows it: Executing with a pending interruption, no worker held.
+    assert task.state == "Executing" and task.has_pending_interruptions and task.pending_interruption == "Check the build"
     assert not WorkerLease.objects.filter(task=task).exists()
-    assert run_server_task(task.pk) is None and ServerTask.objects.get(pk=task.pk).state == "Queued"  # waits for an answer
+    assert run_server_task(task.pk) is None and ServerTask.objects.get(pk=task.pk).state == "Executing"  # still waiting
     # Meanwhile the pool changes: the only worker goes, another comes.
     agents.running[0].stop()
     old = pool.workers.get()

@@ -1,4 +1,4 @@
-"""Upgrading a Reef whose logs are a row per line: migration 0003 turns every row into chunks, and the log
+"""Upgrading a Reef whose logs are a row per line: migration 0005 turns every row into chunks, and the log
 reads back exactly (text, order, node, category, time); migrating back restores the rows."""
 
 from __future__ import annotations
@@ -12,8 +12,8 @@ from django.utils import timezone
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
-BEFORE = [("deployments", "0002_deployments_model")]
-AFTER = [("deployments", "0003_log_chunks")]
+BEFORE = [("deployments", "0004_server_nodes")]
+AFTER = [("deployments", "0005_log_chunks")]
 
 
 def migrate(targets):

@@ -16,6 +16,14 @@ API_READS = {
     "/api/spaces/{space}": {"administrator", "space_manager", "deployment_creator", "project_viewer", "environment_manager"},
     "/api/users": {"administrator", "space_manager", "deployment_creator", "project_viewer", "environment_manager", "outsider"},
     "/api/events": {"administrator", "space_manager", "deployment_creator", "project_viewer", "environment_manager", "outsider"},
+    # Roles: UserRoleView, or TeamEdit in a space (a space manager grants roles to its teams).
+    "/api/userroles": {"administrator", "space_manager"},
+    "/api/userroles/all": {"administrator", "space_manager"},
+    "/api/{space}/tasks": {"administrator", "space_manager", "deployment_creator", "project_viewer", "environment_manager"},
+    "/api/{space}/workerpools": {"administrator", "space_manager", "environment_manager"},
+    "/api/workerpools/all": {"administrator", "space_manager", "environment_manager"},
+    "/api/{space}/projects": {"administrator", "space_manager", "deployment_creator", "project_viewer"},
+    "/api/{space}/environments": {"administrator", "space_manager", "deployment_creator", "project_viewer", "environment_manager"},
 }
 
 PERSONAS = ["administrator", "space_manager", "environment_manager", "deployment_creator", "project_viewer", "outsider"]
@@ -47,6 +55,15 @@ def test_an_outsider_sees_no_space(api_client, outsider, space):
     response = api_client(outsider).get("/api/spaces")
     assert response.json()["TotalResults"] == 0
     assert api_client(outsider).get(f"/api/spaces/{space.octopus_id}").status_code == 404
+
+
+@pytest.mark.parametrize("url", ["/api/spaces", "/api/teams", "/api/events", "/api/tasks", "/api/users/me/apikeys"])
+def test_a_user_with_no_roles_lists_nothing_but_their_own(api_client, outsider, administrator, space, url):
+    from portal.services import teams
+
+    teams.create_team(actor=administrator, name="Somebody else's", space=space)
+    body = api_client(outsider).get(url).json()
+    assert body["TotalResults"] == (1 if url.endswith("apikeys") else 0), body  # the key the client itself signs with
 
 
 def test_only_users_with_user_view_list_every_user(api_client, administrator, project_viewer):

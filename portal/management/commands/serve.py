@@ -5,7 +5,10 @@
 3. Start daphne (pages, API, websockets), the polling endpoint for polling tentacles (port 10943),
    a Celery worker and Celery beat, and print the URL. On an empty database, also a local polling
    agent in a `Local workers` pool, so a newcomer sees a worker turn Healthy (REEF_DEMO=0 skips it).
-4. Ctrl-C (or SIGTERM) stops every child; if any child dies, the others are stopped too.
+4. Supervise: a child that dies is restarted alone, with backoff (1, 2, 4 … 30 s; back to 1 s once it
+   has stayed up a minute), and each restart is logged. Reef stops only when asked: Ctrl-C or SIGTERM
+   stops every child, in reverse order, and exits 0. In production each child runs under systemd
+   instead (docs/systemd/), with the same restart policy.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ import socket
 import subprocess
 import sys
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlparse
 
@@ -39,6 +43,33 @@ def free_port(host: str = "127.0.0.1") -> int:
         return s.getsockname()[1]
 
 
+BACKOFF_FIRST, BACKOFF_MAX = 1.0, 30.0
+STABLE_SECONDS = 60.0  # a child up this long is healthy again: its next restart waits BACKOFF_FIRST
+
+
+@dataclass
+class Child:
+    name: str
+    argv: list[str]
+    env: dict[str, str] | None
+    process: subprocess.Popen
+    started: float = field(default_factory=time.monotonic)
+    backoff: float = BACKOFF_FIRST
+    restart_at: float | None = None  # set while it waits to be restarted
+    restarts: int = 0
+
+    def spawn(self) -> None:
+        self.process = subprocess.Popen(self.argv, env=self.env, start_new_session=True)
+        self.started, self.restart_at = time.monotonic(), None
+
+    def kill_leftovers(self) -> None:
+        """Its own session: whatever it started (pool processes, scripts) goes with it."""
+        try:
+            os.killpg(self.process.pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+
+
 class Command(BaseCommand):
     help = "Start Reef: migrate, find or start Redis, create the first administrator, run daphne and Celery."
 
@@ -48,8 +79,9 @@ class Command(BaseCommand):
         parser.add_argument("--no-celery", action="store_true", help="serve pages and API only")
 
     def handle(self, *args, port: int, bind: str, no_celery: bool, **options):
-        self.children: list[tuple[str, subprocess.Popen]] = []
+        self.children: list[Child] = []
         self.stopping = False
+        self.stable_seconds = float(os.environ.get("REEF_SUPERVISOR_STABLE_SECONDS", STABLE_SECONDS))
         var_dir = Path(settings.VAR_DIR)
         var_dir.mkdir(parents=True, exist_ok=True)
 
@@ -57,6 +89,7 @@ class Command(BaseCommand):
         # A plain-HTTP first run on localhost cannot use secure cookies; behind TLS set REEF_HTTPS=1.
         env.setdefault("REEF_HTTPS", "0")
         env["REDIS_URL"] = self.find_redis(var_dir)
+        env["REEF_NODE_NAME"] = settings.REEF_NODE_NAME
 
         self.stdout.write("Migrating the database…")
         call_command("migrate", interactive=False, verbosity=0)
@@ -92,6 +125,7 @@ class Command(BaseCommand):
                                        "--schedule", str(var_dir / "celerybeat-schedule")], env)
 
         host = "localhost" if bind in ("127.0.0.1", "0.0.0.0", "::") else bind
+        self.stdout.write(f"This server node is {settings.REEF_NODE_NAME}.")
         self.stdout.write(self.style.SUCCESS(f"\nReef is running at http://{host}:{port}/  (Ctrl-C stops it)\n"))
         self.supervise()
 
@@ -121,7 +155,7 @@ class Command(BaseCommand):
              "--save", "60", "1", "--appendonly", "no", "--logfile", str(data / "redis.log")],
             start_new_session=True,
         )
-        self.children.append(("embedded redis", process))
+        self.children.append(Child("embedded redis", process.args, None, process))
         url = f"redis://127.0.0.1:{port}/0"
         deadline = time.monotonic() + 10
         while not redis_reachable(url, timeout=0.2):
@@ -134,16 +168,31 @@ class Command(BaseCommand):
 
     def start(self, name: str, argv: list[str], env: dict[str, str]) -> None:
         # Own session: Ctrl-C reaches only this supervisor, which stops the children in order.
-        self.children.append((name, subprocess.Popen(argv, env=env, start_new_session=True)))
+        self.children.append(Child(name, argv, env, subprocess.Popen(argv, env=env, start_new_session=True)))
 
     def supervise(self) -> None:
+        """Restarts each child that died, alone, with backoff; returns when asked to stop."""
         while not self.stopping:
-            for name, process in self.children:
-                if process.poll() is not None:
-                    self.stderr.write(f"{name} exited with code {process.returncode}; stopping Reef.")
-                    self.stop_children()
-                    sys.exit(1)
-            time.sleep(0.5)
+            now = time.monotonic()
+            for child in self.children:
+                if child.restart_at is None and child.process.poll() is not None:
+                    child.kill_leftovers()
+                    if now - child.started >= self.stable_seconds:
+                        child.backoff = BACKOFF_FIRST
+                    child.restart_at = now + child.backoff
+                    self.stderr.write(f"{child.name} exited with code {child.process.returncode}; "
+                                      f"restarting it in {child.backoff:.0f}s.")
+                    child.backoff = min(child.backoff * 2, BACKOFF_MAX)
+                elif child.restart_at is not None and now >= child.restart_at:
+                    try:
+                        child.spawn()
+                    except OSError as error:
+                        child.restart_at = now + child.backoff
+                        self.stderr.write(f"{child.name} could not be restarted ({error}); trying again in {child.backoff:.0f}s.")
+                        continue
+                    child.restarts += 1
+                    self.stdout.write(f"Restarted {child.name} (pid {child.process.pid}, restart {child.restarts}).")
+            time.sleep(0.2)
         self.stop_children()
 
     def stop(self, signum, frame) -> None:
@@ -151,15 +200,16 @@ class Command(BaseCommand):
 
     def stop_children(self) -> None:
         # Reverse order: web and Celery before the Redis they use.
-        for name, process in reversed(self.children):
-            if process.poll() is None:
-                process.terminate()
-        deadline = time.monotonic() + 15
-        for name, process in reversed(self.children):
+        for child in reversed(self.children):
+            if child.process.poll() is None:
+                child.process.terminate()
+        deadline = time.monotonic() + float(os.environ.get("REEF_STOP_SECONDS", "15"))
+        for child in reversed(self.children):
             try:
-                process.wait(timeout=max(0.1, deadline - time.monotonic()))
+                child.process.wait(timeout=max(0.1, deadline - time.monotonic()))
             except subprocess.TimeoutExpired:
-                self.stderr.write(f"{name} did not stop in time; killing it.")
-                process.kill()
-                process.wait()
+                self.stderr.write(f"{child.name} did not stop in time; killing it.")
+                child.process.kill()
+                child.process.wait()
+            child.kill_leftovers()
         self.stdout.write("Reef stopped.")

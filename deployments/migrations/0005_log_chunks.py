@@ -74,7 +74,7 @@ def chunks_to_lines(apps, schema_editor):
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('deployments', '0002_deployments_model'),
+        ('deployments', '0004_server_nodes'),
     ]
 
     operations = [
