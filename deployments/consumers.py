@@ -22,9 +22,9 @@ from django.conf import settings
 
 from deployments.services import logstream
 
-BATCH_LINES = 2000
-MIN_INTERVAL = 0.02   # at most ~50 batches a second (so at most 100,000 lines a second)
-WINDOW = 10000        # lines sent but not yet acknowledged
+BATCH_LINES = 5000
+MIN_INTERVAL = 0.02   # at most ~50 batches a second (so at most 250,000 lines a second)
+WINDOW = 20000        # lines sent but not yet acknowledged
 HOLE_GRACE = 5.0      # seconds a missing sequence may take to appear before readers go on without it
 CLOSE_UNAUTHENTICATED, CLOSE_FORBIDDEN, CLOSE_NOT_FOUND = 4401, 4403, 4404
 
