@@ -2,15 +2,7 @@ from django.contrib import admin
 
 from deployments.models import (
     ActivityNode, Artifact, Deployment, DeploymentTarget, Environment, Interruption, Package, Project, Release, Runbook,
-    RunbookRun, RunningScript, ServerConfiguration, ServerNode, ServerTask, Step, TaskLogLine, Variable, WorkerLease)
-
-
-class TaskLogLineInline(admin.TabularInline):
-    model = TaskLogLine
-    extra = 0
-    can_delete = False
-    readonly_fields = ["sequence", "occurred", "category", "text"]
-    max_num = 0
+    RunbookRun, RunningScript, ServerConfiguration, ServerNode, ServerTask, Step, Variable, WorkerLease)
 
 
 @admin.register(ServerTask)
@@ -20,25 +12,9 @@ class ServerTaskAdmin(admin.ModelAdmin):
     search_fields = ["description", "error_message"]
     date_hierarchy = "queued"
     readonly_fields = [f.name for f in ServerTask._meta.fields]
-    inlines = [TaskLogLineInline]
 
     def has_add_permission(self, request):
         return False
-
-
-@admin.register(TaskLogLine)
-class TaskLogLineAdmin(admin.ModelAdmin):
-    list_display = ["task", "sequence", "category", "occurred", "text"]
-    list_filter = ["category"]
-    search_fields = ["text"]
-    readonly_fields = ["task", "sequence", "occurred", "category", "text"]
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return obj is None
-
 
 
 @admin.register(Environment)

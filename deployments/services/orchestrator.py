@@ -24,6 +24,7 @@ from django.utils import timezone
 
 from deployments.models import (
     ActivityNode, Artifact, DeploymentTarget, Environment, Interruption, Release, ServerTask, Step, TaskLogLine, Variable)
+from deployments.services import logstore
 from deployments.services.artifacts import accepted_artifacts
 from deployments.services.octostache import SubstitutionError, VariableDictionary
 from deployments.services.selection import Choice, SelectionError, WorkerSelector, release_leases, resolve_pool
@@ -40,6 +41,7 @@ logger = logging.getLogger(__name__)
 State = ServerTask.State
 Status = ActivityNode.Status
 Category = TaskLogLine.Category
+CATEGORIES = frozenset(Category.values)  # Category.values builds a list on each call (hot path: every line)
 
 FALSE_WORDS = {"", "false", "0", "no", "off"}
 
@@ -446,7 +448,7 @@ class Orchestration:
                 if line.get("Category") == "Progress" and self.progress(node, line):
                     after = max(after, int(line.get("Sequence", after)))
                     continue
-                category = line.get("Category") if line.get("Category") in Category.values else Category.INFO
+                category = line.get("Category") if line.get("Category") in CATEGORIES else Category.INFO
                 self.log.write(line.get("Text", ""), category, node)
                 after = max(after, int(line.get("Sequence", after)))
             self.log.flush()
@@ -478,7 +480,7 @@ class Orchestration:
             self.log.write(status.get("FailureMessage") or f"The script exited with code {code}.", Category.ERROR, node)
             self.log.finish(node, Status.FAILED)
             return Status.FAILED
-        warned = TaskLogLine.objects.filter(node=node, category__in=[Category.WARNING, Category.ERROR]).exists()
+        warned = logstore.node_has_warnings(node)
         self.log.finish(node, Status.SUCCESS_WITH_WARNING if warned else Status.SUCCESS)
         return Status.SUCCESS_WITH_WARNING if warned else Status.SUCCESS
 
