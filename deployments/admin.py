@@ -132,3 +132,11 @@ class ServerNodeAdmin(ReadOnlyAdmin):
 @admin.register(RunningScript)
 class RunningScriptAdmin(ReadOnlyAdmin):
     list_display = ["task", "worker", "ticket"]
+
+
+@admin.register(TaskLogChunk)
+class TaskLogChunkAdmin(ReadOnlyAdmin):
+    """Compressed lines: read them on the task page or through /raw, where they are shown masked."""
+
+    list_display = ["task", "node", "first_sequence", "last_sequence", "compressed"]
+    exclude = ["data"]
