@@ -2,7 +2,7 @@ from django.contrib import admin
 
 from deployments.models import (
     ActivityNode, Artifact, Deployment, DeploymentTarget, Environment, Interruption, Package, Project, Release, Runbook,
-    RunbookRun, RunningScript, ServerConfiguration, ServerNode, ServerTask, Step, Variable, WorkerLease)
+    RunbookRun, RunningScript, ServerConfiguration, ServerNode, ServerTask, Step, TaskLogChunk, Variable, WorkerLease)
 
 
 @admin.register(ServerTask)
