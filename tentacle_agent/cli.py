@@ -162,6 +162,14 @@ def cmd_stdio(args, instance: Instance) -> None:
     serve_stdio(ScriptService(instance.home))
 
 
+def cmd_ssh_relay(args, instance: Instance) -> None:
+    from tentacle_agent.sshrelay import relay
+
+    code = relay(instance.home, args.idle_seconds)
+    if code:
+        raise SystemExit(code)
+
+
 def cmd_version(args, instance: Instance) -> None:
     print(__version__)
 
@@ -209,6 +217,8 @@ def parser() -> argparse.ArgumentParser:
     sub.add_argument("--apikey", metavar="KEY")
     command("run", cmd_run, "run the agent in the foreground")
     command("stdio", cmd_stdio, "serve the script service on stdin/stdout (used by SSH workers)")
+    sub = command("ssh-relay", cmd_ssh_relay, "relay stdin/stdout to this home's script service daemon (used by SSH workers)")
+    sub.add_argument("--idle-seconds", type=float, default=300, help="the daemon exits after this long unused")
     command("version", cmd_version, "print the agent's version")
     return root
 

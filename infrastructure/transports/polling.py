@@ -15,7 +15,7 @@ from functools import lru_cache
 import redis
 from django.conf import settings
 
-from infrastructure.transports import TransportError
+from infrastructure.transports import TransportError, WorkerUnreachable
 from infrastructure.transports.envelope import EnvelopeTransport
 
 
@@ -50,6 +50,11 @@ def response_key(request_id: str) -> str:
 
 
 class PollingTransport(EnvelopeTransport):
+    def should_retry(self, error: TransportError) -> bool:
+        """A request that was never picked up already waited the policy's polling queue timeout: waiting
+        that long again would not help. An answer that went missing is asked for again."""
+        return error.retryable and not isinstance(error, WorkerUnreachable)
+
     def exchange(self, envelope: dict, timeout: float) -> dict:
         subscription = self.worker.subscription_id
         if not subscription:
@@ -85,7 +90,7 @@ class PollingTransport(EnvelopeTransport):
                 break
         # Take it back if still queued (never picked up, or put back undelivered) so a late agent does not run it.
         if client.lrem(requests_key(subscription), 1, queued) or picked_up_at is None:
-            raise TransportError(f"The polling tentacle {self.worker.name} (poll://{subscription}/) did not pick up the "
+            raise WorkerUnreachable(f"The polling tentacle {self.worker.name} (poll://{subscription}/) did not pick up the "
                                  f"request within {queue_timeout:.0f}s: is the agent running and connected?")
         raise TransportError(f"The polling tentacle {self.worker.name} took the request but sent no answer within "
                              f"{timeout:.0f}s: the agent may have stopped or lost its connection.")
