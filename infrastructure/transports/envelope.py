@@ -13,13 +13,14 @@ import base64
 import time
 import uuid
 from abc import abstractmethod
-from typing import Any, Optional, cast
+from typing import Any, Callable, Optional, TypeVar, cast
 
 from infrastructure.transports import (
     RetryCallback, ScriptService, TransportError, WorkerUnreachable)
 from tentacle_agent import protocol
 from tentacle_agent.protocol import CompleteResult, HealthResult, ScriptStatus, StartScriptCommand
 
+T = TypeVar("T")
 has_more = protocol.has_more  # kept for callers that imported it from here
 
 # GetStatus waits this long for a new line at most; the call's timeout allows for it.
@@ -47,22 +48,9 @@ class EnvelopeTransport(ScriptService):
         return error.retryable
 
     def call(self, method: str, params: Optional[dict] = None, timeout: Optional[float] = None) -> dict:
-        """One message, retried as the machine policy says. Raises WorkerUnreachable when no attempt
-        reached the worker, TrustError at once on a pinning mismatch, TransportError otherwise."""
+        """One message, retried as the machine policy says."""
         envelope = {"Id": uuid.uuid4().hex, "Method": method, "Params": params or {}}
-        attempts = self.retry_count + 1
-        for attempt in range(1, attempts + 1):
-            try:
-                answer = self.exchange(envelope, timeout if timeout is not None else self.timeout)
-                break
-            except TransportError as error:
-                if attempt == attempts or not self.should_retry(error):
-                    if isinstance(error, WorkerUnreachable) and attempt > 1:
-                        raise WorkerUnreachable(f"{error} (tried {attempt} times)") from None
-                    raise
-                self.retrying(f"{self.name}: {method} attempt {attempt} of {attempts} failed ({error}); "
-                              f"retrying in {self.retry_wait:g}s.")
-                time.sleep(self.retry_wait)
+        answer = self.with_retries(method, lambda: self.exchange(envelope, timeout if timeout is not None else self.timeout))
         if not isinstance(answer, dict) or answer.get("Id") != envelope["Id"]:
             raise TransportError(f"{self.name} answered {method} with something that is not its answer.")
         if "Error" in answer:
@@ -70,6 +58,24 @@ class EnvelopeTransport(ScriptService):
             raise TransportError(f"{self.name} refused {method}: {error.get('Message', 'no reason given')}",
                                  retryable=False)
         return answer.get("Result") or {}
+
+    def with_retries(self, what: str, action: Callable[[], T]) -> T:
+        """`action` tried up to 1 + ConnectionRetryCountLimit times, ConnectionRetrySleepInterval apart.
+        Raises WorkerUnreachable when no attempt reached the worker, TrustError at once on a pinning
+        mismatch, TransportError otherwise."""
+        attempts = self.retry_count + 1
+        for attempt in range(1, attempts + 1):
+            try:
+                return action()
+            except TransportError as error:
+                if attempt == attempts or not self.should_retry(error):
+                    if isinstance(error, WorkerUnreachable) and attempt > 1:
+                        raise WorkerUnreachable(f"{error} (tried {attempt} times)") from None
+                    raise
+                self.retrying(f"{self.name}: {what} attempt {attempt} of {attempts} failed ({error}); "
+                              f"retrying in {self.retry_wait:g}s.")
+                time.sleep(self.retry_wait)
+        raise AssertionError("unreachable")  # pragma: no cover
 
     def retrying(self, message: str) -> None:
         if self.on_retry is not None:
