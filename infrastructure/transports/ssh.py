@@ -316,7 +316,8 @@ class SshTransport(EnvelopeTransport):
                 return relay
             try:
                 channel = transport.open_session(timeout=self.timeout)
-                channel.exec_command(f"{host.python} {host.agent_path} ssh-relay --home {REMOTE_HOME}/ssh "
+                # A home per agent build: a daemon of an older build never serves a newer one.
+                channel.exec_command(f"{host.python} {host.agent_path} ssh-relay --home {host.agent_path.removesuffix('.pyz')} "
                                      f"--idle-seconds {RELAY_IDLE_SECONDS}")
             except _DROPPED as error:
                 raise TransportError(f"{self.worker.endpoint_uri} refused a channel: {error or type(error).__name__}.") from None
