@@ -98,7 +98,7 @@ def test_cancel_kills_the_whole_process_tree_and_ends_cancelled(kind, tmp_path):
     tmp_path.chmod(0o777)  # the built-in worker may run scripts under its own account
     body = (f"sleep 300 & echo $! > {tmp_path}/child\n"
             f"( sleep 300 & echo $! > {tmp_path}/grandchild; wait ) &\n"
-            f"setsid sleep 300 & echo $! > {tmp_path}/detached\n"
+            f"setsid sleep 60 & echo $! > {tmp_path}/detached\n"
             "echo started\nwait\n")
     service = kind.service()
     ticket = service.start_script(command(body))
@@ -110,8 +110,11 @@ def test_cancel_kills_the_whole_process_tree_and_ends_cancelled(kind, tmp_path):
     lines, status = follow(service, ticket, deadline=30)
     assert time.monotonic() - started < 15
     assert status["State"] == "Complete" and "cancel" in (status.get("FailureMessage") or "").lower()
-    pids = [int((tmp_path / name).read_text()) for name in ("child", "grandchild", "detached")]
-    wait_until(lambda: not any(alive(pid) for pid in pids), timeout=10)
+    pids = {name: int((tmp_path / name).read_text()) for name in ("child", "grandchild", "detached")}
+    try:
+        wait_until(lambda: not any(alive(pid) for pid in pids.values()), timeout=10)
+    except TimeoutError:
+        pytest.fail(f"still running after the cancel: {[name for name, pid in pids.items() if alive(pid)]}")
     service.complete_script(ticket)
     assert_no_work_folder(kind, ticket)
 
