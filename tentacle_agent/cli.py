@@ -64,16 +64,8 @@ def cmd_configure(args, instance: Instance) -> None:
 
 
 def cmd_new_certificate(args, instance: Instance) -> None:
-    from tentacle_agent.certificates import generate_certificate, thumbprint_of_pem
-    from tentacle_agent.config import write_private
-
-    config = instance.load()
-    certificate, key = generate_certificate("Reef Tentacle", bits=args.key_bits)
-    write_private(instance.key_path, key)
-    write_private(instance.cert_path, certificate)
-    config["Thumbprint"] = thumbprint_of_pem(certificate)
-    instance.save(config)
-    print(f"New certificate. Thumbprint: {config['Thumbprint']} (update the worker in Reef)")
+    thumbprint = instance.replace_certificate(key_bits=args.key_bits)  # found by mypy: this imported a name that never existed
+    print(f"New certificate. Thumbprint: {thumbprint} (update the worker in Reef)")
 
 
 def cmd_show_thumbprint(args, instance: Instance) -> None:

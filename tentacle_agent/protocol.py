@@ -131,7 +131,11 @@ class HealthResult(TypedDict, total=False):
     Shells: List[str]
     Tools: Dict[str, str]
     PythonVersion: str
-    Transport: str
+    ProcessId: int
+    Executable: str
+    Kernel: str  # SSH workers: what `uname -r` and bash report
+    ShellVersion: str
+    Transport: str  # builtin | listening | polling | ssh (added by the server)
 
 
 class ErrorBody(TypedDict):

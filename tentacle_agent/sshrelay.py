@@ -49,9 +49,9 @@ def relay(home: Path, idle_seconds: float = DEFAULT_IDLE_SECONDS) -> int:
             spawned = time.monotonic()
         time.sleep(0.02)
         connection = _connect(path)
-        if connection is None:
-            print(f"ssh-relay: the daemon in {home} did not start (see {home / 'relay.log'}).", file=sys.stderr)
-            return 1
+    if connection is None:
+        print(f"ssh-relay: the daemon in {home} did not start (see {home / 'relay.log'}).", file=sys.stderr)
+        return 1
     threading.Thread(target=_pump_stdin, args=(connection,), daemon=True).start()
     out = sys.stdout.fileno()
     try:

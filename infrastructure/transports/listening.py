@@ -144,9 +144,9 @@ class ListeningTransport(EnvelopeTransport):
         else:
             with _idle_lock:
                 pool = _idle.setdefault(key, [])
-                if len(pool) < MAX_IDLE_PER_AGENT:
+                kept = len(pool) < MAX_IDLE_PER_AGENT
+                if kept:
                     pool.append(connection)
-                    connection = None
-            if connection is not None:
+            if not kept:
                 connection.close()
         return answer

@@ -183,7 +183,7 @@ class _Relay:
         except ValueError:
             return
         with self.lock:
-            waiter = self.waiters.get(answer.get("Id")) if isinstance(answer, dict) else None
+            waiter = self.waiters.get(str(answer.get("Id"))) if isinstance(answer, dict) else None
         if waiter is not None:
             waiter[1].append(answer)
             waiter[0].set()
@@ -580,8 +580,9 @@ def _wait_for_status(script: Script, after: int, wait: float) -> dict:
         return script.snapshot(after)
 
 
-def _parse_capabilities(out: str) -> dict:
-    values, tools = {}, {}
+def _parse_capabilities(out: str) -> HealthResult:
+    values: dict[str, str] = {}
+    tools: dict[str, str] = {}
     for line in out.splitlines():
         key, _, value = line.partition("=")
         if key.startswith("tool:"):
