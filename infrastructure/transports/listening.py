@@ -12,7 +12,6 @@ import os
 import ssl
 import tempfile
 import threading
-import time
 from functools import lru_cache
 from urllib.parse import urlparse
 
@@ -42,18 +41,8 @@ def _client_context(thumbprint: str) -> ssl.SSLContext:
     return context
 
 
-_current: tuple[float, str] = (0.0, "")
-CERTIFICATE_RECHECK_SECONDS = 10
-
-
 def server_tls_context() -> ssl.SSLContext:
-    """Which certificate is current is asked of the database at most every few seconds, not per call."""
-    global _current
-    checked, thumbprint = _current
-    if time.monotonic() - checked > CERTIFICATE_RECHECK_SECONDS or not thumbprint:
-        thumbprint = current_server_certificate().thumbprint
-        _current = (time.monotonic(), thumbprint)
-    return _client_context(thumbprint)
+    return _client_context(current_server_certificate().thumbprint)
 
 
 # Idle keep-alive connections per agent: a script's calls reuse one TLS session instead of a handshake each.

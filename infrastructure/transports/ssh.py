@@ -305,6 +305,8 @@ class SshTransport(EnvelopeTransport):
         relay = _relays.get(key)
         if relay is not None and relay.alive:
             return relay
+        if relay is not None:
+            _hosts.pop(key, None)  # look again: the agent may have been removed, or Python installed
         transport = self._session()
         host = self._host(transport)
         if host is None:
@@ -338,6 +340,8 @@ class SshTransport(EnvelopeTransport):
     def health(self) -> HealthResult:
         def probe() -> str:
             return self.run(self._session(), "sh -s", CAPABILITIES_SCRIPT, timeout=self.timeout)[1]
+
+        _hosts.pop(self._key(), None)  # a health check looks at the host afresh (Python installed since?)
 
         return _parse_capabilities(self.with_retries("Health", probe))
 
