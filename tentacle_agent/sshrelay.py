@@ -23,13 +23,23 @@ import time
 from pathlib import Path
 from typing import BinaryIO, Optional
 
-from tentacle_agent.service import ScriptService
-
 SOCKET_NAME = "relay.sock"
 LOCK_NAME = "relay.lock"
 MAX_LINE = 512 * 1024 * 1024
 DEFAULT_IDLE_SECONDS = 300
 START_TIMEOUT = 15
+
+
+def main(argv: list) -> int:
+    """`python -S -c '…main(sys.argv[2:])' PYZ --home DIR [--idle-seconds N]`: the SSH transport's fast
+    path (no site packages, no CLI imports), the same as `tentacle ssh-relay`."""
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="ssh-relay")
+    parser.add_argument("--home", type=Path, required=True)
+    parser.add_argument("--idle-seconds", type=float, default=DEFAULT_IDLE_SECONDS)
+    args = parser.parse_args(argv)
+    return relay(args.home, args.idle_seconds)
 
 
 def relay(home: Path, idle_seconds: float = DEFAULT_IDLE_SECONDS) -> int:
@@ -117,6 +127,8 @@ def _spawn_daemon(home: Path, idle_seconds: float) -> None:
 
 class _Daemon:
     def __init__(self, home: Path, idle_seconds: float):
+        from tentacle_agent.service import ScriptService  # only the daemon needs it: the relay starts fast
+
         self.home = home
         self.idle_seconds = idle_seconds
         self.service = ScriptService(home)

@@ -92,9 +92,11 @@ _connections_lock = threading.Lock()
 REMOTE_HOME = ".reef-ssh-worker"  # apart from an installed agent's own ~/.reef-tentacle
 RELAY_IDLE_SECONDS = 300  # the remote daemon leaves after this long with no client and no running script
 # Prints the path of a Python the agent can run on (3.9+), or nothing: then the host runs Bash only.
+# The interpreter itself (sys.executable), not a shim in front of it: the relay starts faster.
 PYTHON_PROBE = ("for p in python3 python; do command -v $p >/dev/null 2>&1 && "
-                "$p -c 'import sys; sys.exit(0 if sys.version_info >= (3, 9) else 1)' 2>/dev/null && "
-                "command -v $p && exit 0; done; true")
+                "$p -c 'import sys; assert sys.version_info >= (3, 9); print(sys.executable)' 2>/dev/null && "
+                "exit 0; done; true")
+RELAY_MAIN = "import sys; sys.path.insert(0, sys.argv[1]); from tentacle_agent.sshrelay import main; sys.exit(main(sys.argv[2:]))"
 _DROPPED = (socket.timeout, OSError, EOFError, paramiko.SSHException)
 
 
@@ -115,6 +117,7 @@ class _Relay:
         self.lock = threading.Lock()
         self.write_lock = threading.Lock()
         self.failure: str | None = None
+        self.answered = False
         threading.Thread(target=self._read, name="ssh-relay-reader", daemon=True).start()
 
     @property
@@ -184,6 +187,7 @@ class _Relay:
             return
         with self.lock:
             waiter = self.waiters.get(str(answer.get("Id"))) if isinstance(answer, dict) else None
+        self.answered = True
         if waiter is not None:
             waiter[1].append(answer)
             waiter[0].set()
@@ -305,8 +309,8 @@ class SshTransport(EnvelopeTransport):
         relay = _relays.get(key)
         if relay is not None and relay.alive:
             return relay
-        if relay is not None:
-            _hosts.pop(key, None)  # look again: the agent may have been removed, or Python installed
+        if relay is not None and not relay.answered:
+            _hosts.pop(key, None)  # it never worked: look again (the agent removed? Python replaced?)
         transport = self._session()
         host = self._host(transport)
         if host is None:
@@ -319,8 +323,9 @@ class SshTransport(EnvelopeTransport):
             try:
                 channel = transport.open_session(timeout=self.timeout)
                 # A home per agent build: a daemon of an older build never serves a newer one.
-                channel.exec_command(f"{host.python} {host.agent_path} ssh-relay --home {host.agent_path.removesuffix('.pyz')} "
-                                     f"--idle-seconds {RELAY_IDLE_SECONDS}")
+                # `tentacle ssh-relay`, started without site packages or the CLI's imports: a reconnect waits for it.
+                channel.exec_command(f"{host.python} -S -c {shlex.quote(RELAY_MAIN)} {host.agent_path} "
+                                     f"--home {host.agent_path.removesuffix('.pyz')} --idle-seconds {RELAY_IDLE_SECONDS}")
             except _DROPPED as error:
                 raise TransportError(f"{self.worker.endpoint_uri} refused a channel: {error or type(error).__name__}.") from None
             relay = _relays[key] = _Relay(channel, self.worker.endpoint_uri)
