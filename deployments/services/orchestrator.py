@@ -29,9 +29,9 @@ from deployments.services.selection import Choice, SelectionError, WorkerSelecto
 from deployments.services.tasks import HEARTBEAT_SECONDS, TaskLog, claim_server_task, finish_server_task, heartbeat
 from infrastructure.models import Worker
 from infrastructure.transports import TransportError, new_ticket, transport_for
-from tentacle_agent.protocol import is_finished
 from infrastructure.transports.polling import redis_client
 from portal.encryption import decrypt
+from tentacle_agent.protocol import is_finished
 
 logger = logging.getLogger(__name__)
 
