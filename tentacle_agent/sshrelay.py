@@ -109,6 +109,7 @@ def _spawn_daemon(home: Path, idle_seconds: float) -> None:
         os.setsid()
         if os.fork():
             os._exit(0)
+        import tentacle_agent.service  # noqa: F401 - before leaving the folder a relative sys.path entry names
         os.chdir("/")
         null = os.open(os.devnull, os.O_RDWR)
         log = os.open(str(home / "relay.log"), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)

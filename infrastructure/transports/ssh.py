@@ -96,7 +96,8 @@ RELAY_IDLE_SECONDS = 300  # the remote daemon leaves after this long with no cli
 PYTHON_PROBE = ("for p in python3 python; do command -v $p >/dev/null 2>&1 && "
                 "$p -c 'import sys; assert sys.version_info >= (3, 9); print(sys.executable)' 2>/dev/null && "
                 "exit 0; done; true")
-RELAY_MAIN = "import sys; sys.path.insert(0, sys.argv[1]); from tentacle_agent.sshrelay import main; sys.exit(main(sys.argv[2:]))"
+RELAY_MAIN = ("import os, sys; sys.path.insert(0, os.path.abspath(sys.argv[1])); "
+              "from tentacle_agent.sshrelay import main; sys.exit(main(sys.argv[2:]))")
 _DROPPED = (socket.timeout, OSError, EOFError, paramiko.SSHException)
 
 
