@@ -28,7 +28,7 @@ from infrastructure.services.accounts import account_secrets
 from infrastructure.transports import RetryCallback, TransportError, TrustError, WorkerUnreachable, new_ticket
 from infrastructure.transports.envelope import EnvelopeTransport
 from tentacle_agent.protocol import CollectedArtifact, CompleteResult, HealthResult, ScriptStatus, StartScriptCommand
-from tentacle_agent.runner import _ATTRIBUTE, _SERVICE_MESSAGE, BASH_BOOTSTRAP, Script, ScriptRunner
+from tentacle_agent.runner import _ATTRIBUTE, _SERVICE_MESSAGE, BASH_BOOTSTRAP, MAX_LINE, Script, ScriptRunner
 
 TOOLS = ["bash", "sh", "python3", "pwsh", "kubectl", "az", "aws", "terraform", "docker", "helm", "gcloud"]
 
@@ -98,6 +98,7 @@ PYTHON_PROBE = ("for p in python3 python; do command -v $p >/dev/null 2>&1 && "
                 "exit 0; done; true")
 RELAY_MAIN = ("import os, sys; sys.path.insert(0, os.path.abspath(sys.argv[1])); "
               "from tentacle_agent.sshrelay import main; sys.exit(main(sys.argv[2:]))")
+MAX_ANSWER = 64 * 1024 * 1024  # as the listening transport's
 _DROPPED = (socket.timeout, OSError, EOFError, paramiko.SSHException)
 
 
@@ -177,6 +178,9 @@ class _Relay:
                     del buffer[:newline + 1]
                     self._deliver(line)
                     newline = buffer.find(b"\n")
+                if len(buffer) > MAX_ANSWER:
+                    reason += f" after sending an answer larger than {MAX_ANSWER} bytes"
+                    break
         except _DROPPED as error:
             reason += f" ({error or type(error).__name__})"
         self.fail(reason + ".")
@@ -521,6 +525,9 @@ class _BashScript:
             del pending[:newline + 1]
             self._line(stream, line)
             newline = pending.find(b"\n")
+        if len(pending) > MAX_LINE:  # a line that never ends: the runner truncates it, and so do we
+            self._line(stream, bytes(pending))
+            pending.clear()
 
     def _line(self, stream: str, raw: bytes) -> None:
         text = raw.decode("utf-8", errors="replace").rstrip("\r\n")
