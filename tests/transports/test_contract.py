@@ -6,6 +6,8 @@ from __future__ import annotations
 import base64
 import hashlib
 import os
+import shutil
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -18,6 +20,15 @@ from tests.transports.scripts import command, execute, follow
 
 # Rows of the module's workers are committed once (conftest.world); each test's own writes roll back.
 pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def shared_path():
+    """A folder every worker's scripts may write to: the built-in worker may run them as another account."""
+    folder = Path(tempfile.mkdtemp(prefix="reef-contract-"))
+    folder.chmod(0o777)
+    yield folder
+    shutil.rmtree(folder, ignore_errors=True)
 
 
 def alive(pid: int) -> bool:
@@ -34,7 +45,9 @@ def assert_no_work_folder(kind, ticket: str) -> None:
 
 
 def test_lines_keep_their_order_across_stdout_and_stderr(kind):
-    outcome = execute(kind.service(), 'for i in $(seq 1 40); do echo "out $i"; echo "err $i" >&2; done')
+    """Two pipes have no common order for bytes written at the same instant; written a moment apart,
+    as a user's script does, they are numbered in the order they were written, on every transport."""
+    outcome = execute(kind.service(), 'for i in $(seq 1 40); do echo "out $i"; sleep 0.02; echo "err $i" >&2; sleep 0.02; done')
     assert outcome.texts == [text for i in range(1, 41) for text in (f"out {i}", f"err {i}")]
     assert [line["Sequence"] for line in outcome.lines] == list(range(80))
     assert outcome.stream("stderr") == [f"err {i}" for i in range(1, 41)]
@@ -94,8 +107,8 @@ def test_a_package_whose_bytes_do_not_match_its_hash_is_refused(kind):
         kind.service().upload_package("0" * 64, "evil.bin", b"something else")
 
 
-def test_cancel_kills_the_whole_process_tree_and_ends_cancelled(kind, tmp_path):
-    tmp_path.chmod(0o777)  # the built-in worker may run scripts under its own account
+def test_cancel_kills_the_whole_process_tree_and_ends_cancelled(kind, shared_path):
+    tmp_path = shared_path
     body = (f"sleep 300 & echo $! > {tmp_path}/child\n"
             f"( sleep 300 & echo $! > {tmp_path}/grandchild; wait ) &\n"
             f"setsid sleep 60 & echo $! > {tmp_path}/detached\n"
@@ -155,9 +168,8 @@ def test_utf8_invalid_bytes_and_nul_survive_as_text(kind):
     assert texts[3:] == ["no newline"]
 
 
-def test_a_start_sent_twice_with_one_ticket_runs_the_script_once(kind, tmp_path):
-    tmp_path.chmod(0o777)
-    runs = tmp_path / "runs"
+def test_a_start_sent_twice_with_one_ticket_runs_the_script_once(kind, shared_path):
+    runs = shared_path / "runs"
     script = command(f"echo run >> {runs}; echo ran")
     service = kind.service()
     assert service.start_script(script) == script["Ticket"]
@@ -168,13 +180,13 @@ def test_a_start_sent_twice_with_one_ticket_runs_the_script_once(kind, tmp_path)
     assert runs.read_text() == "run\n"
 
 
-def test_a_lost_start_script_answer_runs_the_script_once(networked, tmp_path):
+def test_a_lost_start_script_answer_runs_the_script_once(networked, shared_path):
     """The proxy lets the request through, holds the worker's answer, then cuts the connection: the
     server retries with the same ticket and the script runs once."""
-    runs = tmp_path / "runs"
+    runs = shared_path / "runs"
     script = command(f"echo run >> {runs}; sleep 1; echo ran")
     service = networked.service()
-    service.health()  # a warm connection, as in the middle of a deployment
+    execute(service, "true")  # a warm connection (and SSH's relay channel), as in the middle of a deployment
     answers = "to_server" if networked.name == "polling" else "to_client"  # a polling agent posts its answers
     networked.proxy.stall(answers)
     outcome: dict = {}
