@@ -28,7 +28,7 @@ from deployments.models import (
 from deployments.services.selection import Choice, SelectionError, WorkerSelector, release_leases, resolve_pool
 from deployments.services.tasks import HEARTBEAT_SECONDS, TaskLog, claim_server_task, finish_server_task, heartbeat
 from infrastructure.models import Worker
-from infrastructure.transports import TransportError, new_ticket, transport_for
+from infrastructure.transports import TransportError, WorkerUnreachable, new_ticket, transport_for
 from infrastructure.transports.polling import redis_client
 from portal.encryption import decrypt
 from tentacle_agent.protocol import is_finished
@@ -317,7 +317,7 @@ class Orchestration:
         self.log.start(node)
         transport = self.transport(invocation)
         lock = None
-        ticket, following = None, False
+        ticket, chosen = None, None  # ticket: the script started; chosen: the ticket we sent
         try:
             if self.mutex:
                 lock = self.acquire_worker_mutex(invocation)
@@ -326,18 +326,17 @@ class Orchestration:
             body = with_parameters(step["Syntax"], substitute(step["ScriptBody"], values), substitute(step["ScriptParameters"], values))
             variables = [{"Name": name, "Value": value, "IsSensitive": value in self.sensitive} for name, value in values.items()]
             # The ticket is ours: a start retried after a lost answer is recognised, never run twice.
-            ticket = new_ticket()
-            ticket = transport.start_script({"Ticket": ticket, "ScriptBody": body, "Syntax": step["Syntax"],
+            chosen = new_ticket()
+            ticket = transport.start_script({"Ticket": chosen, "ScriptBody": body, "Syntax": step["Syntax"],
                                              "Packages": packages, "Variables": variables, "IsolationMutex": None,
                                              # A backstop on the worker, should this server vanish.
                                              "TimeoutSeconds": max(1, int(self.deadline - time.monotonic())) + 60,
                                              "TaskId": self.task.octopus_id})
-            following = True
             status = self.follow(transport, ticket, node)
         except TransportError as error:
             self.log.write(f"{invocation.choice.worker_name} failed: {error}", Category.ERROR, node)
-            if ticket is not None and not following:  # the start may have reached the worker before failing
-                self.complete_script_quietly(transport, ticket, node)
+            if ticket is None and chosen is not None and not isinstance(error, WorkerUnreachable):
+                self.complete_script_quietly(transport, chosen, node)  # the start may have reached the worker
             self.log.finish(node, Status.FAILED)
             return Status.FAILED
         except Canceled:

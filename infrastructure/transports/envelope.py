@@ -44,7 +44,8 @@ class EnvelopeTransport(ScriptService):
     def exchange(self, envelope: dict, timeout: float) -> dict:
         """Send one request envelope to the worker and return its response envelope."""
 
-    def should_retry(self, error: TransportError) -> bool:
+    def should_retry(self, error: TransportError, elapsed: float) -> bool:
+        """`elapsed`: how long the failed attempt took."""
         return error.retryable
 
     def call(self, method: str, params: Optional[dict] = None, timeout: Optional[float] = None) -> dict:
@@ -65,10 +66,11 @@ class EnvelopeTransport(ScriptService):
         mismatch, TransportError otherwise."""
         attempts = self.retry_count + 1
         for attempt in range(1, attempts + 1):
+            began = time.monotonic()
             try:
                 return action()
             except TransportError as error:
-                if attempt == attempts or not self.should_retry(error):
+                if attempt == attempts or not self.should_retry(error, time.monotonic() - began):
                     if isinstance(error, WorkerUnreachable) and attempt > 1:
                         raise WorkerUnreachable(f"{error} (tried {attempt} times)") from None
                     raise

@@ -50,10 +50,11 @@ def response_key(request_id: str) -> str:
 
 
 class PollingTransport(EnvelopeTransport):
-    def should_retry(self, error: TransportError) -> bool:
-        """A request that was never picked up already waited the policy's polling queue timeout: waiting
-        that long again would not help. An answer that went missing is asked for again."""
-        return error.retryable and not isinstance(error, WorkerUnreachable)
+    def should_retry(self, error: TransportError, elapsed: float) -> bool:
+        """A request that waited the policy's whole polling queue timeout unpicked is not queued again
+        (that wait was the patience); a quick refusal, or an answer that went missing, is retried."""
+        queue_timeout = self.worker.machine_policy.polling_request_queue_timeout
+        return error.retryable and not (isinstance(error, WorkerUnreachable) and elapsed >= queue_timeout)
 
     def exchange(self, envelope: dict, timeout: float) -> dict:
         subscription = self.worker.subscription_id
