@@ -21,6 +21,7 @@ def test_after_the_agent_restarts_the_next_ten_scripts_all_succeed(networked):
     for n in range(10):
         outcome = execute(networked.service(), f"echo after {n}")
         assert (outcome.exit_code, outcome.texts) == (0, [f"after {n}"])
+        assert not (networked.work_root / outcome.ticket).exists()
 
 
 def test_a_three_second_cut_during_a_step_loses_no_line_and_doubles_none(networked):
@@ -44,6 +45,7 @@ def test_a_three_second_cut_during_a_step_loses_no_line_and_doubles_none(network
     assert cut_at is not None
     assert [line["Text"] for line in lines] == [f"line {i}" for i in range(1, 51)]
     assert status["ExitCode"] == 0
+    assert not (networked.work_root / ticket).exists(), "the script's work folder was left on the worker"
 
 
 @pytest.mark.parametrize("name", ["listening", "ssh"])  # a polling worker is never connected to

@@ -5,6 +5,7 @@ the same script in Bash-only mode with the same lines, exit code and output vari
 from __future__ import annotations
 
 import tempfile
+from pathlib import Path
 
 import pytest
 
@@ -63,6 +64,10 @@ def production(space):
     return Environment.objects.create(space=space, name="Production", sort_order=1)
 
 
+def no_work_folders_left() -> bool:
+    return not list(Path(ssh.REMOTE_HOME).glob("*/Work/*"))
+
+
 def deploy_in_thread(administrator, project, environment):
     release = deploy.create_release(actor=administrator, project=project)
     task = deploy.deploy_release(actor=administrator, release=release, environment=environment).task
@@ -79,6 +84,7 @@ def test_a_deployment_runs_its_steps_on_an_ssh_worker(administrator, project, pr
     assert task.state == ServerTask.State.SUCCESS, log
     assert "no script session" not in log and "hello from" in log and "colour teal" in log and "oops" in log
     assert "ns-ssh was chosen" in log
+    assert not task.leases.exists() and no_work_folders_left()
 
 
 def test_the_script_console_runs_on_an_ssh_worker(administrator, space, ssh_pool):
@@ -101,6 +107,8 @@ def test_an_sshd_restarted_during_a_step_loses_no_line(administrator, project, p
     log = log_text(task)
     assert task.state == ServerTask.State.SUCCESS, log
     assert [line for line in log.splitlines() if line.startswith("tick ")] == [f"tick {i}" for i in range(1, 31)]
+    assert not task.leases.exists()
+    assert no_work_folders_left(), "a script's work folder was left on the worker"
     # And the deployment after it, on the restarted sshd, as a user would try next.
     task, thread = deploy_in_thread(administrator, project, production)
     thread.join(120)
