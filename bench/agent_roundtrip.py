@@ -4,6 +4,8 @@ agents one server node holds.
 In one run, on loopback, against a throwaway database:
 1. baseline: a bare mutual-TLS HTTPS request to a listening agent;
 2. StartScript + the first log line of `echo hi` through the listening and the polling transport;
+   and over SSH (a reused connection, the relay daemon on a real sshd on loopback), against the
+   listening figure (bar: ≤ 2×), plus what one reconnect adds (a dropped connection, the next call);
 3. BENCH_AGENTS idle polling agents (default 500) connected to one polling endpoint: how many are
    seen polling, the endpoint's memory and the agents' memory.
 
@@ -118,13 +120,45 @@ def stop(processes: list[subprocess.Popen]) -> None:
 
 
 def first_line_ms(transport) -> float:
+    from infrastructure.transports import new_ticket
+
     started = time.perf_counter()
-    ticket = transport.call("StartScript", {"ScriptBody": "echo hi", "Syntax": "Bash"})["Ticket"]
-    status = transport.call("GetStatus", {"Ticket": ticket, "AfterSequence": -1, "WaitSeconds": 10}, timeout=30)
+    ticket = transport.start_script({"Ticket": new_ticket(), "ScriptBody": "echo hi", "Syntax": "Bash"})
+    status = transport.get_status(ticket, -1, 10)
     elapsed = (time.perf_counter() - started) * 1000
     assert status["Logs"][0]["Text"] == "hi", status
-    transport.call("CompleteScript", {"Ticket": ticket})
+    transport.complete_script(ticket)
     return elapsed
+
+
+def ssh_figures(space, pool, work: Path, processes: list) -> tuple[list[float], list[float]]:
+    """(first line over a reused connection, first line right after the connection was dropped)."""
+    from infrastructure.services import accounts
+    from infrastructure.services.workers import Endpoint, WorkerSpec, register_worker
+    from infrastructure.transports import ssh
+    from tests.infrastructure.sshd import start_sshd
+
+    server = start_sshd(work / "sshd")
+    processes.append(server.process)
+    ssh.REMOTE_HOME = tempfile.mkdtemp(prefix="reef-bench-ssh-")
+    ssh.RELAY_IDLE_SECONDS = 30
+    account = accounts.save_account(actor=None, space=space, name="bench key", account_type="SshKeyPair",
+                                    username=server.username, private_key=server.client_private_key)
+    worker = register_worker(actor=None, space=space, spec=WorkerSpec(name="ssh", worker_pools=[pool], endpoint=Endpoint(
+        communication_style="Ssh", host=server.host, port=server.port,
+        fingerprint=ssh.discover_host_key(server.host, server.port)[1], account=account)))
+    from infrastructure.models import Worker
+
+    worker = Worker.objects.select_related("machine_policy", "account").get(pk=worker.pk)
+    transport = ssh.SshTransport(worker)
+    first_line_ms(transport)  # connect, upload the agent, start the relay daemon: once per worker
+    reused = [first_line_ms(transport) for _ in range(ROUNDS)]
+    reconnect = []
+    for _ in range(max(5, ROUNDS // 3)):
+        for connection in list(ssh._connections.values()):
+            connection.close()  # as when the network dropped it: the next call reconnects
+        reconnect.append(first_line_ms(transport))
+    return reused, reconnect
 
 
 def main() -> None:
@@ -178,6 +212,8 @@ def main() -> None:
         transport = PollingTransport(Worker.objects.get(pk=polling.pk))
         polling_ms = [first_line_ms(transport) for _ in range(ROUNDS)]
 
+        ssh_ms, ssh_reconnect_ms = ssh_figures(space, pool, work, processes)
+
         # Idle polling agents.
         endpoint_before = rss_mb(endpoint.pid)
         subscriptions = []
@@ -205,6 +241,13 @@ def main() -> None:
               f"p95 {sorted(polling_ms)[int(len(polling_ms) * 0.95) - 1]:.2f} ms")
         print(f"idle polling agents held: {seen} of {AGENTS} polling, {alive} alive; endpoint RSS "
               f"{endpoint_before:.0f} → {rss_mb(endpoint.pid):.0f} MB; agents {agents_rss / max(alive, 1):.1f} MB each")
+        ssh_median, listening_median = statistics.median(ssh_ms), statistics.median(listening_ms)
+        print(f"ssh start_script + first line (reused connection): median {ssh_median:.2f} ms, "
+              f"p95 {sorted(ssh_ms)[int(len(ssh_ms) * 0.95) - 1]:.2f} ms")
+        print(f"ssh_first_line: {ssh_median:.2f} ms ({listening_median:.2f} ms listening, ratio {ssh_median / listening_median:.2f}; bar ≤ 2)")
+        overhead = statistics.median(ssh_reconnect_ms) - ssh_median
+        print(f"ssh_reconnect_overhead: {overhead:.2f} ms ({ssh_median:.2f} ms reused, ratio "
+              f"{statistics.median(ssh_reconnect_ms) / ssh_median:.2f})")
         ratio = statistics.median(polling_ms) / statistics.median(baseline)
         print(f"agent_roundtrip: {statistics.median(polling_ms):.2f} ms ({statistics.median(baseline):.2f} ms, ratio {ratio:.1f})")
     finally:

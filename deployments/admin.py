@@ -3,15 +3,7 @@ from django.contrib import admin
 from deployments.models import (
     ActivityNode, Artifact, Channel, Deployment, DeploymentTarget, Environment, Interruption, Lifecycle, Package, Phase, Project,
     ProjectGroup, Release, Runbook, RunbookRun, RunbookSnapshot, RunningScript, ServerConfiguration, ServerNode, ServerTask, Step,
-    TaskLogLine, Variable, WorkerLease)
-
-
-class TaskLogLineInline(admin.TabularInline):
-    model = TaskLogLine
-    extra = 0
-    can_delete = False
-    readonly_fields = ["sequence", "occurred", "category", "text"]
-    max_num = 0
+    TaskLogChunk, Variable, WorkerLease)
 
 
 @admin.register(ServerTask)
@@ -21,25 +13,9 @@ class ServerTaskAdmin(admin.ModelAdmin):
     search_fields = ["description", "error_message"]
     date_hierarchy = "queued"
     readonly_fields = [f.name for f in ServerTask._meta.fields]
-    inlines = [TaskLogLineInline]
 
     def has_add_permission(self, request):
         return False
-
-
-@admin.register(TaskLogLine)
-class TaskLogLineAdmin(admin.ModelAdmin):
-    list_display = ["task", "sequence", "category", "occurred", "text"]
-    list_filter = ["category"]
-    search_fields = ["text"]
-    readonly_fields = ["task", "sequence", "occurred", "category", "text"]
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return obj is None
-
 
 
 @admin.register(Environment)
@@ -195,3 +171,11 @@ class ServerNodeAdmin(ReadOnlyAdmin):
 @admin.register(RunningScript)
 class RunningScriptAdmin(ReadOnlyAdmin):
     list_display = ["task", "worker", "ticket"]
+
+
+@admin.register(TaskLogChunk)
+class TaskLogChunkAdmin(ReadOnlyAdmin):
+    """Compressed lines: read them on the task page or through /raw, where they are shown masked."""
+
+    list_display = ["task", "node", "first_sequence", "last_sequence", "compressed"]
+    exclude = ["data"]

@@ -379,8 +379,9 @@ def duration_in_words(seconds: float) -> str:
     return f"{count} second{'' if count == 1 else 's'}"
 
 
-class TaskLogLine(models.Model):
-    """One line of a task's log, numbered per task so readers can resume after any sequence."""
+class TaskLogLine:
+    """One line of a task's log, numbered per task so readers can resume after any sequence. Lines live in
+    memory only: storage keeps them in TaskLogChunk rows (deployments.services.logstore)."""
 
     class Category(models.TextChoices):
         VERBOSE = "Verbose"
@@ -391,19 +392,48 @@ class TaskLogLine(models.Model):
         ERROR = "Error"
         FATAL = "Fatal"
 
-    task = models.ForeignKey(ServerTask, on_delete=models.CASCADE, related_name="log_lines")
-    node = models.ForeignKey("ActivityNode", null=True, blank=True, on_delete=models.CASCADE, related_name="log_lines")
-    sequence = models.PositiveIntegerField()
-    occurred = models.DateTimeField(default=timezone.now)
-    category = models.CharField(max_length=10, choices=Category.choices, default=Category.INFO)
-    text = models.TextField()
+    __slots__ = ("task_id", "node_id", "sequence", "occurred", "category", "text")
+
+    def __init__(self, *, sequence: int, text: str = "", category: str = "Info", occurred=None, task=None, node=None,
+                 task_id: int | None = None, node_id: int | None = None):
+        self.task_id = task.pk if task is not None else task_id
+        self.node_id = node.pk if node is not None else node_id
+        self.sequence, self.text, self.category = sequence, text, category
+        self.occurred = occurred or timezone.now()
+
+    def __repr__(self) -> str:
+        return f"TaskLogLine({self.sequence}, {self.category}, {self.text!r})"
+
+    def __eq__(self, other) -> bool:
+        return isinstance(other, TaskLogLine) and all(getattr(self, f) == getattr(other, f) for f in self.__slots__)
+
+
+class TaskLogChunk(models.Model):
+    """A node's consecutive lines first_sequence … last_sequence of a task's log, as one row.
+
+    `data` holds a per-line index (microseconds since the epoch, category, end offset) and then the lines'
+    UTF-8 text, zlib-compressed when that makes it smaller (deployments.services.logstore reads and writes it).
+    A row per line cost 11× Buildbot's server CPU per line; a chunk costs one row per flush."""
+
+    task = models.ForeignKey(ServerTask, on_delete=models.CASCADE, related_name="log_chunks")
+    node = models.ForeignKey("ActivityNode", null=True, blank=True, on_delete=models.CASCADE, related_name="log_chunks")
+    first_sequence = models.PositiveIntegerField()
+    last_sequence = models.PositiveIntegerField()
+    has_warnings = models.BooleanField(default=False, help_text="a Warning or Error line is in this chunk")
+    compressed = models.BooleanField(default=False)
+    data = models.BinaryField()
 
     class Meta:
-        ordering = ["task", "sequence"]
-        constraints = [models.UniqueConstraint(fields=["task", "sequence"], name="task_log_sequence_unique")]
+        ordering = ["task", "first_sequence"]
+        constraints = [models.UniqueConstraint(fields=["task", "first_sequence"], name="task_log_chunk_unique")]
+        indexes = [models.Index(fields=["task", "last_sequence"], name="task_log_chunk_last")]
 
     def __str__(self) -> str:
-        return self.text
+        return f"lines {self.first_sequence}–{self.last_sequence}"
+
+    @property
+    def line_count(self) -> int:
+        return self.last_sequence - self.first_sequence + 1
 
 
 class Deployment(OctopusIdMixin, models.Model):

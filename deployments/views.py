@@ -41,7 +41,7 @@ RERUN_PERMISSIONS = {"Deploy": Permission.DEPLOYMENT_CREATE, "RunbookRun": Permi
 
 @space_page(Permission.TASK_VIEW)
 def task_detail(request, space, pk: int):
-    from django.db.models import Max
+    from deployments.services import logstore
 
     task = get_object_or_404(ServerTask.objects.select_related("created_by"), pk=pk, space=space)
     steps = task.activity_nodes.filter(parent__isnull=False, parent__parent__isnull=True).prefetch_related("children")
@@ -54,7 +54,7 @@ def task_detail(request, space, pk: int):
         "may_rerun": task.is_completed and rerun_permission is not None and has_permission(request.user, rerun_permission, space=space)}
     if request.headers.get("HX-Request"):
         return render(request, "deployments/_task_body.html", context)
-    last = task.log_lines.aggregate(last=Max("sequence"))["last"]
+    last = logstore.last_sequence(task.pk)
     context.update(log_limit=LOG_LINES_SHOWN, start_after=last - LOG_LINES_SHOWN if last is not None and last >= LOG_LINES_SHOWN else -1)
     return render(request, "deployments/task_detail.html", context)
 

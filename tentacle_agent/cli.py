@@ -64,16 +64,8 @@ def cmd_configure(args, instance: Instance) -> None:
 
 
 def cmd_new_certificate(args, instance: Instance) -> None:
-    from tentacle_agent.certificates import generate_certificate, thumbprint_of_pem
-    from tentacle_agent.config import write_private
-
-    config = instance.load()
-    certificate, key = generate_certificate("Reef Tentacle", bits=args.key_bits)
-    write_private(instance.key_path, key)
-    write_private(instance.cert_path, certificate)
-    config["Thumbprint"] = thumbprint_of_pem(certificate)
-    instance.save(config)
-    print(f"New certificate. Thumbprint: {config['Thumbprint']} (update the worker in Reef)")
+    thumbprint = instance.replace_certificate(key_bits=args.key_bits)  # found by mypy: this imported a name that never existed
+    print(f"New certificate. Thumbprint: {thumbprint} (update the worker in Reef)")
 
 
 def cmd_show_thumbprint(args, instance: Instance) -> None:
@@ -168,6 +160,14 @@ def cmd_stdio(args, instance: Instance) -> None:
     serve_stdio(ScriptService(instance.home, subreaper=True))
 
 
+def cmd_ssh_relay(args, instance: Instance) -> None:
+    from tentacle_agent.sshrelay import relay
+
+    code = relay(instance.home, args.idle_seconds)
+    if code:
+        raise SystemExit(code)
+
+
 def cmd_version(args, instance: Instance) -> None:
     print(__version__)
 
@@ -218,6 +218,8 @@ def parser() -> argparse.ArgumentParser:
     sub.add_argument("--apikey", metavar="KEY")
     command("run", cmd_run, "run the agent in the foreground")
     command("stdio", cmd_stdio, "serve the script service on stdin/stdout (used by SSH workers)")
+    sub = command("ssh-relay", cmd_ssh_relay, "relay stdin/stdout to this home's script service daemon (used by SSH workers)")
+    sub.add_argument("--idle-seconds", type=float, default=300, help="the daemon exits after this long unused")
     command("version", cmd_version, "print the agent's version")
     return root
 

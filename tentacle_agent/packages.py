@@ -85,10 +85,10 @@ class PackageCache:
                     if hasattr(tarfile, "data_filter"):  # 3.12, and security releases of 3.9 to 3.11
                         archive.extractall(destination, filter="data")
                     else:
-                        for member in archive.getmembers():
-                            _refuse_unsafe(member.name)
-                            if member.issym() or member.islnk() or member.isdev():
-                                raise PackageError(f"The package holds a link or device {member.name!r}.")
+                        for entry in archive.getmembers():
+                            _refuse_unsafe(entry.name)
+                            if entry.issym() or entry.islnk() or entry.isdev():
+                                raise PackageError(f"The package holds a link or device {entry.name!r}.")
                         archive.extractall(destination)
             else:
                 name_path = self._name_path(path.name)

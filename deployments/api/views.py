@@ -12,27 +12,26 @@ from deployments.models import ServerTask
 from deployments.services.tasks import filter_server_tasks, server_tasks_visible_to
 
 
-MAX_SEQUENCE = 2**31 - 1  # TaskLogLine.sequence is a PositiveIntegerField
+MAX_SEQUENCE = 2**31 - 1  # TaskLogChunk's sequences are PositiveIntegerFields
 
 
 def task_details(task: ServerTask, *, after: int, tail: int | None, take: int | None, serializer) -> dict:
     """Octopus's ServerTaskDetails. Lines come from storage in one ordered query: after `after`, at most
     `take` of them (a poller pages through a long log), or the last `tail` of each node."""
     from deployments.models import ActivityNode
+    from deployments.services import logstore
 
     nodes = list(ActivityNode.objects.filter(task=task).order_by("id"))
-    columns = ("sequence", "node_id", "category", "text", "occurred")
     if tail is not None:
-        rows = []
+        lines = []
         for node_id in [node.pk for node in nodes] + [None]:
-            newest = task.log_lines.filter(node_id=node_id, sequence__gt=after).order_by("-sequence")[:tail]
-            rows.extend(reversed(newest.values_list(*columns)))
+            lines.extend(logstore.tail_lines(task_id=task.pk, node_id=node_id, count=tail, after=after))
     else:
-        lines = task.log_lines.filter(sequence__gt=after).order_by("sequence")
-        rows = lines[:take].values_list(*columns) if take is not None else lines.values_list(*columns)
+        lines = logstore.read_lines(task_id=task.pk, after=after, limit=take)
     elements: dict[int | None, list[dict]] = {}
-    for sequence, node_id, category, text, occurred in rows:
-        elements.setdefault(node_id, []).append({"Sequence": sequence, "Category": category, "MessageText": text, "OccurredAt": occurred})
+    for line in lines:
+        elements.setdefault(line.node_id, []).append({"Sequence": line.sequence, "Category": line.category,
+                                                      "MessageText": line.text, "OccurredAt": line.occurred})
 
     def resource(node) -> dict:
         return {"Id": f"{task.octopus_id}_{node.pk}", "Name": node.name, "Status": node.status, "Started": node.started,
@@ -45,7 +44,7 @@ def task_details(task: ServerTask, *, after: int, tail: int | None, take: int | 
                          "Success", "Started": task.started, "Ended": task.completed, "ProgressPercentage": 0,
                          "LogElements": elements[None], "Children": []})
     finished = sum(1 for node in nodes if node.ended)
-    return {"Task": serializer(task).data, "ActivityLogs": roots, "PhysicalLogSize": task.log_lines.count(),
+    return {"Task": serializer(task).data, "ActivityLogs": roots, "PhysicalLogSize": logstore.line_count(task.pk),
             "Progress": {"ProgressPercentage": int(100 * finished / len(nodes)) if nodes else (100 if task.is_completed else 0),
                          "EstimatedTimeRemaining": None}}
 
@@ -153,9 +152,10 @@ class ServerTaskViewSet(mixins.CreateModelMixin, viewsets.ReadOnlyModelViewSet):
     @action(detail=True, methods=["get"])
     def raw(self, request, *args, **kwargs):
         """The whole log as text, streamed: a million lines never sit in memory at once."""
+        from deployments.services import logstore
+
         task = self.get_object()
-        lines = task.log_lines.order_by("sequence").values_list("occurred", "category", "text").iterator(chunk_size=5000)
-        response = StreamingHttpResponse((f"{occurred:%Y-%m-%d %H:%M:%S}  {category:<9} {text}\n" for occurred, category, text in lines),
+        response = StreamingHttpResponse(logstore.raw_text(task_id=task.pk),
                                          content_type="text/plain; charset=utf-8")
         response["Content-Disposition"] = f'attachment; filename="{task.octopus_id}.log.txt"'
         return response

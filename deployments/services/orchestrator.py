@@ -24,22 +24,24 @@ from django.utils import timezone
 
 from deployments.models import (
     ActivityNode, Artifact, DeploymentTarget, Environment, Interruption, Release, ServerTask, Step, TaskLogLine, Variable)
+from deployments.services import logstore
 from deployments.services.artifacts import accepted_artifacts
 from deployments.services.octostache import SubstitutionError, VariableDictionary
 from deployments.services.selection import Choice, SelectionError, WorkerSelector, release_leases, resolve_pool
 from deployments.services.nodes import record_running_script
 from deployments.services.tasks import HEARTBEAT_SECONDS, TaskLog, claim_server_task, finish_server_task, heartbeat
 from infrastructure.models import Worker
-from infrastructure.transports import TransportError, transport_for
-from infrastructure.transports.envelope import has_more
+from infrastructure.transports import TransportError, WorkerUnreachable, new_ticket, transport_for
 from infrastructure.transports.polling import redis_client
 from portal.encryption import decrypt
+from tentacle_agent.protocol import is_finished
 
 logger = logging.getLogger(__name__)
 
 State = ServerTask.State
 Status = ActivityNode.Status
 Category = TaskLogLine.Category
+CATEGORIES = frozenset(Category.values)  # Category.values builds a list on each call (hot path: every line)
 
 FALSE_WORDS = {"", "false", "0", "no", "off"}
 
@@ -340,17 +342,20 @@ class Orchestration:
         self.log.start(node)
         transport = self.transport(invocation)
         lock = None
+        ticket, chosen = None, None  # ticket: the script started; chosen: the ticket we sent
         try:
             if self.mutex:
                 lock = self.acquire_worker_mutex(invocation)
             packages = self.transfer_packages(transport, invocation)
             values = self.action_values(invocation)
             body, variables = self.script_for(invocation, values)
-            ticket = transport.call("StartScript", {"ScriptBody": body, "Syntax": step["Syntax"], "Packages": packages,
-                                                    "Variables": variables, "IsolationMutex": None,
-                                                    # A backstop on the worker, should this server vanish.
-                                                    "TimeoutSeconds": max(1, int(self.deadline - time.monotonic())) + 60,
-                                                    "TaskId": self.task.octopus_id})["Ticket"]
+            # The ticket is ours: a start retried after a lost answer is recognised, never run twice.
+            chosen = new_ticket()
+            ticket = transport.start_script({"Ticket": chosen, "ScriptBody": body, "Syntax": step["Syntax"],
+                                             "Packages": packages, "Variables": variables, "IsolationMutex": None,
+                                             # A backstop on the worker, should this server vanish.
+                                             "TimeoutSeconds": max(1, int(self.deadline - time.monotonic())) + 60,
+                                             "TaskId": self.task.octopus_id})
             record_running_script(self.task, worker, ticket)  # so it can be cancelled should this node die
             status = self.follow(transport, ticket, node)
         except SubstitutionError as error:
@@ -359,6 +364,8 @@ class Orchestration:
             return Status.FAILED
         except TransportError as error:
             self.log.write(f"{invocation.choice.worker_name} failed: {error}", Category.ERROR, node)
+            if ticket is None and chosen is not None and not isinstance(error, WorkerUnreachable):
+                self.complete_script_quietly(transport, chosen, node)  # the start may have reached the worker
             self.log.finish(node, Status.FAILED)
             return Status.FAILED
         except Canceled:
@@ -399,7 +406,8 @@ class Orchestration:
             from infrastructure.transports.builtin import BuiltinTransport
 
             return BuiltinTransport()
-        return transport_for(invocation.choice.worker)
+        # Each retry of a connection is one line in the step's log.
+        return transport_for(invocation.choice.worker, on_retry=lambda message: self.log.write(message, Category.INFO, invocation.node))
 
     def acquire_worker_mutex(self, invocation: Invocation):
         """OctopusBypassDeploymentMutex=False: scripts on one worker take turns, across tasks and server nodes."""
@@ -425,36 +433,49 @@ class Orchestration:
         with redis_client().lock(f"reef:worker:{worker.pk if worker else 'builtin'}:packages", timeout=600, blocking_timeout=600):
             for package in packages:
                 name = f"{package['PackageId']} {package['Version']}"
-                if transport.call("HasPackage", {"Sha256": package["Sha256"]}).get("Present"):
+                if transport.has_package(package["Sha256"]):
                     self.log.write(f"Package {name} is already in {invocation.choice.worker_name}'s cache.", Category.VERBOSE, invocation.node)
                     continue
                 data = (Path(settings.VAR_DIR) / "packages" / package["Sha256"]).read_bytes()
                 self.log.write(f"Uploading package {name} ({len(data):,} bytes) to {invocation.choice.worker_name}.", Category.INFO, invocation.node)
-                transport.call("UploadPackage", {"Sha256": package["Sha256"], "FileName": package["FileName"],
-                                                 "ContentBase64": base64.b64encode(data).decode()}, timeout=600)
+                transport.upload_package(package["Sha256"], package["FileName"], data)
         return [{"PackageId": p["PackageId"], "Version": p["Version"], "Sha256": p["Sha256"]} for p in packages]
 
     def follow(self, transport, ticket: str, node: ActivityNode) -> dict:
-        after, canceled = -1, False
-        while True:
-            if self.cancel.is_set() and not canceled:
-                transport.call("CancelScript", {"Ticket": ticket})
-                canceled = True
-            status = transport.call("GetStatus", {"Ticket": ticket, "AfterSequence": after, "WaitSeconds": 1},
-                                    timeout=transport.timeout + 10)
-            for line in status.get("Logs") or []:
-                if line.get("Category") == "Progress" and self.progress(node, line):
+        """Pull lines until the script completes; its work folder is cleaned however this ends."""
+        after, canceled, completed = -1, False, False
+        try:
+            while True:
+                if self.cancel.is_set() and not canceled:
+                    transport.cancel_script(ticket)
+                    canceled = True
+                # A failed GetStatus is retried by the transport with the same AfterSequence: nothing lost or doubled.
+                status = transport.get_status(ticket, after, 1)
+                for line in status.get("Logs") or []:
+                    if line.get("Category") == "Progress" and self.progress(node, line):
+                        after = max(after, int(line.get("Sequence", after)))
+                        continue
+                    category = line.get("Category") if line.get("Category") in CATEGORIES else Category.INFO
+                    self.log.write(line.get("Text", ""), category, node)
                     after = max(after, int(line.get("Sequence", after)))
-                    continue
-                category = line.get("Category") if line.get("Category") in Category.values else Category.INFO
-                self.log.write(line.get("Text", ""), category, node)
-                after = max(after, int(line.get("Sequence", after)))
-            self.log.flush()
-            if status.get("State") == "Complete" and not has_more(status):
-                status["Artifacts"] = transport.call("CompleteScript", {"Ticket": ticket}).get("Artifacts") or []
-                if canceled:
-                    raise Canceled
-                return status
+                self.log.flush()
+                if is_finished(status):
+                    status = dict(status, Artifacts=transport.complete_script(ticket)["Artifacts"])
+                    completed = True
+                    if canceled:
+                        raise Canceled
+                    return status
+        finally:
+            if not completed:
+                self.complete_script_quietly(transport, ticket, node)
+
+    def complete_script_quietly(self, transport, ticket: str, node: ActivityNode) -> None:
+        """Best effort, one attempt: the step already failed; the worker's folder should still go."""
+        transport.retry_count = 0
+        try:
+            transport.complete_script(ticket)
+        except TransportError as error:
+            self.log.write(f"Could not clean up the script's work folder: {error}", Category.VERBOSE, node)
 
     def conclude(self, status: dict, invocation: Invocation) -> str:
         node, step = invocation.node, invocation.step
@@ -478,7 +499,7 @@ class Orchestration:
             self.log.write(status.get("FailureMessage") or f"The script exited with code {code}.", Category.ERROR, node)
             self.log.finish(node, Status.FAILED)
             return Status.FAILED
-        warned = TaskLogLine.objects.filter(node=node, category__in=[Category.WARNING, Category.ERROR]).exists()
+        warned = logstore.node_has_warnings(node)
         self.log.finish(node, Status.SUCCESS_WITH_WARNING if warned else Status.SUCCESS)
         return Status.SUCCESS_WITH_WARNING if warned else Status.SUCCESS
 

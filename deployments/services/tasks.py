@@ -4,20 +4,19 @@ from __future__ import annotations
 
 import logging
 from contextlib import contextmanager
-from datetime import timedelta
+from datetime import datetime, timedelta, timezone as dt_timezone
 import threading
 import time
 
 import redis
 from django.conf import settings
 from django.db import IntegrityError, connection, transaction
-from django.db.models import Max
 from django.db.models import Value
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from deployments.models import ActivityNode, ServerTask, TaskLogLine
-from deployments.services import logstream
+from deployments.services import logstore, logstream
 from portal.models import Space, User
 from tentacle_agent.runner import secret_forms
 
@@ -133,21 +132,9 @@ def cancel_server_task(*, task: ServerTask, actor: User | None) -> ServerTask:
     return task
 
 
-LINE_COLUMNS = ("task", "node", "sequence", "occurred", "category", "text")
-
-
 def store_lines(batch: list[TaskLogLine]) -> None:
-    """One statement per batch. On PostgreSQL a COPY: the ORM's bulk INSERT spends longer compiling
-    the statement than the database spends storing it (hot path: every line of every task)."""
-    if connection.vendor != "postgresql":
-        TaskLogLine.objects.bulk_create(batch)
-        return
-    quote = connection.ops.quote_name
-    columns = ", ".join(quote(TaskLogLine._meta.get_field(name).column) for name in LINE_COLUMNS)
-    with connection.wrap_database_errors, connection.cursor() as cursor:
-        with cursor.cursor.copy(f"COPY {quote(TaskLogLine._meta.db_table)} ({columns}) FROM STDIN") as copy:
-            for line in batch:
-                copy.write_row((line.task_id, line.node_id, line.sequence, line.occurred, line.category, line.text))
+    """One INSERT per batch: the lines become chunks (deployments.services.logstore; hot path: every line of every task)."""
+    logstore.store_lines(batch)
 
 
 # Database blips ------------------------------------------------------------------------------
@@ -190,8 +177,8 @@ def store_lines_once(batch: list[TaskLogLine]) -> None:
         store_lines(batch)
     except IntegrityError:
         reopen_db_connection()
-        stored = set(TaskLogLine.objects.filter(task_id=batch[0].task_id, sequence__gte=batch[0].sequence,
-                                                sequence__lte=batch[-1].sequence).values_list("sequence", flat=True))
+        stored = {line.sequence for line in logstore.iter_lines(task_id=batch[0].task_id, after=batch[0].sequence - 1,
+                                                                before=batch[-1].sequence + 1)}
         if not stored:
             raise
         rest = [line for line in batch if line.sequence not in stored]
@@ -216,7 +203,7 @@ class TaskLog:
         self.waiting_for_database = False
         self.last_flush = time.monotonic()
         self.sensitive = sorted({form for v in sensitive_values for form in secret_forms(v)}, key=len, reverse=True)
-        last = TaskLogLine.objects.filter(task=task).aggregate(m=Max("sequence"))["m"]
+        last = logstore.last_sequence(task.pk)
         self.next_sequence = 0 if last is None else last + 1
         if self.next_sequence == 0 and not ActivityNode.objects.filter(task=task).exists():
             logstream.forget(task.pk)
@@ -234,12 +221,14 @@ class TaskLog:
               occurred=None) -> None:
         # PostgreSQL refuses NUL in text: a script printing binary output must not lose the batch.
         text = str(text).replace("\x00", "\ufffd")
+        occurred, node_id = occurred or datetime.now(dt_timezone.utc), node.pk if node is not None else None
         with self.lock:
             for line in self.mask(text).splitlines() or [""]:
-                self.pending.append(TaskLogLine(task=self.task, node=node, sequence=self.next_sequence, category=category,
-                                                text=line, occurred=occurred or timezone.now()))
+                self.pending.append(TaskLogLine(task_id=self.task.pk, node_id=node_id, sequence=self.next_sequence, category=category,
+                                                text=line, occurred=occurred))
                 self.next_sequence += 1
-            if len(self.pending) >= 500 or time.monotonic() - self.last_flush > 0.05:
+            # A flush is one chunk INSERT and one stream entry: large batches, but never older than 50 ms.
+            if len(self.pending) >= 2000 or time.monotonic() - self.last_flush > 0.05:
                 self.flush()
 
     def flush(self, wait: bool = False) -> None:
@@ -366,8 +355,9 @@ def apply_log_retention(now=None) -> int:
     if days <= 0:
         return 0
     cutoff = (now or timezone.now()) - timedelta(days=days)
-    expired = ServerTask.objects.filter(completed__lt=cutoff, log_lines__isnull=False).values_list("pk", flat=True).distinct()
+    expired = ServerTask.objects.filter(completed__lt=cutoff, log_chunks__isnull=False).values_list("pk", flat=True).distinct()
     deleted = 0
     for task_id in list(expired[:1000]):
-        deleted += TaskLogLine.objects.filter(task_id=task_id).delete()[0]
+        deleted += logstore.delete_log(task_id)
+        logstream.forget(task_id)
     return deleted

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import logging
 import random
-import time
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 
@@ -20,7 +19,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from infrastructure.models import MachinePolicy, Worker
-from infrastructure.transports import TransportError, transport_for
+from infrastructure.transports import ScriptService, TransportError, transport_for
 from portal.models import Event, User
 from portal.services.audit import record_event
 
@@ -59,6 +58,22 @@ def _interpret(result: dict) -> tuple[str, str, list[str]]:
     return Worker.HealthStatus.HEALTHY, "Healthy", lines
 
 
+def run_health_check(service: ScriptService, script: str) -> dict:
+    """Capabilities, then the policy's script if any: {Capabilities, ScriptExitCode, ScriptOutput}."""
+    capabilities = service.health()
+    result = {"Capabilities": capabilities, "ScriptExitCode": None, "ScriptOutput": ""}
+    if script.strip():
+        code, lines = service.run_script(script, "Bash", SCRIPT_TIMEOUT)
+        output = []
+        for line in lines:
+            if line.get("Category") == "Warning":
+                output += [WARNING_MARK, line.get("Text", ""), "##octopus[stdout-default]"]
+            else:
+                output.append(line.get("Text", ""))
+        result.update(ScriptExitCode=code, ScriptOutput="\n".join(output))
+    return result
+
+
 def check_worker_health(worker_id: int) -> Worker:
     worker = Worker.objects.select_related("machine_policy", "account", "space").get(pk=worker_id)
     policy = worker.machine_policy
@@ -66,24 +81,20 @@ def check_worker_health(worker_id: int) -> Worker:
     started = timezone.now()
     log_lines = [f"{started:%Y-%m-%d %H:%M:%S} Checking health of {worker.name} at {worker.endpoint_uri}"]
     capabilities = None
-    for attempt in range(policy.retry_count + 1):
-        try:
-            result = transport_for(worker).health(script=script, script_timeout=SCRIPT_TIMEOUT)
-        except TransportError as error:
-            log_lines.append(f"Attempt {attempt + 1}: {error}")
-            status, summary = Worker.HealthStatus.UNAVAILABLE, str(error)
-            if attempt < policy.retry_count:
-                time.sleep(policy.retry_wait)
-            continue
-        except Exception as error:  # a bug or a surprise must not leave the worker's status stale
-            log.exception("health check of %s failed", worker.name)
-            status, summary = Worker.HealthStatus.UNAVAILABLE, f"The health check failed unexpectedly: {error}"
-            log_lines.append(summary)
-            break
+    try:
+        # The transport retries connections as the policy says; each retry is a line of this log.
+        result = run_health_check(transport_for(worker, on_retry=log_lines.append), script)
+    except TransportError as error:
+        log_lines.append(str(error))
+        status, summary = Worker.HealthStatus.UNAVAILABLE, str(error)
+    except Exception as error:  # a bug or a surprise must not leave the worker's status stale
+        log.exception("health check of %s failed", worker.name)
+        status, summary = Worker.HealthStatus.UNAVAILABLE, f"The health check failed unexpectedly: {error}"
+        log_lines.append(summary)
+    else:
         status, summary, lines = _interpret(result)
         capabilities = result["Capabilities"]
         log_lines += lines
-        break
     log_lines.append(f"Result: {status}.")
     return record_health(worker=worker, status=status, summary=summary, log_text="\n".join(log_lines), capabilities=capabilities)
 

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from django.conf import settings
 
+from infrastructure.transports import RetryCallback
 from infrastructure.transports.envelope import EnvelopeTransport
 from tentacle_agent.service import ScriptService
 
@@ -65,10 +66,14 @@ def builtin_script_service() -> ScriptService:
 
 
 class BuiltinTransport(EnvelopeTransport):
-    def __init__(self, timeout: int = 60):  # noqa: D107 - no Worker row: the server is the worker
+    """No network between the server and itself: nothing to retry."""
+
+    def __init__(self, timeout: int = 60, *, on_retry: RetryCallback | None = None):  # noqa: D107 - no Worker row
         self.worker = None
         self.name = "the built-in worker"
         self.timeout = timeout
+        self.retry_count, self.retry_wait = 0, 0
+        self.on_retry = on_retry
 
     def exchange(self, envelope: dict, timeout: float) -> dict:
         return builtin_script_service().handle(envelope)

@@ -1,81 +1,118 @@
-"""What listening and polling transports share: the script service over request/response envelopes."""
+"""The envelope layer: the script service's typed methods as request/response envelopes over one
+primitive, `exchange(envelope, timeout)`, which listening, polling, SSH and the built-in worker implement.
+
+Retries (STYLE 26, Octopus's machine policy): a failed exchange is tried again up to the policy's
+`ConnectionRetryCountLimit` times, `ConnectionRetrySleepInterval` apart, each retry one line through
+`on_retry`. Every message may be sent twice safely: StartScript carries the server's ticket, GetStatus
+the same AfterSequence, uploads are named by their hash. A trust failure is never retried.
+"""
 
 from __future__ import annotations
 
+import base64
 import time
-from abc import ABC, abstractmethod
 import uuid
+from abc import abstractmethod
+from typing import Any, Callable, Optional, TypeVar, cast
 
-from infrastructure.models import Worker
-from infrastructure.transports import TransportError
+from infrastructure.transports import (
+    RetryCallback, ScriptService, TransportError, WorkerUnreachable)
+from tentacle_agent import protocol
+from tentacle_agent.protocol import CompleteResult, HealthResult, ScriptStatus, StartScriptCommand
+
+T = TypeVar("T")
+has_more = protocol.has_more  # kept for callers that imported it from here
+
+# GetStatus waits this long for a new line at most; the call's timeout allows for it.
+STATUS_WAIT_LIMIT = 30
 
 
-def has_more(status: dict) -> bool:
-    """GetStatus pages its lines: a Complete script may still have lines to fetch (agents before
-    HasMore existed page at 5,000 lines)."""
-    return bool(status.get("HasMore", len(status.get("Logs") or []) >= 1000))
+class EnvelopeTransport(ScriptService):
+    """Subclasses implement `exchange(envelope, timeout) -> envelope`. It raises WorkerUnreachable when
+    nothing reached the worker, TrustError on a pinning mismatch, TransportError otherwise."""
 
-
-class EnvelopeTransport(ABC):
-    """Subclasses implement `exchange(envelope, timeout) -> envelope`."""
-
-    def __init__(self, worker: Worker):
+    def __init__(self, worker: Any, *, on_retry: Optional[RetryCallback] = None):
         self.worker = worker
-        self.name = worker.name
-        self.timeout = worker.machine_policy.connect_timeout
+        self.name: str = worker.name
+        policy = worker.machine_policy
+        self.timeout: float = policy.connect_timeout
+        self.retry_count: int = policy.retry_count
+        self.retry_wait: float = policy.retry_wait
+        self.on_retry = on_retry
 
     @abstractmethod
     def exchange(self, envelope: dict, timeout: float) -> dict:
         """Send one request envelope to the worker and return its response envelope."""
 
-    def call(self, method: str, params: dict | None = None, timeout: float | None = None) -> dict:
+    def should_retry(self, error: TransportError, elapsed: float) -> bool:
+        """`elapsed`: how long the failed attempt took."""
+        return error.retryable
+
+    def call(self, method: str, params: Optional[dict] = None, timeout: Optional[float] = None) -> dict:
+        """One message, retried as the machine policy says."""
         envelope = {"Id": uuid.uuid4().hex, "Method": method, "Params": params or {}}
-        answer = self.exchange(envelope, timeout if timeout is not None else self.timeout)
+        answer = self.with_retries(method, lambda: self.exchange(envelope, timeout if timeout is not None else self.timeout))
         if not isinstance(answer, dict) or answer.get("Id") != envelope["Id"]:
             raise TransportError(f"{self.name} answered {method} with something that is not its answer.")
         if "Error" in answer:
             error = answer["Error"] or {}
-            raise TransportError(f"{self.name} refused {method}: {error.get('Message', 'no reason given')}")
+            raise TransportError(f"{self.name} refused {method}: {error.get('Message', 'no reason given')}",
+                                 retryable=False)
         return answer.get("Result") or {}
 
-    def run_script(self, body: str, syntax: str = "Bash", timeout: float = 300) -> tuple[int | None, list[dict]]:
-        """Start a script and follow it to the end: (exit code, log lines). Long-polls, no busy waiting."""
-        ticket = self.call("StartScript", {"ScriptBody": body, "Syntax": syntax, "Variables": [], "Packages": [],
-                                           "IsolationMutex": None, "TimeoutSeconds": int(timeout)})["Ticket"]
-        lines: list[dict] = []
-        after = -1
-        deadline = time.monotonic() + timeout + self.timeout
-        reachable = True
-        try:
-            while True:
-                status = self.call("GetStatus", {"Ticket": ticket, "AfterSequence": after, "WaitSeconds": 10},
-                                   timeout=self.timeout + 15)
-                for line in status.get("Logs") or []:
-                    lines.append(line)
-                    after = max(after, line.get("Sequence", after))
-                if status.get("State") == "Complete" and not has_more(status):
-                    return status.get("ExitCode"), lines
-                if time.monotonic() > deadline:
-                    self.call("CancelScript", {"Ticket": ticket})
-                    raise TransportError(f"The script on {self.name} did not finish within {timeout:.0f}s and was cancelled.")
-        except TransportError:
-            reachable = False
-            raise
-        finally:
-            if reachable:
-                self.call("CompleteScript", {"Ticket": ticket})
+    def with_retries(self, what: str, action: Callable[[], T]) -> T:
+        """`action` tried up to 1 + ConnectionRetryCountLimit times, ConnectionRetrySleepInterval apart.
+        Raises WorkerUnreachable when no attempt reached the worker, TrustError at once on a pinning
+        mismatch, TransportError otherwise."""
+        attempts = self.retry_count + 1
+        for attempt in range(1, attempts + 1):
+            began = time.monotonic()
+            try:
+                return action()
+            except TransportError as error:
+                if attempt == attempts or not self.should_retry(error, time.monotonic() - began):
+                    if isinstance(error, WorkerUnreachable) and attempt > 1:
+                        raise WorkerUnreachable(f"{error} (tried {attempt} times)") from None
+                    raise
+                self.retrying(f"{self.name}: {what} attempt {attempt} of {attempts} failed ({error}); "
+                              f"retrying in {self.retry_wait:g}s.")
+                time.sleep(self.retry_wait)
+        raise AssertionError("unreachable")  # pragma: no cover
 
-    def health(self, script: str = "", script_timeout: float = 300) -> dict:
-        capabilities = self.call("Health")
+    def retrying(self, message: str) -> None:
+        if self.on_retry is not None:
+            self.on_retry(message)
+
+    # The contract ---------------------------------------------------------------------------------
+
+    def health(self) -> HealthResult:
+        capabilities = cast(HealthResult, self.call(protocol.HEALTH))
         capabilities.setdefault("Transport", type(self).__name__.removesuffix("Transport").lower())
-        result = {"Capabilities": capabilities, "ScriptExitCode": None, "ScriptOutput": ""}
-        if script.strip():
-            code, lines = self.run_script(script, "Bash", script_timeout)
-            output = []
-            for line in lines:
-                if line.get("Category") == "Warning":
-                    output += ["##octopus[stdout-warning]", line.get("Text", ""), "##octopus[stdout-default]"]
-                else:
-                    output.append(line.get("Text", ""))
-            result.update(ScriptExitCode=code, ScriptOutput="\n".join(output))
-        return result
+        return capabilities
+
+    def start_script(self, command: StartScriptCommand) -> str:
+        result = self.call(protocol.START_SCRIPT, dict(command))
+        ticket = result.get("Ticket")
+        if not isinstance(ticket, str):
+            raise TransportError(f"{self.name} answered StartScript without a ticket.")
+        return ticket
+
+    def get_status(self, ticket: str, after_sequence: int = -1, wait: float = 0) -> ScriptStatus:
+        wait = max(0.0, min(float(wait), STATUS_WAIT_LIMIT))
+        return cast(ScriptStatus, self.call(protocol.GET_STATUS, {"Ticket": ticket, "AfterSequence": after_sequence,
+                                                                  "WaitSeconds": wait}, timeout=self.timeout + wait + 10))
+
+    def cancel_script(self, ticket: str) -> ScriptStatus:
+        return cast(ScriptStatus, self.call(protocol.CANCEL_SCRIPT, {"Ticket": ticket}, timeout=self.timeout + 10))
+
+    def complete_script(self, ticket: str) -> CompleteResult:
+        result = self.call(protocol.COMPLETE_SCRIPT, {"Ticket": ticket}, timeout=self.timeout + 30)
+        return {"Artifacts": list(result.get("Artifacts") or [])}
+
+    def has_package(self, sha256: str) -> bool:
+        return bool(self.call(protocol.HAS_PACKAGE, {"Sha256": sha256}).get("Present"))
+
+    def upload_package(self, sha256: str, file_name: str, data: bytes) -> None:
+        self.call(protocol.UPLOAD_PACKAGE, {"Sha256": sha256, "FileName": file_name,
+                                            "ContentBase64": base64.b64encode(data).decode()},
+                  timeout=max(600.0, self.timeout))

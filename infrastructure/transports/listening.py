@@ -16,7 +16,7 @@ from functools import lru_cache
 from urllib.parse import urlparse
 
 from infrastructure.services.certificates import current_server_certificate, server_private_key_pem, thumbprint_of
-from infrastructure.transports import TransportError
+from infrastructure.transports import TransportError, TrustError, WorkerUnreachable
 from infrastructure.transports.envelope import EnvelopeTransport
 
 MAX_RESPONSE = 64 * 1024 * 1024
@@ -49,8 +49,10 @@ def server_tls_context() -> ssl.SSLContext:
 _idle: dict[tuple, list[http.client.HTTPSConnection]] = {}
 _idle_lock = threading.Lock()
 MAX_IDLE_PER_AGENT = 8
-# Failures of a reused connection that mean the agent closed it before reading our request: safe to resend.
-_STALE = (http.client.RemoteDisconnected, BrokenPipeError, ConnectionResetError)
+# Failures of a reused keep-alive connection that mean the agent closed it (restarted, or timed it out)
+# before reading our request: reconnect once and resend. Resending is safe: every message is idempotent.
+_STALE = (http.client.RemoteDisconnected, BrokenPipeError, ConnectionResetError, ConnectionAbortedError,
+          ssl.SSLEOFError, ssl.SSLZeroReturnError)
 
 
 class ListeningTransport(EnvelopeTransport):
@@ -64,26 +66,38 @@ class ListeningTransport(EnvelopeTransport):
             try:
                 return self._send(reused, key, body, timeout)
             except _STALE:
-                reused.close()
-            except TransportError:
-                raise
-        connection = http.client.HTTPSConnection(key[0], key[1], timeout=timeout, context=server_tls_context())
+                reused.close()  # and once more below, on a fresh connection
+        connection = self._connect(key, timeout)
         try:
-            try:
-                connection.connect()
-            except ssl.SSLError as error:
-                raise TransportError(f"The TLS handshake with {self.worker.uri} failed ({error.reason or error}); "
-                                     "does the agent trust this server's thumbprint?") from None
-            except OSError as error:
-                raise TransportError(f"Could not reach {self.worker.uri}: {error.strerror or error}.") from None
-            seen = thumbprint_of(connection.sock.getpeercert(binary_form=True) or b"")
-            if seen != self.worker.thumbprint:
-                connection.close()
-                raise TransportError(f"{self.worker.uri} presented certificate {seen}, not the pinned {self.worker.thumbprint}: "
-                                     "refusing to talk to it.")
             return self._send(connection, key, body, timeout)
         except _STALE as error:
-            raise TransportError(f"Could not reach {self.worker.uri}: {error}.") from None
+            raise TransportError(f"{self.worker.uri} dropped the connection before answering: "
+                                 f"{getattr(error, 'strerror', None) or error or type(error).__name__}.") from None
+
+    def _connect(self, key: tuple, timeout: float) -> http.client.HTTPSConnection:
+        """A new mutual-TLS connection whose certificate is the pinned one. Nothing has been sent yet, so
+        every failure here is WorkerUnreachable (safe to retry elsewhere), or TrustError."""
+        connection = http.client.HTTPSConnection(key[0], key[1], timeout=timeout, context=server_tls_context())
+        try:
+            connection.connect()
+        except (ssl.SSLEOFError, ssl.SSLZeroReturnError, ssl.SSLSyscallError) as error:
+            connection.close()
+            raise WorkerUnreachable(f"Could not reach {self.worker.uri}: the connection closed during the TLS handshake "
+                                    f"({error.reason or error}).") from None
+        except ssl.SSLError as error:
+            connection.close()
+            raise TrustError(f"The TLS handshake with {self.worker.uri} failed ({error.reason or error}); does the agent "
+                             f"trust this server's thumbprint {current_server_certificate().thumbprint}?") from None
+        except OSError as error:
+            connection.close()
+            raise WorkerUnreachable(f"Could not reach {self.worker.uri}: {error.strerror or error or 'timed out'}.") from None
+        assert connection.sock is not None
+        seen = thumbprint_of(connection.sock.getpeercert(binary_form=True) or b"")
+        if seen != self.worker.thumbprint:
+            connection.close()
+            raise TrustError(f"{self.worker.uri} presented certificate {seen}, not the pinned {self.worker.thumbprint}: "
+                             "refusing to talk to it.")
+        return connection
 
     def _send(self, connection: http.client.HTTPSConnection, key: tuple, body: bytes, timeout: float) -> dict:
         """One request on a connection; the connection goes back to the idle list only after a clean answer."""
@@ -103,6 +117,10 @@ class ListeningTransport(EnvelopeTransport):
         except ValueError:
             connection.close()
             raise TransportError(f"{self.worker.uri} answered with something that is not JSON.") from None
+        except ssl.SSLError as error:  # TLS 1.3: the agent's refusal of our certificate arrives on the first read
+            connection.close()
+            raise TrustError(f"The TLS handshake with {self.worker.uri} failed ({error.reason or error}); does the agent "
+                             f"trust this server's thumbprint {current_server_certificate().thumbprint}?") from None
         except (OSError, http.client.HTTPException) as error:
             connection.close()
             reason = getattr(error, "strerror", None) or str(error) or type(error).__name__
@@ -115,9 +133,9 @@ class ListeningTransport(EnvelopeTransport):
         else:
             with _idle_lock:
                 pool = _idle.setdefault(key, [])
-                if len(pool) < MAX_IDLE_PER_AGENT:
+                kept = len(pool) < MAX_IDLE_PER_AGENT
+                if kept:
                     pool.append(connection)
-                    connection = None
-            if connection is not None:
+            if not kept:
                 connection.close()
         return answer

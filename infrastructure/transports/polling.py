@@ -15,7 +15,7 @@ from functools import lru_cache
 import redis
 from django.conf import settings
 
-from infrastructure.transports import TransportError
+from infrastructure.transports import TransportError, WorkerUnreachable
 from infrastructure.transports.envelope import EnvelopeTransport
 
 
@@ -58,6 +58,12 @@ def response_key(request_id: str) -> str:
 
 
 class PollingTransport(EnvelopeTransport):
+    def should_retry(self, error: TransportError, elapsed: float) -> bool:
+        """A request that waited the policy's whole polling queue timeout unpicked is not queued again
+        (that wait was the patience); a quick refusal, or an answer that went missing, is retried."""
+        queue_timeout = self.worker.machine_policy.polling_request_queue_timeout
+        return error.retryable and not (isinstance(error, WorkerUnreachable) and elapsed >= queue_timeout)
+
     def exchange(self, envelope: dict, timeout: float) -> dict:
         subscription = self.worker.subscription_id
         if not subscription:
@@ -93,7 +99,7 @@ class PollingTransport(EnvelopeTransport):
                 break
         # Take it back if still queued (never picked up, or put back undelivered) so a late agent does not run it.
         if client.lrem(requests_key(subscription), 1, queued) or picked_up_at is None:
-            raise TransportError(f"The polling tentacle {self.worker.name} (poll://{subscription}/) did not pick up the "
+            raise WorkerUnreachable(f"The polling tentacle {self.worker.name} (poll://{subscription}/) did not pick up the "
                                  f"request within {queue_timeout:.0f}s: is the agent running and connected?")
         raise TransportError(f"The polling tentacle {self.worker.name} took the request but sent no answer within "
                              f"{timeout:.0f}s: the agent may have stopped or lost its connection.")

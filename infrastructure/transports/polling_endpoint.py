@@ -129,7 +129,7 @@ class PollingEndpoint(socketserver.ThreadingMixIn, socketserver.TCPServer):
         self.take_if_newest = self.redis.register_script(TAKE_IF_NEWEST)
         self.waiters = Waiters(redis_url)
         self.subscription_for_thumbprint = subscription_for_thumbprint
-        super().__init__(address, PollingHandler)
+        super().__init__(address, PollingHandler)  # type: ignore[arg-type]  # finish_request passes the thumbprint
 
     def finish_request(self, request, client_address):
         # pyOpenSSL needs a blocking socket; kernel timeouts still bound a silent peer.
@@ -150,7 +150,7 @@ class PollingEndpoint(socketserver.ThreadingMixIn, socketserver.TCPServer):
             return
         certificate = connection.get_peer_certificate()
         thumbprint = hashlib.sha1(certificate.to_cryptography().public_bytes(Encoding.DER)).hexdigest().upper() if certificate else ""  # noqa: S324
-        self.RequestHandlerClass(connection, client_address, self, thumbprint=thumbprint, tcp=request)
+        self.RequestHandlerClass(connection, client_address, self, thumbprint=thumbprint, tcp=request)  # type: ignore[call-arg, arg-type]
 
     def shutdown_request(self, request):
         try:
@@ -171,7 +171,7 @@ class PollingHandler(BaseHTTPRequestHandler):
 
     def setup(self):
         self.rfile = io.BufferedReader(_TlsSocketIO(self.request), 65536)
-        self.wfile = _TlsWriter(self.request)
+        self.wfile = _TlsWriter(self.request)  # type: ignore[assignment]
 
     def log_message(self, format, *args):  # noqa: A002
         log.debug("%s %s", self.address_string(), format % args)

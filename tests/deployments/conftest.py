@@ -109,7 +109,9 @@ def run_in_thread(task_id: int) -> threading.Thread:
 
 
 def log_text(task: ServerTask) -> str:
-    return "\n".join(task.log_lines.order_by("sequence").values_list("text", flat=True))
+    from deployments.services import logstore
+
+    return "\n".join(line.text for line in logstore.iter_lines(task_id=task.pk))
 
 
 @pytest.fixture

@@ -6,7 +6,7 @@ from django.db import DatabaseError
 
 from deployments import consumers
 from deployments.models import ServerTask, TaskLogLine
-from deployments.services import tasks
+from deployments.services import logstore, tasks
 from deployments.services.tasks import TaskLog, finish_server_task
 from tests.deployments.test_live_task_log import open_socket, read_until_end, run, running_task
 
@@ -18,7 +18,7 @@ def test_a_nul_byte_in_a_script_s_output_is_stored_as_a_replacement_character(sp
     log = TaskLog(task)
     log.write("binary \x00 output")
     log.flush()
-    assert task.log_lines.get().text == "binary \ufffd output"
+    assert [line.text for line in logstore.read_lines(task_id=task.pk)] == ["binary \ufffd output"]
 
 
 def test_a_batch_whose_insert_failed_is_stored_by_the_next_flush_with_its_sequences(space, monkeypatch):
@@ -36,13 +36,13 @@ def test_a_batch_whose_insert_failed_is_stored_by_the_next_flush_with_its_sequen
         log.flush()
     log.write("second")
     log.flush()
-    assert list(task.log_lines.values_list("sequence", "text")) == [(0, "first"), (1, "second")]
+    assert [(line.sequence, line.text) for line in logstore.read_lines(task_id=task.pk)] == [(0, "first"), (1, "second")]
 
 
 def test_a_viewer_goes_on_past_a_sequence_that_was_never_stored(space, administrator, monkeypatch):
     monkeypatch.setattr(consumers, "HOLE_GRACE", 0.5)
     task = running_task(space)
-    TaskLogLine.objects.bulk_create([TaskLogLine(task=task, sequence=n, text=f"line {n}") for n in [*range(0, 600), *range(603, 1300)]])
+    logstore.store_lines([TaskLogLine(task=task, sequence=n, text=f"line {n}") for n in [*range(0, 600), *range(603, 1300)]])
     finish_server_task(task=task, state="Failed")
 
     async def watch():

@@ -11,8 +11,8 @@ from django.db import connection
 from django.test import override_settings
 from django.utils import timezone
 
-from deployments.models import ActivityNode, ServerNode, ServerTask, TaskLogLine, WorkerLease
-from deployments.services import nodes
+from deployments.models import ActivityNode, ServerNode, ServerTask, WorkerLease
+from deployments.services import logstore, nodes
 from deployments.services.tasks import TaskLog
 from infrastructure.models import Worker
 
@@ -50,7 +50,7 @@ def test_a_starting_node_fails_the_tasks_it_left_at_once(space, settings):
     assert nodes.reap_tasks_of_this_node(health_checks=False) == [mine.pk]
     mine.refresh_from_db()
     assert mine.state == "Failed" and f"The server node {me} restarted (its task runner stopped)" in mine.error_message
-    assert TaskLogLine.objects.filter(task=mine, category="Fatal", text__contains="restarted").count() == 1
+    assert sum(line.category == "Fatal" and "restarted" in line.text for line in logstore.iter_lines(task_id=mine.pk)) == 1
     assert not ActivityNode.objects.filter(task=mine, status="Running").exists()
     # The Celery worker's health checks are its own to reap; another node's tasks are never touched.
     assert ServerTask.objects.get(pk=health.pk).state == "Executing"
@@ -124,7 +124,7 @@ def test_a_task_log_keeps_every_line_once_through_a_dropped_database_connection(
     for n in range(51, 101):
         log.write(f"line {n}")
     log.flush(wait=True)
-    texts = list(TaskLogLine.objects.filter(task=task).order_by("sequence").values_list("text", flat=True))
+    texts = [line.text for line in logstore.iter_lines(task_id=task.pk)]
     assert texts == [f"line {n}" for n in range(1, 101)]
 
 

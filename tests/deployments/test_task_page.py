@@ -4,6 +4,7 @@ with the rule that chose them while the task runs, and a long log started at its
 import pytest
 
 from deployments.models import ServerTask, TaskLogLine, WorkerLease
+from deployments.services import logstore
 from deployments.views import LOG_LINES_SHOWN
 from infrastructure.models import WorkerPool
 from infrastructure.services import workers
@@ -36,7 +37,7 @@ def test_a_running_task_shows_which_worker_each_step_leased_and_why(page_client,
 
 def test_a_long_log_opens_at_its_newest_lines(page_client, space, administrator):
     task = ServerTask.objects.create(space=space, name="AdHocScript", description="Chatty", state="Success")
-    TaskLogLine.objects.bulk_create([TaskLogLine(task=task, sequence=n, text="x") for n in range(LOG_LINES_SHOWN + 50)])
+    logstore.store_lines([TaskLogLine(task=task, sequence=n, text="x") for n in range(LOG_LINES_SHOWN + 50)])
     assert f'data-start-after="49" data-limit="{LOG_LINES_SHOWN}"' in task_page(page_client(administrator), task)
     short = ServerTask.objects.create(space=space, name="AdHocScript", description="Quiet", state="Success")
     assert 'data-start-after="-1"' in task_page(page_client(administrator), short)

@@ -4,6 +4,7 @@ in order, over the websocket and over the polling fallback alike, and says where
 import pytest
 
 from deployments.models import ServerTask, TaskLogLine
+from deployments.services import logstore
 from deployments.views import LOG_LINES_SHOWN
 from tests.conftest import PASSWORD
 from tests.e2e.conftest import sign_in
@@ -17,7 +18,7 @@ TOTAL = LOG_LINES_SHOWN + 5_000
 def test_a_long_log_shows_its_newest_lines_once_and_points_to_the_raw_download(live_reef, page, administrator, space, transport,
                                                                                 tmp_path):
     task = ServerTask.objects.create(space=space, name="AdHocScript", description="Chatty script", state="Success")
-    TaskLogLine.objects.bulk_create([TaskLogLine(task=task, sequence=n, text=f"line {n}") for n in range(TOTAL)], batch_size=5000)
+    logstore.store_lines([TaskLogLine(task=task, sequence=n, text=f"line {n}") for n in range(TOTAL)])
     sign_in(page, live_reef, administrator.username, PASSWORD)
     page.goto(f"{live_reef}/{space.octopus_id}/tasks/{task.pk}/" + ("?transport=poll" if transport == "poll" else ""))
     page.wait_for_selector("#log-status:has-text('Complete')", timeout=60000)

@@ -323,6 +323,12 @@ def numbered_lines_once(log: str, prefix: str, count: int) -> list[str]:
 
 
 def stored_sequences_once(database_url: str, task_pk: int) -> bool:
-    (total, distinct, top), = database_rows(database_url, "SELECT count(*), count(DISTINCT sequence), max(sequence) FROM "
-                                                          "deployments_tasklogline WHERE task_id = %s", task_pk)
-    return total == distinct == (top or 0) + 1
+    """The task's stored chunks hold sequences 0, 1, 2, … each once: no hole, no overlap."""
+    chunks = database_rows(database_url, "SELECT first_sequence, last_sequence FROM deployments_tasklogchunk "
+                                         "WHERE task_id = %s ORDER BY first_sequence", task_pk)
+    expected = 0
+    for first, last in chunks:
+        if first != expected:
+            return False
+        expected = last + 1
+    return True
