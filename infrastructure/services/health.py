@@ -1,10 +1,16 @@
 """Health checks: connect through the worker's transport, run the policy's script, record the result.
 
-1. A periodic sweep claims due workers by compare-and-set on `next_health_check` (with jitter, so a
-   fleet that comes back at once does not storm the server) and checks them concurrently.
-2. Each check has the policy's connect timeout and retries; a hung script is bounded by its own timeout.
-3. Status: unreachable → Unavailable (with the reason); script exit code ≠ 0 → Unhealthy;
-   warnings → HasWarnings; otherwise Healthy. An audit event is written only when the status changes.
+1. A periodic sweep (Celery beat, every few seconds) claims due workers by compare-and-set on
+   `next_health_check` (with jitter, so a fleet that comes back at once does not storm the server).
+   Polling workers whose agent is not connected (no presence, services/liveness.py) are marked
+   Unavailable without queueing a request; the others are checked concurrently, at most
+   CONCURRENT_CHECKS per sweep, so a sweep never holds its Celery process longer than the slowest
+   check's deadline, however many workers are dead.
+2. Each check has a deadline: the policy's connect timeout plus the script timeout. Retries stop there.
+3. Status: unreachable → Unavailable (with the reason) and quick re-checks with backoff (5 s, 15 s,
+   60 s, … up to the policy's interval); script exit code ≠ 0 → Unhealthy; warnings → HasWarnings;
+   otherwise Healthy. A result never overwrites one from a check that started later. An audit event
+   is written only when the status changes.
 """
 
 from __future__ import annotations
@@ -12,10 +18,10 @@ from __future__ import annotations
 import logging
 import random
 import time
-from concurrent.futures import ThreadPoolExecutor
-from datetime import timedelta
+from concurrent.futures import ThreadPoolExecutor, wait
+from datetime import datetime, timedelta
 
-from django.db import close_old_connections, transaction
+from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
@@ -25,8 +31,8 @@ from portal.models import Event, User
 from portal.services.audit import record_event
 
 log = logging.getLogger(__name__)
-SWEEP_BATCH = 200
-CONCURRENT_CHECKS = 16
+SWEEP_BATCH = 1000
+CONCURRENT_CHECKS = 32
 SCRIPT_TIMEOUT = 300
 WARNING_MARK = "##octopus[stdout-warning]"
 
@@ -59,13 +65,40 @@ def _interpret(result: dict) -> tuple[str, str, list[str]]:
     return Worker.HealthStatus.HEALTHY, "Healthy", lines
 
 
+def check_deadline(policy: MachinePolicy) -> float:
+    """Seconds a check of a worker under this policy may take, retries included."""
+    return policy.connect_timeout + SCRIPT_TIMEOUT
+
+
+def _connects_soon(subscription: str) -> bool:
+    """Whether the polling agent is connected, or connects within PRESENCE_TTL seconds (one just started)."""
+    from infrastructure.services.liveness import present_subscriptions
+    from infrastructure.transports.polling import PRESENCE_TTL
+
+    give_up = time.monotonic() + PRESENCE_TTL
+    while not present_subscriptions([subscription]):
+        if time.monotonic() > give_up:
+            return False
+        time.sleep(0.2)
+    return True
+
+
 def check_worker_health(worker_id: int) -> Worker:
+    from infrastructure.services.liveness import absent_reason
+
     worker = Worker.objects.select_related("machine_policy", "account", "space").get(pk=worker_id)
     policy = worker.machine_policy
     script = policy.bash_health_check_script if policy.health_check_type == MachinePolicy.HealthCheckType.RUN_SCRIPT else ""
     started = timezone.now()
+    deadline = time.monotonic() + check_deadline(policy)
     log_lines = [f"{started:%Y-%m-%d %H:%M:%S} Checking health of {worker.name} at {worker.endpoint_uri}"]
     capabilities = None
+    if worker.subscription_id and not _connects_soon(worker.subscription_id):
+        # Nobody would collect a request: say so now instead of waiting out the queue timeout.
+        summary = absent_reason()
+        log_lines += [summary, "Result: Unavailable."]
+        return record_health(worker=worker, status=Worker.HealthStatus.UNAVAILABLE, summary=summary,
+                             log_text="\n".join(log_lines), capabilities=None, started=started)
     for attempt in range(policy.retry_count + 1):
         try:
             result = transport_for(worker).health(script=script, script_timeout=SCRIPT_TIMEOUT)
@@ -73,6 +106,9 @@ def check_worker_health(worker_id: int) -> Worker:
             log_lines.append(f"Attempt {attempt + 1}: {error}")
             status, summary = Worker.HealthStatus.UNAVAILABLE, str(error)
             if attempt < policy.retry_count:
+                if time.monotonic() + policy.retry_wait + policy.connect_timeout > deadline:
+                    log_lines.append(f"No further attempts: the check's deadline ({check_deadline(policy):.0f}s) is near.")
+                    break
                 time.sleep(policy.retry_wait)
             continue
         except Exception as error:  # a bug or a surprise must not leave the worker's status stale
@@ -85,24 +121,43 @@ def check_worker_health(worker_id: int) -> Worker:
         log_lines += lines
         break
     log_lines.append(f"Result: {status}.")
-    return record_health(worker=worker, status=status, summary=summary, log_text="\n".join(log_lines), capabilities=capabilities)
+    return record_health(worker=worker, status=status, summary=summary, log_text="\n".join(log_lines), capabilities=capabilities,
+                         started=started)
 
 
 @transaction.atomic
-def record_health(*, worker: Worker, status: str, summary: str, log_text: str, capabilities: dict | None) -> Worker:
+def record_health(*, worker: Worker, status: str, summary: str, log_text: str, capabilities: dict | None,
+                  started: datetime | None = None) -> Worker:
+    """Store a check's result, unless a check (or liveness observation) that started later already
+    stored one: compare-and-set on the start time. Schedules the next check: the policy's interval,
+    or quick re-checks with backoff while the worker is Unavailable."""
+    from infrastructure.services.liveness import recheck_delay
+
     now = timezone.now()
-    current = Worker.objects.select_for_update().get(pk=worker.pk)
+    started = started or now
+    current = Worker.objects.select_for_update().select_related("machine_policy").get(pk=worker.pk)
+    if current.health_check_started is not None and started < current.health_check_started:
+        log.info("refused a stale health result for %s (%s, from a check started %s; the stored one started %s)",
+                 current.name, status, started, current.health_check_started)
+        return current
     previous = current.health_status
     current.health_status, current.status_summary, current.health_check_log = status, summary[:2000], log_text[-100_000:]
-    current.last_health_check = now
+    current.last_health_check, current.health_check_started = now, started
     if capabilities is not None:
         current.capabilities = capabilities
+    interval = current.machine_policy.health_check_interval
     if status == Worker.HealthStatus.UNAVAILABLE:
         current.unavailable_since = current.unavailable_since or now
+        current.next_health_check = now + timedelta(seconds=recheck_delay(current.recheck_attempt, interval))
+        current.recheck_attempt += 1
     else:
         current.unavailable_since = None
+        if current.recheck_attempt or current.next_health_check is None or current.next_health_check <= now:
+            current.next_health_check = now + timedelta(seconds=interval + random.uniform(0, interval * 0.1))
+        current.recheck_attempt = 0
     current.save(update_fields=["health_status", "status_summary", "health_check_log", "last_health_check",
-                                "capabilities", "unavailable_since"])
+                                "capabilities", "unavailable_since", "health_check_started", "next_health_check",
+                                "recheck_attempt"])
     if previous != status:
         healthy = status in (Worker.HealthStatus.HEALTHY, Worker.HealthStatus.HAS_WARNINGS)
         record_event(actor=None, category=Event.Category.MACHINE_HEALTHY if healthy else Event.Category.MACHINE_UNAVAILABLE,
@@ -159,7 +214,7 @@ def _run_health_check(task) -> None:
         finish_server_task(task=task, state="Success", has_warnings=warnings)
 
 
-def claim_due_workers(now=None, limit: int = SWEEP_BATCH) -> list[int]:
+def claim_due_workers(now=None, limit: int = SWEEP_BATCH, polling_absent: set[int] | None = None) -> list[int]:
     """Workers whose check is due, each claimed by compare-and-set so overlapping sweeps never double-check."""
     now = now or timezone.now()
     claimed = []
@@ -174,13 +229,49 @@ def claim_due_workers(now=None, limit: int = SWEEP_BATCH) -> list[int]:
     return claimed
 
 
+def _due_network_checks(now, slots: int) -> tuple[list[int], int]:
+    """Claims up to `slots` workers that need a real check. Polling workers whose agent is not
+    connected are settled on the way, in bulk and without a request: their presence says enough."""
+    from infrastructure.services.liveness import absent_reason, present_subscriptions, recheck_delay
+
+    due = list(Worker.objects.filter(is_disabled=False).filter(Q(next_health_check__isnull=True) | Q(next_health_check__lte=now))
+               .select_related("machine_policy").order_by("next_health_check")[:SWEEP_BATCH])
+    polling = {w.pk: w.subscription_id for w in due if w.subscription_id}
+    present = present_subscriptions(list(polling.values()))
+    claimed, settled = [], 0
+    for worker in due:
+        absent = worker.pk in polling and polling[worker.pk] not in present
+        if not absent and len(claimed) >= slots:
+            continue
+        interval = worker.machine_policy.health_check_interval
+        if absent and worker.health_status == Worker.HealthStatus.UNAVAILABLE:
+            # Already known down: only the next look is scheduled (no database write per look otherwise).
+            next_check = now + timedelta(seconds=recheck_delay(max(worker.recheck_attempt - 1, 0), interval))
+        else:
+            next_check = now + timedelta(seconds=interval + random.uniform(0, interval * 0.1))
+        if not Worker.objects.filter(pk=worker.pk, next_health_check=worker.next_health_check).update(next_health_check=next_check):
+            continue  # another sweep took it
+        if absent:
+            settled += 1
+            if worker.health_status != Worker.HealthStatus.UNAVAILABLE:
+                record_health(worker=worker, status=Worker.HealthStatus.UNAVAILABLE, summary=absent_reason(), capabilities=None,
+                              log_text=f"{now:%Y-%m-%d %H:%M:%S} {absent_reason()}\nResult: Unavailable.", started=now)
+        else:
+            claimed.append(worker.pk)
+    return claimed, settled
+
+
 def _check_in_thread(worker_id: int) -> None:
+    from django.db import connection
+
     try:
         check_worker_health(worker_id)
     except Worker.DoesNotExist:
         pass  # deleted meanwhile
+    except Exception:  # noqa: BLE001 - one check's surprise must not end the sweep
+        log.exception("health check of worker %s failed", worker_id)
     finally:
-        close_old_connections()
+        connection.close()  # this thread's own connection
 
 
 def delete_long_unavailable_workers(now=None) -> list[str]:
@@ -202,9 +293,18 @@ def delete_long_unavailable_workers(now=None) -> list[str]:
 
 
 def run_due_health_checks() -> int:
+    """One sweep: settle absent polling workers, then at most CONCURRENT_CHECKS real checks, side by
+    side. Returns once every check has ended or the slowest one's deadline has passed: a check still
+    running then (a hung transport) finishes in the background, and its worker stays claimed."""
     delete_long_unavailable_workers()
-    claimed = claim_due_workers()
+    now = timezone.now()
+    claimed, settled = _due_network_checks(now, CONCURRENT_CHECKS)
     if claimed:
-        with ThreadPoolExecutor(max_workers=min(CONCURRENT_CHECKS, len(claimed))) as pool:
-            list(pool.map(_check_in_thread, claimed))
-    return len(claimed)
+        deadline = max(check_deadline(p) for p in MachinePolicy.objects.filter(workers__pk__in=claimed).distinct())
+        pool = ThreadPoolExecutor(max_workers=len(claimed), thread_name_prefix="health-check")
+        futures = [pool.submit(_check_in_thread, pk) for pk in claimed]
+        done, late = wait(futures, timeout=deadline)
+        if late:
+            log.warning("%d health check(s) passed their %ss deadline; leaving them to finish in the background", len(late), deadline)
+        pool.shutdown(wait=False)
+    return len(claimed) + settled
