@@ -191,8 +191,7 @@ class PollingEndpoint(socketserver.TCPServer):
             else:
                 full, self.queued = False, self.queued + 1
         if full:
-            log.warning("polling endpoint busy (%d connections waiting for a thread): closed one from %s", MAX_QUEUED,
-                        client_address[0])
+            _rarely(log.warning, "polling endpoint busy (%d connections waiting for a thread): closing new ones", MAX_QUEUED)
             _close(request)
             return
         self.pool.submit(self._serve, request, client_address)
@@ -224,7 +223,9 @@ class PollingEndpoint(socketserver.TCPServer):
         try:
             connection.do_handshake()
         except (SSL.Error, OSError) as error:
-            log.warning("polling TLS handshake from %s failed: %r", client_address[0], error)
+            # A peer that connects and leaves (a port scan, a flood) is routine: not a warning each time.
+            quiet = isinstance(error, (SSL.SysCallError, OSError)) or "WantRead" in type(error).__name__
+            (log.debug if quiet else log.warning)("polling TLS handshake from %s failed: %r", client_address[0], error)
             request.close()
             return
         _set_timeouts(request, IO_TIMEOUT)  # headers and bodies: a stalled peer frees its thread
@@ -252,6 +253,26 @@ def _close(sock: socket.socket) -> None:
         sock.close()
     except OSError:
         pass
+
+
+def _closed_by_peer(sock: socket.socket) -> bool:
+    try:
+        return sock.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT) == b""
+    except BlockingIOError:
+        return False
+    except OSError:
+        return True
+
+
+_last_said: dict[str, float] = {}
+
+
+def _rarely(say, message: str, *args) -> None:
+    """At most one such line a minute: a flood must not become a flood of log lines."""
+    now = time.monotonic()
+    if now - _last_said.get(message, -1e9) >= 60:
+        _last_said[message] = now
+        say(message, *args)
 
 
 def _every(seconds: float, function) -> None:
@@ -308,7 +329,10 @@ class _Gate:
                 sock = key.fileobj
                 address, _ = self.pending.pop(sock)
                 self.selector.unregister(sock)
-                self.server.dispatch(sock, address)
+                if _closed_by_peer(sock):
+                    _close(sock)  # it left before saying anything: no thread for that
+                else:
+                    self.server.dispatch(sock, address)
             with self.lock:
                 incoming, self.incoming = self.incoming, []
             now = time.monotonic()
@@ -316,8 +340,8 @@ class _Gate:
                 while len(self.pending) >= MAX_PENDING:
                     oldest, (oldest_address, _) = self.pending.popitem(last=False)
                     self.selector.unregister(oldest)
-                    log.warning("polling endpoint: %d connections waiting for their first bytes; closed the oldest from %s",
-                                MAX_PENDING, oldest_address[0])
+                    _rarely(log.warning, "polling endpoint: %d connections waiting for their first bytes; closing the oldest",
+                            MAX_PENDING)
                     _close(oldest)
                 self.pending[sock] = (address, now)
                 self.selector.register(sock, selectors.EVENT_READ)
@@ -450,8 +474,8 @@ class PollingHandler(BaseHTTPRequestHandler):
             raw = redis_.hget(handed_key(subscription), request_id)
             redis_.hdel(handed_key(subscription), request_id)
             request_id = request_id.decode()
-            if raw is None or _expired(raw) or redis_.exists(response_key(request_id)):
-                continue
+            if raw is None or not redis_.exists(owner_key(request_id)) or redis_.exists(response_key(request_id)):
+                continue  # its caller gave up, or has its answer
             if redis_.set(redelivered_key(request_id), 1, nx=True, ex=DELIVERY_TTL):
                 log.info("poll://%s/ did not acknowledge request %s: delivering it again", subscription, request_id)
                 self._put_back(subscription, [raw])
@@ -468,7 +492,7 @@ class PollingHandler(BaseHTTPRequestHandler):
                 taken = self.server.take_if_newest(keys=keys, args=[connection, most])
                 if taken is None:
                     return []  # superseded by a newer poll of the same agent
-                taken = [raw for raw in taken if not _expired(raw)]
+                taken = [raw for raw in taken if not _expired(raw) or self._still_awaited(raw)]
                 remaining = deadline - time.monotonic()
                 if taken or remaining <= 0:
                     return taken
@@ -478,6 +502,11 @@ class PollingHandler(BaseHTTPRequestHandler):
                 self._present(subscription)
         finally:
             self.server.waiters.unregister(subscription, event)
+
+    def _still_awaited(self, raw: bytes) -> bool:
+        """A request put back after its queue timeout (not acknowledged) whose caller still waits."""
+        request_id = json.loads(raw).get("Id", "")
+        return bool(self.server.redis.exists(redelivered_key(request_id)) and self.server.redis.exists(owner_key(request_id)))
 
     def _agent_gone(self) -> bool:
         """Whether the agent has closed or reset this connection. A write would still succeed (the
