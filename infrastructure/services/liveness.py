@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import logging
 import threading
-from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta
 
 from django.db import close_old_connections
@@ -92,7 +91,7 @@ class PresenceSweeper:
     is busy with."""
 
     def __init__(self, concurrency: int = 8):
-        self.pool = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="liveness-check")
+        self.concurrency = concurrency
         self.lock = threading.Lock()
         self.checking: set[int] = set()
 
@@ -104,10 +103,11 @@ class PresenceSweeper:
 
     def check(self, worker_id: int) -> None:
         with self.lock:
-            if worker_id in self.checking:
-                return
+            if worker_id in self.checking or len(self.checking) >= self.concurrency:
+                return  # the next sweep takes it
             self.checking.add(worker_id)
-        self.pool.submit(self._check, worker_id)
+        # Daemon threads: a check in flight must not hold up the endpoint's exit.
+        threading.Thread(target=self._check, args=(worker_id,), name="liveness-check", daemon=True).start()
 
     def _check(self, worker_id: int) -> None:
         from django.db import connection

@@ -176,6 +176,7 @@ class PollingEndpoint(socketserver.TCPServer):
         self.busy_lock = threading.Lock()
         self.queued = 0  # handed to the pool, not yet running
         self.gate = _Gate(self)
+        self.stopping = threading.Event()
         super().__init__(address, PollingHandler)
         if sweep_liveness is not None:
             threading.Thread(target=_every, args=(2.0, sweep_liveness), name="polling-liveness", daemon=True).start()
@@ -207,9 +208,11 @@ class PollingEndpoint(socketserver.TCPServer):
             self.shutdown_request(request)
 
     def server_close(self):
+        """Open long polls answer at once (empty), so the threads end within a second or two."""
+        self.stopping.set()
         super().server_close()
         self.gate.stop()
-        self.pool.shutdown(wait=False, cancel_futures=True)
+        self.pool.shutdown(wait=True, cancel_futures=True)
 
     def finish_request(self, request, client_address):
         # pyOpenSSL needs a blocking socket; kernel timeouts still bound a silent peer.
@@ -494,7 +497,7 @@ class PollingHandler(BaseHTTPRequestHandler):
                     return []  # superseded by a newer poll of the same agent
                 taken = [raw for raw in taken if not _expired(raw) or self._still_awaited(raw)]
                 remaining = deadline - time.monotonic()
-                if taken or remaining <= 0:
+                if taken or remaining <= 0 or self.server.stopping.is_set():
                     return taken
                 # Wake at least every second: the open poll is the agent's heartbeat.
                 event.wait(min(remaining, 1.0))
