@@ -343,6 +343,7 @@ class Orchestration:
             if not rerouted:
                 return Status.FAILED
         except TransportError as error:
+            self.note_failed_call(invocation, error, started=ticket is not None)
             self.log.write(f"{invocation.choice.worker_name} failed: {error}", Category.ERROR, node)
             self.log.finish(node, Status.FAILED)
             return Status.FAILED
@@ -366,6 +367,20 @@ class Orchestration:
             return False
         worker.refresh_from_db(fields=["health_status", "status_summary", "is_disabled"])
         return not worker.is_available()
+
+    @staticmethod
+    def note_failed_call(invocation: Invocation, error: TransportError, *, started: bool) -> None:
+        """A failed call says something about the worker: before a script started, it is down (and
+        re-checked in seconds); after, a check is due at once (the script's own failure is reported)."""
+        from infrastructure.services.liveness import mark_worker_unreachable
+
+        worker = invocation.choice.worker
+        if worker is None:
+            return
+        if started:
+            Worker.objects.filter(pk=worker.pk).update(next_health_check=timezone.now())
+        else:
+            mark_worker_unreachable(worker=worker, reason=str(error))
 
     def route_around(self, invocation: Invocation, reason: str) -> bool:
         """Nothing started on the chosen worker: mark it down and re-plan the step onto another healthy
