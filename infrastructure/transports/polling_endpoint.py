@@ -404,7 +404,10 @@ class PollingHandler(BaseHTTPRequestHandler):
 
     def _present(self, subscription: str) -> None:
         """The agent is connected: its presence lasts PRESENCE_TTL seconds past the last refresh."""
-        self.server.redis.set(presence_key(subscription), int(time.time()), ex=PRESENCE_TTL)
+        pipe = self.server.redis.pipeline(transaction=False)
+        pipe.set(presence_key(subscription), int(time.time()), ex=PRESENCE_TTL)
+        pipe.set(f"reef:poll:seen:{subscription}", int(time.time()), ex=180)  # last seen, for people and benches
+        pipe.execute()
 
     # Verbs ---------------------------------------------------------------------------------------
 
