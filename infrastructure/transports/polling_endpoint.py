@@ -141,6 +141,8 @@ class Waiters:
                     if message is None:
                         pubsub.ping()  # raises if the connection is gone
                         continue
+                    if message.get("type") != "message":
+                        continue  # the answer to our ping
                     subscription = message["data"].decode()
                     with self.lock:
                         for event in self.events.get(subscription, ()):
@@ -322,39 +324,46 @@ class _Gate:
 
     def _run(self) -> None:
         while self.running:
-            for key, _ in self.selector.select(timeout=1):
-                if key.fileobj is self.wake_r:
-                    try:
-                        self.wake_r.recv(4096)
-                    except BlockingIOError:
-                        pass
-                    continue
-                sock = key.fileobj
-                address, _ = self.pending.pop(sock)
-                self.selector.unregister(sock)
-                if _closed_by_peer(sock):
-                    _close(sock)  # it left before saying anything: no thread for that
-                else:
-                    self.server.dispatch(sock, address)
-            with self.lock:
-                incoming, self.incoming = self.incoming, []
-            now = time.monotonic()
-            for sock, address in incoming:
-                while len(self.pending) >= MAX_PENDING:
-                    oldest, (oldest_address, _) = self.pending.popitem(last=False)
-                    self.selector.unregister(oldest)
-                    _rarely(log.warning, "polling endpoint: %d connections waiting for their first bytes; closing the oldest",
-                            MAX_PENDING)
-                    _close(oldest)
-                self.pending[sock] = (address, now)
-                self.selector.register(sock, selectors.EVENT_READ)
-            while self.pending:  # oldest first: stop at the first that may still wait
-                sock, (address, accepted) = next(iter(self.pending.items()))
-                if now - accepted < HANDSHAKE_TIMEOUT:
-                    break
-                del self.pending[sock]
-                self.selector.unregister(sock)
-                _close(sock)
+            try:
+                self._step()
+            except Exception:  # noqa: BLE001 - the gate must outlive any one connection's surprise
+                log.exception("polling endpoint gate: unexpected error; carrying on")
+                time.sleep(0.1)
+
+    def _step(self) -> None:
+        for key, _ in self.selector.select(timeout=1):
+            if key.fileobj is self.wake_r:
+                try:
+                    self.wake_r.recv(4096)
+                except BlockingIOError:
+                    pass
+                continue
+            sock = key.fileobj
+            address, _ = self.pending.pop(sock)
+            self.selector.unregister(sock)
+            if _closed_by_peer(sock):
+                _close(sock)  # it left before saying anything: no thread for that
+            else:
+                self.server.dispatch(sock, address)
+        with self.lock:
+            incoming, self.incoming = self.incoming, []
+        now = time.monotonic()
+        for sock, address in incoming:
+            while len(self.pending) >= MAX_PENDING:
+                oldest, (oldest_address, _) = self.pending.popitem(last=False)
+                self.selector.unregister(oldest)
+                _rarely(log.warning, "polling endpoint: %d connections waiting for their first bytes; closing the oldest",
+                        MAX_PENDING)
+                _close(oldest)
+            self.pending[sock] = (address, now)
+            self.selector.register(sock, selectors.EVENT_READ)
+        while self.pending:  # oldest first: stop at the first that may still wait
+            sock, (address, accepted) = next(iter(self.pending.items()))
+            if now - accepted < HANDSHAKE_TIMEOUT:
+                break
+            del self.pending[sock]
+            self.selector.unregister(sock)
+            _close(sock)
 
 
 class PollingHandler(BaseHTTPRequestHandler):
