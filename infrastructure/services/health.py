@@ -18,7 +18,7 @@ from __future__ import annotations
 import logging
 import random
 import time
-from concurrent.futures import ThreadPoolExecutor, wait
+from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from datetime import datetime, timedelta
 
 from django.db import transaction
@@ -214,6 +214,12 @@ def _run_health_check(task) -> None:
         finish_server_task(task=task, state="Success", has_warnings=warnings)
 
 
+def next_scheduled_check(policy: MachinePolicy, now=None):
+    """The policy's interval from now, with up to 10% jitter so a fleet checked together spreads out."""
+    interval = policy.health_check_interval
+    return (now or timezone.now()) + timedelta(seconds=interval + random.uniform(0, interval * 0.1))
+
+
 def claim_due_workers(now=None, limit: int = SWEEP_BATCH, polling_absent: set[int] | None = None) -> list[int]:
     """Workers whose check is due, each claimed by compare-and-set so overlapping sweeps never double-check."""
     now = now or timezone.now()
@@ -293,18 +299,36 @@ def delete_long_unavailable_workers(now=None) -> list[str]:
 
 
 def run_due_health_checks() -> int:
-    """One sweep: settle absent polling workers, then at most CONCURRENT_CHECKS real checks, side by
-    side. Returns once every check has ended or the slowest one's deadline has passed: a check still
-    running then (a hung transport) finishes in the background, and its worker stays claimed."""
+    """One sweep: settle absent polling workers, and run real checks side by side, CONCURRENT_CHECKS
+    at a time. A slot that frees up takes another due worker only if that check's deadline still
+    ends within the horizon (the slowest deadline of the first batch), so the sweep never holds its
+    Celery process longer than that, however many workers are due or dead. A check still running at
+    the horizon (a hung transport) finishes in the background; its worker stays claimed."""
     delete_long_unavailable_workers()
-    now = timezone.now()
-    claimed, settled = _due_network_checks(now, CONCURRENT_CHECKS)
-    if claimed:
-        deadline = max(check_deadline(p) for p in MachinePolicy.objects.filter(workers__pk__in=claimed).distinct())
-        pool = ThreadPoolExecutor(max_workers=len(claimed), thread_name_prefix="health-check")
-        futures = [pool.submit(_check_in_thread, pk) for pk in claimed]
-        done, late = wait(futures, timeout=deadline)
-        if late:
-            log.warning("%d health check(s) passed their %ss deadline; leaving them to finish in the background", len(late), deadline)
-        pool.shutdown(wait=False)
-    return len(claimed) + settled
+    began = time.monotonic()
+    claimed, settled = _due_network_checks(timezone.now(), CONCURRENT_CHECKS)
+    if not claimed:
+        return settled
+    deadlines = _deadlines(claimed)
+    horizon = began + max(deadlines.values())
+    pool = ThreadPoolExecutor(max_workers=CONCURRENT_CHECKS, thread_name_prefix="health-check")
+    running = {pool.submit(_check_in_thread, pk) for pk in claimed}
+    total = len(claimed) + settled
+    while running:
+        done, running = wait(running, timeout=max(0.0, horizon - time.monotonic()), return_when=FIRST_COMPLETED)
+        if not done:
+            log.warning("%d health check(s) passed the sweep's horizon; leaving them to finish in the background", len(running))
+            break
+        more, settled = _due_network_checks(timezone.now(), len(done))
+        total += settled
+        fits = [pk for pk, seconds in _deadlines(more).items() if time.monotonic() + seconds <= horizon]
+        Worker.objects.filter(pk__in=set(more) - set(fits)).update(next_health_check=timezone.now())  # the next sweep's
+        running |= {pool.submit(_check_in_thread, pk) for pk in fits}
+        total += len(fits)
+    pool.shutdown(wait=False)
+    return total
+
+
+def _deadlines(worker_ids: list[int]) -> dict[int, float]:
+    rows = Worker.objects.filter(pk__in=worker_ids).select_related("machine_policy")
+    return {w.pk: check_deadline(w.machine_policy) for w in rows}

@@ -85,6 +85,18 @@ def sweep_presence(*, check=None) -> dict[str, int]:
     return {"absent": len(absent), "returned": len(returned)}
 
 
+def claim_check(worker_id: int) -> bool:
+    """Claims a worker's check by compare-and-set on `next_health_check` (as the sweep does), so a
+    returning agent is checked once, not by this thread and a sweep at the same time."""
+    from infrastructure.services.health import next_scheduled_check
+
+    worker = Worker.objects.select_related("machine_policy").filter(pk=worker_id).first()
+    if worker is None:
+        return False
+    return bool(Worker.objects.filter(pk=worker_id, next_health_check=worker.next_health_check).update(
+        next_health_check=next_scheduled_check(worker.machine_policy)))
+
+
 class PresenceSweeper:
     """The polling endpoint's liveness thread: sweeps presence and checks returning agents at once
     (a few at a time, each worker once), in this process, so recovery takes seconds whatever Celery
@@ -106,6 +118,10 @@ class PresenceSweeper:
             if worker_id in self.checking or len(self.checking) >= self.concurrency:
                 return  # the next sweep takes it
             self.checking.add(worker_id)
+        if not claim_check(worker_id):
+            with self.lock:
+                self.checking.discard(worker_id)
+            return  # a health-check sweep has it
         # Daemon threads: a check in flight must not hold up the endpoint's exit.
         threading.Thread(target=self._check, args=(worker_id,), name="liveness-check", daemon=True).start()
 

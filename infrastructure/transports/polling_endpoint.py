@@ -421,6 +421,24 @@ class PollingHandler(BaseHTTPRequestHandler):
     # Verbs ---------------------------------------------------------------------------------------
 
     def do_GET(self):  # noqa: N802
+        self._carefully(self._get)
+
+    def do_POST(self):  # noqa: N802
+        self._carefully(self._post)
+
+    def _carefully(self, verb) -> None:
+        """A Redis blip is a 503 the agent retries, not a traceback and a dropped connection."""
+        try:
+            verb()
+        except redis.RedisError as error:
+            log.warning("polling request from %s failed: Redis is unavailable (%s)", self.client_address[0], error)
+            self.close_connection = True
+            try:
+                self._refuse(503, "The server cannot reach its queue right now; poll again shortly.")
+            except (SSL.Error, OSError):
+                pass
+
+    def _get(self):
         url = urlparse(self.path)
         subscription = self._authorise(url.path)
         if subscription is None:
@@ -444,7 +462,11 @@ class PollingHandler(BaseHTTPRequestHandler):
         pipe.expire(connection_key(subscription), CONNECTION_TTL)
         connection = pipe.execute()[0]
         taken = self._take(subscription, connection, wait)
-        starts = self._remember_handed_out(subscription, taken)
+        try:
+            starts = self._remember_handed_out(subscription, taken)
+        except redis.RedisError as error:  # taken already: deliver them, untracked, rather than lose them
+            log.warning("poll://%s/: could not remember %d request(s) handed out (%s)", subscription, len(taken), error)
+            starts = []
         try:
             self._send(200, {"Requests": [json.loads(raw) for raw in taken]})
         except (SSL.Error, OSError) as error:
@@ -543,7 +565,7 @@ class PollingHandler(BaseHTTPRequestHandler):
         pipe.publish(NOTIFY_CHANNEL, subscription)
         pipe.execute()
 
-    def do_POST(self):  # noqa: N802
+    def _post(self):
         url = urlparse(self.path)
         subscription = self._authorise(url.path)
         if subscription is None:
