@@ -28,7 +28,6 @@ import hashlib
 import io
 import json
 import logging
-import os
 import re
 import select
 import selectors
@@ -58,9 +57,7 @@ ACK_SECONDS = 5  # a StartScript not acknowledged this long after it was handed 
 DELIVERY_TTL = 24 * 3600
 HANDSHAKE_TIMEOUT = 10  # seconds from accept to the first bytes, and for the TLS handshake
 IO_TIMEOUT = 15  # seconds any one read or write of a request may stall
-MAX_THREADS = int(os.environ.get("REEF_POLLING_MAX_THREADS", "512"))  # one per open long poll: the agents served at once
-MAX_QUEUED = int(os.environ.get("REEF_POLLING_MAX_QUEUED", "256"))
-MAX_PENDING = int(os.environ.get("REEF_POLLING_MAX_PENDING", "1024"))
+MAX_THREADS, MAX_QUEUED, MAX_PENDING = 512, 256, 1024  # defaults of the REEF_POLLING_MAX_* settings
 _ID = re.compile(r"^[0-9A-Za-z-]{1,64}$")
 
 # Atomically: up to ARGV[2] requests from KEYS[1], only if ARGV[1] is still the newest connection (KEYS[2]).
@@ -174,7 +171,13 @@ class PollingEndpoint(socketserver.TCPServer):
         self.take_if_newest = self.redis.register_script(TAKE_IF_NEWEST)
         self.waiters = Waiters(redis_url)
         self.subscription_for_thumbprint = subscription_for_thumbprint
-        self.pool = ThreadPoolExecutor(max_workers=MAX_THREADS, thread_name_prefix="polling")
+        from django.conf import settings
+
+        # One thread per open long poll: max_threads is how many agents are served at once.
+        self.max_threads = getattr(settings, "REEF_POLLING_MAX_THREADS", MAX_THREADS)
+        self.max_queued = getattr(settings, "REEF_POLLING_MAX_QUEUED", MAX_QUEUED)
+        self.max_pending = getattr(settings, "REEF_POLLING_MAX_PENDING", MAX_PENDING)
+        self.pool = ThreadPoolExecutor(max_workers=self.max_threads, thread_name_prefix="polling")
         self.busy_lock = threading.Lock()
         self.queued = 0  # handed to the pool, not yet running
         self.gate = _Gate(self)
@@ -189,12 +192,12 @@ class PollingEndpoint(socketserver.TCPServer):
     def dispatch(self, request, client_address) -> None:
         """A connection has sent its first bytes: serve it on the pool, or close it if too many wait."""
         with self.busy_lock:
-            if self.queued >= MAX_QUEUED:
+            if self.queued >= self.max_queued:
                 full = True
             else:
                 full, self.queued = False, self.queued + 1
         if full:
-            _rarely(log.warning, "polling endpoint busy (%d connections waiting for a thread): closing new ones", MAX_QUEUED)
+            _rarely(log.warning, "polling endpoint busy (%d connections waiting for a thread): closing new ones", self.max_queued)
             _close(request)
             return
         self.pool.submit(self._serve, request, client_address)
@@ -349,11 +352,11 @@ class _Gate:
             incoming, self.incoming = self.incoming, []
         now = time.monotonic()
         for sock, address in incoming:
-            while len(self.pending) >= MAX_PENDING:
+            while len(self.pending) >= self.server.max_pending:
                 oldest, (oldest_address, _) = self.pending.popitem(last=False)
                 self.selector.unregister(oldest)
                 _rarely(log.warning, "polling endpoint: %d connections waiting for their first bytes; closing the oldest",
-                        MAX_PENDING)
+                        self.server.max_pending)
                 _close(oldest)
             self.pending[sock] = (address, now)
             self.selector.register(sock, selectors.EVENT_READ)
