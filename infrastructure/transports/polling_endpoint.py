@@ -55,6 +55,7 @@ MAX_WAIT = 60
 CONNECTION_TTL = 3600  # far longer than any long poll
 ACK_SECONDS = 5  # a StartScript not acknowledged this long after it was handed out is put back (once)
 DELIVERY_TTL = 24 * 3600
+FALLBACK_TICKS = 5  # seconds between looks at the queue of a poll that was not notified
 HANDSHAKE_TIMEOUT = 10  # seconds from accept to the first bytes, and for the TLS handshake
 IO_TIMEOUT = 15  # seconds any one read or write of a request may stall
 MAX_THREADS, MAX_QUEUED, MAX_PENDING = 512, 256, 1024  # defaults of the REEF_POLLING_MAX_* settings
@@ -182,9 +183,37 @@ class PollingEndpoint(socketserver.TCPServer):
         self.queued = 0  # handed to the pool, not yet running
         self.gate = _Gate(self)
         self.stopping = threading.Event()
+        self.polls_lock = threading.Lock()
+        self.open_polls: dict[str, int] = {}  # subscription -> long polls open on this endpoint
         super().__init__(address, PollingHandler)
+        threading.Thread(target=_every, args=(1.0, self.heartbeat), name="polling-heartbeat", daemon=True).start()
         if sweep_liveness is not None:
             threading.Thread(target=_every, args=(2.0, sweep_liveness), name="polling-liveness", daemon=True).start()
+
+    def open_poll(self, subscription: str, change: int) -> None:
+        with self.polls_lock:
+            count = self.open_polls.get(subscription, 0) + change
+            if count > 0:
+                self.open_polls[subscription] = count
+            else:
+                self.open_polls.pop(subscription, None)
+
+    def heartbeat(self) -> None:
+        """Every second, for every open long poll at once (one pipeline, not one per agent): refresh
+        the agents' presence, and put back StartScripts they did not acknowledge in time."""
+        with self.polls_lock:
+            subscriptions = list(self.open_polls)
+        if not subscriptions:
+            return
+        now = time.time()
+        pipe = self.redis.pipeline(transaction=False)
+        for subscription in subscriptions:
+            pipe.set(presence_key(subscription), int(now), ex=PRESENCE_TTL)
+            pipe.zrangebyscore(unacked_key(subscription), "-inf", now - ACK_SECONDS, start=0, num=100)
+        results = pipe.execute()
+        for subscription, overdue in zip(subscriptions, results[1::2]):
+            if overdue:
+                _redeliver(self.redis, subscription, overdue)
 
     def process_request(self, request, client_address):
         self.gate.admit(request, client_address)
@@ -503,44 +532,36 @@ class PollingHandler(BaseHTTPRequestHandler):
         pipe.hdel(handed_key(subscription), *request_ids)
         pipe.execute()
 
-    def _redeliver(self, subscription: str) -> None:
-        """StartScripts handed out ACK_SECONDS ago and still not acknowledged never reached the agent
-        (or it died before starting them): put each back at the head of the queue, once. The ticket
-        the server chose makes a duplicate harmless should the agent have started it after all."""
-        redis_ = self.server.redis
-        for request_id in redis_.zrangebyscore(unacked_key(subscription), "-inf", time.time() - ACK_SECONDS, start=0, num=100):
-            if not redis_.zrem(unacked_key(subscription), request_id):
-                continue  # acknowledged or claimed by another poll meanwhile
-            raw = redis_.hget(handed_key(subscription), request_id)
-            redis_.hdel(handed_key(subscription), request_id)
-            request_id = request_id.decode()
-            if raw is None or not redis_.exists(owner_key(request_id)) or redis_.exists(response_key(request_id)):
-                continue  # its caller gave up, or has its answer
-            if redis_.set(redelivered_key(request_id), 1, nx=True, ex=DELIVERY_TTL):
-                log.info("poll://%s/ did not acknowledge request %s: delivering it again", subscription, request_id)
-                self._put_back(subscription, [raw])
-
     def _take(self, subscription: str, connection: int, wait: float, most: int = 100) -> list[bytes]:
+        """Waits for work: woken by a notification, else looking every second only whether the agent
+        is still there (a local peek, no Redis), and every FALLBACK_TICKS seconds at the queue in case
+        a notification was missed. Presence and redelivery are the heartbeat thread's, for all polls."""
         keys = [requests_key(subscription), connection_key(subscription)]
         event = self.server.waiters.register(subscription)
+        self.server.open_poll(subscription, +1)
         deadline = time.monotonic() + wait
+        ticks = 0
         try:
             while True:
                 if self._agent_gone():
                     return []
-                self._redeliver(subscription)
-                taken = self.server.take_if_newest(keys=keys, args=[connection, most])
-                if taken is None:
-                    return []  # superseded by a newer poll of the same agent
-                taken = [raw for raw in taken if not _expired(raw) or self._still_awaited(raw)]
+                if ticks % FALLBACK_TICKS == 0:
+                    taken = self.server.take_if_newest(keys=keys, args=[connection, most])
+                    if taken is None:
+                        return []  # superseded by a newer poll of the same agent
+                    taken = [raw for raw in taken if not _expired(raw) or self._still_awaited(raw)]
+                    if taken:
+                        return taken
                 remaining = deadline - time.monotonic()
-                if taken or remaining <= 0 or self.server.stopping.is_set():
-                    return taken
-                # Wake at least every second: the open poll is the agent's heartbeat.
-                event.wait(min(remaining, 1.0))
-                event.clear()
-                self._present(subscription)
+                if remaining <= 0 or self.server.stopping.is_set():
+                    return []
+                if event.wait(min(remaining, 1.0)):
+                    event.clear()
+                    ticks = 0  # look at the queue now
+                else:
+                    ticks += 1
         finally:
+            self.server.open_poll(subscription, -1)
             self.server.waiters.unregister(subscription, event)
 
     def _still_awaited(self, raw: bytes) -> bool:
@@ -563,10 +584,7 @@ class PollingHandler(BaseHTTPRequestHandler):
             self.tcp.setblocking(True)
 
     def _put_back(self, subscription: str, taken: list[bytes]) -> None:
-        pipe = self.server.redis.pipeline()
-        pipe.lpush(requests_key(subscription), *reversed(taken))  # at the head, in their order
-        pipe.publish(NOTIFY_CHANNEL, subscription)
-        pipe.execute()
+        _put_back(self.server.redis, subscription, taken)
 
     def _post(self):
         url = urlparse(self.path)
@@ -602,6 +620,30 @@ class PollingHandler(BaseHTTPRequestHandler):
             pipe.execute()
             accepted += 1
         self._send(200, {"Accepted": accepted})
+
+
+def _put_back(redis_: redis.Redis, subscription: str, taken: list[bytes]) -> None:
+    pipe = redis_.pipeline()
+    pipe.lpush(requests_key(subscription), *reversed(taken))  # at the head, in their order
+    pipe.publish(NOTIFY_CHANNEL, subscription)
+    pipe.execute()
+
+
+def _redeliver(redis_: redis.Redis, subscription: str, request_ids: list[bytes]) -> None:
+    """StartScripts handed out ACK_SECONDS ago and still not acknowledged never reached the agent
+    (or it died before starting them): put each back at the head of the queue, once. The ticket
+    the server chose makes a duplicate harmless should the agent have started it after all."""
+    for request_id in request_ids:
+        if not redis_.zrem(unacked_key(subscription), request_id):
+            continue  # acknowledged or claimed by another endpoint meanwhile
+        raw = redis_.hget(handed_key(subscription), request_id)
+        redis_.hdel(handed_key(subscription), request_id)
+        request_id = request_id.decode()
+        if raw is None or not redis_.exists(owner_key(request_id)) or redis_.exists(response_key(request_id)):
+            continue  # its caller gave up, or has its answer
+        if redis_.set(redelivered_key(request_id), 1, nx=True, ex=DELIVERY_TTL):
+            log.info("poll://%s/ did not acknowledge request %s: delivering it again", subscription, request_id)
+            _put_back(redis_, subscription, [raw])
 
 
 def _expired(raw: bytes) -> bool:
