@@ -84,9 +84,23 @@ def _connects_soon(subscription: str) -> bool:
 
 
 def check_worker_health(worker_id: int) -> Worker:
-    from infrastructure.services.liveness import absent_reason
+    """Checks one worker, unless a check of it is already running (on any node): then its current
+    state is the answer, and the running check will record the news."""
+    from infrastructure.transports.polling import redis_client
 
     worker = Worker.objects.select_related("machine_policy", "account", "space").get(pk=worker_id)
+    key = f"reef:health:checking:{worker.pk}"
+    if not redis_client().set(key, 1, nx=True, ex=int(check_deadline(worker.machine_policy)) + 5):
+        return worker
+    try:
+        return _check(worker)
+    finally:
+        redis_client().delete(key)
+
+
+def _check(worker: Worker) -> Worker:
+    from infrastructure.services.liveness import absent_reason
+
     policy = worker.machine_policy
     script = policy.bash_health_check_script if policy.health_check_type == MachinePolicy.HealthCheckType.RUN_SCRIPT else ""
     started = timezone.now()
