@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 
 import pytest
-from OpenSSL import SSL, crypto
+from OpenSSL import SSL
 
 from infrastructure.services.certificates import current_server_certificate
 from infrastructure.transports.polling_endpoint import MAX_BODY, _TlsSocketIO
@@ -61,19 +61,10 @@ def test_a_bad_content_length_is_refused_with_a_reason(poller, header, status, r
 
 def test_a_tls_read_that_would_block_waits_for_the_data_instead_of_ending_the_stream(tmp_path):
     """The record arrives half a second after the read starts, on a non-blocking socket."""
-    key = crypto.PKey()
-    key.generate_key(crypto.TYPE_RSA, 2048)
-    certificate = crypto.X509()
-    certificate.get_subject().CN = "endpoint"
-    certificate.set_serial_number(1)
-    certificate.gmtime_adj_notBefore(0)
-    certificate.gmtime_adj_notAfter(3600)
-    certificate.set_issuer(certificate.get_subject())
-    certificate.set_pubkey(key)
-    certificate.sign(key, "sha256")
+    pem, _ = agent_certificate(tmp_path, "endpoint")
     context = SSL.Context(SSL.TLS_SERVER_METHOD)
-    context.use_certificate(certificate)
-    context.use_privatekey(key)
+    context.use_certificate_file(pem)
+    context.use_privatekey_file(pem)
     server_side, client_side = socket.socketpair()
     server = SSL.Connection(context, server_side)
     server.set_accept_state()
