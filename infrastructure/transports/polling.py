@@ -84,7 +84,7 @@ class PollingTransport(EnvelopeTransport):
         queue_timeout = self.worker.machine_policy.polling_request_queue_timeout
         envelope = {**envelope, "ExpiresInSeconds": queue_timeout, "QueuedAt": time.time()}
         queued = json.dumps(envelope)
-        call = _Call(self.worker.name, subscription, envelope["Id"], queued, queue_timeout, timeout)
+        call = _Call(self.worker.name, subscription, envelope["Id"], queued, queue_timeout, timeout, envelope.get("Method", ""))
         return json.loads(call.run())
 
 
@@ -101,8 +101,9 @@ class _Call:
        is queued again if Redis lost it (never twice: the endpoint drops requests already answered).
     """
 
-    def __init__(self, name: str, subscription: str, request_id: str, queued: str, queue_timeout: float, timeout: float):
-        self.name, self.subscription, self.request_id, self.queued = name, subscription, request_id, queued
+    def __init__(self, name: str, subscription: str, request_id: str, queued: str, queue_timeout: float, timeout: float,
+                 method: str = ""):
+        self.name, self.subscription, self.request_id, self.queued, self.method = name, subscription, request_id, queued, method
         self.queue_timeout, self.timeout = queue_timeout, timeout
         self.give_up = time.monotonic() + queue_timeout + timeout
 
@@ -155,11 +156,18 @@ class _Call:
                 picked_up_at, deadline = now, now + self.timeout
             elif picked_up_at is not None and still_queued:  # put back (unacknowledged): waiting for an agent again
                 picked_up_at, deadline = None, max(deadline, now + min(self.queue_timeout, 10))
-            if picked_up_at is None and not client.exists(presence_key(self.subscription)):
+            present = client.exists(presence_key(self.subscription))
+            if picked_up_at is None and not present:
                 if client.lrem(requests_key(self.subscription), 1, self.queued):
                     client.delete(owner_key(self.request_id))
                     raise WorkerUnreachable(f"The polling tentacle {self.name} (poll://{self.subscription}/) is not connected: "
                                             f"it has not polled for {PRESENCE_TTL}s, so the request was not delivered.")
+            elif picked_up_at is not None and not present and self.method != "StartScript":
+                # It took the request, then went away: a live agent always has a poll open, so no answer is coming.
+                # (An unacknowledged StartScript may still be put back for its return: that one waits its timeout.)
+                client.delete(owner_key(self.request_id))
+                raise TransportError(f"The polling tentacle {self.name} took the request, then its connection was gone for "
+                                     f"{PRESENCE_TTL}s: the agent stopped or lost its connection.")
             if now >= deadline:
                 break
         # Take it back if still queued (never picked up, or put back undelivered) so a late agent does not run it.

@@ -230,3 +230,28 @@ def test_parallel_steps_that_share_packages_spread_over_an_idle_pool(administrat
     assert len({c.worker.pk for c in chosen}) == 3, [c.worker.name for c in chosen]
     later = selector.choose(pool, "Verify", packages)  # a later, sequential step goes back to the warm cache
     assert later.worker.pk in {c.worker.pk for c in chosen} and "same packages" in later.rule
+
+
+def test_a_script_whose_worker_dies_after_it_started_fails_naming_the_worker_and_is_not_run_again(
+        pollers, administrator, project, production):
+    from deployments.models import ServerTask
+    from tests.deployments.conftest import run_in_thread
+
+    pool, start = pollers
+    start("alive")
+    doomed = start("doomed")
+    add_step(project, "Build", "echo started on #{Octopus.Worker.Name}; sleep 60", worker_pool=pool)
+    WorkerLease.objects.create(task=queued_task(administrator, project, production), worker=Worker.objects.get(name="alive"),
+                               step_name="x", rule="test")  # so the fewest-leases rule picks "doomed"
+    task = deploy.deploy_release(actor=administrator, release=deploy.create_release(actor=administrator, project=project),
+                                 environment=production).task
+    runner = run_in_thread(task.pk)
+    wait_until(lambda: "started on doomed" in log_text(task), timeout=30)
+    doomed.kill()
+    runner.join(60)
+    task = ServerTask.objects.get(pk=task.pk)
+    log = log_text(task)
+    assert task.state == "Failed", log
+    assert "doomed failed" in log and "doomed" in task.error_message + log
+    assert "started on alive" not in log, "a script that started is never silently run again elsewhere"
+    assert not WorkerLease.objects.filter(task=task).exists()
