@@ -249,13 +249,14 @@ def claim_due_workers(now=None, limit: int = SWEEP_BATCH, polling_absent: set[in
     return claimed
 
 
-def _due_network_checks(now, slots: int) -> tuple[list[int], int]:
-    """Claims up to `slots` workers that need a real check. Polling workers whose agent is not
-    connected are settled on the way, in bulk and without a request: their presence says enough."""
+def _due_network_checks(now, slots: int, rows: int = SWEEP_BATCH) -> tuple[list[int], int]:
+    """Claims up to `slots` workers that need a real check, looking at the first `rows` due. Polling
+    workers whose agent is not connected are settled on the way, in bulk and without a request:
+    their presence says enough."""
     from infrastructure.services.liveness import absent_reason, present_subscriptions, recheck_delay
 
     due = list(Worker.objects.filter(is_disabled=False).filter(Q(next_health_check__isnull=True) | Q(next_health_check__lte=now))
-               .select_related("machine_policy").order_by("next_health_check")[:SWEEP_BATCH])
+               .select_related("machine_policy").order_by("next_health_check")[:rows])
     polling = {w.pk: w.subscription_id for w in due if w.subscription_id}
     present = present_subscriptions(list(polling.values()))
     claimed, settled = [], 0
@@ -333,7 +334,8 @@ def run_due_health_checks() -> int:
         if not done:
             log.warning("%d health check(s) passed the sweep's horizon; leaving them to finish in the background", len(running))
             break
-        more, settled = _due_network_checks(timezone.now(), len(done))
+        # A slot or two at a time: look at a few due rows only (this runs once per finished check).
+        more, settled = _due_network_checks(timezone.now(), len(done), rows=max(16, 4 * len(done)))
         total += settled
         fits = [pk for pk, seconds in _deadlines(more).items() if time.monotonic() + seconds <= horizon]
         Worker.objects.filter(pk__in=set(more) - set(fits)).update(next_health_check=timezone.now())  # the next sweep's
