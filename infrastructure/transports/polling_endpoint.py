@@ -39,6 +39,7 @@ import time
 from collections import OrderedDict
 from concurrent.futures import ThreadPoolExecutor
 from http.server import BaseHTTPRequestHandler
+from typing import cast
 from urllib.parse import parse_qs, urlparse
 
 import redis
@@ -370,7 +371,7 @@ class _Gate:
                 except BlockingIOError:
                     pass
                 continue
-            sock = key.fileobj
+            sock = cast(socket.socket, key.fileobj)
             address, _ = self.pending.pop(sock)
             self.selector.unregister(sock)
             if _closed_by_peer(sock):
@@ -633,12 +634,12 @@ def _redeliver(redis_: redis.Redis, subscription: str, request_ids: list[bytes])
     """StartScripts handed out ACK_SECONDS ago and still not acknowledged never reached the agent
     (or it died before starting them): put each back at the head of the queue, once. The ticket
     the server chose makes a duplicate harmless should the agent have started it after all."""
-    for request_id in request_ids:
-        if not redis_.zrem(unacked_key(subscription), request_id):
+    for member in request_ids:
+        if not redis_.zrem(unacked_key(subscription), member):
             continue  # acknowledged or claimed by another endpoint meanwhile
-        raw = redis_.hget(handed_key(subscription), request_id)
-        redis_.hdel(handed_key(subscription), request_id)
-        request_id = request_id.decode()
+        raw = cast(bytes | None, redis_.hget(handed_key(subscription), member))
+        redis_.hdel(handed_key(subscription), member)
+        request_id = member.decode()
         if raw is None or not redis_.exists(owner_key(request_id)) or redis_.exists(response_key(request_id)):
             continue  # its caller gave up, or has its answer
         if redis_.set(redelivered_key(request_id), 1, nx=True, ex=DELIVERY_TTL):
