@@ -22,9 +22,15 @@ def _ensure_health_check_sweep() -> None:
     """Celery beat (django-celery-beat) runs the sweep; each worker's own interval decides when it is due."""
     from django_celery_beat.models import IntervalSchedule, PeriodicTask
 
-    every, _ = IntervalSchedule.objects.get_or_create(every=30, period=IntervalSchedule.SECONDS)
+    # Every 5 s: quick re-checks of workers found unreachable are due 5 s after the failure.
+    every, _ = IntervalSchedule.objects.get_or_create(every=5, period=IntervalSchedule.SECONDS)
     PeriodicTask.objects.update_or_create(name="Health checks due by machine policy",
                                           defaults={"task": "infrastructure.run_due_health_checks", "interval": every,
+                                                    "enabled": True})
+    # A backstop for the polling endpoint's own presence sweep (it cannot run while the endpoint is down).
+    backstop, _ = IntervalSchedule.objects.get_or_create(every=10, period=IntervalSchedule.SECONDS)
+    PeriodicTask.objects.update_or_create(name="Polling workers' presence",
+                                          defaults={"task": "infrastructure.sweep_worker_presence", "interval": backstop,
                                                     "enabled": True})
 
 

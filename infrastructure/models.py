@@ -154,6 +154,10 @@ class Worker(OctopusIdMixin, models.Model):
     # Claimed by compare-and-set when a check is due, so one check runs however many sweeps overlap.
     next_health_check = models.DateTimeField(null=True, blank=True, db_index=True)
     unavailable_since = models.DateTimeField(null=True, blank=True)
+    # When the check (or liveness observation) behind the current status started: an older result never overwrites it.
+    health_check_started = models.DateTimeField(null=True, blank=True)
+    # Quick re-checks after the worker was found unreachable (5 s, 15 s, 60 s, … up to the policy's interval).
+    recheck_attempt = models.PositiveIntegerField(default=0)
     health_check_log = models.TextField(blank=True, default="")
     capabilities = models.JSONField(default=dict, blank=True)
     created = models.DateTimeField(default=timezone.now)

@@ -312,6 +312,12 @@ REEF_STREAM_PREFIX = os.environ.get("REEF_STREAM_PREFIX", "reef")
 REEF_TASK_LOG_RETENTION_DAYS = envint("REEF_TASK_LOG_RETENTION_DAYS", 90)
 # The account built-in scripts run as when the server runs as root (only root can switch accounts).
 REEF_BUILTIN_WORKER_USER = os.environ.get("REEF_BUILTIN_WORKER_USER") or "nobody"
+
+# The polling endpoint's bounds: requests served at once (one thread per open long poll, so the agents
+# one node serves), connections waiting for a thread, idle connections waiting for their first bytes.
+REEF_POLLING_MAX_THREADS = envint("REEF_POLLING_MAX_THREADS", 512)
+REEF_POLLING_MAX_QUEUED = envint("REEF_POLLING_MAX_QUEUED", 256)
+REEF_POLLING_MAX_PENDING = envint("REEF_POLLING_MAX_PENDING", 1024)
 CELERY_TASK_ROUTES = {"deployments.run_server_task": {"queue": REEF_TASK_QUEUE}}
 
 

@@ -3,6 +3,10 @@
 It presents its own certificate and pins the server's thumbprint. Requests run concurrently (a long
 GetStatus never blocks another script). After work it polls again at once; after an error it backs
 off exponentially with jitter, up to a minute. Works through an HTTP proxy (CONNECT).
+
+Delivery: the ids of the requests a poll brought are acknowledged on the next poll (`&ack=id1,id2`),
+so the server can tell a request that never arrived (it delivers a StartScript again, once) from one
+that did. Acknowledgements not yet sent survive a failed poll (at most MAX_PENDING_ACKS kept).
 """
 
 from __future__ import annotations
@@ -20,6 +24,8 @@ from tentacle_agent.service import ScriptService
 
 log = logging.getLogger("tentacle.polling")
 WAIT_SECONDS = 30
+MAX_PENDING_ACKS = 1000
+ACKS_PER_POLL = 200
 
 
 class PollingError(Exception):
@@ -79,11 +85,15 @@ class PollingClient:
 
     def run(self, stop: threading.Event) -> None:
         failures = 0
+        acks: list[str] = []
         print(f"Reef tentacle polling {self.url.geturl()} as poll://{self.subscription}/", flush=True)
         while not stop.is_set():
+            sending = acks[:ACKS_PER_POLL]
+            ack = "&ack=" + ",".join(sending) if sending else ""
             try:
-                body = self._exchange("GET", f"/poll/{self.subscription}?wait={WAIT_SECONDS}", timeout=WAIT_SECONDS + 30)
+                body = self._exchange("GET", f"/poll/{self.subscription}?wait={WAIT_SECONDS}{ack}", timeout=WAIT_SECONDS + 30)
                 failures = 0
+                del acks[:len(sending)]
             except PollingError as error:
                 log.error("%s", error)
                 failures += 1
@@ -92,6 +102,9 @@ class PollingClient:
                 failures += 1
             else:
                 for envelope in body.get("Requests", []):
+                    if isinstance(envelope.get("Id"), str):
+                        acks.append(envelope["Id"])
                     threading.Thread(target=self._answer, args=(envelope,), daemon=True).start()
+                del acks[:-MAX_PENDING_ACKS]
                 continue  # straight back for more: no wait right after work
             stop.wait(min(60, 2 ** min(failures, 6)) * random.uniform(0.5, 1.0))

@@ -81,6 +81,8 @@ class ServerApi:
         """(the worker, whether it is new). One call, one transaction on the server: the worker with this
         agent's thumbprint is updated in place, else one is created; `Force` takes over a same-named one."""
         status, worker = self.send("POST", f"/api/{space_id}/workers/register", body)
+        if not isinstance(worker, dict):
+            raise RegistrationError("The server answered the registration with something that is not a worker.")
         return worker, status == 201
 
     def workers_with_thumbprint(self, space_id: str, thumbprint: str) -> list[dict]:

@@ -3,6 +3,11 @@ creator, a project viewer and an outsider, each a member of a team holding that 
 
 from __future__ import annotations
 
+import shutil
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
 import pytest
 from rest_framework.test import APIClient
 
@@ -94,3 +99,12 @@ def page_client(client):
 
 def team_named(name: str) -> Team:
     return Team.objects.get(name=name)
+
+
+@pytest.fixture
+def shared_folder() -> Iterator[Path]:
+    """A folder the built-in worker's own account (not root) can read: for markers a test script waits on."""
+    folder = Path(tempfile.mkdtemp(prefix="reef-shared-"))
+    folder.chmod(0o777)
+    yield folder
+    shutil.rmtree(folder, ignore_errors=True)

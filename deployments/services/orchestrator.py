@@ -251,7 +251,7 @@ class Orchestration:
 
     def plan(self, steps: list[tuple[int, dict]], nodes: dict[int, ActivityNode]) -> dict[int, list[Invocation]]:
         """Workers for every step, chosen now, at the start of the task."""
-        selector = WorkerSelector(self.task)
+        selector = self.selector = WorkerSelector(self.task)
         plans: dict[int, list[Invocation]] = {}
         wanted = self.arguments.get("WorkerIds") or []
         chosen_workers = list(Worker.objects.filter(space=self.space, pk__in=[Worker.pk_from_octopus_id(i) for i in wanted]))
@@ -267,7 +267,9 @@ class Orchestration:
                 pool, how = resolve_pool(step, space=self.space, environment=self.environment, variables=self.values)
                 packages = tuple((p["PackageId"], p["Version"]) for p in step["Packages"])
                 targets = self.targets_for(step) if step["Location"] == Step.Location.ON_BEHALF else [None]
-                plans[index] = [Invocation(step, selector.choose(pool, step["Name"], packages), target) for target in targets]
+                plans[index] = [Invocation(step, selector.choose(pool, step["Name"], packages,
+                                                                 with_previous=bool(step.get("StartWithPrevious"))), target)
+                                for target in targets]
             for invocation in plans[index]:
                 behalf = f" on behalf of {invocation.target.name}" if invocation.target else ""
                 self.log.write(f"Step {index + 1} {step['Name']!r}{behalf}: {invocation.choice.worker_name} was chosen "
@@ -340,8 +342,10 @@ class Orchestration:
     def invoke(self, invocation: Invocation) -> str:
         node, step, worker = invocation.node, invocation.step, invocation.choice.worker
         self.log.start(node)
+        if self.marked_down(invocation) and not self.route_around(invocation, invocation.choice.worker.status_summary):
+            return Status.FAILED
         transport = self.transport(invocation)
-        lock = None
+        lock, rerouted = None, False
         ticket, chosen = None, None  # ticket: the script started; chosen: the ticket we sent
         try:
             if self.mutex:
@@ -362,7 +366,16 @@ class Orchestration:
             self.log.write(str(error), Category.ERROR, node)
             self.log.finish(node, Status.FAILED)
             return Status.FAILED
+        except WorkerUnreachable as error:
+            if ticket is not None:  # the script started: never re-run it elsewhere
+                self.log.write(f"{invocation.choice.worker_name} failed while running the script: {error}", Category.ERROR, node)
+                self.log.finish(node, Status.FAILED)
+                return Status.FAILED
+            rerouted = self.route_around(invocation, str(error))
+            if not rerouted:
+                return Status.FAILED
         except TransportError as error:
+            self.note_failed_call(invocation, error, started=ticket is not None)
             self.log.write(f"{invocation.choice.worker_name} failed: {error}", Category.ERROR, node)
             if ticket is None and chosen is not None and not isinstance(error, WorkerUnreachable):
                 self.complete_script_quietly(transport, chosen, node)  # the start may have reached the worker
@@ -377,6 +390,8 @@ class Orchestration:
                     lock.release()
                 except Exception:  # noqa: BLE001 - an expired lock is already free
                     pass
+        if rerouted:
+            return self.invoke(invocation)
         return self.conclude(status, invocation)
 
     def script_for(self, invocation: Invocation, values: dict[str, str]) -> tuple[str, list[dict]]:
@@ -400,6 +415,55 @@ class Orchestration:
         variables = [{"Name": name, "Value": value, "IsSensitive": value in sensitive or values.get(name) in sensitive}
                      for name, value in resolved.items()]
         return body, variables
+
+    def marked_down(self, invocation: Invocation) -> bool:
+        """Whether the chosen worker was found down since the task began (selection happened then)."""
+        worker = invocation.choice.worker
+        if worker is None:
+            return False
+        worker.refresh_from_db(fields=["health_status", "status_summary", "is_disabled"])
+        return not worker.is_available()
+
+    @staticmethod
+    def note_failed_call(invocation: Invocation, error: TransportError, *, started: bool) -> None:
+        """A failed call says something about the worker: before a script started, it is down (and
+        re-checked in seconds); after, a check is due at once (the script's own failure is reported)."""
+        from infrastructure.services.liveness import mark_worker_unreachable
+
+        worker = invocation.choice.worker
+        if worker is None:
+            return
+        if started:
+            Worker.objects.filter(pk=worker.pk).update(next_health_check=timezone.now())
+        else:
+            mark_worker_unreachable(worker=worker, reason=str(error))
+
+    def route_around(self, invocation: Invocation, reason: str) -> bool:
+        """Nothing started on the chosen worker: mark it down and re-plan the step onto another healthy
+        worker of the pool, saying why. False (the step has failed) when none is left."""
+        from infrastructure.services.liveness import mark_worker_unreachable
+
+        node, step, failed = invocation.node, invocation.step, invocation.choice
+        if failed.worker is not None and failed.worker.is_available():
+            mark_worker_unreachable(worker=failed.worker, reason=reason)
+        packages = tuple((p["PackageId"], p["Version"]) for p in step["Packages"])
+        try:
+            if self.arguments.get("WorkerIds"):  # the Script Console named this worker: no other will do
+                raise SelectionError(f"{failed.worker_name} was named in the Script Console and could not be reached: {reason}")
+            invocation.choice = self.selector.reroute(failed, step["Name"], reason, packages)
+        except SelectionError as error:
+            self.log.write(f"{failed.worker_name} could not be reached before the script started: {reason}", Category.ERROR, node)
+            self.log.write(str(error), Category.ERROR, node)
+            self.log.finish(node, Status.FAILED)
+            with self.lock:
+                self.outcome.failed.append(str(error))
+            return False
+        self.log.write(f"{failed.worker_name} could not be reached before the script started ({reason}): the step moves to "
+                       f"{invocation.choice.worker_name}, chosen because {invocation.choice.rule}.", Category.WARNING, node)
+        behalf = f" on behalf of {invocation.target.name}" if invocation.target else ""
+        node.name = f"{invocation.choice.worker_name}{behalf}"[:ActivityNode._meta.get_field("name").max_length]
+        node.save(update_fields=["name"])
+        return True
 
     def transport(self, invocation: Invocation):
         if invocation.choice.worker is None:

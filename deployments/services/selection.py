@@ -5,13 +5,20 @@
 2. Otherwise a healthy, enabled worker of the step's pool: the one with the fewest active leases,
    ties broken round-robin per pool (a Redis cursor, shared by all server nodes).
 3. Steps that reference the same packages in the same order get the same worker (its package cache),
-   unless that worker is much busier than its peers.
+   unless that worker is much busier than its peers. "Busy" counts other tasks' leases, and this
+   task's own only for steps that run at the same time (a parallel group): leases for its later
+   steps are not load. Parallel steps that share packages spread over the pool while it has idle
+   workers.
+4. Routing around (`reroute`): a worker that could not be reached before its script started, or that
+   was marked down since the task began, is replaced by another healthy worker of the same pool;
+   when none is left, the step fails naming the pool and each worker's reason.
 
 Every choice is a WorkerLease recorded against the task, deleted however the task ends.
 """
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
 
 from django.db import transaction
@@ -81,10 +88,18 @@ class WorkerSelector:
 
     def __init__(self, task: ServerTask):
         self.task = task
-        self.affinity: dict[tuple, tuple[Worker, str]] = {}
+        self.affinity: dict[tuple, tuple[Worker, str, int]] = {}
         self.builtin_enabled = ServerConfiguration.current().is_builtin_worker_enabled
+        self.group = 0  # steps in one group run at the same time
+        self.in_group: dict[int, int] = {}  # worker pk -> this task's leases in the current group
+        self.unreachable: dict[int, str] = {}  # worker pk -> why it failed this task before a script started
+        self.rerouting = threading.Lock()  # parallel steps may re-plan at the same time
 
-    def choose(self, pool: WorkerPool, step_name: str, packages: tuple = ()) -> Choice:
+    def choose(self, pool: WorkerPool, step_name: str, packages: tuple = (), *, with_previous: bool = False) -> Choice:
+        """`with_previous`: the step starts with the previous one (same group, so its leases are load)."""
+        if not with_previous:
+            self.group += 1
+            self.in_group = {}
         if pool.is_default and not pool.workers.exists():
             if not self.builtin_enabled:
                 raise SelectionError(
@@ -95,10 +110,11 @@ class WorkerSelector:
         with transaction.atomic():
             # One chooser per pool at a time (across server nodes), so lease counts are current.
             WorkerPool.objects.select_for_update().filter(pk=pool.pk).first()
-            candidates = list(workers_available_in_pool(pool).order_by("pk"))
+            candidates = [w for w in workers_available_in_pool(pool).order_by("pk") if w.pk not in self.unreachable]
             if not candidates:
-                raise SelectionError(_unusable_pool_message(pool, step_name))
-            leases = dict(WorkerLease.objects.filter(worker__in=candidates).values_list("worker").annotate(n=Count("id")))
+                raise SelectionError(_unusable_pool_message(pool, step_name) if not self.unreachable else
+                                     self.nothing_left_message(pool, step_name))
+            leases = self.load(candidates)
             fewest = min(leases.get(w.pk, 0) for w in candidates)
             chosen, rule = self._by_affinity(pool, packages, candidates, leases, fewest)
             if chosen is None:
@@ -110,21 +126,56 @@ class WorkerSelector:
                         all(leases.get(w.pk, 0) == 0 for w in candidates) else
                         f"fewest active leases ({busy}) among {len(candidates)} healthy workers of {pool.name}")
                 if packages:
-                    self.affinity[(pool.pk, packages)] = (chosen, step_name)
+                    self.affinity[(pool.pk, packages)] = (chosen, step_name, self.group)
             return self.lease(chosen, pool, step_name, rule)
+
+    def load(self, candidates: list[Worker]) -> dict[int, int]:
+        """Leases per worker: other tasks', plus this task's in the current parallel group."""
+        leases = dict(WorkerLease.objects.filter(worker__in=candidates).exclude(task=self.task)
+                      .values_list("worker").annotate(n=Count("id")))
+        for pk, n in self.in_group.items():
+            leases[pk] = leases.get(pk, 0) + n
+        return leases
 
     def lease(self, worker: Worker, pool: WorkerPool, step_name: str, rule: str) -> Choice:
         WorkerLease.objects.create(task=self.task, worker=worker, step_name=step_name[:200], rule=rule[:300])
+        self.in_group[worker.pk] = self.in_group.get(worker.pk, 0) + 1
         return Choice(worker, pool, rule)
 
     def _by_affinity(self, pool, packages, candidates, leases, fewest):
         earlier = self.affinity.get((pool.pk, packages)) if packages else None
         if earlier is None:
             return None, ""
-        worker, step_name = earlier
+        worker, step_name, group = earlier
         if worker not in candidates or leases.get(worker.pk, 0) > fewest + AFFINITY_SLACK:
             return None, ""
+        if group == self.group and leases.get(worker.pk, 0) > fewest:
+            return None, ""  # a parallel step: an idle peer beats a warm cache that is busy right now
         return worker, f"it runs step {step_name!r}, which references the same packages (its package cache)"
+
+    def reroute(self, choice: Choice, step_name: str, reason: str, packages: tuple = ()) -> Choice:
+        """Another healthy worker of the pool for a step whose worker failed before its script
+        started. Raises SelectionError naming the pool and each worker's reason when none is left."""
+        with self.rerouting:
+            if choice.worker is not None:
+                self.unreachable[choice.worker.pk] = reason
+                WorkerLease.objects.filter(task=self.task, worker=choice.worker, step_name=step_name[:200]).delete()
+            self.group += 1  # on its own: only other tasks' leases count now
+            self.in_group = {}
+            chosen = self.choose(choice.pool, step_name, packages, with_previous=True)
+        return Choice(chosen.worker, chosen.pool, chosen.rule)
+
+    def nothing_left_message(self, pool: WorkerPool, step_name: str) -> str:
+        reasons = []
+        for worker in pool.workers.all()[:20]:
+            if worker.pk in self.unreachable:
+                reasons.append(f"{worker.name}: {self.unreachable[worker.pk]}")
+            elif worker.is_disabled:
+                reasons.append(f"{worker.name}: disabled")
+            else:
+                reasons.append(f"{worker.name}: {worker.health_status} ({worker.status_summary})")
+        return (f"Step {step_name!r} could not reach any healthy worker of the pool {pool.name}: " + "; ".join(reasons) +
+                ". Check their health on Infrastructure ➜ Workers.")
 
 
 def release_leases(task: ServerTask) -> None:

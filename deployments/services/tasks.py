@@ -11,8 +11,6 @@ import time
 import redis
 from django.conf import settings
 from django.db import IntegrityError, connection, transaction
-from django.db.models import Value
-from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from deployments.models import ActivityNode, ServerTask, TaskLogLine
@@ -82,15 +80,21 @@ def queue_server_task(*, space: Space, name: str, description: str, arguments: d
 
 def claim_server_task(task_id: int) -> ServerTask | None:
     """Queued → Executing, once: a redelivered Celery message finds nothing to claim and does nothing."""
-    node, started = settings.REEF_NODE_NAME, timezone.now()
+    node = settings.REEF_NODE_NAME
+    # A task resuming after an interruption keeps its StartTime.
+    started = ServerTask.objects.filter(pk=task_id).values_list("started", flat=True).first() or timezone.now()
+    attempts = 0
 
     def claim() -> bool:
+        nonlocal attempts
+        attempts += 1
         if ServerTask.objects.filter(pk=task_id, state=State.QUEUED, pending_interruption="").update(
-                # A task resuming after an interruption keeps its StartTime.
-                state=State.EXECUTING, started=Coalesce("started", Value(started)), server_node=node):
+                state=State.EXECUTING, started=started, server_node=node):
             return True
-        # A retry after a lost answer: the first attempt may have claimed it already.
-        return ServerTask.objects.filter(pk=task_id, state=State.EXECUTING, server_node=node).exists()
+        # Only a retry after a lost answer may find its own claim; a first attempt that finds the task
+        # Executing is a redelivered message (a Redis restart does that) and must not run it twice.
+        return attempts > 1 and ServerTask.objects.filter(pk=task_id, state=State.EXECUTING, server_node=node,
+                                                          started=started).exists()
 
     if not retrying_db_write(f"claim task {task_id}", claim):
         return None

@@ -1,20 +1,27 @@
 """Health checks: connect through the worker's transport, run the policy's script, record the result.
 
-1. A periodic sweep claims due workers by compare-and-set on `next_health_check` (with jitter, so a
-   fleet that comes back at once does not storm the server) and checks them concurrently.
-2. Each check has the policy's connect timeout and retries; a hung script is bounded by its own timeout.
-3. Status: unreachable → Unavailable (with the reason); script exit code ≠ 0 → Unhealthy;
-   warnings → HasWarnings; otherwise Healthy. An audit event is written only when the status changes.
+1. A periodic sweep (Celery beat, every few seconds) claims due workers by compare-and-set on
+   `next_health_check` (with jitter, so a fleet that comes back at once does not storm the server).
+   Polling workers whose agent is not connected (no presence, services/liveness.py) are marked
+   Unavailable without queueing a request; the others are checked concurrently, at most
+   CONCURRENT_CHECKS per sweep, so a sweep never holds its Celery process longer than the slowest
+   check's deadline, however many workers are dead.
+2. Each check has a deadline: the policy's connect timeout plus the script timeout. Retries stop there.
+3. Status: unreachable → Unavailable (with the reason) and quick re-checks with backoff (5 s, 15 s,
+   60 s, … up to the policy's interval); script exit code ≠ 0 → Unhealthy; warnings → HasWarnings;
+   otherwise Healthy. A result never overwrites one from a check that started later. An audit event
+   is written only when the status changes.
 """
 
 from __future__ import annotations
 
 import logging
 import random
-from concurrent.futures import ThreadPoolExecutor
-from datetime import timedelta
+import time
+from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
+from datetime import datetime, timedelta
 
-from django.db import close_old_connections, transaction
+from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
@@ -24,8 +31,8 @@ from portal.models import Event, User
 from portal.services.audit import record_event
 
 log = logging.getLogger(__name__)
-SWEEP_BATCH = 200
-CONCURRENT_CHECKS = 16
+SWEEP_BATCH = 1000
+CONCURRENT_CHECKS = 32
 SCRIPT_TIMEOUT = 300
 WARNING_MARK = "##octopus[stdout-warning]"
 
@@ -74,13 +81,53 @@ def run_health_check(service: ScriptService, script: str) -> dict:
     return result
 
 
+def check_deadline(policy: MachinePolicy) -> float:
+    """Seconds a check of a worker under this policy may take, retries included."""
+    return policy.connect_timeout + SCRIPT_TIMEOUT
+
+
+def _connects_soon(subscription: str) -> bool:
+    """Whether the polling agent is connected, or connects within PRESENCE_TTL seconds (one just started)."""
+    from infrastructure.services.liveness import present_subscriptions
+    from infrastructure.transports.polling import PRESENCE_TTL
+
+    give_up = time.monotonic() + PRESENCE_TTL
+    while not present_subscriptions([subscription]):
+        if time.monotonic() > give_up:
+            return False
+        time.sleep(0.2)
+    return True
+
+
 def check_worker_health(worker_id: int) -> Worker:
+    """Checks one worker, unless a check of it is already running (on any node): then its current
+    state is the answer, and the running check will record the news."""
+    from infrastructure.transports.polling import redis_client
+
     worker = Worker.objects.select_related("machine_policy", "account", "space").get(pk=worker_id)
+    key = f"reef:health:checking:{worker.pk}"
+    if not redis_client().set(key, 1, nx=True, ex=int(check_deadline(worker.machine_policy)) + 5):
+        return worker
+    try:
+        return _check(worker)
+    finally:
+        redis_client().delete(key)
+
+
+def _check(worker: Worker) -> Worker:
+    from infrastructure.services.liveness import absent_reason
+
     policy = worker.machine_policy
     script = policy.bash_health_check_script if policy.health_check_type == MachinePolicy.HealthCheckType.RUN_SCRIPT else ""
     started = timezone.now()
     log_lines = [f"{started:%Y-%m-%d %H:%M:%S} Checking health of {worker.name} at {worker.endpoint_uri}"]
     capabilities = None
+    if worker.subscription_id and not _connects_soon(worker.subscription_id):
+        # Nobody would collect a request: say so now instead of waiting out the queue timeout.
+        summary = absent_reason()
+        log_lines += [summary, "Result: Unavailable."]
+        return record_health(worker=worker, status=Worker.HealthStatus.UNAVAILABLE, summary=summary,
+                             log_text="\n".join(log_lines), capabilities=None, started=started)
     try:
         # The transport retries connections as the policy says; each retry is a line of this log.
         result = run_health_check(transport_for(worker, on_retry=log_lines.append), script)
@@ -96,24 +143,43 @@ def check_worker_health(worker_id: int) -> Worker:
         capabilities = result["Capabilities"]
         log_lines += lines
     log_lines.append(f"Result: {status}.")
-    return record_health(worker=worker, status=status, summary=summary, log_text="\n".join(log_lines), capabilities=capabilities)
+    return record_health(worker=worker, status=status, summary=summary, log_text="\n".join(log_lines), capabilities=capabilities,
+                         started=started)
 
 
 @transaction.atomic
-def record_health(*, worker: Worker, status: str, summary: str, log_text: str, capabilities: dict | None) -> Worker:
+def record_health(*, worker: Worker, status: str, summary: str, log_text: str, capabilities: dict | None,
+                  started: datetime | None = None) -> Worker:
+    """Store a check's result, unless a check (or liveness observation) that started later already
+    stored one: compare-and-set on the start time. Schedules the next check: the policy's interval,
+    or quick re-checks with backoff while the worker is Unavailable."""
+    from infrastructure.services.liveness import recheck_delay
+
     now = timezone.now()
-    current = Worker.objects.select_for_update().get(pk=worker.pk)
+    started = started or now
+    current = Worker.objects.select_for_update().select_related("machine_policy").get(pk=worker.pk)
+    if current.health_check_started is not None and started < current.health_check_started:
+        log.info("refused a stale health result for %s (%s, from a check started %s; the stored one started %s)",
+                 current.name, status, started, current.health_check_started)
+        return current
     previous = current.health_status
     current.health_status, current.status_summary, current.health_check_log = status, summary[:2000], log_text[-100_000:]
-    current.last_health_check = now
+    current.last_health_check, current.health_check_started = now, started
     if capabilities is not None:
         current.capabilities = capabilities
+    interval = current.machine_policy.health_check_interval
     if status == Worker.HealthStatus.UNAVAILABLE:
         current.unavailable_since = current.unavailable_since or now
+        current.next_health_check = now + timedelta(seconds=recheck_delay(current.recheck_attempt, interval))
+        current.recheck_attempt += 1
     else:
         current.unavailable_since = None
+        if current.recheck_attempt or current.next_health_check is None or current.next_health_check <= now:
+            current.next_health_check = now + timedelta(seconds=interval + random.uniform(0, interval * 0.1))
+        current.recheck_attempt = 0
     current.save(update_fields=["health_status", "status_summary", "health_check_log", "last_health_check",
-                                "capabilities", "unavailable_since"])
+                                "capabilities", "unavailable_since", "health_check_started", "next_health_check",
+                                "recheck_attempt"])
     if previous != status:
         healthy = status in (Worker.HealthStatus.HEALTHY, Worker.HealthStatus.HAS_WARNINGS)
         record_event(actor=None, category=Event.Category.MACHINE_HEALTHY if healthy else Event.Category.MACHINE_UNAVAILABLE,
@@ -170,7 +236,13 @@ def _run_health_check(task) -> None:
         finish_server_task(task=task, state="Success", has_warnings=warnings)
 
 
-def claim_due_workers(now=None, limit: int = SWEEP_BATCH) -> list[int]:
+def next_scheduled_check(policy: MachinePolicy, now=None):
+    """The policy's interval from now, with up to 10% jitter so a fleet checked together spreads out."""
+    interval = policy.health_check_interval
+    return (now or timezone.now()) + timedelta(seconds=interval + random.uniform(0, interval * 0.1))
+
+
+def claim_due_workers(now=None, limit: int = SWEEP_BATCH, polling_absent: set[int] | None = None) -> list[int]:
     """Workers whose check is due, each claimed by compare-and-set so overlapping sweeps never double-check."""
     now = now or timezone.now()
     claimed = []
@@ -185,13 +257,50 @@ def claim_due_workers(now=None, limit: int = SWEEP_BATCH) -> list[int]:
     return claimed
 
 
+def _due_network_checks(now, slots: int, rows: int = SWEEP_BATCH) -> tuple[list[int], int]:
+    """Claims up to `slots` workers that need a real check, looking at the first `rows` due. Polling
+    workers whose agent is not connected are settled on the way, in bulk and without a request:
+    their presence says enough."""
+    from infrastructure.services.liveness import absent_reason, present_subscriptions, recheck_delay
+
+    due = list(Worker.objects.filter(is_disabled=False).filter(Q(next_health_check__isnull=True) | Q(next_health_check__lte=now))
+               .select_related("machine_policy").order_by("next_health_check")[:rows])
+    polling = {w.pk: w.subscription_id for w in due if w.subscription_id}
+    present = present_subscriptions(list(polling.values()))
+    claimed, settled = [], 0
+    for worker in due:
+        absent = worker.pk in polling and polling[worker.pk] not in present
+        if not absent and len(claimed) >= slots:
+            continue
+        interval = worker.machine_policy.health_check_interval
+        if absent and worker.health_status == Worker.HealthStatus.UNAVAILABLE:
+            # Already known down: only the next look is scheduled (no database write per look otherwise).
+            next_check = now + timedelta(seconds=recheck_delay(max(worker.recheck_attempt - 1, 0), interval))
+        else:
+            next_check = now + timedelta(seconds=interval + random.uniform(0, interval * 0.1))
+        if not Worker.objects.filter(pk=worker.pk, next_health_check=worker.next_health_check).update(next_health_check=next_check):
+            continue  # another sweep took it
+        if absent:
+            settled += 1
+            if worker.health_status != Worker.HealthStatus.UNAVAILABLE:
+                record_health(worker=worker, status=Worker.HealthStatus.UNAVAILABLE, summary=absent_reason(), capabilities=None,
+                              log_text=f"{now:%Y-%m-%d %H:%M:%S} {absent_reason()}\nResult: Unavailable.", started=now)
+        else:
+            claimed.append(worker.pk)
+    return claimed, settled
+
+
 def _check_in_thread(worker_id: int) -> None:
+    from django.db import connection
+
     try:
         check_worker_health(worker_id)
     except Worker.DoesNotExist:
         pass  # deleted meanwhile
+    except Exception:  # noqa: BLE001 - one check's surprise must not end the sweep
+        log.exception("health check of worker %s failed", worker_id)
     finally:
-        close_old_connections()
+        connection.close()  # this thread's own connection
 
 
 def delete_long_unavailable_workers(now=None) -> list[str]:
@@ -213,9 +322,37 @@ def delete_long_unavailable_workers(now=None) -> list[str]:
 
 
 def run_due_health_checks() -> int:
+    """One sweep: settle absent polling workers, and run real checks side by side, CONCURRENT_CHECKS
+    at a time. A slot that frees up takes another due worker only if that check's deadline still
+    ends within the horizon (the slowest deadline of the first batch), so the sweep never holds its
+    Celery process longer than that, however many workers are due or dead. A check still running at
+    the horizon (a hung transport) finishes in the background; its worker stays claimed."""
     delete_long_unavailable_workers()
-    claimed = claim_due_workers()
-    if claimed:
-        with ThreadPoolExecutor(max_workers=min(CONCURRENT_CHECKS, len(claimed))) as pool:
-            list(pool.map(_check_in_thread, claimed))
-    return len(claimed)
+    began = time.monotonic()
+    claimed, settled = _due_network_checks(timezone.now(), CONCURRENT_CHECKS)
+    if not claimed:
+        return settled
+    deadlines = _deadlines(claimed)
+    horizon = began + max(deadlines.values())
+    pool = ThreadPoolExecutor(max_workers=CONCURRENT_CHECKS, thread_name_prefix="health-check")
+    running = {pool.submit(_check_in_thread, pk) for pk in claimed}
+    total = len(claimed) + settled
+    while running:
+        done, running = wait(running, timeout=max(0.0, horizon - time.monotonic()), return_when=FIRST_COMPLETED)
+        if not done:
+            log.warning("%d health check(s) passed the sweep's horizon; leaving them to finish in the background", len(running))
+            break
+        # A slot or two at a time: look at a few due rows only (this runs once per finished check).
+        more, settled = _due_network_checks(timezone.now(), len(done), rows=max(16, 4 * len(done)))
+        total += settled
+        fits = [pk for pk, seconds in _deadlines(more).items() if time.monotonic() + seconds <= horizon]
+        Worker.objects.filter(pk__in=set(more) - set(fits)).update(next_health_check=timezone.now())  # the next sweep's
+        running |= {pool.submit(_check_in_thread, pk) for pk in fits}
+        total += len(fits)
+    pool.shutdown(wait=False)
+    return total
+
+
+def _deadlines(worker_ids: list[int]) -> dict[int, float]:
+    rows = Worker.objects.filter(pk__in=worker_ids).select_related("machine_policy")
+    return {w.pk: check_deadline(w.machine_policy) for w in rows}

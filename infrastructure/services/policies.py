@@ -83,6 +83,9 @@ def update_machine_policy(*, actor: User, policy: MachinePolicy, **values) -> Ma
     changes = differences(before, snapshot(policy, FIELDS))
     if changes:
         record_event(actor=actor, category=Event.Category.MODIFIED, document=policy, changes=changes)
+        from infrastructure.services.liveness import reschedule_health_checks
+
+        reschedule_health_checks(policy=policy, changed=set(changes))  # applies at once, not at the next check
     return policy
 
 

@@ -1,4 +1,5 @@
 import subprocess
+import threading
 import sys
 
 import pytest
@@ -16,6 +17,7 @@ def polling_endpoint(transactional_db):
     process = subprocess.Popen([sys.executable, "manage.py", "run_polling_endpoint", "--bind", "127.0.0.1", "--port", str(port)],
                                cwd=ROOT, env=server_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     assert "listening" in process.stdout.readline()
+    threading.Thread(target=lambda: [None for _ in process.stdout], daemon=True).start()  # never let its pipe fill
     yield f"https://127.0.0.1:{port}/"
     process.terminate()
     process.wait(timeout=10)

@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import shutil
-import tempfile
 import threading
-from pathlib import Path
 
 import pytest
 
@@ -113,11 +110,3 @@ def log_text(task: ServerTask) -> str:
 
     return "\n".join(line.text for line in logstore.iter_lines(task_id=task.pk))
 
-
-@pytest.fixture
-def shared_folder(tmp_path) -> Path:
-    """A folder the built-in worker's own account (not root) can read: for markers a test script waits on."""
-    folder = Path(tempfile.mkdtemp(prefix="reef-shared-"))
-    folder.chmod(0o777)
-    yield folder
-    shutil.rmtree(folder, ignore_errors=True)

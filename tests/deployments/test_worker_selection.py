@@ -109,3 +109,158 @@ def test_a_pool_variable_without_a_value_for_the_environment_fails_clearly(admin
     task = deploy_and_run(administrator, project, production)
     assert task.state == "Failed"
     assert "variable DeployPool, which has no value for the environment Production" in task.error_message
+
+
+# Routing around dead workers ------------------------------------------------------------------------
+
+from infrastructure.models import Worker  # noqa: E402
+from infrastructure.services.workers import Endpoint, WorkerSpec, register_worker  # noqa: E402
+from portal.services.api_keys import create_api_key  # noqa: E402
+from tests.agent.conftest import live_reef, polling_endpoint  # noqa: E402,F401 - fixtures
+from tests.agent.harness import Agent, wait_until  # noqa: E402
+
+
+@pytest.fixture
+def pollers(live_reef, polling_endpoint, administrator, tmp_path, make_pool):  # noqa: F811
+    """Polling agents in the pool Builders, each Healthy (the endpoint checks an agent as it arrives)."""
+    pool = make_pool("Builders")
+    key = create_api_key(actor=administrator, user=administrator, purpose="selection tests")[1]
+    started = {}
+
+    def start(name: str) -> Agent:
+        agent = Agent(tmp_path / name).create()
+        result = agent.register(live_reef, key, polling=True, polling_address=polling_endpoint, name=name, pools=("Builders",))
+        assert result.returncode == 0, result.stderr
+        started[name] = agent.start()
+        wait_until(lambda: Worker.objects.get(name=name).health_status == "Healthy", timeout=20)
+        return agent
+
+    yield pool, start
+    for agent in started.values():
+        agent.stop()
+
+
+def ghost(space, administrator, pool, name="ghost") -> Worker:
+    """A polling worker that was Healthy, whose agent is gone: nothing will ever collect its requests."""
+    worker = register_worker(actor=administrator, space=space, spec=WorkerSpec(
+        name=name, worker_pools=[pool], endpoint=Endpoint(communication_style="TentacleActive", uri=f"poll://{name}000000000000/",
+                                                         thumbprint="B" * 40)))
+    Worker.objects.filter(pk=worker.pk).update(health_status="Healthy")
+    return worker
+
+
+def ran_on(task) -> str:
+    return next(t for t in log_text(task).splitlines() if t.startswith("ran on ")).removeprefix("ran on ")
+
+
+def test_a_pool_of_two_with_one_killed_runs_every_task_on_the_other(pollers, administrator, project, production):
+    pool, start = pollers
+    start("alive")
+    doomed = start("doomed")
+    add_step(project, "Build", "echo ran on #{Octopus.Worker.Name}", worker_pool=pool)
+    doomed.kill()
+    tasks = [deploy_and_run(administrator, project, production) for _ in range(4)]
+    assert [t.state for t in tasks] == ["Success"] * 4, [t.error_message for t in tasks]
+    assert [ran_on(t) for t in tasks] == ["alive"] * 4
+    assert Worker.objects.get(name="doomed").health_status == "Unavailable"
+    assert not WorkerLease.objects.exists()
+
+
+def test_a_step_whose_worker_never_collects_moves_to_another_worker_saying_why(pollers, administrator, project, production, space):
+    pool, start = pollers
+    start("alive")
+    ghost(space, administrator, pool)
+    add_step(project, "Build", "echo ran on #{Octopus.Worker.Name}", worker_pool=pool)
+    # Another task keeps "alive" busy, so the fewest-leases rule picks the ghost when this task starts.
+    WorkerLease.objects.create(task=queued_task(administrator, project, production), worker=Worker.objects.get(name="alive"),
+                               step_name="x", rule="test")
+    task = deploy_and_run(administrator, project, production)
+    log = log_text(task)
+    assert task.state == "Success", log
+    assert "ghost was chosen because" in log and ran_on(task) == "alive"
+    assert "ghost could not be reached before the script started" in log and "the step moves to alive" in log
+    assert Worker.objects.get(name="ghost").health_status == "Unavailable"
+
+
+def test_when_no_worker_of_the_pool_is_left_the_step_fails_naming_the_pool_and_each_reason(
+        polling_endpoint, administrator, project, production, space, make_pool):  # noqa: F811
+    pool = make_pool("Builders")
+    ghost(space, administrator, pool, "ghosta")
+    add_step(project, "Build", "echo ran on #{Octopus.Worker.Name}", worker_pool=pool)
+    task = deploy_and_run(administrator, project, production)
+    assert task.state == "Failed"
+    assert "Builders" in task.error_message and "ghosta" in task.error_message
+    assert "not polling" in task.error_message or "not connected" in task.error_message, task.error_message
+    assert "ran on" not in log_text(task)
+
+
+def queued_task(administrator, project, production):
+    if not project.steps.exists():
+        add_step(project, "Build", "echo hi")
+    return deploy.deploy_release(actor=administrator, release=deploy.create_release(actor=administrator, project=project),
+                                 environment=production).task
+
+
+def healthy_workers(space, administrator, pool, count: int) -> list[Worker]:
+    made = []
+    for i in range(count):
+        worker = register_worker(actor=administrator, space=space, spec=WorkerSpec(
+            name=f"w{i}", worker_pools=[pool], endpoint=Endpoint(communication_style="TentaclePassive",
+                                                                 uri=f"https://127.0.0.1:{1000 + i}/", thumbprint=f"{i:040X}")))
+        Worker.objects.filter(pk=worker.pk).update(health_status="Healthy")
+        made.append(worker)
+    return made
+
+
+def test_a_tasks_own_leases_for_later_steps_do_not_break_package_affinity(administrator, project, production, space, make_pool):
+    from deployments.services.selection import WorkerSelector
+
+    pool = make_pool("Builders")
+    first, second = healthy_workers(space, administrator, pool, 2)
+    task = queued_task(administrator, project, production)
+    WorkerLease.objects.create(task=queued_task(administrator, project, production), worker=second, step_name="elsewhere", rule="test")
+    selector = WorkerSelector(task)
+    packages = (("website", "1.0.0"),)
+    chosen = [selector.choose(pool, f"Step {n}", packages) for n in range(5)]
+    assert [c.worker.name for c in chosen] == [first.name] * 5
+    assert all("same packages" in c.rule for c in chosen[1:])
+
+
+def test_parallel_steps_that_share_packages_spread_over_an_idle_pool(administrator, project, production, space, make_pool):
+    from deployments.services.selection import WorkerSelector
+
+    pool = make_pool("Builders")
+    healthy_workers(space, administrator, pool, 3)
+    task = queued_task(administrator, project, production)
+    selector = WorkerSelector(task)
+    packages = (("website", "1.0.0"),)
+    chosen = [selector.choose(pool, "Deploy A", packages)]
+    chosen += [selector.choose(pool, f"Deploy {n}", packages, with_previous=True) for n in "BC"]
+    assert len({c.worker.pk for c in chosen}) == 3, [c.worker.name for c in chosen]
+    later = selector.choose(pool, "Verify", packages)  # a later, sequential step goes back to the warm cache
+    assert later.worker.pk in {c.worker.pk for c in chosen} and "same packages" in later.rule
+
+
+def test_a_script_whose_worker_dies_after_it_started_fails_naming_the_worker_and_is_not_run_again(
+        pollers, administrator, project, production):
+    from deployments.models import ServerTask
+    from tests.deployments.conftest import run_in_thread
+
+    pool, start = pollers
+    start("alive")
+    doomed = start("doomed")
+    add_step(project, "Build", "echo started on #{Octopus.Worker.Name}; sleep 60", worker_pool=pool)
+    WorkerLease.objects.create(task=queued_task(administrator, project, production), worker=Worker.objects.get(name="alive"),
+                               step_name="x", rule="test")  # so the fewest-leases rule picks "doomed"
+    task = deploy.deploy_release(actor=administrator, release=deploy.create_release(actor=administrator, project=project),
+                                 environment=production).task
+    runner = run_in_thread(task.pk)
+    wait_until(lambda: "started on doomed" in log_text(task), timeout=30)
+    doomed.kill()
+    runner.join(60)
+    task = ServerTask.objects.get(pk=task.pk)
+    log = log_text(task)
+    assert task.state == "Failed", log
+    assert "doomed failed" in log and "doomed" in task.error_message + log
+    assert "started on alive" not in log, "a script that started is never silently run again elsewhere"
+    assert not WorkerLease.objects.filter(task=task).exists()

@@ -12,8 +12,8 @@ from tests.e2e.test_task_cap import task_runner  # noqa: F401 - fixture
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
 
 
-def test_progress_moves_live_on_the_page(live_reef, page, task_runner, administrator, space, project, production, tmp_path):  # noqa: F811
-    marker = tmp_path / "go"
+def test_progress_moves_live_on_the_page(live_reef, page, task_runner, administrator, space, project, production, shared_folder):  # noqa: F811
+    marker = shared_folder / "go"
     add_step(project, "Copy", f'update_progress 30 "Copying"\nwhile [ ! -f {marker} ]; do sleep 0.05; done\n'
                               f'update_progress 80 "Nearly"\nwhile [ ! -f {marker}2 ]; do sleep 0.05; done')
     sign_in(page, live_reef, administrator.username, PASSWORD)
@@ -27,16 +27,16 @@ def test_progress_moves_live_on_the_page(live_reef, page, task_runner, administr
         assert page.inner_text("#log-status") in ("Live", "Live (polling)")
     finally:
         marker.touch()
-        (tmp_path / "go2").touch()
+        (shared_folder / "go2").touch()
     page.wait_for_selector("#log-status:has-text('Complete')", timeout=60000)
     assert page.eval_on_selector_all("#task-log .log-node-progress", "els => els.map(e => e.textContent).join('')") == ""
 
 
 def test_a_guided_failure_is_answered_with_retry_from_the_page(live_reef, page, task_runner, administrator, space,  # noqa: F811
-                                                               project, production, tmp_path):  # noqa: F811
+                                                               project, production, shared_folder):  # noqa: F811
     production.use_guided_failure = True
     production.save()
-    marker = tmp_path / "fixed"
+    marker = shared_folder / "fixed"
     add_step(project, "Flaky", f'if [ ! -f {marker} ]; then echo "not yet"; exit 2; fi; echo "fixed now"')
     sign_in(page, live_reef, administrator.username, PASSWORD)
     release = deploy.create_release(actor=administrator, project=project)

@@ -89,7 +89,11 @@ def test_a_polling_request_nobody_fetches_fails_clearly(space, administrator, qu
         name="lonely-poller", worker_pools=[pool], machine_policy=quick_policy,
         endpoint=Endpoint(communication_style="TentacleActive", uri="poll://nobodyhome00000000000/", thumbprint="C" * 40)))
     checked = health.check_worker_health(worker.pk)
-    assert checked.health_status == "Unavailable" and "did not pick up the request" in checked.status_summary
+    # Its agent is not connected (no presence): said at once, and no request is left queued for it.
+    assert checked.health_status == "Unavailable" and "it is not polling the server" in checked.status_summary
+    from infrastructure.transports.polling import redis_client, requests_key
+
+    assert redis_client().llen(requests_key("nobodyhome00000000000")) == 0
 
 
 def test_a_due_worker_is_claimed_by_one_sweep_only(space, administrator, sshd, quick_policy):

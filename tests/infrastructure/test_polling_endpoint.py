@@ -76,6 +76,7 @@ def endpoint(transactional_db):
                                cwd=ROOT, env=server_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     line = process.stdout.readline()
     assert "listening" in line, line + process.stdout.read() if process.poll() is not None else line
+    threading.Thread(target=lambda: [None for _ in process.stdout], daemon=True).start()  # never let its pipe fill
     yield port, process
     process.terminate()
     process.wait(timeout=10)

@@ -5,6 +5,7 @@ answered 413 at once, unread; bad lengths are 400; a chunked body is cut at the 
 from __future__ import annotations
 
 import asyncio
+from concurrent.futures import ThreadPoolExecutor
 import hashlib
 import json
 import os
@@ -173,7 +174,9 @@ def test_the_middleware_refuses_by_itself_under_any_asgi_server():
             sent.append(message)
 
         scope = {"type": "http", "path": "/api/spaces", "headers": headers}
-        asyncio.run(BoundedBodyMiddleware(app)(scope, receive, send))
+        # In a thread of its own: Playwright's sync API may have left a loop running in this one.
+        with ThreadPoolExecutor(1) as thread:
+            thread.submit(asyncio.run, BoundedBodyMiddleware(app)(scope, receive, send)).result()
         return sent[0]["status"], sent[1]["body"]
 
     assert call([(b"content-length", b"-1")], [b""])[0] == 400
