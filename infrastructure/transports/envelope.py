@@ -50,8 +50,13 @@ class EnvelopeTransport(ScriptService):
 
     def call(self, method: str, params: Optional[dict] = None, timeout: Optional[float] = None) -> dict:
         """One message, retried as the machine policy says."""
-        envelope = {"Id": uuid.uuid4().hex, "Method": method, "Params": params or {}}
-        answer = self.with_retries(method, lambda: self.exchange(envelope, timeout if timeout is not None else self.timeout))
+        def attempt() -> tuple[dict, dict]:
+            # A new envelope Id each attempt: the polling endpoint delivers (and forgets) by Id. What makes a
+            # repeated StartScript harmless is its ticket, not the envelope.
+            envelope = {"Id": uuid.uuid4().hex, "Method": method, "Params": params or {}}
+            return envelope, self.exchange(envelope, timeout if timeout is not None else self.timeout)
+
+        envelope, answer = self.with_retries(method, attempt)
         if not isinstance(answer, dict) or answer.get("Id") != envelope["Id"]:
             raise TransportError(f"{self.name} answered {method} with something that is not its answer.")
         if "Error" in answer:

@@ -166,6 +166,10 @@ class _Call:
                 return answer[1]
             now = time.monotonic()
             still_queued = client.lpos(requests_key(self.subscription), self.queued) is not None
+            if picked_up_at is None and not still_queued and self._lost(client):
+                # Redis restarted empty under us (the client reconnects by itself, so no error said so).
+                self._queue(client)
+                continue
             if picked_up_at is None and not still_queued:
                 picked_up_at, deadline = now, now + self.timeout
             elif picked_up_at is not None and still_queued:  # put back (unacknowledged): waiting for an agent again

@@ -107,7 +107,7 @@ def test_two_thousand_idle_sockets_cost_no_threads_and_an_agent_still_gets_throu
             idle.append(socket.create_connection(("127.0.0.1", port), timeout=10))
         time.sleep(1)  # the endpoint has accepted them all by now
         during = process_threads(process.pid)
-        assert during <= before + 5, f"{during} threads with 2,000 idle sockets (was {before})"
+        assert during <= before + 20, f"{during} threads with 2,000 idle sockets (was {before})"  # not 2,000
         fds = Path(f"/proc/{process.pid}/fd")
         assert wait_until(lambda: len(list(fds.iterdir())) < 1100, timeout=10), "idle sockets held are capped"
         status, body = agent.poll(wait=0)  # while they are still open
@@ -116,4 +116,4 @@ def test_two_thousand_idle_sockets_cost_no_threads_and_an_agent_still_gets_throu
         for sock in idle:
             sock.close()
     assert wait_until(lambda: agent.poll(wait=0) == (200, {"Requests": []}), timeout=10)
-    assert process_threads(process.pid) <= before + 5 and process.poll() is None
+    assert process_threads(process.pid) <= before + 20 and process.poll() is None
