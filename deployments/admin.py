@@ -1,8 +1,9 @@
 from django.contrib import admin
 
 from deployments.models import (
-    ActivityNode, Artifact, Deployment, DeploymentTarget, Environment, Interruption, Package, Project, Release, Runbook,
-    RunbookRun, RunningScript, ServerConfiguration, ServerNode, ServerTask, Step, TaskLogChunk, Variable, WorkerLease)
+    ActivityNode, Artifact, Channel, Deployment, DeploymentTarget, Environment, Interruption, Lifecycle, Package, Phase, Project,
+    ProjectGroup, Release, Runbook, RunbookRun, RunbookSnapshot, RunningScript, ServerConfiguration, ServerNode, ServerTask, Step,
+    TaskLogChunk, Variable, WorkerLease)
 
 
 @admin.register(ServerTask)
@@ -102,6 +103,44 @@ class ArtifactAdmin(admin.ModelAdmin):
 @admin.register(ServerConfiguration)
 class ServerConfigurationAdmin(admin.ModelAdmin):
     list_display = ["pk", "is_builtin_worker_enabled"]
+
+
+# Lifecycles, groups, channels and runbook snapshots (issue 13): read here, written through the API or pages.
+
+class PhaseInline(admin.TabularInline):
+    model = Phase
+    extra = 0
+    fields = ["name", "sort_order", "minimum_environments_before_promotion", "is_optional_phase"]
+
+
+@admin.register(Lifecycle)
+class LifecycleAdmin(admin.ModelAdmin):
+    list_display = ["name", "space"]
+    list_filter = ["space"]
+    inlines = [PhaseInline]
+
+
+@admin.register(Phase)
+class PhaseAdmin(admin.ModelAdmin):
+    list_display = ["name", "lifecycle", "sort_order", "is_optional_phase"]
+
+
+@admin.register(ProjectGroup)
+class ProjectGroupAdmin(admin.ModelAdmin):
+    list_display = ["name", "space"]
+    list_filter = ["space"]
+
+
+@admin.register(Channel)
+class ChannelAdmin(admin.ModelAdmin):
+    list_display = ["name", "project", "lifecycle", "is_default"]
+
+
+@admin.register(RunbookSnapshot)
+class RunbookSnapshotAdmin(admin.ModelAdmin):
+    list_display = ["name", "runbook", "created"]
+    readonly_fields = ["runbook", "name", "process_snapshot", "created"]
+    exclude = ["variables_snapshot"]  # sensitive values stay out of the admin, even encrypted
 
 
 class ReadOnlyAdmin(admin.ModelAdmin):

@@ -55,6 +55,59 @@ class DeploymentTarget(OctopusIdMixin, models.Model):
         return self.name
 
 
+class ProjectGroup(OctopusIdMixin, models.Model):
+    ID_PREFIX = "ProjectGroups"
+    DEFAULT_NAME = "Default Project Group"
+
+    space = models.ForeignKey(Space, on_delete=models.CASCADE, related_name="project_groups")
+    name = models.CharField(max_length=200)
+    description = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["name"]
+        constraints = [models.UniqueConstraint(fields=["space", "name"], name="project_group_name_unique_in_space")]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Lifecycle(OctopusIdMixin, models.Model):
+    """Phases a release is promoted through. With no phases, every environment is a phase of its own, in order
+    (Octopus's rule, and what the `Default Lifecycle` relies on)."""
+
+    ID_PREFIX = "Lifecycles"
+    DEFAULT_NAME = "Default Lifecycle"
+
+    space = models.ForeignKey(Space, on_delete=models.CASCADE, related_name="lifecycles")
+    name = models.CharField(max_length=200)
+    description = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["name"]
+        constraints = [models.UniqueConstraint(fields=["space", "name"], name="lifecycle_name_unique_in_space")]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Phase(OctopusIdMixin, models.Model):
+    ID_PREFIX = "Phases"
+
+    lifecycle = models.ForeignKey(Lifecycle, on_delete=models.CASCADE, related_name="phases")
+    name = models.CharField(max_length=200)
+    sort_order = models.IntegerField(default=0)
+    automatic_environments = models.ManyToManyField(Environment, blank=True, related_name="+")
+    optional_environments = models.ManyToManyField(Environment, blank=True, related_name="+")
+    minimum_environments_before_promotion = models.PositiveIntegerField(default=0, help_text="0: all of them")
+    is_optional_phase = models.BooleanField(default=False)
+
+    class Meta:
+        ordering = ["lifecycle", "sort_order", "id"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
 class Project(OctopusIdMixin, models.Model):
     ID_PREFIX = "Projects"
 
@@ -63,6 +116,12 @@ class Project(OctopusIdMixin, models.Model):
     slug = models.SlugField(max_length=200)
     description = models.TextField(blank=True)
     created = models.DateTimeField(default=timezone.now)
+    project_group = models.ForeignKey(ProjectGroup, null=True, blank=True, on_delete=models.PROTECT, related_name="projects")
+    lifecycle = models.ForeignKey(Lifecycle, null=True, blank=True, on_delete=models.PROTECT, related_name="projects",
+                                  help_text="empty: the space's Default Lifecycle")
+    is_disabled = models.BooleanField(default=False)
+    process_version = models.PositiveIntegerField(default=0, help_text="the deployment process's Version: +1 on every change")
+    variable_set_version = models.PositiveIntegerField(default=0, help_text="the variable set's Version: +1 on every change")
 
     class Meta:
         ordering = ["name"]
@@ -73,6 +132,31 @@ class Project(OctopusIdMixin, models.Model):
         return self.name
 
 
+class Channel(OctopusIdMixin, models.Model):
+    """A project's release stream; each project has a `Default` one. Its lifecycle overrides the project's."""
+
+    ID_PREFIX = "Channels"
+    DEFAULT_NAME = "Default"
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="channels")
+    name = models.CharField(max_length=200)
+    description = models.TextField(blank=True)
+    lifecycle = models.ForeignKey(Lifecycle, null=True, blank=True, on_delete=models.PROTECT, related_name="channels",
+                                  help_text="empty: the project's lifecycle")
+    is_default = models.BooleanField(default=False)
+
+    class Meta:
+        ordering = ["-is_default", "name"]
+        constraints = [models.UniqueConstraint(fields=["project", "name"], name="channel_name_unique_in_project")]
+
+    def __str__(self) -> str:
+        return self.name
+
+    @property
+    def space_id(self) -> int:
+        return self.project.space_id
+
+
 class Runbook(OctopusIdMixin, models.Model):
     """A process run against an environment without a release."""
 
@@ -81,6 +165,8 @@ class Runbook(OctopusIdMixin, models.Model):
     project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="runbooks")
     name = models.CharField(max_length=200)
     description = models.TextField(blank=True)
+    process_version = models.PositiveIntegerField(default=0)
+    published_snapshot = models.ForeignKey("RunbookSnapshot", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
 
     class Meta:
         ordering = ["name"]
@@ -209,6 +295,7 @@ class Release(OctopusIdMixin, models.Model):
     variables_snapshot = models.JSONField(default=list)
     created = models.DateTimeField(default=timezone.now)
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    channel = models.ForeignKey(Channel, null=True, blank=True, on_delete=models.PROTECT, related_name="releases")
 
     class Meta:
         ordering = ["-created", "-id"]
@@ -384,6 +471,26 @@ class RunbookRun(OctopusIdMixin, models.Model):
     @property
     def space_id(self) -> int:
         return self.environment.space_id
+
+
+class RunbookSnapshot(OctopusIdMixin, models.Model):
+    """A runbook's process and the project's variables frozen under a name; a run uses the published one."""
+
+    ID_PREFIX = "RunbookSnapshots"
+
+    runbook = models.ForeignKey(Runbook, on_delete=models.CASCADE, related_name="snapshots")
+    name = models.CharField(max_length=100)
+    notes = models.TextField(blank=True)
+    process_snapshot = models.JSONField(default=list)
+    variables_snapshot = models.JSONField(default=list)
+    created = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["-created", "-id"]
+        constraints = [models.UniqueConstraint(fields=["runbook", "name"], name="runbook_snapshot_name_unique")]
+
+    def __str__(self) -> str:
+        return self.name
 
 
 class ActivityNode(models.Model):

@@ -19,7 +19,7 @@ from django.views.decorators.http import require_POST
 
 from deployments.forms import DeployForm, NameForm, PackageForm, ReleaseForm, ScriptConsoleForm, StepForm, VariableForm
 from deployments.models import Deployment, Environment, Package, Project, Release, Runbook, ServerConfiguration, ServerTask, Step, Variable
-from deployments.services import catalog, deploy
+from deployments.services import catalog, deploy, lifecycles
 from infrastructure.models import WorkerPool
 from infrastructure.views.shortcuts import may, refuse
 from portal.permissions import Permission as P
@@ -332,9 +332,11 @@ def release_deploy(request, space, project_pk: int, pk: int):
                                                                      use_guided_failure=bool(request.POST.get("use_guided_failure"))).task)
         if task is not None:
             return redirect(_task_url(task))
+    lifecycle, phases = lifecycles.lifecycle_progress(release)
     return render(request, "deployments/deploy.html", {
         "space": space, "project": project, "section": "overview", "release": release, "form": form,
-        "has_environments": Environment.objects.filter(space=space).exists()}, status=status)
+        "has_environments": Environment.objects.filter(space=space).exists(), "lifecycle": lifecycle, "phases": phases},
+        status=status)
 
 
 # Runbooks -------------------------------------------------------------------------------------------

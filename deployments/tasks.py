@@ -10,9 +10,11 @@ logger = logging.getLogger(__name__)
 
 @shared_task(name="deployments.run_server_task", acks_late=True, max_retries=0)
 def run_server_task_task(task_id: int) -> None:
+    from deployments.services.lifecycles import promote_after_task
     from deployments.services.orchestrator import run_server_task
 
     run_server_task(task_id)
+    promote_after_task(task_id)  # a successful deployment may open a phase with automatic environments
 
 
 @shared_task(name="deployments.fail_orphaned_tasks", acks_late=True, max_retries=0)

@@ -76,6 +76,9 @@ class ServerTaskViewSet(mixins.CreateModelMixin, viewsets.ReadOnlyModelViewSet):
         tasks, errors = filter_server_tasks(tasks, self.request.query_params)
         if errors:
             raise ValidationError({field: [reason] for field, reason in errors.items()})
+        if self.request.query_params.get("ids"):  # ServerTaskWaiter polls its tasks by ids
+            pks = [ServerTask.pk_from_octopus_id(i.strip()) for i in self.request.query_params["ids"].split(",")]
+            tasks = tasks.filter(pk__in=[pk for pk in pks if pk is not None])
         return tasks
 
     def get_object(self):
@@ -169,6 +172,26 @@ class ServerTaskViewSet(mixins.CreateModelMixin, viewsets.ReadOnlyModelViewSet):
         tail = _whole_number(params, "tail", None, 0)
         take = _whole_number(params, "take", None, 1)
         return Response(task_details(task, after=after, tail=tail, take=take, serializer=self.get_serializer))
+
+    @extend_schema(request=None, responses={201: ServerTaskSerializer})
+    @action(detail=False, methods=["post"], url_path=r"rerun/(?P<rerun_id>[^/]+)")
+    def rerun(self, request, *args, rerun_id: str = "", **kwargs):
+        """Octopus's `POST /api/tasks/rerun/{id}`: the same deployment, runbook run or script again, as a new task."""
+        from django.core.exceptions import PermissionDenied
+        from django.core.exceptions import ValidationError as ServiceError
+
+        from deployments.services import deploy
+
+        task = get_object_or_404(self.get_queryset(), pk=ServerTask.pk_from_octopus_id(rerun_id))
+        if not task.is_completed:
+            raise ValidationError({"Task": [f"{task.octopus_id} is still {task.state}; re-run it once it has finished."]})
+        try:
+            again = deploy.rerun_server_task(actor=request.user, task=task)
+        except ServiceError as error:
+            raise ValidationError(error.message_dict if hasattr(error, "error_dict") else {"Task": error.messages}) from None
+        except PermissionDenied:
+            raise
+        return Response(self.get_serializer(again).data, status=status.HTTP_201_CREATED)
 
     @extend_schema(request=None)
     @action(detail=True, methods=["post"])

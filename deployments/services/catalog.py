@@ -15,7 +15,7 @@ from pathlib import Path
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
-from django.db.models import Max, QuerySet
+from django.db.models import F, Max, QuerySet
 from django.utils.text import slugify
 
 from deployments.models import (
@@ -30,7 +30,7 @@ from portal.services.audit import differences, record_event, snapshot
 
 ENVIRONMENT_FIELDS = ["name", "description", "sort_order"]
 TARGET_FIELDS = ["name", "kind", "uri", "thumbprint", "roles", "environments", "is_disabled"]
-PROJECT_FIELDS = ["name", "slug", "description"]
+PROJECT_FIELDS = ["name", "slug", "description", "project_group", "lifecycle", "is_disabled"]
 STEP_FIELDS = ["name", "action_type", "location", "worker_pool", "worker_pool_variable", "target_roles", "syntax",
                "script_body", "script_parameters", "packages", "start_with_previous", "condition", "condition_variable",
                "max_parallelism", "instructions", "is_disabled"]
@@ -95,12 +95,15 @@ def create_environment(*, actor: User, space: Space, name: str, description: str
 
 
 @transaction.atomic
-def update_environment(*, actor: User, environment: Environment, name: str, description: str = "") -> Environment:
+def update_environment(*, actor: User, environment: Environment, name: str, description: str = "",
+                       sort_order: int | None = None) -> Environment:
     require_permission(actor, Permission.ENVIRONMENT_EDIT, space=environment.space)
     environment = Environment.objects.select_for_update().get(pk=environment.pk)
     before = snapshot(environment, ENVIRONMENT_FIELDS)
     environment.name = _name(Environment.objects.filter(space=environment.space_id), name, "environment", exclude_pk=environment.pk)
     environment.description = description
+    if sort_order is not None:
+        environment.sort_order = sort_order
     environment.save()
     _saved(actor, environment, before, ENVIRONMENT_FIELDS)
     return environment
@@ -217,26 +220,56 @@ def _slug(space: Space, name: str, exclude_pk: int | None = None) -> str:
     return slug
 
 
+def _project_links(space: Space, project_group, lifecycle) -> None:
+    errors = {}
+    if project_group is not None and project_group.space_id != space.pk:
+        errors["project_group"] = [f"{project_group.name} is not a project group of {space.name}."]
+    if lifecycle is not None and lifecycle.space_id != space.pk:
+        errors["lifecycle"] = [f"{lifecycle.name} is not a lifecycle of {space.name}."]
+    if errors:
+        raise ValidationError(errors)
+
+
 @transaction.atomic
-def create_project(*, actor: User, space: Space, name: str, description: str = "") -> Project:
+def create_project(*, actor: User, space: Space, name: str, description: str = "", project_group=None, lifecycle=None) -> Project:
+    """In the Default Project Group with the Default Lifecycle unless told otherwise; with its Default channel."""
+    from deployments.services import lifecycles
+
     require_permission(actor, Permission.PROJECT_EDIT, space=space)
     name = _name(Project.objects.filter(space=space), name, "project")
+    _project_links(space, project_group, lifecycle)
     try:
-        project = Project.objects.create(space=space, name=name, slug=_slug(space, name), description=description)
+        project = Project.objects.create(space=space, name=name, slug=_slug(space, name), description=description,
+                                         project_group=project_group or lifecycles.default_project_group(space),
+                                         lifecycle=lifecycle or lifecycles.default_lifecycle(space))
     except IntegrityError:
         raise ValidationError({"name": [f"There is already a project named {name}."]}) from None
+    lifecycles.default_channel(project)
     _saved(actor, project, {}, PROJECT_FIELDS)
     return project
 
 
 @transaction.atomic
-def update_project(*, actor: User, project: Project, name: str, description: str = "") -> Project:
+def update_project(*, actor: User, project: Project, name: str, description: str = "", project_group=None, lifecycle=None,
+                   slug: str | None = None, is_disabled: bool | None = None) -> Project:
+    """`project_group`, `lifecycle`, `slug` and `is_disabled` None keep what the project has."""
     require_permission(actor, Permission.PROJECT_EDIT, space=project.space)
     project = Project.objects.select_for_update().get(pk=project.pk)
     before = snapshot(project, PROJECT_FIELDS)
     name = _name(Project.objects.filter(space=project.space_id), name, "project", exclude_pk=project.pk)
+    _project_links(project.space, project_group, lifecycle)
     if name != project.name:
         project.name, project.slug = name, _slug(project.space, name, exclude_pk=project.pk)
+    if slug is not None and slug != project.slug:
+        if not re.fullmatch(r"[a-z0-9][a-z0-9-]{0,199}", slug):
+            raise ValidationError({"slug": ["A slug is lower-case letters, digits and dashes."]})
+        if Project.objects.filter(space=project.space_id, slug=slug).exclude(pk=project.pk).exists():
+            raise ValidationError({"slug": [f"Another project has the slug {slug}."]})
+        project.slug = slug
+    project.project_group = project_group or project.project_group
+    project.lifecycle = lifecycle or project.lifecycle
+    if is_disabled is not None:
+        project.is_disabled = is_disabled
     project.description = description
     project.save()
     _saved(actor, project, before, PROJECT_FIELDS)
@@ -345,6 +378,12 @@ def _step_values(project: Project, runbook: Runbook | None, values: dict, exclud
     return v
 
 
+def bump_process_version(project: Project, runbook: Runbook | None) -> None:
+    """Every change to a process raises its Version: the API's optimistic concurrency compares it."""
+    if runbook is not None:
+        Runbook.objects.filter(pk=runbook.pk).update(process_version=F("process_version") + 1)
+    else:
+        Project.objects.filter(pk=project.pk).update(process_version=F("process_version") + 1)
 def _script_source_and_teams(project: Project, v: dict, fail) -> None:
     """ScriptSource=Package names a file of the first package; responsible teams are teams of this space."""
     from django.db.models import Q
@@ -389,6 +428,7 @@ def save_step(*, actor: User, project: Project, step: Step | None = None, runboo
     for field in STEP_FIELDS:
         setattr(step, field, values[field])
     step.save()
+    bump_process_version(project, runbook)
     _saved(actor, step, before, STEP_FIELDS, space=project.space,
            message=f"Step {step.name} of {_step_where(step)} was {'changed' if before else 'added'}")
     return step
@@ -398,6 +438,7 @@ def save_step(*, actor: User, project: Project, step: Step | None = None, runboo
 def reorder_steps(*, actor: User, project: Project, runbook: Runbook | None = None, ordered_ids: list[int]) -> None:
     require_permission(actor, Permission.PROCESS_EDIT, space=project.space)
     ordered = _reorder(Step.objects.filter(project=project, runbook=runbook), ordered_ids, "step of the process")
+    bump_process_version(project, runbook)
     where = f"the runbook {runbook.name} of {project.name}" if runbook else f"the deployment process of {project.name}"
     record_event(actor=actor, category=Event.Category.MODIFIED, document_type="DeploymentProcess", space=project.space,
                  message=f"Steps of {where} reordered: " + ", ".join(s.name for s in ordered))
@@ -409,6 +450,7 @@ def delete_step(*, actor: User, step: Step) -> None:
     record_event(actor=actor, category=Event.Category.DELETED, document=step, space=step.project.space,
                  message=f"Step {step.name} of {_step_where(step)} was deleted")
     step.delete()
+    bump_process_version(step.project, step.runbook)
 
 
 # Variables ------------------------------------------------------------------------------------------
@@ -457,6 +499,7 @@ def save_variable(*, actor: User, project: Project, name: str, type: str, value:
         variable.value = value or ""
     variable.save()
     variable.environments.set(environments)
+    Project.objects.filter(pk=project.pk).update(variable_set_version=F("variable_set_version") + 1)
     secret = frozenset({"value"}) if variable.is_sensitive else frozenset()
     _saved(actor, variable, before, VARIABLE_FIELDS, secret, space=project.space,
            message=f"Variable {name} of {project.name} was {'changed' if before else 'added'}")
@@ -469,6 +512,7 @@ def delete_variable(*, actor: User, variable: Variable) -> None:
     record_event(actor=actor, category=Event.Category.DELETED, document=variable, space=variable.project.space,
                  message=f"Variable {variable.name} of {variable.project.name} was deleted")
     variable.delete()
+    Project.objects.filter(pk=variable.project_id).update(variable_set_version=F("variable_set_version") + 1)
 
 
 # Runbooks -------------------------------------------------------------------------------------------

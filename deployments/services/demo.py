@@ -4,6 +4,7 @@ pool and one on the server, and a `Development` environment to deploy it to. `RE
 from __future__ import annotations
 
 from deployments.models import Environment, Project, Step
+from deployments.services.lifecycles import default_channel, default_lifecycle, default_project_group
 from infrastructure.models import WorkerPool
 from infrastructure.services.demo import POOL_NAME
 from portal.models import Space
@@ -29,8 +30,10 @@ def ensure_hello_workers_project() -> Project | None:
     if pool is None:
         return None
     Environment.objects.get_or_create(space=space, name="Development", defaults={"sort_order": 0})
-    project = Project.objects.create(space=space, name=PROJECT_NAME, slug="hello-workers",
+    project = Project.objects.create(space=space, name=PROJECT_NAME, slug="hello-workers", project_group=default_project_group(space),
+                                     lifecycle=default_lifecycle(space),
                                      description="A sample: one step on the Local workers pool, one on the server. Deploy it and watch both run.")
+    default_channel(project)
     Step.objects.create(project=project, name="Say hello from a worker", sort_order=0, location=Step.Location.WORKER,
                         worker_pool=pool, script_body=WORKER_SCRIPT)
     Step.objects.create(project=project, name="Say hello from the server", sort_order=1, location=Step.Location.SERVER,

@@ -10,7 +10,7 @@ from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import transaction
 
 from deployments.models import (
-    Deployment, Environment, Package, Project, Release, Runbook, RunbookRun, ServerTask, Step, Variable)
+    Channel, Deployment, Environment, Package, Project, Release, Runbook, RunbookRun, RunbookSnapshot, ServerTask, Step, Variable)
 from deployments.services.tasks import queue_server_task
 from infrastructure.models import Worker, WorkerPool
 from portal.models import Event, Space, User
@@ -45,8 +45,21 @@ def _package_snapshot(space: Space, reference: dict, step_name: str) -> dict:
     return {"PackageId": package.package_id, "Version": package.version, "Sha256": package.sha256, "FileName": package.file_name}
 
 
-def process_snapshot(steps, space: Space) -> list[dict]:
-    return [step_snapshot(step, space) for step in steps]
+def process_snapshot(steps, space: Space, package_versions: dict[str, str] | None = None) -> list[dict]:
+    """`package_versions` picks versions by step name or package id ("*": every other reference), as Octopus's
+    `Packages: ["StepName:1.0.1"]` and `PackageVersion` do; a reference with no pick keeps its own (blank: latest)."""
+    if not package_versions:
+        return [step_snapshot(step, space) for step in steps]
+    snapshots = []
+    for step in steps:
+        references = []
+        for reference in step.packages or []:
+            picked = (package_versions.get(step.name) or package_versions.get(reference.get("PackageId", ""))
+                      or package_versions.get("*"))
+            references.append({**reference, "Version": picked} if picked else reference)
+        step.packages = references
+        snapshots.append(step_snapshot(step, space))
+    return snapshots
 
 
 def variables_snapshot(project: Project) -> list[dict]:
@@ -55,6 +68,16 @@ def variables_snapshot(project: Project) -> list[dict]:
              "WorkerPoolId": v.worker_pool.octopus_id if v.worker_pool_id else None,
              "EnvironmentIds": sorted(e.pk for e in v.environments.all())}
             for v in project.variables.select_related("worker_pool").prefetch_related("environments")]
+
+
+def process_changed_since(release: Release) -> bool:
+    """Whether the project's deployment process differs from the release's snapshot (package pins aside)."""
+    def shape(step: dict) -> dict:
+        return {**step, "Packages": [p.get("PackageId") for p in step.get("Packages") or []]}
+
+    current = [shape(step_snapshot(step, release.project.space, pin_packages=False))
+               for step in release.project.steps.filter(runbook__isnull=True)]
+    return current != [shape(step) for step in release.process_snapshot or []]
 
 
 def pools_used(steps: list[dict], variables: list[dict], space: Space, environment: Environment | None) -> list[WorkerPool]:
@@ -93,8 +116,15 @@ def next_release_version(project: Project) -> str:
 
 
 @transaction.atomic
-def create_release(*, actor: User, project: Project, version: str = "", release_notes: str = "") -> Release:
+def create_release(*, actor: User, project: Project, version: str = "", release_notes: str = "", channel: Channel | None = None,
+                   package_versions: dict[str, str] | None = None) -> Release:
+    """A release in `channel` (None: the project's default channel), its packages pinned now."""
+    from deployments.services.lifecycles import default_channel
+
     require_permission(actor, Permission.RELEASE_CREATE, space=project.space)
+    if channel is not None and channel.project_id != project.pk:
+        raise ValidationError({"ChannelId": [f"{channel.name} is not a channel of {project.name}."]})
+    channel = channel or default_channel(project)
     version = (version or "").strip() or next_release_version(project)
     if len(version) > 50 or not re.fullmatch(r"[0-9A-Za-z.+\-_]+", version):
         raise ValidationError({"Version": ["A version is letters, digits, dots, dashes, pluses or underscores (at most 50)."]})
@@ -104,10 +134,13 @@ def create_release(*, actor: User, project: Project, version: str = "", release_
     if not steps.exists():
         raise ValidationError({"Project": [f"{project.name} has no deployment process steps yet: add one first."]})
     release = Release.objects.create(project=project, version=version, release_notes=release_notes, created_by=actor,
-                                     process_snapshot=process_snapshot(steps, project.space),
+                                     channel=channel, process_snapshot=process_snapshot(steps, project.space, package_versions),
                                      variables_snapshot=variables_snapshot(project))
     record_event(actor=actor, category=Event.Category.CREATED, document=release,
                  message=f"Release {version} of {project.name} was created", changes={"version": [None, version]})
+    from deployments.services.lifecycles import deploy_automatically
+
+    deploy_automatically(actor=actor, release=release)  # the first phase's automatic environments
     return release
 
 
@@ -121,6 +154,11 @@ def deploy_release(*, actor: User, release: Release, environment: Environment, u
     project = release.project
     require_permission(actor, Permission.DEPLOYMENT_CREATE, space=project.space)
     _check_environment(project, environment)
+    if project.is_disabled:
+        raise ValidationError({"ProjectId": [f"{project.name} is disabled: enable it to deploy."]})
+    from deployments.services.lifecycles import require_promotable
+
+    require_promotable(release, environment)
     pools = pools_used(release.process_snapshot, release.variables_snapshot, project.space, environment)
     require_pools_usable(actor, pools)
     from deployments.tasks import run_server_task_task
@@ -138,14 +176,19 @@ def deploy_release(*, actor: User, release: Release, environment: Environment, u
 
 
 @transaction.atomic
-def run_runbook(*, actor: User, runbook: Runbook, environment: Environment) -> RunbookRun:
+def run_runbook(*, actor: User, runbook: Runbook, environment: Environment, snapshot: RunbookSnapshot | None = None,
+                use_guided_failure: bool = False) -> RunbookRun:
+    """Runs `snapshot` (a frozen process and variables) when given, else the runbook's process as it is now.
+    `use_guided_failure`: a failed step waits for Retry, Ignore or Fail (as it does in a guided-failure environment)."""
     project = runbook.project
     require_permission(actor, Permission.RUNBOOK_RUN, space=project.space)
     _check_environment(project, environment)
-    steps = process_snapshot(runbook.steps.all(), project.space)
+    if snapshot is not None and snapshot.runbook_id != runbook.pk:
+        raise ValidationError({"Snapshot": [f"{snapshot.name} is not a snapshot of {runbook.name}."]})
+    steps = snapshot.process_snapshot if snapshot else process_snapshot(runbook.steps.all(), project.space)
     if not steps:
         raise ValidationError({"Runbook": [f"{runbook.name} has no steps yet: add one first."]})
-    variables = variables_snapshot(project)
+    variables = snapshot.variables_snapshot if snapshot else variables_snapshot(project)
     pools = pools_used(steps, variables, project.space, environment)
     require_pools_usable(actor, pools)
     from deployments.tasks import run_server_task_task
@@ -153,7 +196,8 @@ def run_runbook(*, actor: User, runbook: Runbook, environment: Environment) -> R
     task = queue_server_task(space=project.space, name="RunbookRun", created_by=actor, celery_task=run_server_task_task,
                              description=f"Run {runbook.name} in {environment.name}",
                              arguments={"RunbookId": runbook.octopus_id, "EnvironmentId": environment.octopus_id,
-                                        "Process": steps, "Variables": variables},
+                                        **({"RunbookSnapshotId": snapshot.octopus_id} if snapshot else {}),
+                                        **({"UseGuidedFailure": True} if use_guided_failure else {}), "Process": steps, "Variables": variables},
                              project=project, environment=environment, pools=pools)
     run = RunbookRun.objects.create(runbook=runbook, environment=environment, task=task)
     record_event(actor=actor, category=Event.Category.CREATED, document=run,

@@ -9,7 +9,7 @@ from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from infrastructure.models import Account, MachinePolicy, Worker, WorkerPool
-from portal.api.base import SpaceScopedSerializer
+from portal.api.base import SpaceScopedSerializer, StrictSerializer
 
 _TIMESPAN_RE = re.compile(r"^(?:(\d+)\.)?(\d{1,2}):(\d{2}):(\d{2})(?:\.\d+)?$")
 
@@ -68,7 +68,7 @@ class WorkerPoolSerializer(SpaceScopedSerializer):
                 "Web": f"/Spaces-{obj.space_id}/infrastructure/workerpools/{obj.pk}/"}
 
 
-class WorkerPoolWriteSerializer(serializers.Serializer):
+class WorkerPoolWriteSerializer(StrictSerializer):
     Name = serializers.CharField(allow_blank=True, max_length=200)  # the model's length
     Description = serializers.CharField(required=False, allow_blank=True, default="")
     WorkerPoolType = serializers.ChoiceField(choices=WorkerPool.PoolType.values, required=False, default=WorkerPool.PoolType.STATIC)
@@ -147,7 +147,7 @@ class WorkerSerializer(SpaceScopedSerializer):
                 "Web": f"/Spaces-{obj.space_id}/infrastructure/workers/{obj.pk}/"}
 
 
-class EndpointWriteSerializer(serializers.Serializer):
+class EndpointWriteSerializer(StrictSerializer):
     CommunicationStyle = serializers.ChoiceField(choices=Worker.CommunicationStyle.values)
     Uri = serializers.CharField(required=False, allow_blank=True, default="", max_length=300)
     Thumbprint = serializers.CharField(required=False, allow_blank=True, default="", max_length=200)
@@ -157,7 +157,7 @@ class EndpointWriteSerializer(serializers.Serializer):
     AccountId = serializers.CharField(required=False, allow_null=True, allow_blank=True, default=None)
 
 
-class WorkerWriteSerializer(serializers.Serializer):
+class WorkerWriteSerializer(StrictSerializer):
     Name = serializers.CharField(allow_blank=True, max_length=200)  # the model's length
     WorkerPoolIds = serializers.ListField(child=serializers.CharField(), allow_empty=True)
     MachinePolicyId = serializers.CharField(required=False, allow_null=True, allow_blank=True, default=None)
@@ -209,18 +209,18 @@ class MachinePolicySerializer(SpaceScopedSerializer):
                 "DeleteMachinesElapsedTimeSpan": format_timespan(obj.delete_after)}
 
 
-class _ScriptPolicyInput(serializers.Serializer):
+class _ScriptPolicyInput(StrictSerializer):
     RunType = serializers.CharField(required=False)
     ScriptBody = serializers.CharField(required=False, allow_blank=True, max_length=100_000)
 
 
-class _HealthCheckInput(serializers.Serializer):
+class _HealthCheckInput(StrictSerializer):
     HealthCheckInterval = TimeSpanField(required=False)
     HealthCheckType = serializers.ChoiceField(choices=MachinePolicy.HealthCheckType.values, required=False)
     BashHealthCheckPolicy = _ScriptPolicyInput(required=False)
 
 
-class MachinePolicyWriteSerializer(serializers.Serializer):
+class MachinePolicyWriteSerializer(StrictSerializer):
     Name = serializers.CharField(allow_blank=True, max_length=100)  # the model's length
     Description = serializers.CharField(required=False, allow_blank=True)
     MachineHealthCheckPolicy = _HealthCheckInput(required=False)

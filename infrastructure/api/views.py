@@ -135,6 +135,21 @@ class WorkerPoolViewSet(SpaceScopedViewSet):
             _reraise_for_api(error)
         return Response(status=status.HTTP_204_NO_CONTENT)
 
+    @extend_schema(request={"application/json": {"type": "array", "items": {"type": "string"}}},
+                   responses={200: s.WorkerPoolSerializer(many=True)})
+    @action(detail=False, methods=["put"], pagination_class=None)
+    def sortorder(self, request, *args, **kwargs):
+        """`PUT` every pool id of the space in its new order, as Octopus's client sorts pools."""
+        space = self.require_edit()
+        ids = request.data
+        if not isinstance(ids, list) or not all(isinstance(i, str) for i in ids):
+            raise ApiValidationError({"Ids": ["Send the worker pool ids as a list, in order."]})
+        try:
+            pools.reorder_worker_pools(actor=request.user, space=space, ordered_ids=[WorkerPool.pk_from_octopus_id(i) or 0 for i in ids])
+        except ValidationError as error:
+            _reraise_for_api(error)
+        return Response(self.get_serializer(WorkerPool.objects.filter(space=space).order_by("sort_order", "name"), many=True).data)
+
     @extend_schema(responses=s.WorkerSerializer(many=True))
     @action(detail=True, methods=["get"])
     def workers(self, request, *args, **kwargs):

@@ -2,12 +2,57 @@
 
 from __future__ import annotations
 
+from django.http import QueryDict
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 
-class OctopusSerializer(serializers.ModelSerializer):
+def _json_type(value) -> str:
+    return {bool: "a boolean", int: "a number", float: "a number", str: "a string", list: "a list", dict: "an object"}.get(
+        type(value), type(value).__name__)
+
+
+def type_errors(fields, data) -> dict[str, list[str]]:
+    """JSON types checked before DRF's coercions, which would take "yes" for true and 123 for the name "123"."""
+    if not isinstance(data, dict) or isinstance(data, QueryDict):  # form posts carry only strings
+        return {}
+    errors = {}
+    for name, field in fields.items():
+        if field.read_only or name not in data or data[name] is None:
+            continue
+        value = data[name]
+        if isinstance(field, serializers.BooleanField):
+            wanted, ok = "true or false", isinstance(value, bool)
+        elif isinstance(field, (serializers.IntegerField, serializers.FloatField, serializers.DecimalField)):
+            wanted, ok = "a number", isinstance(value, (int, float)) and not isinstance(value, bool)
+        elif isinstance(field, (serializers.CharField, serializers.ChoiceField, serializers.DateTimeField, OctopusIdField)):
+            wanted, ok = "a string", isinstance(value, str)
+        elif isinstance(field, (serializers.ListField, serializers.ListSerializer)):
+            wanted, ok = "a list", isinstance(value, list)
+        elif isinstance(field, (serializers.DictField, serializers.Serializer)):
+            wanted, ok = "an object", isinstance(value, dict)
+        else:
+            continue
+        if not ok:
+            errors[name] = [f"Expected {wanted}, not {_json_type(value)}."]
+    return errors
+
+
+class StrictTypesMixin:
+    """A string where a boolean or number belongs (or the reverse) is a 400 naming the field, and changes nothing."""
+
+    def to_internal_value(self, data):
+        if errors := type_errors(self.fields, data):
+            raise serializers.ValidationError(errors)
+        return super().to_internal_value(data)
+
+
+class StrictSerializer(StrictTypesMixin, serializers.Serializer):
+    """The base of every API input serializer."""
+
+
+class OctopusSerializer(StrictTypesMixin, serializers.ModelSerializer):
     """Subclasses declare PascalCase fields with `source=` and a `self_link` template such as
     "/api/spaces/{id}". `Id` and `Links` come from here."""
 

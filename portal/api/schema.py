@@ -57,6 +57,13 @@ class OctopusAutoSchema(AutoSchema):
         # The scoped route and its unscoped alias would otherwise share one id.
         return f"space_{operation_id}" if "{space_id}" in self.path else operation_id
 
+    def get_operation(self, *args, **kwargs):
+        operation = super().get_operation(*args, **kwargs)
+        # An id a view fixes with @extend_schema(operation_id=…) skips get_operation_id: scope it here too.
+        if operation and "{space_id}" in self.path and not operation.get("operationId", "").startswith("space_"):
+            operation["operationId"] = f"space_{operation['operationId']}"
+        return operation
+
     def error_codes(self) -> set[int]:
         codes = {400}
         if not any(isinstance(permission, AllowAny) for permission in self.view.get_permissions()):

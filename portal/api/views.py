@@ -20,6 +20,9 @@ from portal.services.access import get_space_for_user, has_permission, require_p
 from portal.services.audit import events_visible_to
 
 VERSION = "0.1.0"
+# The Octopus Server version whose REST API Reef answers in: Octopus's own clients read `Version` from the root
+# document and refuse the executions API (releases/create/v1, …) below 2022.3.
+OCTOPUS_VERSION = "2024.1.0"
 
 
 class ApiRootView(APIView):
@@ -30,7 +33,8 @@ class ApiRootView(APIView):
         return Response(
             {
                 "Application": "Reef",
-                "Version": VERSION,
+                "Version": OCTOPUS_VERSION,
+                "ReefVersion": VERSION,
                 "ApiVersion": "3.0.0",
                 "Links": {
                     "Self": "/api",

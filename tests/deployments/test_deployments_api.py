@@ -24,7 +24,8 @@ def test_create_a_release_deploy_it_and_read_the_task(api_client, administrator,
     assert client.get(f"/api/tasks/{task_id}").json()["State"] == "Success"
     assert "api hello" in b"".join(client.get(f"/api/tasks/{task_id}/raw").streaming_content).decode()
     process = client.get(f"/api/projects/{project.octopus_id}/deploymentprocesses").json()
-    assert process["Steps"][0]["Actions"][0]["Properties"]["Octopus.Action.RunOnServer"] == "True"
+    assert process["Steps"][0]["Actions"][0]["Properties"]["Octopus.Action.RunOnServer"] == "true"  # Octopus writes it lower-case
+    assert process["Steps"][0]["Actions"][0]["WorkerPoolId"] is None  # the server: the default pool
     assert client.get(f"/api/{space.octopus_id}/projects/{project.octopus_id}/releases").json()["TotalResults"] == 1
 
 

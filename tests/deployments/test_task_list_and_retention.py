@@ -6,7 +6,7 @@ import pytest
 from django.utils import timezone
 
 from deployments.models import ServerTask
-from deployments.services import deploy, logstore
+from deployments.services import deploy, lifecycles, logstore
 from deployments.services.tasks import TaskLog, apply_log_retention
 from tests.deployments.conftest import add_step
 
@@ -15,6 +15,10 @@ pytestmark = pytest.mark.django_db
 
 def test_the_tasks_page_filters_by_project_environment_and_state(page_client, administrator, project, production, staging, space):
     add_step(project, "Hello", "echo hi")
+    # One phase holding both environments: either may be deployed to first.
+    project.lifecycle = lifecycles.save_lifecycle(actor=administrator, space=space, name="Anywhere", phases=[
+        lifecycles.PhaseSpec(name="All", optional_environments=[staging, production])])
+    project.save()
     release = deploy.create_release(actor=administrator, project=project)
     deploy.deploy_release(actor=administrator, release=release, environment=production)
     deploy.deploy_release(actor=administrator, release=release, environment=staging)

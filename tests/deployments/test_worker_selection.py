@@ -3,7 +3,7 @@
 import pytest
 
 from deployments.models import ServerConfiguration, Variable, WorkerLease
-from deployments.services import deploy
+from deployments.services import deploy, lifecycles
 from tests.deployments.conftest import add_step, deploy_and_run, log_text
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -78,7 +78,15 @@ def test_round_robin_spreads_tasks_across_three_agents(agents, administrator, pr
     assert not WorkerLease.objects.exists()  # leases end with their tasks
 
 
+def _in_any_order(administrator, project, *environments) -> None:
+    """One phase holding the environments: these tests deploy to them in any order (promotion has its own tests)."""
+    project.lifecycle = lifecycles.save_lifecycle(actor=administrator, space=project.space, name="Any order", phases=[
+        lifecycles.PhaseSpec(name="All", optional_environments=list(environments))])
+    project.save()
+
+
 def test_a_worker_pool_variable_picks_the_pool_per_environment(agents, administrator, project, production, staging, make_pool):
+    _in_any_order(administrator, project, production, staging)
     prod_pool, staging_pool = make_pool("Prod workers"), make_pool("Staging workers")
     agents.start("prod-box", [prod_pool])
     agents.start("staging-box", [staging_pool])
@@ -94,6 +102,7 @@ def test_a_worker_pool_variable_picks_the_pool_per_environment(agents, administr
 
 
 def test_a_pool_variable_without_a_value_for_the_environment_fails_clearly(administrator, project, production, staging, make_pool):
+    _in_any_order(administrator, project, production, staging)
     variable = Variable.objects.create(project=project, name="DeployPool", type="WorkerPool", worker_pool=make_pool("P"))
     variable.environments.set([staging])
     add_step(project, "Deploy", "echo hi", worker_pool_variable="DeployPool")

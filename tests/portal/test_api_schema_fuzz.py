@@ -6,15 +6,19 @@ data and not only 404. Revoking API keys is left out: it would revoke the key th
 
 from __future__ import annotations
 
+import io
 import re
 import subprocess
 import sys
 import urllib.request
+import zipfile
 
 import pytest
+from django.core.files.uploadedfile import SimpleUploadedFile
 
-from deployments.models import Environment, Project, Step
-from deployments.services import deploy
+from deployments.models import DeploymentTarget, Environment, Interruption, Project, Step
+from deployments.services import catalog, deploy, lifecycles, processes
+from deployments.services.orchestrator import run_server_task
 from infrastructure.models import MachinePolicy, WorkerPool
 from infrastructure.services import accounts
 from portal.models import Event, ScopedUserRole, Team, User, UserRole
@@ -41,6 +45,27 @@ def existing_ids(administrator: User) -> dict[str, str]:
                                     username="deployer", password="s3cret-Value")
     team = Team.objects.exclude(space__isnull=True).first() or Team.objects.first()
     spare = create_space(actor=administrator, name="Fuzzed")  # PUT and DELETE may change it; the default space stays
+    # The write API's resources (issue 13): a runbook with a snapshot and a run, a target, a package, and an
+    # interruption a task really waits at (a manual step, run here up to its pause).
+    runbook = catalog.create_runbook(actor=administrator, project=project, name="Restart")
+    Step.objects.create(project=project, runbook=runbook, name="Restart it", script_body="echo restart", sort_order=0,
+                        location=Step.Location.SERVER)
+    snapshot = processes.create_runbook_snapshot(actor=administrator, runbook=runbook, publish=True)
+    run = deploy.run_runbook(actor=administrator, runbook=runbook, environment=environment)
+    target = catalog.create_deployment_target(actor=administrator, space=space, name="web-01", kind=DeploymentTarget.Kind.CLOUD_REGION,
+                                              roles=["web"], environments=[environment])
+    archive = io.BytesIO()
+    with zipfile.ZipFile(archive, "w") as z:
+        z.writestr("run.sh", "echo hi")
+    package = catalog.store_package(actor=administrator, space=space, package_id="hello", version="1.0.0",
+                                    upload=SimpleUploadedFile("hello.1.0.0.zip", archive.getvalue(), content_type="application/zip"))
+    gated = Project.objects.create(space=space, name="Gated", slug="gated")
+    Step.objects.create(project=gated, name="Gate", action_type=Step.ActionType.MANUAL, location=Step.Location.SERVER,
+                        instructions="Look at the graphs", sort_order=0)
+    gate = deploy.deploy_release(actor=administrator, release=deploy.create_release(actor=administrator, project=gated),
+                                 environment=environment)
+    run_server_task(gate.task.pk)
+    interruption = Interruption.objects.get(task=gate.task, is_pending=True)
     return {
         "spaces": spare.octopus_id, "users": administrator.octopus_id, "teams": team.octopus_id,
         "userroles": UserRole.objects.first().octopus_id, "events": Event.objects.first().octopus_id,
@@ -48,14 +73,22 @@ def existing_ids(administrator: User) -> dict[str, str]:
         "tasks": deployment.task.octopus_id, "workerpools": WorkerPool.objects.get(space=space, is_default=True).octopus_id,
         "machinepolicies": MachinePolicy.objects.filter(space=space).first().octopus_id, "accounts": account.octopus_id,
         "environments": environment.octopus_id, "projects": project.octopus_id, "releases": release.octopus_id,
-        "deployments": deployment.octopus_id, "workers": "Workers-1", "runbookRuns": "RunbookRuns-1",
+        "deployments": deployment.octopus_id, "workers": "Workers-1", "runbookRuns": run.octopus_id, "runbook-runs": run.octopus_id,
+        "projectgroups": lifecycles.default_project_group(space).octopus_id, "lifecycles": lifecycles.default_lifecycle(space).octopus_id,
+        "channels": lifecycles.default_channel(project).octopus_id, "variables": f"variableset-{project.octopus_id}",
+        "runbooks": runbook.octopus_id, "runbookSnapshots": snapshot.octopus_id, "runbookProcesses": f"RunbookProcess-{runbook.octopus_id}",
+        "path.project_id": project.octopus_id, "path.version": release.version, "path.rerun_id": deployment.task.octopus_id,
+        "interruptions": interruption.octopus_id, "feeds": "feeds-builtin", "packages": package.octopus_id, "machines": target.octopus_id,
     }
 
 
 def config_file(tmp_path, ids: dict[str, str]) -> str:
-    lines = ['[parameters]', '"path.space_id" = "Spaces-1"', '"path.user_id" = "me"', ""]
+    lines = ['[parameters]', '"path.space_id" = "Spaces-1"', '"path.user_id" = "me"']
+    lines += [f'"{name}" = "{value}"' for name, value in ids.items() if name.startswith("path.")] + [""]
     for segment, octopus_id in ids.items():
-        lines += ["[[operations]]", f'include-path-regex = "/{re.escape(segment)}/\\\\{{id\\\\}}"',
+        if segment.startswith("path."):
+            continue
+        lines += ["[[operations]]", f'include-path-regex = "/{re.escape(segment).replace(chr(92), chr(92) * 2)}/\\\\{{id\\\\}}"',
                   f'parameters = {{ "path.id" = "{octopus_id}" }}', ""]
     path = tmp_path / "schemathesis.toml"
     path.write_text("\n".join(lines))
