@@ -10,6 +10,7 @@ from __future__ import annotations
 import atexit
 import contextlib
 import os
+import shutil
 import socket
 import subprocess
 import tempfile
@@ -18,7 +19,9 @@ import time
 os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")  # Playwright's sync API runs a loop in the test thread
 os.environ.setdefault("REEF_HTTPS", "0")
 os.environ.setdefault("REEF_TEST_FAST_HASHER", "1")
-os.environ.setdefault("REEF_VAR_DIR", tempfile.mkdtemp(prefix="reef-test-var-"))
+if "REEF_VAR_DIR" not in os.environ:
+    os.environ["REEF_VAR_DIR"] = tempfile.mkdtemp(prefix="reef-test-var-")
+    atexit.register(shutil.rmtree, os.environ["REEF_VAR_DIR"], ignore_errors=True)  # runs never pile up in /tmp
 os.environ.setdefault("REEF_CHANNEL_PREFIX", f"reef-test-{os.getpid()}:asgi")
 os.environ.setdefault("REEF_STREAM_PREFIX", f"reef-test-{os.getpid()}")
 os.environ.setdefault("REEF_TASK_QUEUE", f"reef.servertasks.test-{os.getpid()}")  # test sessions never take each other's tasks
