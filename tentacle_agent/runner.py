@@ -235,6 +235,11 @@ def _decode(value: str) -> str:
 MIN_SECRET_LINE = 4
 
 
+def bash_line_endings(body: str) -> str:
+    """Browsers send a textarea's lines ending in CRLF; bash would read `id\r` as the command name."""
+    return body.replace("\r\n", "\n")
+
+
 def secret_forms(value: str) -> set[str]:
     """What to mask for one sensitive value: the value, and each non-blank line of a multi-line one
     (output is split into lines, so a multi-line secret only ever shows up line by line). Lines of
@@ -685,7 +690,7 @@ class ScriptRunner:
                               for v in variables)
         _write_private(work / "bootstrap.sh", 'rm -f -- "$0"\ndeclare -A octopus_parameters\n' + assignments + BASH_BOOTSTRAP +
                        'cd "$(dirname "$0")"\nsource ./script.sh\n')
-        _write_private(work / "script.sh", body)
+        _write_private(work / "script.sh", bash_line_endings(body))
         return ["bash", "bootstrap.sh"]
 
     def _execute(self, script: Script, account: pwd.struct_passwd | None) -> None:

@@ -28,7 +28,7 @@ from infrastructure.services.accounts import account_secrets
 from infrastructure.transports import RetryCallback, TransportError, TrustError, WorkerUnreachable, new_ticket
 from infrastructure.transports.envelope import EnvelopeTransport
 from tentacle_agent.protocol import CollectedArtifact, CompleteResult, HealthResult, ScriptStatus, StartScriptCommand
-from tentacle_agent.runner import _ATTRIBUTE, _SERVICE_MESSAGE, BASH_BOOTSTRAP, MAX_LINE, Script, ScriptRunner
+from tentacle_agent.runner import _ATTRIBUTE, _SERVICE_MESSAGE, BASH_BOOTSTRAP, MAX_LINE, Script, ScriptRunner, bash_line_endings
 
 TOOLS = ["bash", "sh", "python3", "pwsh", "kubectl", "az", "aws", "terraform", "docker", "helm", "gcloud"]
 
@@ -459,7 +459,7 @@ class _BashScript:
                               for v in variables)
         bootstrap = ("declare -A octopus_parameters\n" + assignments + BASH_BOOTSTRAP +
                      'cd "$(dirname "$0")"\nsource ./script.sh\n').encode()
-        body = command["ScriptBody"].encode()
+        body = bash_line_endings(command["ScriptBody"]).encode()
         work = f"{REMOTE_HOME}/bash/Work/{ticket}"
         timeout = command.get("TimeoutSeconds")
         runner = f"timeout -s KILL {int(timeout)} bash bootstrap.sh" if timeout else "bash bootstrap.sh"

@@ -95,3 +95,9 @@ def test_a_script_nobody_reads_waits_for_its_reader_and_loses_no_line(tmp_path):
             break
     assert seen == [str(n) for n in range(1, 200001)]
     assert max(held) <= KEEP_FETCHED_LINES + MAX_UNFETCHED_LINES + READ_CHUNK // 5
+
+
+def test_a_bash_script_typed_in_a_browser_runs_with_its_crlf_line_endings(agent):
+    """A textarea submits CRLF: `id\\r` must not become an unknown command, nor `>&2\\r` a file named `2\\r`."""
+    _, lines, status = agent.run("echo one\r\necho two >&2\r\nprintf '%s' done\r\n")
+    assert status["ExitCode"] == 0 and sorted(line["Text"] for line in lines) == ["done", "one", "two"], lines

@@ -35,7 +35,7 @@ def test_define_a_project_deploy_it_and_read_the_workers_name(live_reef, page, t
     page.select_option("#id_environment", label="Production")
     page.click("#deploy")
     page.wait_for_selector("#task-log:has-text('Hello from browser-worker-1 in Production')", timeout=60000)
-    page.wait_for_selector("text=Success", timeout=30000)
+    page.wait_for_selector("#task-steps:has-text('browser-worker-1')", timeout=30000)  # refreshed at the end
     log = page.inner_text("#task-log")
     assert "browser-worker-1 was chosen because round-robin among 1 healthy workers of Browser workers" in log
     assert "browser-worker-1" in page.inner_text("#task-steps")

@@ -288,6 +288,11 @@ class Node:
     def raw_log(self, task_id: str) -> str:
         return self.api("GET", f"/api/tasks/{task_id}/raw")
 
+    def wait_for_healthy(self, worker_id: str, timeout: float = 60) -> dict:
+        """A restarted agent polls again and is checked within seconds: until then it is Unavailable."""
+        return wait_until(lambda: (w := self.api("GET", f"/api/workers/{worker_id}"))["HealthStatus"] == "Healthy" and w,
+                          timeout=timeout, interval=0.5, what=f"{worker_id} Healthy again")
+
     def worker_id(self, name: str) -> str:
         return next(w["Id"] for w in self.api("GET", "/api/workers?take=1000")["Items"] if w["Name"] == name)
 

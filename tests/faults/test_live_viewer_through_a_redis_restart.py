@@ -3,7 +3,7 @@ every line exactly once, in order."""
 
 import re
 
-from tests.e2e.conftest import browser, page, sign_in  # noqa: F401 - fixtures
+from tests.e2e.conftest import sign_in
 from tests.faults.harness import wait_until
 
 TICKS = 200

@@ -25,5 +25,6 @@ def test_ctrl_c_mid_task_then_start_again_leaves_nothing_executing(cluster):
     assert done["State"] == "Failed" and "node-a restarted" in done["ErrorMessage"], done
     wait_until(lambda: not processes_in(work), timeout=60, what="no script left on the worker")
     cluster.aftermath()
+    node.wait_for_healthy(cluster.worker)
     again = node.run_script(cluster.worker, 'echo "running again"')
     assert node.wait_for_task(again, timeout=120)["State"] == "Success"
