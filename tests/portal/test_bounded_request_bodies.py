@@ -13,6 +13,7 @@ import select
 import socket
 import struct
 import subprocess
+import urllib.request
 import sys
 import threading
 import time
@@ -251,3 +252,28 @@ def test_a_300mb_package_upload_is_streamed_to_disk_and_stored_by_its_sha256(dap
     stored = settings.VAR_DIR / "packages" / package.sha256
     assert stored.stat().st_size == package.size
     assert time.monotonic() - started < 120
+
+
+def test_two_thousand_idle_sockets_cost_daphne_no_threads_and_little_memory(daphne):
+    """Slow or idle clients hold a socket each, not a thread: daphne (Twisted) serves them from one loop,
+    answers a real request meanwhile, and its memory is back within the slack once they are gone."""
+    import resource
+
+    process, port = daphne
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, min(hard, 4096)), hard))
+    threads = lambda: int(next(line for line in open(f"/proc/{process.pid}/status") if line.startswith("Threads:")).split()[1])  # noqa: E731
+    before_threads, before_rss = threads(), rss(process.pid)
+    idle = []
+    try:
+        for _ in range(2000):
+            idle.append(socket.create_connection(("127.0.0.1", port), timeout=10))
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=30) as answer:
+            assert answer.status == 200
+        assert threads() <= before_threads + 10, "a thread per idle socket"
+    finally:
+        for sock in idle:
+            sock.close()
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=30) as answer:
+        assert answer.status == 200
+    assert rss(process.pid) - before_rss < RSS_SLACK
