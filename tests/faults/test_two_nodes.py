@@ -73,8 +73,11 @@ def test_a_dead_nodes_tasks_are_failed_by_the_other_within_60s_and_scheduled_job
 
     # Two nodes, two names, one scheduler.
     # Node B's task runner writes its row once it is ready: seconds on a busy machine.
-    page = wait_until(lambda: (p := _nodes_page(node_b)) if "node-a" in p and "node-b" in p else None,
-                      timeout=60, interval=0.5, what="both nodes on the Nodes page")
+    def both_listed():
+        page = _nodes_page(node_b)
+        return page if "node-a" in page and "node-b" in page else None
+
+    page = wait_until(both_listed, timeout=60, interval=0.5, what="both nodes on the Nodes page")
     assert "runs the scheduler" in page
     assert re.search(r'data-node="node-a">.*?<td class="text-end">5</td>\s*<td class="text-end">2</td>', page, re.S), page
     window_start = (_sent_pings(a), _sent_pings(node_b))
