@@ -79,9 +79,13 @@ def measured(root: int) -> dict[int, tuple[str, float]]:
 
 def short_name(line: str) -> str:
     words = line.split()
+    if any(word.endswith("portal/supervisor.py") for word in words):
+        return "supervisor (portal/supervisor.py, after manage.py serve set Reef up)"
     for marker in ("serve", "daphne", "run_polling_endpoint", "beat", "worker"):
         if marker in words:
             if marker == "worker":
+                if "--beat-thread" in words:
+                    return "task runner (Celery threads: server tasks, health checks, beat)"
                 return "celery worker (" + ("threads: task runner" if "threads" in words else "prefork") + ")"
             return {"serve": "manage.py serve (supervisor)", "run_polling_endpoint": "polling endpoint"}.get(marker, marker)
     return " ".join(words[1:4])
@@ -128,14 +132,17 @@ def main() -> None:
         import django
 
         django.setup()
-        from deployments.models import Environment, Project, ServerTask, Step
+        from deployments.models import Environment, Lifecycle, Project, ServerTask, Step
         from deployments.services import deploy
         from portal.models import Space, User
 
         admin = User.objects.filter(is_superuser=True).first()
         space = Space.objects.default()
         environment_row = Environment.objects.create(space=space, name="Footprint")
-        project = Project.objects.create(space=space, name="Footprint", slug="footprint")
+        # A lifecycle of its own: the demo's Default Lifecycle would want Development deployed first.
+        lifecycle = Lifecycle.objects.create(space=space, name="Footprint")
+        lifecycle.phases.create(name="Footprint").optional_environments.add(environment_row)
+        project = Project.objects.create(space=space, name="Footprint", slug="footprint", lifecycle=lifecycle)
         Step.objects.create(project=project, name="Print", location=Step.Location.SERVER, syntax="Python",
                             script_body=f"import sys\nsys.stdout.writelines(f'line {{n}}\\n' for n in range({LINES}))\n")
         release = deploy.create_release(actor=admin, project=project)

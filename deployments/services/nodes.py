@@ -33,7 +33,7 @@ from deployments.services.tasks import TaskLog, db_connection_lost, reopen_db_co
 logger = logging.getLogger(__name__)
 
 State = ServerTask.State
-HEALTH = "Health"  # health checks run in the Celery worker; every other kind in the task runner
+HEALTH = "Health"  # health checks run from the health queue; every other kind from the server task queue
 
 
 def scheduler_key() -> str:
@@ -180,14 +180,19 @@ class UnfinishedTaskWatch:
 
 # Reaping ---------------------------------------------------------------------------------------
 
-def reap_tasks_of_this_node(*, health_checks: bool) -> list[int]:
-    """At start: the tasks this node's previous process left unfinished are failed at once."""
-    kinds = ServerTask.objects.filter(name=HEALTH) if health_checks else ServerTask.objects.exclude(name=HEALTH)
+def reap_tasks_of_this_node(*, server_tasks: bool, health_checks: bool) -> list[int]:
+    """At start: the tasks this node's previous process left unfinished are failed at once (the kinds that
+    process ran: server tasks, health checks, or both when one worker runs both queues, as `make run` starts it)."""
+    kinds = ServerTask.objects.none()
+    if server_tasks:
+        kinds |= ServerTask.objects.exclude(name=HEALTH)
+    if health_checks:
+        kinds |= ServerTask.objects.filter(name=HEALTH)
     ids = list(kinds.filter(server_node=settings.REEF_NODE_NAME, state__in=[State.EXECUTING, State.CANCELING])
                .values_list("pk", flat=True))
     if not ids:
         return []
-    process = "Celery worker" if health_checks else "task runner"
+    process = "task runner" if server_tasks else "Celery worker"
     return fail_tasks_of_node(settings.REEF_NODE_NAME, only=ids,
                               reason=f"The server node {settings.REEF_NODE_NAME} restarted (its {process} stopped) while running this task")
 

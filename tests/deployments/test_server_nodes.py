@@ -47,14 +47,14 @@ def test_a_starting_node_fails_the_tasks_it_left_at_once(space, settings):
     settings.REEF_NODE_NAME = me = f"me-{uuid.uuid4().hex[:6]}"
     mine, health, other = executing_task(space, me), executing_task(space, me, "Health"), executing_task(space, "someone-else")
     ActivityNode.objects.create(task=mine, name="step", status="Running")
-    assert nodes.reap_tasks_of_this_node(health_checks=False) == [mine.pk]
+    assert nodes.reap_tasks_of_this_node(server_tasks=True, health_checks=False) == [mine.pk]
     mine.refresh_from_db()
     assert mine.state == "Failed" and f"The server node {me} restarted (its task runner stopped)" in mine.error_message
     assert sum(line.category == "Fatal" and "restarted" in line.text for line in logstore.iter_lines(task_id=mine.pk)) == 1
     assert not ActivityNode.objects.filter(task=mine, status="Running").exists()
-    # The Celery worker's health checks are its own to reap; another node's tasks are never touched.
+    # Health checks are reaped by the process that runs the health queue; another node's tasks are never touched.
     assert ServerTask.objects.get(pk=health.pk).state == "Executing"
-    assert nodes.reap_tasks_of_this_node(health_checks=True) == [health.pk]
+    assert nodes.reap_tasks_of_this_node(server_tasks=False, health_checks=True) == [health.pk]
     assert ServerTask.objects.get(pk=other.pk).state == "Executing"
 
 
