@@ -6,6 +6,7 @@ generated once into var/.
 
 import os
 import secrets
+import sys
 from pathlib import Path
 
 import dj_database_url
@@ -96,7 +97,6 @@ SESSION_COOKIE_AGE = envint("REEF_SESSION_SECONDS", 12 * 3600)
 X_FRAME_OPTIONS = "DENY"
 
 INSTALLED_APPS = [
-    "daphne",
     "django.contrib.admin",
     "django.contrib.auth",
     "django.contrib.contenttypes",
@@ -116,6 +116,10 @@ INSTALLED_APPS = [
     "infrastructure",
     "deployments",
 ]
+# daphne's app only gives `runserver` websockets, and loading it imports Twisted into every process
+# (the Celery worker, the polling endpoint, management commands): ~13 MB each.
+if sys.argv[1:2] == ["runserver"]:
+    INSTALLED_APPS.insert(0, "daphne")
 
 MIDDLEWARE = [
     "portal.api.errors.ApiErrorsMiddleware",  # outermost: every error under /api leaves as JSON

@@ -12,6 +12,9 @@ from infrastructure.transports.polling_endpoint import serve_polling_endpoint
 
 class Command(BaseCommand):
     help = "Serve the polling endpoint for polling tentacles (mutual TLS)."
+    # Django's checks would import every URL, view and API module into this process for good (tens of MB);
+    # `manage.py serve`, `migrate` and `check` run them.
+    requires_system_checks = []
 
     def add_arguments(self, parser):
         parser.add_argument("--bind", default=os.environ.get("REEF_POLLING_BIND", "0.0.0.0"))
