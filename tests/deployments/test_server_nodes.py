@@ -58,6 +58,16 @@ def test_a_starting_node_fails_the_tasks_it_left_at_once(space, settings):
     assert ServerTask.objects.get(pk=other.pk).state == "Executing"
 
 
+def test_a_node_whose_one_worker_runs_both_queues_fails_both_kinds_it_left(space, settings):
+    # `make run` starts one worker for server tasks and health checks: its restart leaves neither kind Executing.
+    settings.REEF_NODE_NAME = me = f"me-{uuid.uuid4().hex[:6]}"
+    mine, health = executing_task(space, me), executing_task(space, me, "Health")
+    assert sorted(nodes.reap_tasks_of_this_node(server_tasks=True, health_checks=True)) == sorted([mine.pk, health.pk])
+    for task in (mine, health):
+        task.refresh_from_db()
+        assert task.state == "Failed" and f"The server node {me} restarted (its task runner stopped)" in task.error_message
+
+
 @override_settings(REEF_NODE_HEARTBEAT_TTL=1)
 def test_a_dead_nodes_tasks_are_failed_and_its_workers_released_once_its_beat_is_gone(space):
     name = f"gone-{uuid.uuid4().hex[:6]}"
