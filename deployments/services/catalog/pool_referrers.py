@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from deployments.models import Environment, Release, ServerTask, Step, Variable
 from deployments.services.catalog.steps import step_where
+from deployments.services.snapshots import pool_pk
 from infrastructure.models import WorkerPool
 
 
@@ -24,8 +25,8 @@ def releases_using_pool(pool: WorkerPool) -> list[str]:
     found = []
     releases = Release.objects.filter(project__space=pool.space_id).select_related("project").order_by("project__name", "-created")
     for release in releases.iterator():
-        uses = any(step.get("WorkerPoolId") == pool.pk for step in release.process_snapshot or []) or any(
-            variable.get("WorkerPoolId") == pool.octopus_id for variable in release.variables_snapshot or [])
+        uses = any(pool_pk(step.get("WorkerPoolId")) == pool.pk for step in release.process_snapshot or []) or any(
+            pool_pk(variable.get("WorkerPoolId")) == pool.pk for variable in release.variables_snapshot or [])
         if not uses:
             continue
         deployed = set(release.deployments.filter(task__state=ServerTask.State.SUCCESS).values_list("environment_id", flat=True))
