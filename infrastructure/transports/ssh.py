@@ -28,7 +28,8 @@ from infrastructure.services.accounts import account_secrets
 from infrastructure.transports import RetryCallback, TransportError, TrustError, WorkerUnreachable, new_ticket
 from infrastructure.transports.envelope import EnvelopeTransport
 from tentacle_agent.protocol import CollectedArtifact, CompleteResult, HealthResult, ScriptStatus, StartScriptCommand
-from tentacle_agent.runner import _ATTRIBUTE, _SERVICE_MESSAGE, BASH_BOOTSTRAP, MAX_LINE, Script, ScriptRunner, bash_line_endings
+from tentacle_agent.bootstraps import BASH_BOOTSTRAP, bash_line_endings
+from tentacle_agent.script import ATTRIBUTE, MAX_LINE, SERVICE_MESSAGE, Script
 
 TOOLS = ["bash", "sh", "python3", "pwsh", "kubectl", "az", "aws", "terraform", "docker", "helm", "gcloud"]
 
@@ -535,9 +536,9 @@ class _BashScript:
             self.pid = int(text) if text.isdigit() else -1
             self.pid_known.set()
             return
-        match = _SERVICE_MESSAGE.match(text) if stream == "stdout" else None
+        match = SERVICE_MESSAGE.match(text) if stream == "stdout" else None
         if match:
-            _MESSAGES._service_message(self.script, match.group(1), dict(_ATTRIBUTE.findall(match.group(2))))
+            self.script.service_message(match.group(1), dict(ATTRIBUTE.findall(match.group(2))))
         else:
             self.script.add_line(stream, text)
 
@@ -578,16 +579,6 @@ class _BashScript:
         with _BashScript.lock:
             _BashScript.scripts.pop(self.ticket, None)
         return {"Artifacts": artifacts}
-
-
-class _MessageReader(ScriptRunner):
-    """The runner's service-message handling, used by Bash-only mode without a runner of its own."""
-
-    def __init__(self) -> None:  # no work root: nothing runs here
-        pass
-
-
-_MESSAGES = _MessageReader()
 
 
 def _wait_for_status(script: Script, after: int, wait: float) -> dict:
