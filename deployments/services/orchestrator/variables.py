@@ -23,7 +23,7 @@ FALSE_WORDS = {"", "false", "0", "no", "off"}
 
 
 def substitute(text: str, values: dict[str, str], sensitive: set[str] | frozenset[str] = frozenset()) -> str:
-    """Octopus's substitution (deployments/services/octostache.py): nested values, filters, #{if}, #{each}…;
+    """Octopus's substitution (deployments/services/octostache/): nested values, filters, #{if}, #{each}…;
     unknown names stay as written; a reference cycle raises SubstitutionError."""
     return VariableDictionary(values, sensitive=sensitive).evaluate(text or "")
 
