@@ -20,6 +20,7 @@ from django.views.decorators.http import require_POST
 from deployments.forms import DeployForm, NameForm, PackageForm, ReleaseForm, ScriptConsoleForm, StepForm, VariableForm
 from deployments.models import Deployment, Environment, Package, Project, Release, Runbook, ServerConfiguration, ServerTask, Step, Variable
 from deployments.services import catalog, deploy, lifecycles
+from deployments.services.snapshots import pool_pk
 from infrastructure.models import WorkerPool
 from infrastructure.views.shortcuts import may, refuse
 from portal.permissions import Permission as P
@@ -298,9 +299,9 @@ def release_detail(request, space, project_pk: int, pk: int):
 
 def _with_pool_names(space, steps: list[dict]) -> list[dict]:
     """Snapshot steps name their pool by id; the page shows its name (or that it has since been deleted)."""
-    names = dict(WorkerPool.objects.filter(space=space, pk__in=[s.get("WorkerPoolId") for s in steps if s.get("WorkerPoolId")])
+    names = dict(WorkerPool.objects.filter(space=space, pk__in=[pool_pk(s.get("WorkerPoolId")) for s in steps if s.get("WorkerPoolId")])
                  .values_list("pk", "name"))
-    return [{**step, "PoolName": names.get(step.get("WorkerPoolId"), "a deleted pool") if step.get("WorkerPoolId") else ""}
+    return [{**step, "PoolName": names.get(pool_pk(step.get("WorkerPoolId")), "a deleted pool") if step.get("WorkerPoolId") else ""}
             for step in steps]
 
 

@@ -1,6 +1,7 @@
 from rest_framework import serializers
 
 from deployments.models import ServerTask
+from deployments.services.snapshots import pool_id
 from portal.api.base import SpaceScopedSerializer
 
 
@@ -41,7 +42,7 @@ class ServerTaskSerializer(SpaceScopedSerializer):
         if obj.name == "AdHocScript" and obj.arguments.get("Process"):
             step = obj.arguments["Process"][0]
             arguments.update(ScriptBody=step["ScriptBody"], Syntax=step["Syntax"],
-                             WorkerPoolId=f"WorkerPools-{step['WorkerPoolId']}" if step["WorkerPoolId"] else None)
+                             WorkerPoolId=pool_id(step["WorkerPoolId"]))
         return arguments
 
     def get_FinishedSuccessfully(self, obj) -> bool:  # noqa: N802

@@ -15,7 +15,7 @@ import pytest
 from OpenSSL import SSL
 
 from infrastructure.services.certificates import current_server_certificate
-from infrastructure.transports.polling_endpoint import MAX_BODY, _TlsSocketIO
+from infrastructure.transports.polling_endpoint import MAX_BODY, TlsSocketIO
 from tests.agent.harness import wait_until
 from tests.infrastructure.test_polling_endpoint import StandInAgent, agent_certificate, endpoint, register_poller  # noqa: F401
 
@@ -84,7 +84,7 @@ def test_a_tls_read_that_would_block_waits_for_the_data_instead_of_ending_the_st
     server_side.setblocking(False)  # as the endpoint's liveness peek leaves it between reads
     buffer = bytearray(100)
     started = time.monotonic()
-    count = _TlsSocketIO(server).readinto(buffer)
+    count = TlsSocketIO(server).readinto(buffer)
     assert bytes(buffer[:count]) == b"the answer", "a read that would block is not end of stream"
     assert time.monotonic() - started >= 0.4
     client["tls"].close()
