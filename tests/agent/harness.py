@@ -7,10 +7,10 @@ import signal
 import subprocess
 import sys
 import threading
-import time
 from pathlib import Path
 
 from tests.e2e.conftest import ROOT, free_port
+from tests.waiting import wait_until
 
 
 def tentacle(home: Path, *args: str, env: dict | None = None, check: bool = True) -> subprocess.CompletedProcess:
@@ -75,14 +75,6 @@ class Agent:
                 self.kill()
 
 
-def wait_until(predicate, timeout: float = 30, interval: float = 0.1):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(interval)
-    raise TimeoutError("the condition did not come true in time")
 
 
 __all__ = ["Agent", "tentacle", "wait_until", "free_port"]
