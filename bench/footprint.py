@@ -115,7 +115,7 @@ def main() -> None:
                 break
             except OSError:
                 if time.monotonic() > deadline or serve.poll() is not None:
-                    raise SystemExit("Reef did not start within two minutes")
+                    raise SystemExit("Reef did not start within two minutes") from None
                 time.sleep(0.5)
         floor = baseline_mb(environment)
         time.sleep(IDLE_SECONDS)

@@ -47,7 +47,7 @@ def bare_pubsub() -> float:
 
     def count():
         received = 0
-        for message in subscriber.listen():
+        for _message in subscriber.listen():
             received += 1
             if received == LINES:
                 done.set()

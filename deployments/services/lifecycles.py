@@ -276,7 +276,7 @@ def is_implicit(space: Space, phases: list[PhaseSpec]) -> bool:
     return len(phases) == len(environments) and all(
         spec.name.strip() == e.name and not spec.automatic_environments and [x.pk for x in spec.optional_environments] == [e.pk]
         and not spec.is_optional_phase and spec.minimum_environments_before_promotion == 0
-        for spec, e in zip(phases, environments))
+        for spec, e in zip(phases, environments, strict=True))
 
 
 @transaction.atomic

@@ -56,7 +56,7 @@ def test_sensitive_values_are_masked_in_every_line_and_output_variable(runner):
 def test_stdout_and_stderr_are_kept_apart(runner):
     _, status = run(runner, "echo out; echo err >&2; exit 3")
     assert texts(status, "stdout") == ["out"] and texts(status, "stderr") == ["err"]
-    assert [l["Category"] for l in status["Logs"] if l["Stream"] == "stderr"] == ["Error"]
+    assert [line["Category"] for line in status["Logs"] if line["Stream"] == "stderr"] == ["Error"]
     assert status["ExitCode"] == 3 and "exited with code 3" in status["FailureMessage"]
 
 

@@ -68,7 +68,7 @@ def test_a_dead_nodes_tasks_are_failed_by_the_other_within_60s_and_scheduled_job
     # Node A runs these; node B starts after they were taken.
     tasks = [a.run_script(worker, f'for i in $(seq 1 900); do echo "long {n} $i"; sleep 0.1; done') for n in range(2)]
     for n, task in enumerate(tasks):
-        wait_until(lambda: f"long {n} 5" in a.raw_log(task), timeout=60, what=f"task {n} running")
+        wait_until(lambda n=n, task=task: f"long {n} 5" in a.raw_log(task), timeout=60, what=f"task {n} running")
     node_b.start()
 
     # Two nodes, two names, one scheduler.

@@ -158,7 +158,7 @@ def test_the_middleware_refuses_by_itself_under_any_asgi_server():
     seen = []
 
     async def app(scope, receive, send):
-        while (message := await receive())["more_body"]:
+        while (await receive())["more_body"]:
             pass
         seen.append(scope["path"])
         await send({"type": "http.response.start", "status": 204, "headers": []})
