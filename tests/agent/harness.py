@@ -77,4 +77,24 @@ class Agent:
 
 
 
-__all__ = ["Agent", "tentacle", "wait_until", "free_port"]
+def descendant_running(pid: int, command: str) -> bool:
+    """Whether a process under `pid` (its children, their children, …) runs exactly `command`."""
+    parents, commands = {}, {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                parents[int(entry.name)] = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+                commands[int(entry.name)] = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace").strip()
+            except (OSError, ValueError):
+                continue
+    for child, command_line in commands.items():
+        if command_line == command:
+            ancestor = parents.get(child)
+            while ancestor and ancestor != pid:
+                ancestor = parents.get(ancestor)
+            if ancestor == pid:
+                return True
+    return False
+
+
+__all__ = ["Agent", "tentacle", "wait_until", "free_port", "descendant_running"]
