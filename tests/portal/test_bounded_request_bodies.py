@@ -262,7 +262,9 @@ def test_two_thousand_idle_sockets_cost_daphne_no_threads_and_little_memory(daph
     process, port = daphne
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, min(hard, 4096)), hard))
-    threads = lambda: int(next(line for line in open(f"/proc/{process.pid}/status") if line.startswith("Threads:")).split()[1])  # noqa: E731
+    def threads():
+        return int(next(line for line in open(f"/proc/{process.pid}/status") if line.startswith("Threads:")).split()[1])
+
     before_threads, before_rss = threads(), rss(process.pid)
     idle = []
     try:
