@@ -27,7 +27,8 @@ def _check_private_key(private_key: str, passphrase: str) -> None:
             raise ValidationError({"passphrase": "The private key is encrypted: give its passphrase."}) from None
         except (paramiko.SSHException, ValueError):
             continue
-    raise ValidationError({"private_key": "This is not a private key Reef can read (OpenSSH or PEM; RSA, ECDSA or Ed25519), or the passphrase is wrong."})
+    raise ValidationError({"private_key": "This is not a private key Reef can read (OpenSSH or PEM; RSA, ECDSA or "
+                                          "Ed25519), or the passphrase is wrong."})
 
 
 @transaction.atomic

@@ -115,7 +115,8 @@ def _check_ssh_endpoint(space: Space, e: Endpoint, errors: dict[str, str]) -> No
     elif e.account.space_id != space.pk:
         errors["account_id"] = f"That account is not in {space.name}."
     elif e.account.account_type not in Account.SSH_TYPES:
-        errors["account_id"] = f"{e.account.name} is a {e.account.get_account_type_display()} account; SSH needs an SSH key pair or username/password account."
+        errors["account_id"] = (f"{e.account.name} is a {e.account.get_account_type_display()} account; "
+                                "SSH needs an SSH key pair or username/password account.")
     e.uri, e.thumbprint = "", ""
 
 

@@ -305,7 +305,8 @@ def leases(database_url: str) -> list:
 
 
 def numbered_lines_once(log: str, prefix: str, count: int) -> list[str]:
-    """What is wrong with the numbered lines `prefix N` (1..count) in a log: each must be there exactly once, in order."""
+    """What is wrong with the numbered lines `prefix N` (1..count) in a log: each must be there exactly once,
+    in order."""
     found = [int(m.group(1)) for m in re.finditer(rf"{re.escape(prefix)} (\d+)\b", log)]
     problems = []
     missing = sorted(set(range(1, count + 1)) - set(found))
