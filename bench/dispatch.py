@@ -147,7 +147,8 @@ def main() -> None:
               f"p95 {percentile_of(first_line, 0.95):.2f} ms")
         print(f"throughput: {succeeded} of {DEPLOYMENTS} one-line deployments over {WORKERS} workers in {elapsed:.1f} s, "
               f"{DEPLOYMENTS / elapsed:.1f} deployments/s (task cap {TASK_CAP})")
-        print(f"memory: {peak_running} concurrent {STEP_SECONDS}-second steps ({long_ok} of 10 tasks succeeded); task runner RSS "
+        print(f"memory: {peak_running} concurrent {STEP_SECONDS}-second steps "
+              f"({long_ok} of 10 tasks succeeded); task runner RSS "
               f"{idle_rss:.0f} MB idle, peak {peak:.0f} MB")
         idle_call, busy_call = statistics.median(idle_calls), statistics.median(busy_calls or idle_calls)
         print(f"deploy API call: median {idle_call:.2f} ms idle, {busy_call:.2f} ms while deployments run "

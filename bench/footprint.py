@@ -119,7 +119,7 @@ def main() -> None:
                 break
             except OSError:
                 if time.monotonic() > deadline or serve.poll() is not None:
-                    raise SystemExit("Reef did not start within two minutes")
+                    raise SystemExit("Reef did not start within two minutes") from None
                 time.sleep(0.5)
         floor = baseline_mb(environment)
         time.sleep(IDLE_SECONDS)
@@ -163,7 +163,8 @@ def main() -> None:
         print(f"idle {IDLE_SECONDS:.0f} s after start, {len(idle)} processes (demo agent and Redis apart):")
         for line, mb in sorted(idle.values(), key=lambda item: -item[1]):
             print(f"  {mb:6.1f} MB  {short_name(line)}")
-        print(f"peak while a step printed {LINES:,} lines (task {state}): {peak:.0f} MB in {len(peak_processes)} processes")
+        print(f"peak while a step printed {LINES:,} lines (task {state}): "
+              f"{peak:.0f} MB in {len(peak_processes)} processes")
         for line, mb in sorted(peak_processes.values(), key=lambda item: -item[1]):
             print(f"  {mb:6.1f} MB  {short_name(line)}")
         print(f"target: ≤ {TARGET_MB} MB idle in all: {'met' if idle_total <= TARGET_MB else 'NOT met'}")

@@ -200,7 +200,8 @@ def main() -> None:
                                       for _ in range(ROUNDS))
         bar = 2 * CONNECT_TIMEOUT + one_check
         during_median = statistics.median(during)
-        print(f"fleet: {WORKERS} polling workers, {LIVE} live, {WORKERS - LIVE} never started; policy connect timeout {CONNECT_TIMEOUT}s")
+        print(f"fleet: {WORKERS} polling workers, {LIVE} live, {WORKERS - LIVE} never started; "
+              f"policy connect timeout {CONNECT_TIMEOUT}s")
         print(f"health_sweep_settled: {settled_after:.2f} s (bar {bar:.2f} s = 2 × {CONNECT_TIMEOUT} s + one live check "
               f"{one_check:.3f} s, ratio {settled_after / bar:.2f})")
         print(f"celery_process_held: {max(held):.2f} s (slowest check's deadline {health.check_deadline(policy):.0f} s, "

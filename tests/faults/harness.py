@@ -18,6 +18,7 @@ from pathlib import Path
 import psycopg
 
 from tests.e2e.conftest import ROOT, free_port
+from tests.waiting import wait_until  # re-exported to the fault tests too
 
 PG = "postgresql://postgres@127.0.0.1:5432"
 def _redis_server() -> str:
@@ -34,15 +35,6 @@ def _redis_server() -> str:
 REDIS_SERVER = _redis_server()
 
 
-def wait_until(predicate, timeout: float = 30, interval: float = 0.1, what: str = "the condition"):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"{what} did not come true within {timeout}s")
-        time.sleep(interval)
 
 
 # Processes -------------------------------------------------------------------------------------
@@ -313,7 +305,8 @@ def leases(database_url: str) -> list:
 
 
 def numbered_lines_once(log: str, prefix: str, count: int) -> list[str]:
-    """What is wrong with the numbered lines `prefix N` (1..count) in a log: each must be there exactly once, in order."""
+    """What is wrong with the numbered lines `prefix N` (1..count) in a log: each must be there exactly once,
+    in order."""
     found = [int(m.group(1)) for m in re.finditer(rf"{re.escape(prefix)} (\d+)\b", log)]
     problems = []
     missing = sorted(set(range(1, count + 1)) - set(found))

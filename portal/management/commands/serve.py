@@ -52,15 +52,15 @@ class Command(BaseCommand, Supervisor):
     help = "Start Reef: migrate, find or start Redis, create the first administrator, run daphne and Celery."
 
     def add_arguments(self, parser):
-        parser.add_argument("--port", type=int, default=int(os.environ.get("PORT", "8000")))
-        parser.add_argument("--bind", default=os.environ.get("REEF_BIND", "127.0.0.1"))
+        parser.add_argument("--port", type=int, default=settings.REEF_PORT)
+        parser.add_argument("--bind", default=settings.REEF_BIND)
         parser.add_argument("--no-celery", action="store_true", help="serve pages and API only")
 
     def handle(self, *args, port: int, bind: str, no_celery: bool, **options):
         self.children: list[Child] = []
         self.stopping = False
-        self.stable_seconds = float(os.environ.get("REEF_SUPERVISOR_STABLE_SECONDS", self.stable_seconds))
-        self.stop_seconds = float(os.environ.get("REEF_STOP_SECONDS", self.stop_seconds))
+        self.stable_seconds = settings.REEF_SUPERVISOR_STABLE_SECONDS
+        self.stop_seconds = settings.REEF_STOP_SECONDS
         self.planned: list[tuple[str, list[str]]] = []
         var_dir = Path(settings.VAR_DIR)
         var_dir.mkdir(parents=True, exist_ok=True)
@@ -80,10 +80,10 @@ class Command(BaseCommand, Supervisor):
 
         python = sys.executable
         self.plan("daphne", [python, "-m", "daphne", "-b", bind, "-p", str(port), "--proxy-headers", "portal.asgi:application"])
-        polling_port = os.environ.get("REEF_POLLING_PORT", "10943")
+        polling_port = str(settings.REEF_POLLING_PORT)
         self.plan("polling endpoint", [python, "manage.py", "run_polling_endpoint", "--port", polling_port])
         demo_home = None
-        if os.environ.get("REEF_DEMO", "1") != "0":
+        if settings.REEF_DEMO:
             from infrastructure.services.demo import ensure_local_demo_worker
 
             from deployments.services.demo import ensure_hello_workers_project
@@ -95,7 +95,7 @@ class Command(BaseCommand, Supervisor):
         if not no_celery:
             # One worker for the node: server tasks on its queue in threads (at most the task cap at once),
             # health checks and housekeeping on the `celery` queue with threads of their own, and beat.
-            health_threads = os.environ.get("REEF_CELERY_CONCURRENCY", "2")
+            health_threads = str(settings.REEF_CELERY_CONCURRENCY)
             self.plan("task runner", [python, "-m", "celery", "-A", "portal", "worker", "-l", "info", "-Q", settings.REEF_TASK_QUEUE,
                                       "--pool", "threads", "--concurrency", str(settings.REEF_TASK_CAP),
                                       "--health-queue", "celery", "--health-concurrency", health_threads, "--beat-thread",
@@ -107,8 +107,8 @@ class Command(BaseCommand, Supervisor):
         self.become_supervisor(env)
 
     def find_redis(self, var_dir: Path) -> str:
-        configured = os.environ.get("REDIS_URL")
-        if configured:
+        if settings.REDIS_URL_SET:
+            configured = settings.REDIS_URL
             if not redis_reachable(configured):
                 raise CommandError(f"REDIS_URL is set but Redis does not answer there ({urlparse(configured).netloc}).")
             self.stdout.write(f"Using Redis at {urlparse(configured).netloc} (REDIS_URL).")
