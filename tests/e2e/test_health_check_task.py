@@ -5,6 +5,7 @@ import sys
 import time
 
 import pytest
+from django.conf import settings
 
 from deployments.models import ServerTask
 from infrastructure.models import Worker, WorkerPool
@@ -21,7 +22,7 @@ pytestmark = pytest.mark.e2e
 @pytest.fixture
 def celery_worker(transactional_db):
     process = subprocess.Popen([sys.executable, "-m", "celery", "-A", "portal", "worker", "-l", "warning", "--concurrency", "1",
-                                "-n", f"test-{time.time_ns()}@%h", "-Q", "celery", "--without-gossip", "--without-mingle"],
+                                "-n", f"test-{time.time_ns()}@%h", "-Q", settings.REEF_HEALTH_QUEUE, "--without-gossip", "--without-mingle"],
                                cwd=ROOT, env=server_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     yield process
     process.terminate()

@@ -98,7 +98,7 @@ class Command(BaseCommand, Supervisor):
             health_threads = str(settings.REEF_CELERY_CONCURRENCY)
             self.plan("task runner", [python, "-m", "celery", "-A", "portal", "worker", "-l", "info", "-Q", settings.REEF_TASK_QUEUE,
                                       "--pool", "threads", "--concurrency", str(settings.REEF_TASK_CAP),
-                                      "--health-queue", "celery", "--health-concurrency", health_threads, "--beat-thread",
+                                      "--health-queue", settings.REEF_HEALTH_QUEUE, "--health-concurrency", health_threads, "--beat-thread",
                                       "-n", f"reef-tasks-{socket.gethostname()}@%h"])
 
         host = "localhost" if bind in ("127.0.0.1", "0.0.0.0", "::") else bind
