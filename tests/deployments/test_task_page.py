@@ -5,7 +5,7 @@ import pytest
 
 from deployments.models import ServerTask, TaskLogLine, WorkerLease
 from deployments.services import logstore
-from deployments.views import LOG_LINES_SHOWN
+from deployments.views.tasks import LOG_LINES_SHOWN
 from infrastructure.models import WorkerPool
 from infrastructure.services import workers
 from infrastructure.services.workers import Endpoint, WorkerSpec

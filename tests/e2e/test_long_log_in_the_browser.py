@@ -5,7 +5,7 @@ import pytest
 
 from deployments.models import ServerTask, TaskLogLine
 from deployments.services import logstore
-from deployments.views import LOG_LINES_SHOWN
+from deployments.views.tasks import LOG_LINES_SHOWN
 from tests.conftest import PASSWORD
 from tests.e2e.conftest import sign_in
 
