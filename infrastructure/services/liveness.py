@@ -174,10 +174,16 @@ def reschedule_health_checks(*, policy: MachinePolicy, changed: set[str]) -> int
 # Listening and SSH workers: the TCP probe -----------------------------------------------------------
 
 PROBE_TIMEOUT = 2.0       # seconds a connect may take (loopback and LAN answer in milliseconds)
-PROBE_DEADLINE = 4.0      # a round never holds its process longer (beat sends one every 5 s)
-PROBE_CONCURRENCY = 256   # connects in flight at once: file descriptors, not threads
-PROBE_STATE_KEY = "reef:liveness:probe:failing"  # worker pk -> failed probes in a row (Redis, not the database)
+PROBE_DEADLINE = 4.5      # the connects of a round end by then (beat sends one every 5 s)
+PROBE_CONCURRENCY = 512   # connects in flight at once: file descriptors, not threads
 PROBE_TIMEOUT_STRIKES = 2  # a refusal is proof; a timeout (a lost SYN?) must happen twice in a row
+
+
+def _probe_key(name: str) -> str:
+    """Under the node's stream prefix ("reef"), so test runs sharing one Redis keep apart."""
+    from django.conf import settings
+
+    return f"{settings.REEF_STREAM_PREFIX}:liveness:probe:{name}"
 
 
 def probe_endpoint(worker: Worker) -> tuple[str, int] | None:
@@ -231,7 +237,8 @@ def probe_worker_endpoints() -> dict[str, int]:
        it is Healthy within seconds, not at the next backoff step.
     The database is written only for those two changes, never per probe."""
     client = redis_client()
-    if not client.set("reef:liveness:probe", 1, nx=True, ex=int(PROBE_DEADLINE) + 2):
+    lock, state = _probe_key("lock"), _probe_key("failing")  # failing: worker pk -> failed probes in a row
+    if not client.set(lock, 1, nx=True, ex=int(PROBE_DEADLINE) + 5):
         return {"probed": 0, "down": 0, "returned": 0}
     try:
         workers = list(Worker.objects.filter(is_disabled=False, communication_style__in=(
@@ -242,15 +249,15 @@ def probe_worker_endpoints() -> dict[str, int]:
         random.shuffle(order)  # a deadline that cuts a round short cuts a different tail next time
         observed_at = timezone.now()
         results = asyncio.run(_probe_all({pk: addresses[pk] for pk in order}))
-        failing_before = {int(pk): int(n) for pk, n in client.hgetall(PROBE_STATE_KEY).items()}
+        failing_before = {int(pk): int(n) for pk, n in client.hgetall(state).items()}
         failing = {pk: failing_before.get(pk, 0) + 1 for pk, result in results.items() if result is not None}
         # Not probed this round (cut by the deadline): keep their count, no news either way.
         failing.update({pk: n for pk, n in failing_before.items() if pk in addresses and pk not in results})
         pipe = client.pipeline()
-        pipe.delete(PROBE_STATE_KEY)
+        pipe.delete(state)
         if failing:
-            pipe.hset(PROBE_STATE_KEY, mapping=failing)
-            pipe.expire(PROBE_STATE_KEY, 60)  # stale counts vanish if probing stops
+            pipe.hset(state, mapping=failing)
+            pipe.expire(state, 60)  # stale counts vanish if probing stops
         pipe.execute()
 
         by_pk = {w.pk: w for w in workers}
@@ -274,4 +281,4 @@ def probe_worker_endpoints() -> dict[str, int]:
                 next_health_check__gt=observed_at).update(next_health_check=observed_at)
         return {"probed": len(results), "down": down, "returned": len(returned)}
     finally:
-        client.delete("reef:liveness:probe")
+        client.delete(lock)

@@ -6,6 +6,7 @@ A machine policy change applies at once, and a stale health result never overwri
 from __future__ import annotations
 
 import os
+import socket
 import signal
 import subprocess
 import threading
@@ -270,3 +271,39 @@ def test_an_ssh_worker_whose_sshd_is_killed_is_unavailable_within_ten_seconds_an
         assert time.monotonic() - restarted <= 15
     finally:
         server.stop()
+
+
+def test_a_probe_round_over_a_thousand_silent_hosts_ends_by_its_deadline_and_a_timeout_alone_marks_nobody(
+        space, quick_policy):
+    # A port whose backlog is full drops further SYNs, like a host that vanished from the network.
+    silent = socket.socket()
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(0)
+    port = silent.getsockname()[1]
+    fillers = [socket.socket() for _ in range(4)]
+    for filler in fillers:
+        filler.setblocking(False)
+        filler.connect_ex(("127.0.0.1", port))
+    try:
+        Worker.objects.bulk_create([Worker(space=space, name=f"silent-{n}", communication_style="TentaclePassive",
+                                           uri=f"https://127.0.0.1:{port}/", thumbprint="A" * 40, machine_policy=quick_policy,
+                                           health_status="Healthy") for n in range(1000)])
+        began = time.monotonic()
+        first = liveness.probe_worker_endpoints()
+        held = time.monotonic() - began
+        print(f"probe round over 1,000 silent hosts: {held:.2f} s, {first}")
+        assert held <= liveness.PROBE_DEADLINE + 3, held
+        assert first["probed"] >= 200 and first["down"] == 0, first
+        assert not Worker.objects.exclude(health_status="Healthy").exists(), "one timeout proves nothing"
+        Worker.objects.exclude(name="silent-0").delete()
+        rounds = 1
+        while status_of(Worker.objects.get(name="silent-0")) == "Healthy" and rounds < 4:
+            liveness.probe_worker_endpoints()
+            rounds += 1
+        down = Worker.objects.get(name="silent-0")
+        assert down.health_status == "Unavailable" and rounds >= 2, (down.health_status, rounds)
+        assert "no answer to a TCP connection" in down.status_summary
+    finally:
+        for filler in fillers:
+            filler.close()
+        silent.close()
