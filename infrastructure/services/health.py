@@ -8,7 +8,8 @@
    check's deadline, however many workers are dead.
 2. Each check has a deadline: the policy's connect timeout plus the script timeout. Retries stop there.
 3. Status: unreachable → Unavailable (with the reason) and quick re-checks with backoff (5 s, 15 s,
-   60 s, … up to the policy's interval); script exit code ≠ 0 → Unhealthy; warnings → HasWarnings;
+   60 s, … up to the policy's interval), each one attempt: the policy's connection retries are spent
+   once, when the worker is found down, not again at every re-check; script exit code ≠ 0 → Unhealthy; warnings → HasWarnings;
    otherwise Healthy. A result never overwrites one from a check that started later. An audit event
    is written only when the status changes.
 """
@@ -27,6 +28,7 @@ from django.utils import timezone
 
 from infrastructure.models import MachinePolicy, Worker
 from infrastructure.transports import ScriptService, TransportError, transport_for
+from infrastructure.transports.envelope import EnvelopeTransport
 from portal.models import Event, User
 from portal.services.audit import record_event
 
@@ -128,9 +130,15 @@ def _check(worker: Worker) -> Worker:
         log_lines += [summary, "Result: Unavailable."]
         return record_health(worker=worker, status=Worker.HealthStatus.UNAVAILABLE, summary=summary,
                              log_text="\n".join(log_lines), capabilities=None, started=started)
+    service = transport_for(worker, on_retry=log_lines.append)
+    if worker.health_status == Worker.HealthStatus.UNAVAILABLE and isinstance(service, EnvelopeTransport):
+        # A re-check of a worker already found unreachable tries once: its backoff (5 s, 15 s, 60 s, …) is
+        # the retrying, and the policy's connection retries were spent when it was found down. Otherwise
+        # a dead worker would cost the policy's retries again at every re-check.
+        service.retry_count = 0
     try:
         # The transport retries connections as the policy says; each retry is a line of this log.
-        result = run_health_check(transport_for(worker, on_retry=log_lines.append), script)
+        result = run_health_check(service, script)
     except TransportError as error:
         log_lines.append(str(error))
         status, summary = Worker.HealthStatus.UNAVAILABLE, str(error)

@@ -307,3 +307,47 @@ def test_a_probe_round_over_a_thousand_silent_hosts_ends_by_its_deadline_and_a_t
         for filler in fillers:
             filler.close()
         silent.close()
+
+
+@pytest.fixture
+def wedged_port():
+    """A port that accepts and drops every connection before TLS (an agent wedged at start): each
+    connection attempt is counted."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(16)
+    attempts = []
+
+    def run():
+        while True:
+            try:
+                client, _ = listener.accept()
+            except OSError:
+                return
+            attempts.append(time.monotonic())
+            client.close()
+
+    threading.Thread(target=run, daemon=True).start()
+    yield listener.getsockname()[1], attempts
+    listener.close()
+
+
+def test_a_dead_worker_costs_one_policy_worth_of_connection_retries_not_one_per_recheck(
+        space, administrator, wedged_port):
+    port, attempts = wedged_port
+    policy = create_machine_policy(actor=administrator, space=space, name="Three tries", connect_timeout=2, retry_count=2,
+                                   retry_wait=0, polling_request_queue_timeout=10, health_check_interval=3600)
+    worker = register_worker(actor=administrator, space=space, spec=WorkerSpec(
+        name="wedged", worker_pools=[WorkerPool.objects.get(space=space, is_default=True)], machine_policy=policy,
+        endpoint=Endpoint(communication_style="TentaclePassive", uri=f"https://127.0.0.1:{port}/", thumbprint="A" * 40)))
+    Worker.objects.filter(pk=worker.pk).update(health_status="Healthy", next_health_check=timezone.now())
+    health.run_due_health_checks()  # found down by the sweep: the policy's 1 + 2 attempts, once
+    wait_until(lambda: status_of(worker) == "Unavailable", timeout=15)
+    assert len(attempts) == 3, attempts
+    assert "attempt 2 of 3 failed" in Worker.objects.get(pk=worker.pk).health_check_log
+    for recheck in (1, 2):  # the quick re-checks: one attempt each
+        Worker.objects.filter(pk=worker.pk).update(next_health_check=timezone.now())
+        health.run_due_health_checks()
+        wait_until(lambda: Worker.objects.get(pk=worker.pk).recheck_attempt == 1 + recheck, timeout=15)
+        assert len(attempts) == 3 + recheck, attempts
+    assert status_of(worker) == "Unavailable"
