@@ -134,8 +134,9 @@ class PresenceSweeper:
     def _check(self, worker_id: int) -> None:
         from django.db import connection
 
-        from infrastructure.services.health import check_worker_health
+        from infrastructure.services.health import check_worker_health, run_at_background_priority
 
+        run_at_background_priority()  # this thread only: the endpoint's request threads keep theirs
         try:
             check_worker_health(worker_id)
         except Worker.DoesNotExist:
