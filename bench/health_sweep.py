@@ -86,7 +86,7 @@ def first_line_seconds(administrator, project, environment) -> float:
     from deployments.services.orchestrator import run_server_task
 
     release = deploy.create_release(actor=administrator, project=project)
-    started = time.perf_counter()
+    started, wall = time.perf_counter(), time.time()
     task = deploy.deploy_release(actor=administrator, release=release, environment=environment).task
 
     def run():
@@ -103,7 +103,21 @@ def first_line_seconds(administrator, project, environment) -> float:
              "the deployment's first line")
     elapsed = time.perf_counter() - started
     runner.join(60)
+    # Where the wait was (printed, not measured): deploy → the task's first log line (planning), → the
+    # script's first line on the worker (start_script and get_status through the polling endpoint), → seen.
+    lines = list(logstore.iter_lines(task_id=task.pk))
+    script = next(line for line in lines if line.text == "first line")
+    BREAKDOWN.append((lines[0].occurred.timestamp() - wall, script.occurred.timestamp() - lines[0].occurred.timestamp(),
+                      wall + elapsed - script.occurred.timestamp()))
     return elapsed
+
+
+BREAKDOWN: list[tuple[float, float, float]] = []
+
+
+def _breakdown(rows) -> str:
+    return ", ".join(f"{name} {statistics.median(r[i] for r in rows) * 1000:.0f} ms"
+                     for i, name in enumerate(("planning", "worker", "seen")))
 
 
 def main() -> None:
@@ -164,6 +178,7 @@ def main() -> None:
         Step.objects.create(project=project, name="Probe", script_body="echo 'first line'", sort_order=0,
                             location=Step.Location.WORKER, worker_pool=deployers)
         idle = statistics.median(first_line_seconds(administrator, project, environment) for _ in range(ROUNDS))
+        idle_breakdown, BREAKDOWN[:] = _breakdown(BREAKDOWN), []
 
         # Two Celery processes, as a 2-core node has: separate processes (no GIL shared with the task runner),
         # each running one sweep per beat, printing how long each sweep held it.
@@ -212,6 +227,7 @@ def main() -> None:
               f"{one_check:.3f} s, ratio {settled_after / bar:.2f})")
         print(f"celery_process_held: {max(held):.2f} s (slowest check's deadline {health.check_deadline(policy):.0f} s, "
               f"ratio {max(held) / health.check_deadline(policy):.3f})")
+        print(f"first line, medians: idle {idle_breakdown}; during the sweep {_breakdown(BREAKDOWN)}")
         print(f"deployment_first_line_during_sweep: {during_median * 1000:.0f} ms (idle {idle * 1000:.0f} ms, "
               f"ratio {during_median / idle:.2f})")
     finally:
