@@ -24,6 +24,7 @@ import time
 from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from datetime import datetime, timedelta
 
+from django.conf import settings
 from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
@@ -109,7 +110,8 @@ def check_worker_health(worker_id: int) -> Worker:
     from infrastructure.transports.polling import redis_client
 
     worker = Worker.objects.select_related("machine_policy", "account", "space").get(pk=worker_id)
-    key = f"reef:health:checking:{worker.pk}"
+    # Under the node's prefix ("reef"): test runs sharing one Redis have workers with the same ids.
+    key = f"{settings.REEF_STREAM_PREFIX}:health:checking:{worker.pk}"
     if not redis_client().set(key, 1, nx=True, ex=int(check_deadline(worker.machine_policy)) + 5):
         return worker
     try:

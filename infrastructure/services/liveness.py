@@ -23,6 +23,7 @@ import threading
 from datetime import datetime, timedelta
 from urllib.parse import urlparse
 
+from django.conf import settings
 from django.db import close_old_connections
 from django.utils import timezone
 
@@ -35,6 +36,11 @@ RECHECK_BACKOFF = (5, 15, 60, 300, 900)  # seconds after a failure, then the pol
 SWEEP_LOCK_SECONDS = 2
 LIVE = (Worker.HealthStatus.HEALTHY, Worker.HealthStatus.HAS_WARNINGS, Worker.HealthStatus.UNHEALTHY)
 DOWN = (Worker.HealthStatus.UNAVAILABLE, Worker.HealthStatus.UNKNOWN)
+
+
+def _key(name: str) -> str:
+    """Under the node's prefix ("reef"), so test runs sharing one Redis keep apart."""
+    return f"{settings.REEF_STREAM_PREFIX}:liveness:{name}"
 
 
 def recheck_delay(attempt: int, interval: int) -> int:
@@ -70,7 +76,7 @@ def sweep_presence(*, check=None) -> dict[str, int]:
     came back; without it, such a worker is made due so the next health-check sweep takes it."""
     client = redis_client()
     # One sweeper at a time across server nodes and endpoints.
-    if not client.set("reef:liveness:sweep", 1, nx=True, ex=SWEEP_LOCK_SECONDS):
+    if not client.set(_key("sweep"), 1, nx=True, ex=SWEEP_LOCK_SECONDS):
         return {"absent": 0, "returned": 0}
     observed_at = timezone.now()
     rows = list(Worker.objects.filter(communication_style=Worker.CommunicationStyle.POLLING, is_disabled=False)
@@ -180,13 +186,6 @@ PROBE_CONCURRENCY = 512   # connects in flight at once: file descriptors, not th
 PROBE_TIMEOUT_STRIKES = 2  # a refusal is proof; a timeout (a lost SYN?) must happen twice in a row
 
 
-def _probe_key(name: str) -> str:
-    """Under the node's stream prefix ("reef"), so test runs sharing one Redis keep apart."""
-    from django.conf import settings
-
-    return f"{settings.REEF_STREAM_PREFIX}:liveness:probe:{name}"
-
-
 def probe_endpoint(worker: Worker) -> tuple[str, int] | None:
     """(host, port) the server connects to for a listening or SSH worker; None for other kinds."""
     if worker.communication_style == Worker.CommunicationStyle.SSH:
@@ -238,7 +237,7 @@ def probe_worker_endpoints() -> dict[str, int]:
        it is Healthy within seconds, not at the next backoff step.
     The database is written only for those two changes, never per probe."""
     client = redis_client()
-    lock, state = _probe_key("lock"), _probe_key("failing")  # failing: worker pk -> failed probes in a row
+    lock, state = _key("probe:lock"), _key("probe:failing")  # failing: worker pk -> failed probes in a row
     if not client.set(lock, 1, nx=True, ex=int(PROBE_DEADLINE) + 5):
         return {"probed": 0, "down": 0, "returned": 0}
     try:
