@@ -8,7 +8,7 @@ its scheduled health checks.
 2. Listening and SSH workers: a failed call (from a step or a check) makes the worker Unavailable at
    once and schedules quick re-checks with backoff (RECHECK_BACKOFF, capped by the policy's interval).
    Between calls, `probe_worker_endpoints` (beat, every 5 s) opens a plain TCP connection to each one's
-   port, all at once and bounded: a refused connect (twice in a row when it only timed out) is the same
+   port (for SSH, until sshd's banner), all at once and bounded: a refused connect (twice in a row when it only timed out) is the same
    news as a failed call; a port that answers again makes the worker due for a real check at once.
 3. The database changes only when a status does; every write goes through `health.record_health`,
    which refuses a result older than the one it holds (compare-and-set on the check's start time).
@@ -199,24 +199,37 @@ def probe_endpoint(worker: Worker) -> tuple[str, int] | None:
     return None
 
 
-async def _connect(address: tuple[str, int], limit: asyncio.Semaphore) -> tuple[str, str] | None:
-    """None when the port accepted a connection, else (kind, reason): kind is "refused" or "timeout"."""
+async def _connect(address: tuple[str, int], ssh: bool, limit: asyncio.Semaphore) -> tuple[str, str] | None:
+    """None when the port accepted a connection (and, for SSH, sshd sent its banner), else (kind, reason):
+    kind is "refused" or "timeout"."""
     async with limit:
         try:
-            _, writer = await asyncio.wait_for(asyncio.open_connection(*address), PROBE_TIMEOUT)
+            return await asyncio.wait_for(_exchange(address, ssh), PROBE_TIMEOUT)
         except asyncio.TimeoutError:
             return "timeout", f"no answer to a TCP connection within {PROBE_TIMEOUT:g}s"
         except OSError as error:
             return "refused", error.strerror or str(error) or type(error).__name__
-        writer.close()  # nothing sent: the agent or sshd sees a connection closed before its handshake
+
+
+async def _exchange(address: tuple[str, int], ssh: bool) -> tuple[str, str] | None:
+    reader, writer = await asyncio.open_connection(*address)
+    try:
+        if ssh:
+            # Banners exchanged, then closed: sshd logs one "closed [preauth]" line, not a key-exchange error.
+            if not await reader.read(256):  # any bytes: sshd is there (its banner may follow other lines)
+                return "refused", "the connection was closed before sshd's banner"
+            writer.write(b"SSH-2.0-ReefLivenessProbe\r\n")
+            await writer.drain()
         return None
+    finally:
+        writer.close()  # nothing more sent: a listening agent sees a connection closed before its handshake
 
 
-async def _probe_all(addresses: dict[int, tuple[str, int]]) -> dict[int, tuple[str, str] | None]:
+async def _probe_all(addresses: dict[int, tuple[str, int]], ssh: set[int]) -> dict[int, tuple[str, str] | None]:
     """Every address at once, PROBE_CONCURRENCY in flight; what is not done by PROBE_DEADLINE is left
     out of the answer (no news), so a round is bounded whatever number of hosts swallow SYNs."""
     limit = asyncio.Semaphore(PROBE_CONCURRENCY)
-    tasks = {asyncio.ensure_future(_connect(address, limit)): pk for pk, address in addresses.items()}
+    tasks = {asyncio.ensure_future(_connect(address, pk in ssh, limit)): pk for pk, address in addresses.items()}
     if not tasks:
         return {}
     done, pending = await asyncio.wait(tasks, timeout=PROBE_DEADLINE)
@@ -248,7 +261,8 @@ def probe_worker_endpoints() -> dict[str, int]:
         order = list(addresses)
         random.shuffle(order)  # a deadline that cuts a round short cuts a different tail next time
         observed_at = timezone.now()
-        results = asyncio.run(_probe_all({pk: addresses[pk] for pk in order}))
+        ssh = {w.pk for w in workers if w.communication_style == Worker.CommunicationStyle.SSH}
+        results = asyncio.run(_probe_all({pk: addresses[pk] for pk in order}, ssh))
         failing_before = {int(pk): int(n) for pk, n in client.hgetall(state).items()}
         failing = {pk: failing_before.get(pk, 0) + 1 for pk, result in results.items() if result is not None}
         # Not probed this round (cut by the deadline): keep their count, no news either way.

@@ -269,6 +269,9 @@ def test_an_ssh_worker_whose_sshd_is_killed_is_unavailable_within_ten_seconds_an
         restarted = time.monotonic()
         wait_until(lambda: status_of(worker) == "Healthy", timeout=15)
         assert time.monotonic() - restarted <= 15
+        rounds = len(probe)
+        wait_until(lambda: len(probe) >= rounds + 2, timeout=20)
+        assert status_of(worker) == "Healthy", "a live sshd is never flapped"
     finally:
         server.stop()
 
