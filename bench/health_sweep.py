@@ -167,8 +167,8 @@ def main() -> None:
         for name in names:
             # Fleet agents model other machines: lowest priority. The deployer is the deployment's own worker.
             nice = [] if name == "deployer" else ["nice", "-n", "19"]
-            processes.append(subprocess.Popen([*nice, sys.executable, "-m", "tentacle_agent", "run", "--home", str(work / name)],
-                                              cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+            argv = [*nice, sys.executable, "-m", "tentacle_agent", "run", "--home", str(work / name)]
+            processes.append(subprocess.Popen(argv, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
         client = redis_client()
         wait_for(lambda: all(client.exists(presence_key(s)) for s in live_subscriptions), 120 + LIVE * 0.5, "the agents to connect")
         wait_for(lambda: Worker.objects.get(name="deployer").health_status == "Healthy", 60, "the deployer to turn Healthy")

@@ -205,7 +205,7 @@ async def _connect(address: tuple[str, int], ssh: bool, limit: asyncio.Semaphore
     async with limit:
         try:
             return await asyncio.wait_for(_exchange(address, ssh), PROBE_TIMEOUT)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             return "timeout", f"no answer to a TCP connection within {PROBE_TIMEOUT:g}s"
         except OSError as error:
             return "refused", error.strerror or str(error) or type(error).__name__
@@ -284,9 +284,9 @@ def probe_worker_endpoints() -> dict[str, int]:
                 continue
             worker = by_pk[pk]
             host, port = addresses[pk]
-            mark_worker_unreachable(worker=worker, observed_at=observed_at,
-                                    reason=f"Could not reach {worker.endpoint_uri}: {reason} (found by the liveness probe "
-                                           f"of {host}:{port}, with no call in flight).")
+            reason = (f"Could not reach {worker.endpoint_uri}: {reason} (found by the liveness probe of "
+                      f"{host}:{port}, with no call in flight).")
+            mark_worker_unreachable(worker=worker, observed_at=observed_at, reason=reason)
             down += 1
         returned = [pk for pk, result in results.items() if result is None and pk in failing_before
                     and by_pk[pk].health_status in DOWN]

@@ -6,8 +6,8 @@ A machine policy change applies at once, and a stale health result never overwri
 from __future__ import annotations
 
 import os
-import socket
 import signal
+import socket
 import subprocess
 import threading
 import time
@@ -22,8 +22,8 @@ from infrastructure.services import accounts, health, liveness
 from infrastructure.services.certificates import current_server_certificate
 from infrastructure.services.policies import create_machine_policy, update_machine_policy
 from infrastructure.services.workers import Endpoint, WorkerSpec, register_worker
-from infrastructure.transports.ssh import discover_host_key
 from infrastructure.transports.polling import redis_client, requests_key
+from infrastructure.transports.ssh import discover_host_key
 from portal.models import Event
 from portal.services.api_keys import create_api_key
 from tests.agent.conftest import live_reef, polling_endpoint  # noqa: F401 - fixtures
@@ -221,13 +221,13 @@ def test_a_live_listening_agent_is_never_flapped_and_costs_no_database_write(lis
     assert all(r["down"] == 0 for r in probe), probe
     after = Worker.objects.get(pk=worker.pk)
     assert after.health_status == "Healthy"
-    assert (after.last_health_check, after.health_check_started) == (worker.last_health_check, worker.health_check_started), \
-        "no write per probe"
+    assert after.last_health_check == worker.last_health_check, "no write per probe"
+    assert after.health_check_started == worker.health_check_started
     assert not Event.objects.filter(category=Event.Category.MACHINE_UNAVAILABLE, message__contains=worker.name).exists()
 
 
 def _kill_sshd(server) -> None:
-    """The host's sshd gone, with the sessions it serves (its children): what a stopped or crashed machine looks like."""
+    """The host's sshd gone, with the sessions it serves (its children): a stopped or crashed machine."""
     children = []
     for entry in os.scandir("/proc"):
         if entry.name.isdigit():
@@ -254,7 +254,8 @@ def test_an_ssh_worker_whose_sshd_is_killed_is_unavailable_within_ten_seconds_an
         account = accounts.save_account(actor=administrator, space=space, name="ssh key", account_type="SshKeyPair",
                                         username=server.username, private_key=server.client_private_key)
         worker = register_worker(actor=administrator, space=space, spec=WorkerSpec(
-            name="ssh-host", worker_pools=[WorkerPool.objects.get(space=space, is_default=True)], machine_policy=quick_policy,
+            name="ssh-host", worker_pools=[WorkerPool.objects.get(space=space, is_default=True)],
+            machine_policy=quick_policy,
             endpoint=Endpoint(communication_style="Ssh", host=server.host, port=server.port,
                               fingerprint=discover_host_key(server.host, server.port)[1], account=account)))
         assert health.check_worker_health(worker.pk).health_status == "Healthy"
@@ -263,7 +264,8 @@ def test_an_ssh_worker_whose_sshd_is_killed_is_unavailable_within_ten_seconds_an
         wait_until(lambda: status_of(worker) == "Unavailable", timeout=10)
         assert time.monotonic() - killed <= 10
         assert f"ssh://127.0.0.1:{server.port}/" in Worker.objects.get(pk=worker.pk).status_summary
-        Worker.objects.filter(pk=worker.pk).update(next_health_check=timezone.now() + timedelta(hours=1), recheck_attempt=5)
+        later = timezone.now() + timedelta(hours=1)
+        Worker.objects.filter(pk=worker.pk).update(next_health_check=later, recheck_attempt=5)
         server.process = subprocess.Popen([SSHD, "-D", "-e", "-f", str(folder / "sshd_config")],
                                           stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         restarted = time.monotonic()
@@ -289,8 +291,8 @@ def test_a_probe_round_over_a_thousand_silent_hosts_ends_by_its_deadline_and_a_t
         filler.connect_ex(("127.0.0.1", port))
     try:
         Worker.objects.bulk_create([Worker(space=space, name=f"silent-{n}", communication_style="TentaclePassive",
-                                           uri=f"https://127.0.0.1:{port}/", thumbprint="A" * 40, machine_policy=quick_policy,
-                                           health_status="Healthy") for n in range(1000)])
+                                           uri=f"https://127.0.0.1:{port}/", thumbprint="A" * 40,
+                                           machine_policy=quick_policy, health_status="Healthy") for n in range(1000)])
         began = time.monotonic()
         first = liveness.probe_worker_endpoints()
         held = time.monotonic() - began
@@ -338,11 +340,13 @@ def wedged_port():
 def test_a_dead_worker_costs_one_policy_worth_of_connection_retries_not_one_per_recheck(
         space, administrator, wedged_port):
     port, attempts = wedged_port
-    policy = create_machine_policy(actor=administrator, space=space, name="Three tries", connect_timeout=2, retry_count=2,
-                                   retry_wait=0, polling_request_queue_timeout=10, health_check_interval=3600)
+    policy = create_machine_policy(actor=administrator, space=space, name="Three tries", connect_timeout=2,
+                                   retry_count=2, retry_wait=0, polling_request_queue_timeout=10,
+                                   health_check_interval=3600)
     worker = register_worker(actor=administrator, space=space, spec=WorkerSpec(
         name="wedged", worker_pools=[WorkerPool.objects.get(space=space, is_default=True)], machine_policy=policy,
-        endpoint=Endpoint(communication_style="TentaclePassive", uri=f"https://127.0.0.1:{port}/", thumbprint="A" * 40)))
+        endpoint=Endpoint(communication_style="TentaclePassive", uri=f"https://127.0.0.1:{port}/",
+                          thumbprint="A" * 40)))
     Worker.objects.filter(pk=worker.pk).update(health_status="Healthy", next_health_check=timezone.now())
     health.run_due_health_checks()  # found down by the sweep: the policy's 1 + 2 attempts, once
     wait_until(lambda: status_of(worker) == "Unavailable", timeout=15)
@@ -351,6 +355,7 @@ def test_a_dead_worker_costs_one_policy_worth_of_connection_retries_not_one_per_
     for recheck in (1, 2):  # the quick re-checks: one attempt each
         Worker.objects.filter(pk=worker.pk).update(next_health_check=timezone.now())
         health.run_due_health_checks()
-        wait_until(lambda: Worker.objects.get(pk=worker.pk).recheck_attempt == 1 + recheck, timeout=15)
+        expected = 1 + recheck
+        wait_until(lambda n=expected: Worker.objects.get(pk=worker.pk).recheck_attempt == n, timeout=15)
         assert len(attempts) == 3 + recheck, attempts
     assert status_of(worker) == "Unavailable"
