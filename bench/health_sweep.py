@@ -5,9 +5,10 @@ In one run, on loopback, against a throwaway database and the real polling endpo
    agent processes, the rest were never started.
 2. Idle baseline: the first-line latency of a deployment (one step on a separate live worker), on a
    node doing nothing else.
-3. Every worker is made due and Unknown at once; the sweep runs as Celery beat runs it (every 5 s,
-   one sweep per Celery process, two processes as on a 2-core node), while the polling endpoint's own
-   liveness thread does its part. Measured: the time until every dead worker is Unavailable and every
+3. Every worker is made due and Unknown at once; the sweep runs as Celery beat runs it (every 5 s, two
+   sweepers: by default threads of the process that runs the deployment, as `manage.py serve`'s one Celery
+   worker runs health checks beside server tasks; BENCH_SWEEP_IN=processes for two separate Celery
+   processes), while the polling endpoint's own liveness thread does its part. Measured: the time until every dead worker is Unavailable and every
    live one Healthy, the longest one sweep held its Celery process, and the same deployment's
    first-line latency started during the sweep.
 
@@ -52,6 +53,9 @@ CONNECT_TIMEOUT = int(os.environ.get("BENCH_CONNECT_TIMEOUT", "10"))
 ROUNDS = int(os.environ.get("BENCH_ROUNDS", "5"))
 BEAT_SECONDS = 5
 CELERY_PROCESSES = 2
+# Where the sweeps run: "threads" of this process, which also runs the deployment (manage.py serve's one
+# Celery worker: health-queue threads beside the task runner's), or separate "processes" (a worker of its own).
+SWEEP_IN = os.environ.get("BENCH_SWEEP_IN", "threads")
 
 
 CELERY_PROCESS = """
@@ -180,14 +184,21 @@ def main() -> None:
         idle = statistics.median(first_line_seconds(administrator, project, environment) for _ in range(ROUNDS))
         idle_breakdown, BREAKDOWN[:] = _breakdown(BREAKDOWN), []
 
-        # Two Celery processes, as a 2-core node has: separate processes (no GIL shared with the task runner),
-        # each running one sweep per beat, printing how long each sweep held it.
+        # Two sweepers (SWEEP_IN): threads beside the deployment (one Celery worker per node, sharing its GIL)
+        # or separate processes, each running one sweep per beat and recording how long each sweep held it.
         sweep_env = {**env, "BENCH_BEAT_SECONDS": str(BEAT_SECONDS)}
-        beat = [subprocess.Popen([sys.executable, "-c", CELERY_PROCESS], cwd=ROOT, env=sweep_env, stdout=subprocess.PIPE, text=True)
-                for _ in range(CELERY_PROCESSES)]
-        processes.extend(beat)
-        for process in beat:  # each has started and run one (empty) sweep
-            assert process.stdout.readline().startswith("held ")
+        beat, stop_threads, thread_held = [], threading.Event(), []
+        if SWEEP_IN == "processes":
+            beat = [subprocess.Popen([sys.executable, "-c", CELERY_PROCESS], cwd=ROOT, env=sweep_env,
+                                     stdout=subprocess.PIPE, text=True) for _ in range(CELERY_PROCESSES)]
+            processes.extend(beat)
+            for process in beat:  # each has started and run one (empty) sweep
+                assert process.stdout.readline().startswith("held ")
+        sweepers = [threading.Thread(target=_sweep_in_thread, args=(stop_threads, thread_held))
+                    for _ in range(CELERY_PROCESSES if SWEEP_IN == "threads" else 0)]
+        for sweeper in sweepers:
+            sweeper.start()
+        wait_for(lambda: len(thread_held) >= len(sweepers), 60, "the sweeping threads to start")
         # The sweep: every fleet worker Unknown and due now.
         Worker.objects.filter(worker_pools=fleet).update(health_status="Unknown", next_health_check=None, health_check_started=None,
                                                          recheck_attempt=0)
@@ -214,6 +225,10 @@ def main() -> None:
             process.terminate()
         held = [float(line.split()[1]) for process in beat for line in process.communicate(timeout=400)[0].splitlines()
                 if line.startswith("held ")]
+        stop_threads.set()
+        for sweeper in sweepers:
+            sweeper.join(400)
+        held += thread_held
         if settled_after is None:
             raise SystemExit("the fleet did not settle within 600 s")
 
@@ -233,6 +248,22 @@ def main() -> None:
     finally:
         stop(processes)
         runner.teardown_databases(old)
+
+
+def _sweep_in_thread(stop: threading.Event, held: list[float]) -> None:
+    """One health-queue thread of the node's Celery worker: a sweep per beat, in the deployment's process."""
+    from django.db import connection
+
+    from infrastructure.services import health
+
+    try:
+        while not stop.is_set():
+            began = time.monotonic()
+            health.run_due_health_checks()
+            held.append(time.monotonic() - began)
+            stop.wait(max(0.0, BEAT_SECONDS - (time.monotonic() - began)))
+    finally:
+        connection.close()
 
 
 def _timed(function) -> float:
