@@ -5,11 +5,17 @@ In one run, on loopback, against a throwaway database and the real polling endpo
    agent processes, the rest were never started.
 2. Idle baseline: the first-line latency of a deployment (one step on a separate live worker), on a
    node doing nothing else.
-3. Every worker is made due and Unknown at once; the sweep runs as Celery beat runs it (every 5 s,
-   one sweep per Celery process, two processes as on a 2-core node), while the polling endpoint's own
-   liveness thread does its part. Measured: the time until every dead worker is Unavailable and every
+3. Every worker is made due and Unknown at once; the sweep runs as Celery beat runs it (every 5 s, two
+   sweepers: by default threads of the process that runs the deployment, as `manage.py serve`'s one Celery
+   worker runs health checks beside server tasks; BENCH_SWEEP_IN=processes for two separate Celery
+   processes), while the polling endpoint's own liveness thread does its part. Measured: the time until every dead worker is Unavailable and every
    live one Healthy, the longest one sweep held its Celery process, and the same deployment's
    first-line latency started during the sweep.
+
+The 200 fleet agents stand in for 200 other machines: they run here at `nice -n 19`, so the box's two
+cores are shared as a server's would be (its own processes first), not with a fleet's worth of agents.
+The deployment's own agent (the "deployer") and every server process run at normal priority; health
+checks run at the background priority the server gives them (health.run_at_background_priority).
 
 Bars (issue 12): the sweep settles within 2 × the policy's connect timeout + one check of a live
 agent; a deployment during the sweep starts within 1.5 × the idle figure.
@@ -47,6 +53,9 @@ CONNECT_TIMEOUT = int(os.environ.get("BENCH_CONNECT_TIMEOUT", "10"))
 ROUNDS = int(os.environ.get("BENCH_ROUNDS", "5"))
 BEAT_SECONDS = 5
 CELERY_PROCESSES = 2
+# Where the sweeps run: "threads" of this process, which also runs the deployment (manage.py serve's one
+# Celery worker: health-queue threads beside the task runner's), or separate "processes" (a worker of its own).
+SWEEP_IN = os.environ.get("BENCH_SWEEP_IN", "threads")
 
 
 CELERY_PROCESS = """
@@ -77,12 +86,11 @@ def wait_for(predicate, timeout: float, what: str):
 
 def first_line_seconds(administrator, project, environment) -> float:
     """Deploy, run the task as the task runner would, and time the first script line's arrival."""
-    from deployments.models import TaskLogLine
-    from deployments.services import deploy
+    from deployments.services import deploy, logstore
     from deployments.services.orchestrator import run_server_task
 
     release = deploy.create_release(actor=administrator, project=project)
-    started = time.perf_counter()
+    started, wall = time.perf_counter(), time.time()
     task = deploy.deploy_release(actor=administrator, release=release, environment=environment).task
 
     def run():
@@ -95,10 +103,25 @@ def first_line_seconds(administrator, project, environment) -> float:
 
     runner = threading.Thread(target=run)
     runner.start()
-    wait_for(lambda: TaskLogLine.objects.filter(task=task, text="first line").exists(), 60, "the deployment's first line")
+    wait_for(lambda: any(line.text == "first line" for line in logstore.iter_lines(task_id=task.pk)), 60,
+             "the deployment's first line")
     elapsed = time.perf_counter() - started
     runner.join(60)
+    # Where the wait was (printed, not measured): deploy → the task's first log line (planning), → the
+    # script's first line on the worker (start_script and get_status through the polling endpoint), → seen.
+    lines = list(logstore.iter_lines(task_id=task.pk))
+    script = next(line for line in lines if line.text == "first line")
+    BREAKDOWN.append((lines[0].occurred.timestamp() - wall, script.occurred.timestamp() - lines[0].occurred.timestamp(),
+                      wall + elapsed - script.occurred.timestamp()))
     return elapsed
+
+
+BREAKDOWN: list[tuple[float, float, float]] = []
+
+
+def _breakdown(rows) -> str:
+    return ", ".join(f"{name} {statistics.median(r[i] for r in rows) * 1000:.0f} ms"
+                     for i, name in enumerate(("planning", "worker", "seen")))
 
 
 def main() -> None:
@@ -146,8 +169,10 @@ def main() -> None:
             register(f"dead-{n}", fleet, False)
         names = ["deployer"] + [f"live-{n}" for n in range(LIVE)]
         for name in names:
-            processes.append(subprocess.Popen([sys.executable, "-m", "tentacle_agent", "run", "--home", str(work / name)], cwd=ROOT,
-                                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+            # Fleet agents model other machines: lowest priority. The deployer is the deployment's own worker.
+            nice = [] if name == "deployer" else ["nice", "-n", "19"]
+            argv = [*nice, sys.executable, "-m", "tentacle_agent", "run", "--home", str(work / name)]
+            processes.append(subprocess.Popen(argv, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
         client = redis_client()
         wait_for(lambda: all(client.exists(presence_key(s)) for s in live_subscriptions), 120 + LIVE * 0.5, "the agents to connect")
         wait_for(lambda: Worker.objects.get(name="deployer").health_status == "Healthy", 60, "the deployer to turn Healthy")
@@ -157,15 +182,23 @@ def main() -> None:
         Step.objects.create(project=project, name="Probe", script_body="echo 'first line'", sort_order=0,
                             location=Step.Location.WORKER, worker_pool=deployers)
         idle = statistics.median(first_line_seconds(administrator, project, environment) for _ in range(ROUNDS))
+        idle_breakdown, BREAKDOWN[:] = _breakdown(BREAKDOWN), []
 
-        # Two Celery processes, as a 2-core node has: separate processes (no GIL shared with the task runner),
-        # each running one sweep per beat, printing how long each sweep held it.
+        # Two sweepers (SWEEP_IN): threads beside the deployment (one Celery worker per node, sharing its GIL)
+        # or separate processes, each running one sweep per beat and recording how long each sweep held it.
         sweep_env = {**env, "BENCH_BEAT_SECONDS": str(BEAT_SECONDS)}
-        beat = [subprocess.Popen([sys.executable, "-c", CELERY_PROCESS], cwd=ROOT, env=sweep_env, stdout=subprocess.PIPE, text=True)
-                for _ in range(CELERY_PROCESSES)]
-        processes.extend(beat)
-        for process in beat:  # each has started and run one (empty) sweep
-            assert process.stdout.readline().startswith("held ")
+        beat, stop_threads, thread_held = [], threading.Event(), []
+        if SWEEP_IN == "processes":
+            beat = [subprocess.Popen([sys.executable, "-c", CELERY_PROCESS], cwd=ROOT, env=sweep_env,
+                                     stdout=subprocess.PIPE, text=True) for _ in range(CELERY_PROCESSES)]
+            processes.extend(beat)
+            for process in beat:  # each has started and run one (empty) sweep
+                assert process.stdout.readline().startswith("held ")
+        sweepers = [threading.Thread(target=_sweep_in_thread, args=(stop_threads, thread_held))
+                    for _ in range(CELERY_PROCESSES if SWEEP_IN == "threads" else 0)]
+        for sweeper in sweepers:
+            sweeper.start()
+        wait_for(lambda: len(thread_held) >= len(sweepers), 60, "the sweeping threads to start")
         # The sweep: every fleet worker Unknown and due now.
         Worker.objects.filter(worker_pools=fleet).update(health_status="Unknown", next_health_check=None, health_check_started=None,
                                                          recheck_attempt=0)
@@ -192,6 +225,10 @@ def main() -> None:
             process.terminate()
         held = [float(line.split()[1]) for process in beat for line in process.communicate(timeout=400)[0].splitlines()
                 if line.startswith("held ")]
+        stop_threads.set()
+        for sweeper in sweepers:
+            sweeper.join(400)
+        held += thread_held
         if settled_after is None:
             raise SystemExit("the fleet did not settle within 600 s")
 
@@ -206,11 +243,28 @@ def main() -> None:
               f"{one_check:.3f} s, ratio {settled_after / bar:.2f})")
         print(f"celery_process_held: {max(held):.2f} s (slowest check's deadline {health.check_deadline(policy):.0f} s, "
               f"ratio {max(held) / health.check_deadline(policy):.3f})")
+        print(f"first line, medians: idle {idle_breakdown}; during the sweep {_breakdown(BREAKDOWN)}")
         print(f"deployment_first_line_during_sweep: {during_median * 1000:.0f} ms (idle {idle * 1000:.0f} ms, "
               f"ratio {during_median / idle:.2f})")
     finally:
         stop(processes)
         runner.teardown_databases(old)
+
+
+def _sweep_in_thread(stop: threading.Event, held: list[float]) -> None:
+    """One health-queue thread of the node's Celery worker: a sweep per beat, in the deployment's process."""
+    from django.db import connection
+
+    from infrastructure.services import health
+
+    try:
+        while not stop.is_set():
+            began = time.monotonic()
+            health.run_due_health_checks()
+            held.append(time.monotonic() - began)
+            stop.wait(max(0.0, BEAT_SECONDS - (time.monotonic() - began)))
+    finally:
+        connection.close()
 
 
 def _timed(function) -> float:

@@ -32,6 +32,10 @@ def _ensure_health_check_sweep() -> None:
     PeriodicTask.objects.update_or_create(name="Polling workers' presence",
                                           defaults={"task": "infrastructure.sweep_worker_presence", "interval": backstop,
                                                     "enabled": True})
+    # Listening and SSH workers: a TCP connect to each, so a dead one is noticed with no call in flight.
+    PeriodicTask.objects.update_or_create(name="Listening and SSH workers' liveness",
+                                          defaults={"task": "infrastructure.probe_worker_endpoints", "interval": every,
+                                                    "enabled": True})
 
 
 class InfrastructureConfig(AppConfig):

@@ -29,3 +29,8 @@ def run_health_check_task(task_id: int) -> None:
 @shared_task(name="infrastructure.sweep_worker_presence", acks_late=True, max_retries=0, expires=10)
 def sweep_worker_presence_task() -> dict:
     return liveness.sweep_presence()
+
+
+@shared_task(name="infrastructure.probe_worker_endpoints", acks_late=True, max_retries=0, expires=5)
+def probe_worker_endpoints_task() -> dict:
+    return liveness.probe_worker_endpoints()

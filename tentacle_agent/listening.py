@@ -151,7 +151,10 @@ class ListeningServer(ThreadingHTTPServer):
             self.handshakes.modify(connection, selectors.EVENT_WRITE)
             return
         except (ssl.SSLError, OSError) as error:
-            if isinstance(error, ssl.SSLError):
+            if isinstance(error, ssl.SSLEOFError):
+                # Closed before a handshake: the server's liveness probe (a plain TCP connect), every few seconds.
+                log.debug("a connection from %s closed before its TLS handshake", address)
+            elif isinstance(error, ssl.SSLError):
                 log.warning("refused a connection from %s: its certificate is not the trusted server's %s (%s)",
                             address, self.trusted_thumbprint, getattr(error, "reason", None) or error)
             self._drop(connection)

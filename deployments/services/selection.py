@@ -21,6 +21,7 @@ from __future__ import annotations
 import threading
 from dataclasses import dataclass
 
+from django.conf import settings
 from django.db import transaction
 from django.db.models import Count
 
@@ -119,7 +120,7 @@ class WorkerSelector:
             fewest = min(leases.get(w.pk, 0) for w in candidates)
             chosen, rule = self._by_affinity(pool, packages, candidates, leases, fewest)
             if chosen is None:
-                cursor = redis_client().incr(f"reef:selection:pool:{pool.pk}:cursor") - 1
+                cursor = redis_client().incr(f"{settings.REEF_STREAM_PREFIX}:selection:pool:{pool.pk}:cursor") - 1
                 rotated = candidates[cursor % len(candidates):] + candidates[:cursor % len(candidates)]
                 chosen = min(rotated, key=lambda w: leases.get(w.pk, 0))  # min keeps the first of equals
                 busy = leases.get(chosen.pk, 0)
