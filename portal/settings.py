@@ -342,6 +342,8 @@ REEF_BUILTIN_WORKER_USER = os.environ.get("REEF_BUILTIN_WORKER_USER") or "nobody
 REEF_POLLING_MAX_THREADS = envint("REEF_POLLING_MAX_THREADS", 512)
 REEF_POLLING_MAX_QUEUED = envint("REEF_POLLING_MAX_QUEUED", 256)
 REEF_POLLING_MAX_PENDING = envint("REEF_POLLING_MAX_PENDING", 1024)
+# A task Queued this long is sent to Celery again (its message may have been lost with a Redis restart).
+REEF_LOST_TASK_SECONDS = envint("REEF_LOST_TASK_SECONDS", 60)
 # Health checks and housekeeping: Celery's default queue, read by threads of their own beside the task cap.
 REEF_HEALTH_QUEUE = os.environ.get("REEF_HEALTH_QUEUE", "celery")
 CELERY_TASK_DEFAULT_QUEUE = REEF_HEALTH_QUEUE

@@ -106,6 +106,7 @@ class NodeHeartbeat:
             try:
                 self.watch.check()
                 self.own.check()
+                send_lost_tasks_again()
             except Exception as error:  # noqa: BLE001 - the next beat looks again
                 logger.warning("Node %s could not look for dead nodes: %s", settings.REEF_NODE_NAME, error)
                 if db_connection_lost(error):
@@ -176,6 +177,28 @@ class UnfinishedTaskWatch:
                           "finishing it (the thread running it ended; its log on the node says why)")
                 failed += fail_tasks_of_node(settings.REEF_NODE_NAME, only=[pk], reason=reason)
         return failed
+
+
+# Lost messages ---------------------------------------------------------------------------------
+
+def send_lost_tasks_again() -> list[int]:
+    """A task's row can outlive its Celery message: Redis killed as the message was sent, or a Redis that keeps
+    nothing on disk restarted with it queued. A task Queued longer than REEF_LOST_TASK_SECONDS is sent again,
+    once per that period across the cluster; had its message not been lost, the copy finds nothing to claim."""
+    from deployments.tasks import run_server_task_task
+    from infrastructure.tasks import run_health_check_task
+
+    period = settings.REEF_LOST_TASK_SECONDS
+    waiting = ServerTask.objects.filter(state=State.QUEUED, pending_interruption="",
+                                        queued__lt=timezone.now() - timedelta(seconds=period))
+    sent = []
+    for pk, name in waiting.values_list("pk", "name"):
+        if _redis().set(f"{settings.REEF_STREAM_PREFIX}:task:{pk}:sent-again", 1, nx=True, ex=period):
+            (run_health_check_task if name == HEALTH else run_server_task_task).delay(pk)
+            sent.append(pk)
+    if sent:
+        logger.warning("Sent again tasks Queued for over %s s (their Celery messages were lost): %s", period, sent)
+    return sent
 
 
 # Reaping ---------------------------------------------------------------------------------------

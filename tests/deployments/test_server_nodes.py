@@ -7,6 +7,7 @@ import uuid
 
 import psycopg
 import pytest
+from django.conf import settings
 from django.db import connection
 from django.test import override_settings
 from django.utils import timezone
@@ -158,3 +159,25 @@ def test_a_task_nothing_on_its_live_node_runs_any_more_is_failed_saying_so(space
     assert abandoned.state == "Failed" and "is running but stopped working on this task" in abandoned.error_message
     assert ServerTask.objects.get(pk=running.pk).state == "Executing"
     tasks.heartbeat(running.pk, alive=False)
+
+
+def test_a_task_whose_celery_message_was_lost_is_sent_again_once_per_period(space):
+    from infrastructure.transports.polling import redis_client
+
+    def queued(name: str, seconds_ago: float, **fields) -> ServerTask:
+        return ServerTask.objects.create(space=space, name=name, description=name,
+                                         queued=timezone.now() - timezone.timedelta(seconds=seconds_ago), **fields)
+
+    lost, health = queued("AdHocScript", 120), queued("Health", 120)
+    queued("AdHocScript", 5)  # its message may still be on its way
+    queued("Deploy", 120, pending_interruption="Interruptions-1")  # waits for a person, not for Celery
+    queued("Deploy", 120, state="Success")
+    client = redis_client()
+    before = client.llen(settings.REEF_TASK_QUEUE), client.llen(settings.REEF_HEALTH_QUEUE)
+
+    with override_settings(REEF_LOST_TASK_SECONDS=60):
+        assert sorted(nodes.send_lost_tasks_again()) == sorted([lost.pk, health.pk])
+        assert nodes.send_lost_tasks_again() == []  # once per period, across the cluster
+    # Each went to its own queue, where a task runner takes it.
+    assert (client.llen(settings.REEF_TASK_QUEUE), client.llen(settings.REEF_HEALTH_QUEUE)) == (before[0] + 1, before[1] + 1)
+    client.delete(settings.REEF_TASK_QUEUE, settings.REEF_HEALTH_QUEUE)

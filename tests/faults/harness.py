@@ -181,7 +181,7 @@ class Node:
         env.update(DATABASE_URL=self.database_url, REDIS_URL=self.redis_url, REEF_VAR_DIR=str(self.var_dir), PORT=str(self.port),
                    REEF_POLLING_PORT=str(self.polling_port), REEF_NODE_NAME=self.name, REEF_DEMO="1" if self.demo else "0",
                    REEF_ADMIN_USERNAME=self.ADMIN, REEF_ADMIN_PASSWORD=self.PASSWORD, PYTHONUNBUFFERED="1",
-                   REEF_CELERY_CONCURRENCY="1", REEF_STOP_SECONDS="8", **self.secrets)
+                   REEF_CELERY_CONCURRENCY="1", REEF_STOP_SECONDS="8", REEF_LOST_TASK_SECONDS="10", **self.secrets)
         return env
 
     def start(self) -> "Node":
