@@ -7,6 +7,7 @@ from django.shortcuts import redirect
 from django.urls import reverse
 
 from portal.models import ApiKey, Event, ScopedUserRole, Space, Team, User, UserRole
+from portal.services import api_keys, spaces, teams
 from portal.services.audit import record_event
 from portal.views.forms import add_refusal
 
@@ -101,11 +102,22 @@ class ServiceAdmin(admin.ModelAdmin):
 
 
 @admin.register(Space)
-class SpaceAdmin(AuditedAdmin):
+class SpaceAdmin(ServiceAdmin):
     list_display = ["name", "slug", "is_default", "task_queue_stopped", "created"]
     list_filter = ["is_default", "task_queue_stopped"]
     search_fields = ["name", "description"]
+    fields = ["name", "description", "task_queue_stopped", "is_default"]
     readonly_fields = ["is_default"]
+
+    def create(self, request, data):
+        return spaces.create_space(actor=request.user, name=data["name"], description=data["description"])
+
+    def update(self, request, space, data):
+        return spaces.update_space(actor=request.user, space=space, name=data["name"], description=data["description"],
+                                   task_queue_stopped=data["task_queue_stopped"])
+
+    def delete(self, request, space):
+        spaces.delete_space(actor=request.user, space=space)
 
 
 @admin.register(User)
@@ -135,18 +147,27 @@ class ScopedUserRoleInline(admin.TabularInline):
 
 
 @admin.register(Team)
-class TeamAdmin(AuditedAdmin):
+class TeamAdmin(ServiceAdmin):
+    """Members through the team services (which keep guardian's group in step); roles on the Teams page."""
+
     list_display = ["name", "space", "is_built_in", "includes_everyone"]
     list_filter = ["space", "is_built_in"]
     search_fields = ["name", "description", "members__username"]
+    fields = ["name", "description", "space", "members", "is_built_in", "includes_everyone"]
     filter_horizontal = ["members"]
-    readonly_fields = ["group", "is_built_in", "includes_everyone"]
-    inlines = [ScopedUserRoleInline]
+    readonly_fields = ["is_built_in", "includes_everyone"]
+    readonly_on_change = ("space",)
 
-    def save_related(self, request, form, formsets, change):
-        super().save_related(request, form, formsets, change)
-        team = form.instance
-        team.group.user_set.set(team.members.all())  # keep guardian's group in step with the members
+    def create(self, request, data):
+        return teams.create_team(actor=request.user, name=data["name"], description=data["description"], space=data["space"],
+                                 members=list(data["members"]))
+
+    def update(self, request, team, data):
+        return teams.update_team(actor=request.user, team=team, name=data["name"], description=data["description"],
+                                 members=list(data["members"]))
+
+    def delete(self, request, team):
+        teams.delete_team(actor=request.user, team=team)
 
 
 @admin.register(ScopedUserRole)
@@ -158,13 +179,27 @@ class ScopedUserRoleAdmin(AuditedAdmin):
 
 @admin.register(ApiKey)
 class ApiKeyAdmin(admin.ModelAdmin):
+    """Read-only but for revoking (through the service, audited): keys are created on the profile page or with
+    `manage.py create_api_key`, and shown once."""
+
     list_display = ["purpose", "user", "hint", "created", "expires", "last_used", "revoked"]
     list_filter = ["revoked", "expires"]
     search_fields = ["purpose", "user__username"]
-    readonly_fields = ["user", "key_hash", "hint", "created", "last_used"]
+    actions = ["revoke"]
 
     def has_add_permission(self, request):
-        return False  # keys are created on the profile page or with `manage.py create_api_key`, and shown once
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return obj is None  # the list and its action
+
+    def has_delete_permission(self, request, obj=None):
+        return False  # a revoked key stays on record
+
+    @admin.action(description="Revoke selected API keys")
+    def revoke(self, request, queryset):
+        for key in queryset.filter(revoked__isnull=True):
+            api_keys.revoke_api_key(actor=request.user, api_key=key)
 
 
 @admin.register(Event)
