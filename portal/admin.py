@@ -122,6 +122,8 @@ class SpaceAdmin(ServiceAdmin):
 
 @admin.register(User)
 class UserAdmin(AuditedAdmin, DjangoUserAdmin):
+    """Django's own user forms (passwords hashed and checked by its validators), audited here."""
+
     list_display = ["username", "display_name", "email", "is_active", "is_service", "is_superuser", "last_login"]
     list_filter = ["is_active", "is_service", "is_superuser", "teams"]
     search_fields = ["username", "display_name", "email"]
@@ -171,10 +173,19 @@ class TeamAdmin(ServiceAdmin):
 
 
 @admin.register(ScopedUserRole)
-class ScopedUserRoleAdmin(AuditedAdmin):
+class ScopedUserRoleAdmin(ServiceAdmin):
+    """A team's role in a space is granted or removed, never edited (as on the Teams page)."""
+
     list_display = ["team", "role", "space"]
     list_filter = ["role", "space"]
     search_fields = ["team__name", "role__name"]
+    fields = ["team", "role", "space"]
+
+    def create(self, request, data):
+        return teams.assign_role(actor=request.user, team=data["team"], role=data["role"], space=data["space"])
+
+    def delete(self, request, scoped_role):
+        teams.remove_role(actor=request.user, scoped_role=scoped_role)
 
 
 @admin.register(ApiKey)
