@@ -166,7 +166,8 @@ def main() -> None:
     from infrastructure.services.certificates import current_server_certificate
     from infrastructure.services.workers import Endpoint, WorkerSpec, register_worker
     from infrastructure.transports.listening import ListeningTransport, server_tls_context
-    from infrastructure.transports.polling import PollingTransport, redis_client
+    from infrastructure.transports.polling import PollingTransport
+    from portal.redis import redis_client
     from portal.models import Space
 
     runner = get_runner(settings)(verbosity=0, interactive=False)

@@ -41,8 +41,9 @@ def peak_rss_mb(pid: int) -> float:
 def main() -> None:
     from rest_framework.test import APIClient
 
-    from deployments.models import DeploymentTarget, Environment, Project, ServerTask, Step
-    from deployments.services import logstore
+    from deployments.models import DeploymentTarget, Environment, Project, Step
+    from servertasks.models import ServerTask
+    from servertasks.services import logstore
     from deployments.services import deploy
     from infrastructure.models import WorkerPool
     from infrastructure.services.certificates import current_server_certificate

@@ -128,7 +128,8 @@ def main() -> None:
         import django
 
         django.setup()
-        from deployments.models import Environment, Project, ServerTask, Step
+        from deployments.models import Environment, Project, Step
+        from servertasks.models import ServerTask
         from deployments.services import deploy
         from portal.models import Space, User
 

@@ -77,7 +77,7 @@ def wait_for(predicate, timeout: float, what: str):
 
 def first_line_seconds(administrator, project, environment) -> float:
     """Deploy, run the task as the task runner would, and time the first script line's arrival."""
-    from deployments.models import TaskLogLine
+    from servertasks.models import TaskLogLine
     from deployments.services import deploy
     from deployments.services.orchestrator import run_server_task
 
@@ -108,7 +108,8 @@ def main() -> None:
     from infrastructure.services.certificates import current_server_certificate
     from infrastructure.services.pools import create_worker_pool
     from infrastructure.services.workers import Endpoint, WorkerSpec, register_worker
-    from infrastructure.transports.polling import presence_key, redis_client
+    from infrastructure.transports.polling import presence_key
+    from portal.redis import redis_client
     from portal.models import Space, User
 
     runner = get_runner(settings)(verbosity=0, interactive=False)

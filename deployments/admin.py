@@ -1,9 +1,11 @@
 from django.contrib import admin
 
 from deployments.models import (
-    ActivityNode, Artifact, Channel, Deployment, DeploymentTarget, Environment, Interruption, Lifecycle, Package, Phase, Project,
-    ProjectGroup, Release, Runbook, RunbookRun, RunbookSnapshot, RunningScript, ServerConfiguration, ServerNode, ServerTask, Step,
-    TaskLogChunk, Variable, WorkerLease)
+    Artifact, Channel, Deployment, DeploymentTarget, Environment, Interruption, Lifecycle, Package, Phase, Project,
+    ProjectGroup, Release, Runbook, RunbookRun, RunbookSnapshot, RunningScript, ServerConfiguration, ServerNode, Step,
+    Variable, WorkerLease,
+)
+from servertasks.models import ActivityNode, ServerTask, TaskLogChunk
 
 
 @admin.register(ServerTask)

@@ -18,7 +18,9 @@ from django.urls import reverse
 from django.views.decorators.http import require_POST
 
 from deployments.forms import DeployForm, NameForm, PackageForm, ReleaseForm, ScriptConsoleForm, StepForm, VariableForm
-from deployments.models import Deployment, Environment, Package, Project, Release, Runbook, ServerConfiguration, ServerTask, Step, Variable
+from deployments.models import (
+    Deployment, Environment, Package, Project, Release, Runbook, ServerConfiguration, Step, Variable,
+)
 from deployments.services import catalog, deploy, lifecycles
 from infrastructure.models import WorkerPool
 from infrastructure.views.shortcuts import may, refuse
@@ -26,6 +28,7 @@ from portal.permissions import Permission as P
 from portal.services.access import has_permission, require_permission
 from portal.views.decorators import space_page
 from portal.views.pages import _add_errors
+from servertasks.models import ServerTask
 
 
 def _reason(error: ValidationError | PermissionDenied) -> str:

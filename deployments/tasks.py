@@ -57,6 +57,6 @@ def _stop_node(**kwargs) -> None:
 
 @shared_task(name="deployments.apply_log_retention", acks_late=True, max_retries=0)
 def apply_log_retention_task() -> int:
-    from deployments.services.tasks import apply_log_retention
+    from servertasks.services.tasks import apply_log_retention
 
     return apply_log_retention()

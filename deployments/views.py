@@ -3,10 +3,10 @@
 from django.core.paginator import Paginator
 from django.shortcuts import get_object_or_404, render
 
-from deployments.models import ServerTask
 from portal.permissions import Permission
 from portal.services.access import has_permission
 from portal.views.decorators import space_page
+from servertasks.models import ServerTask
 
 
 @space_page(Permission.TASK_VIEW)
@@ -41,7 +41,7 @@ RERUN_PERMISSIONS = {"Deploy": Permission.DEPLOYMENT_CREATE, "RunbookRun": Permi
 
 @space_page(Permission.TASK_VIEW)
 def task_detail(request, space, pk: int):
-    from deployments.services import logstore
+    from servertasks.services import logstore
 
     task = get_object_or_404(ServerTask.objects.select_related("created_by"), pk=pk, space=space)
     steps = task.activity_nodes.filter(parent__isnull=False, parent__parent__isnull=True).prefetch_related("children")

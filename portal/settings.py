@@ -113,6 +113,7 @@ INSTALLED_APPS = [
     "django_celery_beat",
     "channels",
     "portal",
+    "servertasks",
     "infrastructure",
     "deployments",
 ]

@@ -1,7 +1,7 @@
 from rest_framework import serializers
 
-from deployments.models import ServerTask
 from portal.api.base import SpaceScopedSerializer
+from servertasks.models import ServerTask
 
 
 class ServerTaskSerializer(SpaceScopedSerializer):

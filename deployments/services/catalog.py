@@ -19,7 +19,8 @@ from django.db.models import F, Max, QuerySet
 from django.utils.text import slugify
 
 from deployments.models import (
-    DeploymentTarget, Environment, Package, Project, Release, Runbook, ServerConfiguration, ServerTask, Step, Variable)
+    DeploymentTarget, Environment, Package, Project, Release, Runbook, ServerConfiguration, Step, Variable,
+)
 from infrastructure.models import WorkerPool
 from infrastructure.services import validation
 from portal.encryption import encrypt
@@ -27,6 +28,7 @@ from portal.models import Event, Space, User
 from portal.permissions import Permission
 from portal.services.access import require_permission
 from portal.services.audit import differences, record_event, snapshot
+from servertasks.models import ServerTask
 
 ENVIRONMENT_FIELDS = ["name", "description", "sort_order"]
 TARGET_FIELDS = ["name", "kind", "uri", "thumbprint", "roles", "environments", "is_disabled"]

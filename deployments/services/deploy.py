@@ -10,13 +10,15 @@ from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import transaction
 
 from deployments.models import (
-    Channel, Deployment, Environment, Package, Project, Release, Runbook, RunbookRun, RunbookSnapshot, ServerTask, Step, Variable)
-from deployments.services.tasks import queue_server_task
+    Channel, Deployment, Environment, Package, Project, Release, Runbook, RunbookRun, RunbookSnapshot, Step, Variable,
+)
 from infrastructure.models import Worker, WorkerPool
 from portal.models import Event, Space, User
 from portal.permissions import Permission
 from portal.services.access import may_use, require_permission
 from portal.services.audit import record_event
+from servertasks.models import ServerTask
+from servertasks.services.tasks import queue_server_task
 
 USE_POOL = "use_workerpool"
 

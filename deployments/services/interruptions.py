@@ -10,12 +10,13 @@ from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import transaction
 from django.utils import timezone
 
-from deployments.models import ActivityNode, Interruption, ServerTask, TaskLogLine
-from deployments.services.tasks import TaskLog
+from deployments.models import Interruption
 from portal.models import Event, Team, User
 from portal.permissions import Permission
 from portal.services.access import has_permission, require_permission
 from portal.services.audit import record_event
+from servertasks.models import ActivityNode, ServerTask, TaskLogLine
+from servertasks.services.tasklog import TaskLog
 
 State = ServerTask.State
 
@@ -93,7 +94,7 @@ def submit_interruption(*, interruption: Interruption, user: User, action: str, 
     record_event(actor=user, category=Event.Category.MODIFIED, document=task,
                  message=f"{user} chose to {action.lower()} at {interruption.title!r} of {task.octopus_id}"
                          + (f": {note}" if note else ""))
-    from deployments.services import logstream
+    from servertasks.services import logstream
     from deployments.tasks import run_server_task_task
 
     transaction.on_commit(lambda: logstream.publish_state(task))

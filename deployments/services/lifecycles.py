@@ -8,11 +8,12 @@ from dataclasses import dataclass, field
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 
-from deployments.models import Channel, Deployment, Environment, Lifecycle, Phase, Project, ProjectGroup, Release, ServerTask
+from deployments.models import Channel, Deployment, Environment, Lifecycle, Phase, Project, ProjectGroup, Release
 from portal.models import Event, Space, User
 from portal.permissions import Permission
 from portal.services.access import require_permission
 from portal.services.audit import record_event
+from servertasks.models import ServerTask
 
 
 def _name(queryset, name, what: str, *, exclude_pk: int | None = None) -> str:

@@ -26,9 +26,11 @@ from django.conf import settings
 from django.db import connection
 from django.utils import timezone
 
-from deployments.models import ActivityNode, RunningScript, ServerNode, ServerTask, TaskLogLine, WorkerLease
-from deployments.services import logstream
-from deployments.services.tasks import TaskLog, db_connection_lost, reopen_db_connection, retrying_db_write
+from deployments.models import RunningScript, ServerNode, WorkerLease
+from servertasks.models import ActivityNode, ServerTask, TaskLogLine
+from servertasks.services import logstream, tasks as server_tasks
+from servertasks.services.database import db_connection_lost, reopen_db_connection, retrying_db_write
+from servertasks.services.tasklog import TaskLog
 
 logger = logging.getLogger(__name__)
 
@@ -42,7 +44,7 @@ def scheduler_key() -> str:
 
 
 def _redis():
-    from infrastructure.transports.polling import redis_client
+    from portal.redis import redis_client
 
     return redis_client()
 
@@ -157,21 +159,19 @@ class UnfinishedTaskWatch:
         self.missing_since: dict[int, float] = {}
 
     def check(self) -> list[int]:
-        from deployments.services.tasks import HEARTBEAT_TTL, has_heartbeat
-
-        started_before = timezone.now() - timedelta(seconds=HEARTBEAT_TTL)
+        started_before = timezone.now() - timedelta(seconds=server_tasks.HEARTBEAT_TTL)
         ids = set(ServerTask.objects.filter(server_node=settings.REEF_NODE_NAME, state__in=[State.EXECUTING, State.CANCELING],
                                             started__lt=started_before).values_list("pk", flat=True))
         now = time.monotonic()
         try:
-            silent = {pk for pk in ids if not has_heartbeat(pk)}
+            silent = {pk for pk in ids if not server_tasks.has_heartbeat(pk)}
         except redis.RedisError:
             self.missing_since.clear()
             raise
         self.missing_since = {pk: self.missing_since.get(pk, now) for pk in silent}
         failed = []
         for pk, since in list(self.missing_since.items()):
-            if now - since >= HEARTBEAT_TTL:
+            if now - since >= server_tasks.HEARTBEAT_TTL:
                 reason = (f"The server node {settings.REEF_NODE_NAME} is running but stopped working on this task without "
                           "finishing it (the thread running it ended; its log on the node says why)")
                 failed += fail_tasks_of_node(settings.REEF_NODE_NAME, only=[pk], reason=reason)

@@ -22,18 +22,20 @@ from django.conf import settings
 from django.db import close_old_connections, connection, transaction
 from django.utils import timezone
 
-from deployments.models import (
-    ActivityNode, Artifact, DeploymentTarget, Environment, Interruption, Release, ServerTask, Step, TaskLogLine, Variable)
-from deployments.services import logstore
+from deployments.models import Artifact, DeploymentTarget, Environment, Interruption, Release, Step, Variable
 from deployments.services.artifacts import accepted_artifacts
+from deployments.services.nodes import record_running_script
 from deployments.services.octostache import SubstitutionError, VariableDictionary
 from deployments.services.selection import Choice, SelectionError, WorkerSelector, release_leases, resolve_pool
-from deployments.services.nodes import record_running_script
-from deployments.services.tasks import HEARTBEAT_SECONDS, TaskLog, claim_server_task, finish_server_task, heartbeat
+from deployments.services.tasks import finish_task_and_forget_scripts
 from infrastructure.models import Worker
 from infrastructure.transports import TransportError, WorkerUnreachable, new_ticket, transport_for
-from infrastructure.transports.polling import redis_client
 from portal.encryption import decrypt
+from portal.redis import redis_client
+from servertasks.models import ActivityNode, ServerTask, TaskLogLine
+from servertasks.services import logstore
+from servertasks.services.tasklog import TaskLog
+from servertasks.services.tasks import HEARTBEAT_SECONDS, claim_server_task, heartbeat
 from tentacle_agent.protocol import is_finished
 
 logger = logging.getLogger(__name__)
@@ -604,7 +606,7 @@ class Orchestration:
             self.cancel.set()
             return
         self.task.refresh_from_db()
-        from deployments.services import logstream
+        from servertasks.services import logstream
 
         logstream.publish_state(self.task)
         self.interrupted = True
@@ -683,14 +685,14 @@ class Orchestration:
                        if state == State.TIMED_OUT else "The task was canceled.")
             self.log.write(message, Category.ERROR if state == State.TIMED_OUT else Category.WARNING, self.root)
             self.log.finish(self.root, Status.CANCELED if state == State.CANCELED else Status.FAILED)
-            finish_server_task(task=self.task, state=state, error_message=message, has_warnings=self.outcome.warnings)
+            finish_task_and_forget_scripts(task=self.task, state=state, error_message=message, has_warnings=self.outcome.warnings)
         elif self.outcome.failed:
             self.log.finish(self.root, Status.FAILED)
-            finish_server_task(task=self.task, state=State.FAILED, error_message=" ".join(self.outcome.failed),
-                               has_warnings=self.outcome.warnings)
+            finish_task_and_forget_scripts(task=self.task, state=State.FAILED, error_message=" ".join(self.outcome.failed),
+                                           has_warnings=self.outcome.warnings)
         else:
             self.log.finish(self.root, Status.SUCCESS_WITH_WARNING if self.outcome.warnings else Status.SUCCESS)
-            finish_server_task(task=self.task, state=State.SUCCESS, has_warnings=self.outcome.warnings)
+            finish_task_and_forget_scripts(task=self.task, state=State.SUCCESS, has_warnings=self.outcome.warnings)
 
 
 def run_server_task(task_id: int) -> None:

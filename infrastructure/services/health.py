@@ -102,7 +102,7 @@ def _connects_soon(subscription: str) -> bool:
 def check_worker_health(worker_id: int) -> Worker:
     """Checks one worker, unless a check of it is already running (on any node): then its current
     state is the answer, and the running check will record the news."""
-    from infrastructure.transports.polling import redis_client
+    from portal.redis import redis_client
 
     worker = Worker.objects.select_related("machine_policy", "account", "space").get(pk=worker_id)
     key = f"reef:health:checking:{worker.pk}"
@@ -191,7 +191,7 @@ def record_health(*, worker: Worker, status: str, summary: str, log_text: str, c
 @transaction.atomic
 def request_health_check(*, actor: User, worker: Worker):
     """Check health now (the page's button): a Health server task with a log, queued to Celery."""
-    from deployments.services.tasks import queue_server_task
+    from servertasks.services.tasks import queue_server_task
     from infrastructure.tasks import run_health_check_task
 
     return queue_server_task(space=worker.space, name="Health", description=f"Check health of {worker.name}",
@@ -200,7 +200,7 @@ def request_health_check(*, actor: User, worker: Worker):
 
 def run_health_check_server_task(task_id: int) -> None:
     """Runs a Health task: checks each worker it names and copies each check's log into the task's log."""
-    from deployments.services.tasks import claim_server_task, keeping_alive
+    from servertasks.services.tasks import claim_server_task, keeping_alive
 
     task = claim_server_task(task_id)
     if task is None:
@@ -210,7 +210,8 @@ def run_health_check_server_task(task_id: int) -> None:
 
 
 def _run_health_check(task) -> None:
-    from deployments.services.tasks import TaskLog, finish_server_task
+    from servertasks.services.tasklog import TaskLog
+    from servertasks.services.tasks import finish_server_task
 
     task_log = TaskLog(task)
     problems, warnings = [], False

@@ -21,7 +21,8 @@ from django.db import close_old_connections
 from django.utils import timezone
 
 from infrastructure.models import MachinePolicy, Worker
-from infrastructure.transports.polling import PRESENCE_TTL, presence_key, redis_client
+from infrastructure.transports.polling import PRESENCE_TTL, presence_key
+from portal.redis import redis_client
 
 log = logging.getLogger(__name__)
 

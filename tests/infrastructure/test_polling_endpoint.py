@@ -133,7 +133,8 @@ def test_an_agent_cannot_read_or_answer_another_subscription(endpoint, space, ad
     caller = threading.Thread(target=lambda: pytest.raises(TransportError, PollingTransport(worker_b).call, "Health"))
     caller.start()
     time.sleep(0.5)
-    from infrastructure.transports.polling import redis_client, requests_key
+    from infrastructure.transports.polling import requests_key
+    from portal.redis import redis_client
 
     queued = json.loads(redis_client().lindex(requests_key("subscriptiondddddddddd"), 0))
     assert agent_a.answer([{"Id": queued["Id"], "Result": {"Forged": True}}]) == (200, {"Accepted": 0})

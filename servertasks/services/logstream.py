@@ -16,6 +16,8 @@ import redis
 from django.conf import settings
 from django.db import transaction
 
+from portal.redis import redis_client
+
 log = logging.getLogger(__name__)
 
 STREAM_MAXLEN = 100             # entries (stored batches), approximate trimming; a viewer further behind reads storage
@@ -25,12 +27,6 @@ FINISHED_TTL = 60               # and after its task ended: followers read the f
 
 def stream_key(task_id: int) -> str:
     return f"{settings.REEF_STREAM_PREFIX}:task:{task_id}:log"
-
-
-def _client() -> redis.Redis:
-    from infrastructure.transports.polling import redis_client
-
-    return redis_client()
 
 
 def line_json(line) -> dict:
@@ -52,7 +48,7 @@ def _append(task_id: int, kind: str, data, ttl: int = STREAM_TTL, final: bool = 
 
 def _xadd(task_id: int, kind: str, data, ttl: int, final: bool = False, **fields) -> None:
     try:
-        client = _client()
+        client = redis_client()
         pipe = client.pipeline(transaction=False)
         # The final state is all a stream keeps once its task ended: every line is stored, and a viewer
         # that had not read them yet catches up from storage (and gets the tree again with the state).
@@ -85,6 +81,6 @@ def publish_state(task) -> None:
 def forget(task_id: int) -> None:
     """A new log starts with a new stream (ids can repeat across databases sharing one Redis)."""
     try:
-        _client().delete(stream_key(task_id))
+        redis_client().delete(stream_key(task_id))
     except redis.RedisError as error:
         log.warning("Could not reset the live log of task %s: %s", task_id, error)

@@ -20,7 +20,10 @@ from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from django.conf import settings
 
-from deployments.services import logstream
+from portal.permissions import Permission
+from portal.services.access import has_permission, spaces_visible_to
+from servertasks.models import ActivityNode, ServerTask
+from servertasks.services import logstore, logstream
 
 BATCH_LINES = 5000
 MIN_INTERVAL = 0.02   # at most ~50 batches a second (so at most 250,000 lines a second)
@@ -32,10 +35,6 @@ CLOSE_UNAUTHENTICATED, CLOSE_FORBIDDEN, CLOSE_NOT_FOUND = 4401, 4403, 4404
 @database_sync_to_async
 def _access(user, task_id: int) -> int | None:
     """None when the user may watch the task, else the close code."""
-    from deployments.models import ServerTask
-    from portal.permissions import Permission
-    from portal.services.access import has_permission, spaces_visible_to
-
     if not user.is_authenticated:
         return CLOSE_UNAUTHENTICATED
     task = ServerTask.objects.filter(pk=task_id).select_related("space").first()
@@ -46,15 +45,11 @@ def _access(user, task_id: int) -> int | None:
 
 @database_sync_to_async
 def _stored_lines(task_id: int, after: int, before: int | None = None, limit: int = BATCH_LINES) -> list[dict]:
-    from deployments.services import logstore
-
     return [logstream.line_json(line) for line in logstore.read_lines(task_id=task_id, after=after, before=before, limit=limit)]
 
 
 @database_sync_to_async
 def _snapshot(task_id: int) -> tuple[list[dict], dict]:
-    from deployments.models import ActivityNode, ServerTask
-
     task = ServerTask.objects.get(pk=task_id)
     nodes = [logstream.node_json(node) for node in ActivityNode.objects.filter(task_id=task_id).order_by("id")]
     return nodes, {"State": task.state, "IsCompleted": task.is_completed, "ErrorMessage": task.error_message,
@@ -240,7 +235,5 @@ class TaskLogConsumer(AsyncJsonWebsocketConsumer):
 
     @database_sync_to_async
     def last_stored(self) -> int:
-        from deployments.services import logstore
-
         last = logstore.last_sequence(self.task_id)
         return -1 if last is None else last

@@ -22,7 +22,7 @@ from typing import Iterable, Iterator
 
 from django.db.models import F, Max, Sum
 
-from deployments.models import TaskLogChunk, TaskLogLine
+from servertasks.models import TaskLogChunk, TaskLogLine
 
 Category = TaskLogLine.Category
 # Append only: stored chunks refer to categories by position.
