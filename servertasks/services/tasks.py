@@ -37,7 +37,7 @@ def heartbeat(task_id: int, alive: bool = True) -> None:
         else:
             redis_client().delete(key)
     except redis.RedisError as error:
-        # Liveness is judged by the node's heartbeat (nodes.py); a missed task beat only delays a viewer.
+        # Liveness is judged by the node's heartbeat (deployments.services.nodes); a missed task beat only delays a viewer.
         logger.warning("Could not refresh the heartbeat of task %s: %s", task_id, error)
 
 
