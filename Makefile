@@ -2,8 +2,10 @@
 PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
+# Most tests wait on real processes (agents, servers, a browser), so three workers overlap well on two cores.
+TEST_WORKERS ?= 3
 
-.PHONY: run test install install-test check clean
+.PHONY: run test lint install install-test check clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -24,7 +26,13 @@ run: install
 
 ## Run the whole test suite against PostgreSQL and Redis when they are reachable.
 test: install-test
-	$(PY) -m pytest $(PYTEST_ARGS)
+	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadgroup $(PYTEST_ARGS)
+
+## Lint and type-check (configured in pyproject.toml): what .ci/run checks before the tests.
+lint: install-test
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(PY) -m mypy
 
 check: install
 	$(PY) manage.py check

@@ -167,8 +167,8 @@ def main() -> None:
     from infrastructure.services.workers import Endpoint, WorkerSpec, register_worker
     from infrastructure.transports.listening import ListeningTransport, server_tls_context
     from infrastructure.transports.polling import PollingTransport
-    from portal.redis import redis_client
     from portal.models import Space
+    from portal.redis import redis_client
 
     runner = get_runner(settings)(verbosity=0, interactive=False)
     old = runner.setup_databases()
@@ -245,12 +245,14 @@ def main() -> None:
         ssh_median, listening_median = statistics.median(ssh_ms), statistics.median(listening_ms)
         print(f"ssh start_script + first line (reused connection): median {ssh_median:.2f} ms, "
               f"p95 {sorted(ssh_ms)[int(len(ssh_ms) * 0.95) - 1]:.2f} ms")
-        print(f"ssh_first_line: {ssh_median:.2f} ms ({listening_median:.2f} ms listening, ratio {ssh_median / listening_median:.2f}; bar ≤ 2)")
+        print(f"ssh_first_line: {ssh_median:.2f} ms ({listening_median:.2f} ms listening, "
+              f"ratio {ssh_median / listening_median:.2f}; bar ≤ 2)")
         overhead = statistics.median(ssh_reconnect_ms) - ssh_median
         print(f"ssh_reconnect_overhead: {overhead:.2f} ms ({ssh_median:.2f} ms reused, ratio "
               f"{statistics.median(ssh_reconnect_ms) / ssh_median:.2f})")
         ratio = statistics.median(polling_ms) / statistics.median(baseline)
-        print(f"agent_roundtrip: {statistics.median(polling_ms):.2f} ms ({statistics.median(baseline):.2f} ms, ratio {ratio:.1f})")
+        print(f"agent_roundtrip: {statistics.median(polling_ms):.2f} ms "
+              f"({statistics.median(baseline):.2f} ms, ratio {ratio:.1f})")
     finally:
         stop(processes)
         runner.teardown_databases(old)

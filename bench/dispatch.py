@@ -20,7 +20,6 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from agent_roundtrip import ROOT, database_url, fast_instance, free_port, percentile_of, rss_mb, start_agent, stop  # noqa: E402  (sets Django up)
-
 from django.conf import settings  # noqa: E402
 from django.test.utils import get_runner  # noqa: E402
 
@@ -42,8 +41,6 @@ def main() -> None:
     from rest_framework.test import APIClient
 
     from deployments.models import DeploymentTarget, Environment, Project, Step
-    from servertasks.models import ServerTask
-    from servertasks.services import logstore
     from deployments.services import deploy
     from infrastructure.models import WorkerPool
     from infrastructure.services.certificates import current_server_certificate
@@ -52,6 +49,8 @@ def main() -> None:
     from infrastructure.services.workers import Endpoint, WorkerSpec, register_worker
     from portal.models import Space, User
     from portal.tasks import ping
+    from servertasks.models import ServerTask
+    from servertasks.services import logstore
 
     runner = get_runner(settings)(verbosity=0, interactive=False)
     old = runner.setup_databases()
@@ -148,7 +147,8 @@ def main() -> None:
               f"p95 {percentile_of(first_line, 0.95):.2f} ms")
         print(f"throughput: {succeeded} of {DEPLOYMENTS} one-line deployments over {WORKERS} workers in {elapsed:.1f} s, "
               f"{DEPLOYMENTS / elapsed:.1f} deployments/s (task cap {TASK_CAP})")
-        print(f"memory: {peak_running} concurrent {STEP_SECONDS}-second steps ({long_ok} of 10 tasks succeeded); task runner RSS "
+        print(f"memory: {peak_running} concurrent {STEP_SECONDS}-second steps "
+              f"({long_ok} of 10 tasks succeeded); task runner RSS "
               f"{idle_rss:.0f} MB idle, peak {peak:.0f} MB")
         idle_call, busy_call = statistics.median(idle_calls), statistics.median(busy_calls or idle_calls)
         print(f"deploy API call: median {idle_call:.2f} ms idle, {busy_call:.2f} ms while deployments run "

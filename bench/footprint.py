@@ -79,9 +79,13 @@ def measured(root: int) -> dict[int, tuple[str, float]]:
 
 def short_name(line: str) -> str:
     words = line.split()
+    if any(word.endswith("portal/supervisor.py") for word in words):
+        return "supervisor (portal/supervisor.py, after manage.py serve set Reef up)"
     for marker in ("serve", "daphne", "run_polling_endpoint", "beat", "worker"):
         if marker in words:
             if marker == "worker":
+                if "--beat-thread" in words:
+                    return "task runner (Celery threads: server tasks, health checks, beat)"
                 return "celery worker (" + ("threads: task runner" if "threads" in words else "prefork") + ")"
             return {"serve": "manage.py serve (supervisor)", "run_polling_endpoint": "polling endpoint"}.get(marker, marker)
     return " ".join(words[1:4])
@@ -115,7 +119,7 @@ def main() -> None:
                 break
             except OSError:
                 if time.monotonic() > deadline or serve.poll() is not None:
-                    raise SystemExit("Reef did not start within two minutes")
+                    raise SystemExit("Reef did not start within two minutes") from None
                 time.sleep(0.5)
         floor = baseline_mb(environment)
         time.sleep(IDLE_SECONDS)
@@ -128,15 +132,18 @@ def main() -> None:
         import django
 
         django.setup()
-        from deployments.models import Environment, Project, Step
-        from servertasks.models import ServerTask
+        from deployments.models import Environment, Lifecycle, Project, Step
         from deployments.services import deploy
         from portal.models import Space, User
+        from servertasks.models import ServerTask
 
         admin = User.objects.filter(is_superuser=True).first()
         space = Space.objects.default()
         environment_row = Environment.objects.create(space=space, name="Footprint")
-        project = Project.objects.create(space=space, name="Footprint", slug="footprint")
+        # A lifecycle of its own: the demo's Default Lifecycle would want Development deployed first.
+        lifecycle = Lifecycle.objects.create(space=space, name="Footprint")
+        lifecycle.phases.create(name="Footprint").optional_environments.add(environment_row)
+        project = Project.objects.create(space=space, name="Footprint", slug="footprint", lifecycle=lifecycle)
         Step.objects.create(project=project, name="Print", location=Step.Location.SERVER, syntax="Python",
                             script_body=f"import sys\nsys.stdout.writelines(f'line {{n}}\\n' for n in range({LINES}))\n")
         release = deploy.create_release(actor=admin, project=project)
@@ -157,7 +164,8 @@ def main() -> None:
         print(f"idle {IDLE_SECONDS:.0f} s after start, {len(idle)} processes (demo agent and Redis apart):")
         for line, mb in sorted(idle.values(), key=lambda item: -item[1]):
             print(f"  {mb:6.1f} MB  {short_name(line)}")
-        print(f"peak while a step printed {LINES:,} lines (task {state}): {peak:.0f} MB in {len(peak_processes)} processes")
+        print(f"peak while a step printed {LINES:,} lines (task {state}): "
+              f"{peak:.0f} MB in {len(peak_processes)} processes")
         for line, mb in sorted(peak_processes.values(), key=lambda item: -item[1]):
             print(f"  {mb:6.1f} MB  {short_name(line)}")
         print(f"target: ≤ {TARGET_MB} MB idle in all: {'met' if idle_total <= TARGET_MB else 'NOT met'}")

@@ -77,9 +77,9 @@ def wait_for(predicate, timeout: float, what: str):
 
 def first_line_seconds(administrator, project, environment) -> float:
     """Deploy, run the task as the task runner would, and time the first script line's arrival."""
-    from servertasks.models import TaskLogLine
     from deployments.services import deploy
     from deployments.services.orchestrator import run_server_task
+    from servertasks.models import TaskLogLine
 
     release = deploy.create_release(actor=administrator, project=project)
     started = time.perf_counter()
@@ -109,8 +109,8 @@ def main() -> None:
     from infrastructure.services.pools import create_worker_pool
     from infrastructure.services.workers import Endpoint, WorkerSpec, register_worker
     from infrastructure.transports.polling import presence_key
-    from portal.redis import redis_client
     from portal.models import Space, User
+    from portal.redis import redis_client
 
     runner = get_runner(settings)(verbosity=0, interactive=False)
     old = runner.setup_databases()
@@ -201,7 +201,8 @@ def main() -> None:
                                       for _ in range(ROUNDS))
         bar = 2 * CONNECT_TIMEOUT + one_check
         during_median = statistics.median(during)
-        print(f"fleet: {WORKERS} polling workers, {LIVE} live, {WORKERS - LIVE} never started; policy connect timeout {CONNECT_TIMEOUT}s")
+        print(f"fleet: {WORKERS} polling workers, {LIVE} live, {WORKERS - LIVE} never started; "
+              f"policy connect timeout {CONNECT_TIMEOUT}s")
         print(f"health_sweep_settled: {settled_after:.2f} s (bar {bar:.2f} s = 2 × {CONNECT_TIMEOUT} s + one live check "
               f"{one_check:.3f} s, ratio {settled_after / bar:.2f})")
         print(f"celery_process_held: {max(held):.2f} s (slowest check's deadline {health.check_deadline(policy):.0f} s, "

@@ -47,7 +47,7 @@ def bare_pubsub() -> float:
 
     def count():
         received = 0
-        for message in subscriber.listen():
+        for _message in subscriber.listen():
             received += 1
             if received == LINES:
                 done.set()
@@ -122,8 +122,8 @@ def run_one_database() -> None:
     from django.test.utils import get_runner
 
     from deployments.models import Environment, Project
-    from servertasks.services import logstore
     from portal.models import Space, User
+    from servertasks.services import logstore
 
     stores: list[tuple[float, float, int]] = []  # (started, ended, lines) of each INSERT
     real_store = logstore.store_lines
@@ -156,8 +156,8 @@ def run_one_database() -> None:
         assert task.state == "Success" and texts == [f"line {n}" for n in range(LINES)], (task.state, len(texts))
         stored_rate = sum(n for _, _, n in stores) / max(stores[-1][1] - stores[0][0], 1e-6)
         chunks = task.log_chunks.count()
-        from servertasks.services import logstream
         from portal.redis import redis_client
+        from servertasks.services import logstream
 
         key = logstream.stream_key(task.pk)
         stream_kb, stream_ttl = (redis_client().memory_usage(key) or 0) / 1024, redis_client().ttl(key)
@@ -172,14 +172,17 @@ def run_one_database() -> None:
         # 4. Latency at 1,000 lines a second.
         latencies = []
         paced = (f"import time\nstart = time.time()\nfor n in range({PACED_SECONDS * 1000}):\n"
-                 "    while time.time() < start + n / 1000:\n        time.sleep(0.0002)\n    print(f'at {time.time():.6f}', flush=True)\n")
+                 "    while time.time() < start + n / 1000:\n        time.sleep(0.0002)\n"
+                 "    print(f'at {time.time():.6f}', flush=True)\n")
         deploy_and_watch(admin, project, environment, paced,
                          lambda line, now: latencies.append((now - float(line["Text"][3:])) * 1000)
                          if line["Text"].startswith("at ") else None)
 
         print(f"[{name}] baseline bare Redis pub/sub: {baseline:,.0f} lines/s")
-        print(f"[{name}] {LINES:,} lines as fast as a script prints them: stored {stored_rate:,.0f} lines/s in {chunks:,} chunks, "
-              f"server CPU {cpu / LINES * 1e6:.1f} µs per line; delivered to a websocket client {delivered_rate:,.0f} lines/s "
+        print(f"[{name}] {LINES:,} lines as fast as a script prints them: "
+              f"stored {stored_rate:,.0f} lines/s in {chunks:,} chunks, "
+              f"server CPU {cpu / LINES * 1e6:.1f} µs per line; "
+              f"delivered to a websocket client {delivered_rate:,.0f} lines/s "
               f"({len(delivered):,} lines, each once, in order)")
         print(f"[{name}] the task's Redis stream after it ended: {stream_kb:,.0f} KiB, expiring in {stream_ttl} s")
         print(f"[{name}] at 1,000 lines/s: write → websocket latency p50 {percentile_of(latencies, 0.5):.1f} ms, "
@@ -224,9 +227,12 @@ def main() -> None:
         if child.wait() != 0:
             raise SystemExit(f"the {name} run failed")
     for name, stored, baseline, cpu, delivered, p50, p99 in results:
-        print(f"log_stream [{name}] stored: {float(stored):,.0f} lines/s ({float(baseline):,.0f} lines/s bare Redis pub/sub, "
-              f"ratio {float(stored) / float(baseline):.2f}); server CPU {float(cpu):.1f} µs/line; delivered {float(delivered):,.0f} lines/s "
-              f"(ratio {float(delivered) / float(baseline):.2f}); latency p50 {float(p50):.1f} ms, p99 {float(p99):.1f} ms")
+        print(f"log_stream [{name}] stored: {float(stored):,.0f} lines/s "
+              f"({float(baseline):,.0f} lines/s bare Redis pub/sub, "
+              f"ratio {float(stored) / float(baseline):.2f}); server CPU {float(cpu):.1f} µs/line; "
+              f"delivered {float(delivered):,.0f} lines/s "
+              f"(ratio {float(delivered) / float(baseline):.2f}); "
+              f"latency p50 {float(p50):.1f} ms, p99 {float(p99):.1f} ms")
     worst = min(results, key=lambda r: float(r[1]) / float(r[2]))
     print(f"log_stream: {float(worst[1]):,.0f} lines/s stored, worst of {', '.join(r[0] for r in results)} "
           f"({float(worst[2]):,.0f} lines/s bare Redis pub/sub, ratio {float(worst[1]) / float(worst[2]):.2f})")

@@ -92,7 +92,9 @@ def main() -> None:
         pages = {"worker pools page": f"{base}/workerpools/", "workers page, 50 a page": f"{base}/workers/",
                  "workers page, filtered": f"{base}/workers/?health_status=Healthy&disabled=no&name=worker-1"}
         empty = {name: (median_ms(client, url, rounds), query_count(client, url)) for name, url in pages.items()}
-        fill(space, 3, 20, first=1000)  # a few (named so that the filter matches some) pools and workers: the query counts the full data must not exceed
+        # A few pools and workers (named so that the filter matches some): the query counts the full data
+        # must not exceed.
+        fill(space, 3, 20, first=1000)
         few = {name: query_count(client, url) for name, url in pages.items()}
         WorkerPool.objects.filter(space=space, is_default=False).delete()
         Worker.objects.all().delete()
@@ -106,7 +108,8 @@ def main() -> None:
         constant = all(few[name] == full[name][1] for name in pages)
         print(f"query counts the same for 20 and {WORKERS:,} workers: {'yes' if constant else 'NO'}")
         worst = max(["worker pools page", "workers page, 50 a page"], key=lambda name: full[name][0] / empty[name][0])
-        print(f"pool_pages: {full[worst][0]:.1f} ms ({empty[worst][0]:.1f} ms, ratio {full[worst][0] / empty[worst][0]:.2f})")
+        print(f"pool_pages: {full[worst][0]:.1f} ms "
+              f"({empty[worst][0]:.1f} ms, ratio {full[worst][0] / empty[worst][0]:.2f})")
     finally:
         runner.teardown_databases(old)
 

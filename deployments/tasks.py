@@ -29,8 +29,11 @@ def fail_orphaned_tasks_task() -> list[int]:
 _node_heartbeat = None
 
 
-def _runs_server_tasks(consumer) -> bool:
-    return settings.REEF_TASK_QUEUE in {queue.name for queue in consumer.task_consumer.queues}
+def _queues(consumer) -> set[str]:
+    """The queues a worker consumes: its own, and the health queue it may run beside them (portal/worker.py)."""
+    names = {queue.name for queue in consumer.task_consumer.queues}
+    health_queue = getattr(consumer, "reef_health_queue", None)
+    return (names | {health_queue}) if health_queue else names
 
 
 @worker_ready.connect
@@ -38,8 +41,9 @@ def _start_node(sender=None, **kwargs) -> None:
     """Before it takes a task, a starting worker fails at once the tasks its node's previous process left
     unfinished (by node name, no grace period); the task runner then beats for its node and watches the others."""
     global _node_heartbeat
-    task_runner = sender is not None and _runs_server_tasks(sender)
-    failed = reap_tasks_of_this_node(health_checks=not task_runner)
+    queues = _queues(sender) if sender is not None else set()
+    task_runner = settings.REEF_TASK_QUEUE in queues
+    failed = reap_tasks_of_this_node(server_tasks=task_runner, health_checks=not task_runner or len(queues) > 1)
     if failed:
         logger.warning("Failed %s task(s) this node left unfinished when it stopped: %s", len(failed), failed)
     if task_runner:

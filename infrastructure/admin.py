@@ -1,22 +1,31 @@
 """Infrastructure in the Django admin. Workers are created through the pages or the API (same
-validation as agents); here they are searched, filtered, enabled/disabled and health-checked."""
+validation as agents); here they are searched, filtered, enabled/disabled and health-checked. Pools,
+machine policies and accounts are written through their services (ServiceAdmin), so edits here are
+validated and audited as on the pages."""
 
 from django.contrib import admin, messages
 
 from infrastructure.models import Account, MachinePolicy, ServerCertificate, Worker, WorkerPool
-from infrastructure.services import health, workers
-from portal.admin import AuditedAdmin
+from infrastructure.services import accounts, health, policies, pools, workers
+from portal.admin import ServiceAdmin
 
 
 @admin.register(WorkerPool)
-class WorkerPoolAdmin(AuditedAdmin):
+class WorkerPoolAdmin(ServiceAdmin):
+    """No add here: a new pool's place and team grants are chosen on the Worker Pools page or through the API."""
+
     list_display = ["name", "space", "pool_type", "is_default", "sort_order"]
     list_filter = ["space", "pool_type", "is_default"]
     search_fields = ["name", "description"]
+    fields = ["space", "pool_type", "is_default", "name", "description", "worker_type", "sort_order"]
     readonly_fields = ["is_default", "pool_type", "space"]
 
-    def has_add_permission(self, request):
-        return False  # pools get their default-pool and naming rules from the pages and API
+    def update(self, request, pool, data):
+        return pools.update_worker_pool(actor=request.user, pool=pool, name=data["name"], description=data["description"],
+                                        worker_type=data["worker_type"], sort_order=data["sort_order"])
+
+    def delete(self, request, pool):
+        pools.delete_worker_pool(actor=request.user, pool=pool)
 
 
 @admin.register(Worker)
@@ -58,23 +67,42 @@ class WorkerAdmin(admin.ModelAdmin):
 
 
 @admin.register(MachinePolicy)
-class MachinePolicyAdmin(AuditedAdmin):
+class MachinePolicyAdmin(ServiceAdmin):
     list_display = ["name", "space", "is_default", "health_check_interval", "health_check_type", "connectivity_behavior"]
     list_filter = ["space", "is_default", "health_check_type", "connectivity_behavior", "delete_behavior"]
     search_fields = ["name", "description"]
+    fields = ["space", "is_default", *policies.FIELDS]
     readonly_fields = ["is_default"]
+    readonly_on_change = ("space",)
+
+    def create(self, request, data):
+        return policies.create_machine_policy(actor=request.user, space=data["space"],
+                                              **{name: data[name] for name in policies.FIELDS})
+
+    def update(self, request, policy, data):
+        return policies.update_machine_policy(actor=request.user, policy=policy, **{name: data[name] for name in policies.FIELDS})
+
+    def delete(self, request, policy):
+        policies.delete_machine_policy(actor=request.user, policy=policy)
 
 
 @admin.register(Account)
-class AccountAdmin(admin.ModelAdmin):
+class AccountAdmin(ServiceAdmin):
+    """No add here: secrets are entered on the Accounts page or through the API, and never shown again."""
+
     list_display = ["name", "space", "account_type", "username"]
     list_filter = ["space", "account_type"]
     search_fields = ["name", "username"]
-    exclude = ["private_key_encrypted", "passphrase_encrypted", "password_encrypted"]  # never shown, even encrypted
+    fields = ["space", "account_type", "name", "username", "description"]  # never the secrets, even encrypted
     readonly_fields = ["space", "account_type"]
 
-    def has_add_permission(self, request):
-        return False  # secrets are entered on the Accounts page or through the API
+    def update(self, request, account, data):
+        stored = Account.objects.get(pk=account.pk)  # the service compares with what is stored; the form changed `account`
+        return accounts.save_account(actor=request.user, space=stored.space, account=stored, name=data["name"],
+                                     account_type=stored.account_type, username=data["username"], description=data["description"])
+
+    def delete(self, request, account):
+        accounts.delete_account(actor=request.user, account=account)
 
 
 @admin.register(ServerCertificate)

@@ -1,10 +1,14 @@
 """Every portal model in the Django admin. Writes go through the services or are audited here."""
 
-from django.contrib import admin
+from django.contrib import admin, messages
 from django.contrib.auth.admin import UserAdmin as DjangoUserAdmin
+from django.core.exceptions import ValidationError
+from django.shortcuts import redirect
+from django.urls import reverse
 
 from portal.models import ApiKey, Event, ScopedUserRole, Space, Team, User, UserRole
 from portal.services.audit import record_event
+from portal.views.forms import add_refusal
 
 
 class AuditedAdmin(admin.ModelAdmin):
@@ -23,6 +27,77 @@ class AuditedAdmin(admin.ModelAdmin):
     def delete_queryset(self, request, queryset):
         for obj in queryset:
             self.delete_model(request, obj)
+
+
+class ServiceAdmin(admin.ModelAdmin):
+    """An admin whose writes are the model's services, so an admin edit is validated and audited like a page's.
+
+    A subclass says how: `create(request, data)` and `update(request, obj, data)` call the create/update service
+    with the form's cleaned data and return the model; `delete(request, obj)` calls the delete service. One left
+    as None makes that write unavailable here. The service runs as the form's last validation step, so its
+    refusal (a ValidationError naming the field) is shown on the admin form, as a page shows it, never a 500;
+    the admin then has nothing left to save."""
+
+    create = None
+    update = None
+    delete = None
+    readonly_on_change: tuple[str, ...] = ()  # what the services never change (the space, the owning project)
+
+    def has_add_permission(self, request):
+        return self.create is not None and super().has_add_permission(request)
+
+    def has_change_permission(self, request, obj=None):
+        return self.update is not None and super().has_change_permission(request, obj)
+
+    def has_delete_permission(self, request, obj=None):
+        return self.delete is not None and super().has_delete_permission(request, obj)
+
+    def get_readonly_fields(self, request, obj=None):
+        return [*super().get_readonly_fields(request, obj), *(self.readonly_on_change if obj else ())]
+
+    def get_form(self, request, obj=None, change=False, **kwargs):
+        form_class = super().get_form(request, obj, change=change, **kwargs)
+        model_admin = self
+
+        class ServiceForm(form_class):
+            def _post_clean(self):
+                super()._post_clean()
+                if self._errors:
+                    return
+                try:
+                    if obj is None:
+                        self.instance = model_admin.create(request, self.cleaned_data)
+                    else:
+                        self.instance = model_admin.update(request, obj, self.cleaned_data)
+                except ValidationError as error:
+                    add_refusal(self, error)
+
+        return ServiceForm
+
+    def save_model(self, request, obj, form, change):
+        pass  # the service saved it while validating the form
+
+    def save_related(self, request, form, formsets, change):
+        pass  # and its relations
+
+    def delete_model(self, request, obj):
+        self.delete(request, obj)
+
+    def delete_queryset(self, request, queryset):
+        """Delete selected: each through the service; a refused one is named and the others are deleted."""
+        for obj in queryset:
+            try:
+                self.delete(request, obj)
+            except ValidationError as error:
+                self.message_user(request, " ".join(error.messages), messages.ERROR)
+
+    def delete_view(self, request, object_id, extra_context=None):
+        try:
+            return super().delete_view(request, object_id, extra_context)
+        except ValidationError as error:  # the service refused (in use, …): say why on the object's page
+            self.message_user(request, " ".join(error.messages), messages.ERROR)
+            opts = self.model._meta
+            return redirect(reverse(f"admin:{opts.app_label}_{opts.model_name}_change", args=[object_id]))
 
 
 @admin.register(Space)

@@ -14,7 +14,7 @@ from django.conf import settings
 
 @lru_cache(maxsize=1)
 def _fernet() -> MultiFernet:
-    keys = os.environ.get("REEF_MASTER_KEY", "")
+    keys = settings.REEF_MASTER_KEY
     if not keys:
         path = settings.VAR_DIR / "master_key"
         if not path.exists():

@@ -6,9 +6,8 @@ generated once into var/.
 
 import os
 import secrets
-import socket
+import sys
 from pathlib import Path
-from urllib.parse import urlparse
 
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
@@ -38,6 +37,16 @@ def envint(name: str, default: int) -> int:
         raise ImproperlyConfigured(f"{name} must be a whole number, not {value!r}") from None
 
 
+def envfloat(name: str, default: float) -> float:
+    value = os.environ.get(name)
+    if value is None or value == "":
+        return default
+    try:
+        return float(value)
+    except ValueError:
+        raise ImproperlyConfigured(f"{name} must be a number of seconds, not {value!r}") from None
+
+
 def envlist(name: str, default: list[str]) -> list[str]:
     value = os.environ.get(name)
     if not value:
@@ -65,6 +74,8 @@ CSRF_TRUSTED_ORIGINS = envlist("CSRF_TRUSTED_ORIGINS", [])
 
 
 def _public_url(name: str) -> str:
+    from urllib.parse import urlparse
+
     value = os.environ.get(name, "").strip().rstrip("/")
     parsed = urlparse(value)
     if value and (parsed.scheme not in ("http", "https") or not parsed.hostname or parsed.path or parsed.query):
@@ -77,6 +88,7 @@ def _public_url(name: str) -> str:
 # to REEF_POLLING_PORT on REEF_POLLING_BIND.
 REEF_PUBLIC_URL = _public_url("REEF_PUBLIC_URL")
 REEF_BIND = os.environ.get("REEF_BIND", "127.0.0.1")
+REEF_PORT = envint("PORT", 8000)
 REEF_POLLING_PORT = envint("REEF_POLLING_PORT", 10943)
 REEF_POLLING_BIND = os.environ.get("REEF_POLLING_BIND", "0.0.0.0")
 
@@ -96,7 +108,6 @@ SESSION_COOKIE_AGE = envint("REEF_SESSION_SECONDS", 12 * 3600)
 X_FRAME_OPTIONS = "DENY"
 
 INSTALLED_APPS = [
-    "daphne",
     "django.contrib.admin",
     "django.contrib.auth",
     "django.contrib.contenttypes",
@@ -117,6 +128,10 @@ INSTALLED_APPS = [
     "infrastructure",
     "deployments",
 ]
+# daphne's app only gives `runserver` websockets, and loading it imports Twisted into every process
+# (the Celery worker, the polling endpoint, management commands): ~13 MB each.
+if sys.argv[1:2] == ["runserver"]:
+    INSTALLED_APPS.insert(0, "daphne")
 
 MIDDLEWARE = [
     "portal.api.errors.ApiErrorsMiddleware",  # outermost: every error under /api leaves as JSON
@@ -192,6 +207,12 @@ LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "home"
 LOGOUT_REDIRECT_URL = "login"
 
+# The first administrator `manage.py ensure_admin` creates when there is none (empty password: generated).
+REEF_ADMIN_USERNAME = os.environ.get("REEF_ADMIN_USERNAME") or "admin"
+REEF_ADMIN_PASSWORD = os.environ.get("REEF_ADMIN_PASSWORD") or ""
+# Fernet key(s) for secrets at rest, newest first (portal/encryption.py); empty: one generated into var/.
+REEF_MASTER_KEY = os.environ.get("REEF_MASTER_KEY", "")
+
 # Login attempts are rate-limited per username and address.
 AXES_FAILURE_LIMIT = envint("REEF_LOGIN_FAILURE_LIMIT", 5)
 AXES_COOLOFF_TIME = 0.25  # hours
@@ -218,8 +239,10 @@ STORAGES = {
     "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
 }
 
-# Redis: the Celery broker, the Channels layer, polling queues, locks.
+# Redis: the Celery broker, the Channels layer, polling queues, locks. `manage.py serve` insists on a
+# REDIS_URL that was set; with none it tries localhost, then starts an embedded Redis.
 REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
+REDIS_URL_SET = bool(os.environ.get("REDIS_URL"))
 CHANNEL_LAYERS = {
     "default": {
         "BACKEND": "channels_redis.core.RedisChannelLayer",
@@ -320,6 +343,9 @@ REEF_BUILTIN_WORKER_USER = os.environ.get("REEF_BUILTIN_WORKER_USER") or "nobody
 REEF_POLLING_MAX_THREADS = envint("REEF_POLLING_MAX_THREADS", 512)
 REEF_POLLING_MAX_QUEUED = envint("REEF_POLLING_MAX_QUEUED", 256)
 REEF_POLLING_MAX_PENDING = envint("REEF_POLLING_MAX_PENDING", 1024)
+# Health checks and housekeeping: Celery's default queue, read by threads of their own beside the task cap.
+REEF_HEALTH_QUEUE = os.environ.get("REEF_HEALTH_QUEUE", "celery")
+CELERY_TASK_DEFAULT_QUEUE = REEF_HEALTH_QUEUE
 CELERY_TASK_ROUTES = {"deployments.run_server_task": {"queue": REEF_TASK_QUEUE}}
 
 
@@ -330,6 +356,8 @@ def _node_name() -> str:
         return os.environ["REEF_NODE_NAME"].strip()[:100]
     path = VAR_DIR / "node_name"
     if not path.exists():
+        import socket
+
         VAR_DIR.mkdir(parents=True, exist_ok=True)
         draft = VAR_DIR / f".node_name.{os.getpid()}"
         draft.write_text(f"{socket.gethostname()[:60]}-{secrets.token_hex(3)}\n")
@@ -349,6 +377,13 @@ REEF_NODE_NAME = _node_name()
 REEF_NODE_HEARTBEAT_SECONDS = envint("REEF_NODE_HEARTBEAT_SECONDS", 3)
 REEF_NODE_HEARTBEAT_TTL = envint("REEF_NODE_HEARTBEAT_TTL", 10)
 REEF_NODE_ROW_SECONDS = envint("REEF_NODE_ROW_SECONDS", 60)
+# `manage.py serve` (`make run`): the local demo agent and project on an empty database, the Celery
+# worker's processes, how long a child must stay up before its restart backoff resets, and how long
+# children get to stop before they are killed.
+REEF_DEMO = envbool("REEF_DEMO", True)
+REEF_CELERY_CONCURRENCY = envint("REEF_CELERY_CONCURRENCY", 2)
+REEF_SUPERVISOR_STABLE_SECONDS = envfloat("REEF_SUPERVISOR_STABLE_SECONDS", 60.0)
+REEF_STOP_SECONDS = envfloat("REEF_STOP_SECONDS", 15.0)
 # Log lines waiting in memory for the database (a blip) before the writer waits too.
 REEF_LOG_BUFFER_LINES = envint("REEF_LOG_BUFFER_LINES", 100_000)
 # Beat stores each job's last run at once, so a node taking the scheduler over never sends it again.

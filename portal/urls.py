@@ -5,9 +5,9 @@ from django.urls import include, path, register_converter
 
 from drf_spectacular.utils import extend_schema
 
-from deployments import node_views, project_views
+from deployments.views import configuration as deployments_configuration
 from infrastructure.distribution import BUNDLE_NAME
-from infrastructure.distribution import views as distribution
+from infrastructure.views import distribution
 from portal.api.views import ApiRootView
 from portal.views import configuration as config
 from portal.views import pages
@@ -58,8 +58,8 @@ urlpatterns = [
     path("configuration/spaces/", config.space_list, name="configuration-spaces"),
     path("configuration/audit/", config.audit, name="configuration-audit"),
     path("configuration/certificate/", config.server_certificate, name="configuration-certificate"),
-    path("configuration/features/", project_views.features, name="configuration-features"),
-    path("configuration/nodes/", node_views.nodes, name="configuration-nodes"),
+    path("configuration/features/", deployments_configuration.features, name="configuration-features"),
+    path("configuration/nodes/", deployments_configuration.nodes, name="configuration-nodes"),
     path("infrastructure/tentacle/install.sh", distribution.install_sh, name="tentacle-install-script"),
     path(f"infrastructure/tentacle/{BUNDLE_NAME}", distribution.bundle, name="tentacle-bundle"),
     path(f"infrastructure/tentacle/{BUNDLE_NAME}.sha256", distribution.bundle_sha256, name="tentacle-bundle-sha256"),

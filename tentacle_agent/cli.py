@@ -87,7 +87,8 @@ def cmd_register_worker(args, instance: Instance) -> None:
     certificate = api.server_certificate()
     expected = args.server_thumbprint or config.get("TrustedThumbprint")
     if expected and thumbprint_of_pem(certificate["CertificatePem"]) != normalise_thumbprint(expected):
-        raise CommandError(f"The server's certificate is {certificate['Thumbprint']}, not the trusted {normalise_thumbprint(expected)}: refusing to register.")
+        raise CommandError(f"The server's certificate is {certificate['Thumbprint']}, "
+                           f"not the trusted {normalise_thumbprint(expected)}: refusing to register.")
     space = api.space(args.space)
     pools = api.pool_ids(space["Id"], args.workerpool)
     policy = api.policy_id(space["Id"], args.machine_policy) if args.machine_policy else None
@@ -212,7 +213,8 @@ def parser() -> argparse.ArgumentParser:
     sub.add_argument("--machine-policy", metavar="NAME")
     sub.add_argument("--server-comms-address", metavar="URL")
     sub.add_argument("--server-comms-port", type=int, default=DEFAULT_POLLING_PORT, metavar="PORT",
-                     help=f"polling: the server's polling port when --server-comms-address is not given (default {DEFAULT_POLLING_PORT})")
+                     help="polling: the server's polling port when --server-comms-address is not given "
+                          f"(default {DEFAULT_POLLING_PORT})")
     sub.add_argument("--force", action="store_true",
                      help="take over a worker of the same name registered with another certificate")
     sub = command("deregister-worker", cmd_deregister_worker, "remove this machine's worker from Reef")

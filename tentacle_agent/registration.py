@@ -65,7 +65,8 @@ class ServerApi:
         pools = {p["Name"].lower(): p["Id"] for p in self.request("GET", f"/api/{space_id}/workerpools/all") or []}
         missing = [n for n in names if n.lower() not in pools]
         if missing:
-            raise RegistrationError(f"No worker pool named {', '.join(repr(m) for m in missing)} (pools: {', '.join(sorted(pools)) or 'none'}).")
+            raise RegistrationError(f"No worker pool named {', '.join(repr(m) for m in missing)} "
+                                    f"(pools: {', '.join(sorted(pools)) or 'none'}).")
         return [pools[n.lower()] for n in names]
 
     def policy_id(self, space_id: str, name: str) -> str:

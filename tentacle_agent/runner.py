@@ -19,14 +19,15 @@ Memory is bounded per script: at most MAX_UNFETCHED_BYTES / MAX_UNFETCHED_LINES 
 fetched yet, plus what one READ_CHUNK read holds (past that the runner stops reading the child until the caller catches up: the child
 blocks on its full pipe, nothing is lost), plus the last KEEP_FETCHED_LINES lines already fetched
 (kept so a GetStatus retried after a lost answer gets them again).
+
+script.py holds one script's lines, bootstraps.py what its work folder holds, processes.py how its processes
+are found and killed.
 """
 
 from __future__ import annotations
 
 import base64
 import collections
-import ctypes
-import datetime
 import fcntl
 import json
 import os
@@ -44,173 +45,24 @@ import time
 import uuid
 from pathlib import Path
 
-MASK = "********"
-MAX_LINE = 64 * 1024  # bytes of one line kept; the rest of it is discarded up to its newline
+from tentacle_agent.bootstraps import (
+    BASH_BOOTSTRAP, POWERSHELL_BOOTSTRAP, PYTHON_BOOTSTRAP, PYTHON_MODULE, bash_line_endings, write_private)
+from tentacle_agent.processes import MARKER, become_subreaper, marked_processes, proc_pids, python_for
+from tentacle_agent.script import (
+    KEEP_FETCHED_LINES, MASK, MAX_LINE, MAX_UNFETCHED_LINES, TRUNCATED, PipeBuffer, Script, secret_forms)
+
+# What other modules import from here, as they always have.
+__all__ = ["BASH_BOOTSTRAP", "FORGET_AFTER_SECONDS", "KEEP_FETCHED_LINES", "MARKER", "MASK", "MAX_LINE", "MAX_UNFETCHED_LINES",
+           "READ_CHUNK", "TRUNCATED", "NotFound", "RunnerError", "Script", "ScriptRunner", "bash_line_endings",
+           "marked_processes", "secret_forms"]
+
 READ_CHUNK = 64 * 1024
-TRUNCATED = " …(line truncated)"
-MAX_LINES_PER_STATUS = 5000
-MAX_UNFETCHED_BYTES = 16 * 1024 * 1024
-MAX_UNFETCHED_LINES = 50_000
-KEEP_FETCHED_LINES = 10_000
 MAX_ARTIFACT_BYTES = 100 * 1024 * 1024
 KILL_GRACE_SECONDS = 3
 DRAIN_SECONDS = 5  # after the script exits, how long its background children may keep the pipes open
 FORGET_AFTER_SECONDS = 15 * 60
-MARKER = "REEF_SCRIPT_TICKET"
 TICKET = re.compile(r"^[0-9a-f]{16,64}$")
 SECRET_FILES = ("variables.json", "bootstrap.sh")
-PR_SET_CHILD_SUBREAPER = 36
-_SERVICE_MESSAGE = re.compile(r"^##octopus\[([\w-]+)((?:\s+\w+='[^']*')*)\s*\]\s*$")
-_ATTRIBUTE = re.compile(r"(\w+)='([^']*)'")
-
-BASH_BOOTSTRAP = r"""
-_b64() { printf '%s' "$1" | base64 | tr -d '\n'; }
-get_octopusvariable() { printf '%s' "${octopus_parameters[$1]}"; }
-set_octopusvariable() {
-  local sensitive=False
-  case "${3:-}" in -sensitive|--sensitive|True|true) sensitive=True ;; esac
-  echo "##octopus[setVariable name='$(_b64 "$1")' value='$(_b64 "$2")' sensitive='$(_b64 "$sensitive")']"
-}
-new_octopusartifact() {
-  local length; length=$(wc -c < "$1" 2>/dev/null | tr -d ' '); length=${length:-0}
-  echo "##octopus[createArtifact path='$(_b64 "$1")' name='$(_b64 "${2:-$(basename "$1")}")' length='$(_b64 "$length")']"
-}
-fail_step() { echo "##octopus[stepFailed message='$(_b64 "$1")']"; exit 1; }
-update_progress() { echo "##octopus[progress percentage='$(_b64 "$1")' message='$(_b64 "${2:-}")']"; }
-write_warning() { echo "##octopus[stdout-warning]"; echo "$*"; echo "##octopus[stdout-default]"; }
-write_highlight() { echo "##octopus[stdout-highlight]"; echo "$*"; echo "##octopus[stdout-default]"; }
-write_verbose() { echo "##octopus[stdout-verbose]"; echo "$*"; echo "##octopus[stdout-default]"; }
-write_wait() { echo "##octopus[stdout-wait]"; echo "$*"; echo "##octopus[stdout-default]"; }
-"""
-
-PYTHON_MODULE = '''"""Octopus's script helpers for Python steps: preloaded into builtins (`from octopus import *` also works)."""
-import base64, json, os, sys
-
-__all__ = ["octopusvariables", "get_octopusvariable", "set_octopusvariable", "new_octopusartifact", "createartifact",
-           "fail_step", "failstep", "update_progress", "updateprogress", "write_verbose", "printverbose",
-           "write_highlight", "printhighlight", "write_wait", "printwait", "write_warning", "printwarning"]
-
-_here = os.path.dirname(os.path.abspath(__file__))
-with open(os.path.join(_here, "variables.json"), encoding="utf-8") as _f:
-    octopusvariables = {v["Name"]: v["Value"] for v in json.load(_f)}
-
-
-def _b64(value):
-    return base64.b64encode(str(value).encode()).decode()
-
-
-def _say(line):
-    sys.stdout.flush()
-    sys.stdout.write(line + "\\n")
-    sys.stdout.flush()
-
-
-def get_octopusvariable(name):
-    return octopusvariables.get(name, "")
-
-
-def set_octopusvariable(name, value, sensitive=False):
-    octopusvariables[name] = str(value)
-    _say(f"##octopus[setVariable name='{_b64(name)}' value='{_b64(value)}' sensitive='{_b64(bool(sensitive))}']")
-
-
-def new_octopusartifact(path, name=None):
-    length = os.path.getsize(path) if os.path.isfile(path) else 0
-    _say(f"##octopus[createArtifact path='{_b64(path)}' name='{_b64(name or os.path.basename(path))}' length='{_b64(length)}']")
-
-
-def fail_step(message=None):
-    _say(f"##octopus[stepFailed message='{_b64(message or '')}']")
-    sys.exit(1)
-
-
-def update_progress(percentage, message=None):
-    _say(f"##octopus[progress percentage='{_b64(int(percentage))}' message='{_b64(message or '')}']")
-
-
-def _with_category(category, message):
-    _say(f"##octopus[stdout-{category}]")
-    _say(str(message))
-    _say("##octopus[stdout-default]")
-
-
-def write_warning(message):
-    _with_category("warning", message)
-
-
-def write_highlight(message):
-    _with_category("highlight", message)
-
-
-def write_verbose(message):
-    _with_category("verbose", message)
-
-
-def write_wait(message):
-    _with_category("wait", message)
-
-
-# Calamari's own names for the same helpers.
-createartifact, failstep, updateprogress = new_octopusartifact, fail_step, update_progress
-printverbose, printhighlight, printwait, printwarning = write_verbose, write_highlight, write_wait, write_warning
-'''
-
-# Runs script.py as __main__ with the helpers in builtins, so scripts need no import (as on Octopus).
-PYTHON_BOOTSTRAP = """import builtins, runpy, sys
-import octopus
-for _name in octopus.__all__:
-    setattr(builtins, _name, getattr(octopus, _name))
-sys.argv[0] = "script.py"
-del _name
-runpy.run_path("script.py", run_name="__main__")
-"""
-
-# PowerShell steps: Octopus's cmdlets (and the snake_case names as aliases), then the script, dot-sourced.
-POWERSHELL_BOOTSTRAP = r"""
-$OctopusParameters = @{}
-foreach ($v in (Get-Content -Raw -Encoding UTF8 (Join-Path $PSScriptRoot 'variables.json') | ConvertFrom-Json)) {
-  $OctopusParameters[$v.Name] = [string]$v.Value
-}
-function Convert-ToServiceMessageValue([string]$value) { [Convert]::ToBase64String([Text.Encoding]::UTF8.GetBytes($value)) }
-function Write-OctopusServiceMessage([string]$line) { [Console]::Out.WriteLine($line); [Console]::Out.Flush() }
-function Get-OctopusVariable([string]$name) { $OctopusParameters[$name] }
-function Set-OctopusVariable([string]$name, [string]$value, [switch]$sensitive) {
-  $OctopusParameters[$name] = $value
-  $s = if ($sensitive) { 'True' } else { 'False' }
-  Write-OctopusServiceMessage "##octopus[setVariable name='$(Convert-ToServiceMessageValue $name)' value='$(Convert-ToServiceMessageValue $value)' sensitive='$(Convert-ToServiceMessageValue $s)']"
-}
-function New-OctopusArtifact([string]$path, [string]$name) {
-  if (-not $name) { $name = Split-Path -Leaf $path }
-  $length = if (Test-Path -PathType Leaf $path) { (Get-Item $path).Length } else { 0 }
-  Write-OctopusServiceMessage "##octopus[createArtifact path='$(Convert-ToServiceMessageValue $path)' name='$(Convert-ToServiceMessageValue $name)' length='$(Convert-ToServiceMessageValue $length)']"
-}
-function Fail-Step([string]$message) {
-  Write-OctopusServiceMessage "##octopus[stepFailed message='$(Convert-ToServiceMessageValue $message)']"
-  exit 1
-}
-function Update-Progress([int]$percentage, [string]$message) {
-  Write-OctopusServiceMessage "##octopus[progress percentage='$(Convert-ToServiceMessageValue $percentage)' message='$(Convert-ToServiceMessageValue $message)']"
-}
-function Write-OctopusCategory([string]$category, $message) {
-  Write-OctopusServiceMessage "##octopus[stdout-$category]"; Write-OctopusServiceMessage ([string]$message)
-  Write-OctopusServiceMessage "##octopus[stdout-default]"
-}
-function Write-Highlight($message) { Write-OctopusCategory 'highlight' $message }
-function Write-Verbose($message) { Write-OctopusCategory 'verbose' $message }
-function Write-Wait($message) { Write-OctopusCategory 'wait' $message }
-function Write-Warning($message) { Write-OctopusCategory 'warning' $message }
-Set-Alias -Name get_octopusvariable -Value Get-OctopusVariable
-Set-Alias -Name set_octopusvariable -Value Set-OctopusVariable
-Set-Alias -Name new_octopusartifact -Value New-OctopusArtifact
-Set-Alias -Name fail_step -Value Fail-Step
-Set-Alias -Name update_progress -Value Update-Progress
-Set-Alias -Name write_highlight -Value Write-Highlight
-Set-Alias -Name write_verbose -Value Write-Verbose
-Set-Alias -Name write_wait -Value Write-Wait
-Set-Alias -Name write_warning -Value Write-Warning
-Set-Location $PSScriptRoot
-. (Join-Path $PSScriptRoot 'script.ps1')
-"""
 
 
 class RunnerError(Exception):
@@ -219,184 +71,6 @@ class RunnerError(Exception):
 
 class NotFound(RunnerError):
     pass
-
-
-def _now() -> str:
-    return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="milliseconds")
-
-
-def _decode(value: str) -> str:
-    try:
-        return base64.b64decode(value.encode(), validate=True).decode("utf-8", errors="replace")
-    except ValueError:
-        return ""
-
-
-MIN_SECRET_LINE = 4
-
-
-def bash_line_endings(body: str) -> str:
-    """Browsers send a textarea's lines ending in CRLF; bash would read `id\r` as the command name."""
-    return body.replace("\r\n", "\n")
-
-
-def secret_forms(value: str) -> set[str]:
-    """What to mask for one sensitive value: the value, and each non-blank line of a multi-line one
-    (output is split into lines, so a multi-line secret only ever shows up line by line). Lines of
-    fewer than MIN_SECRET_LINE visible characters (a JSON `}`, a PEM's `-----`) are no secret on their
-    own, and masking them would blank every such line of the log."""
-    forms = {value} if value else set()
-    for line in value.splitlines():
-        line = line.rstrip("\r")
-        if len(line.strip()) >= MIN_SECRET_LINE:
-            forms.add(line)
-    return forms
-
-
-def become_subreaper() -> bool:
-    """Orphaned descendants of scripts become this process's children (Linux), so none escapes as a
-    child of init; the runner reaps them. False where the platform has no such thing."""
-    if not sys.platform.startswith("linux"):
-        return False
-    try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        return libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) == 0
-    except (OSError, AttributeError):
-        return False
-
-
-def _proc_pids() -> list[int]:
-    try:
-        return [int(name) for name in os.listdir("/proc") if name.isdigit()]
-    except OSError:
-        return []
-
-
-def marked_processes(ticket: str) -> list[int]:
-    """Live processes whose environment carries the ticket's marker (a zombie's environment reads empty)."""
-    needle = f"{MARKER}={ticket}".encode()
-    found = []
-    for pid in _proc_pids():
-        try:
-            with open(f"/proc/{pid}/environ", "rb") as f:
-                environ = f.read()
-        except OSError:
-            continue
-        if needle in environ.split(b"\0"):
-            found.append(pid)
-    return found
-
-
-class _Stream:
-    """One pipe's partial line: at most MAX_LINE bytes are held; past that the line is cut."""
-
-    def __init__(self, name: str):
-        self.name = name
-        self.buffer = bytearray()
-        self.discarding = False
-
-
-class Script:
-    def __init__(self, ticket: str, request: dict, work: Path):
-        self.ticket = ticket
-        self.request = request
-        self.work = work
-        self.state = "Pending"
-        self.exit_code: int | None = None
-        self.failure_message: str | None = None
-        self.lines: list[dict] = []
-        self.first_sequence = 0  # the Sequence of lines[0]: fetched lines past KEEP_FETCHED_LINES are dropped
-        self.next_sequence = 0
-        self.fetched_through = -1  # the caller asked for lines after this one, so it has all up to it
-        self.unfetched_bytes = 0
-        self.output_variables: list[dict] = []
-        self.artifacts: list[dict] = []
-        self.condition = threading.Condition()
-        self.process: subprocess.Popen | None = None
-        self.cancelled = False
-        self.finished_at: float | None = None
-        self.lock_file: int | None = None
-        values: set[str] = set()
-        for variable in request.get("Variables") or []:
-            if variable.get("IsSensitive"):
-                values |= secret_forms(str(variable.get("Value", "")))
-        self.sensitive = sorted(values, key=len, reverse=True)
-        self.category = {"stdout": "Info", "stderr": "Error"}
-
-    def add_sensitive(self, value: str) -> None:
-        self.sensitive = sorted(set(self.sensitive) | secret_forms(value), key=len, reverse=True)
-
-    def mask(self, text: str) -> str:
-        for value in self.sensitive:
-            text = text.replace(value, MASK)
-        return text
-
-    def _line(self, stream: str, text: str, category: str | None, truncated: bool) -> dict:
-        text = self.mask(text)
-        if truncated or len(text) > MAX_LINE:
-            # A secret cut by the end of what was kept would show its first characters: drop them.
-            for value in self.sensitive:
-                for size in range(min(len(value) - 1, len(text)), 0, -1):
-                    if text.endswith(value[:size]):
-                        text = text[:-size]
-                        break
-            text = text[:MAX_LINE] + TRUNCATED
-        line = {"Sequence": self.next_sequence, "Time": _now(), "Stream": stream,
-                "Category": category or self.category[stream], "Text": text}
-        self.next_sequence += 1
-        self.unfetched_bytes += len(text)
-        return line
-
-    def add_line(self, stream: str, text: str, category: str | None = None, truncated: bool = False) -> None:
-        with self.condition:
-            self.lines.append(self._line(stream, text, category, truncated))
-            self.condition.notify_all()
-
-    def add_lines(self, lines: list[tuple[str, str, str | None, bool]]) -> None:
-        if not lines:
-            return
-        with self.condition:
-            for stream, text, category, truncated in lines:
-                self.lines.append(self._line(stream, text, category, truncated))
-            self.condition.notify_all()
-
-    def has_room(self) -> bool:
-        return (self.unfetched_bytes < MAX_UNFETCHED_BYTES
-                and self.next_sequence - 1 - self.fetched_through < MAX_UNFETCHED_LINES)
-
-    def acknowledge(self, after: int) -> None:
-        """The caller has every line up to `after`: they stop counting against the unfetched bound, and
-        beyond the last KEEP_FETCHED_LINES they are forgotten. Call with the condition held."""
-        after = min(after, self.next_sequence - 1)
-        if after <= self.fetched_through:
-            return
-        start = max(self.fetched_through + 1, self.first_sequence) - self.first_sequence
-        stop = after + 1 - self.first_sequence
-        self.unfetched_bytes -= sum(len(line["Text"]) for line in self.lines[start:stop])
-        self.fetched_through = after
-        drop = min(len(self.lines) - KEEP_FETCHED_LINES, after + 1 - self.first_sequence)
-        if drop > 0:
-            del self.lines[:drop]
-            self.first_sequence += drop
-        self.condition.notify_all()
-
-    def finish(self, exit_code: int | None, failure: str | None = None) -> None:
-        with self.condition:
-            self.exit_code = exit_code
-            if failure and not self.failure_message:
-                self.failure_message = failure
-            self.state = "Complete"
-            self.finished_at = time.monotonic()
-            self.condition.notify_all()
-
-    def snapshot(self, after: int) -> dict:
-        start = max(0, after + 1, self.first_sequence)
-        index = start - self.first_sequence
-        logs = self.lines[index:index + MAX_LINES_PER_STATUS]
-        return {"Ticket": self.ticket, "State": self.state, "ExitCode": self.exit_code, "Logs": logs,
-                "NextSequence": start + len(logs), "HasMore": start + len(logs) < self.next_sequence,
-                "OutputVariables": list(self.output_variables), "Artifacts": list(self.artifacts),
-                "FailureMessage": self.failure_message}
 
 
 class ScriptRunner:
@@ -605,7 +279,7 @@ class ScriptRunner:
         me = os.getpid()
         with self.spawn_lock:
             ours = {s.process.pid for s in list(self.scripts.values()) if s.process is not None and s.process.returncode is None}
-            for pid in _proc_pids():
+            for pid in proc_pids():
                 if pid in ours:
                     continue
                 try:
@@ -675,22 +349,22 @@ class ScriptRunner:
         syntax, body = request.get("Syntax", "Bash"), request["ScriptBody"]
         if syntax == "Python":
             # octopus.py reads variables.json when imported, at any time: it stays until the script ends.
-            _write_private(work / "variables.json", json.dumps(variables))
-            _write_private(work / "octopus.py", PYTHON_MODULE)
-            _write_private(work / "bootstrap.py", PYTHON_BOOTSTRAP)
-            _write_private(work / "script.py", body)
-            return [_python_for(account, self.environment) if account else sys.executable, "-u", "bootstrap.py"]
+            write_private(work / "variables.json", json.dumps(variables))
+            write_private(work / "octopus.py", PYTHON_MODULE)
+            write_private(work / "bootstrap.py", PYTHON_BOOTSTRAP)
+            write_private(work / "script.py", body)
+            return [_python_of(account, self.environment) if account else sys.executable, "-u", "bootstrap.py"]
         if syntax == "PowerShell":
-            _write_private(work / "variables.json", json.dumps(variables))
-            _write_private(work / "bootstrap.ps1", POWERSHELL_BOOTSTRAP)
-            _write_private(work / "script.ps1", body)
+            write_private(work / "variables.json", json.dumps(variables))
+            write_private(work / "bootstrap.ps1", POWERSHELL_BOOTSTRAP)
+            write_private(work / "script.ps1", body)
             return ["pwsh", "-NoProfile", "-NonInteractive", "-File", "bootstrap.ps1"]
         # Bash needs no variables.json: the bootstrap holds the values and deletes itself once bash has it open.
         assignments = "".join(f"octopus_parameters[{shlex.quote(v['Name'])}]={shlex.quote(str(v.get('Value', '')))}\n"
                               for v in variables)
-        _write_private(work / "bootstrap.sh", 'rm -f -- "$0"\ndeclare -A octopus_parameters\n' + assignments + BASH_BOOTSTRAP +
+        write_private(work / "bootstrap.sh", 'rm -f -- "$0"\ndeclare -A octopus_parameters\n' + assignments + BASH_BOOTSTRAP +
                        'cd "$(dirname "$0")"\nsource ./script.sh\n')
-        _write_private(work / "script.sh", bash_line_endings(body))
+        write_private(work / "script.sh", bash_line_endings(body))
         return ["bash", "bootstrap.sh"]
 
     def _execute(self, script: Script, account: pwd.struct_passwd | None) -> None:
@@ -731,8 +405,8 @@ class ScriptRunner:
         process = script.process
         assert process is not None and process.stdout is not None and process.stderr is not None
         selector = selectors.DefaultSelector()
-        selector.register(process.stdout, selectors.EVENT_READ, _Stream("stdout"))
-        selector.register(process.stderr, selectors.EVENT_READ, _Stream("stderr"))
+        selector.register(process.stdout, selectors.EVENT_READ, PipeBuffer("stdout"))
+        selector.register(process.stderr, selectors.EVENT_READ, PipeBuffer("stderr"))
         deadline = time.monotonic() + timeout if timeout else None
         exited_at: float | None = None
         timed_out = False
@@ -760,75 +434,16 @@ class ScriptRunner:
                     chunk = os.read(key.fd, READ_CHUNK)
                     if not chunk:
                         selector.unregister(key.fileobj)
-                        self._feed(script, key.data, b"\n" if key.data.buffer else b"")
+                        script.feed(key.data, b"\n" if key.data.buffer else b"")
                     else:
-                        self._feed(script, key.data, chunk)
+                        script.feed(key.data, chunk)
         finally:
             for key in list(selector.get_map().values()):
-                self._feed(script, key.data, b"\n" if key.data.buffer else b"")
+                script.feed(key.data, b"\n" if key.data.buffer else b"")
             selector.close()
             process.stdout.close()
             process.stderr.close()
         return timed_out
-
-    def _feed(self, script: Script, stream: _Stream, chunk: bytes) -> None:
-        """Split a chunk into lines; a line is cut at MAX_LINE bytes and the rest of it dropped."""
-        lines: list[tuple[str, str, str | None, bool]] = []
-        start = 0
-        while start < len(chunk):
-            newline = chunk.find(b"\n", start)
-            end = len(chunk) if newline < 0 else newline
-            if not stream.discarding:
-                stream.buffer += chunk[start:min(end, start + MAX_LINE + 1 - len(stream.buffer))]
-                if len(stream.buffer) > MAX_LINE:
-                    lines.append((stream.name, stream.buffer[:MAX_LINE].decode("utf-8", errors="replace"), None, True))
-                    stream.buffer = bytearray()
-                    stream.discarding = newline < 0
-                elif newline >= 0:
-                    self._line(script, stream.name, stream.buffer.decode("utf-8", errors="replace").rstrip("\r"), lines)
-                    stream.buffer = bytearray()
-            elif newline >= 0:
-                stream.discarding = False
-            if newline < 0:
-                break
-            start = newline + 1
-        script.add_lines(lines)
-
-    def _line(self, script: Script, stream: str, text: str, lines: list) -> None:
-        match = _SERVICE_MESSAGE.match(text) if stream == "stdout" else None
-        if match:
-            script.add_lines(lines)  # lines before a category change keep the category they had
-            lines.clear()
-            self._service_message(script, match.group(1), dict(_ATTRIBUTE.findall(match.group(2))))
-        else:
-            lines.append((stream, text, None, False))
-
-    def _service_message(self, script: Script, name: str, attributes: dict) -> None:
-        categories = {"stdout-warning": "Warning", "stdout-highlight": "Highlight", "stdout-verbose": "Verbose",
-                      "stdout-default": "Info", "stdout-error": "Error", "stdout-wait": "Wait"}
-        if name in categories:
-            script.category["stdout"] = categories[name]
-        elif name == "setVariable":
-            value, sensitive = _decode(attributes.get("value", "")), _decode(attributes.get("sensitive", "")) == "True"
-            if sensitive and value:
-                script.add_sensitive(value)
-            script.output_variables.append({"Name": _decode(attributes.get("name", "")), "Value": value, "IsSensitive": sensitive})
-        elif name == "createArtifact":
-            path = (script.work / _decode(attributes.get("path", ""))).resolve()
-            # The name is shown on the task page: masked like a log line.
-            script.artifacts.append({"Name": script.mask(_decode(attributes.get("name", "")) or path.name), "Path": str(path),
-                                     "Length": path.stat().st_size if path.is_file() else 0})
-        elif name == "stepFailed":
-            # Reported once, as the step's failure message (the server logs it), not also as a line here.
-            script.failure_message = script.mask(_decode(attributes.get("message", ""))) or "The step failed."
-        elif name == "progress":
-            try:
-                percentage = max(0, min(100, int(_decode(attributes.get("percentage", "")).strip())))
-            except ValueError:
-                return
-            with script.condition:  # re-entrant: the line and its percentage appear to readers together
-                script.add_line("stdout", _decode(attributes.get("message", "")), "Progress")
-                script.lines[-1]["Percentage"] = percentage
 
     def _signal(self, script: Script, sig: int) -> list[int]:
         """Signal the script's process group and every process carrying its marker; returns the latter."""
@@ -863,41 +478,12 @@ class ScriptRunner:
             self._reap()
 
 
-def _write_private(path: Path, text: str) -> None:
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
-    with os.fdopen(fd, "w", encoding="utf-8") as f:
-        f.write(text)
-
-
 def _is_regular(mode: int) -> bool:
     return stat.S_ISREG(mode)
 
 
-def _usable_by(path: str, account: pwd.struct_passwd) -> bool:
-    """Whether the account can execute `path`: every folder on the way searchable, the file executable."""
-    def allowed(info: os.stat_result, user: int, group: int, other: int) -> bool:
-        if info.st_uid == account.pw_uid:
-            return bool(info.st_mode & user)
-        if info.st_gid == account.pw_gid:
-            return bool(info.st_mode & group)
-        return bool(info.st_mode & other)
-
-    real = Path(os.path.realpath(path))
-    try:
-        if not allowed(real.stat(), stat.S_IXUSR, stat.S_IXGRP, stat.S_IXOTH):
-            return False
-        return all(allowed(folder.stat(), stat.S_IXUSR, stat.S_IXGRP, stat.S_IXOTH) for folder in real.parents)
-    except OSError:
-        return False
-
-
-def _python_for(account: pwd.struct_passwd, environment: dict | None) -> str:
-    """A Python 3 the account can run: this one if it may, else the first `python3` on the scripts' PATH
-    it may (this one may live in a folder only the agent's account can enter)."""
-    candidates = [getattr(sys, "_base_executable", "") or sys.executable, sys.executable]
-    path = (environment if environment is not None else os.environ).get("PATH") or os.defpath
-    candidates += [os.path.join(folder, "python3") for folder in path.split(os.pathsep) if folder]
-    for candidate in candidates:
-        if candidate and os.path.isfile(candidate) and _usable_by(candidate, account):
-            return os.path.realpath(candidate)
-    raise RunnerError(f"No Python 3 that the account {account.pw_name!r} may run was found on the PATH.")
+def _python_of(account: pwd.struct_passwd, environment: dict | None) -> str:
+    python = python_for(account, environment)
+    if python is None:
+        raise RunnerError(f"No Python 3 that the account {account.pw_name!r} may run was found on the PATH.")
+    return python

@@ -16,6 +16,17 @@ from portal.models import Space, Team, User, UserRole
 from portal.services import api_keys, teams, users
 from portal.services.spaces import ensure_default_space
 
+
+def pytest_collection_modifyitems(config, items):
+    """Under `pytest -n N --dist loadgroup` (`make test`), a file's tests stay on one worker, so its module fixtures
+    start once; the fault suite shares one cluster of server nodes, so it is one group."""
+    if not getattr(config.option, "numprocesses", None):
+        return
+    for item in items:
+        path = Path(str(item.fspath)).relative_to(Path(__file__).parent)
+        item.add_marker(pytest.mark.xdist_group("faults" if path.parts[0] == "faults" else str(path)))
+
+
 PASSWORD = "a-Long-test-passw0rd"
 
 

@@ -16,6 +16,15 @@ import subprocess
 import tempfile
 import time
 
+# What this file chooses is per pytest process: an xdist worker inherits its controller's choices, and drops them.
+_OWN = "REEF_TEST_ENVIRONMENT_OF"
+if os.environ.get(_OWN, str(os.getpid())) != str(os.getpid()):
+    for name in os.environ.pop("REEF_TEST_CHOSEN", "").split():
+        os.environ.pop(name, None)
+os.environ[_OWN] = str(os.getpid())
+_unset_before = {name for name in ("REEF_VAR_DIR", "REEF_CHANNEL_PREFIX", "REEF_STREAM_PREFIX", "REEF_TASK_QUEUE",
+                                   "REEF_HEALTH_QUEUE", "DATABASE_URL", "REDIS_URL") if name not in os.environ}
+
 os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")  # Playwright's sync API runs a loop in the test thread
 os.environ.setdefault("REEF_HTTPS", "0")
 os.environ.setdefault("REEF_TEST_FAST_HASHER", "1")
@@ -25,6 +34,7 @@ if "REEF_VAR_DIR" not in os.environ:
 os.environ.setdefault("REEF_CHANNEL_PREFIX", f"reef-test-{os.getpid()}:asgi")
 os.environ.setdefault("REEF_STREAM_PREFIX", f"reef-test-{os.getpid()}")
 os.environ.setdefault("REEF_TASK_QUEUE", f"reef.servertasks.test-{os.getpid()}")  # test sessions never take each other's tasks
+os.environ.setdefault("REEF_HEALTH_QUEUE", f"reef.health.test-{os.getpid()}")
 
 
 def _port_open(host: str, port: int) -> bool:
@@ -41,9 +51,9 @@ def _drop_stale_test_databases() -> None:
 
     with contextlib.suppress(psycopg.Error):  # not ours to manage, or not reachable: nothing to clean
         with psycopg.connect("postgresql://postgres@127.0.0.1:5432/postgres", autocommit=True, connect_timeout=3) as pg:
-            names = [row[0] for row in pg.execute("SELECT datname FROM pg_database WHERE datname ~ '^(test_)?reef_[0-9]+$'")]
+            names = [row[0] for row in pg.execute("SELECT datname FROM pg_database WHERE datname ~ '^(test_)?reef_[0-9]+(_gw[0-9]+)?$'")]
             for name in names:
-                pid = int(name.rsplit("_", 1)[1])
+                pid = int(name.removeprefix("test_").split("_")[1])
                 if pid != os.getpid() and not os.path.exists(f"/proc/{pid}"):
                     pg.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
@@ -84,6 +94,7 @@ def _choose_redis() -> str:
 
 DATABASE = _choose_database()
 REDIS = _choose_redis()
+os.environ["REEF_TEST_CHOSEN"] = " ".join(sorted(_unset_before))
 
 
 def pytest_report_header(config):

@@ -13,6 +13,7 @@ from rest_framework.exceptions import ValidationError
 from deployments.models import Environment, Project, Runbook, Step, Variable
 from deployments.services.deploy import step_snapshot
 from deployments.services.processes import StepSpec, VariableSpec
+from deployments.services.snapshots import pool_id
 from infrastructure.models import WorkerPool
 from portal.api.base import StrictSerializer
 
@@ -40,7 +41,7 @@ def action_resource(step: dict) -> dict:
         step_properties["Octopus.Action.TargetRoles"] = ",".join(step["TargetRoles"])
     if step["ConditionVariable"]:
         step_properties["Octopus.Step.ConditionVariableExpression"] = step["ConditionVariable"]
-    pool = f"WorkerPools-{step['WorkerPoolId']}" if step["WorkerPoolId"] else None
+    pool = pool_id(step["WorkerPoolId"])
     return {"Id": step["Id"], "Name": step["Name"], "Condition": step["Condition"],
             "StartTrigger": "StartWithPrevious" if step["StartWithPrevious"] else "StartAfterPrevious",
             "PackageRequirement": "LetOctopusDecide", "Properties": step_properties, "Links": {},

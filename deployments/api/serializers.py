@@ -1,5 +1,6 @@
 from rest_framework import serializers
 
+from deployments.services.snapshots import pool_id
 from portal.api.base import SpaceScopedSerializer
 from servertasks.models import ServerTask
 
@@ -41,7 +42,7 @@ class ServerTaskSerializer(SpaceScopedSerializer):
         if obj.name == "AdHocScript" and obj.arguments.get("Process"):
             step = obj.arguments["Process"][0]
             arguments.update(ScriptBody=step["ScriptBody"], Syntax=step["Syntax"],
-                             WorkerPoolId=f"WorkerPools-{step['WorkerPoolId']}" if step["WorkerPoolId"] else None)
+                             WorkerPoolId=pool_id(step["WorkerPoolId"]))
         return arguments
 
     def get_FinishedSuccessfully(self, obj) -> bool:  # noqa: N802

@@ -10,10 +10,28 @@ from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import transaction
 
 from deployments.models import (
-    Channel, Deployment, Environment, Package, Project, Release, Runbook, RunbookRun, RunbookSnapshot, Step, Variable,
+    Channel,
+    Deployment,
+    Environment,
+    Package,
+    Project,
+    Release,
+    Runbook,
+    RunbookRun,
+    RunbookSnapshot,
+    Step,
 )
 from deployments.services.interruptions import pending_interruption_of, submit_interruption
 from deployments.services.lifecycles import default_channel, deploy_automatically, require_promotable
+from deployments.services.snapshots import (
+    PackageSnapshot,
+    StepSnapshot,
+    VariableSnapshot,
+    build_step_snapshot,
+    build_variable_snapshot,
+    pool_id,
+    pool_pk,
+)
 from infrastructure.models import Worker, WorkerPool
 from portal.models import Event, Space, User
 from portal.permissions import Permission
@@ -27,19 +45,19 @@ USE_POOL = "use_workerpool"
 
 # Snapshots -------------------------------------------------------------------------------------------
 
-def step_snapshot(step: Step, space: Space, pin_packages: bool = True) -> dict:
-    return {"Id": step.octopus_id, "Name": step.name, "ActionType": step.action_type, "Location": step.location,
-            "WorkerPoolId": step.worker_pool_id, "WorkerPoolVariable": step.worker_pool_variable,
-            "TargetRoles": list(step.target_roles or []), "Syntax": step.syntax, "ScriptBody": step.script_body,
-            "ScriptParameters": step.script_parameters, "Packages": [_package_snapshot(space, p, step.name) if pin_packages else dict(p) for p in step.packages or []],
-            "StartWithPrevious": step.start_with_previous, "Condition": step.condition,
-            "ConditionVariable": step.condition_variable, "MaxParallelism": max(1, step.max_parallelism),
-            "Instructions": step.instructions, "IsDisabled": step.is_disabled,
-            "ScriptSource": step.script_source, "ScriptFileName": step.script_file_name,
-            "ResponsibleTeamIds": list(step.responsible_teams or [])}
+def step_snapshot(step: Step, space: Space, pin_packages: bool = True) -> StepSnapshot:
+    return build_step_snapshot(
+        step_id=step.octopus_id, name=step.name, action_type=step.action_type, location=step.location,
+        worker_pool_pk=step.worker_pool_id, worker_pool_variable=step.worker_pool_variable, target_roles=step.target_roles or [],
+        syntax=step.syntax, script_body=step.script_body, script_parameters=step.script_parameters,
+        packages=[_package_snapshot(space, p, step.name) if pin_packages else dict(p) for p in step.packages or []],
+        start_with_previous=step.start_with_previous, condition=step.condition, condition_variable=step.condition_variable,
+        max_parallelism=step.max_parallelism, instructions=step.instructions, is_disabled=step.is_disabled,
+        script_source=step.script_source, script_file_name=step.script_file_name,
+        responsible_team_ids=step.responsible_teams or [])
 
 
-def _package_snapshot(space: Space, reference: dict, step_name: str) -> dict:
+def _package_snapshot(space: Space, reference: dict, step_name: str) -> PackageSnapshot:
     """A package reference with its version pinned: a blank version means the newest in the feed now."""
     packages = Package.objects.filter(space=space, package_id=reference.get("PackageId", ""))
     package = packages.filter(version=reference["Version"]).first() if reference.get("Version") else packages.first()
@@ -49,7 +67,7 @@ def _package_snapshot(space: Space, reference: dict, step_name: str) -> dict:
     return {"PackageId": package.package_id, "Version": package.version, "Sha256": package.sha256, "FileName": package.file_name}
 
 
-def process_snapshot(steps, space: Space, package_versions: dict[str, str] | None = None) -> list[dict]:
+def process_snapshot(steps, space: Space, package_versions: dict[str, str] | None = None) -> list[StepSnapshot]:
     """`package_versions` picks versions by step name or package id ("*": every other reference), as Octopus's
     `Packages: ["StepName:1.0.1"]` and `PackageVersion` do; a reference with no pick keeps its own (blank: latest)."""
     if not package_versions:
@@ -66,18 +84,16 @@ def process_snapshot(steps, space: Space, package_versions: dict[str, str] | Non
     return snapshots
 
 
-def variables_snapshot(project: Project) -> list[dict]:
+def variables_snapshot(project: Project) -> list[VariableSnapshot]:
     """Sensitive values stay Fernet ciphertext in the snapshot."""
-    return [{"Name": v.name, "Type": v.type, "Value": v.value,
-             "WorkerPoolId": v.worker_pool.octopus_id if v.worker_pool_id else None,
-             "EnvironmentIds": sorted(e.pk for e in v.environments.all())}
-            for v in project.variables.select_related("worker_pool").prefetch_related("environments")]
+    return [build_variable_snapshot(v) for v in project.variables.prefetch_related("environments")]
 
 
 def process_changed_since(release: Release) -> bool:
     """Whether the project's deployment process differs from the release's snapshot (package pins aside)."""
     def shape(step: dict) -> dict:
-        return {**step, "Packages": [p.get("PackageId") for p in step.get("Packages") or []]}
+        return {**step, "Packages": [p.get("PackageId") for p in step.get("Packages") or []],
+                "WorkerPoolId": pool_id(step.get("WorkerPoolId"))}
 
     current = [shape(step_snapshot(step, release.project.space, pin_packages=False))
                for step in release.project.steps.filter(runbook__isnull=True)]
@@ -97,7 +113,7 @@ def pools_used(steps: list[dict], variables: list[dict], space: Space, environme
                     if v["Name"] == step["WorkerPoolVariable"] and v["WorkerPoolId"]
                     and (environment is None or not v["EnvironmentIds"] or environment.pk in v["EnvironmentIds"])}
         elif step["WorkerPoolId"]:
-            ids.add(step["WorkerPoolId"])
+            ids.add(pool_pk(step["WorkerPoolId"]))
     return list(WorkerPool.objects.filter(space=space, pk__in=ids - {None}).order_by("sort_order", "name"))
 
 
@@ -230,11 +246,8 @@ def run_adhoc_script(*, actor: User, space: Space, syntax: str, script_body: str
     where = worker_pool.name if worker_pool else ", ".join(w.name for w in workers)
     from deployments.tasks import run_server_task_task  # the Celery tasks import the services
 
-    step = {"Id": "", "Name": "Run script", "ActionType": Step.ActionType.SCRIPT,
-            "Location": Step.Location.WORKER, "WorkerPoolId": worker_pool.pk if worker_pool else None,
-            "WorkerPoolVariable": "", "TargetRoles": [], "Syntax": syntax, "ScriptBody": script_body, "ScriptParameters": "",
-            "Packages": [], "StartWithPrevious": False, "Condition": Step.Condition.SUCCESS, "ConditionVariable": "",
-            "MaxParallelism": 10, "Instructions": "", "IsDisabled": False}
+    step = build_step_snapshot(name="Run script", syntax=syntax, script_body=script_body,
+                               worker_pool_pk=worker_pool.pk if worker_pool else None)
     task = queue_server_task(space=space, name="AdHocScript", created_by=actor, celery_task=run_server_task_task,
                              description=f"Script Console: run a {syntax} script on {where}"[:500],
                              arguments={"Process": [step], "Variables": [], "WorkerIds": [w.octopus_id for w in workers]},
@@ -266,6 +279,6 @@ def rerun_server_task(*, actor: User, task: ServerTask) -> ServerTask:
         step = task.arguments["Process"][0]
         ids = [Worker.pk_from_octopus_id(i) for i in task.arguments.get("WorkerIds", [])]
         return run_adhoc_script(actor=actor, space=task.space, syntax=step["Syntax"], script_body=step["ScriptBody"],
-                                worker_pool=WorkerPool.objects.filter(pk=step["WorkerPoolId"] or 0).first(),
+                                worker_pool=WorkerPool.objects.filter(pk=pool_pk(step["WorkerPoolId"]) or 0).first(),
                                 workers=Worker.objects.filter(pk__in=ids, space=task.space))
     raise ValidationError({"Task": [f"{task.name} tasks cannot be re-run from here."]})

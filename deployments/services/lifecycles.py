@@ -126,14 +126,16 @@ def promotion_refusal(release: Release, environment: Environment, *, _context: t
         if not phase.is_optional and done < needed:
             target = next(p for p in phases if environment.pk in p.environment_ids)
             where = ", ".join(names.get(pk, "?") for pk in phase.environment_ids)
-            return (f"Release {release.version} cannot be deployed to {environment.name} (phase {target.name} of the lifecycle "
+            return (f"Release {release.version} cannot be deployed to {environment.name} "
+                    f"(phase {target.name} of the lifecycle "
                     f"{lifecycle.name}) until the phase {phase.name} is complete: it needs a successful deployment to "
                     f"{needed if phase.minimum else 'each'} of {where}, and has {done}.")
     return None
 
 
 def _promotion_context(release: Release) -> tuple:
-    """What promotion_refusal reads, read once: the lifecycle, its phases, where the release succeeded, environment names."""
+    """What promotion_refusal reads, read once: the lifecycle, its phases, where the release succeeded,
+    environment names."""
     lifecycle = lifecycle_of_release(release)
     names = dict(Environment.objects.filter(space=lifecycle.space_id).values_list("pk", "name"))
     return lifecycle, effective_phases(lifecycle), succeeded_environment_ids(release), names
@@ -265,7 +267,8 @@ def _phase_errors(space: Space, phases: list[PhaseSpec]) -> dict[str, list[str]]
             seen[environment.pk] = name
         if phase.minimum_environments_before_promotion > len(environments):
             errors[f"{where}.minimum_environments_before_promotion"] = [
-                f"The phase has {len(environments)} environments; it cannot need {phase.minimum_environments_before_promotion}."]
+                f"The phase has {len(environments)} environments; "
+                f"it cannot need {phase.minimum_environments_before_promotion}."]
     return errors
 
 
@@ -275,7 +278,7 @@ def is_implicit(space: Space, phases: list[PhaseSpec]) -> bool:
     return len(phases) == len(environments) and all(
         spec.name.strip() == e.name and not spec.automatic_environments and [x.pk for x in spec.optional_environments] == [e.pk]
         and not spec.is_optional_phase and spec.minimum_environments_before_promotion == 0
-        for spec, e in zip(phases, environments))
+        for spec, e in zip(phases, environments, strict=True))
 
 
 @transaction.atomic

@@ -19,7 +19,8 @@ import os
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
-from datetime import datetime, timedelta, timezone as tz
+from datetime import datetime, timedelta
+from datetime import timezone as tz
 
 import redis
 from django.conf import settings
@@ -31,14 +32,15 @@ from deployments.models import RunningScript, ServerNode, WorkerLease
 from infrastructure.transports import TransportError, transport_for
 from portal.redis import redis_client
 from servertasks.models import ActivityNode, ServerTask, TaskLogLine
-from servertasks.services import logstream, tasks as server_tasks
+from servertasks.services import logstream
+from servertasks.services import tasks as server_tasks
 from servertasks.services.database import db_connection_lost, reopen_db_connection, retrying_db_write
 from servertasks.services.tasklog import TaskLog
 
 logger = logging.getLogger(__name__)
 
 State = ServerTask.State
-HEALTH = "Health"  # health checks run in the Celery worker; every other kind in the task runner
+HEALTH = "Health"  # health checks run from the health queue; every other kind from the server task queue
 
 
 def scheduler_key() -> str:
@@ -181,14 +183,19 @@ class UnfinishedTaskWatch:
 
 # Reaping ---------------------------------------------------------------------------------------
 
-def reap_tasks_of_this_node(*, health_checks: bool) -> list[int]:
-    """At start: the tasks this node's previous process left unfinished are failed at once."""
-    kinds = ServerTask.objects.filter(name=HEALTH) if health_checks else ServerTask.objects.exclude(name=HEALTH)
+def reap_tasks_of_this_node(*, server_tasks: bool, health_checks: bool) -> list[int]:
+    """At start: the tasks this node's previous process left unfinished are failed at once (the kinds that
+    process ran: server tasks, health checks, or both when one worker runs both queues, as `make run` starts it)."""
+    kinds = ServerTask.objects.none()
+    if server_tasks:
+        kinds |= ServerTask.objects.exclude(name=HEALTH)
+    if health_checks:
+        kinds |= ServerTask.objects.filter(name=HEALTH)
     ids = list(kinds.filter(server_node=settings.REEF_NODE_NAME, state__in=[State.EXECUTING, State.CANCELING])
                .values_list("pk", flat=True))
     if not ids:
         return []
-    process = "Celery worker" if health_checks else "task runner"
+    process = "task runner" if server_tasks else "Celery worker"
     return fail_tasks_of_node(settings.REEF_NODE_NAME, only=ids,
                               reason=f"The server node {settings.REEF_NODE_NAME} restarted (its {process} stopped) while running this task")
 

@@ -25,6 +25,7 @@ from django.db import transaction
 from django.db.models import Count
 
 from deployments.models import Environment, ServerConfiguration, WorkerLease
+from deployments.services.snapshots import pool_pk
 from infrastructure.models import Worker, WorkerPool
 from infrastructure.services.workers import workers_available_in_pool
 from portal.redis import redis_client
@@ -68,7 +69,7 @@ def resolve_pool(step: dict, *, space, environment: Environment | None, variable
             raise SelectionError(f"Step {name!r} takes its worker pool from the variable {variable}, whose value "
                                  f"{variables[variable]!r}{where} is not a worker pool of this space.")
         return pool, f"the variable {variable} chose the pool {pool.name}{where}"
-    pool = WorkerPool.objects.filter(space=space, pk=step.get("WorkerPoolId") or 0).first()
+    pool = WorkerPool.objects.filter(space=space, pk=pool_pk(step.get("WorkerPoolId")) or 0).first()
     if pool is None:
         raise SelectionError(f"Step {name!r} has no worker pool (it was deleted or never set). Choose one in the step editor.")
     return pool, f"the step names the pool {pool.name}"

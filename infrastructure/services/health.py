@@ -45,7 +45,8 @@ WARNING_MARK = "##octopus[stdout-warning]"
 def _interpret(result: dict) -> tuple[str, str, list[str]]:
     """(status, summary, log lines) from a transport's health answer."""
     capabilities = result["Capabilities"]
-    lines = [f"Connected. {capabilities.get('OperatingSystem', 'Unknown OS')} {capabilities.get('Architecture', '')}".strip(),
+    lines = [(f"Connected. {capabilities.get('OperatingSystem', 'Unknown OS')} "
+              f"{capabilities.get('Architecture', '')}").strip(),
              "Shells: " + (", ".join(capabilities.get("Shells") or []) or "none"),
              "Tools on PATH: " + (", ".join(sorted(capabilities.get("Tools") or {})) or "none")]
     code = result.get("ScriptExitCode")
@@ -301,7 +302,8 @@ def delete_long_unavailable_workers(now=None) -> list[str]:
         if worker.unavailable_since + timedelta(seconds=worker.machine_policy.delete_after) <= now:
             with transaction.atomic():
                 record_event(actor=None, category=Event.Category.DELETED, document=worker,
-                             message=f"Worker {worker.name} deleted: unavailable since {worker.unavailable_since:%Y-%m-%d %H:%M} "
+                             message=f"Worker {worker.name} deleted: "
+                                     f"unavailable since {worker.unavailable_since:%Y-%m-%d %H:%M} "
                                      f"(machine policy {worker.machine_policy.name})")
                 worker.delete()
             deleted.append(worker.name)

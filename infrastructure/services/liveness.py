@@ -48,7 +48,7 @@ def present_subscriptions(subscriptions: list[str]) -> set[str]:
     pipe = redis_client().pipeline(transaction=False)
     for subscription in subscriptions:
         pipe.exists(presence_key(subscription))
-    return {s for s, there in zip(subscriptions, pipe.execute()) if there}
+    return {s for s, there in zip(subscriptions, pipe.execute(), strict=True) if there}
 
 
 def mark_worker_unreachable(*, worker: Worker, reason: str, observed_at: datetime | None = None) -> Worker:

@@ -42,7 +42,23 @@ class WorkerSpec:
 
 
 def _validate(space: Space, spec: WorkerSpec, exclude: Collection[int] = ()) -> WorkerSpec:
+    """Normalises the spec in place and raises one ValidationError naming every bad field."""
     errors: dict[str, str] = {}
+    _check_name(space, spec, exclude, errors)
+    _check_pools_and_policy(space, spec, errors)
+    e = spec.endpoint
+    if e.communication_style not in Style.values:
+        errors["communication_style"] = f"{e.communication_style!r} is not one of {', '.join(Style.values)}."
+    elif e.communication_style in (Style.LISTENING, Style.POLLING):
+        _check_tentacle_endpoint(e, exclude, errors)
+    else:
+        _check_ssh_endpoint(space, e, errors)
+    if errors:
+        raise ValidationError(errors)
+    return spec
+
+
+def _check_name(space: Space, spec: WorkerSpec, exclude: Collection[int], errors: dict[str, str]) -> None:
     spec.name = (spec.name or "").strip()
     if not spec.name:
         errors["name"] = "A worker needs a name."
@@ -51,6 +67,8 @@ def _validate(space: Space, spec: WorkerSpec, exclude: Collection[int] = ()) -> 
     elif Worker.objects.filter(space=space, name__iexact=spec.name).exclude(pk__in=exclude).exists():
         errors["name"] = f"A worker named {spec.name!r} already exists in {space.name}."
 
+
+def _check_pools_and_policy(space: Space, spec: WorkerSpec, errors: dict[str, str]) -> None:
     if not spec.worker_pools:
         errors["worker_pool_ids"] = "Choose at least one worker pool."
     else:
@@ -63,43 +81,43 @@ def _validate(space: Space, spec: WorkerSpec, exclude: Collection[int] = ()) -> 
     if spec.machine_policy is not None and spec.machine_policy.space_id != space.pk:
         errors["machine_policy_id"] = f"That machine policy is not in {space.name}."
 
-    e = spec.endpoint
-    if e.communication_style not in Style.values:
-        errors["communication_style"] = f"{e.communication_style!r} is not one of {', '.join(Style.values)}."
-    elif e.communication_style in (Style.LISTENING, Style.POLLING):
-        e.thumbprint = v.normalise_thumbprint(e.thumbprint)
-        e.uri = (e.uri or "").strip()
-        if e.communication_style == Style.POLLING:
-            e.uri = e.uri.lower()
-        uri_error = (v.listening_uri_error if e.communication_style == Style.LISTENING else v.polling_uri_error)(e.uri)
-        if uri_error:
-            errors["uri"] = uri_error
-        elif e.communication_style == Style.POLLING and Worker.objects.filter(
-                communication_style=Style.POLLING, uri=e.uri).exclude(pk__in=exclude).exists():
-            errors["uri"] = "Another worker already uses this polling subscription."
-        if thumb_error := v.thumbprint_error(e.thumbprint):
-            errors["thumbprint"] = thumb_error
-        e.host, e.port, e.fingerprint, e.account = "", None, "", None
-    else:  # SSH
-        e.host = (e.host or "").strip()
-        if host_error := v.host_error(e.host):
-            errors["host"] = host_error
-        e.port = 22 if e.port in (None, "") else e.port
-        if not isinstance(e.port, int) or isinstance(e.port, bool) or not 0 < e.port < 65536:
-            errors["port"] = "The port must be a whole number from 1 to 65535."
-        e.fingerprint = (e.fingerprint or "").strip()
-        if fp_error := v.fingerprint_error(e.fingerprint):
-            errors["fingerprint"] = fp_error
-        if e.account is None:
-            errors["account_id"] = "SSH workers need an account (SSH key pair or username/password)."
-        elif e.account.space_id != space.pk:
-            errors["account_id"] = f"That account is not in {space.name}."
-        elif e.account.account_type not in Account.SSH_TYPES:
-            errors["account_id"] = f"{e.account.name} is a {e.account.get_account_type_display()} account; SSH needs an SSH key pair or username/password account."
-        e.uri, e.thumbprint = "", ""
-    if errors:
-        raise ValidationError(errors)
-    return spec
+
+def _check_tentacle_endpoint(e: Endpoint, exclude: Collection[int], errors: dict[str, str]) -> None:
+    """A listening or polling tentacle: its URI and thumbprint; the SSH fields are cleared."""
+    e.thumbprint = v.normalise_thumbprint(e.thumbprint)
+    e.uri = (e.uri or "").strip()
+    if e.communication_style == Style.POLLING:
+        e.uri = e.uri.lower()
+    uri_error = (v.listening_uri_error if e.communication_style == Style.LISTENING else v.polling_uri_error)(e.uri)
+    if uri_error:
+        errors["uri"] = uri_error
+    elif e.communication_style == Style.POLLING and Worker.objects.filter(
+            communication_style=Style.POLLING, uri=e.uri).exclude(pk__in=exclude).exists():
+        errors["uri"] = "Another worker already uses this polling subscription."
+    if thumb_error := v.thumbprint_error(e.thumbprint):
+        errors["thumbprint"] = thumb_error
+    e.host, e.port, e.fingerprint, e.account = "", None, "", None
+
+
+def _check_ssh_endpoint(space: Space, e: Endpoint, errors: dict[str, str]) -> None:
+    """An SSH worker: host, port, host-key fingerprint and account; the tentacle fields are cleared."""
+    e.host = (e.host or "").strip()
+    if host_error := v.host_error(e.host):
+        errors["host"] = host_error
+    e.port = 22 if e.port in (None, "") else e.port
+    if not isinstance(e.port, int) or isinstance(e.port, bool) or not 0 < e.port < 65536:
+        errors["port"] = "The port must be a whole number from 1 to 65535."
+    e.fingerprint = (e.fingerprint or "").strip()
+    if fp_error := v.fingerprint_error(e.fingerprint):
+        errors["fingerprint"] = fp_error
+    if e.account is None:
+        errors["account_id"] = "SSH workers need an account (SSH key pair or username/password)."
+    elif e.account.space_id != space.pk:
+        errors["account_id"] = f"That account is not in {space.name}."
+    elif e.account.account_type not in Account.SSH_TYPES:
+        errors["account_id"] = (f"{e.account.name} is a {e.account.get_account_type_display()} account; "
+                                "SSH needs an SSH key pair or username/password account.")
+    e.uri, e.thumbprint = "", ""
 
 
 def _apply(worker: Worker, spec: WorkerSpec) -> None:

@@ -1,10 +1,10 @@
 """SSH workers: paramiko, the host key pinned by its SHA-256 fingerprint, bash only.
 
 One connection per worker (cached), a channel per use. Where the host has Python 3.9+, the agent's
-zipapp is uploaded once and `ssh-relay` runs on one channel that carries every call (tentacle_agent/
-sshrelay.py): the script service lives in a detached daemon on the host, so a dropped connection loses
+zipapp is uploaded once and `ssh-relay` runs on one channel that carries every call (ssh_relay.py here,
+tentacle_agent/sshrelay.py there): the script service lives in a detached daemon on the host, so a dropped connection loses
 nothing and the next call continues with the same ticket. Without Python, Bash-only mode runs each
-script on its own channel and reads it here with the agent runner's own code.
+script on its own channel and reads it here with the agent runner's own code (ssh_bash.py).
 """
 
 from __future__ import annotations
@@ -13,22 +13,20 @@ import base64
 import contextlib
 import hashlib
 import io
-import json
 import shlex
 import socket
 import threading
 import time
-from pathlib import Path
-from typing import cast
 
 import paramiko
 
 from infrastructure.models import Worker
 from infrastructure.services.accounts import account_secrets
-from infrastructure.transports import RetryCallback, TransportError, TrustError, WorkerUnreachable, new_ticket
+from infrastructure.transports import RetryCallback, TransportError, TrustError, WorkerUnreachable
 from infrastructure.transports.envelope import EnvelopeTransport
-from tentacle_agent.protocol import CollectedArtifact, CompleteResult, HealthResult, ScriptStatus, StartScriptCommand
-from tentacle_agent.runner import _ATTRIBUTE, _SERVICE_MESSAGE, BASH_BOOTSTRAP, MAX_LINE, Script, ScriptRunner, bash_line_endings
+from infrastructure.transports.ssh_bash import BashScript
+from infrastructure.transports.ssh_relay import DROPPED, Relay, Stale
+from tentacle_agent.protocol import CompleteResult, HealthResult, ScriptStatus, StartScriptCommand
 
 TOOLS = ["bash", "sh", "python3", "pwsh", "kubectl", "az", "aws", "terraform", "docker", "helm", "gcloud"]
 
@@ -85,7 +83,7 @@ def _load_private_key(text: str, passphrase: str) -> paramiko.PKey:
 
 # One connection per worker, reused by every step (a new channel each): paramiko is slow to connect.
 _connections: dict[tuple, paramiko.Transport] = {}
-_relays: dict[tuple, "_Relay"] = {}
+_relays: dict[tuple, "Relay"] = {}
 _hosts: dict[tuple, "_Host"] = {}
 _key_locks: dict[tuple, threading.Lock] = {}
 _connections_lock = threading.Lock()
@@ -98,8 +96,6 @@ PYTHON_PROBE = ("for p in python3 python; do command -v $p >/dev/null 2>&1 && "
                 "exit 0; done; true")
 RELAY_MAIN = ("import os, sys; sys.path.insert(0, os.path.abspath(sys.argv[1])); "
               "from tentacle_agent.sshrelay import main; sys.exit(main(sys.argv[2:]))")
-MAX_ANSWER = 64 * 1024 * 1024  # as the listening transport's
-_DROPPED = (socket.timeout, OSError, EOFError, paramiko.SSHException)
 
 
 class _Host:
@@ -107,99 +103,6 @@ class _Host:
 
     def __init__(self, python: str, agent_path: str):
         self.python, self.agent_path = python, agent_path
-
-
-class _Relay:
-    """One channel running `ssh-relay`: requests are written as lines and answered out of order by Id,
-    so every call on this worker (20 scripts' long polls at once) shares one channel."""
-
-    def __init__(self, channel: paramiko.Channel, where: str):
-        self.channel, self.where = channel, where
-        self.waiters: dict[str, tuple[threading.Event, list]] = {}
-        self.lock = threading.Lock()
-        self.write_lock = threading.Lock()
-        self.failure: str | None = None
-        self.answered = False
-        threading.Thread(target=self._read, name="ssh-relay-reader", daemon=True).start()
-
-    @property
-    def alive(self) -> bool:
-        return self.failure is None and not self.channel.closed
-
-    def request(self, envelope: dict, timeout: float) -> dict:
-        done: threading.Event = threading.Event()
-        box: list = []
-        with self.lock:
-            if self.failure is not None:
-                raise TransportError(self.failure)
-            self.waiters[envelope["Id"]] = (done, box)
-        try:
-            try:
-                with self.write_lock:
-                    self.channel.sendall(json.dumps(envelope).encode() + b"\n")
-            except _DROPPED as error:
-                self.fail(f"{self.where} closed the script session ({error or type(error).__name__})")
-                raise _Stale() from None
-            if not done.wait(timeout):
-                raise TransportError(f"{self.where} did not answer within {timeout:.0f}s.")
-            if isinstance(box[0], str):
-                raise TransportError(box[0])
-            return box[0]
-        finally:
-            with self.lock:
-                self.waiters.pop(envelope["Id"], None)
-
-    def fail(self, reason: str) -> None:
-        with self.lock:
-            if self.failure is None:
-                self.failure = reason
-            waiters = list(self.waiters.values())
-        for done, box in waiters:
-            box.append(self.failure)
-            done.set()
-        with contextlib.suppress(Exception):
-            self.channel.close()
-
-    def _read(self) -> None:
-        buffer = bytearray()
-        reason = f"{self.where} closed the script session"
-        try:
-            while True:
-                chunk = self.channel.recv(1 << 16)  # ≥32 KiB reads: paramiko is slow in small ones
-                if not chunk:
-                    if self.channel.recv_stderr_ready():
-                        reason += ": " + self.channel.recv_stderr(4096).decode(errors="replace").strip()
-                    break
-                start = len(buffer)
-                buffer += chunk
-                newline = buffer.find(b"\n", start)
-                while newline >= 0:
-                    line = bytes(buffer[:newline])
-                    del buffer[:newline + 1]
-                    self._deliver(line)
-                    newline = buffer.find(b"\n")
-                if len(buffer) > MAX_ANSWER:
-                    reason += f" after sending an answer larger than {MAX_ANSWER} bytes"
-                    break
-        except _DROPPED as error:
-            reason += f" ({error or type(error).__name__})"
-        self.fail(reason + ".")
-
-    def _deliver(self, line: bytes) -> None:
-        try:
-            answer = json.loads(line)
-        except ValueError:
-            return
-        with self.lock:
-            waiter = self.waiters.get(str(answer.get("Id"))) if isinstance(answer, dict) else None
-        self.answered = True
-        if waiter is not None:
-            waiter[1].append(answer)
-            waiter[0].set()
-
-
-class _Stale(Exception):
-    """A cached relay channel that turned out dead before our request went out: safe to resend once."""
 
 
 class SshTransport(EnvelopeTransport):
@@ -266,7 +169,7 @@ class SshTransport(EnvelopeTransport):
         """One command on its own channel, to its end: (exit code, stdout, stderr)."""
         try:
             channel = transport.open_session(timeout=self.timeout)
-        except _DROPPED as error:
+        except DROPPED as error:
             raise TransportError(f"{self.worker.endpoint_uri} refused a channel: {error or type(error).__name__}.") from None
         channel.settimeout(timeout)
         try:
@@ -290,7 +193,7 @@ class SshTransport(EnvelopeTransport):
                 else:
                     time.sleep(0.005)
             return channel.recv_exit_status(), out.decode(errors="replace"), err.decode(errors="replace")
-        except _DROPPED as error:
+        except DROPPED as error:
             raise TransportError(f"{self.worker.endpoint_uri} stopped answering ({error or 'timed out'}).") from None
         finally:
             channel.close()
@@ -309,7 +212,7 @@ class SshTransport(EnvelopeTransport):
     def bash_only(self) -> bool:
         return self.with_retries("connect", lambda: self._host(self._session())) is None
 
-    def _relay(self) -> _Relay:
+    def _relay(self) -> Relay:
         key = self._key()
         relay = _relays.get(key)
         if relay is not None and relay.alive:
@@ -331,9 +234,9 @@ class SshTransport(EnvelopeTransport):
                 # `tentacle ssh-relay`, started without site packages or the CLI's imports: a reconnect waits for it.
                 channel.exec_command(f"{host.python} -S -c {shlex.quote(RELAY_MAIN)} {host.agent_path} "
                                      f"--home {host.agent_path.removesuffix('.pyz')} --idle-seconds {RELAY_IDLE_SECONDS}")
-            except _DROPPED as error:
+            except DROPPED as error:
                 raise TransportError(f"{self.worker.endpoint_uri} refused a channel: {error or type(error).__name__}.") from None
-            relay = _relays[key] = _Relay(channel, self.worker.endpoint_uri)
+            relay = _relays[key] = Relay(channel, self.worker.endpoint_uri)
             return relay
 
     def exchange(self, envelope: dict, timeout: float) -> dict:
@@ -341,7 +244,7 @@ class SshTransport(EnvelopeTransport):
             relay = self._relay()
             try:
                 return relay.request(envelope, timeout)
-            except _Stale:
+            except Stale:
                 continue  # the connection died since the last call: reconnect once, at once
         raise TransportError(f"{self.worker.endpoint_uri} closed the script session twice in a row.")
 
@@ -357,23 +260,23 @@ class SshTransport(EnvelopeTransport):
 
     def start_script(self, command: StartScriptCommand) -> str:
         if self.bash_only():
-            return self.with_retries("StartScript", lambda: _BashScript.start(self, command))
+            return self.with_retries("StartScript", lambda: BashScript.start(self, command, home=REMOTE_HOME))
         return super().start_script(command)
 
     def get_status(self, ticket: str, after_sequence: int = -1, wait: float = 0) -> ScriptStatus:
-        script = _BashScript.find(ticket)
+        script = BashScript.find(ticket)
         if script is not None:
             return script.status(after_sequence, wait)
         return super().get_status(ticket, after_sequence, wait)
 
     def cancel_script(self, ticket: str) -> ScriptStatus:
-        script = _BashScript.find(ticket)
+        script = BashScript.find(ticket)
         if script is not None:
             return script.cancel(self)
         return super().cancel_script(ticket)
 
     def complete_script(self, ticket: str) -> CompleteResult:
-        script = _BashScript.find(ticket)
+        script = BashScript.find(ticket)
         if script is not None:
             return script.complete(self)
         return super().complete_script(ticket)
@@ -420,181 +323,6 @@ class SshTransport(EnvelopeTransport):
             return path
         finally:
             sftp.close()
-
-
-class _BashScript:
-    """Bash-only mode, for hosts without Python: the script runs on its own channel and the server reads
-    it with the agent runner's own `Script` (numbering, masking, service messages), so lines, exit code
-    and output variables are the same as with the agent. It does not survive a dropped connection."""
-
-    scripts: dict[str, "_BashScript"] = {}
-    lock = threading.Lock()
-
-    def __init__(self, ticket: str, command: StartScriptCommand, work: str, channel: paramiko.Channel, where: str):
-        self.ticket, self.work, self.channel, self.where = ticket, work, channel, where
-        self.script = Script(ticket, dict(command), Path(work))
-        self.pid: int | None = None
-        self.pid_known = threading.Event()
-        threading.Thread(target=self._read, name=f"ssh-bash-{ticket[:8]}", daemon=True).start()
-
-    @classmethod
-    def find(cls, ticket: str) -> "_BashScript | None":
-        with cls.lock:
-            return cls.scripts.get(ticket)
-
-    @classmethod
-    def start(cls, transport: SshTransport, command: StartScriptCommand) -> str:
-        ticket = command.get("Ticket") or new_ticket()
-        existing = cls.find(ticket)
-        if existing is not None:
-            return ticket  # a repeat of a start we already made
-        if command.get("Syntax", "Bash") != "Bash":
-            raise TransportError(f"{transport.worker.endpoint_uri} has no Python 3.9+: SSH workers without it run Bash only.",
-                                 retryable=False)
-        if command.get("Packages"):
-            raise TransportError(f"{transport.worker.endpoint_uri} has no Python 3.9+: packages need the agent's runner.",
-                                 retryable=False)
-        variables = command.get("Variables") or []
-        assignments = "".join(f"octopus_parameters[{shlex.quote(v['Name'])}]={shlex.quote(str(v.get('Value', '')))}\n"
-                              for v in variables)
-        bootstrap = ("declare -A octopus_parameters\n" + assignments + BASH_BOOTSTRAP +
-                     'cd "$(dirname "$0")"\nsource ./script.sh\n').encode()
-        body = bash_line_endings(command["ScriptBody"]).encode()
-        work = f"{REMOTE_HOME}/bash/Work/{ticket}"
-        timeout = command.get("TimeoutSeconds")
-        runner = f"timeout -s KILL {int(timeout)} bash bootstrap.sh" if timeout else "bash bootstrap.sh"
-        # `echo $$`: the session leader's pid, so cancel can kill its whole process group.
-        remote = (f"echo $$; umask 077; mkdir -p {work} && cd {work} && head -c {len(bootstrap)} > bootstrap.sh && "
-                  f"cat > script.sh && exec {runner} </dev/null")
-        session = transport._session()
-        try:
-            channel = session.open_session(timeout=transport.timeout)
-            channel.exec_command(remote)
-            channel.sendall(bootstrap + body)
-            channel.shutdown_write()
-        except _DROPPED as error:
-            raise TransportError(f"{transport.worker.endpoint_uri} refused a channel: {error or type(error).__name__}.") from None
-        with cls.lock:
-            cls.scripts[ticket] = cls(ticket, command, work, channel, transport.worker.endpoint_uri)
-        return ticket
-
-    def _read(self) -> None:
-        """One thread reads both streams, so lines are numbered in the order they arrive."""
-        pending = {"stdout": bytearray(), "stderr": bytearray()}
-        with self.script.condition:
-            self.script.state = "Running"
-        try:
-            while True:
-                if self.channel.recv_ready():
-                    self._take("stdout", pending["stdout"], self.channel.recv(1 << 16))
-                elif self.channel.recv_stderr_ready():
-                    self._take("stderr", pending["stderr"], self.channel.recv_stderr(1 << 16))
-                elif self.channel.exit_status_ready():
-                    break
-                elif self.channel.closed:
-                    break
-                else:
-                    time.sleep(0.005)
-            for stream, rest in pending.items():
-                if rest:
-                    self._line(stream, bytes(rest))
-            if not self.channel.exit_status_ready():
-                raise EOFError("the channel closed")
-            code = self.channel.recv_exit_status()
-        except _DROPPED as error:
-            self.script.add_line("stderr", f"The SSH connection to {self.where} was lost: the script's outcome is unknown.", "Error")
-            self.script.finish(None, f"The SSH connection to {self.where} was lost ({error or type(error).__name__}).")
-            return
-        failure = None
-        timeout = self.script.request.get("TimeoutSeconds")
-        if self.script.cancelled:
-            failure = "The script was cancelled."
-        elif code == 137 and timeout:
-            self.script.add_line("stderr", f"The script did not finish within {timeout} seconds and was stopped.", "Error")
-            failure = f"Timed out after {timeout} seconds."
-        elif code != 0 and not self.script.failure_message:
-            failure = f"The script exited with code {code}."
-        self.script.finish(code, failure)
-
-    def _take(self, stream: str, pending: bytearray, chunk: bytes) -> None:
-        start = len(pending)
-        pending += chunk
-        newline = pending.find(b"\n", start)
-        while newline >= 0:
-            line = bytes(pending[:newline])
-            del pending[:newline + 1]
-            self._line(stream, line)
-            newline = pending.find(b"\n")
-        if len(pending) > MAX_LINE:  # a line that never ends: the runner truncates it, and so do we
-            self._line(stream, bytes(pending))
-            pending.clear()
-
-    def _line(self, stream: str, raw: bytes) -> None:
-        text = raw.decode("utf-8", errors="replace").rstrip("\r\n")
-        if stream == "stdout" and self.pid is None:
-            self.pid = int(text) if text.isdigit() else -1
-            self.pid_known.set()
-            return
-        match = _SERVICE_MESSAGE.match(text) if stream == "stdout" else None
-        if match:
-            _MESSAGES._service_message(self.script, match.group(1), dict(_ATTRIBUTE.findall(match.group(2))))
-        else:
-            self.script.add_line(stream, text)
-
-    def status(self, after: int, wait: float) -> ScriptStatus:
-        return cast(ScriptStatus, _wait_for_status(self.script, after, wait))
-
-    def cancel(self, transport: SshTransport) -> ScriptStatus:
-        script = self.script
-        script.cancelled = True
-        if script.state != "Complete":
-            script.add_line("stdout", "The script was cancelled.", "Warning")
-            self.pid_known.wait(5)
-            if self.pid and self.pid > 0:
-                group = f"-{self.pid}"
-                transport.run(transport._session(), f"kill -TERM -- {group} 2>/dev/null; "
-                                                    f"for i in 1 2 3 4 5 6 7 8 9 10 11 12; do kill -0 -- {group} 2>/dev/null || exit 0; sleep 0.25; done; "
-                                                    f"kill -KILL -- {group} 2>/dev/null; true", timeout=30)
-        return cast(ScriptStatus, script.snapshot(len(script.lines) - 1))
-
-    def complete(self, transport: SshTransport) -> CompleteResult:
-        script = self.script
-        if script.state != "Complete":
-            self.cancel(transport)
-            with script.condition:
-                script.condition.wait_for(lambda: script.state == "Complete", timeout=10)
-        artifacts: list[CollectedArtifact] = []
-        session = transport._session()
-        for artifact in script.artifacts:
-            name = artifact["Name"]
-            found = artifact["Path"].find(self.work + "/")  # the runner resolved it against our folder, not the host's
-            relative = artifact["Path"][found + len(self.work) + 1:] if found >= 0 else artifact["Path"]
-            code, out, _ = transport.run(session, f"cd {self.work} && test -f {shlex.quote(relative)} && base64 < {shlex.quote(relative)}",
-                                         timeout=120)
-            if code == 0:
-                content = base64.b64decode("".join(out.split()))
-                artifacts.append({"Name": name, "Length": len(content), "ContentBase64": base64.b64encode(content).decode()})
-        transport.run(session, f"rm -rf {self.work}", timeout=60)
-        with _BashScript.lock:
-            _BashScript.scripts.pop(self.ticket, None)
-        return {"Artifacts": artifacts}
-
-
-class _MessageReader(ScriptRunner):
-    """The runner's service-message handling, used by Bash-only mode without a runner of its own."""
-
-    def __init__(self) -> None:  # no work root: nothing runs here
-        pass
-
-
-_MESSAGES = _MessageReader()
-
-
-def _wait_for_status(script: Script, after: int, wait: float) -> dict:
-    wait = max(0.0, min(float(wait), 30.0))
-    with script.condition:
-        script.condition.wait_for(lambda: len(script.lines) > after + 1 or script.state == "Complete", timeout=wait)
-        return script.snapshot(after)
 
 
 def _parse_capabilities(out: str) -> HealthResult:

@@ -11,11 +11,11 @@ from django.views.decorators.http import require_POST
 from infrastructure.forms import AccountForm
 from infrastructure.models import Account
 from infrastructure.services import accounts
-from infrastructure.views.shortcuts import get_account_in_space, may, refuse, space_url
+from infrastructure.views.shortcuts import get_account_in_space, space_url
 from portal.permissions import Permission as P
 from portal.services.access import require_permission
-from portal.views.decorators import space_page
-from portal.views.pages import _add_errors
+from portal.views.decorators import may, space_page
+from portal.views.forms import read_only, refuse, submit
 
 
 @space_page(P.ACCOUNT_VIEW)
@@ -45,26 +45,20 @@ def account_edit(request, space, pk: int):
             return redirect(space_url(space, "accounts"))
         status = 400
     if not may_edit:
-        for field in form.fields.values():
-            field.disabled = True
+        read_only(form)
     return render(request, "infrastructure/account_edit.html", {
         "space": space, "account": account, "form": form, "may_edit": may_edit,
         "workers": account.workers.order_by("name")[:20]}, status=status)
 
 
 def _save(request, space, form: AccountForm, account: Account | None) -> bool:
-    if not form.is_valid():
-        return False
-    d = form.cleaned_data
-    try:
-        saved = accounts.save_account(actor=request.user, space=space, account=account, name=d["name"],
-                                      account_type=account.account_type if account else d["account_type"],
-                                      username=d["username"], description=d["description"], **form.secrets())
-    except ValidationError as error:
-        _add_errors(form, error)
-        return False
-    messages.success(request, f"Account {saved.name} saved. Its secrets are stored encrypted and never shown again.")
-    return True
+    saved = submit(form, lambda d: accounts.save_account(
+        actor=request.user, space=space, account=account, name=d["name"],
+        account_type=account.account_type if account else d["account_type"], username=d["username"],
+        description=d["description"], **form.secrets()))
+    if saved:
+        messages.success(request, f"Account {saved.name} saved. Its secrets are stored encrypted and never shown again.")
+    return saved is not None
 
 
 @space_page(P.ACCOUNT_EDIT)

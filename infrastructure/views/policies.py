@@ -11,11 +11,11 @@ from django.views.decorators.http import require_POST
 from infrastructure.forms import MachinePolicyForm
 from infrastructure.models import MachinePolicy
 from infrastructure.services import policies
-from infrastructure.views.shortcuts import get_machine_policy_in_space, may, refuse, space_url
+from infrastructure.views.shortcuts import get_machine_policy_in_space, space_url
 from portal.permissions import Permission as P
 from portal.services.access import require_permission
-from portal.views.decorators import space_page
-from portal.views.pages import _add_errors
+from portal.views.decorators import may, space_page
+from portal.views.forms import read_only, refuse, submit
 
 
 @space_page(P.MACHINE_POLICY_VIEW)
@@ -37,21 +37,18 @@ def machinepolicy_edit(request, space, pk: int | None = None):
     if request.method == "POST":
         require_permission(request.user, P.MACHINE_POLICY_EDIT, space=space)
         form = MachinePolicyForm(request.POST)
-        if form.is_valid():
-            try:
-                if policy:
-                    policy = policies.update_machine_policy(actor=request.user, policy=policy, **form.cleaned_data)
-                else:
-                    policy = policies.create_machine_policy(actor=request.user, space=space, **form.cleaned_data)
-            except ValidationError as error:
-                _add_errors(form, error)
-            else:
-                messages.success(request, f"Machine policy {policy.name} saved.")
-                return redirect(space_url(space, "machinepolicies"))
+
+        def save(data):
+            if policy:
+                return policies.update_machine_policy(actor=request.user, policy=policy, **data)
+            return policies.create_machine_policy(actor=request.user, space=space, **data)
+
+        if saved := submit(form, save):
+            messages.success(request, f"Machine policy {saved.name} saved.")
+            return redirect(space_url(space, "machinepolicies"))
         status = 400
     if not may_edit:
-        for field in form.fields.values():
-            field.disabled = True
+        read_only(form)
     return render(request, "infrastructure/machinepolicy_edit.html", {
         "space": space, "policy": policy, "form": form, "may_edit": may_edit}, status=status)
 

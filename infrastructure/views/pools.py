@@ -14,11 +14,11 @@ from infrastructure.forms import WorkerPoolEditForm, WorkerPoolForm
 from infrastructure.models import WorkerPool
 from infrastructure.services import pools
 from infrastructure.services.workers import workers_in_space
-from infrastructure.views.shortcuts import get_worker_pool_in_space, may, refuse, row_url_prefixes, space_url
+from infrastructure.views.shortcuts import get_worker_pool_in_space, row_url_prefixes, space_url
 from portal.permissions import Permission as P
 from portal.services.access import require_permission
-from portal.views.decorators import space_page
-from portal.views.pages import _add_errors
+from portal.views.decorators import may, space_page
+from portal.views.forms import refuse, submit
 
 WORKERS_PER_PAGE = 50
 
@@ -34,14 +34,9 @@ def workerpool_list(request, space):
     if request.method == "POST":
         require_permission(request.user, P.WORKER_EDIT, space=space)
         form = WorkerPoolForm(request.POST)
-        if form.is_valid():
-            try:
-                pool = pools.create_worker_pool(actor=request.user, space=space, **form.cleaned_data)
-            except ValidationError as error:
-                _add_errors(form, error)
-            else:
-                messages.success(request, f"Worker pool {pool.name} added.")
-                return redirect(space_url(space, "workerpool", pool.pk))
+        if pool := submit(form, lambda data: pools.create_worker_pool(actor=request.user, space=space, **data)):
+            messages.success(request, f"Worker pool {pool.name} added.")
+            return redirect(space_url(space, "workerpool", pool.pk))
         status = 400
     return render(request, "infrastructure/workerpools.html", {**_rows_context(request, space), "form": form}, status=status)
 
@@ -84,14 +79,9 @@ def workerpool_detail(request, space, pk: int):
     if request.method == "POST":
         require_permission(request.user, P.WORKER_EDIT, space=space)
         form = WorkerPoolEditForm(request.POST, pool=pool)
-        if form.is_valid():
-            try:
-                pools.update_worker_pool(actor=request.user, pool=pool, **form.cleaned_data)
-            except ValidationError as error:
-                _add_errors(form, error)
-            else:
-                messages.success(request, f"Worker pool {form.cleaned_data['name']} saved.")
-                return redirect(space_url(space, "workerpool", pool.pk))
+        if submit(form, lambda data: pools.update_worker_pool(actor=request.user, pool=pool, **data)):
+            messages.success(request, f"Worker pool {form.cleaned_data['name']} saved.")
+            return redirect(space_url(space, "workerpool", pool.pk))
         status = 400
     teams, granted = _pool_teams(pool)
     return render(request, "infrastructure/workerpool_detail.html",

@@ -1,17 +1,13 @@
-"""What every infrastructure view needs: lookups that 404 outside the space, URLs, refusals."""
+"""What every infrastructure view needs: lookups that 404 outside the space, and URLs."""
 
 from __future__ import annotations
 
-from django.contrib import messages
-from django.core.exceptions import ValidationError
 from django.shortcuts import get_object_or_404
 from django.urls import reverse
 
 from infrastructure.models import Account, MachinePolicy, Worker, WorkerPool
 from infrastructure.services.workers import workers_in_space
 from portal.models import Space
-from portal.permissions import Permission
-from portal.services.access import has_permission
 
 
 def get_worker_pool_in_space(space: Space, pk: int) -> WorkerPool:
@@ -39,11 +35,3 @@ def row_url_prefixes(space: Space) -> dict[str, str]:
     (the prefixes are the list URLs, and infrastructure/urls.py puts each object at `<pk>/` under its list)."""
     return {"workers_url": space_url(space, "workers"), "pools_url": space_url(space, "workerpools")}
 
-
-def may(request, permission: Permission) -> bool:
-    return has_permission(request.user, permission, space=request.space)
-
-
-def refuse(request, error: ValidationError) -> None:
-    """A service said no (deleting the default pool, a policy in use, …): say why, in its words."""
-    messages.error(request, " ".join(error.messages))

@@ -16,7 +16,6 @@ from urllib.parse import urlparse
 
 from django.conf import settings
 from django.contrib import messages
-from django.core.exceptions import ValidationError
 from django.http import Http404
 from django.http.request import validate_host
 from django.shortcuts import redirect, render
@@ -30,7 +29,7 @@ from infrastructure.services.workers import Endpoint, WorkerSpec
 from infrastructure.views.shortcuts import space_url
 from portal.permissions import Permission as P
 from portal.views.decorators import space_page
-from portal.views.pages import _add_errors
+from portal.views.forms import submit
 
 log = logging.getLogger(__name__)
 Style = Worker.CommunicationStyle
@@ -244,11 +243,6 @@ def host_key_file_hint(key_type: str) -> str:
 # Both ------------------------------------------------------------------------------------------
 
 def _register(request, space, form, endpoint: Endpoint) -> Worker | None:
-    d = form.cleaned_data
-    spec = WorkerSpec(name=d["name"], endpoint=endpoint, worker_pools=list(d["worker_pool_ids"]),
-                      machine_policy=d["machine_policy_id"])
-    try:
-        return workers.register_worker(actor=request.user, space=space, spec=spec)
-    except ValidationError as error:
-        _add_errors(form, error)
-        return None
+    """The worker, or None when the register service refused (the form then says why)."""
+    return submit(form, lambda d: workers.register_worker(actor=request.user, space=space, spec=WorkerSpec(
+        name=d["name"], endpoint=endpoint, worker_pools=list(d["worker_pool_ids"]), machine_policy=d["machine_policy_id"])))

@@ -12,10 +12,10 @@ from infrastructure.forms import WorkerEditForm, WorkerFilterForm
 from infrastructure.models import Worker
 from infrastructure.services import workers
 from infrastructure.services.workers import Endpoint, WorkerSpec
-from infrastructure.views.shortcuts import get_worker_in_space, may, refuse, row_url_prefixes, space_url
+from infrastructure.views.shortcuts import get_worker_in_space, row_url_prefixes, space_url
 from portal.permissions import Permission as P
-from portal.views.decorators import space_page
-from portal.views.pages import _add_errors
+from portal.views.decorators import may, space_page
+from portal.views.forms import refuse, submit
 
 Style = Worker.CommunicationStyle
 WORKERS_PER_PAGE = 50
@@ -103,14 +103,9 @@ def worker_edit(request, space, pk: int):
     form, status = WorkerEditForm(initial=_edit_initial(worker), space=space, style=style), 200
     if request.method == "POST":
         form = WorkerEditForm(request.POST, space=space, style=style)
-        if form.is_valid():
-            try:
-                workers.update_worker(actor=request.user, worker=worker, spec=_spec(worker, form.cleaned_data))
-            except ValidationError as error:
-                _add_errors(form, error)
-            else:
-                messages.success(request, f"Worker {form.cleaned_data['name']} saved.")
-                return redirect(space_url(space, "worker", worker.pk))
+        if submit(form, lambda data: workers.update_worker(actor=request.user, worker=worker, spec=_spec(worker, data))):
+            messages.success(request, f"Worker {form.cleaned_data['name']} saved.")
+            return redirect(space_url(space, "worker", worker.pk))
         status = 400
     return render(request, "infrastructure/worker_edit.html", {"space": space, "worker": worker, "form": form},
                   status=status)

@@ -65,7 +65,8 @@ class OctopusPagination(BasePagination):
             {"name": "skip", "required": False, "in": "query", "description": "How many to skip (zero or more).",
              "schema": {"type": "integer", "minimum": 0, "maximum": MAX_SKIP}},
             {"name": "take", "required": False, "in": "query",
-             "description": f"How many to return (zero or more; at most {self.max_take}, default {self.default_take}).",
+             "description": f"How many to return (zero or more; "
+                            f"at most {self.max_take}, default {self.default_take}).",
              "schema": {"type": "integer", "minimum": 0, "maximum": MAX_SKIP}},
         ]
 

@@ -118,7 +118,8 @@ def assign_role(*, actor: User, team: Team, role: UserRole, space: Space | None)
     scoped, created = ScopedUserRole.objects.get_or_create(team=team, role=role, space=space)
     if created:
         record_event(actor=actor, category=Event.Category.MODIFIED, document=team, space=team.space,
-                     message=f"Role {role.name} granted to team {team.name} {'in ' + space.name if space else 'at system level'}",
+                     message=f"Role {role.name} granted to team {team.name} "
+                             f"{'in ' + space.name if space else 'at system level'}",
                      changes={"roles": [None, f"{role.name} ({space.name if space else 'system'})"]})
     return scoped
 

@@ -16,7 +16,7 @@ from portal.permissions import Permission as P
 from portal.services import spaces, teams, users
 from portal.services.access import has_permission, require_permission, spaces_visible_to
 from portal.services.audit import events_visible_to
-from portal.views.pages import _add_errors
+from portal.views.forms import refuse, submit
 
 
 @login_required
@@ -37,16 +37,12 @@ def user_list(request):
     if request.method == "POST":
         require_permission(request.user, P.USER_EDIT)
         form = UserCreateForm(request.POST)
-        if form.is_valid():
-            data = form.cleaned_data
-            try:
-                user = users.create_user(actor=request.user, username=data["username"], password=data["password"] or None,
-                                         display_name=data["display_name"], email=data["email"], is_service=data["is_service"])
-            except ValidationError as error:
-                _add_errors(form, error)
-            else:
-                messages.success(request, f"User {user.username} created.")
-                return redirect("configuration-user", pk=user.pk)
+        user = submit(form, lambda data: users.create_user(
+            actor=request.user, username=data["username"], password=data["password"] or None, display_name=data["display_name"],
+            email=data["email"], is_service=data["is_service"]))
+        if user:
+            messages.success(request, f"User {user.username} created.")
+            return redirect("configuration-user", pk=user.pk)
         status = 400
     query = request.GET.get("q", "").strip()
     people = User.objects.annotate(team_count=Count("teams"))
@@ -66,14 +62,9 @@ def user_detail(request, pk: int):
     if request.method == "POST":
         require_permission(request.user, P.USER_EDIT)
         form = UserEditForm(request.POST)
-        if form.is_valid():
-            try:
-                users.update_user(actor=request.user, user=person, **form.cleaned_data)
-            except ValidationError as error:
-                _add_errors(form, error)
-            else:
-                messages.success(request, f"User {person.username} saved.")
-                return redirect("configuration-user", pk=person.pk)
+        if submit(form, lambda data: users.update_user(actor=request.user, user=person, **data)):
+            messages.success(request, f"User {person.username} saved.")
+            return redirect("configuration-user", pk=person.pk)
         status = 400
     return render(request, "portal/configuration/user_detail.html", {
         "person": person, "form": form, "teams": person.teams.select_related("space"),
@@ -97,17 +88,14 @@ def team_list(request):
     form, status = TeamForm(spaces=editable_spaces), 200
     if request.method == "POST":
         form = TeamForm(request.POST, spaces=editable_spaces)
-        if form.is_valid():
-            space = form.cleaned_data["space"]
-            teams.require_team_edit(request.user, space)
-            try:
-                team = teams.create_team(actor=request.user, name=form.cleaned_data["name"],
-                                         description=form.cleaned_data["description"], space=space)
-            except ValidationError as error:
-                _add_errors(form, error)
-            else:
-                messages.success(request, f"Team {team.name} created.")
-                return redirect("configuration-team", pk=team.pk)
+
+        def create(data):
+            teams.require_team_edit(request.user, data["space"])
+            return teams.create_team(actor=request.user, name=data["name"], description=data["description"], space=data["space"])
+
+        if team := submit(form, create):
+            messages.success(request, f"Team {team.name} created.")
+            return redirect("configuration-team", pk=team.pk)
         status = 400
     rows = visible.select_related("space").annotate(member_count=Count("members", distinct=True)).order_by("name")
     return render(request, "portal/configuration/teams.html", {"teams": rows, "form": form, "may_create": may_create},
@@ -157,15 +145,10 @@ def _team_post(request, pk: int):
 def team_edit(request, pk: int):
     team = _team_post(request, pk)
     form = TeamForm(request.POST, spaces=Space.objects.none())
-    if form.is_valid():
-        try:
-            teams.update_team(actor=request.user, team=team, name=form.cleaned_data["name"],
-                              description=form.cleaned_data["description"])
-        except ValidationError as error:
-            _add_errors(form, error)
-        else:
-            messages.success(request, "Team saved.")
-            return redirect("configuration-team", pk=team.pk)
+    if submit(form, lambda data: teams.update_team(actor=request.user, team=team, name=data["name"],
+                                                   description=data["description"])):
+        messages.success(request, "Team saved.")
+        return redirect("configuration-team", pk=team.pk)
     return render(request, "portal/configuration/team_detail.html", _team_context(request, team, team_form=form), status=400)
 
 
@@ -174,14 +157,9 @@ def team_edit(request, pk: int):
 def team_add_member(request, pk: int):
     team = _team_post(request, pk)
     form = TeamMemberForm(request.POST)
-    if form.is_valid():
-        try:
-            teams.update_team(actor=request.user, team=team, members=[*team.members.all(), form.cleaned_data["user"]])
-        except ValidationError as error:
-            _add_errors(form, error)
-        else:
-            messages.success(request, f"{form.cleaned_data['user'].username} added to {team.name}.")
-            return redirect("configuration-team", pk=team.pk)
+    if submit(form, lambda data: teams.update_team(actor=request.user, team=team, members=[*team.members.all(), data["user"]])):
+        messages.success(request, f"{form.cleaned_data['user'].username} added to {team.name}.")
+        return redirect("configuration-team", pk=team.pk)
     return render(request, "portal/configuration/team_detail.html", _team_context(request, team, member_form=form), status=400)
 
 
@@ -192,7 +170,7 @@ def team_remove_member(request, pk: int, user_pk: int):
     try:
         teams.update_team(actor=request.user, team=team, members=list(team.members.exclude(pk=user_pk)))
     except ValidationError as error:
-        messages.error(request, " ".join(error.messages))
+        refuse(request, error)
     return redirect("configuration-team", pk=team.pk)
 
 
@@ -201,17 +179,15 @@ def team_remove_member(request, pk: int, user_pk: int):
 def team_add_role(request, pk: int):
     team = _team_post(request, pk)
     form = RoleAssignmentForm(request.POST, team=team)
-    if form.is_valid():
-        space = form.cleaned_data["space"]
-        if space is None or team.space is None:
+
+    def assign(data):
+        if data["space"] is None or team.space is None:
             require_permission(request.user, P.CONFIGURE_SERVER)
-        try:
-            teams.assign_role(actor=request.user, team=team, role=form.cleaned_data["role"], space=space)
-        except ValidationError as error:
-            _add_errors(form, error)
-        else:
-            messages.success(request, f"{form.cleaned_data['role'].name} granted to {team.name}.")
-            return redirect("configuration-team", pk=team.pk)
+        return teams.assign_role(actor=request.user, team=team, role=data["role"], space=data["space"])
+
+    if submit(form, assign):
+        messages.success(request, f"{form.cleaned_data['role'].name} granted to {team.name}.")
+        return redirect("configuration-team", pk=team.pk)
     return render(request, "portal/configuration/team_detail.html", _team_context(request, team, role_form=form), status=400)
 
 
@@ -223,7 +199,7 @@ def team_remove_role(request, pk: int, role_pk: int):
     try:
         teams.remove_role(actor=request.user, scoped_role=scoped)
     except ValidationError as error:
-        messages.error(request, " ".join(error.messages))
+        refuse(request, error)
     return redirect("configuration-team", pk=team.pk)
 
 
@@ -234,7 +210,7 @@ def team_delete(request, pk: int):
     try:
         teams.delete_team(actor=request.user, team=team)
     except ValidationError as error:
-        messages.error(request, " ".join(error.messages))
+        refuse(request, error)
         return redirect("configuration-team", pk=team.pk)
     messages.success(request, f"Team {team.name} deleted.")
     return redirect("configuration-teams")
@@ -250,14 +226,9 @@ def space_list(request):
     if request.method == "POST":
         require_permission(request.user, P.SPACE_CREATE)
         form = SpaceForm(request.POST)
-        if form.is_valid():
-            try:
-                space = spaces.create_space(actor=request.user, **form.cleaned_data)
-            except ValidationError as error:
-                _add_errors(form, error)
-            else:
-                messages.success(request, f"Space {space.name} created.")
-                return redirect("configuration-spaces")
+        if space := submit(form, lambda data: spaces.create_space(actor=request.user, **data)):
+            messages.success(request, f"Space {space.name} created.")
+            return redirect("configuration-spaces")
         status = 400
     return render(request, "portal/configuration/spaces.html", {"spaces": visible, "form": form, "may_create": may_create},
                   status=status)

@@ -5,7 +5,7 @@ from functools import wraps
 from django.contrib.auth.decorators import login_required
 
 from portal.permissions import Permission
-from portal.services.access import get_space_for_user, require_permission
+from portal.services.access import get_space_for_user, has_permission, require_permission
 
 
 def space_page(permission: Permission | None = None):
@@ -24,3 +24,8 @@ def space_page(permission: Permission | None = None):
         return wrapper
 
     return decorator
+
+
+def may(request, permission: Permission) -> bool:
+    """On a `space_page`: whether the user holds `permission` in the page's space (to show or hide a button)."""
+    return has_permission(request.user, permission, space=request.space)

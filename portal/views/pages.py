@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.core.exceptions import ValidationError
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
 
@@ -14,6 +13,7 @@ from portal.services import api_keys, users
 from portal.services.access import permissions_of, spaces_visible_to
 from portal.services.audit import events_visible_to
 from portal.views.decorators import space_page
+from portal.views.forms import submit
 
 
 @login_required
@@ -38,14 +38,6 @@ def dashboard(request, space):
     return render(request, "portal/dashboard.html", context)
 
 
-def _add_errors(form, error: ValidationError) -> None:
-    if hasattr(error, "error_dict"):
-        for field, messages_ in error.message_dict.items():
-            form.add_error(field if field in form.fields else None, messages_)
-    else:
-        form.add_error(None, error.messages)
-
-
 @login_required
 def profile(request):
     user = request.user
@@ -53,9 +45,8 @@ def profile(request):
     status = 200
     if request.method == "POST":
         form = ProfileForm(request.POST)
-        if form.is_valid():
-            users.update_user(actor=user, user=user, display_name=form.cleaned_data["display_name"],
-                              email=form.cleaned_data["email"])
+        if submit(form, lambda data: users.update_user(actor=user, user=user, display_name=data["display_name"],
+                                                       email=data["email"])):
             messages.success(request, "Profile saved.")
             return redirect("profile")
         status = 400
@@ -77,17 +68,13 @@ def _profile_context(request, **extra):
 @require_POST
 def api_key_create(request):
     form = ApiKeyForm(request.POST)
-    if form.is_valid():
-        try:
-            api_key, plain = api_keys.create_api_key(actor=request.user, user=request.user,
-                                                     purpose=form.cleaned_data["purpose"], expires=form.cleaned_data["expires"])
-        except ValidationError as error:
-            _add_errors(form, error)
-        else:
-            # Rendered straight into this response, never stored: the one and only time it is shown.
-            response = render(request, "portal/api_key_created.html", {"api_key": api_key, "plain_key": plain})
-            response["Cache-Control"] = "no-store"
-            return response
+    if created := submit(form, lambda data: api_keys.create_api_key(actor=request.user, user=request.user,
+                                                                   purpose=data["purpose"], expires=data["expires"])):
+        api_key, plain = created
+        # Rendered straight into this response, never stored: the one and only time it is shown.
+        response = render(request, "portal/api_key_created.html", {"api_key": api_key, "plain_key": plain})
+        response["Cache-Control"] = "no-store"
+        return response
     return render(request, "portal/profile.html", _profile_context(request, api_key_form=form), status=400)
 
 

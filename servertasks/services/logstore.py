@@ -16,7 +16,8 @@ from __future__ import annotations
 
 import struct
 import zlib
-from datetime import datetime, timedelta, timezone as dt_timezone
+from datetime import datetime, timedelta
+from datetime import timezone as dt_timezone
 from itertools import accumulate
 from typing import Iterable, Iterator
 

@@ -7,10 +7,10 @@ import signal
 import subprocess
 import sys
 import threading
-import time
 from pathlib import Path
 
 from tests.e2e.conftest import ROOT, free_port
+from tests.waiting import wait_until
 
 
 def tentacle(home: Path, *args: str, env: dict | None = None, check: bool = True) -> subprocess.CompletedProcess:
@@ -75,14 +75,26 @@ class Agent:
                 self.kill()
 
 
-def wait_until(predicate, timeout: float = 30, interval: float = 0.1):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(interval)
-    raise TimeoutError("the condition did not come true in time")
 
 
-__all__ = ["Agent", "tentacle", "wait_until", "free_port"]
+def descendant_running(pid: int, command: str) -> bool:
+    """Whether a process under `pid` (its children, their children, …) runs exactly `command`."""
+    parents, commands = {}, {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                parents[int(entry.name)] = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+                commands[int(entry.name)] = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace").strip()
+            except (OSError, ValueError):
+                continue
+    for child, command_line in commands.items():
+        if command_line == command:
+            ancestor = parents.get(child)
+            while ancestor and ancestor != pid:
+                ancestor = parents.get(ancestor)
+            if ancestor == pid:
+                return True
+    return False
+
+
+__all__ = ["Agent", "tentacle", "wait_until", "free_port", "descendant_running"]

@@ -8,9 +8,10 @@ import queue
 import subprocess
 import sys
 import threading
-import time
 import uuid
 from pathlib import Path
+
+from tests.waiting import wait_until  # noqa: F401 - re-exported: the agent tests import it from here
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -72,14 +73,6 @@ class StdioAgent:
                 self.kill()
 
 
-def wait_until(predicate, timeout: float = 20, interval: float = 0.05):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(interval)
-    raise TimeoutError("the condition did not come true in time")
 
 
 def live_processes_marked(ticket: str) -> list[int]:

@@ -9,7 +9,7 @@ from infrastructure.services.policies import create_machine_policy
 from infrastructure.transports import TransportError
 from infrastructure.transports.listening import ListeningTransport
 from portal.services.api_keys import create_api_key
-from tests.agent.harness import Agent, free_port, tentacle
+from tests.agent.harness import Agent, descendant_running, free_port, tentacle, wait_until
 
 pytestmark = pytest.mark.e2e
 
@@ -81,7 +81,7 @@ def test_killing_the_agent_mid_script_fails_the_caller_promptly(listening_agent,
     caller = threading.Thread(target=run)
     started = time.monotonic()
     caller.start()
-    time.sleep(1.5)
+    wait_until(lambda: descendant_running(listening_agent.process.pid, "sleep 60"), timeout=30, what="the script running")
     listening_agent.kill()
     caller.join(30)
     assert "error" in outcome and time.monotonic() - started < 30

@@ -12,7 +12,7 @@ from infrastructure.services.policies import create_machine_policy
 from infrastructure.transports import TransportError
 from infrastructure.transports.polling import PollingTransport
 from portal.services.api_keys import create_api_key
-from tests.agent.harness import Agent
+from tests.agent.harness import Agent, descendant_running, wait_until
 
 pytestmark = pytest.mark.e2e
 
@@ -76,7 +76,7 @@ def test_a_polling_agent_killed_mid_script_fails_the_caller_clearly(polling_agen
 
     caller = threading.Thread(target=run)
     caller.start()
-    time.sleep(2)
+    wait_until(lambda: descendant_running(polling_agent.process.pid, "sleep 120"), timeout=30, what="the script running")
     polling_agent.kill()
     caller.join(60)
     assert any(reason in outcome.get("error", "") for reason in ("sent no answer", "did not pick up", "connection was gone",

@@ -11,6 +11,7 @@ import pytest
 from tentacle_agent.packages import PackageCache, PackageError
 from tentacle_agent.runner import MASK, ScriptRunner
 from tentacle_agent.service import ScriptService
+from tests.waiting import wait_until
 
 
 @pytest.fixture
@@ -56,7 +57,7 @@ def test_sensitive_values_are_masked_in_every_line_and_output_variable(runner):
 def test_stdout_and_stderr_are_kept_apart(runner):
     _, status = run(runner, "echo out; echo err >&2; exit 3")
     assert texts(status, "stdout") == ["out"] and texts(status, "stderr") == ["err"]
-    assert [l["Category"] for l in status["Logs"] if l["Stream"] == "stderr"] == ["Error"]
+    assert [line["Category"] for line in status["Logs"] if line["Stream"] == "stderr"] == ["Error"]
     assert status["ExitCode"] == 3 and "exited with code 3" in status["FailureMessage"]
 
 
@@ -76,9 +77,7 @@ def test_artifacts_are_collected_on_completion(runner):
 def test_cancel_kills_the_whole_process_tree(runner, tmp_path):
     marker = tmp_path / "grandchild.pid"
     ticket = runner.start({"ScriptBody": f"bash -c 'echo $$ > {marker}; sleep 300' &\nsleep 300", "Syntax": "Bash"})
-    deadline = time.monotonic() + 10
-    while not marker.exists() and time.monotonic() < deadline:
-        time.sleep(0.05)
+    wait_until(marker.exists, timeout=10, what="the grandchild started")
     grandchild = int(marker.read_text())
     runner.cancel(ticket)
     status = runner.status(ticket, -1, 10)
@@ -90,10 +89,7 @@ def test_cancel_kills_the_whole_process_tree(runner, tmp_path):
         except FileNotFoundError:
             return True
 
-    deadline = time.monotonic() + 5
-    while not dead(grandchild) and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert dead(grandchild)
+    wait_until(lambda: dead(grandchild), timeout=5, what="the grandchild killed")
     assert status["FailureMessage"] == "The script was cancelled."
 
 

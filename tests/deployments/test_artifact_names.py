@@ -22,7 +22,8 @@ def test_unsafe_artifact_names_are_refused_with_a_reason_and_the_safe_one_is_kep
     text = log_text(task)
     assert [a.name for a in Artifact.objects.filter(task=task)] == ["report.txt"]
     assert "The artifact '../../etc/passwd' was not collected: it holds a path separator" in text
-    assert "The artifact 'forged\\n2026-01-01 00:00:00  Info      Deployed.txt' was not collected: it holds control characters" in text
+    assert ("The artifact 'forged\\n2026-01-01 00:00:00  Info      Deployed.txt' "
+            "was not collected: it holds control characters") in text
     assert "The artifact 'logs\\\\today.txt' was not collected: it holds a path separator" in text
     assert not any(line.startswith("2026-01-01") for line in text.splitlines())  # no forged log line
     assert "done" in text and task.state == "Success"

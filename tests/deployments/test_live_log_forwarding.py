@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from servertasks.consumers import BATCH_LINES, TaskLogConsumer, WINDOW
+from servertasks.consumers import BATCH_LINES, WINDOW, TaskLogConsumer
 from servertasks.models import ServerTask
 from tests.deployments.test_live_task_log import open_socket, read_until_end, run, running_task, write_lines
 

@@ -43,7 +43,7 @@ def test_a_long_log_is_a_few_chunks_and_reads_back_exactly(space):
     chunks = list(TaskLogChunk.objects.filter(task=task).order_by("first_sequence"))
     assert len(chunks) < 200, "a row per flush at most, not a row per line"
     assert [(c.first_sequence, c.last_sequence) for c in chunks] == list(zip(
-        [0, *[c.last_sequence + 1 for c in chunks[:-1]]], [c.last_sequence for c in chunks]))  # no hole, no overlap
+        [0, *[c.last_sequence + 1 for c in chunks[:-1]]], [c.last_sequence for c in chunks], strict=True))  # no hole, no overlap
     assert all(c.line_count <= logstore.CHUNK_LINES for c in chunks)
     assert all(c.compressed for c in chunks if c.line_count >= 50), "repetitive text is stored compressed"
     assert stored_texts(task) == expected

@@ -3,6 +3,7 @@
 import re
 import time
 from datetime import datetime
+from pathlib import Path
 
 import pytest
 
@@ -127,11 +128,13 @@ def test_cancel_kills_the_script_on_the_worker_and_ends_canceled(agents, adminis
     pool = make_pool("P")
     agents.start("w", [pool])
     marker = tmp_path / "still-running"
-    add_step(project, "Long", f"echo started; sleep 30; touch {marker}", worker_pool=pool)
+    add_step(project, "Long", f'sleep 30 & echo "pids $$ $!"; echo started; wait; touch {marker}', worker_pool=pool)
     release = deploy.create_release(actor=administrator, project=project)
     task = deploy.deploy_release(actor=administrator, release=release, environment=production).task
     thread = run_in_thread(task.pk)
     wait_until(lambda: "started" in log_text(task), timeout=20)
+    script_pids = [int(pid) for pid in re.search(r"^pids (\d+) (\d+)$", log_text(task), re.M).groups()]
+    assert all(running(pid) for pid in script_pids)
     cancel_server_task(task=task, actor=administrator)
     assert ServerTask.objects.get(pk=task.pk).state == "Cancelling"
     thread.join(20)
@@ -139,8 +142,17 @@ def test_cancel_kills_the_script_on_the_worker_and_ends_canceled(agents, adminis
     assert task.state == "Canceled"
     assert "The script was cancelled." in log_text(task)
     assert not task.leases.exists()
-    time.sleep(1)
+    # The script's shell and its `sleep 30` are gone in seconds, not when the sleep would have ended.
+    wait_until(lambda: not any(running(pid) for pid in script_pids), timeout=10, what="the script's processes ending")
     assert not marker.exists()
+
+
+def running(pid: int) -> bool:
+    """The process exists and is not a zombie waiting to be reaped."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
 
 
 def test_a_worker_killed_mid_step_fails_the_step_naming_it(agents, administrator, project, production, make_pool):

@@ -176,7 +176,8 @@ def test_on_a_listening_agent_too(agents, administrator, project, production, ma
     agents.start("agent-one", [pool])
     Variable.objects.create(project=project, name="DbPassword", type="Sensitive", value=encrypt(SECRET))
     add_step(project, "Py", 'update_progress(50, "half")\nopen("out-#{DbPassword | ToLower}.txt", "w").write("x")\n'
-                            'new_octopusartifact("out-#{DbPassword | ToLower}.txt")\nset_octopusvariable("Said", "#{DbPassword | ToLower}")\n'
+                            'new_octopusartifact("out-#{DbPassword | ToLower}.txt")\n'
+                            'set_octopusvariable("Said", "#{DbPassword | ToLower}")\n'
                             'print("lower #{DbPassword | ToLower}")', syntax="Python", worker_pool=pool)
     add_step(project, "Sh", 'echo "said=$(get_octopusvariable Octopus.Action[Py].Output.Said)"', worker_pool=pool)
     task = deploy_and_run(administrator, project, production)

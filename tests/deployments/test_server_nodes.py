@@ -16,7 +16,8 @@ from deployments.models import ServerNode, WorkerLease
 from deployments.services import nodes
 from infrastructure.models import Worker
 from servertasks.models import ActivityNode, ServerTask
-from servertasks.services import logstore, tasks as server_tasks
+from servertasks.services import logstore
+from servertasks.services import tasks as server_tasks
 from servertasks.services.tasklog import TaskLog
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -50,15 +51,25 @@ def test_a_starting_node_fails_the_tasks_it_left_at_once(space, settings):
     settings.REEF_NODE_NAME = me = f"me-{uuid.uuid4().hex[:6]}"
     mine, health, other = executing_task(space, me), executing_task(space, me, "Health"), executing_task(space, "someone-else")
     ActivityNode.objects.create(task=mine, name="step", status="Running")
-    assert nodes.reap_tasks_of_this_node(health_checks=False) == [mine.pk]
+    assert nodes.reap_tasks_of_this_node(server_tasks=True, health_checks=False) == [mine.pk]
     mine.refresh_from_db()
     assert mine.state == "Failed" and f"The server node {me} restarted (its task runner stopped)" in mine.error_message
     assert sum(line.category == "Fatal" and "restarted" in line.text for line in logstore.iter_lines(task_id=mine.pk)) == 1
     assert not ActivityNode.objects.filter(task=mine, status="Running").exists()
-    # The Celery worker's health checks are its own to reap; another node's tasks are never touched.
+    # Health checks are reaped by the process that runs the health queue; another node's tasks are never touched.
     assert ServerTask.objects.get(pk=health.pk).state == "Executing"
-    assert nodes.reap_tasks_of_this_node(health_checks=True) == [health.pk]
+    assert nodes.reap_tasks_of_this_node(server_tasks=False, health_checks=True) == [health.pk]
     assert ServerTask.objects.get(pk=other.pk).state == "Executing"
+
+
+def test_a_node_whose_one_worker_runs_both_queues_fails_both_kinds_it_left(space, settings):
+    # `make run` starts one worker for server tasks and health checks: its restart leaves neither kind Executing.
+    settings.REEF_NODE_NAME = me = f"me-{uuid.uuid4().hex[:6]}"
+    mine, health = executing_task(space, me), executing_task(space, me, "Health")
+    assert sorted(nodes.reap_tasks_of_this_node(server_tasks=True, health_checks=True)) == sorted([mine.pk, health.pk])
+    for task in (mine, health):
+        task.refresh_from_db()
+        assert task.state == "Failed" and f"The server node {me} restarted (its task runner stopped)" in task.error_message
 
 
 @override_settings(REEF_NODE_HEARTBEAT_TTL=1)

@@ -4,7 +4,7 @@ with the rule that chose them while the task runs, and a long log started at its
 import pytest
 
 from deployments.models import WorkerLease
-from deployments.views import LOG_LINES_SHOWN
+from deployments.views.tasks import LOG_LINES_SHOWN
 from infrastructure.models import WorkerPool
 from infrastructure.services import workers
 from infrastructure.services.workers import Endpoint, WorkerSpec

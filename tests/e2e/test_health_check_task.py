@@ -5,6 +5,7 @@ import sys
 import time
 
 import pytest
+from django.conf import settings
 
 from infrastructure.models import Worker, WorkerPool
 from infrastructure.services import accounts, workers
@@ -13,6 +14,7 @@ from infrastructure.transports.ssh import discover_host_key
 from servertasks.models import ServerTask
 from tests.e2e.conftest import ROOT, server_env
 from tests.infrastructure.sshd import start_sshd
+from tests.waiting import wait_until
 
 pytestmark = pytest.mark.e2e
 
@@ -20,7 +22,7 @@ pytestmark = pytest.mark.e2e
 @pytest.fixture
 def celery_worker(transactional_db):
     process = subprocess.Popen([sys.executable, "-m", "celery", "-A", "portal", "worker", "-l", "warning", "--concurrency", "1",
-                                "-n", f"test-{time.time_ns()}@%h", "-Q", "celery", "--without-gossip", "--without-mingle"],
+                                "-n", f"test-{time.time_ns()}@%h", "-Q", settings.REEF_HEALTH_QUEUE, "--without-gossip", "--without-mingle"],
                                cwd=ROOT, env=server_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     yield process
     process.terminate()
@@ -40,10 +42,8 @@ def test_a_requested_health_check_runs_on_celery_and_logs_to_its_task(celery_wor
         queued = client.post("/api/tasks", {"Name": "Health", "Arguments": {"MachineIds": [worker.octopus_id]}}, format="json")
         assert queued.status_code == 201, queued.json()
         task_id = queued.json()["Id"]
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline and not client.get(f"/api/tasks/{task_id}").json()["IsCompleted"]:
-            time.sleep(0.2)
-        task = client.get(f"/api/tasks/{task_id}").json()
+        task = wait_until(lambda: (t := client.get(f"/api/tasks/{task_id}").json())["IsCompleted"] and t, timeout=60,
+                          what="the health check task ending")
         assert task["State"] == "Success", task
         assert Worker.objects.get(pk=worker.pk).health_status == "Healthy"
         raw = b"".join(client.get(f"/api/tasks/{task_id}/raw").streaming_content).decode()

@@ -17,7 +17,8 @@ TICKS = 60
 
 
 def start_deployment(administrator, project, production):  # noqa: F811
-    add_step(project, "Tick", f'for i in $(seq 1 {TICKS}); do echo "tick $i"; sleep 0.05; done; echo "##octopus[stdout-warning]"; echo careful')
+    add_step(project, "Tick", f'for i in $(seq 1 {TICKS}); do echo "tick $i"; sleep 0.05; done; '
+                              'echo "##octopus[stdout-warning]"; echo careful')
     release = deploy.create_release(actor=administrator, project=project)
     return deploy.deploy_release(actor=administrator, release=release, environment=production).task
 

@@ -3,7 +3,7 @@ in order, over the websocket and over the polling fallback alike, and says where
 
 import pytest
 
-from deployments.views import LOG_LINES_SHOWN
+from deployments.views.tasks import LOG_LINES_SHOWN
 from servertasks.models import ServerTask, TaskLogLine
 from servertasks.services import logstore
 from tests.conftest import PASSWORD

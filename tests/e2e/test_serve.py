@@ -4,13 +4,13 @@ import os
 import signal
 import subprocess
 import sys
-import time
 import urllib.request
 from pathlib import Path
 
 import pytest
 
 from tests.e2e.conftest import ROOT, free_port, wait_for_http
+from tests.waiting import wait_until
 
 pytestmark = pytest.mark.e2e
 
@@ -40,15 +40,13 @@ def _local_agent_health(var_dir, within: float) -> str:
     """The first run's demo worker, read straight from the run's own SQLite database."""
     import sqlite3
 
-    deadline, status = time.monotonic() + within, None
-    while time.monotonic() < deadline:
+    def status():
         with sqlite3.connect(var_dir / "reef.sqlite3", timeout=5) as db:
             row = db.execute("SELECT health_status FROM infrastructure_worker WHERE name = 'local-agent'").fetchone()
-        status = row[0] if row else None
-        if status == "Healthy":
-            break
-        time.sleep(1)
-    return status
+        return row[0] if row else None
+
+    return wait_until(lambda: status() == "Healthy" and "Healthy", timeout=within, interval=1,
+                      what="the local agent Healthy")
 
 
 def _deploy_hello_workers(var_dir, port):
@@ -69,9 +67,8 @@ def _deploy_hello_workers(var_dir, port):
     environment = call("GET", "/api/environments")["Items"][0]
     release = call("POST", "/api/releases", {"ProjectId": project["Id"]})
     task_id = call("POST", "/api/deployments", {"ReleaseId": release["Id"], "EnvironmentId": environment["Id"]})["TaskId"]
-    deadline = time.monotonic() + 60
-    while not (task := call("GET", f"/api/tasks/{task_id}"))["IsCompleted"] and time.monotonic() < deadline:
-        time.sleep(0.3)
+    task = wait_until(lambda: (t := call("GET", f"/api/tasks/{task_id}"))["IsCompleted"] and t, timeout=60, interval=0.3,
+                      what="the Hello workers deployment ending")
     log = call("GET", f"/api/tasks/{task_id}/raw")
     assert task["State"] == "Success", log
     assert "local-agent was chosen because round-robin among 1 healthy workers of Local workers" in log
@@ -95,10 +92,12 @@ def test_serve_starts_daphne_and_celery_and_ctrl_c_stops_every_child(tmp_path):
             wait_for_http(f"http://127.0.0.1:{port}/healthz", timeout=60, process=process)
             with urllib.request.urlopen(f"http://127.0.0.1:{port}/accounts/login/") as response:
                 assert b"Sign in to Reef" in response.read()
-            deadline = time.monotonic() + 30
-            while len(children := _children_of(process.pid)) < 6 and time.monotonic() < deadline:
-                time.sleep(0.2)
-            assert len(children) == 6, "daphne, the polling endpoint, the local agent, a Celery worker, the task runner, beat"
+            def all_started(process=process):
+                found = _children_of(process.pid)
+                return found if len(found) >= 4 else None
+
+            children = wait_until(all_started, timeout=30, what="serve's children started")
+            assert len(children) == 4, "daphne, the polling endpoint, the local agent, the task runner (Celery: tasks, health, beat)"
             if run == 1:
                 assert _local_agent_health(tmp_path, within=90) == "Healthy"
                 _deploy_hello_workers(tmp_path, port)
@@ -108,8 +107,8 @@ def test_serve_starts_daphne_and_celery_and_ctrl_c_stops_every_child(tmp_path):
         assert process.returncode == 0, output
         assert f"Reef is running at http://localhost:{port}/" in output
         assert ("Created the first administrator ops" in output) == (run == 1)
-        time.sleep(0.5)
-        assert not [pid for pid in children if _alive(pid)], output
+        wait_until(lambda children=children: not [pid for pid in children if _alive(pid)], timeout=10,
+                   what="every child gone")
 
 
 def test_serve_starts_an_embedded_redis_when_none_is_found(tmp_path):

@@ -17,10 +17,10 @@ pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
 
 @pytest.fixture
 def task_runner(transactional_db):
-    """The node's task runner as `make run` starts it, with a task cap of 2."""
+    """The node's task runner as `make run` starts it, with a task cap of 2 and one thread for the health queue."""
     process = subprocess.Popen([sys.executable, "-m", "celery", "-A", "portal", "worker", "-l", "warning", "-Q", settings.REEF_TASK_QUEUE,
-                                "--pool", "threads", "--concurrency", "2", "-n", f"test-tasks-{time.time_ns()}@%h",
-                                "--without-gossip", "--without-mingle"],
+                                "--pool", "threads", "--concurrency", "2", "--health-queue", settings.REEF_HEALTH_QUEUE, "--health-concurrency", "1",
+                                "-n", f"test-tasks-{time.time_ns()}@%h", "--without-gossip", "--without-mingle"],
                                cwd=ROOT, env=server_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     yield process
     process.terminate()
@@ -42,3 +42,28 @@ def test_a_node_runs_at_most_its_task_cap_and_the_rest_wait_in_order(task_runner
     assert peak == 2
     started = [ServerTask.objects.get(pk=t.pk).started for t in tasks]
     assert started[2] > min(started[:2]) and started[4] > started[2]  # queued ones wait their turn, oldest first
+
+
+def test_the_health_queue_does_not_wait_behind_deployments_at_the_cap(task_runner, administrator, project, production):
+    from portal.tasks import ping
+
+    add_step(project, "Hold", "sleep 6; echo done")
+    release = deploy.create_release(actor=administrator, project=project)
+    tasks = [deploy.deploy_release(actor=administrator, release=release, environment=production).task for _ in range(4)]
+    ids = [t.pk for t in tasks]
+
+    def states():
+        return list(ServerTask.objects.filter(pk__in=ids).order_by("pk").values_list("state", flat=True))
+
+    deadline = time.monotonic() + 60
+    while states().count("Executing") < 2 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert states().count("Executing") == 2, states()
+    # The node is at its cap with two deployments queued: a job of the health queue is still answered at once.
+    assert ping.delay().get(timeout=10) == "pong"
+    assert states() == ["Executing", "Executing", "Queued", "Queued"]
+    deadline = time.monotonic() + 90
+    while states() != ["Success"] * 4 and time.monotonic() < deadline:
+        assert states().count("Executing") <= 2
+        time.sleep(0.1)
+    assert states() == ["Success"] * 4

@@ -18,6 +18,7 @@ from pathlib import Path
 import psycopg
 
 from tests.e2e.conftest import ROOT, free_port
+from tests.waiting import wait_until  # re-exported to the fault tests too
 
 PG = "postgresql://postgres@127.0.0.1:5432"
 def _redis_server() -> str:
@@ -34,15 +35,6 @@ def _redis_server() -> str:
 REDIS_SERVER = _redis_server()
 
 
-def wait_until(predicate, timeout: float = 30, interval: float = 0.1, what: str = "the condition"):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"{what} did not come true within {timeout}s")
-        time.sleep(interval)
 
 
 # Processes -------------------------------------------------------------------------------------
@@ -200,7 +192,7 @@ class Node:
         output.close()
         wait_until(lambda: self.serves() or self.process.poll() is not None, timeout=90, interval=0.2, what=f"{self.name} serving")
         assert self.process.poll() is None, self.output()
-        wait_until(lambda: len(self.children()) >= (6 if self.demo else 5), timeout=30, what=f"{self.name}'s children")
+        wait_until(lambda: len(self.children()) >= (4 if self.demo else 3), timeout=30, what=f"{self.name}'s children")
         if self.api_key is None:
             self.api_key = subprocess.run([sys.executable, "manage.py", "create_api_key", "--user", self.ADMIN, "--purpose", "faults"],
                                           cwd=ROOT, env=self.env(), capture_output=True, text=True, check=True).stdout.strip()
@@ -219,7 +211,7 @@ class Node:
     def children(self) -> dict[str, int]:
         """The supervisor's children by role."""
         roles = {"daphne": "daphne", "polling endpoint": "run_polling_endpoint", "local agent": "tentacle_agent run",
-                 "task runner": "--pool threads", "celery beat": " beat ", "celery worker": " worker "}
+                 "task runner": " worker "}  # one Celery worker: server tasks, health checks and beat
         found = {}
         for pid in children_of(self.process.pid) if self.process else []:
             line = cmdline(pid)
@@ -313,7 +305,8 @@ def leases(database_url: str) -> list:
 
 
 def numbered_lines_once(log: str, prefix: str, count: int) -> list[str]:
-    """What is wrong with the numbered lines `prefix N` (1..count) in a log: each must be there exactly once, in order."""
+    """What is wrong with the numbered lines `prefix N` (1..count) in a log: each must be there exactly once,
+    in order."""
     found = [int(m.group(1)) for m in re.finditer(rf"{re.escape(prefix)} (\d+)\b", log)]
     problems = []
     missing = sorted(set(range(1, count + 1)) - set(found))

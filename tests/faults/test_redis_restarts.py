@@ -5,7 +5,7 @@ the running step continues, every stored line is there once, and tasks queued me
 import threading
 import time
 
-from tests.faults.harness import numbered_lines_once, wait_until
+from tests.faults.harness import database_rows, numbered_lines_once, wait_until
 
 
 def test_a_step_streaming_its_log_rides_out_a_redis_restart(cluster):
@@ -35,14 +35,21 @@ def test_tasks_queued_while_redis_restarts_each_run_once(cluster):
         except Exception as error:  # noqa: BLE001 - collected and asserted below
             errors.append(error)
 
+    def stored(*numbers):
+        rows = database_rows(cluster.database_url, "SELECT arguments::text FROM deployments_servertask WHERE name = 'AdHocScript'")
+        return all(any(f"dispatched {n}" in row[0] for row in rows) for n in numbers)
+
     threads = [threading.Thread(target=queue, args=(n,)) for n in range(4)]
     for thread in threads[:2]:
         thread.start()
+    # Not a wait for a condition: Redis goes away 0.3 s in, while the first two requests are being answered.
+    # Waiting until their rows are stored instead (Redis then dies as the message is sent) leaves one task
+    # Queued for ever: its Celery message is lost and nothing sends it again (a bug, reported, not fixed here).
     time.sleep(0.3)
     cluster.redis.stop()  # mid-dispatch: two tasks on their way to a worker, two more queued while Redis is down
     for thread in threads[2:]:
         thread.start()
-    time.sleep(1.0)
+    wait_until(lambda: stored(2, 3), timeout=30, what="two tasks stored while Redis is down")
     cluster.redis.start()
     for thread in threads:
         thread.join(60)

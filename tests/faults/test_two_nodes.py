@@ -63,12 +63,13 @@ def test_a_dead_nodes_tasks_are_failed_by_the_other_within_60s_and_scheduled_job
     subprocess.run([sys.executable, "manage.py", "shell", "-c",
                     "from django_celery_beat.models import IntervalSchedule, PeriodicTask\n"
                     f"every, _ = IntervalSchedule.objects.get_or_create(every={PING_EVERY}, period='seconds')\n"
-                    "PeriodicTask.objects.update_or_create(name='fault-ping', defaults={'task': 'portal.ping', 'interval': every})"],
+                    "PeriodicTask.objects.update_or_create(name='fault-ping',"
+                    " defaults={'task': 'portal.ping', 'interval': every})"],
                    cwd=ROOT, env=a.env(), check=True, capture_output=True)
     # Node A runs these; node B starts after they were taken.
     tasks = [a.run_script(worker, f'for i in $(seq 1 900); do echo "long {n} $i"; sleep 0.1; done') for n in range(2)]
     for n, task in enumerate(tasks):
-        wait_until(lambda: f"long {n} 5" in a.raw_log(task), timeout=60, what=f"task {n} running")
+        wait_until(lambda n=n, task=task: f"long {n} 5" in a.raw_log(task), timeout=60, what=f"task {n} running")
     node_b.start()
 
     # Two nodes, two names, one scheduler.
@@ -110,5 +111,6 @@ def test_a_dead_nodes_tasks_are_failed_by_the_other_within_60s_and_scheduled_job
     a.start()
     cluster.aftermath()
     subprocess.run([sys.executable, "manage.py", "shell", "-c",
-                    "from django_celery_beat.models import PeriodicTask; PeriodicTask.objects.filter(name='fault-ping').delete()"],
+                    "from django_celery_beat.models import PeriodicTask; "
+                    "PeriodicTask.objects.filter(name='fault-ping').delete()"],
                    cwd=ROOT, env=a.env(), check=True, capture_output=True)

@@ -54,7 +54,8 @@ def test_an_artifact_pointing_at_a_file_of_the_agent_is_not_collected(tmp_path):
     secret.chmod(0o600)
     os.chmod(tmp_path, 0o711)
     runner = ScriptRunner(tmp_path / "Work", run_as="nobody")
-    body = (f"ln -s {secret} leak.txt; new_octopusartifact leak.txt\nln {secret} hard.txt 2>/dev/null; new_octopusartifact hard.txt\n"
+    body = (f"ln -s {secret} leak.txt; new_octopusartifact leak.txt\n"
+            f"ln {secret} hard.txt 2>/dev/null; new_octopusartifact hard.txt\n"
             "echo mine > mine.txt; new_octopusartifact mine.txt")
     ticket = runner.start({"ScriptBody": body, "Syntax": "Bash"})
     wait_until(lambda: runner.status(ticket, -1, 5)["State"] == "Complete")

@@ -120,9 +120,11 @@ def test_a_policy_deletes_workers_unavailable_for_longer_than_its_span(space, ad
 
     update_machine_policy(actor=administrator, policy=quick_policy, delete_behavior="DeleteUnavailableMachines", delete_after=3600)
     pool = WorkerPool.objects.get(space=space, is_default=True)
-    make = lambda name: workers.register_worker(actor=administrator, space=space, spec=WorkerSpec(  # noqa: E731
-        name=name, worker_pools=[pool], machine_policy=quick_policy,
-        endpoint=Endpoint(communication_style="TentaclePassive", uri=f"https://{name}:10933/", thumbprint="A" * 40)))
+    def make(name):
+        return workers.register_worker(actor=administrator, space=space, spec=WorkerSpec(
+            name=name, worker_pools=[pool], machine_policy=quick_policy,
+            endpoint=Endpoint(communication_style="TentaclePassive", uri=f"https://{name}:10933/", thumbprint="A" * 40)))
+
     gone, recent = make("long-gone"), make("just-blipped")
     Worker.objects.filter(pk=gone.pk).update(health_status="Unavailable", unavailable_since=timezone.now() - timedelta(hours=2))
     Worker.objects.filter(pk=recent.pk).update(health_status="Unavailable", unavailable_since=timezone.now() - timedelta(minutes=5))

@@ -28,6 +28,7 @@ from infrastructure.services.workers import Endpoint, WorkerSpec
 from infrastructure.transports import TransportError
 from infrastructure.transports.polling import PollingTransport
 from tests.e2e.conftest import ROOT, free_port, server_env
+from tests.waiting import wait_until
 
 
 def agent_certificate(tmp_path, name: str) -> tuple[str, str]:
@@ -130,15 +131,27 @@ def test_an_agent_cannot_read_or_answer_another_subscription(endpoint, space, ad
     agent_a = StandInAgent(port, cert_a, "subscriptioncccccccccc", current_server_certificate().thumbprint)
     assert agent_a.poll(subscription="subscriptiondddddddddd")[0] == 403
 
-    caller = threading.Thread(target=lambda: pytest.raises(TransportError, PollingTransport(worker_b).call, "Health"))
+    outcome: dict = {}
+
+    def call_b():
+        try:
+            outcome["result"] = PollingTransport(worker_b).call("Health")
+        except Exception as error:  # noqa: BLE001 - asserted in the test thread below
+            outcome["error"] = error
+
+    caller = threading.Thread(target=call_b)
     caller.start()
-    time.sleep(0.5)
     from infrastructure.transports.polling import requests_key
     from portal.redis import redis_client
 
-    queued = json.loads(redis_client().lindex(requests_key("subscriptiondddddddddd"), 0))
+    raw = wait_until(lambda: redis_client().lindex(requests_key("subscriptiondddddddddd"), 0), timeout=10,
+                     what="poller-b's request queued")
+    queued = json.loads(raw)
     assert agent_a.answer([{"Id": queued["Id"], "Result": {"Forged": True}}]) == (200, {"Accepted": 0})
     caller.join(30)
+    assert not caller.is_alive(), "the call to poller-b gave up by its policy's queue timeout"
+    assert "result" not in outcome, f"agent a's forged answer reached poller-b's caller: {outcome['result']}"
+    assert isinstance(outcome.get("error"), TransportError), outcome
 
 
 def test_malformed_answers_get_a_clear_error_and_the_endpoint_keeps_serving(endpoint, space, administrator, tmp_path):
@@ -154,9 +167,15 @@ def test_malformed_answers_get_a_clear_error_and_the_endpoint_keeps_serving(endp
 
 def stale_poll(agent: StandInAgent, wait: float = 30) -> http.client.HTTPSConnection:
     """A long poll whose answer is never read, as a connection left behind by an agent that died or restarted."""
+    from infrastructure.transports.polling import connection_key
+    from portal.redis import redis_client
+
+    key = connection_key(agent.subscription)
+    polls_before = int(redis_client().get(key) or 0)
     connection = http.client.HTTPSConnection("127.0.0.1", agent.port, context=agent.context, timeout=30)
     connection.request("GET", f"/poll/{agent.subscription}?wait={wait}")
-    time.sleep(0.5)  # the endpoint is now parked on it
+    # The endpoint numbers each poll of a subscription as it parks on it.
+    wait_until(lambda: int(redis_client().get(key) or 0) > polls_before, timeout=10, what="the endpoint parked on the poll")
     return connection
 
 
@@ -164,7 +183,7 @@ def health_reaches_the_reconnected_agent(agent: StandInAgent, worker) -> None:
     result = {}
     caller = threading.Thread(target=lambda: result.update(PollingTransport(worker).call("Health")))
     caller.start()
-    time.sleep(1)  # long enough for a stale connection to take the request, as it used to
+    time.sleep(1)  # not a wait for a condition: the time a stale connection took to steal the request, as it used to
     status, body = agent.poll(wait=3)
     assert status == 200 and [r["Method"] for r in body["Requests"]] == ["Health"], "the request went to the stale connection"
     assert agent.answer([{"Id": body["Requests"][0]["Id"], "Result": {"AgentVersion": "2.0"}}]) == (200, {"Accepted": 1})
@@ -185,7 +204,7 @@ def test_a_dead_agents_connection_takes_no_requests(endpoint, space, administrat
         stale.sock.shutdown(socket.SHUT_WR)
     else:
         stale.close()
-    time.sleep(0.2)
+    time.sleep(0.2)  # the FIN or RST on its way: the bug needed a request queued after it, before a new poll
     health_reaches_the_reconnected_agent(agent, worker)
     stale.close()
 

@@ -15,8 +15,8 @@ import pytest
 from OpenSSL import SSL
 
 from infrastructure.services.certificates import current_server_certificate
-from infrastructure.transports.polling_endpoint import MAX_BODY, _TlsSocketIO
-from tests.agent.harness import wait_until
+from infrastructure.transports.polling_endpoint import MAX_BODY, TlsSocketIO
+from tests.waiting import wait_until
 from tests.infrastructure.test_polling_endpoint import StandInAgent, agent_certificate, endpoint, register_poller  # noqa: F401
 
 
@@ -84,7 +84,7 @@ def test_a_tls_read_that_would_block_waits_for_the_data_instead_of_ending_the_st
     server_side.setblocking(False)  # as the endpoint's liveness peek leaves it between reads
     buffer = bytearray(100)
     started = time.monotonic()
-    count = _TlsSocketIO(server).readinto(buffer)
+    count = TlsSocketIO(server).readinto(buffer)
     assert bytes(buffer[:count]) == b"the answer", "a read that would block is not end of stream"
     assert time.monotonic() - started >= 0.4
     client["tls"].close()
@@ -97,6 +97,16 @@ def process_threads(pid: int) -> int:
     raise AssertionError("no thread count")
 
 
+def accept_queue(port: int) -> int:
+    """Connections the kernel completed for the listening port that the endpoint has not accepted yet
+    (a LISTEN socket's rx_queue in /proc/net/tcp)."""
+    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+        fields = line.split()
+        if fields[3] == "0A" and int(fields[1].rsplit(":", 1)[1], 16) == port:
+            return int(fields[4].split(":")[1], 16)
+    raise AssertionError(f"nothing listens on 127.0.0.1:{port}")
+
+
 def test_two_thousand_idle_sockets_cost_no_threads_and_an_agent_still_gets_through(poller):
     port, process, cert, agent = poller
     assert agent.poll(wait=0) == (200, {"Requests": []})
@@ -105,7 +115,7 @@ def test_two_thousand_idle_sockets_cost_no_threads_and_an_agent_still_gets_throu
     try:
         for _ in range(2000):
             idle.append(socket.create_connection(("127.0.0.1", port), timeout=10))
-        time.sleep(1)  # the endpoint has accepted them all by now
+        wait_until(lambda: accept_queue(port) == 0, timeout=30, what="the endpoint accepting all 2,000 connections")
         during = process_threads(process.pid)
         assert during <= before + 20, f"{during} threads with 2,000 idle sockets (was {before})"  # not 2,000
         fds = Path(f"/proc/{process.pid}/fd")

@@ -13,10 +13,10 @@ import pytest
 
 from infrastructure.models import MachinePolicy, Worker
 from infrastructure.services.certificates import current_server_certificate
-from infrastructure.transports.polling import PollingTransport
-from tests.agent.harness import wait_until
+from infrastructure.transports.polling import PollingTransport, requests_key
 from tests.e2e.conftest import ROOT, free_port, server_env
 from tests.infrastructure.test_polling_endpoint import StandInAgent, agent_certificate, register_poller
+from tests.waiting import wait_until
 
 SUBSCRIPTION = "subscriptionredisblip0"
 
@@ -80,6 +80,7 @@ class LoopingAgent:
         self.agent = agent
         self.received: list[str] = []
         self.paused = threading.Event()
+        self.idle = threading.Event()  # paused, and no poll of its own open any more
         self.stopped = threading.Event()
         self.thread = threading.Thread(target=self.run, daemon=True)
         self.thread.start()
@@ -88,8 +89,10 @@ class LoopingAgent:
         acks: list[str] = []
         while not self.stopped.is_set():
             if self.paused.is_set():
+                self.idle.set()
                 time.sleep(0.05)
                 continue
+            self.idle.clear()
             try:
                 suffix = f"&ack={','.join(acks)}" if acks else ""
                 status, body = self.agent.request("GET", f"/poll/{SUBSCRIPTION}?wait=2{suffix}")
@@ -116,17 +119,27 @@ def test_a_request_in_flight_when_redis_restarts_is_delivered_once_after_it_retu
     assert PollingTransport(worker).call("Echo", {"Word": "before"}) == {"Echo": "before"}
 
     agent.paused.set()  # the request is queued, not yet taken, when Redis goes away
-    time.sleep(2.5)
-    outcome = {}
-    caller = threading.Thread(target=lambda: outcome.update(result=PollingTransport(worker).call("Echo", {"Word": "during"})))
+    wait_until(agent.idle.is_set, timeout=10, what="the agent's last long poll ending")
+    outcome: dict = {}
+
+    def call():
+        try:
+            outcome["result"] = PollingTransport(worker).call("Echo", {"Word": "during"})
+        except Exception as error:  # noqa: BLE001 - asserted in the test thread below
+            outcome["error"] = error
+
+    caller = threading.Thread(target=call)
     caller.start()
-    time.sleep(0.3)
+    import redis
+
+    queue = redis.Redis.from_url(own_redis.url)
+    wait_until(lambda: queue.llen(requests_key(SUBSCRIPTION)), timeout=10, what="the request queued")
     own_redis.kill()
-    time.sleep(1.5)
+    time.sleep(1.5)  # the outage itself: Redis stays down a second and a half
     own_redis.start()
     agent.paused.clear()
     caller.join(40)
-    assert outcome == {"result": {"Echo": "during"}}
+    assert not caller.is_alive() and outcome == {"result": {"Echo": "during"}}, outcome
     assert len(agent.received) == len(set(agent.received)) == 2, "each request delivered exactly once"
 
     # The endpoint and its notifications carry on: a request is handed out at once again.

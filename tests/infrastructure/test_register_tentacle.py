@@ -195,7 +195,7 @@ def test_two_runs_of_one_agent_at_once_leave_one_worker(transactional_db, api_cl
         finally:
             connection.close()
 
-    threads = [threading.Thread(target=register, args=pair) for pair in zip(clients, builders)]
+    threads = [threading.Thread(target=register, args=pair) for pair in zip(clients, builders, strict=True)]
     for thread in threads:
         thread.start()
     for thread in threads:

@@ -104,7 +104,9 @@ def test_filters_narrow_the_workers_list(api_client, administrator, default_pool
     client.post("/api/workers", listening("a-1", [default_pool.octopus_id]), format="json")
     client.post("/api/workers", listening("b-1", [other["Id"]], uri="https://b:10933/"), format="json")
     Worker.objects.filter(name="b-1").update(health_status="Healthy", is_disabled=True)
-    names = lambda q: [w["Name"] for w in client.get(f"/api/workers?{q}").json()["Items"]]  # noqa: E731
+    def names(query):
+        return [w["Name"] for w in client.get(f"/api/workers?{query}").json()["Items"]]
+
     assert names(f"workerPoolIds={other['Id']}") == ["b-1"]
     assert names("healthStatuses=Healthy") == ["b-1"]
     assert names("isDisabled=false") == ["a-1"]

@@ -16,7 +16,8 @@ def _names(html: str) -> list[str]:
 
 @pytest.fixture
 def fleet(space, administrator):
-    """web-1 (default pool, listening, Healthy), web-2 (default, polling, Unhealthy, disabled), db-1 (Builders, listening, Healthy)."""
+    """web-1 (default pool, listening, Healthy), web-2 (default, polling, Unhealthy, disabled),
+    db-1 (Builders, listening, Healthy)."""
     default = WorkerPool.objects.get(space=space, is_default=True)
     builders = create_worker_pool(actor=administrator, space=space, name="Builders")
 

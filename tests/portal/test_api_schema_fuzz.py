@@ -28,7 +28,8 @@ from tests.e2e.conftest import ROOT, free_port, server_env, wait_for_http
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
-CHECKS = "not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance,response_headers_conformance"
+CHECKS = ("not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance,"
+          "response_headers_conformance")
 EXCLUDED = r"/apikeys/\{id\}$"  # DELETE revokes the run's own key
 CASES_PER_OPERATION = 3
 

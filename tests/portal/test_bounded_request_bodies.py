@@ -158,7 +158,7 @@ def test_the_middleware_refuses_by_itself_under_any_asgi_server():
     seen = []
 
     async def app(scope, receive, send):
-        while (message := await receive())["more_body"]:
+        while (await receive())["more_body"]:
             pass
         seen.append(scope["path"])
         await send({"type": "http.response.start", "status": 204, "headers": []})
@@ -262,7 +262,9 @@ def test_two_thousand_idle_sockets_cost_daphne_no_threads_and_little_memory(daph
     process, port = daphne
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, min(hard, 4096)), hard))
-    threads = lambda: int(next(line for line in open(f"/proc/{process.pid}/status") if line.startswith("Threads:")).split()[1])  # noqa: E731
+    def threads():
+        return int(next(line for line in open(f"/proc/{process.pid}/status") if line.startswith("Threads:")).split()[1])
+
     before_threads, before_rss = threads(), rss(process.pid)
     idle = []
     try:

@@ -41,9 +41,9 @@ def test_a_malformed_boolean_setting_is_a_clear_error(tmp_path):
     assert result.returncode != 0 and "DEBUG must be a boolean" in result.stderr
 
 
-def test_the_first_administrator_comes_from_the_environment(db, monkeypatch, capsys):
-    monkeypatch.setenv("REEF_ADMIN_USERNAME", "ops")
-    monkeypatch.setenv("REEF_ADMIN_PASSWORD", "Unattended-setup-42")
+def test_the_first_administrator_comes_from_the_environment(db, settings, capsys):
+    # What settings.py read from REEF_ADMIN_USERNAME / REEF_ADMIN_PASSWORD.
+    settings.REEF_ADMIN_USERNAME, settings.REEF_ADMIN_PASSWORD = "ops", "Unattended-setup-42"
     call_command("ensure_admin")
     admin = User.objects.get(username="ops")
     assert admin.check_password("Unattended-setup-42") and admin.is_superuser
@@ -52,9 +52,8 @@ def test_the_first_administrator_comes_from_the_environment(db, monkeypatch, cap
     assert "already exists" in capsys.readouterr().out and User.objects.filter(is_superuser=True).count() == 1
 
 
-def test_a_generated_first_password_is_printed_once(db, monkeypatch, capsys):
-    monkeypatch.delenv("REEF_ADMIN_PASSWORD", raising=False)
-    monkeypatch.delenv("REEF_ADMIN_USERNAME", raising=False)
+def test_a_generated_first_password_is_printed_once(db, settings, capsys):
+    settings.REEF_ADMIN_USERNAME, settings.REEF_ADMIN_PASSWORD = "admin", ""
     call_command("ensure_admin")
     out = capsys.readouterr().out
     password = out.split("password:")[1].split()[0]

@@ -1,5 +1,5 @@
-"""The script service contract is typed on both sides: mypy checks infrastructure/transports/ and
-tentacle_agent/ (configured in pyproject.toml), so a message shape that drifts fails CI."""
+"""The script service contract is typed on both sides: mypy checks infrastructure/transports/,
+tentacle_agent/ and the rest of pyproject.toml's [tool.mypy] files, so a message shape that drifts fails CI."""
 
 import subprocess
 import sys

@@ -1,6 +1,5 @@
 """`manage.py run_polling_endpoint`: where polling tentacles connect (port 10943 by default)."""
 
-import os
 import signal
 import threading
 
@@ -12,10 +11,13 @@ from infrastructure.transports.polling_endpoint import serve_polling_endpoint
 
 class Command(BaseCommand):
     help = "Serve the polling endpoint for polling tentacles (mutual TLS)."
+    # Django's checks would import every URL, view and API module into this process for good (tens of MB);
+    # `manage.py serve`, `migrate` and `check` run them.
+    requires_system_checks = []
 
     def add_arguments(self, parser):
-        parser.add_argument("--bind", default=os.environ.get("REEF_POLLING_BIND", "0.0.0.0"))
-        parser.add_argument("--port", type=int, default=int(os.environ.get("REEF_POLLING_PORT", "10943")))
+        parser.add_argument("--bind", default=settings.REEF_POLLING_BIND)
+        parser.add_argument("--port", type=int, default=settings.REEF_POLLING_PORT)
 
     def handle(self, *args, bind, port, **options):
         endpoint = serve_polling_endpoint(bind, port, settings.REDIS_URL)

@@ -1,7 +1,6 @@
 """`manage.py ensure_admin`: create the first administrator from REEF_ADMIN_USERNAME / REEF_ADMIN_PASSWORD."""
 
-import os
-
+from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError
 
@@ -16,8 +15,8 @@ class Command(BaseCommand):
         ensure_default_space()
         try:
             user, generated = ensure_first_administrator(
-                username=os.environ.get("REEF_ADMIN_USERNAME") or "admin",
-                password=os.environ.get("REEF_ADMIN_PASSWORD") or None,
+                username=settings.REEF_ADMIN_USERNAME or "admin",
+                password=settings.REEF_ADMIN_PASSWORD or None,
             )
         except ValidationError as error:
             raise CommandError("REEF_ADMIN_PASSWORD: " + " ".join(error.messages)) from None

@@ -1,4 +1,4 @@
-"""Served without signing in: the script and the agent hold no secrets."""
+"""The tentacle install script and agent bundle, served without signing in: the script and the agent hold no secrets."""
 
 from django.conf import settings
 from django.http import HttpResponse

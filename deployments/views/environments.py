@@ -1,8 +1,6 @@
 """Infrastructure ➜ Environments and Deployment Targets, beside Worker Pools.
 
-Thin views as in infrastructure/views: the space from `space_page` (404 if not visible, 403 without the view
-permission), objects looked up within it (404 otherwise), EnvironmentEdit for writes, one service call; a
-service's ValidationError becomes a form error (400) or a refusal message."""
+EnvironmentEdit for writes, then one service call (see the package's docstring)."""
 
 from __future__ import annotations
 
@@ -11,22 +9,17 @@ from django.core.exceptions import ValidationError
 from django.db.models import Count
 from django.http import Http404
 from django.shortcuts import get_object_or_404, redirect, render
-from django.urls import reverse
 from django.views.decorators.http import require_POST
 
 from deployments.forms import DeploymentTargetForm, NameForm
 from deployments.models import DeploymentTarget, Environment
 from deployments.services import catalog
 from deployments.services.interruptions import set_environment_guided_failure
-from infrastructure.views.shortcuts import may, refuse
+from deployments.views.shortcuts import space_url
 from portal.permissions import Permission as P
 from portal.services.access import require_permission
-from portal.views.decorators import space_page
-from portal.views.pages import _add_errors
-
-
-def _url(space, name: str, *args) -> str:
-    return reverse(name, args=[space.octopus_id, *args])
+from portal.views.decorators import may, space_page
+from portal.views.forms import read_only, refuse, submit
 
 
 # Environments ---------------------------------------------------------------------------------------
@@ -37,14 +30,9 @@ def environment_list(request, space):
     if request.method == "POST":
         require_permission(request.user, P.ENVIRONMENT_EDIT, space=space)
         form = NameForm(request.POST)
-        if form.is_valid():
-            try:
-                environment = catalog.create_environment(actor=request.user, space=space, **form.cleaned_data)
-            except ValidationError as error:
-                _add_errors(form, error)
-            else:
-                messages.success(request, f"Environment {environment.name} added.")
-                return redirect(_url(space, "environments"))
+        if environment := submit(form, lambda data: catalog.create_environment(actor=request.user, space=space, **data)):
+            messages.success(request, f"Environment {environment.name} added.")
+            return redirect(space_url(space, "environments"))
         status = 400
     environments = Environment.objects.filter(space=space).annotate(target_count=Count("deployment_targets"))
     return render(request, "deployments/environments.html", {
@@ -59,20 +47,19 @@ def environment_edit(request, space, pk: int):
     if request.method == "POST":
         require_permission(request.user, P.ENVIRONMENT_EDIT, space=space)
         form = NameForm(request.POST)
-        if form.is_valid():
-            try:
-                catalog.update_environment(actor=request.user, environment=environment, **form.cleaned_data)
-                set_environment_guided_failure(actor=request.user, environment=environment,
-                                               enabled=bool(request.POST.get("use_guided_failure")))
-            except ValidationError as error:
-                _add_errors(form, error)
-            else:
-                messages.success(request, f"Environment {form.cleaned_data['name']} saved.")
-                return redirect(_url(space, "environments"))
+
+        def save(data):
+            saved = catalog.update_environment(actor=request.user, environment=environment, **data)
+            set_environment_guided_failure(actor=request.user, environment=environment,
+                                           enabled=bool(request.POST.get("use_guided_failure")))
+            return saved
+
+        if saved := submit(form, save):
+            messages.success(request, f"Environment {saved.name} saved.")
+            return redirect(space_url(space, "environments"))
         status = 400
     if not may_edit:
-        for field in form.fields.values():
-            field.disabled = True
+        read_only(form)
     return render(request, "deployments/environment_edit.html", {
         "space": space, "environment": environment, "form": form, "may_edit": may_edit,
         "targets": environment.deployment_targets.all()}, status=status)
@@ -86,9 +73,9 @@ def environment_delete(request, space, pk: int):
         catalog.delete_environment(actor=request.user, environment=environment)
     except ValidationError as error:
         refuse(request, error)
-        return redirect(_url(space, "environment", environment.pk))
+        return redirect(space_url(space, "environment", environment.pk))
     messages.success(request, f"Environment {environment.name} deleted.")
-    return redirect(_url(space, "environments"))
+    return redirect(space_url(space, "environments"))
 
 
 @space_page(P.ENVIRONMENT_EDIT)
@@ -102,7 +89,7 @@ def environment_move(request, space, pk: int, direction: str):
         catalog.reorder_environments(actor=request.user, space=space, ordered_ids=catalog.moved(ordered, environment.pk, direction))
     except ValidationError as error:  # one was added or deleted meanwhile
         refuse(request, error)
-    return redirect(_url(space, "environments"))
+    return redirect(space_url(space, "environments"))
 
 
 # Deployment targets ---------------------------------------------------------------------------------
@@ -114,7 +101,7 @@ def target_list(request, space):
         require_permission(request.user, P.ENVIRONMENT_EDIT, space=space)
         form = DeploymentTargetForm(request.POST, space=space)
         if _save_target(request, space, form, None):
-            return redirect(_url(space, "deployment-targets"))
+            return redirect(space_url(space, "deployment-targets"))
         status = 400
     return render(request, "deployments/targets.html", {
         "space": space, "targets": DeploymentTarget.objects.filter(space=space).prefetch_related("environments"),
@@ -131,28 +118,23 @@ def target_edit(request, space, pk: int):
         require_permission(request.user, P.ENVIRONMENT_EDIT, space=space)
         form = DeploymentTargetForm(request.POST, space=space)
         if _save_target(request, space, form, target):
-            return redirect(_url(space, "deployment-targets"))
+            return redirect(space_url(space, "deployment-targets"))
         status = 400
     if not may_edit:
-        for field in form.fields.values():
-            field.disabled = True
+        read_only(form)
     return render(request, "deployments/target_edit.html", {"space": space, "target": target, "form": form, "may_edit": may_edit},
                   status=status)
 
 
 def _save_target(request, space, form: DeploymentTargetForm, target: DeploymentTarget | None) -> bool:
-    if not form.is_valid():
-        return False
-    try:
+    def save(_):
         if target is None:
-            saved = catalog.create_deployment_target(actor=request.user, space=space, **form.service_values())
-        else:
-            saved = catalog.update_deployment_target(actor=request.user, target=target, **form.service_values())
-    except ValidationError as error:
-        _add_errors(form, error)
-        return False
-    messages.success(request, f"Deployment target {saved.name} saved.")
-    return True
+            return catalog.create_deployment_target(actor=request.user, space=space, **form.service_values())
+        return catalog.update_deployment_target(actor=request.user, target=target, **form.service_values())
+
+    if saved := submit(form, save):
+        messages.success(request, f"Deployment target {saved.name} saved.")
+    return saved is not None
 
 
 @space_page(P.ENVIRONMENT_EDIT)
@@ -161,4 +143,4 @@ def target_delete(request, space, pk: int):
     target = get_object_or_404(DeploymentTarget, pk=pk, space=space)
     catalog.delete_deployment_target(actor=request.user, target=target)
     messages.success(request, f"Deployment target {target.name} deleted.")
-    return redirect(_url(space, "deployment-targets"))
+    return redirect(space_url(space, "deployment-targets"))

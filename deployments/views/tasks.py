@@ -1,11 +1,19 @@
-"""Tasks: the list and a task's page with its log (refreshed with htmx until the task ends)."""
+"""Tasks: the list, a task's page with its log (refreshed with htmx until the task ends) and its actions
+(answer an intervention, re-run, cancel), its artifacts; Tasks ➜ Script Console."""
 
+from django.contrib import messages
+from django.core.exceptions import PermissionDenied, ValidationError
 from django.core.paginator import Paginator
-from django.shortcuts import get_object_or_404, render
+from django.shortcuts import get_object_or_404, redirect, render
+from django.views.decorators.http import require_POST
 
+from deployments.forms import ScriptConsoleForm
+from deployments.services import deploy
+from deployments.views.shortcuts import reason, task_url
 from portal.permissions import Permission
 from portal.services.access import has_permission
 from portal.views.decorators import space_page
+from portal.views.forms import submit
 from servertasks.models import ServerTask
 
 
@@ -62,7 +70,6 @@ def task_detail(request, space, pk: int):
 @space_page(Permission.TASK_VIEW)
 def artifact_download(request, space, pk: int, artifact_pk: int):
     from django.http import HttpResponse
-
     from django.utils.http import content_disposition_header
 
     from deployments.models import Artifact
@@ -73,3 +80,66 @@ def artifact_download(request, space, pk: int, artifact_pk: int):
     response["Content-Disposition"] = content_disposition_header(True, download_name(artifact.name))
     response["X-Content-Type-Options"] = "nosniff"
     return response
+
+
+@space_page(Permission.TASK_CREATE)
+def script_console(request, space):
+    form, status = ScriptConsoleForm(space=space, initial={"syntax": "Bash"}), 200
+    if request.method == "POST":
+        form = ScriptConsoleForm(request.POST, space=space)
+        try:
+            task = submit(form, lambda data: deploy.run_adhoc_script(actor=request.user, space=space, **data))
+        except PermissionDenied as error:
+            form.add_error(None, str(error))
+            status = 403
+        else:
+            if task:
+                return redirect(task_url(task))
+            status = 400
+    return render(request, "deployments/script_console.html", {"space": space, "form": form}, status=status)
+
+
+@space_page(Permission.TASK_VIEW)
+@require_POST
+def task_intervention(request, space, pk: int):
+    from deployments.services.interruptions import (
+        pending_interruption_of,
+        submit_interruption,
+        take_interruption_responsibility,
+    )
+
+    task = get_object_or_404(ServerTask, pk=pk, space=space)
+    interruption = pending_interruption_of(task)
+    try:
+        if interruption is None:
+            raise ValidationError("This task is not waiting for an answer.")
+        if request.POST.get("assign"):
+            take_interruption_responsibility(interruption=interruption, user=request.user)
+        else:
+            submit_interruption(interruption=interruption, user=request.user, action=request.POST.get("result", ""),
+                                note=request.POST.get("note", ""))
+    except (ValidationError, PermissionDenied) as error:
+        messages.error(request, reason(error))
+    return redirect(task_url(task))
+
+
+@space_page(Permission.TASK_VIEW)
+@require_POST
+def task_rerun(request, space, pk: int):
+    task = get_object_or_404(ServerTask, pk=pk, space=space)
+    try:
+        again = deploy.rerun_server_task(actor=request.user, task=task)
+    except (ValidationError, PermissionDenied) as error:
+        messages.error(request, reason(error))
+        return redirect(task_url(task))
+    return redirect(task_url(again))
+
+
+@space_page(Permission.TASK_CANCEL)
+@require_POST
+def task_cancel(request, space, pk: int):
+    from deployments.services.tasks import cancel_server_task
+
+    task = cancel_server_task(task=get_object_or_404(ServerTask, pk=pk, space=space), actor=request.user)
+    messages.info(request, f"{task.description}: {task.state}.")
+    return redirect(task_url(task))
