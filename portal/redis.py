@@ -21,7 +21,12 @@ def redis_client() -> redis.Redis:
 def _client_for(url: str) -> redis.Redis:
     # A Redis restart is ridden out: a command that meets a dropped connection reconnects and retries with
     # backoff (0.1 s doubling to 2 s, about 15 s in all); idle connections are checked before reuse.
-    return redis.Redis.from_url(url, socket_timeout=None, socket_connect_timeout=5, socket_keepalive=True,
-                                health_check_interval=10,
-                                retry=Retry(ExponentialBackoff(cap=2, base=0.1), 12),
-                                retry_on_error=[redis.ConnectionError, redis.TimeoutError])
+    return redis.Redis.from_url(
+        url,
+        socket_timeout=None,
+        socket_connect_timeout=5,
+        socket_keepalive=True,
+        health_check_interval=10,
+        retry=Retry(ExponentialBackoff(cap=2, base=0.1), 12),
+        retry_on_error=[redis.ConnectionError, redis.TimeoutError],
+    )

@@ -34,7 +34,9 @@ class ServerTask(OctopusIdMixin, models.Model):
     description = models.CharField(max_length=500)
     state = models.CharField(max_length=20, choices=State.choices, default=State.QUEUED, db_index=True)
     arguments = models.JSONField(default=dict, blank=True)
-    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
     queued = models.DateTimeField(default=timezone.now, db_index=True)
     started = models.DateTimeField(null=True, blank=True)
     completed = models.DateTimeField(null=True, blank=True)
@@ -42,8 +44,12 @@ class ServerTask(OctopusIdMixin, models.Model):
     has_warnings = models.BooleanField(default=False)
     server_node = models.CharField(max_length=200, blank=True)
     # What a task is about, for the task list's filters. Named by string: the rows live in the apps above.
-    project = models.ForeignKey("deployments.Project", null=True, blank=True, on_delete=models.SET_NULL, related_name="server_tasks")
-    environment = models.ForeignKey("deployments.Environment", null=True, blank=True, on_delete=models.SET_NULL, related_name="server_tasks")
+    project = models.ForeignKey(
+        "deployments.Project", null=True, blank=True, on_delete=models.SET_NULL, related_name="server_tasks"
+    )
+    environment = models.ForeignKey(
+        "deployments.Environment", null=True, blank=True, on_delete=models.SET_NULL, related_name="server_tasks"
+    )
     worker_pools = models.ManyToManyField("infrastructure.WorkerPool", blank=True, related_name="server_tasks")
     pending_interruption = models.TextField(blank=True, help_text="a manual intervention waiting for someone")
     cancel_requested = models.BooleanField(default=False)
@@ -100,8 +106,18 @@ class TaskLogLine:
 
     __slots__ = ("task_id", "node_id", "sequence", "occurred", "category", "text")
 
-    def __init__(self, *, sequence: int, text: str = "", category: str = "Info", occurred=None, task=None, node=None,
-                 task_id: int | None = None, node_id: int | None = None):
+    def __init__(
+        self,
+        *,
+        sequence: int,
+        text: str = "",
+        category: str = "Info",
+        occurred=None,
+        task=None,
+        node=None,
+        task_id: int | None = None,
+        node_id: int | None = None,
+    ):
         self.task_id = task.pk if task is not None else task_id
         self.node_id = node.pk if node is not None else node_id
         self.sequence, self.text, self.category = sequence, text, category

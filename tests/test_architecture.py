@@ -21,8 +21,8 @@ AGENT = "tentacle_agent"
 # them all. Each entry is a module and the apps it may reach above itself, with why.
 WIRING = {
     "portal/urls.py": {"infrastructure", "deployments"},  # root URLs: every app's pages
-    "portal/api/urls.py": {"deployments"},                # the API's root routes (/api/tasks)
-    "portal/routing.py": {"servertasks"},                 # websocket routes (/ws/tasks/<id>/)
+    "portal/api/urls.py": {"deployments"},  # the API's root routes (/api/tasks)
+    "portal/routing.py": {"servertasks"},  # websocket routes (/ws/tasks/<id>/)
     "portal/management/commands/serve.py": {"infrastructure", "deployments"},  # first-run demo data of each app
     # Known debt: Configuration ➜ Certificates is a portal page about infrastructure's server certificate.
     "portal/views/configuration.py": {"infrastructure"},
@@ -52,7 +52,7 @@ def imported_apps(module: str, tree: ast.Module) -> dict[str, int]:
 
 @pytest.mark.parametrize("app", LAYERS)
 def test_no_app_imports_an_app_above_it(app):
-    above = set(LAYERS[LAYERS.index(app) + 1:])
+    above = set(LAYERS[LAYERS.index(app) + 1 :])
     offences = []
     for module, tree in app_modules(app):
         allowed = WIRING.get(module, set())
@@ -63,8 +63,12 @@ def test_no_app_imports_an_app_above_it(app):
 
 
 def test_the_agent_imports_no_app():
-    offences = [f"{module}:{line} imports {name}" for module, tree in app_modules(AGENT)
-                for name, line in imported_apps(module, tree).items() if name in LAYERS or name == "django"]
+    offences = [
+        f"{module}:{line} imports {name}"
+        for module, tree in app_modules(AGENT)
+        for name, line in imported_apps(module, tree).items()
+        if name in LAYERS or name == "django"
+    ]
     assert offences == []
 
 
@@ -72,5 +76,5 @@ def test_the_wiring_exceptions_are_still_needed():
     """An exception nothing uses any more is removed, so the list only ever shrinks."""
     for module, allowed in WIRING.items():
         app = module.split("/")[0]
-        used = set(imported_apps(module, ast.parse((ROOT / module).read_text()))) & set(LAYERS[LAYERS.index(app) + 1:])
+        used = set(imported_apps(module, ast.parse((ROOT / module).read_text()))) & set(LAYERS[LAYERS.index(app) + 1 :])
         assert allowed <= used, f"{module} no longer imports {sorted(allowed - used)}: drop it from WIRING"

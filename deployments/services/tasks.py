@@ -22,8 +22,9 @@ from servertasks.services.tasks import HEARTBEAT_TTL, finish_server_task
 State = ServerTask.State
 
 
-def finish_task_and_forget_scripts(*, task: ServerTask, state: str, error_message: str = "",
-                                   has_warnings: bool = False) -> ServerTask:
+def finish_task_and_forget_scripts(
+    *, task: ServerTask, state: str, error_message: str = "", has_warnings: bool = False
+) -> ServerTask:
     """Finishes the task, then forgets the scripts it started on workers: they ended with it."""
     task = finish_server_task(task=task, state=state, error_message=error_message, has_warnings=has_warnings)
     retrying_db_write(f"forget the scripts of task {task.pk}", lambda: RunningScript.objects.filter(task=task).delete())
@@ -31,16 +32,31 @@ def finish_task_and_forget_scripts(*, task: ServerTask, state: str, error_messag
 
 
 def cancel_server_task(*, task: ServerTask, actor: User | None) -> ServerTask:
-    """Queued ➜ Canceled at once; Executing ➜ Cancelling, and its orchestrator kills the scripts and ends it Canceled."""
+    """Queued ➜ Canceled at once; Executing ➜ Cancelling, and its orchestrator kills the scripts and ends it
+    Canceled."""
     if ServerTask.objects.filter(pk=task.pk, state=State.QUEUED).update(
-            state=State.CANCELED, completed=timezone.now(), cancel_requested=True, error_message="Canceled before it started."):
+        state=State.CANCELED,
+        completed=timezone.now(),
+        cancel_requested=True,
+        error_message="Canceled before it started.",
+    ):
         WorkerLease.objects.filter(task=task).delete()
-    elif ServerTask.objects.filter(pk=task.pk, state=State.EXECUTING).exclude(pending_interruption="").update(
-            state=State.CANCELED, completed=timezone.now(), cancel_requested=True, pending_interruption="",
-            error_message="Canceled while waiting for an interruption to be answered."):
+    elif (
+        ServerTask.objects.filter(pk=task.pk, state=State.EXECUTING)
+        .exclude(pending_interruption="")
+        .update(
+            state=State.CANCELED,
+            completed=timezone.now(),
+            cancel_requested=True,
+            pending_interruption="",
+            error_message="Canceled while waiting for an interruption to be answered.",
+        )
+    ):
         close_interruptions_of_canceled_task(task=task)
     else:
-        ServerTask.objects.filter(pk=task.pk, state=State.EXECUTING).update(state=State.CANCELING, cancel_requested=True)
+        ServerTask.objects.filter(pk=task.pk, state=State.EXECUTING).update(
+            state=State.CANCELING, cancel_requested=True
+        )
     task.refresh_from_db()
     logstream.publish_state(task)
     return task
@@ -52,9 +68,13 @@ def fail_orphaned_tasks(grace_seconds: int = 2 * HEARTBEAT_TTL) -> list[int]:
     failed = []
     started_before = timezone.now() - timedelta(seconds=grace_seconds)
     seen_after = timezone.now() - timedelta(seconds=3 * settings.REEF_NODE_ROW_SECONDS)
-    recent = set(ServerNode.objects.filter(last_seen__gte=seen_after, stopped__isnull=True).values_list("name", flat=True))
+    recent = set(
+        ServerNode.objects.filter(last_seen__gte=seen_after, stopped__isnull=True).values_list("name", flat=True)
+    )
     # A task waiting at an interruption has no server node and no heartbeat, by design.
-    for task in ServerTask.objects.filter(state__in=[State.EXECUTING, State.CANCELING], started__lt=started_before, pending_interruption=""):
+    for task in ServerTask.objects.filter(
+        state__in=[State.EXECUTING, State.CANCELING], started__lt=started_before, pending_interruption=""
+    ):
         if task.server_node and (task.server_node in recent or last_node_beat(task.server_node) is not None):
             continue
         reason = f"The server node {task.server_node or '(unknown)'} that ran this task stopped without finishing it"
@@ -74,8 +94,11 @@ def filter_server_tasks(tasks, params) -> tuple:
         if set(states) - set(State.values):
             errors["states"] = f"Unknown state: {', '.join(sorted(set(states) - set(State.values)))}."
         tasks = tasks.filter(state__in=states)
-    for name, model, field in (("project", Project, "project"), ("environment", Environment, "environment"),
-                               ("workerPool", WorkerPool, "worker_pools")):
+    for name, model, field in (
+        ("project", Project, "project"),
+        ("environment", Environment, "environment"),
+        ("workerPool", WorkerPool, "worker_pools"),
+    ):
         if params.get(name):
             pk = model.pk_from_octopus_id(params[name])
             if pk is None:

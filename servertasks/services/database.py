@@ -32,7 +32,9 @@ def retrying_db_write(what: str, write, *, seconds: float = DB_RETRY_SECONDS):
         except Exception as error:
             if not db_connection_lost(error) or connection.in_atomic_block or time.monotonic() + delay > deadline:
                 raise
-            logger.warning("Could not %s (attempt %s): %s; retrying on a new connection.", what, attempt, str(error).strip()[:200])
+            logger.warning(
+                "Could not %s (attempt %s): %s; retrying on a new connection.", what, attempt, str(error).strip()[:200]
+            )
             reopen_db_connection()
             time.sleep(delay)
             delay, attempt = min(delay * 2, 5), attempt + 1

@@ -6,8 +6,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from datetime import datetime
-from datetime import timezone as dt_timezone
+from datetime import UTC, datetime
 
 from django.conf import settings
 from django.db import IntegrityError
@@ -22,7 +21,7 @@ logger = logging.getLogger(__name__)
 
 
 def store_lines(batch: list[TaskLogLine]) -> None:
-    """One INSERT per batch: the lines become chunks (servertasks.services.logstore; hot path: every line of every task)."""
+    """One INSERT per batch: the lines become chunks (logstore; hot path: every line of every task)."""
     logstore.store_lines(batch)
 
 
@@ -32,8 +31,12 @@ def store_lines_once(batch: list[TaskLogLine]) -> None:
         store_lines(batch)
     except IntegrityError:
         reopen_db_connection()
-        stored = {line.sequence for line in logstore.iter_lines(task_id=batch[0].task_id, after=batch[0].sequence - 1,
-                                                                before=batch[-1].sequence + 1)}
+        stored = {
+            line.sequence
+            for line in logstore.iter_lines(
+                task_id=batch[0].task_id, after=batch[0].sequence - 1, before=batch[-1].sequence + 1
+            )
+        }
         if not stored:
             raise
         rest = [line for line in batch if line.sequence not in stored]
@@ -70,17 +73,28 @@ class TaskLog:
 
     def add_sensitive(self, values) -> None:
         with self.lock:
-            self.sensitive = sorted(set(self.sensitive) | {form for v in values for form in secret_forms(v)}, key=len, reverse=True)
+            self.sensitive = sorted(
+                set(self.sensitive) | {form for v in values for form in secret_forms(v)}, key=len, reverse=True
+            )
 
-    def write(self, text: str, category: str = TaskLogLine.Category.INFO, node: ActivityNode | None = None,
-              occurred=None) -> None:
+    def write(
+        self, text: str, category: str = TaskLogLine.Category.INFO, node: ActivityNode | None = None, occurred=None
+    ) -> None:
         # PostgreSQL refuses NUL in text: a script printing binary output must not lose the batch.
         text = str(text).replace("\x00", "\ufffd")
-        occurred, node_id = occurred or datetime.now(dt_timezone.utc), node.pk if node is not None else None
+        occurred, node_id = occurred or datetime.now(UTC), node.pk if node is not None else None
         with self.lock:
             for line in self.mask(text).splitlines() or [""]:
-                self.pending.append(TaskLogLine(task_id=self.task.pk, node_id=node_id, sequence=self.next_sequence, category=category,
-                                                text=line, occurred=occurred))
+                self.pending.append(
+                    TaskLogLine(
+                        task_id=self.task.pk,
+                        node_id=node_id,
+                        sequence=self.next_sequence,
+                        category=category,
+                        text=line,
+                        occurred=occurred,
+                    )
+                )
                 self.next_sequence += 1
             # A flush is one chunk INSERT and one stream entry: large batches, but never older than 50 ms.
             if len(self.pending) >= 2000 or time.monotonic() - self.last_flush > 0.05:
@@ -103,8 +117,11 @@ class TaskLog:
                 reopen_db_connection()
                 if not wait and len(self.pending) < settings.REEF_LOG_BUFFER_LINES:
                     if not self.waiting_for_database:  # said once per outage, not once per flush
-                        logger.warning("Task %s: log lines wait in memory for the database (%s).", self.task.pk,
-                                       str(error).strip()[:200])
+                        logger.warning(
+                            "Task %s: log lines wait in memory for the database (%s).",
+                            self.task.pk,
+                            str(error).strip()[:200],
+                        )
                     self.waiting_for_database = True
                     return
                 batch, self.pending = self.pending, []
@@ -118,8 +135,10 @@ class TaskLog:
     # The activity tree ------------------------------------------------------------------------
 
     def node(self, name: str, parent: ActivityNode | None = None) -> ActivityNode:
-        node = retrying_db_write("add a log node", lambda: ActivityNode.objects.create(
-            task=self.task, parent=parent, name=self.mask(name)[:300]))
+        node = retrying_db_write(
+            "add a log node",
+            lambda: ActivityNode.objects.create(task=self.task, parent=parent, name=self.mask(name)[:300]),
+        )
         self._changed(node)
         return node
 

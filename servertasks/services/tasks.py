@@ -37,7 +37,8 @@ def heartbeat(task_id: int, alive: bool = True) -> None:
         else:
             redis_client().delete(key)
     except redis.RedisError as error:
-        # Liveness is judged by the node's heartbeat (deployments.services.nodes); a missed task beat only delays a viewer.
+        # Liveness is judged by the node's heartbeat (deployments.services.nodes); a missed task beat only
+        # delays a viewer.
         logger.warning("Could not refresh the heartbeat of task %s: %s", task_id, error)
 
 
@@ -66,11 +67,28 @@ def has_heartbeat(task_id: int) -> bool:
     return bool(redis_client().exists(f"reef:task:{task_id}:alive"))
 
 
-def queue_server_task(*, space: Space, name: str, description: str, arguments: dict, created_by: User | None,
-                      celery_task, project=None, environment=None, pools=()) -> ServerTask:
+def queue_server_task(
+    *,
+    space: Space,
+    name: str,
+    description: str,
+    arguments: dict,
+    created_by: User | None,
+    celery_task,
+    project=None,
+    environment=None,
+    pools=(),
+) -> ServerTask:
     """Create a Queued task and send its id to Celery once the transaction commits."""
-    task = ServerTask.objects.create(space=space, name=name, description=description, arguments=arguments, created_by=created_by,
-                                     project=project, environment=environment)
+    task = ServerTask.objects.create(
+        space=space,
+        name=name,
+        description=description,
+        arguments=arguments,
+        created_by=created_by,
+        project=project,
+        environment=environment,
+    )
     if pools:
         task.worker_pools.set(pools)
     transaction.on_commit(lambda: celery_task.delay(task.pk))
@@ -88,12 +106,15 @@ def claim_server_task(task_id: int) -> ServerTask | None:
         nonlocal attempts
         attempts += 1
         if ServerTask.objects.filter(pk=task_id, state=State.QUEUED, pending_interruption="").update(
-                state=State.EXECUTING, started=started, server_node=node):
+            state=State.EXECUTING, started=started, server_node=node
+        ):
             return True
         # Only a retry after a lost answer may find its own claim; a first attempt that finds the task
         # Executing is a redelivered message (a Redis restart does that) and must not run it twice.
-        return attempts > 1 and ServerTask.objects.filter(pk=task_id, state=State.EXECUTING, server_node=node,
-                                                          started=started).exists()
+        return (
+            attempts > 1
+            and ServerTask.objects.filter(pk=task_id, state=State.EXECUTING, server_node=node, started=started).exists()
+        )
 
     if not retrying_db_write(f"claim task {task_id}", claim):
         return None
@@ -102,12 +123,17 @@ def claim_server_task(task_id: int) -> ServerTask | None:
     return task
 
 
-def finish_server_task(*, task: ServerTask, state: str, error_message: str = "", has_warnings: bool = False) -> ServerTask:
+def finish_server_task(
+    *, task: ServerTask, state: str, error_message: str = "", has_warnings: bool = False
+) -> ServerTask:
     """Executing or Cancelling → a final state, once. Whoever ran scripts for the task forgets them after."""
     completed = timezone.now()
-    retrying_db_write(f"finish task {task.pk}", lambda: ServerTask.objects.filter(
-        pk=task.pk, state__in=[State.EXECUTING, State.CANCELING]).update(
-        state=state, completed=completed, error_message=error_message[:5000], has_warnings=has_warnings))
+    retrying_db_write(
+        f"finish task {task.pk}",
+        lambda: ServerTask.objects.filter(pk=task.pk, state__in=[State.EXECUTING, State.CANCELING]).update(
+            state=state, completed=completed, error_message=error_message[:5000], has_warnings=has_warnings
+        ),
+    )
     task.refresh_from_db()
     logstream.publish_state(task)
     return task
@@ -124,7 +150,11 @@ def apply_log_retention(now=None) -> int:
     if days <= 0:
         return 0
     cutoff = (now or timezone.now()) - timedelta(days=days)
-    expired = ServerTask.objects.filter(completed__lt=cutoff, log_chunks__isnull=False).values_list("pk", flat=True).distinct()
+    expired = (
+        ServerTask.objects.filter(completed__lt=cutoff, log_chunks__isnull=False)
+        .values_list("pk", flat=True)
+        .distinct()
+    )
     deleted = 0
     for task_id in list(expired[:1000]):
         deleted += logstore.delete_log(task_id)

@@ -32,25 +32,38 @@ def migrate(targets=None):
 
 def test_tasks_their_logs_and_their_content_types_come_through_the_move_unchanged():
     # Infrastructure stays migrated (deployments' 0006 needs less of it): its worker is written as today.
-    worker = Worker.objects.create(space=Space.objects.get(is_default=True), name="build-01", communication_style="Ssh",
-                                   machine_policy=MachinePolicy.objects.first())
+    worker = Worker.objects.create(
+        space=Space.objects.get(is_default=True),
+        name="build-01",
+        communication_style="Ssh",
+        machine_policy=MachinePolicy.objects.first(),
+    )
     old_apps = migrate(BEFORE)
     try:
         old_types = old_apps.get_model("contenttypes", "ContentType")
         assert not old_types.objects.filter(app_label="servertasks").exists()
-        type_ids = {model: old_types.objects.get(app_label="deployments", model=model).pk
-                    for model in ("servertask", "activitynode", "tasklogchunk")}
+        type_ids = {
+            model: old_types.objects.get(app_label="deployments", model=model).pk
+            for model in ("servertask", "activitynode", "tasklogchunk")
+        }
         OldSpace = old_apps.get_model("portal", "Space")
         OldTask = old_apps.get_model("deployments", "ServerTask")
         space = OldSpace.objects.get(pk=worker.space_id)
-        task = OldTask.objects.create(space=space, name="Deploy", description="Deploy 1.0 to Production", state="Success")
-        step = old_apps.get_model("deployments", "ActivityNode").objects.create(task=task, name="Step 1", status="Success")
-        chunk = logstore.encode_chunk([TaskLogLine(task_id=task.pk, node_id=step.pk, sequence=n, text=f"line {n}")
-                                       for n in range(3)])
+        task = OldTask.objects.create(
+            space=space, name="Deploy", description="Deploy 1.0 to Production", state="Success"
+        )
+        step = old_apps.get_model("deployments", "ActivityNode").objects.create(
+            task=task, name="Step 1", status="Success"
+        )
+        chunk = logstore.encode_chunk(
+            [TaskLogLine(task_id=task.pk, node_id=step.pk, sequence=n, text=f"line {n}") for n in range(3)]
+        )
         old_apps.get_model("deployments", "TaskLogChunk").objects.create(
-            task=task, node=step, first_sequence=0, last_sequence=2, compressed=chunk.compressed, data=chunk.data)
-        old_apps.get_model("deployments", "WorkerLease").objects.create(task=task, worker_id=worker.pk, step_name="Step 1",
-                                                                          rule="the only worker")
+            task=task, node=step, first_sequence=0, last_sequence=2, compressed=chunk.compressed, data=chunk.data
+        )
+        old_apps.get_model("deployments", "WorkerLease").objects.create(
+            task=task, worker_id=worker.pk, step_name="Step 1", rule="the only worker"
+        )
     finally:
         migrate()
 
@@ -60,7 +73,10 @@ def test_tasks_their_logs_and_their_content_types_come_through_the_move_unchange
     assert list(ActivityNode.objects.filter(task=moved).values_list("name", flat=True)) == ["Step 1"]
     assert WorkerLease.objects.get(task=moved).worker.name == "build-01"
     assert [(line.node_id, line.text) for line in logstore.read_lines(task_id=task.pk)] == [
-        (step.pk, "line 0"), (step.pk, "line 1"), (step.pk, "line 2")]
+        (step.pk, "line 0"),
+        (step.pk, "line 1"),
+        (step.pk, "line 2"),
+    ]
     assert {model: ContentType.objects.get(app_label="servertasks", model=model).pk for model in type_ids} == type_ids
     assert not ContentType.objects.filter(app_label="deployments", model__in=type_ids).exists()
     assert Permission.objects.get(codename="view_servertask").content_type_id == type_ids["servertask"]
@@ -70,6 +86,9 @@ def test_tasks_their_logs_and_their_content_types_come_through_the_move_unchange
     try:
         old_types = old_apps.get_model("contenttypes", "ContentType")
         assert old_types.objects.get(app_label="deployments", model="servertask").pk == type_ids["servertask"]
-        assert old_apps.get_model("deployments", "ServerTask").objects.get(pk=task.pk).description == "Deploy 1.0 to Production"
+        assert (
+            old_apps.get_model("deployments", "ServerTask").objects.get(pk=task.pk).description
+            == "Deploy 1.0 to Production"
+        )
     finally:
         migrate()
