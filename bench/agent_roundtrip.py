@@ -166,8 +166,9 @@ def main() -> None:
     from infrastructure.services.certificates import current_server_certificate
     from infrastructure.services.workers import Endpoint, WorkerSpec, register_worker
     from infrastructure.transports.listening import ListeningTransport, server_tls_context
-    from infrastructure.transports.polling import PollingTransport, redis_client
+    from infrastructure.transports.polling import PollingTransport
     from portal.models import Space
+    from portal.redis import redis_client
 
     runner = get_runner(settings)(verbosity=0, interactive=False)
     old = runner.setup_databases()

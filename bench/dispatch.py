@@ -20,7 +20,6 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from agent_roundtrip import ROOT, database_url, fast_instance, free_port, percentile_of, rss_mb, start_agent, stop  # noqa: E402  (sets Django up)
-
 from django.conf import settings  # noqa: E402
 from django.test.utils import get_runner  # noqa: E402
 
@@ -41,8 +40,7 @@ def peak_rss_mb(pid: int) -> float:
 def main() -> None:
     from rest_framework.test import APIClient
 
-    from deployments.models import DeploymentTarget, Environment, Project, ServerTask, Step
-    from deployments.services import logstore
+    from deployments.models import DeploymentTarget, Environment, Project, Step
     from deployments.services import deploy
     from infrastructure.models import WorkerPool
     from infrastructure.services.certificates import current_server_certificate
@@ -51,6 +49,8 @@ def main() -> None:
     from infrastructure.services.workers import Endpoint, WorkerSpec, register_worker
     from portal.models import Space, User
     from portal.tasks import ping
+    from servertasks.models import ServerTask
+    from servertasks.services import logstore
 
     runner = get_runner(settings)(verbosity=0, interactive=False)
     old = runner.setup_databases()

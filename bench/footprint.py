@@ -132,9 +132,10 @@ def main() -> None:
         import django
 
         django.setup()
-        from deployments.models import Environment, Lifecycle, Project, ServerTask, Step
+        from deployments.models import Environment, Lifecycle, Project, Step
         from deployments.services import deploy
         from portal.models import Space, User
+        from servertasks.models import ServerTask
 
         admin = User.objects.filter(is_superuser=True).first()
         space = Space.objects.default()

@@ -86,8 +86,10 @@ def wait_for(predicate, timeout: float, what: str):
 
 def first_line_seconds(administrator, project, environment) -> float:
     """Deploy, run the task as the task runner would, and time the first script line's arrival."""
-    from deployments.services import deploy, logstore
+    from deployments.services import deploy
+    from servertasks.services import logstore
     from deployments.services.orchestrator import run_server_task
+    from servertasks.models import TaskLogLine
 
     release = deploy.create_release(actor=administrator, project=project)
     started, wall = time.perf_counter(), time.time()
@@ -131,8 +133,9 @@ def main() -> None:
     from infrastructure.services.certificates import current_server_certificate
     from infrastructure.services.pools import create_worker_pool
     from infrastructure.services.workers import Endpoint, WorkerSpec, register_worker
-    from infrastructure.transports.polling import presence_key, redis_client
+    from infrastructure.transports.polling import presence_key
     from portal.models import Space, User
+    from portal.redis import redis_client
 
     runner = get_runner(settings)(verbosity=0, interactive=False)
     old = runner.setup_databases()

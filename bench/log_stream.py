@@ -38,7 +38,7 @@ PACED_SECONDS = 5
 
 def bare_pubsub() -> float:
     """Lines per second through a Redis channel: pipelined PUBLISH, one subscriber counting."""
-    from infrastructure.transports.polling import redis_client
+    from portal.redis import redis_client
 
     channel = f"reef-bench-{os.getpid()}"
     subscriber = redis_client().pubsub(ignore_subscribe_messages=True)
@@ -72,7 +72,7 @@ async def watch(task_id: int, user, on_line) -> None:
     from channels.routing import URLRouter
     from channels.testing import WebsocketCommunicator
 
-    from deployments.routing import websocket_urlpatterns
+    from servertasks.routing import websocket_urlpatterns
 
     communicator = WebsocketCommunicator(URLRouter(websocket_urlpatterns), f"/ws/tasks/{task_id}/")
     communicator.scope["user"] = user
@@ -122,8 +122,8 @@ def run_one_database() -> None:
     from django.test.utils import get_runner
 
     from deployments.models import Environment, Project
-    from deployments.services import logstore
     from portal.models import Space, User
+    from servertasks.services import logstore
 
     stores: list[tuple[float, float, int]] = []  # (started, ended, lines) of each INSERT
     real_store = logstore.store_lines
@@ -156,8 +156,8 @@ def run_one_database() -> None:
         assert task.state == "Success" and texts == [f"line {n}" for n in range(LINES)], (task.state, len(texts))
         stored_rate = sum(n for _, _, n in stores) / max(stores[-1][1] - stores[0][0], 1e-6)
         chunks = task.log_chunks.count()
-        from deployments.services import logstream
-        from infrastructure.transports.polling import redis_client
+        from portal.redis import redis_client
+        from servertasks.services import logstream
 
         key = logstream.stream_key(task.pk)
         stream_kb, stream_ttl = (redis_client().memory_usage(key) or 0) / 1024, redis_client().ttl(key)

@@ -5,12 +5,32 @@ read-only here."""
 from django.contrib import admin
 
 from deployments.models import (
-    ActivityNode, Artifact, Channel, Deployment, DeploymentTarget, Environment, Interruption, Lifecycle, Package, Phase, Project,
-    ProjectGroup, Release, Runbook, RunbookRun, RunbookSnapshot, RunningScript, ServerConfiguration, ServerNode, ServerTask, Step,
-    TaskLogChunk, Variable, WorkerLease)
+    Artifact,
+    Channel,
+    Deployment,
+    DeploymentTarget,
+    Environment,
+    Interruption,
+    Lifecycle,
+    Package,
+    Phase,
+    Project,
+    ProjectGroup,
+    Release,
+    Runbook,
+    RunbookRun,
+    RunbookSnapshot,
+    RunningScript,
+    ServerConfiguration,
+    ServerNode,
+    Step,
+    Variable,
+    WorkerLease,
+)
 from deployments.services import catalog, lifecycles
 from deployments.services.interruptions import set_environment_guided_failure
 from portal.admin import ServiceAdmin
+from servertasks.models import ActivityNode, ServerTask, TaskLogChunk
 
 
 def _values(data: dict, names) -> dict:

@@ -2,6 +2,8 @@ from django.apps import AppConfig
 from django.db.models.signals import post_migrate
 
 
+# The imports inside functions wait for Django's app loading: this module is read before any model is.
+
 def _ensure_orphan_check(**kwargs) -> None:
     """Celery beat looks every minute for tasks a dead server node left Executing, and hourly for old logs."""
     from django_celery_beat.models import IntervalSchedule, PeriodicTask

@@ -9,6 +9,8 @@ import logging
 import redis
 from django_celery_beat.schedulers import DatabaseScheduler
 
+from deployments.services.nodes import hold_scheduler_lease, release_scheduler_lease, scheduler_owner
+
 logger = logging.getLogger(__name__)
 
 STANDBY_SECONDS = 2.0   # how often a standby beat asks for the lease
@@ -19,8 +21,6 @@ class LeasedDatabaseScheduler(DatabaseScheduler):
     holding = False
 
     def tick(self, *args, **kwargs):
-        from deployments.services.nodes import hold_scheduler_lease, scheduler_owner
-
         try:
             held = hold_scheduler_lease(scheduler_owner())
         except redis.RedisError as error:
@@ -39,8 +39,6 @@ class LeasedDatabaseScheduler(DatabaseScheduler):
         return min(super().tick(*args, **kwargs), HOLDER_SECONDS)
 
     def close(self):
-        from deployments.services.nodes import release_scheduler_lease, scheduler_owner
-
         try:
             super().close()
         finally:

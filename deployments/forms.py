@@ -4,10 +4,12 @@ is allowed, and their ValidationError keys are these forms' field names."""
 from __future__ import annotations
 
 from django import forms
+from django.db.models import Q
 
 from deployments.models import DeploymentTarget, Environment, Package, Step, Variable
 from infrastructure.models import Worker, WorkerPool
 from portal.forms import BootstrapFormMixin
+from portal.models import Team
 
 MONOSPACE = {"class": "form-control font-monospace", "spellcheck": "false"}
 
@@ -58,9 +60,6 @@ class StepForm(BootstrapFormMixin, forms.Form):
 
     def __init__(self, *args, space, **kwargs):
         super().__init__(*args, **kwargs)
-        from django.db.models import Q
-        from portal.models import Team
-
         self.fields["responsible_teams"].choices = [(t.octopus_id, t.name) for t in Team.objects.filter(Q(space=space) | Q(space__isnull=True))]
         self.fields["worker_pool"].queryset = WorkerPool.objects.filter(space=space).order_by("sort_order", "name")
         self.package_ids = sorted(set(Package.objects.filter(space=space).values_list("package_id", flat=True)))

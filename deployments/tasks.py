@@ -4,23 +4,25 @@ import logging
 
 from celery import shared_task
 from celery.signals import worker_ready, worker_shutdown
+from django.conf import settings
+
+from deployments.services.lifecycles import promote_after_task
+from deployments.services.nodes import NodeHeartbeat, reap_tasks_of_this_node, record_node_row
+from deployments.services.orchestrator import run_server_task
+from deployments.services.tasks import fail_orphaned_tasks
+from servertasks.services.tasks import apply_log_retention
 
 logger = logging.getLogger(__name__)
 
 
 @shared_task(name="deployments.run_server_task", acks_late=True, max_retries=0)
 def run_server_task_task(task_id: int) -> None:
-    from deployments.services.lifecycles import promote_after_task
-    from deployments.services.orchestrator import run_server_task
-
     run_server_task(task_id)
     promote_after_task(task_id)  # a successful deployment may open a phase with automatic environments
 
 
 @shared_task(name="deployments.fail_orphaned_tasks", acks_late=True, max_retries=0)
 def fail_orphaned_tasks_task() -> list[int]:
-    from deployments.services.tasks import fail_orphaned_tasks
-
     return fail_orphaned_tasks()
 
 
@@ -39,10 +41,6 @@ def _start_node(sender=None, **kwargs) -> None:
     """Before it takes a task, a starting worker fails at once the tasks its node's previous process left
     unfinished (by node name, no grace period); the task runner then beats for its node and watches the others."""
     global _node_heartbeat
-    from django.conf import settings
-
-    from deployments.services.nodes import NodeHeartbeat, record_node_row, reap_tasks_of_this_node
-
     queues = _queues(sender) if sender is not None else set()
     task_runner = settings.REEF_TASK_QUEUE in queues
     failed = reap_tasks_of_this_node(server_tasks=task_runner, health_checks=not task_runner or len(queues) > 1)
@@ -61,6 +59,4 @@ def _stop_node(**kwargs) -> None:
 
 @shared_task(name="deployments.apply_log_retention", acks_late=True, max_retries=0)
 def apply_log_retention_task() -> int:
-    from deployments.services.tasks import apply_log_retention
-
     return apply_log_retention()

@@ -2,6 +2,8 @@ from django.apps import AppConfig
 from django.db.models.signals import post_migrate
 
 
+# The imports inside functions wait for Django's app loading: this module is read before any model is.
+
 def _ensure_space_defaults(space) -> None:
     from infrastructure.services.policies import ensure_default_machine_policy
     from infrastructure.services.pools import ensure_default_worker_pool

@@ -2,13 +2,12 @@
 
 from celery import shared_task
 
+from infrastructure.models import Worker
 from infrastructure.services import health, liveness
 
 
 @shared_task(name="infrastructure.check_worker_health", acks_late=True, max_retries=0)
 def check_worker_health_task(worker_id: int) -> str:
-    from infrastructure.models import Worker
-
     try:
         return health.check_worker_health(worker_id).health_status
     except Worker.DoesNotExist:

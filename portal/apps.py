@@ -8,6 +8,6 @@ class PortalConfig(AppConfig):
 
     def ready(self):
         from portal import signals  # noqa: F401  (login audit)
-        from portal.services.bootstrap import ensure_built_ins
+        from portal.services.bootstrap import ensure_built_ins  # models are loaded only once ready() runs
 
         post_migrate.connect(ensure_built_ins, sender=self, dispatch_uid="portal-built-ins")

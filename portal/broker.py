@@ -14,15 +14,15 @@ from __future__ import annotations
 from contextlib import contextmanager
 from functools import lru_cache
 
+import redis
+from django.conf import settings
 from kombu.transport import redis as kombu_redis
+from redis.backoff import ExponentialBackoff
+from redis.retry import Retry
 
 
 @lru_cache(maxsize=2)
 def _standalone_client(url: str):
-    import redis
-    from redis.backoff import ExponentialBackoff
-    from redis.retry import Retry
-
     return redis.Redis.from_url(url, socket_connect_timeout=5, socket_timeout=10, health_check_interval=10,
                                 retry=Retry(ExponentialBackoff(cap=2, base=0.1), 12),
                                 retry_on_error=[redis.ConnectionError, redis.TimeoutError])
@@ -32,8 +32,6 @@ class Channel(kombu_redis.Channel):
     @contextmanager
     def conn_or_acquire(self, client=None):
         if client is None and getattr(self.connection, "client", None) is None:
-            from django.conf import settings
-
             client = _standalone_client(settings.CELERY_BROKER_URL)
         with super().conn_or_acquire(client) as acquired:
             yield acquired

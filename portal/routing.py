@@ -1,5 +1,5 @@
 """Websocket routes of every app."""
 
-from deployments.routing import websocket_urlpatterns as deployment_routes
+from servertasks.routing import websocket_urlpatterns as task_routes
 
-websocket_urlpatterns: list = [*deployment_routes]
+websocket_urlpatterns: list = [*task_routes]

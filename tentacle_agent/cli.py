@@ -16,6 +16,8 @@ from tentacle_agent import __version__
 from tentacle_agent.config import DEFAULT_HOME, DEFAULT_POLLING_PORT, ConfigError, Instance
 from tentacle_agent.registration import RegistrationError, ServerApi
 
+# A command imports the modules only it uses (TLS, the script runner, the servers) when it runs: every
+# invocation of the agent, `tentacle version` included, starts without them.
 
 class CommandError(Exception):
     pass

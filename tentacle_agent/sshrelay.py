@@ -33,7 +33,7 @@ START_TIMEOUT = 15
 def main(argv: list) -> int:
     """`python -S -c '…main(sys.argv[2:])' PYZ --home DIR [--idle-seconds N]`: the SSH transport's fast
     path (no site packages, no CLI imports), the same as `tentacle ssh-relay`."""
-    import argparse
+    import argparse  # the relay's fast path imports only what it uses
 
     parser = argparse.ArgumentParser(prog="ssh-relay")
     parser.add_argument("--home", type=Path, required=True)

@@ -14,7 +14,8 @@ from rest_framework.response import Response
 
 from deployments.api import processes as pr
 from deployments.api import resources as r
-from deployments.api.lifecycles import _find as _find_or_none
+from deployments.api.lifecycles import ChannelSerializer, _find as _find_or_none
+from deployments.api.machines import MachineSerializer
 from deployments.models import (
     Channel, Deployment, Environment, Lifecycle, Project, ProjectGroup, Release, Runbook, RunbookRun, RunbookSnapshot)
 from deployments.services import catalog, deploy, lifecycles, processes
@@ -119,8 +120,6 @@ class EnvironmentViewSet(SpaceScopedViewSet):
     @action(detail=True, methods=["get"])
     def machines(self, request, *args, **kwargs):
         """The deployment targets in the environment."""
-        from deployments.api.machines import MachineSerializer
-
         environment = self.get_object()
         self.item_type = "DeploymentTarget"
         page = self.paginate_queryset(environment.deployment_targets.prefetch_related("environments"))
@@ -231,8 +230,6 @@ class ProjectViewSet(SpaceScopedViewSet):
     @extend_schema(responses={200: dict})
     @action(detail=True, methods=["get"])
     def channels(self, request, *args, **kwargs):
-        from deployments.api.lifecycles import ChannelSerializer
-
         project = self.get_object()
         lifecycles.default_channel(project)
         self.item_type = "Channel"

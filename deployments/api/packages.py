@@ -16,6 +16,7 @@ from deployments.models import Package
 from deployments.services import catalog, feeds
 from infrastructure.api.views import SpaceScopedViewSet, _reraise_for_api
 from portal.api.base import SpaceScopedSerializer
+from portal.api.pagination import _non_negative
 from portal.permissions import Permission as P
 
 BUILT_IN = "feeds-builtin"
@@ -73,8 +74,6 @@ class FeedViewSet(SpaceScopedViewSet):
 
     def _page(self, request, items):
         """Octopus's paged shape over already-chosen items (`skip`, `take`)."""
-        from portal.api.pagination import _non_negative
-
         skip, take = _non_negative(request, "skip", 0), min(_non_negative(request, "take", 30), 2000)
         shown = items[skip:skip + take]
         pages = max(1, -(-len(items) // take)) if take else 1

@@ -6,6 +6,7 @@ from __future__ import annotations
 from rest_framework import serializers
 
 from deployments.models import Deployment, Environment, Project, Release, RunbookRun
+from deployments.services.lifecycles import default_project_group, lifecycle_of_project
 from portal.api.base import SpaceScopedSerializer, StrictSerializer
 
 
@@ -67,13 +68,9 @@ class ProjectSerializer(SpaceScopedSerializer):
                   "PersistenceSettings", "Links"]
 
     def get_ProjectGroupId(self, obj) -> str:  # noqa: N802
-        from deployments.services.lifecycles import default_project_group
-
         return f"ProjectGroups-{obj.project_group_id}" if obj.project_group_id else default_project_group(obj.space).octopus_id
 
     def get_LifecycleId(self, obj) -> str:  # noqa: N802
-        from deployments.services.lifecycles import lifecycle_of_project
-
         return f"Lifecycles-{obj.lifecycle_id}" if obj.lifecycle_id else lifecycle_of_project(obj).octopus_id
 
     def get_VariableSetId(self, obj) -> str:  # noqa: N802

@@ -13,13 +13,14 @@ from rest_framework.response import Response
 
 from deployments.api import processes as pr
 from deployments.api.deployments import conflict
-from deployments.models import Interruption, Project, Runbook, RunbookSnapshot, ServerTask
+from deployments.models import Interruption, Project, Runbook, RunbookSnapshot
 from deployments.services import catalog, interruptions, processes
-from deployments.services.tasks import server_tasks_visible_to
 from infrastructure.api.views import SpaceScopedViewSet, _reraise_for_api
 from portal.api.base import SpaceScopedSerializer, StrictSerializer
 from portal.permissions import Permission as P
 from portal.services.access import has_permission
+from servertasks.models import ServerTask
+from servertasks.services.tasks import server_tasks_visible_to
 
 
 class _InProject:

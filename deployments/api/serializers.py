@@ -1,8 +1,8 @@
 from rest_framework import serializers
 
-from deployments.models import ServerTask
 from deployments.services.snapshots import pool_id
 from portal.api.base import SpaceScopedSerializer
+from servertasks.models import ServerTask
 
 
 class ServerTaskSerializer(SpaceScopedSerializer):

@@ -8,8 +8,9 @@ from rest_framework.exceptions import ValidationError
 from rest_framework.response import Response
 
 from deployments.api.serializers import ServerTaskSerializer
-from deployments.models import ServerTask
-from deployments.services.tasks import filter_server_tasks, server_tasks_visible_to
+from deployments.services.tasks import filter_server_tasks
+from servertasks.models import ServerTask
+from servertasks.services.tasks import server_tasks_visible_to
 
 
 MAX_SEQUENCE = 2**31 - 1  # TaskLogChunk's sequences are PositiveIntegerFields
@@ -18,8 +19,8 @@ MAX_SEQUENCE = 2**31 - 1  # TaskLogChunk's sequences are PositiveIntegerFields
 def task_details(task: ServerTask, *, after: int, tail: int | None, take: int | None, serializer) -> dict:
     """Octopus's ServerTaskDetails. Lines come from storage in one ordered query: after `after`, at most
     `take` of them (a poller pages through a long log), or the last `tail` of each node."""
-    from deployments.models import ActivityNode
-    from deployments.services import logstore
+    from servertasks.models import ActivityNode
+    from servertasks.services import logstore
 
     nodes = list(ActivityNode.objects.filter(task=task).order_by("id"))
     if tail is not None:
@@ -152,7 +153,7 @@ class ServerTaskViewSet(mixins.CreateModelMixin, viewsets.ReadOnlyModelViewSet):
     @action(detail=True, methods=["get"])
     def raw(self, request, *args, **kwargs):
         """The whole log as text, streamed: a million lines never sit in memory at once."""
-        from deployments.services import logstore
+        from servertasks.services import logstore
 
         task = self.get_object()
         response = StreamingHttpResponse(logstore.raw_text(task_id=task.pk),

@@ -10,15 +10,35 @@ from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import transaction
 
 from deployments.models import (
-    Channel, Deployment, Environment, Package, Project, Release, Runbook, RunbookRun, RunbookSnapshot, ServerTask, Step)
+    Channel,
+    Deployment,
+    Environment,
+    Package,
+    Project,
+    Release,
+    Runbook,
+    RunbookRun,
+    RunbookSnapshot,
+    Step,
+)
+from deployments.services.interruptions import pending_interruption_of, submit_interruption
+from deployments.services.lifecycles import default_channel, deploy_automatically, require_promotable
 from deployments.services.snapshots import (
-    PackageSnapshot, StepSnapshot, VariableSnapshot, build_step_snapshot, build_variable_snapshot, pool_id, pool_pk)
-from deployments.services.tasks import queue_server_task
+    PackageSnapshot,
+    StepSnapshot,
+    VariableSnapshot,
+    build_step_snapshot,
+    build_variable_snapshot,
+    pool_id,
+    pool_pk,
+)
 from infrastructure.models import Worker, WorkerPool
 from portal.models import Event, Space, User
 from portal.permissions import Permission
 from portal.services.access import may_use, require_permission
 from portal.services.audit import record_event
+from servertasks.models import ServerTask
+from servertasks.services.tasks import queue_server_task
 
 USE_POOL = "use_workerpool"
 
@@ -119,8 +139,6 @@ def next_release_version(project: Project) -> str:
 def create_release(*, actor: User, project: Project, version: str = "", release_notes: str = "", channel: Channel | None = None,
                    package_versions: dict[str, str] | None = None) -> Release:
     """A release in `channel` (None: the project's default channel), its packages pinned now."""
-    from deployments.services.lifecycles import default_channel
-
     require_permission(actor, Permission.RELEASE_CREATE, space=project.space)
     if channel is not None and channel.project_id != project.pk:
         raise ValidationError({"ChannelId": [f"{channel.name} is not a channel of {project.name}."]})
@@ -138,8 +156,6 @@ def create_release(*, actor: User, project: Project, version: str = "", release_
                                      variables_snapshot=variables_snapshot(project))
     record_event(actor=actor, category=Event.Category.CREATED, document=release,
                  message=f"Release {version} of {project.name} was created", changes={"version": [None, version]})
-    from deployments.services.lifecycles import deploy_automatically
-
     deploy_automatically(actor=actor, release=release)  # the first phase's automatic environments
     return release
 
@@ -156,12 +172,10 @@ def deploy_release(*, actor: User, release: Release, environment: Environment, u
     _check_environment(project, environment)
     if project.is_disabled:
         raise ValidationError({"ProjectId": [f"{project.name} is disabled: enable it to deploy."]})
-    from deployments.services.lifecycles import require_promotable
-
     require_promotable(release, environment)
     pools = pools_used(release.process_snapshot, release.variables_snapshot, project.space, environment)
     require_pools_usable(actor, pools)
-    from deployments.tasks import run_server_task_task
+    from deployments.tasks import run_server_task_task  # the Celery tasks import the services
 
     task = queue_server_task(space=project.space, name="Deploy", created_by=actor, celery_task=run_server_task_task,
                              description=f"Deploy {project.name} release {release.version} to {environment.name}",
@@ -191,7 +205,7 @@ def run_runbook(*, actor: User, runbook: Runbook, environment: Environment, snap
     variables = snapshot.variables_snapshot if snapshot else variables_snapshot(project)
     pools = pools_used(steps, variables, project.space, environment)
     require_pools_usable(actor, pools)
-    from deployments.tasks import run_server_task_task
+    from deployments.tasks import run_server_task_task  # the Celery tasks import the services
 
     task = queue_server_task(space=project.space, name="RunbookRun", created_by=actor, celery_task=run_server_task_task,
                              description=f"Run {runbook.name} in {environment.name}",
@@ -230,7 +244,7 @@ def run_adhoc_script(*, actor: User, space: Space, syntax: str, script_body: str
     else:
         require_permission(actor, Permission.WORKER_EDIT, space=space)  # running on chosen machines is a worker admin's act
     where = worker_pool.name if worker_pool else ", ".join(w.name for w in workers)
-    from deployments.tasks import run_server_task_task
+    from deployments.tasks import run_server_task_task  # the Celery tasks import the services
 
     step = build_step_snapshot(name="Run script", syntax=syntax, script_body=script_body,
                                worker_pool_pk=worker_pool.pk if worker_pool else None)
@@ -246,8 +260,6 @@ def run_adhoc_script(*, actor: User, space: Space, syntax: str, script_body: str
 def proceed_after_intervention(*, actor: User, task: ServerTask, proceed: bool = True, note: str = "") -> ServerTask:
     """A manual intervention's answer (deployments/services/interruptions.py): the task is re-queued, and
     workers are selected again when it restarts."""
-    from deployments.services.interruptions import pending_interruption_of, submit_interruption
-
     interruption = pending_interruption_of(task)
     if interruption is None:
         raise ValidationError({"Interruption": ["This task is not waiting for a manual intervention."]})

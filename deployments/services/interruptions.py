@@ -10,12 +10,14 @@ from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import transaction
 from django.utils import timezone
 
-from deployments.models import ActivityNode, Interruption, ServerTask, TaskLogLine
-from deployments.services.tasks import TaskLog
+from deployments.models import Environment, Interruption, WorkerLease
 from portal.models import Event, Team, User
 from portal.permissions import Permission
-from portal.services.access import has_permission, require_permission
+from portal.services.access import has_permission, require_permission, spaces_visible_to
 from portal.services.audit import record_event
+from servertasks.models import ActivityNode, ServerTask, TaskLogLine
+from servertasks.services import logstream
+from servertasks.services.tasklog import TaskLog
 
 State = ServerTask.State
 
@@ -93,8 +95,7 @@ def submit_interruption(*, interruption: Interruption, user: User, action: str, 
     record_event(actor=user, category=Event.Category.MODIFIED, document=task,
                  message=f"{user} chose to {action.lower()} at {interruption.title!r} of {task.octopus_id}"
                          + (f": {note}" if note else ""))
-    from deployments.services import logstream
-    from deployments.tasks import run_server_task_task
+    from deployments.tasks import run_server_task_task  # the Celery tasks import the services
 
     transaction.on_commit(lambda: logstream.publish_state(task))
     transaction.on_commit(lambda: run_server_task_task.delay(task.pk))
@@ -106,14 +107,10 @@ def close_interruptions_of_canceled_task(*, task: ServerTask) -> None:
     task.interruptions.filter(is_pending=True).update(is_pending=False)
     ActivityNode.objects.filter(task=task, status__in=[ActivityNode.Status.RUNNING, ActivityNode.Status.PENDING]).update(
         status=ActivityNode.Status.CANCELED, ended=timezone.now())
-    from deployments.models import WorkerLease
-
     WorkerLease.objects.filter(task=task).delete()
 
 
 def interruptions_visible_to(user: User):
-    from portal.services.access import spaces_visible_to
-
     spaces = [s for s in spaces_visible_to(user) if has_permission(user, Permission.TASK_VIEW, space=s)]
     return Interruption.objects.filter(space__in=spaces).select_related("task", "responsible_user", "submitted_by")
 
@@ -121,8 +118,6 @@ def interruptions_visible_to(user: User):
 @transaction.atomic
 def set_environment_guided_failure(*, actor: User, environment, enabled: bool):
     """UseGuidedFailure on an environment: a failed step in a deployment there waits for Retry, Ignore or Fail."""
-    from deployments.models import Environment
-
     require_permission(actor, Permission.ENVIRONMENT_EDIT, space=environment.space)
     if Environment.objects.filter(pk=environment.pk).exclude(use_guided_failure=enabled).update(use_guided_failure=enabled):
         environment.use_guided_failure = enabled

@@ -5,14 +5,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from django.core.exceptions import ValidationError
+from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import IntegrityError, transaction
 
-from deployments.models import Channel, Deployment, Environment, Lifecycle, Phase, Project, ProjectGroup, Release, ServerTask
+from deployments.models import Channel, Deployment, Environment, Lifecycle, Phase, Project, ProjectGroup, Release
 from portal.models import Event, Space, User
 from portal.permissions import Permission
 from portal.services.access import require_permission
 from portal.services.audit import record_event
+from servertasks.models import ServerTask
 
 
 def _name(queryset, name, what: str, *, exclude_pk: int | None = None) -> str:
@@ -149,9 +150,7 @@ def deploy_automatically(*, actor: User | None, release: Release) -> list[Deploy
     """Queue the release to every automatic environment of a phase now open to it that it has not been deployed to:
     called when the release is created and when one of its deployments succeeds. Done as `actor` (who created the
     release, or started the deployment that succeeded), and only what that actor may do."""
-    from django.core.exceptions import PermissionDenied
-
-    from deployments.services import deploy
+    from deployments.services import deploy  # deploy imports this module
 
     if actor is None:
         return []

@@ -19,16 +19,23 @@ import os
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
-from datetime import timedelta
+from datetime import datetime, timedelta
+from datetime import timezone as tz
 
 import redis
 from django.conf import settings
 from django.db import connection
+from django.db.models import Count
 from django.utils import timezone
 
-from deployments.models import ActivityNode, RunningScript, ServerNode, ServerTask, TaskLogLine, WorkerLease
-from deployments.services import logstream
-from deployments.services.tasks import TaskLog, db_connection_lost, reopen_db_connection, retrying_db_write
+from deployments.models import RunningScript, ServerNode, WorkerLease
+from infrastructure.transports import TransportError, transport_for
+from portal.redis import redis_client
+from servertasks.models import ActivityNode, ServerTask, TaskLogLine
+from servertasks.services import logstream
+from servertasks.services import tasks as server_tasks
+from servertasks.services.database import db_connection_lost, reopen_db_connection, retrying_db_write
+from servertasks.services.tasklog import TaskLog
 
 logger = logging.getLogger(__name__)
 
@@ -42,8 +49,6 @@ def scheduler_key() -> str:
 
 
 def _redis():
-    from infrastructure.transports.polling import redis_client
-
     return redis_client()
 
 
@@ -158,21 +163,19 @@ class UnfinishedTaskWatch:
         self.missing_since: dict[int, float] = {}
 
     def check(self) -> list[int]:
-        from deployments.services.tasks import HEARTBEAT_TTL, has_heartbeat
-
-        started_before = timezone.now() - timedelta(seconds=HEARTBEAT_TTL)
+        started_before = timezone.now() - timedelta(seconds=server_tasks.HEARTBEAT_TTL)
         ids = set(ServerTask.objects.filter(server_node=settings.REEF_NODE_NAME, state__in=[State.EXECUTING, State.CANCELING],
                                             started__lt=started_before).values_list("pk", flat=True))
         now = time.monotonic()
         try:
-            silent = {pk for pk in ids if not has_heartbeat(pk)}
+            silent = {pk for pk in ids if not server_tasks.has_heartbeat(pk)}
         except redis.RedisError:
             self.missing_since.clear()
             raise
         self.missing_since = {pk: self.missing_since.get(pk, now) for pk in silent}
         failed = []
         for pk, since in list(self.missing_since.items()):
-            if now - since >= HEARTBEAT_TTL:
+            if now - since >= server_tasks.HEARTBEAT_TTL:
                 reason = (f"The server node {settings.REEF_NODE_NAME} is running but stopped working on this task without "
                           "finishing it (the thread running it ended; its log on the node says why)")
                 failed += fail_tasks_of_node(settings.REEF_NODE_NAME, only=[pk], reason=reason)
@@ -269,8 +272,6 @@ def cancel_scripts(task: ServerTask, scripts: list[RunningScript]) -> list[str]:
         return []
 
     def cancel(script: RunningScript) -> str | None:
-        from infrastructure.transports import TransportError, transport_for
-
         try:
             transport = transport_for(script.worker)
             transport.call("CancelScript", {"Ticket": script.ticket})
@@ -333,10 +334,6 @@ def scheduler_node() -> str | None:
 
 def nodes_overview() -> list[dict]:
     """Each node with its task cap, running tasks, last heartbeat and whether it runs the scheduler."""
-    from datetime import datetime, timezone as tz
-
-    from django.db.models import Count
-
     running = dict(ServerTask.objects.filter(state__in=[State.EXECUTING, State.CANCELING]).values_list("server_node")
                    .annotate(n=Count("pk")).values_list("server_node", "n"))
     try:

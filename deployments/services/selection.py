@@ -25,11 +25,12 @@ from django.conf import settings
 from django.db import transaction
 from django.db.models import Count
 
-from deployments.models import Environment, ServerConfiguration, ServerTask, WorkerLease
+from deployments.models import Environment, ServerConfiguration, WorkerLease
 from deployments.services.snapshots import pool_pk
 from infrastructure.models import Worker, WorkerPool
 from infrastructure.services.workers import workers_available_in_pool
-from infrastructure.transports.polling import redis_client
+from portal.redis import redis_client
+from servertasks.models import ServerTask
 
 # Package affinity yields once its worker holds this many more leases than the least busy peer.
 AFFINITY_SLACK = 2

@@ -6,7 +6,8 @@ from django.core.exceptions import PermissionDenied, ValidationError
 from django.shortcuts import get_object_or_404
 from django.urls import reverse
 
-from deployments.models import Project, Runbook, ServerTask
+from deployments.models import Project, Runbook
+from servertasks.models import ServerTask
 
 
 def get_project_in_space(space, pk: int) -> Project:

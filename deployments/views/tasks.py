@@ -8,13 +8,13 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
 
 from deployments.forms import ScriptConsoleForm
-from deployments.models import ServerTask
 from deployments.services import deploy
 from deployments.views.shortcuts import reason, task_url
 from portal.permissions import Permission
 from portal.services.access import has_permission
 from portal.views.decorators import space_page
 from portal.views.forms import submit
+from servertasks.models import ServerTask
 
 
 @space_page(Permission.TASK_VIEW)
@@ -49,7 +49,7 @@ RERUN_PERMISSIONS = {"Deploy": Permission.DEPLOYMENT_CREATE, "RunbookRun": Permi
 
 @space_page(Permission.TASK_VIEW)
 def task_detail(request, space, pk: int):
-    from deployments.services import logstore
+    from servertasks.services import logstore
 
     task = get_object_or_404(ServerTask.objects.select_related("created_by"), pk=pk, space=space)
     steps = task.activity_nodes.filter(parent__isnull=False, parent__parent__isnull=True).prefetch_related("children")
@@ -70,7 +70,6 @@ def task_detail(request, space, pk: int):
 @space_page(Permission.TASK_VIEW)
 def artifact_download(request, space, pk: int, artifact_pk: int):
     from django.http import HttpResponse
-
     from django.utils.http import content_disposition_header
 
     from deployments.models import Artifact
@@ -103,7 +102,11 @@ def script_console(request, space):
 @space_page(Permission.TASK_VIEW)
 @require_POST
 def task_intervention(request, space, pk: int):
-    from deployments.services.interruptions import pending_interruption_of, submit_interruption, take_interruption_responsibility
+    from deployments.services.interruptions import (
+        pending_interruption_of,
+        submit_interruption,
+        take_interruption_responsibility,
+    )
 
     task = get_object_or_404(ServerTask, pk=pk, space=space)
     interruption = pending_interruption_of(task)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 
+from django.utils.text import slugify
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
@@ -59,8 +60,6 @@ class WorkerPoolSerializer(SpaceScopedSerializer):
                   "WorkerType", "CanAddWorkers", "Links"]
 
     def get_Slug(self, obj) -> str:  # noqa: N802
-        from django.utils.text import slugify
-
         return slugify(obj.name)
 
     def extra_links(self, obj):

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import io
+
+import paramiko
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 
@@ -15,10 +18,6 @@ _AUDITED = ["name", "description", "account_type", "username", *sorted(_SECRETS)
 
 
 def _check_private_key(private_key: str, passphrase: str) -> None:
-    import io
-
-    import paramiko
-
     for key_class in (paramiko.Ed25519Key, paramiko.ECDSAKey, paramiko.RSAKey):
         try:
             key_class.from_private_key(io.StringIO(private_key), password=passphrase or None)

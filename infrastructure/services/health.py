@@ -25,15 +25,20 @@ from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from datetime import datetime, timedelta
 
 from django.conf import settings
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models import Q
 from django.utils import timezone
 
 from infrastructure.models import MachinePolicy, Worker
+from infrastructure.services.liveness import absent_reason, present_subscriptions, recheck_delay
 from infrastructure.transports import ScriptService, TransportError, transport_for
 from infrastructure.transports.envelope import EnvelopeTransport
+from infrastructure.transports.polling import PRESENCE_TTL
 from portal.models import Event, User
+from portal.redis import redis_client
 from portal.services.audit import record_event
+from servertasks.services.tasklog import TaskLog
+from servertasks.services.tasks import claim_server_task, finish_server_task, keeping_alive, queue_server_task
 
 log = logging.getLogger(__name__)
 SWEEP_BATCH = 1000
@@ -94,9 +99,6 @@ def check_deadline(policy: MachinePolicy) -> float:
 
 def _connects_soon(subscription: str) -> bool:
     """Whether the polling agent is connected, or connects within PRESENCE_TTL seconds (one just started)."""
-    from infrastructure.services.liveness import present_subscriptions
-    from infrastructure.transports.polling import PRESENCE_TTL
-
     give_up = time.monotonic() + PRESENCE_TTL
     while not present_subscriptions([subscription]):
         if time.monotonic() > give_up:
@@ -108,8 +110,6 @@ def _connects_soon(subscription: str) -> bool:
 def check_worker_health(worker_id: int) -> Worker:
     """Checks one worker, unless a check of it is already running (on any node): then its current
     state is the answer, and the running check will record the news."""
-    from infrastructure.transports.polling import redis_client
-
     worker = Worker.objects.select_related("machine_policy", "account", "space").get(pk=worker_id)
     # Under the node's prefix ("reef"): test runs sharing one Redis have workers with the same ids.
     key = f"{settings.REEF_STREAM_PREFIX}:health:checking:{worker.pk}"
@@ -122,8 +122,6 @@ def check_worker_health(worker_id: int) -> Worker:
 
 
 def _check(worker: Worker) -> Worker:
-    from infrastructure.services.liveness import absent_reason
-
     policy = worker.machine_policy
     script = policy.bash_health_check_script if policy.health_check_type == MachinePolicy.HealthCheckType.RUN_SCRIPT else ""
     started = timezone.now()
@@ -166,8 +164,6 @@ def record_health(*, worker: Worker, status: str, summary: str, log_text: str, c
     """Store a check's result, unless a check (or liveness observation) that started later already
     stored one: compare-and-set on the start time. Schedules the next check: the policy's interval,
     or quick re-checks with backoff while the worker is Unavailable."""
-    from infrastructure.services.liveness import recheck_delay
-
     now = timezone.now()
     started = started or now
     current = Worker.objects.select_for_update().select_related("machine_policy").get(pk=worker.pk)
@@ -204,8 +200,7 @@ def record_health(*, worker: Worker, status: str, summary: str, log_text: str, c
 @transaction.atomic
 def request_health_check(*, actor: User, worker: Worker):
     """Check health now (the page's button): a Health server task with a log, queued to Celery."""
-    from deployments.services.tasks import queue_server_task
-    from infrastructure.tasks import run_health_check_task
+    from infrastructure.tasks import run_health_check_task  # the Celery tasks import this module
 
     return queue_server_task(space=worker.space, name="Health", description=f"Check health of {worker.name}",
                              arguments={"WorkerIds": [worker.octopus_id]}, created_by=actor, celery_task=run_health_check_task)
@@ -213,8 +208,6 @@ def request_health_check(*, actor: User, worker: Worker):
 
 def run_health_check_server_task(task_id: int) -> None:
     """Runs a Health task: checks each worker it names and copies each check's log into the task's log."""
-    from deployments.services.tasks import claim_server_task, keeping_alive
-
     task = claim_server_task(task_id)
     if task is None:
         return  # already claimed: a redelivered message
@@ -223,8 +216,6 @@ def run_health_check_server_task(task_id: int) -> None:
 
 
 def _run_health_check(task) -> None:
-    from deployments.services.tasks import TaskLog, finish_server_task
-
     task_log = TaskLog(task)
     problems, warnings = [], False
     for octopus_id in task.arguments.get("WorkerIds", []):
@@ -274,8 +265,6 @@ def _due_network_checks(now, slots: int, rows: int = SWEEP_BATCH) -> tuple[list[
     """Claims up to `slots` workers that need a real check, looking at the first `rows` due. Polling
     workers whose agent is not connected are settled on the way, in bulk and without a request:
     their presence says enough."""
-    from infrastructure.services.liveness import absent_reason, present_subscriptions, recheck_delay
-
     due = list(Worker.objects.filter(is_disabled=False).filter(Q(next_health_check__isnull=True) | Q(next_health_check__lte=now))
                .select_related("machine_policy").order_by("next_health_check")[:rows])
     polling = {w.pk: w.subscription_id for w in due if w.subscription_id}
@@ -316,8 +305,6 @@ def run_at_background_priority() -> None:
 
 
 def _check_in_thread(worker_id: int) -> None:
-    from django.db import connection
-
     try:
         check_worker_health(worker_id)
     except Worker.DoesNotExist:

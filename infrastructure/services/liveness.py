@@ -24,11 +24,12 @@ from datetime import datetime, timedelta
 from urllib.parse import urlparse
 
 from django.conf import settings
-from django.db import close_old_connections
+from django.db import close_old_connections, connection
 from django.utils import timezone
 
 from infrastructure.models import MachinePolicy, Worker
-from infrastructure.transports.polling import PRESENCE_TTL, presence_key, redis_client
+from infrastructure.transports.polling import PRESENCE_TTL, presence_key
+from portal.redis import redis_client
 
 log = logging.getLogger(__name__)
 
@@ -64,7 +65,7 @@ def present_subscriptions(subscriptions: list[str]) -> set[str]:
 
 def mark_worker_unreachable(*, worker: Worker, reason: str, observed_at: datetime | None = None) -> Worker:
     """A call to the worker failed before anything ran: Unavailable now, re-checked in seconds."""
-    from infrastructure.services.health import record_health
+    from infrastructure.services.health import record_health  # health imports this module
 
     observed_at = observed_at or timezone.now()
     return record_health(worker=worker, status=Worker.HealthStatus.UNAVAILABLE, summary=reason, started=observed_at,
@@ -100,7 +101,7 @@ def sweep_presence(*, check=None) -> dict[str, int]:
 def claim_check(worker_id: int) -> bool:
     """Claims a worker's check by compare-and-set on `next_health_check` (as the sweep does), so a
     returning agent is checked once, not by this thread and a sweep at the same time."""
-    from infrastructure.services.health import next_scheduled_check
+    from infrastructure.services.health import next_scheduled_check  # health imports this module
 
     worker = Worker.objects.select_related("machine_policy").filter(pk=worker_id).first()
     if worker is None:
@@ -138,9 +139,7 @@ class PresenceSweeper:
         threading.Thread(target=self._check, args=(worker_id,), name="liveness-check", daemon=True).start()
 
     def _check(self, worker_id: int) -> None:
-        from django.db import connection
-
-        from infrastructure.services.health import check_worker_health, run_at_background_priority
+        from infrastructure.services.health import check_worker_health, run_at_background_priority  # health imports this module
 
         run_at_background_priority()  # this thread only: the endpoint's request threads keep theirs
         try:

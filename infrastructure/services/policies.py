@@ -6,6 +6,7 @@ from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 
 from infrastructure.models import MachinePolicy
+from infrastructure.services.liveness import reschedule_health_checks
 from portal.models import Event, Space, User
 from portal.services.audit import differences, record_event, snapshot
 
@@ -83,8 +84,6 @@ def update_machine_policy(*, actor: User, policy: MachinePolicy, **values) -> Ma
     changes = differences(before, snapshot(policy, FIELDS))
     if changes:
         record_event(actor=actor, category=Event.Category.MODIFIED, document=policy, changes=changes)
-        from infrastructure.services.liveness import reschedule_health_checks
-
         reschedule_health_checks(policy=policy, changed=set(changes))  # applies at once, not at the next check
     return policy
 

@@ -5,9 +5,10 @@ from __future__ import annotations
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 from django.db.models import Count, Max, Q, QuerySet
+from guardian.shortcuts import assign_perm, get_groups_with_perms, remove_perm
 
 from infrastructure.models import Worker, WorkerPool
-from portal.models import Event, Space, User
+from portal.models import Event, Space, Team, User
 from portal.services.audit import differences, record_event, snapshot
 
 _AUDITED = ["name", "description", "sort_order", "is_default", "pool_type", "worker_type"]
@@ -137,10 +138,6 @@ def delete_worker_pool(*, actor: User, pool: WorkerPool) -> None:
 @transaction.atomic
 def set_teams_that_may_use_pool(*, actor: User, pool: WorkerPool, teams) -> None:
     """django-guardian grants: once any team holds one, only members of granted teams may run steps on the pool."""
-    from guardian.shortcuts import assign_perm, get_groups_with_perms, remove_perm
-
-    from portal.models import Team
-
     teams = list(teams)
     if any(team.space_id not in (None, pool.space_id) for team in teams):
         raise ValidationError({"teams": "Only teams of this space, or system teams, can be granted its pools."})

@@ -114,11 +114,11 @@ def new_ticket() -> str:
 
 def transport_for(worker: "Worker", *, on_retry: Optional[RetryCallback] = None) -> ScriptService:
     """`on_retry(message)` hears of each retry (one line: the attempt and the reason), e.g. into a task log."""
-    from infrastructure.models import Worker
+    from infrastructure.models import Worker  # the package stays importable before Django's models load
 
     style = worker.communication_style
     if style == Worker.CommunicationStyle.SSH:
-        from infrastructure.transports.ssh import SshTransport
+        from infrastructure.transports.ssh import SshTransport  # the transports import this package
 
         return SshTransport(worker, on_retry=on_retry)
     if style == Worker.CommunicationStyle.LISTENING:

@@ -15,33 +15,12 @@ from __future__ import annotations
 import json
 import logging
 import time
-from functools import lru_cache
 
 import redis
-from django.conf import settings
 
 from infrastructure.transports import TransportError, WorkerUnreachable
 from infrastructure.transports.envelope import EnvelopeTransport
-
-
-def redis_client() -> redis.Redis:
-    """One client (one connection pool) per process and URL: callers on hot paths (every log batch,
-    every heartbeat) must not open a TCP connection each time. redis-py resets the pool after a fork."""
-    return _client_for(settings.REDIS_URL)
-
-
-@lru_cache(maxsize=4)
-def _client_for(url: str) -> redis.Redis:
-    # A Redis restart is ridden out: a command that meets a dropped connection reconnects and retries with
-    # backoff (0.1 s doubling to 2 s, about 15 s in all); idle connections are checked before reuse.
-    from redis.backoff import ExponentialBackoff
-    from redis.retry import Retry
-
-    return redis.Redis.from_url(url, socket_timeout=None, socket_connect_timeout=5, socket_keepalive=True,
-                                health_check_interval=10,
-                                retry=Retry(ExponentialBackoff(cap=2, base=0.1), 12),
-                                retry_on_error=[redis.ConnectionError, redis.TimeoutError])
-
+from portal.redis import redis_client
 
 NOTIFY_CHANNEL = "reef:poll:notify"
 PRESENCE_TTL = 5  # seconds: a worker whose agent connection is gone this long is absent

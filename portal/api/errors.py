@@ -9,6 +9,8 @@ from django.core.exceptions import PermissionDenied, RequestDataTooBig
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db import DataError
 from django.http import Http404, JsonResponse, StreamingHttpResponse
+from django.shortcuts import render
+from django.views import defaults
 from rest_framework import exceptions, status
 from rest_framework.response import Response
 from rest_framework.views import exception_handler
@@ -79,9 +81,6 @@ class ApiErrorsMiddleware:
 
 def bad_request(request, exception=None):
     """handler400: a body over DATA_UPLOAD_MAX_MEMORY_SIZE is a 413 naming the limit, not a bare 400."""
-    from django.shortcuts import render
-    from django.views import defaults
-
     if isinstance(exception, RequestDataTooBig):
         if is_api_path(request.path):
             return too_large()

@@ -4,6 +4,7 @@ from rest_framework import serializers
 
 from portal.api.base import OctopusIdField, OctopusSerializer
 from portal.models import ApiKey, Event, ScopedUserRole, Space, Team, User, UserRole
+from portal.permissions import SPACE_PERMISSIONS, SYSTEM_PERMISSIONS
 
 
 class SpaceSerializer(OctopusSerializer):
@@ -99,13 +100,9 @@ class UserRoleSerializer(OctopusSerializer):
         fields = ["Id", "Name", "Description", "GrantedSpacePermissions", "GrantedSystemPermissions", "CanBeDeleted", "Links"]
 
     def get_GrantedSpacePermissions(self, obj) -> list[str]:  # noqa: N802
-        from portal.permissions import SPACE_PERMISSIONS
-
         return sorted(p for p in obj.permissions if p in SPACE_PERMISSIONS)
 
     def get_GrantedSystemPermissions(self, obj) -> list[str]:  # noqa: N802
-        from portal.permissions import SYSTEM_PERMISSIONS
-
         return sorted(p for p in obj.permissions if p in SYSTEM_PERMISSIONS)
 
     def get_CanBeDeleted(self, obj) -> bool:  # noqa: N802

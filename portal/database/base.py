@@ -8,7 +8,7 @@ query of a long-running task thread would fail on the dead connection. Here:
 2. A read (SELECT) outside a transaction that meets a dropped connection is retried on a new one, with
    backoff, for up to `RETRY_SECONDS`: repeating a read changes nothing.
 3. Writes are not retried here (repeating one is not always safe); the callers that write during a task
-   retry the writes they know to be safe to repeat (deployments.services.tasks).
+   retry the writes they know to be safe to repeat (servertasks.services.database).
 """
 
 from __future__ import annotations

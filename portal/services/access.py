@@ -5,6 +5,7 @@ from __future__ import annotations
 from django.core.exceptions import PermissionDenied
 from django.db.models import Q, QuerySet
 from django.http import Http404
+from guardian.shortcuts import get_groups_with_perms
 
 from portal.models import ScopedUserRole, Space, Team, User
 from portal.permissions import SYSTEM_PERMISSIONS, Permission
@@ -85,8 +86,6 @@ def may_use(user: User, obj, codename: str) -> bool:
     An object nobody has been granted `codename` on is open to everyone who may otherwise act on it;
     once any team holds a grant, only members of granted teams may.
     """
-    from guardian.shortcuts import get_groups_with_perms
-
     if user.is_superuser:
         return True
     granted_groups = get_groups_with_perms(obj, only_with_perms_in=[codename])

@@ -7,6 +7,8 @@ from typing import Any
 from django.db import models
 
 from portal.models import Event, Space, User
+from portal.permissions import Permission
+from portal.services.access import has_permission, spaces_visible_to
 
 REDACTED = "********"
 
@@ -70,9 +72,6 @@ def record_event(
 
 def events_visible_to(user: User):
     """Events in spaces where the user has EventView; system events need a system-level grant."""
-    from portal.permissions import Permission
-    from portal.services.access import has_permission, spaces_visible_to
-
     spaces = [space for space in spaces_visible_to(user) if has_permission(user, Permission.EVENT_VIEW, space=space)]
     events = Event.objects.filter(space__in=spaces)
     if has_permission(user, Permission.USER_VIEW) or user.is_superuser:

@@ -9,7 +9,8 @@ from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 
 from portal.models import Event, ScopedUserRole, Space, Team, User, UserRole
-from portal.permissions import BUILT_IN_ROLES, SYSTEM_PERMISSIONS
+from portal.permissions import BUILT_IN_ROLES, Permission, SYSTEM_PERMISSIONS
+from portal.services.access import has_permission, require_permission, spaces_visible_to
 from portal.services.audit import differences, record_event, snapshot
 
 _AUDITED = ["name", "description", "space", "members"]
@@ -136,9 +137,6 @@ def remove_role(*, actor: User, scoped_role: ScopedUserRole) -> None:
 
 def teams_visible_to(user: User):
     """Space teams where the user has TeamView; system teams for those with TeamView anywhere."""
-    from portal.permissions import Permission
-    from portal.services.access import has_permission, spaces_visible_to
-
     if user.is_superuser:
         return Team.objects.all()
     spaces = [s for s in spaces_visible_to(user) if has_permission(user, Permission.TEAM_VIEW, space=s)]
@@ -150,9 +148,6 @@ def teams_visible_to(user: User):
 
 def require_team_edit(user: User, space: Space | None) -> None:
     """Space teams are edited with TeamEdit in their space; system teams need ConfigureServer."""
-    from portal.permissions import Permission
-    from portal.services.access import require_permission
-
     if space is None:
         require_permission(user, Permission.CONFIGURE_SERVER)
     else:

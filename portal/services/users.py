@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import secrets
+
 from django.contrib.auth.password_validation import validate_password
 from django.core.exceptions import ValidationError
 from django.db import transaction
@@ -60,8 +62,6 @@ def ensure_first_administrator(*, username: str | None, password: str | None) ->
 
 
 def _random_password() -> str:
-    import secrets
-
     return secrets.token_urlsafe(15)
 
 

@@ -6,7 +6,7 @@ import threading
 
 import pytest
 
-from deployments.models import Environment, Project, ServerTask, Step
+from deployments.models import Environment, Project, Step
 from deployments.services import deploy
 from deployments.services.orchestrator import run_server_task
 from infrastructure.models import Worker, WorkerPool
@@ -14,6 +14,7 @@ from infrastructure.services import pools, workers
 from infrastructure.services.certificates import current_server_certificate
 from infrastructure.services.health import check_worker_health
 from infrastructure.services.workers import Endpoint, WorkerSpec
+from servertasks.models import ServerTask
 from tests.agent.harness import Agent, free_port, tentacle
 
 
@@ -106,7 +107,7 @@ def run_in_thread(task_id: int) -> threading.Thread:
 
 
 def log_text(task: ServerTask) -> str:
-    from deployments.services import logstore
+    from servertasks.services import logstore
 
     return "\n".join(line.text for line in logstore.iter_lines(task_id=task.pk))
 

@@ -4,10 +4,11 @@ stored, a failed INSERT keeps its lines for the next flush, and a sequence that 
 import pytest
 from django.db import DatabaseError
 
-from deployments import consumers
-from deployments.models import ServerTask, TaskLogLine
-from deployments.services import logstore, tasks
-from deployments.services.tasks import TaskLog, finish_server_task
+from servertasks import consumers
+from servertasks.models import ServerTask, TaskLogLine
+from servertasks.services import logstore, tasklog
+from servertasks.services.tasklog import TaskLog
+from servertasks.services.tasks import finish_server_task
 from tests.deployments.test_live_task_log import open_socket, read_until_end, run, running_task
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -25,13 +26,13 @@ def test_a_batch_whose_insert_failed_is_stored_by_the_next_flush_with_its_sequen
     task = running_task(space)
     log = TaskLog(task)
     log.write("first")
-    real = tasks.store_lines
+    real = tasklog.store_lines
 
     def failing(batch):
-        monkeypatch.setattr(tasks, "store_lines", real)
+        monkeypatch.setattr(tasklog, "store_lines", real)
         raise DatabaseError("the database went away for a moment")
 
-    monkeypatch.setattr(tasks, "store_lines", failing)
+    monkeypatch.setattr(tasklog, "store_lines", failing)
     with pytest.raises(DatabaseError):
         log.flush()
     log.write("second")

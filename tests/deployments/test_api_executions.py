@@ -8,10 +8,11 @@ import zipfile
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 
-from deployments.models import Deployment, Package, ServerTask, Step
+from deployments.models import Deployment, Package, Step
 from deployments.services import deploy, lifecycles
 from deployments.services.lifecycles import promote_after_task
 from deployments.services.orchestrator import run_server_task
+from servertasks.models import ServerTask
 from tests.deployments.conftest import add_step, log_text
 
 pytestmark = pytest.mark.django_db(transaction=True)

@@ -6,9 +6,10 @@ import threading
 import pytest
 from django.db import connection
 
-from deployments.models import ServerTask, Step
+from deployments.models import Step
 from deployments.services import deploy, lifecycles
 from infrastructure.models import WorkerPool
+from servertasks.models import ServerTask
 from tests.deployments.conftest import add_step
 
 pytestmark = pytest.mark.django_db(transaction=True)

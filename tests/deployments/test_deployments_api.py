@@ -2,8 +2,8 @@
 
 import pytest
 
-from deployments.models import ServerTask
 from deployments.services.orchestrator import run_server_task
+from servertasks.models import ServerTask
 from tests.deployments.conftest import add_step
 
 pytestmark = pytest.mark.django_db(transaction=True)

@@ -6,12 +6,13 @@ import pytest
 from django.core.exceptions import PermissionDenied
 from django.urls import reverse
 
-from deployments.models import Environment, Interruption, ServerTask, WorkerLease
+from deployments.models import Environment, Interruption, WorkerLease
 from deployments.services import deploy
 from deployments.services.interruptions import submit_interruption, take_interruption_responsibility
 from deployments.services.orchestrator import run_server_task
 from deployments.services.tasks import cancel_server_task
 from portal.models import Event
+from servertasks.models import ServerTask
 from tests.conftest import make_person, team_named
 from tests.deployments.conftest import add_step, deploy_and_run, log_text
 

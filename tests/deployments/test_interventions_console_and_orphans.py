@@ -6,10 +6,11 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
-from deployments.models import ServerTask, WorkerLease
+from deployments.models import WorkerLease
 from deployments.services import deploy
 from deployments.services.orchestrator import run_server_task
 from deployments.services.tasks import fail_orphaned_tasks
+from servertasks.models import ServerTask
 from tests.deployments.conftest import add_step, deploy_and_run, log_text
 
 pytestmark = pytest.mark.django_db(transaction=True)

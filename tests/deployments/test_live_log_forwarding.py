@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from deployments.consumers import BATCH_LINES, WINDOW, TaskLogConsumer
-from deployments.models import ServerTask
+from servertasks.consumers import BATCH_LINES, WINDOW, TaskLogConsumer
+from servertasks.models import ServerTask
 from tests.deployments.test_live_task_log import open_socket, read_until_end, run, running_task, write_lines
 
 pytestmark = pytest.mark.django_db(transaction=True)

@@ -12,12 +12,13 @@ from channels.testing import WebsocketCommunicator
 from django.contrib.auth.models import AnonymousUser
 from hypothesis import HealthCheck, given, settings as hypothesis_settings, strategies as st
 
-from deployments.consumers import WINDOW
-from deployments.models import ServerTask
-from deployments.routing import websocket_urlpatterns
-from deployments.services import logstore, logstream
-from deployments.services.tasks import TaskLog, finish_server_task
 from portal.routing import websocket_urlpatterns as all_routes  # noqa: F401 - the project's routes include ours
+from servertasks.consumers import WINDOW
+from servertasks.models import ServerTask
+from servertasks.routing import websocket_urlpatterns
+from servertasks.services import logstore, logstream
+from servertasks.services.tasklog import TaskLog
+from servertasks.services.tasks import finish_server_task
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

@@ -10,9 +10,10 @@ import pytest
 from django.utils import timezone
 from hypothesis import HealthCheck, given, settings as hypothesis_settings, strategies as st
 
-from deployments.models import ServerTask, TaskLogChunk, TaskLogLine
-from deployments.services import logstore, logstream
-from deployments.services.tasks import TaskLog, apply_log_retention, finish_server_task
+from servertasks.models import ServerTask, TaskLogChunk, TaskLogLine
+from servertasks.services import logstore, logstream
+from servertasks.services.tasklog import TaskLog
+from servertasks.services.tasks import apply_log_retention, finish_server_task
 
 pytestmark = pytest.mark.django_db
 
@@ -210,7 +211,7 @@ def test_retention_deletes_every_chunk_of_an_old_log_and_its_live_stream(space, 
     assert apply_log_retention() == 5000
     assert not TaskLogChunk.objects.filter(task=old).exists() and logstore.line_count(recent.pk) == 5000
     assert logstore.read_lines(task_id=old.pk) == [] and ServerTask.objects.filter(pk=old.pk).exists()
-    from infrastructure.transports.polling import redis_client
+    from portal.redis import redis_client
 
     assert not redis_client().exists(logstream.stream_key(old.pk))
     assert apply_log_retention() == 0
@@ -218,7 +219,7 @@ def test_retention_deletes_every_chunk_of_an_old_log_and_its_live_stream(space, 
 
 @pytest.mark.django_db(transaction=True)
 def test_the_live_stream_keeps_only_its_newest_entries_and_expires_after_its_task(space):
-    from infrastructure.transports.polling import redis_client
+    from portal.redis import redis_client
 
     task = new_task(space)
     log = TaskLog(task)

@@ -49,8 +49,8 @@ def test_existing_log_rows_become_chunks_and_read_back_exactly():
     finally:
         migrate(AFTER)
 
-    from deployments.models import ActivityNode, TaskLogChunk
-    from deployments.services import logstore
+    from servertasks.models import ActivityNode, TaskLogChunk
+    from servertasks.services import logstore
 
     chunks = TaskLogChunk.objects.filter(task_id=chatty.pk)
     assert 2 < chunks.count() < 50

@@ -4,7 +4,7 @@ line by line, whether the script prints it or the server writes it; short lines 
 import pytest
 
 from deployments.services import catalog, deploy
-from deployments.services.tasks import TaskLog
+from servertasks.services.tasklog import TaskLog
 from tests.deployments.conftest import add_step, deploy_and_run, log_text
 
 pytestmark = pytest.mark.django_db(transaction=True)

@@ -4,10 +4,10 @@ process or a runbook), Worker Pool variable and release not yet deployed everywh
 import pytest
 from django.core.exceptions import ValidationError
 
-from deployments.models import ServerTask
 from deployments.services import catalog, deploy
 from infrastructure.models import WorkerPool
 from infrastructure.services.pools import delete_worker_pool
+from servertasks.models import ServerTask
 
 pytestmark = pytest.mark.django_db
 

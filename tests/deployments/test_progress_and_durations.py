@@ -4,8 +4,8 @@ page, see tests/e2e/test_progress_in_the_browser.py); durations read as Octopus 
 import pytest
 from django.urls import reverse
 
-from deployments.models import duration_in_words
 from deployments.services import deploy
+from servertasks.models import duration_in_words
 from tests.agent.harness import wait_until
 from tests.deployments.conftest import add_step, run_in_thread
 

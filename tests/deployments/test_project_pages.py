@@ -3,7 +3,8 @@ Features, and who may do what."""
 
 import pytest
 
-from deployments.models import Project, ServerConfiguration, ServerTask, Step, Variable
+from deployments.models import Project, ServerConfiguration, Step, Variable
+from servertasks.models import ServerTask
 from tests.deployments.conftest import add_step
 
 pytestmark = pytest.mark.django_db

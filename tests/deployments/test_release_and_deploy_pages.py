@@ -3,10 +3,11 @@ follows; a pool the deployer's teams may not use is refused with a message namin
 
 import pytest
 
-from deployments.models import Release, ServerTask
+from deployments.models import Release
 from deployments.services import catalog, deploy
 from infrastructure.services.pools import set_teams_that_may_use_pool
 from portal.services import teams
+from servertasks.models import ServerTask
 
 pytestmark = pytest.mark.django_db
 

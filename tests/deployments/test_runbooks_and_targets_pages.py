@@ -2,8 +2,9 @@
 
 import pytest
 
-from deployments.models import DeploymentTarget, Runbook, ServerTask, Step
+from deployments.models import DeploymentTarget, Runbook, Step
 from deployments.services.orchestrator import run_server_task
+from servertasks.models import ServerTask
 from tests.deployments.conftest import log_text
 
 pytestmark = pytest.mark.django_db(transaction=True)

@@ -7,10 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from deployments.models import Artifact, DeploymentTarget, ServerTask, Variable
+from deployments.models import Artifact, DeploymentTarget, Variable
 from deployments.services import deploy
 from deployments.services.tasks import cancel_server_task
 from portal.encryption import encrypt
+from servertasks.models import ServerTask
 from tests.agent.harness import wait_until
 from tests.deployments.conftest import add_step, deploy_and_run, log_text, run_in_thread
 

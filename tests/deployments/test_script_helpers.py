@@ -6,9 +6,10 @@ import shutil
 
 import pytest
 
-from deployments.models import ActivityNode, Artifact, Package, TaskLogLine, Variable
+from deployments.models import Artifact, Package, Variable
 from deployments.services.orchestrator import script_from_package
 from portal.encryption import encrypt
+from servertasks.models import ActivityNode, TaskLogLine
 from tests.deployments.conftest import add_step, deploy_and_run, log_text
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -54,7 +55,7 @@ print("py leak: py-Secret-99")
 
 
 def category_of(task, text):
-    from deployments.services import logstore
+    from servertasks.services import logstore
 
     return next((line.category for line in logstore.iter_lines(task_id=task.pk) if line.text == text), None)
 

@@ -4,6 +4,7 @@ and a task log that keeps its lines through a dropped database connection."""
 
 import time
 import uuid
+from datetime import timedelta
 
 import psycopg
 import pytest
@@ -12,10 +13,14 @@ from django.db import connection
 from django.test import override_settings
 from django.utils import timezone
 
-from deployments.models import ActivityNode, ServerNode, ServerTask, WorkerLease
-from deployments.services import logstore, nodes
-from deployments.services.tasks import TaskLog
+from deployments.models import ServerNode, WorkerLease
+from deployments.services import nodes
 from infrastructure.models import Worker
+from servertasks.models import ActivityNode, ServerTask
+from servertasks.services import logstore
+from servertasks.services import tasks as server_tasks
+from portal.redis import redis_client
+from servertasks.services.tasklog import TaskLog
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -140,30 +145,25 @@ def test_a_task_log_keeps_every_line_once_through_a_dropped_database_connection(
 
 
 def test_a_task_nothing_on_its_live_node_runs_any_more_is_failed_saying_so(space, settings, monkeypatch):
-    from datetime import timedelta
-
-    from deployments.services import tasks
-
     settings.REEF_NODE_NAME = me = f"me-{uuid.uuid4().hex[:6]}"
-    monkeypatch.setattr(tasks, "HEARTBEAT_TTL", 1)
+    monkeypatch.setattr(server_tasks, "HEARTBEAT_TTL", 1)
     abandoned = executing_task(space, me)
     running = executing_task(space, me)
     ServerTask.objects.filter(pk__in=[abandoned.pk, running.pk]).update(started=timezone.now() - timedelta(minutes=2))
     watch = nodes.UnfinishedTaskWatch()
-    tasks.heartbeat(running.pk)
+    server_tasks.heartbeat(running.pk)
     assert watch.check() == []
     time.sleep(1.1)
-    tasks.heartbeat(running.pk)  # its thread keeps beating
+    server_tasks.heartbeat(running.pk)  # its thread keeps beating
     assert watch.check() == [abandoned.pk]
     abandoned.refresh_from_db()
     assert abandoned.state == "Failed" and "is running but stopped working on this task" in abandoned.error_message
     assert ServerTask.objects.get(pk=running.pk).state == "Executing"
-    tasks.heartbeat(running.pk, alive=False)
+    server_tasks.heartbeat(running.pk, alive=False)
+
 
 
 def test_a_task_whose_celery_message_was_lost_is_sent_again_once_per_period(space):
-    from infrastructure.transports.polling import redis_client
-
     def queued(name: str, seconds_ago: float, **fields) -> ServerTask:
         return ServerTask.objects.create(space=space, name=name, description=name,
                                          queued=timezone.now() - timezone.timedelta(seconds=seconds_ago), **fields)

@@ -4,9 +4,10 @@ its name, and do not look changed."""
 
 import pytest
 
-from deployments.models import Release, ServerTask
+from deployments.models import Release
 from deployments.services import catalog, deploy
 from deployments.services.orchestrator import run_server_task
+from servertasks.models import ServerTask
 from tests.deployments.conftest import log_text
 
 

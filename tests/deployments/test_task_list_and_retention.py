@@ -5,9 +5,11 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
-from deployments.models import ServerTask
-from deployments.services import deploy, lifecycles, logstore
-from deployments.services.tasks import TaskLog, apply_log_retention
+from deployments.services import deploy, lifecycles
+from servertasks.models import ServerTask
+from servertasks.services import logstore
+from servertasks.services.tasklog import TaskLog
+from servertasks.services.tasks import apply_log_retention
 from tests.deployments.conftest import add_step
 
 pytestmark = pytest.mark.django_db

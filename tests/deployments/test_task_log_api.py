@@ -3,8 +3,9 @@ with after/take or cut with tail; bad numbers are 400s naming the parameter."""
 
 import pytest
 
-from deployments.models import ServerTask
-from deployments.services.tasks import TaskLog, finish_server_task
+from servertasks.models import ServerTask
+from servertasks.services.tasklog import TaskLog
+from servertasks.services.tasks import finish_server_task
 
 pytestmark = pytest.mark.django_db
 

@@ -3,12 +3,13 @@ with the rule that chose them while the task runs, and a long log started at its
 
 import pytest
 
-from deployments.models import ServerTask, TaskLogLine, WorkerLease
-from deployments.services import logstore
+from deployments.models import WorkerLease
 from deployments.views.tasks import LOG_LINES_SHOWN
 from infrastructure.models import WorkerPool
 from infrastructure.services import workers
 from infrastructure.services.workers import Endpoint, WorkerSpec
+from servertasks.models import ServerTask, TaskLogLine
+from servertasks.services import logstore
 
 pytestmark = pytest.mark.django_db
 

@@ -2,8 +2,9 @@
 
 import pytest
 
-from deployments.models import ServerTask
-from deployments.services.tasks import TaskLog, finish_server_task
+from servertasks.models import ServerTask
+from servertasks.services.tasklog import TaskLog
+from servertasks.services.tasks import finish_server_task
 from tests.conftest import make_person
 from tests.deployments.test_live_task_log import open_socket, run
 

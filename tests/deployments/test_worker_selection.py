@@ -243,7 +243,7 @@ def test_parallel_steps_that_share_packages_spread_over_an_idle_pool(administrat
 
 def test_a_script_whose_worker_dies_after_it_started_fails_naming_the_worker_and_is_not_run_again(
         pollers, administrator, project, production):
-    from deployments.models import ServerTask
+    from servertasks.models import ServerTask
     from tests.deployments.conftest import run_in_thread
 
     pool, start = pollers

@@ -7,11 +7,11 @@ import time
 import pytest
 from django.conf import settings
 
-from deployments.models import ServerTask
 from infrastructure.models import Worker, WorkerPool
 from infrastructure.services import accounts, workers
 from infrastructure.services.workers import Endpoint, WorkerSpec
 from infrastructure.transports.ssh import discover_host_key
+from servertasks.models import ServerTask
 from tests.e2e.conftest import ROOT, server_env
 from tests.infrastructure.sshd import start_sshd
 from tests.waiting import wait_until

@@ -3,9 +3,9 @@ in order, over the websocket and over the polling fallback alike, and says where
 
 import pytest
 
-from deployments.models import ServerTask, TaskLogLine
-from deployments.services import logstore
 from deployments.views.tasks import LOG_LINES_SHOWN
+from servertasks.models import ServerTask, TaskLogLine
+from servertasks.services import logstore
 from tests.conftest import PASSWORD
 from tests.e2e.conftest import sign_in
 

@@ -7,8 +7,8 @@ import time
 import pytest
 from django.conf import settings
 
-from deployments.models import ServerTask
 from deployments.services import deploy
+from servertasks.models import ServerTask
 from tests.deployments.conftest import add_step, production, project  # noqa: F401 - fixtures
 from tests.e2e.conftest import ROOT, server_env
 

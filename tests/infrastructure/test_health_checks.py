@@ -91,7 +91,8 @@ def test_a_polling_request_nobody_fetches_fails_clearly(space, administrator, qu
     checked = health.check_worker_health(worker.pk)
     # Its agent is not connected (no presence): said at once, and no request is left queued for it.
     assert checked.health_status == "Unavailable" and "it is not polling the server" in checked.status_summary
-    from infrastructure.transports.polling import redis_client, requests_key
+    from infrastructure.transports.polling import requests_key
+    from portal.redis import redis_client
 
     assert redis_client().llen(requests_key("nobodyhome00000000000")) == 0
 

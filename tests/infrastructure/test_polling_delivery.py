@@ -109,6 +109,7 @@ def test_a_request_for_an_agent_that_is_not_connected_is_withdrawn_at_once(endpo
     with pytest.raises(WorkerUnreachable, match="is not connected"):
         PollingTransport(worker).call("StartScript", {"Ticket": "t-4"})
     assert time.monotonic() - started < 5
-    from infrastructure.transports.polling import redis_client, requests_key
+    from infrastructure.transports.polling import requests_key
+    from portal.redis import redis_client
 
     assert redis_client().llen(requests_key("subscriptionnever00000")) == 0, "nothing left queued for a late agent"

@@ -141,7 +141,8 @@ def test_an_agent_cannot_read_or_answer_another_subscription(endpoint, space, ad
 
     caller = threading.Thread(target=call_b)
     caller.start()
-    from infrastructure.transports.polling import redis_client, requests_key
+    from infrastructure.transports.polling import requests_key
+    from portal.redis import redis_client
 
     raw = wait_until(lambda: redis_client().lindex(requests_key("subscriptiondddddddddd"), 0), timeout=10,
                      what="poller-b's request queued")
@@ -166,7 +167,8 @@ def test_malformed_answers_get_a_clear_error_and_the_endpoint_keeps_serving(endp
 
 def stale_poll(agent: StandInAgent, wait: float = 30) -> http.client.HTTPSConnection:
     """A long poll whose answer is never read, as a connection left behind by an agent that died or restarted."""
-    from infrastructure.transports.polling import connection_key, redis_client
+    from infrastructure.transports.polling import connection_key
+    from portal.redis import redis_client
 
     key = connection_key(agent.subscription)
     polls_before = int(redis_client().get(key) or 0)

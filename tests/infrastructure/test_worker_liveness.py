@@ -22,9 +22,10 @@ from infrastructure.services import accounts, health, liveness
 from infrastructure.services.certificates import current_server_certificate
 from infrastructure.services.policies import create_machine_policy, update_machine_policy
 from infrastructure.services.workers import Endpoint, WorkerSpec, register_worker
-from infrastructure.transports.polling import redis_client, requests_key
+from infrastructure.transports.polling import requests_key
 from infrastructure.transports.ssh import discover_host_key
 from portal.models import Event
+from portal.redis import redis_client
 from portal.services.api_keys import create_api_key
 from tests.agent.conftest import live_reef, polling_endpoint  # noqa: F401 - fixtures
 from tests.agent.harness import Agent, free_port, tentacle, wait_until

@@ -62,7 +62,7 @@ def test_check_health_now_asks_the_health_service_for_a_check(page_client, envir
 
 
 def test_recent_health_check_tasks_are_linked(page_client, environment_manager, space, worker):
-    from deployments.models import ServerTask
+    from servertasks.models import ServerTask
 
     task = ServerTask.objects.create(space=space, name="Health", description="Check health of web-01",
                                      arguments={"WorkerIds": [worker.octopus_id]})

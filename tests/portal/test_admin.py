@@ -6,7 +6,7 @@ from django.contrib import admin
 
 
 def test_every_reef_model_is_registered_in_the_admin():
-    missing = [m.__name__ for app in ("portal", "infrastructure", "deployments")
+    missing = [m.__name__ for app in ("portal", "servertasks", "infrastructure", "deployments")
                for m in apps.get_app_config(app).get_models() if m not in admin.site._registry]
     assert missing == []
 
@@ -14,7 +14,7 @@ def test_every_reef_model_is_registered_in_the_admin():
 @pytest.mark.parametrize("url", ["/admin/portal/user/", "/admin/portal/team/", "/admin/portal/event/?category=Created",
                                  "/admin/infrastructure/worker/?health_status=Healthy", "/admin/infrastructure/workerpool/",
                                  "/admin/infrastructure/machinepolicy/", "/admin/infrastructure/account/",
-                                 "/admin/deployments/servertask/", "/admin/portal/apikey/?q=x"])
+                                 "/admin/servertasks/servertask/", "/admin/portal/apikey/?q=x"])
 def test_admin_lists_with_filters_render(page_client, administrator, url):
     assert page_client(administrator).get(url).status_code == 200
 

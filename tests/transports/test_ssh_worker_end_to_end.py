@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from deployments.models import Environment, Project, ServerTask
+from deployments.models import Environment, Project
 from deployments.services import deploy
 from deployments.services.orchestrator import run_server_task
 from infrastructure.models import Worker
@@ -18,6 +18,7 @@ from infrastructure.services.policies import create_machine_policy
 from infrastructure.services.workers import Endpoint, WorkerSpec
 from infrastructure.transports import ssh
 from infrastructure.transports.ssh import SshTransport, discover_host_key
+from servertasks.models import ServerTask
 from tests.agent.harness import wait_until
 from tests.deployments.conftest import add_step, log_text, run_in_thread
 from tests.infrastructure.sshd import start_sshd

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from deployments.models import Environment, Release, ServerTask, Step, Variable
+from deployments.models import Environment, Release, Step, Variable
 from deployments.services.catalog.steps import step_where
 from deployments.services.snapshots import pool_pk
 from infrastructure.models import WorkerPool
+from servertasks.models import ServerTask
 
 
 def steps_using_pool(pool: WorkerPool) -> list[str]:

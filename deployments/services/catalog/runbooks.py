@@ -5,12 +5,13 @@ from __future__ import annotations
 from django.core.exceptions import ValidationError
 from django.db import transaction
 
-from deployments.models import Project, Runbook, ServerTask
+from deployments.models import Project, Runbook
 from deployments.services.catalog.editing import record_saved, unique_name
 from portal.models import Event, User
 from portal.permissions import Permission
 from portal.services.access import require_permission
 from portal.services.audit import record_event, snapshot
+from servertasks.models import ServerTask
 
 RUNBOOK_FIELDS = ["name", "description"]
 

@@ -13,18 +13,19 @@ from pathlib import Path
 from django.conf import settings
 from django.utils import timezone
 
-from deployments.models import ActivityNode, Artifact, ServerTask, TaskLogLine
-from deployments.services import logstore
+from deployments.models import Artifact
 from deployments.services.artifacts import accepted_artifacts
 from deployments.services.nodes import record_running_script
 from deployments.services.octostache import SubstitutionError
 from deployments.services.orchestrator.planner import Invocation
 from deployments.services.orchestrator.variables import TaskVariables
 from deployments.services.selection import SelectionError, WorkerSelector
-from deployments.services.tasks import TaskLog
 from infrastructure.models import Worker
 from infrastructure.transports import TransportError, WorkerUnreachable, new_ticket, transport_for
-from infrastructure.transports.polling import redis_client
+from portal.redis import redis_client
+from servertasks.models import ActivityNode, ServerTask, TaskLogLine
+from servertasks.services import logstore
+from servertasks.services.tasklog import TaskLog
 from tentacle_agent.protocol import is_finished
 
 Status = ActivityNode.Status

@@ -13,13 +13,16 @@ from concurrent.futures import ThreadPoolExecutor
 from django.conf import settings
 from django.db import close_old_connections, connection, transaction
 
-from deployments.models import ActivityNode, Environment, Interruption, Release, ServerTask, Step, TaskLogLine
+from deployments.models import Environment, Interruption, Release, Step
 from deployments.services.octostache import SubstitutionError
 from deployments.services.orchestrator.invocations import Canceled, InvocationRunner, Outcome
 from deployments.services.orchestrator.planner import Invocation, Planner, step_groups
 from deployments.services.orchestrator.variables import TaskVariables, resolve_variables, system_variables
 from deployments.services.selection import SelectionError, release_leases
-from deployments.services.tasks import HEARTBEAT_SECONDS, TaskLog, claim_server_task, finish_server_task, heartbeat
+from deployments.services.tasks import finish_task_and_forget_scripts
+from servertasks.models import ActivityNode, ServerTask, TaskLogLine
+from servertasks.services.tasklog import TaskLog
+from servertasks.services.tasks import HEARTBEAT_SECONDS, claim_server_task, heartbeat
 
 logger = logging.getLogger(__name__)
 
@@ -206,7 +209,7 @@ class Orchestration:
             self.cancel.set()
             return
         self.task.refresh_from_db()
-        from deployments.services import logstream
+        from servertasks.services import logstream
 
         logstream.publish_state(self.task)
         self.interrupted = True
@@ -266,14 +269,15 @@ class Orchestration:
                        if state == State.TIMED_OUT else "The task was canceled.")
             self.log.write(message, Category.ERROR if state == State.TIMED_OUT else Category.WARNING, self.root)
             self.log.finish(self.root, Status.CANCELED if state == State.CANCELED else Status.FAILED)
-            finish_server_task(task=self.task, state=state, error_message=message, has_warnings=self.outcome.warnings)
+            finish_task_and_forget_scripts(task=self.task, state=state, error_message=message,
+                                           has_warnings=self.outcome.warnings)
         elif self.outcome.failed:
             self.log.finish(self.root, Status.FAILED)
-            finish_server_task(task=self.task, state=State.FAILED, error_message=" ".join(self.outcome.failed),
-                               has_warnings=self.outcome.warnings)
+            finish_task_and_forget_scripts(task=self.task, state=State.FAILED, error_message=" ".join(self.outcome.failed),
+                                           has_warnings=self.outcome.warnings)
         else:
             self.log.finish(self.root, Status.SUCCESS_WITH_WARNING if self.outcome.warnings else Status.SUCCESS)
-            finish_server_task(task=self.task, state=State.SUCCESS, has_warnings=self.outcome.warnings)
+            finish_task_and_forget_scripts(task=self.task, state=State.SUCCESS, has_warnings=self.outcome.warnings)
 
 
 def run_server_task(task_id: int) -> None:

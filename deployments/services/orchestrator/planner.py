@@ -5,10 +5,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from deployments.models import ActivityNode, DeploymentTarget, Environment, ServerTask, Step, TaskLogLine
+from deployments.models import DeploymentTarget, Environment, Step
 from deployments.services.selection import Choice, SelectionError, WorkerSelector, resolve_pool
-from deployments.services.tasks import TaskLog
 from infrastructure.models import Worker
+from servertasks.models import ActivityNode, ServerTask, TaskLogLine
+from servertasks.services.tasklog import TaskLog
 
 Category = TaskLogLine.Category
 

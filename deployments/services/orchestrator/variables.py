@@ -10,10 +10,11 @@ from typing import TYPE_CHECKING
 
 from django.conf import settings
 
-from deployments.models import Environment, Release, ServerTask, Step, TaskLogLine, Variable
+from deployments.models import Environment, Release, Step, Variable
 from deployments.services.octostache import SubstitutionError, VariableDictionary
-from deployments.services.tasks import TaskLog
 from portal.encryption import decrypt
+from servertasks.models import ServerTask, TaskLogLine
+from servertasks.services.tasklog import TaskLog
 
 if TYPE_CHECKING:
     from deployments.services.orchestrator.planner import Invocation

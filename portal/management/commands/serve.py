@@ -84,9 +84,8 @@ class Command(BaseCommand, Supervisor):
         self.plan("polling endpoint", [python, "manage.py", "run_polling_endpoint", "--port", polling_port])
         demo_home = None
         if settings.REEF_DEMO:
-            from infrastructure.services.demo import ensure_local_demo_worker
-
             from deployments.services.demo import ensure_hello_workers_project
+            from infrastructure.services.demo import ensure_local_demo_worker
 
             demo_home = ensure_local_demo_worker(var_dir=var_dir, polling_port=int(polling_port))
             ensure_hello_workers_project()

@@ -1,5 +1,5 @@
 from django.urls import path
 
-from deployments.consumers import TaskLogConsumer
+from servertasks.consumers import TaskLogConsumer
 
 websocket_urlpatterns = [path("ws/tasks/<int:task_id>/", TaskLogConsumer.as_asgi())]

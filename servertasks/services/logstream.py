@@ -16,32 +16,39 @@ import redis
 from django.conf import settings
 from django.db import transaction
 
+from portal.redis import redis_client
+
 log = logging.getLogger(__name__)
 
-STREAM_MAXLEN = 100             # entries (stored batches), approximate trimming; a viewer further behind reads storage
-STREAM_TTL = 24 * 3600          # seconds a stream lives after its last entry
-FINISHED_TTL = 60               # and after its task ended: followers read the final state within a second
+STREAM_MAXLEN = 100  # entries (stored batches), approximate trimming; a viewer further behind reads storage
+STREAM_TTL = 24 * 3600  # seconds a stream lives after its last entry
+FINISHED_TTL = 60  # and after its task ended: followers read the final state within a second
 
 
 def stream_key(task_id: int) -> str:
     return f"{settings.REEF_STREAM_PREFIX}:task:{task_id}:log"
 
 
-def _client() -> redis.Redis:
-    from infrastructure.transports.polling import redis_client
-
-    return redis_client()
-
-
 def line_json(line) -> dict:
-    return {"Sequence": line.sequence, "Category": line.category, "Text": line.text,
-            "Occurred": line.occurred.isoformat(), "NodeId": line.node_id}
+    return {
+        "Sequence": line.sequence,
+        "Category": line.category,
+        "Text": line.text,
+        "Occurred": line.occurred.isoformat(),
+        "NodeId": line.node_id,
+    }
 
 
 def node_json(node) -> dict:
-    return {"Id": node.pk, "ParentId": node.parent_id, "Name": node.name, "Status": node.status,
-            "Started": node.started.isoformat() if node.started else None, "Ended": node.ended.isoformat() if node.ended else None,
-            "Progress": node.progress}
+    return {
+        "Id": node.pk,
+        "ParentId": node.parent_id,
+        "Name": node.name,
+        "Status": node.status,
+        "Started": node.started.isoformat() if node.started else None,
+        "Ended": node.ended.isoformat() if node.ended else None,
+        "Progress": node.progress,
+    }
 
 
 def _append(task_id: int, kind: str, data, ttl: int = STREAM_TTL, final: bool = False, **fields) -> None:
@@ -52,12 +59,16 @@ def _append(task_id: int, kind: str, data, ttl: int = STREAM_TTL, final: bool = 
 
 def _xadd(task_id: int, kind: str, data, ttl: int, final: bool = False, **fields) -> None:
     try:
-        client = _client()
+        client = redis_client()
         pipe = client.pipeline(transaction=False)
         # The final state is all a stream keeps once its task ended: every line is stored, and a viewer
         # that had not read them yet catches up from storage (and gets the tree again with the state).
-        pipe.xadd(stream_key(task_id), {"kind": kind, "data": json.dumps(data), **fields},
-                  maxlen=1 if final else STREAM_MAXLEN, approximate=not final)
+        pipe.xadd(
+            stream_key(task_id),
+            {"kind": kind, "data": json.dumps(data), **fields},
+            maxlen=1 if final else STREAM_MAXLEN,
+            approximate=not final,
+        )
         pipe.expire(stream_key(task_id), ttl)
         pipe.execute()
     except redis.RedisError as error:
@@ -70,21 +81,36 @@ def publish(task, lines=None, node=None) -> None:
     if lines:
         # first/last/nodes let a viewer right at `first` forward `data` as it is, without decoding it.
         nodes = ",".join(str(n) for n in {line.node_id for line in lines} if n is not None)
-        _append(task.pk, "lines", [line_json(line) for line in lines], first=lines[0].sequence, last=lines[-1].sequence,
-                nodes=nodes)
+        _append(
+            task.pk,
+            "lines",
+            [line_json(line) for line in lines],
+            first=lines[0].sequence,
+            last=lines[-1].sequence,
+            nodes=nodes,
+        )
     if node is not None:
         _append(task.pk, "node", node_json(node))
 
 
 def publish_state(task) -> None:
-    _append(task.pk, "state", {"State": task.state, "IsCompleted": task.is_completed, "ErrorMessage": task.error_message,
-                               "HasWarnings": task.has_warnings},
-            ttl=FINISHED_TTL if task.is_completed else STREAM_TTL, final=task.is_completed)
+    _append(
+        task.pk,
+        "state",
+        {
+            "State": task.state,
+            "IsCompleted": task.is_completed,
+            "ErrorMessage": task.error_message,
+            "HasWarnings": task.has_warnings,
+        },
+        ttl=FINISHED_TTL if task.is_completed else STREAM_TTL,
+        final=task.is_completed,
+    )
 
 
 def forget(task_id: int) -> None:
     """A new log starts with a new stream (ids can repeat across databases sharing one Redis)."""
     try:
-        _client().delete(stream_key(task_id))
+        redis_client().delete(stream_key(task_id))
     except redis.RedisError as error:
         log.warning("Could not reset the live log of task %s: %s", task_id, error)

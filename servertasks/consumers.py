@@ -20,22 +20,21 @@ from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from django.conf import settings
 
-from deployments.services import logstream
+from portal.permissions import Permission
+from portal.services.access import has_permission, spaces_visible_to
+from servertasks.models import ActivityNode, ServerTask
+from servertasks.services import logstore, logstream
 
 BATCH_LINES = 5000
-MIN_INTERVAL = 0.02   # at most ~50 batches a second (so at most 250,000 lines a second)
-WINDOW = 20000        # lines sent but not yet acknowledged
-HOLE_GRACE = 5.0      # seconds a missing sequence may take to appear before readers go on without it
+MIN_INTERVAL = 0.02  # at most ~50 batches a second (so at most 250,000 lines a second)
+WINDOW = 20000  # lines sent but not yet acknowledged
+HOLE_GRACE = 5.0  # seconds a missing sequence may take to appear before readers go on without it
 CLOSE_UNAUTHENTICATED, CLOSE_FORBIDDEN, CLOSE_NOT_FOUND = 4401, 4403, 4404
 
 
 @database_sync_to_async
 def _access(user, task_id: int) -> int | None:
     """None when the user may watch the task, else the close code."""
-    from deployments.models import ServerTask
-    from portal.permissions import Permission
-    from portal.services.access import has_permission, spaces_visible_to
-
     if not user.is_authenticated:
         return CLOSE_UNAUTHENTICATED
     task = ServerTask.objects.filter(pk=task_id).select_related("space").first()
@@ -46,19 +45,22 @@ def _access(user, task_id: int) -> int | None:
 
 @database_sync_to_async
 def _stored_lines(task_id: int, after: int, before: int | None = None, limit: int = BATCH_LINES) -> list[dict]:
-    from deployments.services import logstore
-
-    return [logstream.line_json(line) for line in logstore.read_lines(task_id=task_id, after=after, before=before, limit=limit)]
+    return [
+        logstream.line_json(line)
+        for line in logstore.read_lines(task_id=task_id, after=after, before=before, limit=limit)
+    ]
 
 
 @database_sync_to_async
 def _snapshot(task_id: int) -> tuple[list[dict], dict]:
-    from deployments.models import ActivityNode, ServerTask
-
     task = ServerTask.objects.get(pk=task_id)
     nodes = [logstream.node_json(node) for node in ActivityNode.objects.filter(task_id=task_id).order_by("id")]
-    return nodes, {"State": task.state, "IsCompleted": task.is_completed, "ErrorMessage": task.error_message,
-                   "HasWarnings": task.has_warnings}
+    return nodes, {
+        "State": task.state,
+        "IsCompleted": task.is_completed,
+        "ErrorMessage": task.error_message,
+        "HasWarnings": task.has_warnings,
+    }
 
 
 class TaskLogConsumer(AsyncJsonWebsocketConsumer):
@@ -127,13 +129,13 @@ class TaskLogConsumer(AsyncJsonWebsocketConsumer):
                     # Never stored (a batch lost with its transaction): storage, the truth, goes on without it.
                     self.cursor = fresh[0]["Sequence"] - 1
             batch = []
-            for line in fresh[:min(BATCH_LINES, WINDOW - (self.cursor - self.acked))]:  # never past the window
+            for line in fresh[: min(BATCH_LINES, WINDOW - (self.cursor - self.acked))]:  # never past the window
                 if line["Sequence"] != self.cursor + 1 + len(batch):
                     break
                 batch.append(line)
             await self.send_json({"type": "lines", "lines": batch})
             self.cursor = batch[-1]["Sequence"]
-            fresh = [line for line in fresh[len(batch):] if line["Sequence"] > self.cursor]
+            fresh = [line for line in fresh[len(batch) :] if line["Sequence"] > self.cursor]
             await asyncio.sleep(MIN_INTERVAL)
 
     def forwardable(self, fields: dict) -> bool:
@@ -240,7 +242,5 @@ class TaskLogConsumer(AsyncJsonWebsocketConsumer):
 
     @database_sync_to_async
     def last_stored(self) -> int:
-        from deployments.services import logstore
-
         last = logstore.last_sequence(self.task_id)
         return -1 if last is None else last

@@ -16,30 +16,38 @@ from __future__ import annotations
 
 import struct
 import zlib
-from datetime import datetime, timedelta, timezone as dt_timezone
+from collections.abc import Iterable, Iterator
+from datetime import UTC, datetime, timedelta
 from itertools import accumulate
-from typing import Iterable, Iterator
 
 from django.db.models import F, Max, Sum
 
-from deployments.models import TaskLogChunk, TaskLogLine
+from servertasks.models import TaskLogChunk, TaskLogLine
 
 Category = TaskLogLine.Category
 # Append only: stored chunks refer to categories by position.
-CATEGORIES = (Category.VERBOSE, Category.INFO, Category.HIGHLIGHT, Category.WAIT, Category.WARNING, Category.ERROR,
-              Category.FATAL)
+CATEGORIES = (
+    Category.VERBOSE,
+    Category.INFO,
+    Category.HIGHLIGHT,
+    Category.WAIT,
+    Category.WARNING,
+    Category.ERROR,
+    Category.FATAL,
+)
 CODES = {str(category): code for code, category in enumerate(CATEGORIES)}
 WARNING_CODES = frozenset({CODES[Category.WARNING], CODES[Category.ERROR]})
 
-CHUNK_BYTES = 64 * 1024     # a chunk closes past this much text …
-CHUNK_LINES = 4096          # … or this many lines
-COMPRESS_FROM = 512         # bytes: below this zlib costs more than it saves
+CHUNK_BYTES = 64 * 1024  # a chunk closes past this much text …
+CHUNK_LINES = 4096  # … or this many lines
+COMPRESS_FROM = 512  # bytes: below this zlib costs more than it saves
 
-EPOCH = datetime(1970, 1, 1, tzinfo=dt_timezone.utc)
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 ONE_MICROSECOND = timedelta(microseconds=1)
 
 
 # Writing ---------------------------------------------------------------------------------------------
+
 
 def _utf8(text: str) -> bytes:
     try:
@@ -52,20 +60,29 @@ def encode_chunk(lines: list[TaskLogLine]) -> TaskLogChunk:
     """One chunk from lines of one node with consecutive sequences (hot path: every line of every task)."""
     texts = [_utf8(line.text) for line in lines]
     count = len(lines)
-    raw = b"".join((
-        struct.pack(f"<{count}q", *[(line.occurred - EPOCH) // ONE_MICROSECOND for line in lines]),
-        bytes([CODES.get(line.category, 1) for line in lines]),
-        struct.pack(f"<{count}I", *accumulate(map(len, texts))),
-        *texts))
+    raw = b"".join(
+        (
+            struct.pack(f"<{count}q", *[(line.occurred - EPOCH) // ONE_MICROSECOND for line in lines]),
+            bytes([CODES.get(line.category, 1) for line in lines]),
+            struct.pack(f"<{count}I", *accumulate(map(len, texts))),
+            *texts,
+        )
+    )
     compressed = False
     if len(raw) >= COMPRESS_FROM:
         packed = zlib.compress(raw, 1)
         if len(packed) < len(raw) * 0.9:
             raw, compressed = packed, True
     first = lines[0]
-    return TaskLogChunk(task_id=first.task_id, node_id=first.node_id, first_sequence=first.sequence,
-                        last_sequence=lines[-1].sequence, compressed=compressed, data=raw,
-                        has_warnings=any(line.category in (Category.WARNING, Category.ERROR) for line in lines))
+    return TaskLogChunk(
+        task_id=first.task_id,
+        node_id=first.node_id,
+        first_sequence=first.sequence,
+        last_sequence=lines[-1].sequence,
+        compressed=compressed,
+        data=raw,
+        has_warnings=any(line.category in (Category.WARNING, Category.ERROR) for line in lines),
+    )
 
 
 def chunk_lines(batch: Iterable[TaskLogLine]) -> list[list[TaskLogLine]]:
@@ -74,8 +91,13 @@ def chunk_lines(batch: Iterable[TaskLogLine]) -> list[list[TaskLogLine]]:
     current: list[TaskLogLine] = []
     size = 0
     for line in batch:
-        if current and (line.node_id != current[-1].node_id or line.sequence != current[-1].sequence + 1
-                        or line.task_id != current[-1].task_id or size >= CHUNK_BYTES or len(current) >= CHUNK_LINES):
+        if current and (
+            line.node_id != current[-1].node_id
+            or line.sequence != current[-1].sequence + 1
+            or line.task_id != current[-1].task_id
+            or size >= CHUNK_BYTES
+            or len(current) >= CHUNK_LINES
+        ):
             groups.append(current)
             current, size = [], 0
         current.append(line)
@@ -95,21 +117,29 @@ def store_lines(batch: list[TaskLogLine]) -> list[TaskLogChunk]:
 
 # Reading ---------------------------------------------------------------------------------------------
 
+
 def decode_chunk(chunk: TaskLogChunk) -> list[TaskLogLine]:
     raw = bytes(chunk.data)
     if chunk.compressed:
         raw = zlib.decompress(raw)
     count = chunk.last_sequence - chunk.first_sequence + 1
     times = struct.unpack_from(f"<{count}q", raw, 0)
-    codes = raw[8 * count:9 * count]
+    codes = raw[8 * count : 9 * count]
     ends = struct.unpack_from(f"<{count}I", raw, 9 * count)
-    text = memoryview(raw)[13 * count:]
+    text = memoryview(raw)[13 * count :]
     lines, start, first = [], 0, chunk.first_sequence
     for n in range(count):
         end = ends[n]
-        lines.append(TaskLogLine(task_id=chunk.task_id, node_id=chunk.node_id, sequence=first + n,
-                                 occurred=EPOCH + timedelta(microseconds=times[n]), category=CATEGORIES[codes[n]],
-                                 text=str(text[start:end], "utf-8", "replace")))
+        lines.append(
+            TaskLogLine(
+                task_id=chunk.task_id,
+                node_id=chunk.node_id,
+                sequence=first + n,
+                occurred=EPOCH + timedelta(microseconds=times[n]),
+                category=CATEGORIES[codes[n]],
+                text=str(text[start:end], "utf-8", "replace"),
+            )
+        )
         start = end
     return lines
 
@@ -136,7 +166,9 @@ def iter_lines(*, task_id: int, after: int = -1, before: int | None = None) -> I
                 yield line
 
 
-def read_lines(*, task_id: int, after: int = -1, before: int | None = None, limit: int | None = None) -> list[TaskLogLine]:
+def read_lines(
+    *, task_id: int, after: int = -1, before: int | None = None, limit: int | None = None
+) -> list[TaskLogLine]:
     """Stored lines after `after`, at most `limit` of them."""
     lines = []
     for line in iter_lines(task_id=task_id, after=after, before=before):
@@ -184,8 +216,9 @@ def last_sequence(task_id: int) -> int | None:
 
 
 def line_count(task_id: int) -> int:
-    total = TaskLogChunk.objects.filter(task_id=task_id).aggregate(
-        n=Sum(F("last_sequence") - F("first_sequence") + 1))["n"]
+    total = TaskLogChunk.objects.filter(task_id=task_id).aggregate(n=Sum(F("last_sequence") - F("first_sequence") + 1))[
+        "n"
+    ]
     return total or 0
 
 

@@ -1,0 +1,6 @@
+from django.apps import AppConfig
+
+
+class ServerTasksConfig(AppConfig):
+    name = "servertasks"
+    verbose_name = "Server tasks"
