@@ -214,16 +214,8 @@ def main() -> None:
             dead_ok = fleet_workers.filter(name__startswith="dead-", health_status="Unavailable").count() == WORKERS - LIVE
             return live_ok and dead_ok
 
-        settled_after = None
-        while time.monotonic() - started < 600:
-            if len(during) < ROUNDS:
-                during.append(first_line_seconds(administrator, project, environment))
-            if settled():
-                settled_after = time.monotonic() - started
-                break
-            time.sleep(0.2)
-        while len(during) < ROUNDS:
-            during.append(first_line_seconds(administrator, project, environment))
+        settled_after = _deploy_until_settled(settled, started, during,
+                                              lambda: first_line_seconds(administrator, project, environment))
         for process in beat:
             process.terminate()
         held = [float(line.split()[1]) for process in beat for line in process.communicate(timeout=400)[0].splitlines()
@@ -252,6 +244,21 @@ def main() -> None:
     finally:
         stop(processes)
         runner.teardown_databases(old)
+
+
+def _deploy_until_settled(settled, started: float, during: list[float], deploy) -> float | None:
+    """Deploy ROUNDS times while the fleet settles; the seconds it took to settle, or None after 600 s."""
+    settled_after = None
+    while time.monotonic() - started < 600:
+        if len(during) < ROUNDS:
+            during.append(deploy())
+        if settled():
+            settled_after = time.monotonic() - started
+            break
+        time.sleep(0.2)
+    while len(during) < ROUNDS:
+        during.append(deploy())
+    return settled_after
 
 
 def _sweep_in_thread(stop: threading.Event, held: list[float]) -> None:

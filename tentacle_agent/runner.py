@@ -184,9 +184,13 @@ class ScriptRunner:
             except NotFound:
                 continue
         for script in list(self.scripts.values()):
-            with script.condition:
-                script.condition.wait_for(lambda: script.state == "Complete", timeout=KILL_GRACE_SECONDS + 2)
+            self._wait_complete(script, KILL_GRACE_SECONDS + 2)
             self._forget(script, "was cancelled when the agent stopped")
+
+    @staticmethod
+    def _wait_complete(script: Script, timeout: float) -> None:
+        with script.condition:
+            script.condition.wait_for(lambda: script.state == "Complete", timeout=timeout)
 
     def _get(self, ticket: str) -> Script:
         script = self.scripts.get(ticket) if isinstance(ticket, str) else None

@@ -107,6 +107,35 @@ def _object(value: Any, where: str, errors: dict) -> dict:
     return value
 
 
+def _step_worker_pool(project: Project, pool_id: Any, a: str, errors: dict) -> WorkerPool | None:
+    if pool_id in (None, ""):
+        return None
+    if not isinstance(pool_id, str):
+        errors[f"{a}.WorkerPoolId"] = ["Expected a worker pool id such as WorkerPools-1."]
+        return None
+    pool = WorkerPool.objects.filter(space=project.space_id, pk=WorkerPool.pk_from_octopus_id(pool_id) or 0).first()
+    if pool is None:
+        errors[f"{a}.WorkerPoolId"] = [f"No worker pool {pool_id} in {project.space.name}."]
+    return pool
+
+
+def _step_packages(raw_packages: Any, a: str, errors: dict) -> list[dict]:
+    packages = []
+    if not isinstance(raw_packages, list):
+        errors[f"{a}.Packages"] = ["Expected a list of package references."]
+        raw_packages = []
+    for i, reference in enumerate(raw_packages):
+        p = f"{a}.Packages[{i}]"
+        if not isinstance(reference, dict) or not isinstance(reference.get("PackageId"), str) or not reference["PackageId"]:
+            errors[p] = ["Give each package reference a PackageId."]
+            continue
+        if reference.get("FeedId") not in (None, "", "feeds-builtin"):
+            errors[f"{p}.FeedId"] = ["Reef has one feed, the built-in feed (feeds-builtin)."]
+        packages.append({"PackageId": _text(reference["PackageId"], f"{p}.PackageId", errors, max_length=100),
+                         "Version": _text(reference.get("Version"), f"{p}.Version", errors, max_length=50)})
+    return packages
+
+
 def _step_spec(project: Project, raw: Any, where: str, errors: dict) -> StepSpec | None:
     if not isinstance(raw, dict):
         errors[where] = ["Expected a step object with Name and Actions."]
@@ -130,34 +159,14 @@ def _step_spec(project: Project, raw: Any, where: str, errors: dict) -> StepSpec
         errors[f"{a}.Properties.Octopus.Action.Script.ScriptSource"] = ["Choose Inline or Package."]
     teams = [t.strip() for t in _text(properties.get("Octopus.Action.Manual.ResponsibleTeamIds"), f"{a}.Properties", errors,
                                        max_length=10_000).split(",") if t.strip()]
-    pool = None
     pool_id = action.get("WorkerPoolId")
-    if pool_id not in (None, ""):
-        if not isinstance(pool_id, str):
-            errors[f"{a}.WorkerPoolId"] = ["Expected a worker pool id such as WorkerPools-1."]
-        else:
-            pool = WorkerPool.objects.filter(space=project.space_id, pk=WorkerPool.pk_from_octopus_id(pool_id) or 0).first()
-            if pool is None:
-                errors[f"{a}.WorkerPoolId"] = [f"No worker pool {pool_id} in {project.space.name}."]
+    pool = _step_worker_pool(project, pool_id, a, errors)
     pool_variable = _text(action.get("WorkerPoolVariable"), f"{a}.WorkerPoolVariable", errors, max_length=200)
     roles = [r.strip() for r in _text(step_properties.get("Octopus.Action.TargetRoles"), f"{where}.Properties", errors).split(",")
              if r.strip()]
     location = (Step.Location.ON_BEHALF if roles else Step.Location.WORKER if pool is not None or pool_variable or pool_id
                 else Step.Location.SERVER)
-    packages = []
-    raw_packages = action.get("Packages") or []
-    if not isinstance(raw_packages, list):
-        errors[f"{a}.Packages"] = ["Expected a list of package references."]
-        raw_packages = []
-    for i, reference in enumerate(raw_packages):
-        p = f"{a}.Packages[{i}]"
-        if not isinstance(reference, dict) or not isinstance(reference.get("PackageId"), str) or not reference["PackageId"]:
-            errors[p] = ["Give each package reference a PackageId."]
-            continue
-        if reference.get("FeedId") not in (None, "", "feeds-builtin"):
-            errors[f"{p}.FeedId"] = ["Reef has one feed, the built-in feed (feeds-builtin)."]
-        packages.append({"PackageId": _text(reference["PackageId"], f"{p}.PackageId", errors, max_length=100),
-                         "Version": _text(reference.get("Version"), f"{p}.Version", errors, max_length=50)})
+    packages = _step_packages(action.get("Packages") or [], a, errors)
     condition = _text(raw.get("Condition"), f"{where}.Condition", errors, "Success")
     if condition not in _CONDITIONS:
         errors[f"{where}.Condition"] = [f"Choose one of {', '.join(_CONDITIONS)}."]
@@ -232,6 +241,23 @@ class VariableSetWriteSerializer(StrictSerializer):
     Variables = serializers.ListField(child=_AnyObject(), max_length=5000)
 
 
+def _scoped_environments(project: Project, scope: dict, environments: dict, where: str, errors: dict) -> list:
+    chosen = []
+    for key, ids in scope.items():
+        if key != "Environment":
+            if ids:
+                errors[f"{where}.Scope.{key}"] = ["Reef scopes variables by Environment only."]
+            continue
+        if not isinstance(ids, list) or not all(isinstance(x, str) for x in ids):
+            errors[f"{where}.Scope.Environment"] = ["Expected a list of environment ids."]
+            continue
+        missing = [x for x in ids if x.lower() not in environments]
+        if missing:
+            errors[f"{where}.Scope.Environment"] = [f"No environment {', '.join(missing)} in {project.space.name}."]
+        chosen = [environments[x.lower()] for x in ids if x.lower() in environments]
+    return chosen
+
+
 def parse_variables(project: Project, variables: list) -> list[VariableSpec]:
     errors: dict[str, list[str]] = {}
     specs = []
@@ -258,20 +284,7 @@ def parse_variables(project: Project, variables: list) -> list[VariableSpec]:
             pool = WorkerPool.objects.filter(space=project.space_id, pk=WorkerPool.pk_from_octopus_id(value) or 0).first()
             if pool is None:
                 errors[f"{where}.Value"] = [f"A Worker Pool variable's value is a worker pool id of {project.space.name}."]
-        scope = _object(raw.get("Scope"), f"{where}.Scope", errors)
-        chosen = []
-        for key, ids in scope.items():
-            if key != "Environment":
-                if ids:
-                    errors[f"{where}.Scope.{key}"] = ["Reef scopes variables by Environment only."]
-                continue
-            if not isinstance(ids, list) or not all(isinstance(x, str) for x in ids):
-                errors[f"{where}.Scope.Environment"] = ["Expected a list of environment ids."]
-                continue
-            missing = [x for x in ids if x.lower() not in environments]
-            if missing:
-                errors[f"{where}.Scope.Environment"] = [f"No environment {', '.join(missing)} in {project.space.name}."]
-            chosen = [environments[x.lower()] for x in ids if x.lower() in environments]
+        chosen = _scoped_environments(project, _object(raw.get("Scope"), f"{where}.Scope", errors), environments, where, errors)
         variable_id = None
         if raw.get("Id") not in (None, ""):
             variable_id = Variable.pk_from_octopus_id(raw.get("Id"))

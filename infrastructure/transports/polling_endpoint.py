@@ -116,7 +116,7 @@ class PollingEndpoint(socketserver.TCPServer):
             pipe.set(presence_key(subscription), int(now), ex=PRESENCE_TTL)
             pipe.zrangebyscore(unacked_key(subscription), "-inf", now - ACK_SECONDS, start=0, num=100)
         results = pipe.execute()
-        for subscription, overdue in zip(subscriptions, results[1::2]):
+        for subscription, overdue in zip(subscriptions, results[1::2], strict=True):
             if overdue:
                 redeliver(self.redis, subscription, overdue)
 

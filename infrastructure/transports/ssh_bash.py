@@ -105,16 +105,19 @@ class BashScript:
             self.script.add_line("stderr", f"The SSH connection to {self.where} was lost: the script's outcome is unknown.", "Error")
             self.script.finish(None, f"The SSH connection to {self.where} was lost ({error or type(error).__name__}).")
             return
-        failure = None
+        self.script.finish(code, self._failure(code))
+
+    def _failure(self, code: int) -> str | None:
+        """Why the script failed, given its exit code; None when it succeeded (or already said why)."""
         timeout = self.script.request.get("TimeoutSeconds")
         if self.script.cancelled:
-            failure = "The script was cancelled."
-        elif code == 137 and timeout:
+            return "The script was cancelled."
+        if code == 137 and timeout:
             self.script.add_line("stderr", f"The script did not finish within {timeout} seconds and was stopped.", "Error")
-            failure = f"Timed out after {timeout} seconds."
-        elif code != 0 and not self.script.failure_message:
-            failure = f"The script exited with code {code}."
-        self.script.finish(code, failure)
+            return f"Timed out after {timeout} seconds."
+        if code != 0 and not self.script.failure_message:
+            return f"The script exited with code {code}."
+        return None
 
     def _take(self, stream: str, pending: bytearray, chunk: bytes) -> None:
         start = len(pending)

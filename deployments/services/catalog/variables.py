@@ -22,15 +22,9 @@ VARIABLE_FIELDS = ["name", "type", "value", "worker_pool", "environments"]
 _VARIABLE_NAME_RE = re.compile(r"[^#{}\s][^#{}]{0,199}")
 
 
-@transaction.atomic
-def save_variable(*, actor: User, project: Project, name: str, type: str, value: str = "", worker_pool: WorkerPool | None = None,
-                  environments=(), variable: Variable | None = None) -> Variable:
-    """Add (variable None) or change a project variable. A Sensitive value is encrypted and never shown again;
-    when changing a Sensitive variable, a blank value keeps the stored one."""
-    require_permission(actor, Permission.VARIABLE_EDIT, space=project.space)
-    if variable is not None:
-        variable = Variable.objects.select_for_update().get(pk=variable.pk, project=project)
-    name, environments, errors = (name or "").strip(), list(environments), {}
+def _variable_errors(project: Project, name: str, type: str, worker_pool: WorkerPool | None, environments: list,
+                     variable: Variable | None) -> dict[str, list[str]]:
+    errors = {}
     if not name:
         errors["name"] = ["Give the variable a name."]
     elif not _VARIABLE_NAME_RE.fullmatch(name):
@@ -49,6 +43,19 @@ def save_variable(*, actor: User, project: Project, name: str, type: str, value:
         for other in project.variables.filter(name__iexact=name).exclude(pk=variable.pk if variable else None).prefetch_related("environments"):
             if sorted(e.pk for e in other.environments.all()) == scope:
                 errors["name"] = [f"{project.name} already has a variable {other.name} with this scope: scope it differently, or edit that one."]
+    return errors
+
+
+@transaction.atomic
+def save_variable(*, actor: User, project: Project, name: str, type: str, value: str = "", worker_pool: WorkerPool | None = None,
+                  environments=(), variable: Variable | None = None) -> Variable:
+    """Add (variable None) or change a project variable. A Sensitive value is encrypted and never shown again;
+    when changing a Sensitive variable, a blank value keeps the stored one."""
+    require_permission(actor, Permission.VARIABLE_EDIT, space=project.space)
+    if variable is not None:
+        variable = Variable.objects.select_for_update().get(pk=variable.pk, project=project)
+    name, environments = (name or "").strip(), list(environments)
+    errors = _variable_errors(project, name, type, worker_pool, environments, variable)
     if errors:
         raise ValidationError(errors)
 

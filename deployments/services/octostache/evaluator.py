@@ -322,7 +322,7 @@ class VariableDictionary:
             return self._cache[lower]
         if lower in self._resolving:
             loop = self._resolving[self._resolving.index(lower):] + [lower]
-            raise SubstitutionError("The variable {0} refers to itself: {1}.".format(
+            raise SubstitutionError("The variable {} refers to itself: {}.".format(
                 repr(self.names[lower]), " → ".join(self.names[n] for n in loop)))
         if len(self._resolving) >= MAX_DEPTH:
             raise SubstitutionError(f"Variables refer to variables more than {MAX_DEPTH} deep, at {self.names[lower]!r}.")

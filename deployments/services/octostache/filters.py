@@ -127,6 +127,45 @@ _DATE_TOKEN = re.compile(r"'[^']*'|\"[^\"]*\"|\\.|d{1,4}|f{1,7}|F{1,7}|g{1,2}|h{
                          re.DOTALL)
 
 
+def _number(value: int, n: int) -> str:
+    return str(value) if n == 1 else f"{value:02d}"
+
+
+def _offset(moment: datetime.datetime, c: str, n: int) -> str:
+    offset = moment.utcoffset()
+    if offset is None and c == "z":
+        offset = datetime.datetime.now().astimezone().utcoffset()
+    if offset is None:
+        return ""
+    minutes = int(offset.total_seconds() // 60)
+    sign, minutes = ("-" if minutes < 0 else "+"), abs(minutes)
+    if c == "K" and minutes == 0 and moment.tzinfo is datetime.timezone.utc:
+        return "Z"
+    if c == "z" and n == 1:
+        return f"{sign}{minutes // 60}"
+    if c == "z" and n == 2:
+        return f"{sign}{minutes // 60:02d}"
+    return f"{sign}{minutes // 60:02d}:{minutes % 60:02d}"
+
+
+# A custom format's letter → its text for a run of n of that letter.
+_DATE_PARTS = {
+    "d": lambda m, n: _number(m.day, n) if n <= 2 else _DAYS[m.weekday()][:3] if n == 3 else _DAYS[m.weekday()],
+    "M": lambda m, n: _number(m.month, n) if n <= 2 else _MONTHS[m.month - 1][:3] if n == 3 else _MONTHS[m.month - 1],
+    "y": lambda m, n: _number(m.year % 100, n) if n <= 2 else str(m.year).zfill(n),
+    "H": lambda m, n: _number(m.hour, n),
+    "h": lambda m, n: _number(m.hour % 12 or 12, n),
+    "m": lambda m, n: _number(m.minute, n),
+    "s": lambda m, n: _number(m.second, n),
+    "f": lambda m, n: f"{m.microsecond:06d}0"[:n],
+    "F": lambda m, n: f"{m.microsecond:06d}0"[:n].rstrip("0"),
+    "t": lambda m, n: ("AM" if m.hour < 12 else "PM")[:n],
+    "g": lambda m, n: "A.D.",
+    "z": lambda m, n: _offset(m, "z", n),
+    "K": lambda m, n: _offset(m, "K", n),
+}
+
+
 def format_date(moment: datetime.datetime, pattern: str) -> str:
     """.NET's date format strings (standard and custom)."""
     if pattern in _STANDARD_DATE:
@@ -140,46 +179,8 @@ def format_date(moment: datetime.datetime, pattern: str) -> str:
             out.append(token[1:-1])
         elif c == "\\" and n == 2:
             out.append(token[1])
-        elif c == "d":
-            out.append(str(moment.day) if n == 1 else f"{moment.day:02d}" if n == 2 else
-                       _DAYS[moment.weekday()][:3] if n == 3 else _DAYS[moment.weekday()])
-        elif c == "M":
-            out.append(str(moment.month) if n == 1 else f"{moment.month:02d}" if n == 2 else
-                       _MONTHS[moment.month - 1][:3] if n == 3 else _MONTHS[moment.month - 1])
-        elif c == "y":
-            out.append(str(moment.year % 100) if n == 1 else f"{moment.year % 100:02d}" if n == 2 else str(moment.year).zfill(n))
-        elif c == "H":
-            out.append(str(moment.hour) if n == 1 else f"{moment.hour:02d}")
-        elif c == "h":
-            hour = moment.hour % 12 or 12
-            out.append(str(hour) if n == 1 else f"{hour:02d}")
-        elif c == "m":
-            out.append(str(moment.minute) if n == 1 else f"{moment.minute:02d}")
-        elif c == "s":
-            out.append(str(moment.second) if n == 1 else f"{moment.second:02d}")
-        elif c in "fF":
-            digits = f"{moment.microsecond:06d}0"[:n]
-            out.append(digits if c == "f" else digits.rstrip("0"))
-        elif c == "t":
-            out.append(("AM" if moment.hour < 12 else "PM")[:n])
-        elif c == "g":
-            out.append("A.D.")
-        elif c in "zK":
-            offset = moment.utcoffset()
-            if offset is None:
-                offset = datetime.datetime.now().astimezone().utcoffset() if c == "z" else None
-                if offset is None:
-                    continue
-            minutes = int(offset.total_seconds() // 60)
-            sign, minutes = ("-" if minutes < 0 else "+"), abs(minutes)
-            if c == "K" and minutes == 0 and moment.tzinfo is datetime.timezone.utc:
-                out.append("Z")
-            elif c == "z" and n == 1:
-                out.append(f"{sign}{minutes // 60}")
-            elif c == "z" and n == 2:
-                out.append(f"{sign}{minutes // 60:02d}")
-            else:
-                out.append(f"{sign}{minutes // 60:02d}:{minutes % 60:02d}")
+        elif c in _DATE_PARTS:
+            out.append(_DATE_PARTS[c](moment, n))
         else:
             out.append(token)
     return "".join(out)

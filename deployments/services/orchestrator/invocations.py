@@ -110,14 +110,19 @@ class InvocationRunner:
             self.log.finish(node, Status.CANCELED)
             return Status.CANCELED
         finally:
-            if lock is not None:
-                try:
-                    lock.release()
-                except Exception:  # noqa: BLE001 - an expired lock is already free
-                    pass
+            self.release_quietly(lock)
         if rerouted:
             return self.invoke(invocation)
         return self.conclude(status, invocation)
+
+    @staticmethod
+    def release_quietly(lock) -> None:
+        if lock is None:
+            return
+        try:
+            lock.release()
+        except Exception:  # noqa: BLE001 - an expired lock is already free
+            pass
 
     def marked_down(self, invocation: Invocation) -> bool:
         """Whether the chosen worker was found down since the task began (selection happened then)."""
