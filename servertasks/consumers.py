@@ -183,64 +183,83 @@ class TaskLogConsumer(AsyncJsonWebsocketConsumer):
         client = aioredis.from_url(settings.REDIS_URL)
         key = logstream.stream_key(self.task_id)
         try:
-            try:
-                newest = await client.xrevrange(key, count=1)
-                stream_id = newest[0][0] if newest else "0-0"
-            except aioredis.RedisError:
-                stream_id = "0-0"
+            stream_id = await _newest_entry_id(client, key)
             state = await self.send_tree()
             await self.catch_up()
             await self.send_json({"type": "state", **state})
             completed, last_poll = state["IsCompleted"], time.monotonic()
             while not completed or self.cursor < await self.last_stored():
-                entries = []
-                try:
-                    found = await client.xread({key: stream_id}, count=200, block=1000)
-                    entries = found[0][1] if found else []
-                except aioredis.RedisError:
-                    await asyncio.sleep(1)  # Redis is away: storage alone, polled
-                lines = []
-                for entry_id, fields in entries:
-                    stream_id = entry_id
-                    kind = fields[b"kind"].decode()
-                    if kind == "lines":
-                        if b"first" in fields and not lines:
-                            if not self.forwardable(fields):
-                                await self.send_raw()
-                            if self.forwardable(fields):
-                                self.hold_raw(fields)
-                                continue
-                        await self.send_raw()
-                        lines.extend(json.loads(fields[b"data"]))
-                        continue
-                    data = json.loads(fields[b"data"])
-                    await self.send_raw()
-                    await self.send_lines(lines)
-                    lines = []
-                    if kind == "node":
-                        self.known_nodes.add(data["Id"])
-                        await self.send_json({"type": "node", "node": data})
-                    elif kind == "state":
-                        if data["IsCompleted"] and not completed:
-                            await self.send_tree()  # the nodes' final statuses, whatever the trimmed stream held
-                        completed = completed or data["IsCompleted"]
-                        await self.send_json({"type": "state", **data})
-                await self.send_raw()
-                await self.send_lines(lines)
+                entries = await _read_entries(client, key, stream_id)
+                if entries:
+                    stream_id = entries[-1][0]
+                completed = await self.forward(entries, completed)
                 if not entries or time.monotonic() - last_poll > 5:
                     await self.catch_up()  # a lost stream, a restarted Redis, a missed entry
                     if not entries:
-                        nodes, state = await _snapshot(self.task_id)
-                        if state["IsCompleted"] and not completed:
-                            completed = True
-                            await self.send_tree()
-                            await self.send_json({"type": "state", **state})
+                        completed = await self.completed_in_storage(completed)
                     last_poll = time.monotonic()
             await self.send_json({"type": "end", "last": self.cursor})
         finally:
             await client.aclose()
 
+    async def forward(self, entries, completed: bool) -> bool:
+        """Sends a batch of stream entries on, in order; answers whether the task has completed."""
+        lines = []
+        for _, fields in entries:
+            kind = fields[b"kind"].decode()
+            if kind == "lines":
+                if b"first" in fields and not lines:
+                    if not self.forwardable(fields):
+                        await self.send_raw()
+                    if self.forwardable(fields):
+                        self.hold_raw(fields)
+                        continue
+                await self.send_raw()
+                lines.extend(json.loads(fields[b"data"]))
+                continue
+            data = json.loads(fields[b"data"])
+            await self.send_raw()
+            await self.send_lines(lines)
+            lines = []
+            if kind == "node":
+                self.known_nodes.add(data["Id"])
+                await self.send_json({"type": "node", "node": data})
+            elif kind == "state":
+                if data["IsCompleted"] and not completed:
+                    await self.send_tree()  # the nodes' final statuses, whatever the trimmed stream held
+                completed = completed or data["IsCompleted"]
+                await self.send_json({"type": "state", **data})
+        await self.send_raw()
+        await self.send_lines(lines)
+        return completed
+
+    async def completed_in_storage(self, completed: bool) -> bool:
+        """With the stream silent, storage tells whether the task ended (its final state entry may be lost)."""
+        _, state = await _snapshot(self.task_id)
+        if state["IsCompleted"] and not completed:
+            await self.send_tree()
+            await self.send_json({"type": "state", **state})
+            return True
+        return completed
+
     @database_sync_to_async
     def last_stored(self) -> int:
         last = logstore.last_sequence(self.task_id)
         return -1 if last is None else last
+
+
+async def _newest_entry_id(client, key: str):
+    try:
+        newest = await client.xrevrange(key, count=1)
+        return newest[0][0] if newest else "0-0"
+    except aioredis.RedisError:
+        return "0-0"
+
+
+async def _read_entries(client, key: str, stream_id) -> list:
+    try:
+        found = await client.xread({key: stream_id}, count=200, block=1000)
+        return found[0][1] if found else []
+    except aioredis.RedisError:
+        await asyncio.sleep(1)  # Redis is away: storage alone, polled
+        return []
