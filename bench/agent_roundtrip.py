@@ -76,27 +76,49 @@ def fast_instance(home: Path, mode: str, server_pem: str, comms: str | None = No
 
     key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "bench")])
-    now = datetime.datetime.now(datetime.timezone.utc)
-    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
-            .serial_number(x509.random_serial_number()).not_valid_before(now - datetime.timedelta(days=1))
-            .not_valid_after(now + datetime.timedelta(days=30)).sign(key, hashes.SHA256()))
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(days=1))
+        .not_valid_after(now + datetime.timedelta(days=30))
+        .sign(key, hashes.SHA256())
+    )
     home.mkdir(parents=True)
     (home / "tentacle.crt.pem").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    (home / "tentacle.key.pem").write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.TraditionalOpenSSL,
-                                                              serialization.NoEncryption()))
+    (home / "tentacle.key.pem").write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.TraditionalOpenSSL, serialization.NoEncryption()
+        )
+    )
     (home / "trusted-server.pem").write_text(server_pem)
     from infrastructure.services.certificates import current_server_certificate
 
-    config = {"Mode": mode, "Port": port, "ListenIp": "127.0.0.1", "Subscription": secrets.token_hex(10),
-              "Thumbprint": hashlib.sha1(cert.public_bytes(serialization.Encoding.DER)).hexdigest().upper(),
-              "TrustedThumbprint": current_server_certificate().thumbprint, "ServerCommsAddress": comms, "Proxy": None}
+    config = {
+        "Mode": mode,
+        "Port": port,
+        "ListenIp": "127.0.0.1",
+        "Subscription": secrets.token_hex(10),
+        "Thumbprint": hashlib.sha1(cert.public_bytes(serialization.Encoding.DER)).hexdigest().upper(),
+        "TrustedThumbprint": current_server_certificate().thumbprint,
+        "ServerCommsAddress": comms,
+        "Proxy": None,
+    }
     (home / "tentacle.json").write_text(json.dumps(config))
     return config
 
 
 def start_agent(home: Path) -> subprocess.Popen:
-    process = subprocess.Popen([sys.executable, "-m", "tentacle_agent", "run", "--home", str(home)], cwd=ROOT,
-                               stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "tentacle_agent", "run", "--home", str(home)],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
     for line in process.stdout:
         if line.startswith("Reef tentacle"):
             break
@@ -142,11 +164,29 @@ def ssh_figures(space, pool, work: Path, processes: list) -> tuple[list[float], 
     processes.append(server.process)
     ssh.REMOTE_HOME = tempfile.mkdtemp(prefix="reef-bench-ssh-")
     ssh.RELAY_IDLE_SECONDS = 30
-    account = accounts.save_account(actor=None, space=space, name="bench key", account_type="SshKeyPair",
-                                    username=server.username, private_key=server.client_private_key)
-    worker = register_worker(actor=None, space=space, spec=WorkerSpec(name="ssh", worker_pools=[pool], endpoint=Endpoint(
-        communication_style="Ssh", host=server.host, port=server.port,
-        fingerprint=ssh.discover_host_key(server.host, server.port)[1], account=account)))
+    account = accounts.save_account(
+        actor=None,
+        space=space,
+        name="bench key",
+        account_type="SshKeyPair",
+        username=server.username,
+        private_key=server.client_private_key,
+    )
+    worker = register_worker(
+        actor=None,
+        space=space,
+        spec=WorkerSpec(
+            name="ssh",
+            worker_pools=[pool],
+            endpoint=Endpoint(
+                communication_style="Ssh",
+                host=server.host,
+                port=server.port,
+                fingerprint=ssh.discover_host_key(server.host, server.port)[1],
+                account=account,
+            ),
+        ),
+    )
     from infrastructure.models import Worker
 
     worker = Worker.objects.select_related("machine_policy", "account").get(pk=worker.pk)
@@ -181,8 +221,15 @@ def main() -> None:
         env = {**os.environ, "DATABASE_URL": database_url()}
 
         def register(name, style, uri, thumbprint):
-            return register_worker(actor=None, space=space, spec=WorkerSpec(name=name, worker_pools=[pool], endpoint=Endpoint(
-                communication_style=style, uri=uri, thumbprint=thumbprint)))
+            return register_worker(
+                actor=None,
+                space=space,
+                spec=WorkerSpec(
+                    name=name,
+                    worker_pools=[pool],
+                    endpoint=Endpoint(communication_style=style, uri=uri, thumbprint=thumbprint),
+                ),
+            )
 
         # Listening agent and the bare-HTTPS baseline.
         port = free_port()
@@ -202,8 +249,13 @@ def main() -> None:
 
         # Polling endpoint and one polling agent.
         polling_port = free_port()
-        endpoint = subprocess.Popen([sys.executable, "manage.py", "run_polling_endpoint", "--bind", "127.0.0.1", "--port",
-                                     str(polling_port)], cwd=ROOT, env=env, stdout=subprocess.PIPE, text=True)
+        endpoint = subprocess.Popen(
+            [sys.executable, "manage.py", "run_polling_endpoint", "--bind", "127.0.0.1", "--port", str(polling_port)],
+            cwd=ROOT,
+            env=env,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
         processes.append(endpoint)
         endpoint.stdout.readline()
         comms = f"https://127.0.0.1:{polling_port}/"
@@ -222,8 +274,15 @@ def main() -> None:
             config = fast_instance(work / f"idle-{n}", "polling", server_pem, comms=comms)
             register(f"idle-{n}", "TentacleActive", f"poll://{config['Subscription']}/", config["Thumbprint"])
             subscriptions.append(config["Subscription"])
-        idle = [subprocess.Popen([sys.executable, "-m", "tentacle_agent", "run", "--home", str(work / f"idle-{n}")], cwd=ROOT,
-                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) for n in range(AGENTS)]
+        idle = [
+            subprocess.Popen(
+                [sys.executable, "-m", "tentacle_agent", "run", "--home", str(work / f"idle-{n}")],
+                cwd=ROOT,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
+            for n in range(AGENTS)
+        ]
         processes.extend(idle)
         client = redis_client()
         deadline, seen = time.monotonic() + 120 + AGENTS * 0.2, 0
@@ -236,23 +295,37 @@ def main() -> None:
         alive = sum(1 for p in idle if p.poll() is None)
         agents_rss = sum(rss_mb(p.pid) for p in idle if p.poll() is None)
         print(f"baseline bare mTLS request: median {statistics.median(baseline):.2f} ms")
-        print(f"listening start_script + first line: median {statistics.median(listening_ms):.2f} ms, "
-              f"p95 {sorted(listening_ms)[int(len(listening_ms) * 0.95) - 1]:.2f} ms")
-        print(f"polling start_script + first line: median {statistics.median(polling_ms):.2f} ms, "
-              f"p95 {sorted(polling_ms)[int(len(polling_ms) * 0.95) - 1]:.2f} ms")
-        print(f"idle polling agents held: {seen} of {AGENTS} polling, {alive} alive; endpoint RSS "
-              f"{endpoint_before:.0f} → {rss_mb(endpoint.pid):.0f} MB; agents {agents_rss / max(alive, 1):.1f} MB each")
+        print(
+            f"listening start_script + first line: median {statistics.median(listening_ms):.2f} ms, "
+            f"p95 {sorted(listening_ms)[int(len(listening_ms) * 0.95) - 1]:.2f} ms"
+        )
+        print(
+            f"polling start_script + first line: median {statistics.median(polling_ms):.2f} ms, "
+            f"p95 {sorted(polling_ms)[int(len(polling_ms) * 0.95) - 1]:.2f} ms"
+        )
+        print(
+            f"idle polling agents held: {seen} of {AGENTS} polling, {alive} alive; endpoint RSS "
+            f"{endpoint_before:.0f} → {rss_mb(endpoint.pid):.0f} MB; agents {agents_rss / max(alive, 1):.1f} MB each"
+        )
         ssh_median, listening_median = statistics.median(ssh_ms), statistics.median(listening_ms)
-        print(f"ssh start_script + first line (reused connection): median {ssh_median:.2f} ms, "
-              f"p95 {sorted(ssh_ms)[int(len(ssh_ms) * 0.95) - 1]:.2f} ms")
-        print(f"ssh_first_line: {ssh_median:.2f} ms ({listening_median:.2f} ms listening, "
-              f"ratio {ssh_median / listening_median:.2f}; bar ≤ 2)")
+        print(
+            f"ssh start_script + first line (reused connection): median {ssh_median:.2f} ms, "
+            f"p95 {sorted(ssh_ms)[int(len(ssh_ms) * 0.95) - 1]:.2f} ms"
+        )
+        print(
+            f"ssh_first_line: {ssh_median:.2f} ms ({listening_median:.2f} ms listening, "
+            f"ratio {ssh_median / listening_median:.2f}; bar ≤ 2)"
+        )
         overhead = statistics.median(ssh_reconnect_ms) - ssh_median
-        print(f"ssh_reconnect_overhead: {overhead:.2f} ms ({ssh_median:.2f} ms reused, ratio "
-              f"{statistics.median(ssh_reconnect_ms) / ssh_median:.2f})")
+        print(
+            f"ssh_reconnect_overhead: {overhead:.2f} ms ({ssh_median:.2f} ms reused, ratio "
+            f"{statistics.median(ssh_reconnect_ms) / ssh_median:.2f})"
+        )
         ratio = statistics.median(polling_ms) / statistics.median(baseline)
-        print(f"agent_roundtrip: {statistics.median(polling_ms):.2f} ms "
-              f"({statistics.median(baseline):.2f} ms, ratio {ratio:.1f})")
+        print(
+            f"agent_roundtrip: {statistics.median(polling_ms):.2f} ms "
+            f"({statistics.median(baseline):.2f} ms, ratio {ratio:.1f})"
+        )
     finally:
         stop(processes)
         runner.teardown_databases(old)

@@ -42,7 +42,6 @@ def main() -> None:
 
     from deployments.models import DeploymentTarget, Environment, Project, Step
     from deployments.services import deploy
-    from infrastructure.models import WorkerPool
     from infrastructure.services.certificates import current_server_certificate
     from infrastructure.services.health import check_worker_health
     from infrastructure.services.pools import create_worker_pool
@@ -66,14 +65,47 @@ def main() -> None:
             port = free_port()
             config = fast_instance(work / f"agent-{n}", "listening", server_pem, port=port)
             processes.append(start_agent(work / f"agent-{n}"))
-            worker = register_worker(actor=admin, space=space, spec=WorkerSpec(name=f"bench-{n}", worker_pools=[pool], endpoint=Endpoint(
-                communication_style="TentaclePassive", uri=f"https://127.0.0.1:{port}/", thumbprint=config["Thumbprint"])))
+            worker = register_worker(
+                actor=admin,
+                space=space,
+                spec=WorkerSpec(
+                    name=f"bench-{n}",
+                    worker_pools=[pool],
+                    endpoint=Endpoint(
+                        communication_style="TentaclePassive",
+                        uri=f"https://127.0.0.1:{port}/",
+                        thumbprint=config["Thumbprint"],
+                    ),
+                ),
+            )
             assert check_worker_health(worker.pk).health_status == "Healthy"
         env = {**os.environ, "DATABASE_URL": database_url(), "REEF_TASK_QUEUE": queue}
-        task_runner = subprocess.Popen([sys.executable, "-m", "celery", "-A", "portal", "worker", "-l", "warning", "-Q", queue,
-                                        "--pool", "threads", "--concurrency", str(TASK_CAP), "-n", f"bench-{os.getpid()}@%h",
-                                        "--without-gossip", "--without-mingle"], cwd=ROOT, env=env,
-                                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        task_runner = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "celery",
+                "-A",
+                "portal",
+                "worker",
+                "-l",
+                "warning",
+                "-Q",
+                queue,
+                "--pool",
+                "threads",
+                "--concurrency",
+                str(TASK_CAP),
+                "-n",
+                f"bench-{os.getpid()}@%h",
+                "--without-gossip",
+                "--without-mingle",
+            ],
+            cwd=ROOT,
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         processes.append(task_runner)
         settings.CELERY_TASK_ROUTES = {"deployments.run_server_task": {"queue": queue}}
         from portal.celery import app
@@ -91,7 +123,9 @@ def main() -> None:
         # 2. Deploy (API call) → the first log line on an idle listening worker.
         environment = Environment.objects.create(space=space, name="Bench")
         project = Project.objects.create(space=space, name="Bench", slug="bench")
-        Step.objects.create(project=project, name="Say hi", location=Step.Location.WORKER, worker_pool=pool, script_body="echo hi")
+        Step.objects.create(
+            project=project, name="Say hi", location=Step.Location.WORKER, worker_pool=pool, script_body="echo hi"
+        )
         release = deploy.create_release(actor=admin, project=project)
         settings.ALLOWED_HOSTS = [*settings.ALLOWED_HOSTS, "testserver"]
         client = APIClient()
@@ -100,7 +134,9 @@ def main() -> None:
         first_line, idle_calls = [], []
         for _ in range(ROUNDS):
             started = time.perf_counter()
-            task_id = ServerTask.pk_from_octopus_id(client.post("/api/deployments", body, format="json").json()["TaskId"])
+            task_id = ServerTask.pk_from_octopus_id(
+                client.post("/api/deployments", body, format="json").json()["TaskId"]
+            )
             idle_calls.append((time.perf_counter() - started) * 1000)
             while not any(line.text == "hi" for line in logstore.iter_lines(task_id=task_id)):
                 time.sleep(0.001)
@@ -113,7 +149,9 @@ def main() -> None:
         ids, busy_calls = [], []  # the deploy call's own time while earlier deployments run
         for _ in range(DEPLOYMENTS):
             call_started = time.perf_counter()
-            ids.append(ServerTask.pk_from_octopus_id(client.post("/api/deployments", body, format="json").json()["TaskId"]))
+            ids.append(
+                ServerTask.pk_from_octopus_id(client.post("/api/deployments", body, format="json").json()["TaskId"])
+            )
             if len(ids) > 10:
                 busy_calls.append((time.perf_counter() - call_started) * 1000)
         while ServerTask.objects.filter(pk__in=ids, completed__isnull=True).exists():
@@ -129,32 +167,55 @@ def main() -> None:
             target.environments.set([environment])
             targets.append(target)
         long_project = Project.objects.create(space=space, name="Long", slug="long")
-        Step.objects.create(project=long_project, name="Wait", location=Step.Location.ON_BEHALF, worker_pool=pool,
-                            target_roles=["bench"], max_parallelism=10, script_body=f"echo started; sleep {STEP_SECONDS}")
+        Step.objects.create(
+            project=long_project,
+            name="Wait",
+            location=Step.Location.ON_BEHALF,
+            worker_pool=pool,
+            target_roles=["bench"],
+            max_parallelism=10,
+            script_body=f"echo started; sleep {STEP_SECONDS}",
+        )
         long_release = deploy.create_release(actor=admin, project=long_project)
-        long_ids = [deploy.deploy_release(actor=admin, release=long_release, environment=environment).task.pk for _ in range(10)]
+        long_ids = [
+            deploy.deploy_release(actor=admin, release=long_release, environment=environment).task.pk for _ in range(10)
+        ]
         peak_running = 0
         while ServerTask.objects.filter(pk__in=long_ids, completed__isnull=True).exists():
-            peak_running = max(peak_running, sum(line.text == "started" for task_id in long_ids
-                                                 for line in logstore.iter_lines(task_id=task_id)))
+            peak_running = max(
+                peak_running,
+                sum(line.text == "started" for task_id in long_ids for line in logstore.iter_lines(task_id=task_id)),
+            )
             time.sleep(0.5)
         long_ok = ServerTask.objects.filter(pk__in=long_ids, state="Success").count()
         peak = peak_rss_mb(task_runner.pid)
 
         median_base, median_first = statistics.median(baseline), statistics.median(first_line)
-        print(f"baseline bare Celery round trip: median {median_base:.2f} ms, p95 {percentile_of(baseline, 0.95):.2f} ms")
-        print(f"deploy API call → first log line (idle listening worker): median {median_first:.2f} ms, "
-              f"p95 {percentile_of(first_line, 0.95):.2f} ms")
-        print(f"throughput: {succeeded} of {DEPLOYMENTS} one-line deployments over {WORKERS} workers in {elapsed:.1f} s, "
-              f"{DEPLOYMENTS / elapsed:.1f} deployments/s (task cap {TASK_CAP})")
-        print(f"memory: {peak_running} concurrent {STEP_SECONDS}-second steps "
-              f"({long_ok} of 10 tasks succeeded); task runner RSS "
-              f"{idle_rss:.0f} MB idle, peak {peak:.0f} MB")
+        print(
+            f"baseline bare Celery round trip: median {median_base:.2f} ms, p95 {percentile_of(baseline, 0.95):.2f} ms"
+        )
+        print(
+            f"deploy API call → first log line (idle listening worker): median {median_first:.2f} ms, "
+            f"p95 {percentile_of(first_line, 0.95):.2f} ms"
+        )
+        print(
+            f"throughput: {succeeded} of {DEPLOYMENTS} one-line deployments over {WORKERS} workers in {elapsed:.1f} s, "
+            f"{DEPLOYMENTS / elapsed:.1f} deployments/s (task cap {TASK_CAP})"
+        )
+        print(
+            f"memory: {peak_running} concurrent {STEP_SECONDS}-second steps "
+            f"({long_ok} of 10 tasks succeeded); task runner RSS "
+            f"{idle_rss:.0f} MB idle, peak {peak:.0f} MB"
+        )
         idle_call, busy_call = statistics.median(idle_calls), statistics.median(busy_calls or idle_calls)
-        print(f"deploy API call: median {idle_call:.2f} ms idle, {busy_call:.2f} ms while deployments run "
-              f"(ratio {busy_call / idle_call:.1f}; target ≤ 3)")
-        print(f"first log line p95 against the Celery p95: ratio "
-              f"{percentile_of(first_line, 0.95) / percentile_of(baseline, 0.95):.1f} (target ≤ 20)")
+        print(
+            f"deploy API call: median {idle_call:.2f} ms idle, {busy_call:.2f} ms while deployments run "
+            f"(ratio {busy_call / idle_call:.1f}; target ≤ 3)"
+        )
+        print(
+            f"first log line p95 against the Celery p95: ratio "
+            f"{percentile_of(first_line, 0.95) / percentile_of(baseline, 0.95):.1f} (target ≤ 20)"
+        )
         print(f"dispatch: {median_first:.2f} ms ({median_base:.2f} ms, ratio {median_first / median_base:.1f})")
     finally:
         stop(processes)

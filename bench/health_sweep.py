@@ -87,9 +87,8 @@ def wait_for(predicate, timeout: float, what: str):
 def first_line_seconds(administrator, project, environment) -> float:
     """Deploy, run the task as the task runner would, and time the first script line's arrival."""
     from deployments.services import deploy
-    from servertasks.services import logstore
     from deployments.services.orchestrator import run_server_task
-    from servertasks.models import TaskLogLine
+    from servertasks.services import logstore
 
     release = deploy.create_release(actor=administrator, project=project)
     started, wall = time.perf_counter(), time.time()
@@ -105,16 +104,24 @@ def first_line_seconds(administrator, project, environment) -> float:
 
     runner = threading.Thread(target=run)
     runner.start()
-    wait_for(lambda: any(line.text == "first line" for line in logstore.iter_lines(task_id=task.pk)), 60,
-             "the deployment's first line")
+    wait_for(
+        lambda: any(line.text == "first line" for line in logstore.iter_lines(task_id=task.pk)),
+        60,
+        "the deployment's first line",
+    )
     elapsed = time.perf_counter() - started
     runner.join(60)
     # Where the wait was (printed, not measured): deploy → the task's first log line (planning), → the
     # script's first line on the worker (start_script and get_status through the polling endpoint), → seen.
     lines = list(logstore.iter_lines(task_id=task.pk))
     script = next(line for line in lines if line.text == "first line")
-    BREAKDOWN.append((lines[0].occurred.timestamp() - wall, script.occurred.timestamp() - lines[0].occurred.timestamp(),
-                      wall + elapsed - script.occurred.timestamp()))
+    BREAKDOWN.append(
+        (
+            lines[0].occurred.timestamp() - wall,
+            script.occurred.timestamp() - lines[0].occurred.timestamp(),
+            wall + elapsed - script.occurred.timestamp(),
+        )
+    )
     return elapsed
 
 
@@ -122,13 +129,15 @@ BREAKDOWN: list[tuple[float, float, float]] = []
 
 
 def _breakdown(rows) -> str:
-    return ", ".join(f"{name} {statistics.median(r[i] for r in rows) * 1000:.0f} ms"
-                     for i, name in enumerate(("planning", "worker", "seen")))
+    return ", ".join(
+        f"{name} {statistics.median(r[i] for r in rows) * 1000:.0f} ms"
+        for i, name in enumerate(("planning", "worker", "seen"))
+    )
 
 
 def main() -> None:
     from deployments.models import Environment, Project, Step
-    from infrastructure.models import MachinePolicy, Worker, WorkerPool
+    from infrastructure.models import MachinePolicy, Worker
     from infrastructure.services import health
     from infrastructure.services.certificates import current_server_certificate
     from infrastructure.services.pools import create_worker_pool
@@ -144,15 +153,28 @@ def main() -> None:
     try:
         space = Space.objects.default()
         administrator = User.objects.create_superuser("bench", password="bench-password-1")
-        policy = MachinePolicy.objects.create(space=space, name="Fleet", connect_timeout=CONNECT_TIMEOUT, retry_count=0,
-                                              retry_wait=0, polling_request_queue_timeout=30, health_check_interval=3600)
+        policy = MachinePolicy.objects.create(
+            space=space,
+            name="Fleet",
+            connect_timeout=CONNECT_TIMEOUT,
+            retry_count=0,
+            retry_wait=0,
+            polling_request_queue_timeout=30,
+            health_check_interval=3600,
+        )
         fleet = create_worker_pool(actor=administrator, space=space, name="Fleet")
         deployers = create_worker_pool(actor=administrator, space=space, name="Deployers")
         server_pem = current_server_certificate().certificate_pem
         env = {**os.environ, "DATABASE_URL": database_url()}
         port = free_port()
-        endpoint = subprocess.Popen([sys.executable, "manage.py", "run_polling_endpoint", "--bind", "127.0.0.1", "--port", str(port)],
-                                    cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        endpoint = subprocess.Popen(
+            [sys.executable, "manage.py", "run_polling_endpoint", "--bind", "127.0.0.1", "--port", str(port)],
+            cwd=ROOT,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
         processes.append(endpoint)
         endpoint.stdout.readline()
         threading.Thread(target=lambda: [None for _ in endpoint.stdout], daemon=True).start()
@@ -160,10 +182,20 @@ def main() -> None:
 
         def register(name: str, pool, live: bool):
             config = fast_instance(work / name, "polling", server_pem, comms=comms)
-            register_worker(actor=None, space=space, spec=WorkerSpec(name=name, worker_pools=[pool], machine_policy=policy,
-                                                                     endpoint=Endpoint(communication_style="TentacleActive",
-                                                                                       uri=f"poll://{config['Subscription']}/",
-                                                                                       thumbprint=config["Thumbprint"])))
+            register_worker(
+                actor=None,
+                space=space,
+                spec=WorkerSpec(
+                    name=name,
+                    worker_pools=[pool],
+                    machine_policy=policy,
+                    endpoint=Endpoint(
+                        communication_style="TentacleActive",
+                        uri=f"poll://{config['Subscription']}/",
+                        thumbprint=config["Thumbprint"],
+                    ),
+                ),
+            )
             return config["Subscription"] if live else None
 
         live_subscriptions = [register("deployer", deployers, True)]
@@ -177,13 +209,25 @@ def main() -> None:
             argv = [*nice, sys.executable, "-m", "tentacle_agent", "run", "--home", str(work / name)]
             processes.append(subprocess.Popen(argv, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
         client = redis_client()
-        wait_for(lambda: all(client.exists(presence_key(s)) for s in live_subscriptions), 120 + LIVE * 0.5, "the agents to connect")
-        wait_for(lambda: Worker.objects.get(name="deployer").health_status == "Healthy", 60, "the deployer to turn Healthy")
+        wait_for(
+            lambda: all(client.exists(presence_key(s)) for s in live_subscriptions),
+            120 + LIVE * 0.5,
+            "the agents to connect",
+        )
+        wait_for(
+            lambda: Worker.objects.get(name="deployer").health_status == "Healthy", 60, "the deployer to turn Healthy"
+        )
 
         environment = Environment.objects.create(space=space, name="Production")
         project = Project.objects.create(space=space, name="Probe", slug="probe")
-        Step.objects.create(project=project, name="Probe", script_body="echo 'first line'", sort_order=0,
-                            location=Step.Location.WORKER, worker_pool=deployers)
+        Step.objects.create(
+            project=project,
+            name="Probe",
+            script_body="echo 'first line'",
+            sort_order=0,
+            location=Step.Location.WORKER,
+            worker_pool=deployers,
+        )
         idle = statistics.median(first_line_seconds(administrator, project, environment) for _ in range(ROUNDS))
         idle_breakdown, BREAKDOWN[:] = _breakdown(BREAKDOWN), []
 
@@ -192,34 +236,48 @@ def main() -> None:
         sweep_env = {**env, "BENCH_BEAT_SECONDS": str(BEAT_SECONDS)}
         beat, stop_threads, thread_held = [], threading.Event(), []
         if SWEEP_IN == "processes":
-            beat = [subprocess.Popen([sys.executable, "-c", CELERY_PROCESS], cwd=ROOT, env=sweep_env,
-                                     stdout=subprocess.PIPE, text=True) for _ in range(CELERY_PROCESSES)]
+            beat = [
+                subprocess.Popen(
+                    [sys.executable, "-c", CELERY_PROCESS], cwd=ROOT, env=sweep_env, stdout=subprocess.PIPE, text=True
+                )
+                for _ in range(CELERY_PROCESSES)
+            ]
             processes.extend(beat)
             for process in beat:  # each has started and run one (empty) sweep
                 assert process.stdout.readline().startswith("held ")
-        sweepers = [threading.Thread(target=_sweep_in_thread, args=(stop_threads, thread_held))
-                    for _ in range(CELERY_PROCESSES if SWEEP_IN == "threads" else 0)]
+        sweepers = [
+            threading.Thread(target=_sweep_in_thread, args=(stop_threads, thread_held))
+            for _ in range(CELERY_PROCESSES if SWEEP_IN == "threads" else 0)
+        ]
         for sweeper in sweepers:
             sweeper.start()
         wait_for(lambda: len(thread_held) >= len(sweepers), 60, "the sweeping threads to start")
         # The sweep: every fleet worker Unknown and due now.
-        Worker.objects.filter(worker_pools=fleet).update(health_status="Unknown", next_health_check=None, health_check_started=None,
-                                                         recheck_attempt=0)
+        Worker.objects.filter(worker_pools=fleet).update(
+            health_status="Unknown", next_health_check=None, health_check_started=None, recheck_attempt=0
+        )
         started = time.monotonic()
         during = []
         fleet_workers = Worker.objects.filter(worker_pools=fleet)
 
         def settled() -> bool:
             live_ok = fleet_workers.filter(name__startswith="live-", health_status="Healthy").count() == LIVE
-            dead_ok = fleet_workers.filter(name__startswith="dead-", health_status="Unavailable").count() == WORKERS - LIVE
+            dead_ok = (
+                fleet_workers.filter(name__startswith="dead-", health_status="Unavailable").count() == WORKERS - LIVE
+            )
             return live_ok and dead_ok
 
-        settled_after = _deploy_until_settled(settled, started, during,
-                                              lambda: first_line_seconds(administrator, project, environment))
+        settled_after = _deploy_until_settled(
+            settled, started, during, lambda: first_line_seconds(administrator, project, environment)
+        )
         for process in beat:
             process.terminate()
-        held = [float(line.split()[1]) for process in beat for line in process.communicate(timeout=400)[0].splitlines()
-                if line.startswith("held ")]
+        held = [
+            float(line.split()[1])
+            for process in beat
+            for line in process.communicate(timeout=400)[0].splitlines()
+            if line.startswith("held ")
+        ]
         stop_threads.set()
         for sweeper in sweepers:
             sweeper.join(400)
@@ -228,19 +286,28 @@ def main() -> None:
             raise SystemExit("the fleet did not settle within 600 s")
 
         # One check of a live agent, for the bar.
-        one_check = statistics.median(_timed(lambda: health.check_worker_health(Worker.objects.get(name="live-0").pk))
-                                      for _ in range(ROUNDS))
+        one_check = statistics.median(
+            _timed(lambda: health.check_worker_health(Worker.objects.get(name="live-0").pk)) for _ in range(ROUNDS)
+        )
         bar = 2 * CONNECT_TIMEOUT + one_check
         during_median = statistics.median(during)
-        print(f"fleet: {WORKERS} polling workers, {LIVE} live, {WORKERS - LIVE} never started; "
-              f"policy connect timeout {CONNECT_TIMEOUT}s")
-        print(f"health_sweep_settled: {settled_after:.2f} s (bar {bar:.2f} s = 2 × {CONNECT_TIMEOUT} s + one live check "
-              f"{one_check:.3f} s, ratio {settled_after / bar:.2f})")
-        print(f"celery_process_held: {max(held):.2f} s (slowest check's deadline {health.check_deadline(policy):.0f} s, "
-              f"ratio {max(held) / health.check_deadline(policy):.3f})")
+        print(
+            f"fleet: {WORKERS} polling workers, {LIVE} live, {WORKERS - LIVE} never started; "
+            f"policy connect timeout {CONNECT_TIMEOUT}s"
+        )
+        print(
+            f"health_sweep_settled: {settled_after:.2f} s (bar {bar:.2f} s = 2 × {CONNECT_TIMEOUT} s + one live check "
+            f"{one_check:.3f} s, ratio {settled_after / bar:.2f})"
+        )
+        print(
+            f"celery_process_held: {max(held):.2f} s (slowest check's deadline {health.check_deadline(policy):.0f} s, "
+            f"ratio {max(held) / health.check_deadline(policy):.3f})"
+        )
         print(f"first line, medians: idle {idle_breakdown}; during the sweep {_breakdown(BREAKDOWN)}")
-        print(f"deployment_first_line_during_sweep: {during_median * 1000:.0f} ms (idle {idle * 1000:.0f} ms, "
-              f"ratio {during_median / idle:.2f})")
+        print(
+            f"deployment_first_line_during_sweep: {during_median * 1000:.0f} ms (idle {idle * 1000:.0f} ms, "
+            f"ratio {during_median / idle:.2f})"
+        )
     finally:
         stop(processes)
         runner.teardown_databases(old)

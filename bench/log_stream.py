@@ -164,35 +164,56 @@ def run_one_database() -> None:
 
         # 3. Delivered to a live viewer, each line once and in order.
         delivered = []
-        elapsed, task = deploy_and_watch(admin, project, environment, fast, lambda line, now: delivered.append(line["Sequence"]))
+        elapsed, task = deploy_and_watch(
+            admin, project, environment, fast, lambda line, now: delivered.append(line["Sequence"])
+        )
         assert task.state == "Success"
-        assert delivered == list(range(len(delivered))) and len(delivered) >= LINES, "delivered out of order, twice or not at all"
+        assert delivered == list(range(len(delivered))) and len(delivered) >= LINES, (
+            "delivered out of order, twice or not at all"
+        )
         delivered_rate = LINES / elapsed
 
         # 4. Latency at 1,000 lines a second.
         latencies = []
-        paced = (f"import time\nstart = time.time()\nfor n in range({PACED_SECONDS * 1000}):\n"
-                 "    while time.time() < start + n / 1000:\n        time.sleep(0.0002)\n"
-                 "    print(f'at {time.time():.6f}', flush=True)\n")
-        deploy_and_watch(admin, project, environment, paced,
-                         lambda line, now: latencies.append((now - float(line["Text"][3:])) * 1000)
-                         if line["Text"].startswith("at ") else None)
+        paced = (
+            f"import time\nstart = time.time()\nfor n in range({PACED_SECONDS * 1000}):\n"
+            "    while time.time() < start + n / 1000:\n        time.sleep(0.0002)\n"
+            "    print(f'at {time.time():.6f}', flush=True)\n"
+        )
+        deploy_and_watch(
+            admin,
+            project,
+            environment,
+            paced,
+            lambda line, now: (
+                latencies.append((now - float(line["Text"][3:])) * 1000) if line["Text"].startswith("at ") else None
+            ),
+        )
 
         print(f"[{name}] baseline bare Redis pub/sub: {baseline:,.0f} lines/s")
-        print(f"[{name}] {LINES:,} lines as fast as a script prints them: "
-              f"stored {stored_rate:,.0f} lines/s in {chunks:,} chunks, "
-              f"server CPU {cpu / LINES * 1e6:.1f} µs per line; "
-              f"delivered to a websocket client {delivered_rate:,.0f} lines/s "
-              f"({len(delivered):,} lines, each once, in order)")
+        print(
+            f"[{name}] {LINES:,} lines as fast as a script prints them: "
+            f"stored {stored_rate:,.0f} lines/s in {chunks:,} chunks, "
+            f"server CPU {cpu / LINES * 1e6:.1f} µs per line; "
+            f"delivered to a websocket client {delivered_rate:,.0f} lines/s "
+            f"({len(delivered):,} lines, each once, in order)"
+        )
         print(f"[{name}] the task's Redis stream after it ended: {stream_kb:,.0f} KiB, expiring in {stream_ttl} s")
-        print(f"[{name}] at 1,000 lines/s: write → websocket latency p50 {percentile_of(latencies, 0.5):.1f} ms, "
-              f"p99 {percentile_of(latencies, 0.99):.1f} ms ({len(latencies):,} lines)")
-        print(f"RESULT {name} {stored_rate:.0f} {baseline:.0f} {cpu / LINES * 1e6:.2f} {delivered_rate:.0f} "
-              f"{percentile_of(latencies, 0.5):.2f} {percentile_of(latencies, 0.99):.2f}", flush=True)
+        print(
+            f"[{name}] at 1,000 lines/s: write → websocket latency p50 {percentile_of(latencies, 0.5):.1f} ms, "
+            f"p99 {percentile_of(latencies, 0.99):.1f} ms ({len(latencies):,} lines)"
+        )
+        print(
+            f"RESULT {name} {stored_rate:.0f} {baseline:.0f} {cpu / LINES * 1e6:.2f} {delivered_rate:.0f} "
+            f"{percentile_of(latencies, 0.5):.2f} {percentile_of(latencies, 0.99):.2f}",
+            flush=True,
+        )
         if connection.vendor == "postgresql":  # the consumer's and orchestrator's threads still hold sessions
             with connection.cursor() as cursor:
-                cursor.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-                               "WHERE datname = current_database() AND pid <> pg_backend_pid()")
+                cursor.execute(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                    "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+                )
         connection.close()
     finally:
         runner.teardown_databases(old)
@@ -216,8 +237,11 @@ def main() -> None:
             continue
         environment = dict(os.environ, BENCH_DATABASE=name, REEF_VAR_DIR=tempfile.mkdtemp(prefix="reef-bench-log-"))
         # reef_<pid>: the test harness drops such databases once their process is gone.
-        environment["DATABASE_URL"] = (f"postgres://postgres@127.0.0.1:5432/reef_{os.getpid()}" if name == "postgresql" else
-                                       f"sqlite:///{environment['REEF_VAR_DIR']}/bench.sqlite3")
+        environment["DATABASE_URL"] = (
+            f"postgres://postgres@127.0.0.1:5432/reef_{os.getpid()}"
+            if name == "postgresql"
+            else f"sqlite:///{environment['REEF_VAR_DIR']}/bench.sqlite3"
+        )
         child = subprocess.Popen([sys.executable, __file__], env=environment, stdout=subprocess.PIPE, text=True)
         for line in child.stdout:
             if line.startswith("RESULT "):
@@ -227,15 +251,19 @@ def main() -> None:
         if child.wait() != 0:
             raise SystemExit(f"the {name} run failed")
     for name, stored, baseline, cpu, delivered, p50, p99 in results:
-        print(f"log_stream [{name}] stored: {float(stored):,.0f} lines/s "
-              f"({float(baseline):,.0f} lines/s bare Redis pub/sub, "
-              f"ratio {float(stored) / float(baseline):.2f}); server CPU {float(cpu):.1f} µs/line; "
-              f"delivered {float(delivered):,.0f} lines/s "
-              f"(ratio {float(delivered) / float(baseline):.2f}); "
-              f"latency p50 {float(p50):.1f} ms, p99 {float(p99):.1f} ms")
+        print(
+            f"log_stream [{name}] stored: {float(stored):,.0f} lines/s "
+            f"({float(baseline):,.0f} lines/s bare Redis pub/sub, "
+            f"ratio {float(stored) / float(baseline):.2f}); server CPU {float(cpu):.1f} µs/line; "
+            f"delivered {float(delivered):,.0f} lines/s "
+            f"(ratio {float(delivered) / float(baseline):.2f}); "
+            f"latency p50 {float(p50):.1f} ms, p99 {float(p99):.1f} ms"
+        )
     worst = min(results, key=lambda r: float(r[1]) / float(r[2]))
-    print(f"log_stream: {float(worst[1]):,.0f} lines/s stored, worst of {', '.join(r[0] for r in results)} "
-          f"({float(worst[2]):,.0f} lines/s bare Redis pub/sub, ratio {float(worst[1]) / float(worst[2]):.2f})")
+    print(
+        f"log_stream: {float(worst[1]):,.0f} lines/s stored, worst of {', '.join(r[0] for r in results)} "
+        f"({float(worst[2]):,.0f} lines/s bare Redis pub/sub, ratio {float(worst[1]) / float(worst[2]):.2f})"
+    )
 
 
 if __name__ == "__main__":

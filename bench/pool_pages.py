@@ -59,17 +59,35 @@ def fill(space, pool_count: int = POOLS, worker_count: int = WORKERS, first: int
     from infrastructure.models import MachinePolicy, Worker, WorkerPool
 
     pools = [WorkerPool.objects.get(space=space, is_default=True)]
-    pools += WorkerPool.objects.bulk_create([WorkerPool(space=space, name=f"Pool {first}-{n:02}", sort_order=n) for n in range(1, pool_count)])
+    pools += WorkerPool.objects.bulk_create(
+        [WorkerPool(space=space, name=f"Pool {first}-{n:02}", sort_order=n) for n in range(1, pool_count)]
+    )
     policy = MachinePolicy.objects.get(space=space, is_default=True)
     statuses = Worker.HealthStatus.values
-    workers = Worker.objects.bulk_create([
-        Worker(space=space, name=f"worker-{n:04}", communication_style="TentaclePassive", uri=f"https://w{n}:10933/",
-               thumbprint=f"{n:040X}", machine_policy=policy, health_status=statuses[n % len(statuses)],
-               is_disabled=n % 37 == 0) for n in range(first, first + worker_count)])
+    workers = Worker.objects.bulk_create(
+        [
+            Worker(
+                space=space,
+                name=f"worker-{n:04}",
+                communication_style="TentaclePassive",
+                uri=f"https://w{n}:10933/",
+                thumbprint=f"{n:040X}",
+                machine_policy=policy,
+                health_status=statuses[n % len(statuses)],
+                is_disabled=n % 37 == 0,
+            )
+            for n in range(first, first + worker_count)
+        ]
+    )
     Through = Worker.worker_pools.through
-    Through.objects.bulk_create([Through(worker_id=w.pk, workerpool_id=pools[i % len(pools)].pk) for i, w in enumerate(workers)]
-                                + [Through(worker_id=w.pk, workerpool_id=pools[(i + 1) % len(pools)].pk)
-                                   for i, w in enumerate(workers) if i % 10 == 0])
+    Through.objects.bulk_create(
+        [Through(worker_id=w.pk, workerpool_id=pools[i % len(pools)].pk) for i, w in enumerate(workers)]
+        + [
+            Through(worker_id=w.pk, workerpool_id=pools[(i + 1) % len(pools)].pk)
+            for i, w in enumerate(workers)
+            if i % 10 == 0
+        ]
+    )
 
 
 def main() -> None:
@@ -89,8 +107,11 @@ def main() -> None:
         client.force_login(admin, backend="django.contrib.auth.backends.ModelBackend")
         rounds = int(os.environ.get("BENCH_ROUNDS", "30"))
         base = f"/{space.octopus_id}/infrastructure"
-        pages = {"worker pools page": f"{base}/workerpools/", "workers page, 50 a page": f"{base}/workers/",
-                 "workers page, filtered": f"{base}/workers/?health_status=Healthy&disabled=no&name=worker-1"}
+        pages = {
+            "worker pools page": f"{base}/workerpools/",
+            "workers page, 50 a page": f"{base}/workers/",
+            "workers page, filtered": f"{base}/workers/?health_status=Healthy&disabled=no&name=worker-1",
+        }
         empty = {name: (median_ms(client, url, rounds), query_count(client, url)) for name, url in pages.items()}
         # A few pools and workers (named so that the filter matches some): the query counts the full data
         # must not exceed.
@@ -103,13 +124,17 @@ def main() -> None:
         print(f"database: {django.db.connection.vendor}, {POOLS} pools, {WORKERS} workers, {rounds} rounds each")
         for name in pages:
             (empty_ms, empty_queries), (full_ms, full_queries) = empty[name], full[name]
-            print(f"{name}: {full_ms:.1f} ms, {full_queries} queries (one pool, no workers: {empty_ms:.1f} ms, "
-                  f"{empty_queries} queries; 3 pools and 20 workers: {few[name]} queries; ratio {full_ms / empty_ms:.2f})")
+            print(
+                f"{name}: {full_ms:.1f} ms, {full_queries} queries (one pool, no workers: {empty_ms:.1f} ms, "
+                f"{empty_queries} queries; 3 pools and 20 workers: {few[name]} queries; ratio {full_ms / empty_ms:.2f})"
+            )
         constant = all(few[name] == full[name][1] for name in pages)
         print(f"query counts the same for 20 and {WORKERS:,} workers: {'yes' if constant else 'NO'}")
         worst = max(["worker pools page", "workers page, 50 a page"], key=lambda name: full[name][0] / empty[name][0])
-        print(f"pool_pages: {full[worst][0]:.1f} ms "
-              f"({empty[worst][0]:.1f} ms, ratio {full[worst][0] / empty[worst][0]:.2f})")
+        print(
+            f"pool_pages: {full[worst][0]:.1f} ms "
+            f"({empty[worst][0]:.1f} ms, ratio {full[worst][0] / empty[worst][0]:.2f})"
+        )
     finally:
         runner.teardown_databases(old)
 

@@ -67,6 +67,7 @@ class ServerTaskAdmin(admin.ModelAdmin):
 
 # Environments and deployment targets ----------------------------------------------------------------
 
+
 @admin.register(Environment)
 class EnvironmentAdmin(ServiceAdmin):
     list_display = ["name", "space", "sort_order", "use_guided_failure"]
@@ -78,15 +79,21 @@ class EnvironmentAdmin(ServiceAdmin):
         return ["space", "name", "description", "use_guided_failure", *(["sort_order"] if obj else [])]
 
     def create(self, request, data):
-        environment = catalog.create_environment(actor=request.user, space=data["space"], name=data["name"],
-                                                 description=data["description"])
+        environment = catalog.create_environment(
+            actor=request.user, space=data["space"], name=data["name"], description=data["description"]
+        )
         if data["use_guided_failure"]:
             set_environment_guided_failure(actor=request.user, environment=environment, enabled=True)
         return environment
 
     def update(self, request, environment, data):
-        saved = catalog.update_environment(actor=request.user, environment=environment, name=data["name"],
-                                           description=data["description"], sort_order=data["sort_order"])
+        saved = catalog.update_environment(
+            actor=request.user,
+            environment=environment,
+            name=data["name"],
+            description=data["description"],
+            sort_order=data["sort_order"],
+        )
         return set_environment_guided_failure(actor=request.user, environment=saved, enabled=data["use_guided_failure"])
 
     def delete(self, request, environment):
@@ -101,7 +108,9 @@ class DeploymentTargetAdmin(ServiceAdmin):
     readonly_on_change = ("space",)
 
     def create(self, request, data):
-        return catalog.create_deployment_target(actor=request.user, space=data["space"], **_values(data, self.fields[1:]))
+        return catalog.create_deployment_target(
+            actor=request.user, space=data["space"], **_values(data, self.fields[1:])
+        )
 
     def update(self, request, target, data):
         return catalog.update_deployment_target(actor=request.user, target=target, **_values(data, self.fields[1:]))
@@ -111,6 +120,7 @@ class DeploymentTargetAdmin(ServiceAdmin):
 
 
 # Projects, their processes, variables and runbooks ---------------------------------------------------
+
 
 @admin.register(Project)
 class ProjectAdmin(ServiceAdmin):
@@ -124,12 +134,18 @@ class ProjectAdmin(ServiceAdmin):
         return ["space", "name", "description", "project_group", "lifecycle", *(["slug", "is_disabled"] if obj else [])]
 
     def create(self, request, data):
-        return catalog.create_project(actor=request.user, space=data["space"],
-                                      **_values(data, ["name", "description", "project_group", "lifecycle"]))
+        return catalog.create_project(
+            actor=request.user,
+            space=data["space"],
+            **_values(data, ["name", "description", "project_group", "lifecycle"]),
+        )
 
     def update(self, request, project, data):
-        return catalog.update_project(actor=request.user, project=project, **_values(
-            data, ["name", "description", "project_group", "lifecycle", "slug", "is_disabled"]))
+        return catalog.update_project(
+            actor=request.user,
+            project=project,
+            **_values(data, ["name", "description", "project_group", "lifecycle", "slug", "is_disabled"]),
+        )
 
     def delete(self, request, project):
         catalog.delete_project(actor=request.user, project=project)
@@ -142,7 +158,9 @@ class RunbookAdmin(ServiceAdmin):
     readonly_on_change = ("project",)
 
     def create(self, request, data):
-        return catalog.create_runbook(actor=request.user, project=data["project"], **_values(data, ["name", "description"]))
+        return catalog.create_runbook(
+            actor=request.user, project=data["project"], **_values(data, ["name", "description"])
+        )
 
     def update(self, request, runbook, data):
         return catalog.update_runbook(actor=request.user, runbook=runbook, **_values(data, ["name", "description"]))
@@ -159,11 +177,14 @@ class StepAdmin(ServiceAdmin):
     readonly_on_change = ("project", "runbook")
 
     def create(self, request, data):
-        return catalog.save_step(actor=request.user, project=data["project"], runbook=data["runbook"],
-                                 **_values(data, catalog.STEP_FIELDS))
+        return catalog.save_step(
+            actor=request.user, project=data["project"], runbook=data["runbook"], **_values(data, catalog.STEP_FIELDS)
+        )
 
     def update(self, request, step, data):
-        return catalog.save_step(actor=request.user, project=step.project, step=step, **_values(data, catalog.STEP_FIELDS))
+        return catalog.save_step(
+            actor=request.user, project=step.project, step=step, **_values(data, catalog.STEP_FIELDS)
+        )
 
     def delete(self, request, step):
         catalog.delete_step(actor=request.user, step=step)
@@ -181,9 +202,13 @@ class VariableAdmin(ServiceAdmin):
 
     def update(self, request, variable, data):
         stored = Variable.objects.get(pk=variable.pk)  # the form has already set its new type on `variable`
-        return catalog.save_variable(actor=request.user, project=stored.project, variable=stored,
-                                     value="" if stored.is_sensitive else stored.value,  # blank keeps a sensitive value
-                                     **_values(data, self.fields[1:]))
+        return catalog.save_variable(
+            actor=request.user,
+            project=stored.project,
+            variable=stored,
+            value="" if stored.is_sensitive else stored.value,  # blank keeps a sensitive value
+            **_values(data, self.fields[1:]),
+        )
 
     def delete(self, request, variable):
         catalog.delete_variable(actor=request.user, variable=variable)
@@ -210,6 +235,7 @@ class ServerConfigurationAdmin(ServiceAdmin):
 
 
 # Lifecycles, groups and channels ---------------------------------------------------------------------
+
 
 class PhaseInline(admin.TabularInline):
     """Shown with their lifecycle; the phases are edited through the Lifecycles API, which replaces them all at once."""
@@ -239,18 +265,29 @@ class LifecycleAdmin(ServiceAdmin):
 
     def create(self, request, data):
         # No phases: every environment in order, as in Octopus.
-        return lifecycles.save_lifecycle(actor=request.user, space=data["space"], name=data["name"],
-                                         description=data["description"], phases=[])
+        return lifecycles.save_lifecycle(
+            actor=request.user, space=data["space"], name=data["name"], description=data["description"], phases=[]
+        )
 
     def update(self, request, lifecycle, data):
         """Name and description; the phases are kept as they are."""
-        phases = [lifecycles.PhaseSpec(name=p.name, automatic_environments=list(p.automatic_environments.all()),
-                                       optional_environments=list(p.optional_environments.all()),
-                                       minimum_environments_before_promotion=p.minimum_environments_before_promotion,
-                                       is_optional_phase=p.is_optional_phase)
-                  for p in lifecycle.phases.order_by("sort_order")]
-        return lifecycles.save_lifecycle(actor=request.user, space=lifecycle.space, lifecycle=lifecycle, phases=phases,
-                                         **_values(data, ["name", "description"]))
+        phases = [
+            lifecycles.PhaseSpec(
+                name=p.name,
+                automatic_environments=list(p.automatic_environments.all()),
+                optional_environments=list(p.optional_environments.all()),
+                minimum_environments_before_promotion=p.minimum_environments_before_promotion,
+                is_optional_phase=p.is_optional_phase,
+            )
+            for p in lifecycle.phases.order_by("sort_order")
+        ]
+        return lifecycles.save_lifecycle(
+            actor=request.user,
+            space=lifecycle.space,
+            lifecycle=lifecycle,
+            phases=phases,
+            **_values(data, ["name", "description"]),
+        )
 
     def delete(self, request, lifecycle):
         lifecycles.delete_lifecycle(actor=request.user, lifecycle=lifecycle)
@@ -264,12 +301,14 @@ class ProjectGroupAdmin(ServiceAdmin):
     readonly_on_change = ("space",)
 
     def create(self, request, data):
-        return lifecycles.save_project_group(actor=request.user, space=data["space"], name=data["name"],
-                                             description=data["description"])
+        return lifecycles.save_project_group(
+            actor=request.user, space=data["space"], name=data["name"], description=data["description"]
+        )
 
     def update(self, request, group, data):
-        return lifecycles.save_project_group(actor=request.user, space=group.space, group=group, name=data["name"],
-                                             description=data["description"])
+        return lifecycles.save_project_group(
+            actor=request.user, space=group.space, group=group, name=data["name"], description=data["description"]
+        )
 
     def delete(self, request, group):
         lifecycles.delete_project_group(actor=request.user, group=group)
@@ -282,20 +321,32 @@ class ChannelAdmin(ServiceAdmin):
     readonly_on_change = ("project",)
 
     def create(self, request, data):
-        return lifecycles.save_channel(actor=request.user, project=data["project"], name=data["name"],
-                                       description=data["description"], lifecycle=data["lifecycle"],
-                                       is_default=data["is_default"])
+        return lifecycles.save_channel(
+            actor=request.user,
+            project=data["project"],
+            name=data["name"],
+            description=data["description"],
+            lifecycle=data["lifecycle"],
+            is_default=data["is_default"],
+        )
 
     def update(self, request, channel, data):
-        return lifecycles.save_channel(actor=request.user, project=channel.project, channel=channel, name=data["name"],
-                                       description=data["description"], lifecycle=data["lifecycle"],
-                                       is_default=data["is_default"])
+        return lifecycles.save_channel(
+            actor=request.user,
+            project=channel.project,
+            channel=channel,
+            name=data["name"],
+            description=data["description"],
+            lifecycle=data["lifecycle"],
+            is_default=data["is_default"],
+        )
 
     def delete(self, request, channel):
         lifecycles.delete_channel(actor=request.user, channel=channel)
 
 
 # Written by Create release, Deploy, Run and the tasks they queue: read here ---------------------------
+
 
 @admin.register(Release)
 class ReleaseAdmin(ReadOnlyAdmin):

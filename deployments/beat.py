@@ -13,8 +13,8 @@ from deployments.services.nodes import hold_scheduler_lease, release_scheduler_l
 
 logger = logging.getLogger(__name__)
 
-STANDBY_SECONDS = 2.0   # how often a standby beat asks for the lease
-HOLDER_SECONDS = 5.0    # the longest a holder sleeps between renewals (the lease lasts 15 s)
+STANDBY_SECONDS = 2.0  # how often a standby beat asks for the lease
+HOLDER_SECONDS = 5.0  # the longest a holder sleeps between renewals (the lease lasts 15 s)
 
 
 class LeasedDatabaseScheduler(DatabaseScheduler):
@@ -25,7 +25,9 @@ class LeasedDatabaseScheduler(DatabaseScheduler):
             held = hold_scheduler_lease(scheduler_owner())
         except redis.RedisError as error:
             held = False
-            logger.warning("Beat cannot reach Redis to hold the scheduler lease (%s); sending nothing meanwhile.", error)
+            logger.warning(
+                "Beat cannot reach Redis to hold the scheduler lease (%s); sending nothing meanwhile.", error
+            )
         if not held:
             if self.holding:
                 logger.warning("Beat lost the scheduler lease; another node schedules now.")

@@ -20,7 +20,9 @@ class Environment(OctopusIdMixin, models.Model):
     name = models.CharField(max_length=100)
     description = models.TextField(blank=True)
     sort_order = models.IntegerField(default=0)
-    use_guided_failure = models.BooleanField(default=False, help_text="a failed step pauses the deployment for Retry, Ignore or Fail")
+    use_guided_failure = models.BooleanField(
+        default=False, help_text="a failed step pauses the deployment for Retry, Ignore or Fail"
+    )
 
     class Meta:
         ordering = ["sort_order", "name"]
@@ -118,17 +120,31 @@ class Project(OctopusIdMixin, models.Model):
     slug = models.SlugField(max_length=200)
     description = models.TextField(blank=True)
     created = models.DateTimeField(default=timezone.now)
-    project_group = models.ForeignKey(ProjectGroup, null=True, blank=True, on_delete=models.PROTECT, related_name="projects")
-    lifecycle = models.ForeignKey(Lifecycle, null=True, blank=True, on_delete=models.PROTECT, related_name="projects",
-                                  help_text="empty: the space's Default Lifecycle")
+    project_group = models.ForeignKey(
+        ProjectGroup, null=True, blank=True, on_delete=models.PROTECT, related_name="projects"
+    )
+    lifecycle = models.ForeignKey(
+        Lifecycle,
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="projects",
+        help_text="empty: the space's Default Lifecycle",
+    )
     is_disabled = models.BooleanField(default=False)
-    process_version = models.PositiveIntegerField(default=0, help_text="the deployment process's Version: +1 on every change")
-    variable_set_version = models.PositiveIntegerField(default=0, help_text="the variable set's Version: +1 on every change")
+    process_version = models.PositiveIntegerField(
+        default=0, help_text="the deployment process's Version: +1 on every change"
+    )
+    variable_set_version = models.PositiveIntegerField(
+        default=0, help_text="the variable set's Version: +1 on every change"
+    )
 
     class Meta:
         ordering = ["name"]
-        constraints = [models.UniqueConstraint(fields=["space", "name"], name="project_name_unique_in_space"),
-                       models.UniqueConstraint(fields=["space", "slug"], name="project_slug_unique_in_space")]
+        constraints = [
+            models.UniqueConstraint(fields=["space", "name"], name="project_name_unique_in_space"),
+            models.UniqueConstraint(fields=["space", "slug"], name="project_slug_unique_in_space"),
+        ]
 
     def __str__(self) -> str:
         return self.name
@@ -143,8 +159,14 @@ class Channel(OctopusIdMixin, models.Model):
     project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="channels")
     name = models.CharField(max_length=200)
     description = models.TextField(blank=True)
-    lifecycle = models.ForeignKey(Lifecycle, null=True, blank=True, on_delete=models.PROTECT, related_name="channels",
-                                  help_text="empty: the project's lifecycle")
+    lifecycle = models.ForeignKey(
+        Lifecycle,
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="channels",
+        help_text="empty: the project's lifecycle",
+    )
     is_default = models.BooleanField(default=False)
 
     class Meta:
@@ -168,7 +190,9 @@ class Runbook(OctopusIdMixin, models.Model):
     name = models.CharField(max_length=200)
     description = models.TextField(blank=True)
     process_version = models.PositiveIntegerField(default=0)
-    published_snapshot = models.ForeignKey("RunbookSnapshot", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    published_snapshot = models.ForeignKey(
+        "RunbookSnapshot", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
 
     class Meta:
         ordering = ["name"]
@@ -209,7 +233,9 @@ class Step(OctopusIdMixin, models.Model):
     action_type = models.CharField(max_length=40, choices=ActionType.choices, default=ActionType.SCRIPT)
     location = models.CharField(max_length=30, choices=Location.choices, default=Location.WORKER)
     worker_pool = models.ForeignKey(WorkerPool, null=True, blank=True, on_delete=models.PROTECT, related_name="steps")
-    worker_pool_variable = models.CharField(max_length=200, blank=True, help_text="the pool comes from this Worker Pool variable")
+    worker_pool_variable = models.CharField(
+        max_length=200, blank=True, help_text="the pool comes from this Worker Pool variable"
+    )
     target_roles = models.JSONField(default=list, blank=True)
     syntax = models.CharField(max_length=20, choices=Syntax.choices, default=Syntax.BASH)
     script_body = models.TextField(blank=True)
@@ -217,19 +243,32 @@ class Step(OctopusIdMixin, models.Model):
     packages = models.JSONField(default=list, blank=True, help_text='[{"PackageId": "app", "Version": "" (latest)}]')
     start_with_previous = models.BooleanField(default=False)
     condition = models.CharField(max_length=20, choices=Condition.choices, default=Condition.SUCCESS)
-    condition_variable = models.CharField(max_length=200, blank=True, help_text="Condition=Variable: the step runs when this is true")
+    condition_variable = models.CharField(
+        max_length=200, blank=True, help_text="Condition=Variable: the step runs when this is true"
+    )
     max_parallelism = models.PositiveIntegerField(default=10)
     instructions = models.TextField(blank=True, help_text="manual intervention: what the reviewer should check")
-    responsible_teams = models.JSONField(default=list, blank=True, help_text='manual intervention: team ids, e.g. ["Teams-1"]')
-    script_source = models.CharField(max_length=20, default="Inline", choices=[("Inline", "Inline"), ("Package", "Package")],
-                                     help_text="Octopus.Action.Script.ScriptSource")
-    script_file_name = models.CharField(max_length=300, blank=True, help_text="ScriptSource=Package: the script's path inside the first package")
+    responsible_teams = models.JSONField(
+        default=list, blank=True, help_text='manual intervention: team ids, e.g. ["Teams-1"]'
+    )
+    script_source = models.CharField(
+        max_length=20,
+        default="Inline",
+        choices=[("Inline", "Inline"), ("Package", "Package")],
+        help_text="Octopus.Action.Script.ScriptSource",
+    )
+    script_file_name = models.CharField(
+        max_length=300, blank=True, help_text="ScriptSource=Package: the script's path inside the first package"
+    )
     is_disabled = models.BooleanField(default=False)
 
     class Meta:
         ordering = ["sort_order", "id"]
-        constraints = [models.UniqueConstraint(fields=["project", "runbook", "name"], name="step_name_unique_in_process",
-                                               nulls_distinct=False)]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["project", "runbook", "name"], name="step_name_unique_in_process", nulls_distinct=False
+            )
+        ]
 
     def __str__(self) -> str:
         return self.name
@@ -249,9 +288,12 @@ class Variable(OctopusIdMixin, models.Model):
     name = models.CharField(max_length=200)
     type = models.CharField(max_length=20, choices=Type.choices, default=Type.TEXT)
     value = models.TextField(blank=True, help_text="Sensitive: Fernet ciphertext; Worker Pool: the pool's id")
-    worker_pool = models.ForeignKey(WorkerPool, null=True, blank=True, on_delete=models.PROTECT, related_name="variables")
-    environments = models.ManyToManyField(Environment, blank=True, related_name="variables",
-                                          help_text="empty: every environment")
+    worker_pool = models.ForeignKey(
+        WorkerPool, null=True, blank=True, on_delete=models.PROTECT, related_name="variables"
+    )
+    environments = models.ManyToManyField(
+        Environment, blank=True, related_name="variables", help_text="empty: every environment"
+    )
 
     class Meta:
         ordering = ["name", "id"]
@@ -279,7 +321,9 @@ class Package(OctopusIdMixin, models.Model):
 
     class Meta:
         ordering = ["package_id", "-published"]
-        constraints = [models.UniqueConstraint(fields=["space", "package_id", "version"], name="package_version_unique")]
+        constraints = [
+            models.UniqueConstraint(fields=["space", "package_id", "version"], name="package_version_unique")
+        ]
 
     def __str__(self) -> str:
         return f"{self.package_id} {self.version}"
@@ -296,7 +340,9 @@ class Release(OctopusIdMixin, models.Model):
     process_snapshot = models.JSONField(default=list)
     variables_snapshot = models.JSONField(default=list)
     created = models.DateTimeField(default=timezone.now)
-    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
     channel = models.ForeignKey(Channel, null=True, blank=True, on_delete=models.PROTECT, related_name="releases")
 
     class Meta:
@@ -318,7 +364,9 @@ class Deployment(OctopusIdMixin, models.Model):
     environment = models.ForeignKey(Environment, on_delete=models.PROTECT, related_name="deployments")
     task = models.OneToOneField(ServerTask, on_delete=models.CASCADE, related_name="deployment")
     created = models.DateTimeField(default=timezone.now)
-    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
     use_guided_failure = models.BooleanField(default=False)
 
     class Meta:
@@ -433,12 +481,16 @@ class Interruption(OctopusIdMixin, models.Model):
     step_index = models.PositiveIntegerField()
     node = models.ForeignKey(ActivityNode, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
     responsible_team_ids = models.JSONField(default=list, blank=True)
-    responsible_user = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    responsible_user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
     created = models.DateTimeField(default=timezone.now)
     is_pending = models.BooleanField(default=True)
     result = models.CharField(max_length=10, choices=Result.choices, blank=True)
     note = models.TextField(blank=True)
-    submitted_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    submitted_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
     submitted = models.DateTimeField(null=True, blank=True)
 
     class Meta:
@@ -453,6 +505,7 @@ class Interruption(OctopusIdMixin, models.Model):
         if self.type == self.Type.MANUAL:
             return [self.Result.PROCEED, self.Result.ABORT]
         return [self.Result.RETRY, self.Result.IGNORE, self.Result.FAIL]
+
 
 class ServerNode(models.Model):
     """A server node of the cluster (Configuration ➜ Nodes), as Octopus lists its nodes. The row is
@@ -476,8 +529,14 @@ class RunningScript(models.Model):
     own node, or another one after the node died) can cancel it on the worker."""
 
     task = models.ForeignKey(ServerTask, on_delete=models.CASCADE, related_name="running_scripts")
-    worker = models.ForeignKey(Worker, null=True, blank=True, on_delete=models.CASCADE, related_name="+",
-                               help_text="empty: the built-in worker")
+    worker = models.ForeignKey(
+        Worker,
+        null=True,
+        blank=True,
+        on_delete=models.CASCADE,
+        related_name="+",
+        help_text="empty: the built-in worker",
+    )
     ticket = models.CharField(max_length=100)
     started = models.DateTimeField(default=timezone.now)
 

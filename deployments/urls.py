@@ -45,10 +45,16 @@ urlpatterns = [
     path("infrastructure/environments/", environments.environment_list, name="environments"),
     path("infrastructure/environments/<int:pk>/", environments.environment_edit, name="environment"),
     path("infrastructure/environments/<int:pk>/delete/", environments.environment_delete, name="environment-delete"),
-    path("infrastructure/environments/<int:pk>/move/<str:direction>/", environments.environment_move, name="environment-move"),
+    path(
+        "infrastructure/environments/<int:pk>/move/<str:direction>/",
+        environments.environment_move,
+        name="environment-move",
+    ),
     path("infrastructure/deploymenttargets/", environments.target_list, name="deployment-targets"),
     path("infrastructure/deploymenttargets/<int:pk>/", environments.target_edit, name="deployment-target"),
-    path("infrastructure/deploymenttargets/<int:pk>/delete/", environments.target_delete, name="deployment-target-delete"),
+    path(
+        "infrastructure/deploymenttargets/<int:pk>/delete/", environments.target_delete, name="deployment-target-delete"
+    ),
     path("environments/", RedirectView.as_view(pattern_name="environments", permanent=False)),
     path("library/packages/", packages.package_list, name="packages"),
     path("library/packages/<int:pk>/delete/", packages.package_delete, name="package-delete"),

@@ -21,8 +21,14 @@ class WorkerPoolAdmin(ServiceAdmin):
     readonly_fields = ["is_default", "pool_type", "space"]
 
     def update(self, request, pool, data):
-        return pools.update_worker_pool(actor=request.user, pool=pool, name=data["name"], description=data["description"],
-                                        worker_type=data["worker_type"], sort_order=data["sort_order"])
+        return pools.update_worker_pool(
+            actor=request.user,
+            pool=pool,
+            name=data["name"],
+            description=data["description"],
+            worker_type=data["worker_type"],
+            sort_order=data["sort_order"],
+        )
 
     def delete(self, request, pool):
         pools.delete_worker_pool(actor=request.user, pool=pool)
@@ -68,7 +74,14 @@ class WorkerAdmin(admin.ModelAdmin):
 
 @admin.register(MachinePolicy)
 class MachinePolicyAdmin(ServiceAdmin):
-    list_display = ["name", "space", "is_default", "health_check_interval", "health_check_type", "connectivity_behavior"]
+    list_display = [
+        "name",
+        "space",
+        "is_default",
+        "health_check_interval",
+        "health_check_type",
+        "connectivity_behavior",
+    ]
     list_filter = ["space", "is_default", "health_check_type", "connectivity_behavior", "delete_behavior"]
     search_fields = ["name", "description"]
     fields = ["space", "is_default", *policies.FIELDS]
@@ -76,11 +89,14 @@ class MachinePolicyAdmin(ServiceAdmin):
     readonly_on_change = ("space",)
 
     def create(self, request, data):
-        return policies.create_machine_policy(actor=request.user, space=data["space"],
-                                              **{name: data[name] for name in policies.FIELDS})
+        return policies.create_machine_policy(
+            actor=request.user, space=data["space"], **{name: data[name] for name in policies.FIELDS}
+        )
 
     def update(self, request, policy, data):
-        return policies.update_machine_policy(actor=request.user, policy=policy, **{name: data[name] for name in policies.FIELDS})
+        return policies.update_machine_policy(
+            actor=request.user, policy=policy, **{name: data[name] for name in policies.FIELDS}
+        )
 
     def delete(self, request, policy):
         policies.delete_machine_policy(actor=request.user, policy=policy)
@@ -97,9 +113,18 @@ class AccountAdmin(ServiceAdmin):
     readonly_fields = ["space", "account_type"]
 
     def update(self, request, account, data):
-        stored = Account.objects.get(pk=account.pk)  # the service compares with what is stored; the form changed `account`
-        return accounts.save_account(actor=request.user, space=stored.space, account=stored, name=data["name"],
-                                     account_type=stored.account_type, username=data["username"], description=data["description"])
+        stored = Account.objects.get(
+            pk=account.pk
+        )  # the service compares with what is stored; the form changed `account`
+        return accounts.save_account(
+            actor=request.user,
+            space=stored.space,
+            account=stored,
+            name=data["name"],
+            account_type=stored.account_type,
+            username=data["username"],
+            description=data["description"],
+        )
 
     def delete(self, request, account):
         accounts.delete_account(actor=request.user, account=account)

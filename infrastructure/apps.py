@@ -1,8 +1,8 @@
 from django.apps import AppConfig
 from django.db.models.signals import post_migrate
 
-
 # The imports inside functions wait for Django's app loading: this module is read before any model is.
+
 
 def _ensure_space_defaults(space) -> None:
     from infrastructure.services.policies import ensure_default_machine_policy
@@ -26,18 +26,21 @@ def _ensure_health_check_sweep() -> None:
 
     # Every 5 s: quick re-checks of workers found unreachable are due 5 s after the failure.
     every, _ = IntervalSchedule.objects.get_or_create(every=5, period=IntervalSchedule.SECONDS)
-    PeriodicTask.objects.update_or_create(name="Health checks due by machine policy",
-                                          defaults={"task": "infrastructure.run_due_health_checks", "interval": every,
-                                                    "enabled": True})
+    PeriodicTask.objects.update_or_create(
+        name="Health checks due by machine policy",
+        defaults={"task": "infrastructure.run_due_health_checks", "interval": every, "enabled": True},
+    )
     # A backstop for the polling endpoint's own presence sweep (it cannot run while the endpoint is down).
     backstop, _ = IntervalSchedule.objects.get_or_create(every=10, period=IntervalSchedule.SECONDS)
-    PeriodicTask.objects.update_or_create(name="Polling workers' presence",
-                                          defaults={"task": "infrastructure.sweep_worker_presence", "interval": backstop,
-                                                    "enabled": True})
+    PeriodicTask.objects.update_or_create(
+        name="Polling workers' presence",
+        defaults={"task": "infrastructure.sweep_worker_presence", "interval": backstop, "enabled": True},
+    )
     # Listening and SSH workers: a TCP connect to each, so a dead one is noticed with no call in flight.
-    PeriodicTask.objects.update_or_create(name="Listening and SSH workers' liveness",
-                                          defaults={"task": "infrastructure.probe_worker_endpoints", "interval": every,
-                                                    "enabled": True})
+    PeriodicTask.objects.update_or_create(
+        name="Listening and SSH workers' liveness",
+        defaults={"task": "infrastructure.probe_worker_endpoints", "interval": every, "enabled": True},
+    )
 
 
 class InfrastructureConfig(AppConfig):

@@ -15,10 +15,18 @@ Style = Worker.CommunicationStyle
 class WorkerPoolForm(BootstrapFormMixin, forms.Form):
     name = forms.CharField(max_length=200)
     description = forms.CharField(required=False, widget=forms.Textarea(attrs={"rows": 2}))
-    pool_type = forms.ChoiceField(choices=WorkerPool.PoolType.choices, initial=WorkerPool.PoolType.STATIC, label="Type",
-                                  help_text="Static pools hold the workers you register; dynamic pools lease workers on demand.")
-    worker_type = forms.CharField(required=False, max_length=100, label="Worker type",
-                                  help_text="The kind of worker a dynamic pool leases, e.g. ubuntu-22.04.")
+    pool_type = forms.ChoiceField(
+        choices=WorkerPool.PoolType.choices,
+        initial=WorkerPool.PoolType.STATIC,
+        label="Type",
+        help_text="Static pools hold the workers you register; dynamic pools lease workers on demand.",
+    )
+    worker_type = forms.CharField(
+        required=False,
+        max_length=100,
+        label="Worker type",
+        help_text="The kind of worker a dynamic pool leases, e.g. ubuntu-22.04.",
+    )
 
 
 class WorkerPoolEditForm(BootstrapFormMixin, forms.Form):
@@ -33,15 +41,23 @@ class WorkerPoolEditForm(BootstrapFormMixin, forms.Form):
 
 
 class WorkerFilterForm(BootstrapFormMixin, forms.Form):
-    name = forms.CharField(required=False, label="Name contains",
-                           widget=forms.TextInput(attrs={"placeholder": "Search by name", "type": "search"}))
+    name = forms.CharField(
+        required=False,
+        label="Name contains",
+        widget=forms.TextInput(attrs={"placeholder": "Search by name", "type": "search"}),
+    )
     pool = forms.ModelChoiceField(queryset=WorkerPool.objects.none(), required=False, empty_label="Any pool")
-    health_status = forms.ChoiceField(required=False, label="Health",
-                                      choices=[("", "Any health")] + list(Worker.HealthStatus.choices))
-    communication_style = forms.ChoiceField(required=False, label="Communication style",
-                                            choices=[("", "Any style")] + list(Style.choices))
-    disabled = forms.ChoiceField(required=False, label="Enabled",
-                                 choices=[("", "Enabled or disabled"), ("no", "Enabled only"), ("yes", "Disabled only")])
+    health_status = forms.ChoiceField(
+        required=False, label="Health", choices=[("", "Any health")] + list(Worker.HealthStatus.choices)
+    )
+    communication_style = forms.ChoiceField(
+        required=False, label="Communication style", choices=[("", "Any style")] + list(Style.choices)
+    )
+    disabled = forms.ChoiceField(
+        required=False,
+        label="Enabled",
+        choices=[("", "Enabled or disabled"), ("no", "Enabled only"), ("yes", "Disabled only")],
+    )
 
     def __init__(self, *args, space, **kwargs):
         super().__init__(*args, **kwargs)
@@ -68,22 +84,29 @@ class _WorkerForm(BootstrapFormMixin, forms.Form):
 
     name = forms.CharField(max_length=200)
     worker_pool_ids = forms.ModelMultipleChoiceField(
-        queryset=WorkerPool.objects.none(), label="Worker pools", widget=forms.SelectMultiple(attrs={"size": 4}),
-        help_text="Static pools of this space. Hold Ctrl (⌘ on a Mac) to choose several.")
-    machine_policy_id = forms.ModelChoiceField(queryset=MachinePolicy.objects.none(), label="Machine policy",
-                                               empty_label=None)
+        queryset=WorkerPool.objects.none(),
+        label="Worker pools",
+        widget=forms.SelectMultiple(attrs={"size": 4}),
+        help_text="Static pools of this space. Hold Ctrl (⌘ on a Mac) to choose several.",
+    )
+    machine_policy_id = forms.ModelChoiceField(
+        queryset=MachinePolicy.objects.none(), label="Machine policy", empty_label=None
+    )
 
     def __init__(self, *args, space, **kwargs):
         super().__init__(*args, **kwargs)
         self.fields["worker_pool_ids"].queryset = WorkerPool.objects.filter(
-            space=space, pool_type=WorkerPool.PoolType.STATIC).order_by("sort_order", "name")
+            space=space, pool_type=WorkerPool.PoolType.STATIC
+        ).order_by("sort_order", "name")
         self.fields["machine_policy_id"].queryset = MachinePolicy.objects.filter(space=space)
 
 
 class TentacleWorkerForm(_WorkerForm):
     uri = forms.CharField(max_length=300, label="URI")
-    thumbprint = forms.CharField(max_length=200, help_text="The agent's certificate thumbprint, as its "
-                                 "`show-thumbprint` command prints it on the worker.")
+    thumbprint = forms.CharField(
+        max_length=200,
+        help_text="The agent's certificate thumbprint, as its `show-thumbprint` command prints it on the worker.",
+    )
 
     def __init__(self, *args, style: str, **kwargs):
         super().__init__(*args, **kwargs)
@@ -93,8 +116,10 @@ class TentacleWorkerForm(_WorkerForm):
             uri.help_text = "Where the server reaches the agent: https://HOST:10933/."
         else:
             uri.widget.attrs["placeholder"] = "poll://abcdefghij0123456789/"
-            uri.help_text = "poll:// and the agent's subscription id (\"Subscription\" in its tentacle.json), then /."
-        self.fields["thumbprint"].widget.attrs.update({"placeholder": "40 hexadecimal characters", "class": "form-control font-monospace"})
+            uri.help_text = 'poll:// and the agent\'s subscription id ("Subscription" in its tentacle.json), then /.'
+        self.fields["thumbprint"].widget.attrs.update(
+            {"placeholder": "40 hexadecimal characters", "class": "form-control font-monospace"}
+        )
 
 
 class SshWorkerForm(_WorkerForm):
@@ -102,9 +127,12 @@ class SshWorkerForm(_WorkerForm):
 
     host = forms.CharField(max_length=255, widget=forms.TextInput(attrs={"placeholder": "build-01.example.com"}))
     port = forms.IntegerField(min_value=1, max_value=65535, initial=22)
-    account_id = forms.ModelChoiceField(queryset=Account.objects.none(), label="Account",
-                                        empty_label="Choose an SSH account",
-                                        help_text="An SSH key pair or username/password account of this space.")
+    account_id = forms.ModelChoiceField(
+        queryset=Account.objects.none(),
+        label="Account",
+        empty_label="Choose an SSH account",
+        help_text="An SSH key pair or username/password account of this space.",
+    )
 
     def __init__(self, *args, space, confirming: bool = False, **kwargs):
         super().__init__(*args, space=space, **kwargs)
@@ -112,14 +140,19 @@ class SshWorkerForm(_WorkerForm):
         self.confirming = confirming
         if confirming:
             self.fields["fingerprint"] = forms.CharField(
-                max_length=200, label="Host key fingerprint",
-                widget=forms.TextInput(attrs={"readonly": True, "class": "form-control font-monospace"}))
+                max_length=200,
+                label="Host key fingerprint",
+                widget=forms.TextInput(attrs={"readonly": True, "class": "form-control font-monospace"}),
+            )
             # host:port the fingerprint was discovered for, so a changed host is never pinned to another's key.
             self.fields["discovered_endpoint"] = forms.CharField(widget=forms.HiddenInput)
             self.fields["confirm_fingerprint"] = forms.BooleanField(
                 label="I have compared this fingerprint with the host's own (ssh-keygen -lf) and trust it",
-                error_messages={"required": "Tick this box once you have checked the fingerprint: it is pinned, and "
-                                            "the server will refuse any other key."})
+                error_messages={
+                    "required": "Tick this box once you have checked the fingerprint: it is pinned, and "
+                    "the server will refuse any other key."
+                },
+            )
             _bootstrap_added_fields(self)
 
     def clean_host(self):
@@ -130,9 +163,15 @@ class SshWorkerForm(_WorkerForm):
 
     def clean(self):
         data = super().clean()
-        if self.confirming and data.get("host") and data.get("port") and data.get("discovered_endpoint") != endpoint_key(
-                data["host"], data["port"]):
-            self.add_error("host", "The host or port changed after its key was discovered: discover the host key again.")
+        if (
+            self.confirming
+            and data.get("host")
+            and data.get("port")
+            and data.get("discovered_endpoint") != endpoint_key(data["host"], data["port"])
+        ):
+            self.add_error(
+                "host", "The host or port changed after its key was discovered: discover the host key again."
+            )
         return data
 
 
@@ -161,9 +200,13 @@ class WorkerEditForm(_WorkerForm):
             self.fields["host"] = forms.CharField(max_length=255)
             self.fields["port"] = forms.IntegerField(min_value=1, max_value=65535)
             self.fields["account_id"] = forms.ModelChoiceField(
-                queryset=Account.objects.filter(space=space, account_type__in=Account.SSH_TYPES), label="Account")
+                queryset=Account.objects.filter(space=space, account_type__in=Account.SSH_TYPES), label="Account"
+            )
             self.fields["fingerprint"] = forms.CharField(
-                max_length=200, label="Host key fingerprint", help_text="SHA256:… as `ssh-keygen -lf` prints it on the host.")
+                max_length=200,
+                label="Host key fingerprint",
+                help_text="SHA256:… as `ssh-keygen -lf` prints it on the host.",
+            )
         else:
             self.fields["uri"] = forms.CharField(max_length=300, label="URI")
             self.fields["thumbprint"] = forms.CharField(max_length=200)
@@ -181,24 +224,30 @@ class MachinePolicyForm(BootstrapFormMixin, forms.Form):
     health_check_interval = forms.IntegerField(label="Check health every (seconds)")
     health_check_type = forms.ChoiceField(choices=MachinePolicy.HealthCheckType.choices, label="Health check")
     bash_health_check_script = forms.CharField(
-        required=False, label="Bash health check script",
+        required=False,
+        label="Bash health check script",
         widget=forms.Textarea(attrs={"rows": 6, "class": "form-control font-monospace", "spellcheck": "false"}),
-        help_text="Runs on every worker at each check. Exit non-zero for Unhealthy; `write_warning \"…\"` for Has warnings.")
+        help_text='Runs on every worker at each check. Exit non-zero for Unhealthy; `write_warning "…"` for Has warnings.',
+    )
     connect_timeout = forms.IntegerField(label="Connect timeout (seconds)")
     retry_count = forms.IntegerField(label="Connection retries")
     retry_wait = forms.IntegerField(label="Wait between retries (seconds)")
     polling_request_queue_timeout = forms.IntegerField(
         label="Polling request queue timeout (seconds)",
-        help_text="How long a request waits for a polling tentacle to collect it before it fails.")
-    connectivity_behavior = forms.ChoiceField(choices=MachinePolicy.ConnectivityBehavior.choices,
-                                              label="During health checks")
+        help_text="How long a request waits for a polling tentacle to collect it before it fails.",
+    )
+    connectivity_behavior = forms.ChoiceField(
+        choices=MachinePolicy.ConnectivityBehavior.choices, label="During health checks"
+    )
     delete_behavior = forms.ChoiceField(choices=MachinePolicy.DeleteBehavior.choices, label="Clean up")
     delete_after = forms.IntegerField(label="Delete after unavailable for (seconds)")
 
     SECTIONS = [
         ("Health check", ["health_check_interval", "health_check_type", "bash_health_check_script"]),
-        ("Connectivity", ["connect_timeout", "retry_count", "retry_wait", "polling_request_queue_timeout",
-                          "connectivity_behavior"]),
+        (
+            "Connectivity",
+            ["connect_timeout", "retry_count", "retry_wait", "polling_request_queue_timeout", "connectivity_behavior"],
+        ),
         ("Clean up unavailable workers", ["delete_behavior", "delete_after"]),
     ]
 
@@ -222,14 +271,28 @@ class AccountForm(BootstrapFormMixin, forms.Form):
     username = forms.CharField(required=False, max_length=100)
     # Secrets are taken exactly as typed (strip=False): a key's final newline or a password's spaces matter.
     private_key = forms.CharField(
-        required=False, strip=False, label="Private key",
-        widget=WriteOnlyTextarea(attrs={"rows": 5, "class": "form-control font-monospace", "spellcheck": "false",
-                                        "placeholder": "-----BEGIN OPENSSH PRIVATE KEY-----"}),
-        help_text="OpenSSH or PEM; RSA, ECDSA or Ed25519.")
-    passphrase = forms.CharField(required=False, strip=False, widget=forms.PasswordInput(render_value=False),
-                                 help_text="Only if the private key is encrypted.")
-    password = forms.CharField(required=False, strip=False, widget=forms.PasswordInput(render_value=False),
-                               label="Password or token")
+        required=False,
+        strip=False,
+        label="Private key",
+        widget=WriteOnlyTextarea(
+            attrs={
+                "rows": 5,
+                "class": "form-control font-monospace",
+                "spellcheck": "false",
+                "placeholder": "-----BEGIN OPENSSH PRIVATE KEY-----",
+            }
+        ),
+        help_text="OpenSSH or PEM; RSA, ECDSA or Ed25519.",
+    )
+    passphrase = forms.CharField(
+        required=False,
+        strip=False,
+        widget=forms.PasswordInput(render_value=False),
+        help_text="Only if the private key is encrypted.",
+    )
+    password = forms.CharField(
+        required=False, strip=False, widget=forms.PasswordInput(render_value=False), label="Password or token"
+    )
 
     def __init__(self, *args, account: Account | None = None, **kwargs):
         super().__init__(*args, **kwargs)
@@ -249,5 +312,8 @@ class AccountForm(BootstrapFormMixin, forms.Form):
     def secrets(self) -> dict[str, str | None]:
         """The secrets to pass to save_account: None keeps what is stored."""
         d = self.cleaned_data
-        return {"private_key": d["private_key"] or None, "passphrase": d["passphrase"] if d["private_key"] else None,
-                "password": d["password"] or None}
+        return {
+            "private_key": d["private_key"] or None,
+            "passphrase": d["passphrase"] if d["private_key"] else None,
+            "password": d["password"] or None,
+        }

@@ -35,15 +35,20 @@ class MachinePolicy(OctopusIdMixin, models.Model):
     description = models.TextField(blank=True)
     is_default = models.BooleanField(default=False)
     health_check_interval = models.PositiveIntegerField(default=3600, help_text="seconds between health checks")
-    health_check_type = models.CharField(max_length=20, choices=HealthCheckType.choices, default=HealthCheckType.RUN_SCRIPT)
+    health_check_type = models.CharField(
+        max_length=20, choices=HealthCheckType.choices, default=HealthCheckType.RUN_SCRIPT
+    )
     bash_health_check_script = models.TextField(blank=True, default="")
     connect_timeout = models.PositiveIntegerField(default=60, help_text="seconds")
     retry_count = models.PositiveIntegerField(default=5)
     retry_wait = models.PositiveIntegerField(default=1, help_text="seconds between connection retries")
     polling_request_queue_timeout = models.PositiveIntegerField(default=120, help_text="seconds")
-    connectivity_behavior = models.CharField(max_length=40, choices=ConnectivityBehavior.choices,
-                                             default=ConnectivityBehavior.EXPECTED_TO_BE_ONLINE)
-    delete_behavior = models.CharField(max_length=40, choices=DeleteBehavior.choices, default=DeleteBehavior.DO_NOT_DELETE)
+    connectivity_behavior = models.CharField(
+        max_length=40, choices=ConnectivityBehavior.choices, default=ConnectivityBehavior.EXPECTED_TO_BE_ONLINE
+    )
+    delete_behavior = models.CharField(
+        max_length=40, choices=DeleteBehavior.choices, default=DeleteBehavior.DO_NOT_DELETE
+    )
     delete_after = models.PositiveIntegerField(default=24 * 3600, help_text="seconds unavailable before deletion")
 
     class Meta:
@@ -51,7 +56,9 @@ class MachinePolicy(OctopusIdMixin, models.Model):
         verbose_name_plural = "machine policies"
         constraints = [
             models.UniqueConstraint(fields=["space", "name"], name="machine_policy_name_unique_in_space"),
-            models.UniqueConstraint(fields=["space"], condition=models.Q(is_default=True), name="one_default_machine_policy"),
+            models.UniqueConstraint(
+                fields=["space"], condition=models.Q(is_default=True), name="one_default_machine_policy"
+            ),
         ]
 
     def __str__(self) -> str:
@@ -107,7 +114,9 @@ class WorkerPool(OctopusIdMixin, models.Model):
         permissions = [("use_workerpool", "Run steps on this worker pool")]
         constraints = [
             models.UniqueConstraint(fields=["space", "name"], name="worker_pool_name_unique_in_space"),
-            models.UniqueConstraint(fields=["space"], condition=models.Q(is_default=True), name="one_default_worker_pool"),
+            models.UniqueConstraint(
+                fields=["space"], condition=models.Q(is_default=True), name="one_default_worker_pool"
+            ),
         ]
 
     def __str__(self) -> str:
@@ -148,7 +157,9 @@ class Worker(OctopusIdMixin, models.Model):
 
     machine_policy = models.ForeignKey(MachinePolicy, on_delete=models.PROTECT, related_name="workers")
     is_disabled = models.BooleanField(default=False)
-    health_status = models.CharField(max_length=20, choices=HealthStatus.choices, default=HealthStatus.UNKNOWN, db_index=True)
+    health_status = models.CharField(
+        max_length=20, choices=HealthStatus.choices, default=HealthStatus.UNKNOWN, db_index=True
+    )
     status_summary = models.TextField(blank=True, default="This worker has not been health-checked yet.")
     last_health_check = models.DateTimeField(null=True, blank=True)
     # Claimed by compare-and-set when a check is due, so one check runs however many sweeps overlap.
@@ -166,8 +177,11 @@ class Worker(OctopusIdMixin, models.Model):
         ordering = ["name"]
         constraints = [
             models.UniqueConstraint(fields=["space", "name"], name="worker_name_unique_in_space"),
-            models.UniqueConstraint(fields=["uri"], condition=models.Q(communication_style="TentacleActive"),
-                                    name="polling_subscription_unique"),
+            models.UniqueConstraint(
+                fields=["uri"],
+                condition=models.Q(communication_style="TentacleActive"),
+                name="polling_subscription_unique",
+            ),
         ]
         indexes = [models.Index(fields=["space", "health_status"])]
 
@@ -187,7 +201,10 @@ class Worker(OctopusIdMixin, models.Model):
 
     def is_available(self) -> bool:
         """May run steps: enabled and healthy (warnings included), as Octopus selects workers."""
-        return not self.is_disabled and self.health_status in (self.HealthStatus.HEALTHY, self.HealthStatus.HAS_WARNINGS)
+        return not self.is_disabled and self.health_status in (
+            self.HealthStatus.HEALTHY,
+            self.HealthStatus.HAS_WARNINGS,
+        )
 
 
 class ServerCertificate(models.Model):
@@ -201,8 +218,11 @@ class ServerCertificate(models.Model):
 
     class Meta:
         ordering = ["-created"]
-        constraints = [models.UniqueConstraint(fields=["is_current"], condition=models.Q(is_current=True),
-                                               name="one_current_server_certificate")]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["is_current"], condition=models.Q(is_current=True), name="one_current_server_certificate"
+            )
+        ]
 
     def __str__(self) -> str:
         return self.thumbprint

@@ -17,9 +17,16 @@ class AuditedAdmin(admin.ModelAdmin):
 
     def save_model(self, request, obj, form, change):
         super().save_model(request, obj, form, change)
-        record_event(actor=request.user, category=Event.Category.MODIFIED if change else Event.Category.CREATED,
-                     document=obj, changes={name: [None, str(form.cleaned_data.get(name))] for name in form.changed_data
-                                            if "password" not in name and "key" not in name})
+        record_event(
+            actor=request.user,
+            category=Event.Category.MODIFIED if change else Event.Category.CREATED,
+            document=obj,
+            changes={
+                name: [None, str(form.cleaned_data.get(name))]
+                for name in form.changed_data
+                if "password" not in name and "key" not in name
+            },
+        )
 
     def delete_model(self, request, obj):
         record_event(actor=request.user, category=Event.Category.DELETED, document=obj)
@@ -113,8 +120,13 @@ class SpaceAdmin(ServiceAdmin):
         return spaces.create_space(actor=request.user, name=data["name"], description=data["description"])
 
     def update(self, request, space, data):
-        return spaces.update_space(actor=request.user, space=space, name=data["name"], description=data["description"],
-                                   task_queue_stopped=data["task_queue_stopped"])
+        return spaces.update_space(
+            actor=request.user,
+            space=space,
+            name=data["name"],
+            description=data["description"],
+            task_queue_stopped=data["task_queue_stopped"],
+        )
 
     def delete(self, request, space):
         spaces.delete_space(actor=request.user, space=space)
@@ -161,12 +173,22 @@ class TeamAdmin(ServiceAdmin):
     readonly_on_change = ("space",)
 
     def create(self, request, data):
-        return teams.create_team(actor=request.user, name=data["name"], description=data["description"], space=data["space"],
-                                 members=list(data["members"]))
+        return teams.create_team(
+            actor=request.user,
+            name=data["name"],
+            description=data["description"],
+            space=data["space"],
+            members=list(data["members"]),
+        )
 
     def update(self, request, team, data):
-        return teams.update_team(actor=request.user, team=team, name=data["name"], description=data["description"],
-                                 members=list(data["members"]))
+        return teams.update_team(
+            actor=request.user,
+            team=team,
+            name=data["name"],
+            description=data["description"],
+            members=list(data["members"]),
+        )
 
     def delete(self, request, team):
         teams.delete_team(actor=request.user, team=team)

@@ -23,9 +23,14 @@ from redis.retry import Retry
 
 @lru_cache(maxsize=2)
 def _standalone_client(url: str):
-    return redis.Redis.from_url(url, socket_connect_timeout=5, socket_timeout=10, health_check_interval=10,
-                                retry=Retry(ExponentialBackoff(cap=2, base=0.1), 12),
-                                retry_on_error=[redis.ConnectionError, redis.TimeoutError])
+    return redis.Redis.from_url(
+        url,
+        socket_connect_timeout=5,
+        socket_timeout=10,
+        health_check_interval=10,
+        retry=Retry(ExponentialBackoff(cap=2, base=0.1), 12),
+        retry_on_error=[redis.ConnectionError, redis.TimeoutError],
+    )
 
 
 class Channel(kombu_redis.Channel):

@@ -19,8 +19,11 @@ app.autodiscover_tasks()
 install_worker_options(app)
 
 # Liveness housekeeping runs every few seconds: its "sent / received / succeeded" lines would bury the log.
-HOUSEKEEPING = ("infrastructure.sweep_worker_presence", "infrastructure.probe_worker_endpoints",
-                "infrastructure.run_due_health_checks")
+HOUSEKEEPING = (
+    "infrastructure.sweep_worker_presence",
+    "infrastructure.probe_worker_endpoints",
+    "infrastructure.run_due_health_checks",
+)
 
 
 class QuietHousekeeping(logging.Filter):

@@ -147,10 +147,14 @@ def _create_application(self, protocol, scope):
     assert "application_instance" not in self.connections[protocol]
     input_queue = _RequestQueue(body)
     scope.setdefault("asgi", {"version": "3.0"})
-    application_instance = self.application(scope=scope, receive=input_queue.get, send=partial(self.handle_reply, protocol))
+    application_instance = self.application(
+        scope=scope, receive=input_queue.get, send=partial(self.handle_reply, protocol)
+    )
     if protocol not in self.connections:
         return None
-    self.connections[protocol]["application_instance"] = asyncio.ensure_future(application_instance, loop=asyncio.get_event_loop())
+    self.connections[protocol]["application_instance"] = asyncio.ensure_future(
+        application_instance, loop=asyncio.get_event_loop()
+    )
     return input_queue
 
 
@@ -175,4 +179,3 @@ def install() -> None:
     http_protocol.WebRequest = BoundedWebRequest
     server.Server.create_application = _create_application
     http.HTTPChannel._respondToBadRequestAndDisconnect = _respond_to_bad_request
-

@@ -34,8 +34,11 @@ class UserCreateForm(BootstrapFormMixin, forms.Form):
     username = forms.CharField(max_length=150)
     display_name = forms.CharField(max_length=200, required=False)
     email = forms.EmailField(required=False)
-    password = forms.CharField(widget=forms.PasswordInput, required=False,
-                               help_text="Leave empty for a service account that signs in with API keys only.")
+    password = forms.CharField(
+        widget=forms.PasswordInput,
+        required=False,
+        help_text="Leave empty for a service account that signs in with API keys only.",
+    )
     is_service = forms.BooleanField(required=False, label="Service account")
 
     def clean(self):
@@ -59,8 +62,9 @@ class ProfileForm(BootstrapFormMixin, forms.Form):
 class TeamForm(BootstrapFormMixin, forms.Form):
     name = forms.CharField(max_length=100)
     description = forms.CharField(required=False, widget=forms.Textarea(attrs={"rows": 2}))
-    space = forms.ModelChoiceField(queryset=Space.objects.none(), required=False,
-                                   empty_label="All spaces (system team)")
+    space = forms.ModelChoiceField(
+        queryset=Space.objects.none(), required=False, empty_label="All spaces (system team)"
+    )
 
     def __init__(self, *args, spaces=None, **kwargs):
         super().__init__(*args, **kwargs)
@@ -85,8 +89,11 @@ class RoleAssignmentForm(BootstrapFormMixin, forms.Form):
 
 class ApiKeyForm(BootstrapFormMixin, forms.Form):
     purpose = forms.CharField(max_length=200)
-    expires = forms.DateTimeField(required=False, widget=forms.DateTimeInput(attrs={"type": "datetime-local"}),
-                                  help_text="Optional. Leave empty for a key that never expires.")
+    expires = forms.DateTimeField(
+        required=False,
+        widget=forms.DateTimeInput(attrs={"type": "datetime-local"}),
+        help_text="Optional. Leave empty for a key that never expires.",
+    )
 
 
 class AuditFilterForm(BootstrapFormMixin, forms.Form):
@@ -94,8 +101,12 @@ class AuditFilterForm(BootstrapFormMixin, forms.Form):
     user = forms.CharField(required=False, label="Username")
     category = forms.ChoiceField(required=False, choices=[("", "Any category")] + list(Event.Category.choices))
     document_type = forms.CharField(required=False, label="Document type")
-    since = forms.DateTimeField(required=False, label="From", widget=forms.DateTimeInput(attrs={"type": "datetime-local"}))
-    until = forms.DateTimeField(required=False, label="To", widget=forms.DateTimeInput(attrs={"type": "datetime-local"}))
+    since = forms.DateTimeField(
+        required=False, label="From", widget=forms.DateTimeInput(attrs={"type": "datetime-local"})
+    )
+    until = forms.DateTimeField(
+        required=False, label="To", widget=forms.DateTimeInput(attrs={"type": "datetime-local"})
+    )
     q = forms.CharField(required=False, label="Message contains")
 
     def __init__(self, *args, spaces=None, **kwargs):

@@ -48,7 +48,9 @@ class Space(OctopusIdMixin, models.Model):
     class Meta:
         ordering = ["-is_default", "name"]
         constraints = [
-            models.UniqueConstraint(fields=["is_default"], condition=models.Q(is_default=True), name="one_default_space"),
+            models.UniqueConstraint(
+                fields=["is_default"], condition=models.Q(is_default=True), name="one_default_space"
+            ),
         ]
 
     def __str__(self) -> str:
@@ -106,7 +108,9 @@ class Team(OctopusIdMixin, models.Model):
         ordering = ["name"]
         constraints = [
             models.UniqueConstraint(fields=["name", "space"], name="team_name_unique_in_space"),
-            models.UniqueConstraint(fields=["name"], condition=models.Q(space__isnull=True), name="system_team_name_unique"),
+            models.UniqueConstraint(
+                fields=["name"], condition=models.Q(space__isnull=True), name="system_team_name_unique"
+            ),
         ]
 
     def __str__(self) -> str:
@@ -125,7 +129,9 @@ class ScopedUserRole(OctopusIdMixin, models.Model):
     class Meta:
         constraints = [
             models.UniqueConstraint(fields=["team", "role", "space"], name="scoped_role_unique"),
-            models.UniqueConstraint(fields=["team", "role"], condition=models.Q(space__isnull=True), name="system_scoped_role_unique"),
+            models.UniqueConstraint(
+                fields=["team", "role"], condition=models.Q(space__isnull=True), name="system_scoped_role_unique"
+            ),
         ]
 
     def __str__(self) -> str:
@@ -186,7 +192,9 @@ class Event(OctopusIdMixin, models.Model):
 
     occurred = models.DateTimeField(default=timezone.now, db_index=True)
     space = models.ForeignKey(Space, null=True, blank=True, on_delete=models.SET_NULL, related_name="events")
-    user = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
     username = models.CharField(max_length=150, blank=True)
     category = models.CharField(max_length=40, choices=Category.choices, db_index=True)
     document_type = models.CharField(max_length=60, blank=True, db_index=True)

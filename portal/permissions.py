@@ -75,7 +75,10 @@ _PROJECT_VIEWER = {
 
 # name -> (description, permissions). Seeded by a data migration and kept in step by `ensure_built_in_roles`.
 BUILT_IN_ROLES: dict[str, tuple[str, frozenset[Permission]]] = {
-    "System administrator": ("Everything, everywhere: the server, users, spaces and all they hold.", frozenset(Permission)),
+    "System administrator": (
+        "Everything, everywhere: the server, users, spaces and all they hold.",
+        frozenset(Permission),
+    ),
     "System manager": (
         "Configures the server, spaces and users, but cannot grant itself system administration.",
         frozenset(SYSTEM_PERMISSIONS - {P.ADMINISTER_SYSTEM} | {P.SPACE_VIEW, P.TEAM_VIEW, P.TEAM_EDIT, P.EVENT_VIEW}),
@@ -102,7 +105,9 @@ BUILT_IN_ROLES: dict[str, tuple[str, frozenset[Permission]]] = {
     ),
     "Environment viewer": (
         "Sees environments, workers, worker pools and machine policies.",
-        frozenset({P.SPACE_VIEW, P.ENVIRONMENT_VIEW, P.WORKER_VIEW, P.MACHINE_POLICY_VIEW, P.ACCOUNT_VIEW, P.TASK_VIEW}),
+        frozenset(
+            {P.SPACE_VIEW, P.ENVIRONMENT_VIEW, P.WORKER_VIEW, P.MACHINE_POLICY_VIEW, P.ACCOUNT_VIEW, P.TASK_VIEW}
+        ),
     ),
     "Project contributor": (
         "Edits projects, processes and variables; creates releases.",

@@ -181,8 +181,11 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
     DATABASES["default"]["ENGINE"] = "portal.database"
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # WAL with synchronous=NORMAL: a commit no longer waits for fsync (a task log commits ~20 times a second).
-    DATABASES["default"]["OPTIONS"] = {"timeout": 20, "transaction_mode": "IMMEDIATE",
-                                       "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;"}
+    DATABASES["default"]["OPTIONS"] = {
+        "timeout": 20,
+        "transaction_mode": "IMMEDIATE",
+        "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+    }
     DATABASES["default"]["CONN_MAX_AGE"] = 0
     # A file, not memory, so processes started by end-to-end tests see the same test database.
     DATABASES["default"]["TEST"] = {"NAME": str(VAR_DIR / "test-reef.sqlite3")}
@@ -247,8 +250,10 @@ CHANNEL_LAYERS = {
     "default": {
         "BACKEND": "channels_redis.core.RedisChannelLayer",
         # channels_redis opens a new connection after a failed one; the health check drops dead idle ones.
-        "CONFIG": {"hosts": [{"address": REDIS_URL, "health_check_interval": 10, "retry_on_timeout": True}],
-                   "prefix": os.environ.get("REEF_CHANNEL_PREFIX", "reef:asgi")},
+        "CONFIG": {
+            "hosts": [{"address": REDIS_URL, "health_check_interval": 10, "retry_on_timeout": True}],
+            "prefix": os.environ.get("REEF_CHANNEL_PREFIX", "reef:asgi"),
+        },
     }
 }
 
@@ -261,12 +266,24 @@ CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 # A Redis restart is ridden out, never a reason to exit: reconnect forever, with health checks on idle connections.
-_REDIS_TRANSPORT_OPTIONS = {"retry_on_timeout": True, "health_check_interval": 10, "socket_keepalive": True,
-                            "socket_connect_timeout": 5, "max_retries": None,
-                            "interval_start": 0.2, "interval_step": 0.5, "interval_max": 2}
-CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": envint("REEF_TASK_VISIBILITY_TIMEOUT", 6 * 3600), **_REDIS_TRANSPORT_OPTIONS}
-CELERY_RESULT_BACKEND_TRANSPORT_OPTIONS = {"retry_policy": {"max_retries": 20, "interval_start": 0.2, "interval_step": 0.5,
-                                                            "interval_max": 2}, "health_check_interval": 10}
+_REDIS_TRANSPORT_OPTIONS = {
+    "retry_on_timeout": True,
+    "health_check_interval": 10,
+    "socket_keepalive": True,
+    "socket_connect_timeout": 5,
+    "max_retries": None,
+    "interval_start": 0.2,
+    "interval_step": 0.5,
+    "interval_max": 2,
+}
+CELERY_BROKER_TRANSPORT_OPTIONS = {
+    "visibility_timeout": envint("REEF_TASK_VISIBILITY_TIMEOUT", 6 * 3600),
+    **_REDIS_TRANSPORT_OPTIONS,
+}
+CELERY_RESULT_BACKEND_TRANSPORT_OPTIONS = {
+    "retry_policy": {"max_retries": 20, "interval_start": 0.2, "interval_step": 0.5, "interval_max": 2},
+    "health_check_interval": 10,
+}
 CELERY_REDIS_BACKEND_HEALTH_CHECK_INTERVAL = 10
 CELERY_REDIS_SOCKET_KEEPALIVE = True
 CELERY_BROKER_CONNECTION_RETRY = True
@@ -293,8 +310,11 @@ REST_FRAMEWORK = {
     "DEFAULT_SCHEMA_CLASS": "portal.api.schema.OctopusAutoSchema",
     "EXCEPTION_HANDLER": "portal.api.errors.octopus_exception_handler",
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
-    "DEFAULT_PARSER_CLASSES": ["portal.api.parsers.JSONParser", "portal.api.parsers.FormParser",
-                               "portal.api.parsers.MultiPartParser"],
+    "DEFAULT_PARSER_CLASSES": [
+        "portal.api.parsers.JSONParser",
+        "portal.api.parsers.FormParser",
+        "portal.api.parsers.MultiPartParser",
+    ],
     "DEFAULT_THROTTLE_RATES": {"anon": "60/minute"},
     "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
 }
@@ -307,7 +327,10 @@ SPECTACULAR_SETTINGS = {
     "REDOC_DIST": "SIDECAR",
     "SERVE_INCLUDE_SCHEMA": False,
     "COMPONENT_SPLIT_REQUEST": True,
-    "POSTPROCESSING_HOOKS": ["drf_spectacular.hooks.postprocess_schema_enums", "portal.api.schema.link_created_resources"],
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "portal.api.schema.link_created_resources",
+    ],
 }
 
 LOGGING = {

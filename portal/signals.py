@@ -15,5 +15,10 @@ def _logged_in(sender, request, user, **kwargs):
 @receiver(user_login_failed)
 def _login_failed(sender, credentials, request=None, **kwargs):
     username = str(credentials.get("username", ""))[:150]
-    record_event(actor=None, category=Event.Category.LOGIN_FAILED, document_type="User", document_name=username,
-                 message=f"Failed login for {username!r}")
+    record_event(
+        actor=None,
+        category=Event.Category.LOGIN_FAILED,
+        document_type="User",
+        document_name=username,
+        message=f"Failed login for {username!r}",
+    )

@@ -108,15 +108,19 @@ class Supervisor:
                     if now - child.started >= self.stable_seconds:
                         child.backoff = BACKOFF_FIRST
                     child.restart_at = now + child.backoff
-                    self.complain(f"{child.name} exited with code {child.process.returncode}; "
-                                  f"restarting it in {child.backoff:.0f}s.")
+                    self.complain(
+                        f"{child.name} exited with code {child.process.returncode}; "
+                        f"restarting it in {child.backoff:.0f}s."
+                    )
                     child.backoff = min(child.backoff * 2, BACKOFF_MAX)
                 elif child.restart_at is not None and now >= child.restart_at:
                     try:
                         child.spawn()
                     except OSError as error:
                         child.restart_at = now + child.backoff
-                        self.complain(f"{child.name} could not be restarted ({error}); trying again in {child.backoff:.0f}s.")
+                        self.complain(
+                            f"{child.name} could not be restarted ({error}); trying again in {child.backoff:.0f}s."
+                        )
                         continue
                     child.restarts += 1
                     self.say(f"Restarted {child.name} (pid {child.process.pid}, restart {child.restarts}).")
@@ -145,9 +149,15 @@ class Supervisor:
     def handover(self, planned: list[tuple[str, list[str]]]) -> dict:
         """What the exec'd supervisor needs: the children started so far (adopted by pid) and those to start
         (with the supervisor's environment)."""
-        return {"stable_seconds": self.stable_seconds, "stop_seconds": self.stop_seconds,
-                "children": [{"name": c.name, "argv": c.argv, "pid": c.process.pid, "own_env": c.env is not None}
-                             for c in self.children] + [{"name": name, "argv": argv, "own_env": True} for name, argv in planned]}
+        return {
+            "stable_seconds": self.stable_seconds,
+            "stop_seconds": self.stop_seconds,
+            "children": [
+                {"name": c.name, "argv": c.argv, "pid": c.process.pid, "own_env": c.env is not None}
+                for c in self.children
+            ]
+            + [{"name": name, "argv": argv, "own_env": True} for name, argv in planned],
+        }
 
 
 def main() -> None:

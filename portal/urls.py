@@ -2,7 +2,6 @@ from django.contrib import admin
 from django.contrib.auth import views as auth_views
 from django.http import JsonResponse
 from django.urls import include, path, register_converter
-
 from drf_spectacular.utils import extend_schema
 
 from deployments.views import configuration as deployments_configuration
@@ -52,9 +51,17 @@ urlpatterns = [
     path("configuration/teams/<int:pk>/edit/", config.team_edit, name="configuration-team-edit"),
     path("configuration/teams/<int:pk>/delete/", config.team_delete, name="configuration-team-delete"),
     path("configuration/teams/<int:pk>/members/", config.team_add_member, name="configuration-team-add-member"),
-    path("configuration/teams/<int:pk>/members/<int:user_pk>/remove/", config.team_remove_member, name="configuration-team-remove-member"),
+    path(
+        "configuration/teams/<int:pk>/members/<int:user_pk>/remove/",
+        config.team_remove_member,
+        name="configuration-team-remove-member",
+    ),
     path("configuration/teams/<int:pk>/roles/", config.team_add_role, name="configuration-team-add-role"),
-    path("configuration/teams/<int:pk>/roles/<int:role_pk>/remove/", config.team_remove_role, name="configuration-team-remove-role"),
+    path(
+        "configuration/teams/<int:pk>/roles/<int:role_pk>/remove/",
+        config.team_remove_role,
+        name="configuration-team-remove-role",
+    ),
     path("configuration/spaces/", config.space_list, name="configuration-spaces"),
     path("configuration/audit/", config.audit, name="configuration-audit"),
     path("configuration/certificate/", config.server_certificate, name="configuration-certificate"),

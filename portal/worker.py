@@ -47,8 +47,15 @@ class HealthQueue(bootsteps.ConsumerStep):
 
     def get_consumers(self, channel):
         channel.basic_qos(0, self.concurrency, False)
-        return [Consumer(channel, queues=[self.queue], on_message=self.handler, accept=self.accept,
-                         prefetch_count=self.concurrency)]
+        return [
+            Consumer(
+                channel,
+                queues=[self.queue],
+                on_message=self.handler,
+                accept=self.accept,
+                prefetch_count=self.concurrency,
+            )
+        ]
 
     def start(self, c):
         self.queue, self.accept = c.app.amqp.queues[self.queue_name], c.app.conf.accept_content
@@ -98,11 +105,14 @@ class BeatThread(bootsteps.StartStopStep):
 
 
 def install(app) -> None:
-    app.user_options["worker"].add(click.Option(["--health-queue"], default=None,
-                                                help="Also consume this queue, with threads of its own."))
-    app.user_options["worker"].add(click.Option(["--health-concurrency"], type=int, default=2,
-                                                help="Tasks of --health-queue run at once."))
-    app.user_options["worker"].add(click.Option(["--beat-thread"], is_flag=True, default=False,
-                                                help="Run Celery beat in a thread of this worker."))
+    app.user_options["worker"].add(
+        click.Option(["--health-queue"], default=None, help="Also consume this queue, with threads of its own.")
+    )
+    app.user_options["worker"].add(
+        click.Option(["--health-concurrency"], type=int, default=2, help="Tasks of --health-queue run at once.")
+    )
+    app.user_options["worker"].add(
+        click.Option(["--beat-thread"], is_flag=True, default=False, help="Run Celery beat in a thread of this worker.")
+    )
     app.steps["consumer"].add(HealthQueue)
     app.steps["worker"].add(BeatThread)

@@ -27,7 +27,7 @@ DEFAULT_KEY_BITS = 2048
 DEFAULT_COMMON_NAME = "Reef Tentacle"
 PUBLIC_EXPONENT = 65537
 
-_SMALL_PRIMES = [p for p in range(3, 3000) if all(p % d for d in range(2, int(p ** 0.5) + 1))]
+_SMALL_PRIMES = [p for p in range(3, 3000) if all(p % d for d in range(2, int(p**0.5) + 1))]
 _SMALL_PRIMES_PRODUCT = math.prod(_SMALL_PRIMES)
 
 
@@ -40,6 +40,7 @@ class RsaKey(NamedTuple):
 
 
 # Primes -----------------------------------------------------------------------------------------
+
 
 def is_probable_prime(n: int, rounds: int = 40) -> bool:
     """Miller-Rabin with random bases; a composite survives 40 rounds with probability below 2**-80."""
@@ -89,6 +90,7 @@ def generate_rsa_key(bits: int = DEFAULT_KEY_BITS) -> RsaKey:
 
 
 # DER --------------------------------------------------------------------------------------------
+
 
 def _length(n: int) -> bytes:
     if n < 0x80:
@@ -154,8 +156,17 @@ _SHA256_DIGEST_INFO_PREFIX = bytes.fromhex("3031300d0609608648016503040201050004
 
 def private_key_der(key: RsaKey) -> bytes:
     """PKCS#1 RSAPrivateKey."""
-    return _sequence(_integer(0), _integer(key.n), _integer(key.e), _integer(key.d), _integer(key.p), _integer(key.q),
-                     _integer(key.d % (key.p - 1)), _integer(key.d % (key.q - 1)), _integer(pow(key.q, -1, key.p)))
+    return _sequence(
+        _integer(0),
+        _integer(key.n),
+        _integer(key.e),
+        _integer(key.d),
+        _integer(key.p),
+        _integer(key.q),
+        _integer(key.d % (key.p - 1)),
+        _integer(key.d % (key.q - 1)),
+        _integer(pow(key.q, -1, key.p)),
+    )
 
 
 def public_key_der(key: RsaKey) -> bytes:
@@ -179,17 +190,24 @@ def _years_later(moment: datetime.datetime, years: int) -> datetime.datetime:
 
 
 def self_signed_certificate_der(key: RsaKey, common_name: str = DEFAULT_COMMON_NAME, years: int = 100) -> bytes:
-    now = datetime.datetime.now(datetime.timezone.utc).replace(microsecond=0)
+    now = datetime.datetime.now(datetime.UTC).replace(microsecond=0)
     public_key = public_key_der(key)
     key_id = hashlib.sha1(public_key).digest()  # noqa: S324 - RFC 5280's method 1 for key identifiers
-    extensions = _tlv(0xA3, _sequence(
-        _extension("2.5.29.19", _sequence(b"\x01\x01\xff"), critical=True),  # basicConstraints CA:TRUE (its own anchor)
-        # keyUsage: digitalSignature, keyEncipherment, keyCertSign (bits 0, 2, 5; two unused bits)
-        _extension("2.5.29.15", _bit_string(b"\xa4", unused_bits=2), critical=True),
-        _extension("2.5.29.37", _sequence(_oid("1.3.6.1.5.5.7.3.1"), _oid("1.3.6.1.5.5.7.3.2"))),  # server + client auth
-        _extension("2.5.29.14", _octet_string(key_id)),  # subjectKeyIdentifier
-        _extension("2.5.29.35", _sequence(_tlv(0x80, key_id))),  # authorityKeyIdentifier (itself)
-    ))
+    extensions = _tlv(
+        0xA3,
+        _sequence(
+            _extension(
+                "2.5.29.19", _sequence(b"\x01\x01\xff"), critical=True
+            ),  # basicConstraints CA:TRUE (its own anchor)
+            # keyUsage: digitalSignature, keyEncipherment, keyCertSign (bits 0, 2, 5; two unused bits)
+            _extension("2.5.29.15", _bit_string(b"\xa4", unused_bits=2), critical=True),
+            _extension(
+                "2.5.29.37", _sequence(_oid("1.3.6.1.5.5.7.3.1"), _oid("1.3.6.1.5.5.7.3.2"))
+            ),  # server + client auth
+            _extension("2.5.29.14", _octet_string(key_id)),  # subjectKeyIdentifier
+            _extension("2.5.29.35", _sequence(_tlv(0x80, key_id))),  # authorityKeyIdentifier (itself)
+        ),
+    )
     serial = int.from_bytes(secrets.token_bytes(16), "big") >> 1 | 1  # positive, at most 16 bytes, never zero
     tbs = _sequence(
         _tlv(0xA0, _integer(2)),  # version 3
@@ -206,15 +224,18 @@ def self_signed_certificate_der(key: RsaKey, common_name: str = DEFAULT_COMMON_N
 
 def pem(label: str, der: bytes) -> str:
     body = base64.b64encode(der).decode()
-    lines = [body[i:i + 64] for i in range(0, len(body), 64)]
+    lines = [body[i : i + 64] for i in range(0, len(body), 64)]
     return f"-----BEGIN {label}-----\n" + "\n".join(lines) + f"\n-----END {label}-----\n"
 
 
-def generate_certificate(common_name: str = DEFAULT_COMMON_NAME, bits: int = DEFAULT_KEY_BITS,
-                         years: int = 100) -> tuple[str, str]:
+def generate_certificate(
+    common_name: str = DEFAULT_COMMON_NAME, bits: int = DEFAULT_KEY_BITS, years: int = 100
+) -> tuple[str, str]:
     """A new key pair and its self-signed certificate: (certificate PEM, PKCS#1 private key PEM)."""
     key = generate_rsa_key(bits)
-    return pem("CERTIFICATE", self_signed_certificate_der(key, common_name, years)), pem("RSA PRIVATE KEY", private_key_der(key))
+    return pem("CERTIFICATE", self_signed_certificate_der(key, common_name, years)), pem(
+        "RSA PRIVATE KEY", private_key_der(key)
+    )
 
 
 def write_private_file(path: Path, text: str) -> None:
@@ -231,8 +252,9 @@ def write_private_file(path: Path, text: str) -> None:
         raise
 
 
-def write_certificate(certificate_path: Path, key_path: Path, common_name: str = DEFAULT_COMMON_NAME,
-                      bits: int = DEFAULT_KEY_BITS) -> str:
+def write_certificate(
+    certificate_path: Path, key_path: Path, common_name: str = DEFAULT_COMMON_NAME, bits: int = DEFAULT_KEY_BITS
+) -> str:
     """Generate a key pair and certificate into two 0600 PEM files; returns the thumbprint."""
     certificate, key = generate_certificate(common_name, bits)
     write_private_file(key_path, key)
@@ -241,6 +263,7 @@ def write_certificate(certificate_path: Path, key_path: Path, common_name: str =
 
 
 # Thumbprints ------------------------------------------------------------------------------------
+
 
 def thumbprint_of_der(der: bytes) -> str:
     return hashlib.sha1(der).hexdigest().upper()  # noqa: S324 - Octopus thumbprints are SHA-1
@@ -251,7 +274,7 @@ def thumbprint_of_pem(certificate_pem: str) -> str:
     begin, end = "-----BEGIN CERTIFICATE-----", "-----END CERTIFICATE-----"
     if begin not in certificate_pem or end not in certificate_pem:
         raise ValueError("not a PEM certificate")
-    first = certificate_pem[certificate_pem.index(begin):certificate_pem.index(end) + len(end)]
+    first = certificate_pem[certificate_pem.index(begin) : certificate_pem.index(end) + len(end)]
     return thumbprint_of_der(ssl.PEM_cert_to_DER_cert(first))
 
 

@@ -19,6 +19,7 @@ from tentacle_agent.registration import RegistrationError, ServerApi
 # A command imports the modules only it uses (TLS, the script runner, the servers) when it runs: every
 # invocation of the agent, `tentacle version` included, starts without them.
 
+
 class CommandError(Exception):
     pass
 
@@ -62,11 +63,15 @@ def cmd_configure(args, instance: Instance) -> None:
     instance.save(config)
     if args.trust_pem:
         instance.trust(Path(args.trust_pem).read_text(), args.trust)
-    print(f"Configured: {config['Mode']} mode" + (f" on port {config['Port']}" if config["Mode"] == "listening" else ""))
+    print(
+        f"Configured: {config['Mode']} mode" + (f" on port {config['Port']}" if config["Mode"] == "listening" else "")
+    )
 
 
 def cmd_new_certificate(args, instance: Instance) -> None:
-    thumbprint = instance.replace_certificate(key_bits=args.key_bits)  # found by mypy: this imported a name that never existed
+    thumbprint = instance.replace_certificate(
+        key_bits=args.key_bits
+    )  # found by mypy: this imported a name that never existed
     print(f"New certificate. Thumbprint: {thumbprint} (update the worker in Reef)")
 
 
@@ -87,8 +92,10 @@ def cmd_register_worker(args, instance: Instance) -> None:
     certificate = api.server_certificate()
     expected = args.server_thumbprint or config.get("TrustedThumbprint")
     if expected and thumbprint_of_pem(certificate["CertificatePem"]) != normalise_thumbprint(expected):
-        raise CommandError(f"The server's certificate is {certificate['Thumbprint']}, "
-                           f"not the trusted {normalise_thumbprint(expected)}: refusing to register.")
+        raise CommandError(
+            f"The server's certificate is {certificate['Thumbprint']}, "
+            f"not the trusted {normalise_thumbprint(expected)}: refusing to register."
+        )
     space = api.space(args.space)
     pools = api.pool_ids(space["Id"], args.workerpool)
     policy = api.policy_id(space["Id"], args.machine_policy) if args.machine_policy else None
@@ -100,20 +107,33 @@ def cmd_register_worker(args, instance: Instance) -> None:
     else:
         uri = f"https://{args.public_hostname or socket.getfqdn()}:{config.get('Port') or 10933}/"
         comms = config.get("ServerCommsAddress")
-    body = {"Name": name, "WorkerPoolIds": pools, "MachinePolicyId": policy, "Force": bool(args.force),
-            "Endpoint": {"CommunicationStyle": args.comms_style, "Uri": uri, "Thumbprint": config["Thumbprint"]}}
+    body = {
+        "Name": name,
+        "WorkerPoolIds": pools,
+        "MachinePolicyId": policy,
+        "Force": bool(args.force),
+        "Endpoint": {"CommunicationStyle": args.comms_style, "Uri": uri, "Thumbprint": config["Thumbprint"]},
+    }
     worker, created = api.register_worker(space["Id"], body)
     instance.trust(certificate["CertificatePem"], expected)
     config = instance.load()
-    config.update(Mode="polling" if args.comms_style == "TentacleActive" else "listening", ServerUrl=args.server.rstrip("/"),
-                  ServerCommsAddress=comms, WorkerId=worker["Id"], SpaceId=space["Id"], WorkerName=name)
+    config.update(
+        Mode="polling" if args.comms_style == "TentacleActive" else "listening",
+        ServerUrl=args.server.rstrip("/"),
+        ServerCommsAddress=comms,
+        WorkerId=worker["Id"],
+        SpaceId=space["Id"],
+        WorkerName=name,
+    )
     instance.save(config)
     pool_names = ", ".join(args.workerpool)
     if created:
         print(f"Registered {name} as {worker['Id']} in {space['Name']} ({pool_names}).")
     else:
-        print(f"Registered {name} again: the same worker {worker['Id']} in {space['Name']}, its pools, policy and "
-              f"permissions kept, and in {pool_names}.")
+        print(
+            f"Registered {name} again: the same worker {worker['Id']} in {space['Name']}, its pools, policy and "
+            f"permissions kept, and in {pool_names}."
+        )
 
 
 def cmd_deregister_worker(args, instance: Instance) -> None:
@@ -135,8 +155,9 @@ def cmd_run(args, instance: Instance) -> None:
 
     config = instance.load()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    service = ScriptService(instance.home, package_limit_bytes=int(config.get("PackageCacheLimitBytes") or 5 * 1024 ** 3),
-                            subreaper=True)
+    service = ScriptService(
+        instance.home, package_limit_bytes=int(config.get("PackageCacheLimitBytes") or 5 * 1024**3), subreaper=True
+    )
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
@@ -212,17 +233,25 @@ def parser() -> argparse.ArgumentParser:
     sub.add_argument("--server-thumbprint", metavar="THUMBPRINT")
     sub.add_argument("--machine-policy", metavar="NAME")
     sub.add_argument("--server-comms-address", metavar="URL")
-    sub.add_argument("--server-comms-port", type=int, default=DEFAULT_POLLING_PORT, metavar="PORT",
-                     help="polling: the server's polling port when --server-comms-address is not given "
-                          f"(default {DEFAULT_POLLING_PORT})")
-    sub.add_argument("--force", action="store_true",
-                     help="take over a worker of the same name registered with another certificate")
+    sub.add_argument(
+        "--server-comms-port",
+        type=int,
+        default=DEFAULT_POLLING_PORT,
+        metavar="PORT",
+        help="polling: the server's polling port when --server-comms-address is not given "
+        f"(default {DEFAULT_POLLING_PORT})",
+    )
+    sub.add_argument(
+        "--force", action="store_true", help="take over a worker of the same name registered with another certificate"
+    )
     sub = command("deregister-worker", cmd_deregister_worker, "remove this machine's worker from Reef")
     sub.add_argument("--server", metavar="URL")
     sub.add_argument("--apikey", metavar="KEY")
     command("run", cmd_run, "run the agent in the foreground")
     command("stdio", cmd_stdio, "serve the script service on stdin/stdout (used by SSH workers)")
-    sub = command("ssh-relay", cmd_ssh_relay, "relay stdin/stdout to this home's script service daemon (used by SSH workers)")
+    sub = command(
+        "ssh-relay", cmd_ssh_relay, "relay stdin/stdout to this home's script service daemon (used by SSH workers)"
+    )
     sub.add_argument("--idle-seconds", type=float, default=300, help="the daemon exits after this long unused")
     command("version", cmd_version, "print the agent's version")
     return root

@@ -23,7 +23,7 @@ from tentacle_agent.certificates import (
 DEFAULT_HOME = Path(os.environ.get("REEF_TENTACLE_HOME") or Path.home() / ".reef-tentacle")
 DEFAULT_LISTENING_PORT = 10933
 DEFAULT_POLLING_PORT = 10943
-DEFAULT_PACKAGE_CACHE_LIMIT = 5 * 1024 ** 3
+DEFAULT_PACKAGE_CACHE_LIMIT = 5 * 1024**3
 DEFAULT_MAX_REQUEST_BYTES = 512 * 1024 * 1024
 LISTENING, POLLING = "listening", "polling"
 
@@ -75,7 +75,9 @@ class Instance:
 
     def load(self) -> dict:
         if not self.exists:
-            raise ConfigError(f"No agent instance in {self.home}: run `tentacle create-instance --home {self.home}` first.")
+            raise ConfigError(
+                f"No agent instance in {self.home}: run `tentacle create-instance --home {self.home}` first."
+            )
         try:
             config = json.loads(self.config_path.read_text(encoding="utf-8"))
         except ValueError as error:
@@ -115,8 +117,10 @@ class Instance:
         except ValueError:
             raise ConfigError("That is not a PEM certificate.") from None
         if expected_thumbprint and normalise_thumbprint(expected_thumbprint) != thumbprint:
-            raise ConfigError(f"The server's certificate has thumbprint {thumbprint}, not the trusted "
-                              f"{normalise_thumbprint(expected_thumbprint)}: refusing to trust it.")
+            raise ConfigError(
+                f"The server's certificate has thumbprint {thumbprint}, not the trusted "
+                f"{normalise_thumbprint(expected_thumbprint)}: refusing to trust it."
+            )
         config = self.load()
         write_private_file(self.trusted_path, certificate_pem)
         config["TrustedThumbprint"] = thumbprint

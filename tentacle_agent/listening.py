@@ -42,8 +42,17 @@ class ListeningServer(ThreadingHTTPServer):
     daemon_threads = True
     request_queue_size = 256
 
-    def __init__(self, address, *, service: ScriptService, cert_path, key_path, trusted_pem: str, trusted_thumbprint: str,
-                 max_connections: int = MAX_CONNECTIONS):
+    def __init__(
+        self,
+        address,
+        *,
+        service: ScriptService,
+        cert_path,
+        key_path,
+        trusted_pem: str,
+        trusted_thumbprint: str,
+        max_connections: int = MAX_CONNECTIONS,
+    ):
         self.service = service
         self.trusted_thumbprint = trusted_thumbprint
         self.tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
@@ -124,7 +133,11 @@ class ListeningServer(ThreadingHTTPServer):
             for connection, (deadline, address) in list(self.pending.items()):
                 if deadline > now:
                     break  # in order of arrival: the rest are younger
-                log.info("closed a connection from %s that did not finish its TLS handshake in %ss", address, HANDSHAKE_SECONDS)
+                log.info(
+                    "closed a connection from %s that did not finish its TLS handshake in %ss",
+                    address,
+                    HANDSHAKE_SECONDS,
+                )
                 self._drop(connection)
         for connection in list(self.pending):
             self._drop(connection)
@@ -155,8 +168,12 @@ class ListeningServer(ThreadingHTTPServer):
                 # Closed before a handshake: the server's liveness probe (a plain TCP connect), every few seconds.
                 log.debug("a connection from %s closed before its TLS handshake", address)
             elif isinstance(error, ssl.SSLError):
-                log.warning("refused a connection from %s: its certificate is not the trusted server's %s (%s)",
-                            address, self.trusted_thumbprint, getattr(error, "reason", None) or error)
+                log.warning(
+                    "refused a connection from %s: its certificate is not the trusted server's %s (%s)",
+                    address,
+                    self.trusted_thumbprint,
+                    getattr(error, "reason", None) or error,
+                )
             self._drop(connection)
             return
         self.pending.pop(connection, None)
@@ -232,11 +249,18 @@ class Handler(BaseHTTPRequestHandler):
 
 def serve(instance, config: dict, service: ScriptService, stop: threading.Event) -> None:
     if not instance.trusted_path.exists() or not config.get("TrustedThumbprint"):
-        raise SystemExit("No trusted server certificate: run `tentacle register-worker` or `tentacle configure --trust-pem FILE`.")
-    server = ListeningServer((config.get("ListenIp") or "0.0.0.0", int(config.get("Port") or 10933)), service=service,
-                             cert_path=instance.cert_path, key_path=instance.key_path,
-                             trusted_pem=instance.trusted_path.read_text(), trusted_thumbprint=config["TrustedThumbprint"],
-                             max_connections=int(config.get("MaxConnections") or MAX_CONNECTIONS))
+        raise SystemExit(
+            "No trusted server certificate: run `tentacle register-worker` or `tentacle configure --trust-pem FILE`."
+        )
+    server = ListeningServer(
+        (config.get("ListenIp") or "0.0.0.0", int(config.get("Port") or 10933)),
+        service=service,
+        cert_path=instance.cert_path,
+        key_path=instance.key_path,
+        trusted_pem=instance.trusted_path.read_text(),
+        trusted_thumbprint=config["TrustedThumbprint"],
+        max_connections=int(config.get("MaxConnections") or MAX_CONNECTIONS),
+    )
     threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.5}, daemon=True).start()
     log.info("listening on %s:%s, trusting server %s", *server.server_address[:2], config["TrustedThumbprint"])
     print(f"Reef tentacle listening on port {server.server_address[1]}", flush=True)

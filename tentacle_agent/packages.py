@@ -27,7 +27,7 @@ class PackageError(Exception):
 
 
 class PackageCache:
-    def __init__(self, root: Path, limit_bytes: int = 5 * 1024 ** 3):
+    def __init__(self, root: Path, limit_bytes: int = 5 * 1024**3):
         self.root = Path(root)
         self.root.mkdir(parents=True, exist_ok=True)
         self.limit_bytes = int(limit_bytes)
@@ -114,8 +114,11 @@ class PackageCache:
             self._name_path(path.name).unlink(missing_ok=True)
             log.info("evicted package %s to stay within %d bytes", path.name, self.limit_bytes)
         if total > self.limit_bytes:
-            log.warning("package %s alone is larger than the cache's %d-byte limit; kept until the next upload",
-                        keep, self.limit_bytes)
+            log.warning(
+                "package %s alone is larger than the cache's %d-byte limit; kept until the next upload",
+                keep,
+                self.limit_bytes,
+            )
 
 
 def _refuse_unsafe(member: str) -> None:

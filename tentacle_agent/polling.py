@@ -36,7 +36,9 @@ class PollingClient:
     def __init__(self, instance, config: dict, service: ScriptService):
         address = config.get("ServerCommsAddress")
         if not address or not config.get("TrustedThumbprint"):
-            raise SystemExit("Polling needs the server's polling address and thumbprint: run `tentacle register-worker` first.")
+            raise SystemExit(
+                "Polling needs the server's polling address and thumbprint: run `tentacle register-worker` first."
+            )
         self.url = urlparse(address)
         self.subscription = config["Subscription"]
         self.trusted = config["TrustedThumbprint"]
@@ -49,7 +51,9 @@ class PollingClient:
     def _connection(self, timeout: float) -> http.client.HTTPSConnection:
         host, port = self.url.hostname, self.url.port or 10943
         if self.proxy:
-            connection = http.client.HTTPSConnection(self.proxy.hostname, self.proxy.port or 3128, timeout=timeout, context=self.tls)
+            connection = http.client.HTTPSConnection(
+                self.proxy.hostname, self.proxy.port or 3128, timeout=timeout, context=self.tls
+            )
             connection.set_tunnel(host, port)
         else:
             connection = http.client.HTTPSConnection(host, port, timeout=timeout, context=self.tls)
@@ -57,7 +61,9 @@ class PollingClient:
         seen = hashlib.sha1(connection.sock.getpeercert(binary_form=True) or b"").hexdigest().upper()  # noqa: S324
         if seen != self.trusted:
             connection.close()
-            raise PollingError(f"the server presented certificate {seen}, not the trusted {self.trusted}: refusing to talk to it")
+            raise PollingError(
+                f"the server presented certificate {seen}, not the trusted {self.trusted}: refusing to talk to it"
+            )
         return connection
 
     def _exchange(self, method: str, path: str, body: dict | None = None, timeout: float = 60) -> dict:
@@ -68,7 +74,9 @@ class PollingClient:
             response = connection.getresponse()
             payload = response.read()
             if response.status != 200:
-                raise PollingError(f"the server answered HTTP {response.status}: {payload[:300].decode(errors='replace')}")
+                raise PollingError(
+                    f"the server answered HTTP {response.status}: {payload[:300].decode(errors='replace')}"
+                )
             return json.loads(payload)
         finally:
             connection.close()
@@ -81,7 +89,7 @@ class PollingClient:
                 return
             except (OSError, PollingError, http.client.HTTPException, ValueError) as error:
                 log.warning("could not return the answer to %s (%s); retrying", envelope.get("Method"), error)
-                threading.Event().wait(min(10, 2 ** attempt))
+                threading.Event().wait(min(10, 2**attempt))
 
     def run(self, stop: threading.Event) -> None:
         failures = 0
@@ -91,9 +99,11 @@ class PollingClient:
             sending = acks[:ACKS_PER_POLL]
             ack = "&ack=" + ",".join(sending) if sending else ""
             try:
-                body = self._exchange("GET", f"/poll/{self.subscription}?wait={WAIT_SECONDS}{ack}", timeout=WAIT_SECONDS + 30)
+                body = self._exchange(
+                    "GET", f"/poll/{self.subscription}?wait={WAIT_SECONDS}{ack}", timeout=WAIT_SECONDS + 30
+                )
                 failures = 0
-                del acks[:len(sending)]
+                del acks[: len(sending)]
             except PollingError as error:
                 log.error("%s", error)
                 failures += 1

@@ -49,6 +49,7 @@ def marked_processes(ticket: str) -> list[int]:
 
 def usable_by(path: str, account: pwd.struct_passwd) -> bool:
     """Whether the account can execute `path`: every folder on the way searchable, the file executable."""
+
     def allowed(info: os.stat_result, user: int, group: int, other: int) -> bool:
         if info.st_uid == account.pw_uid:
             return bool(info.st_mode & user)

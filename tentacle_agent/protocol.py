@@ -7,7 +7,7 @@ Names are PascalCase because they are the wire names. Every request travels in a
 
 from __future__ import annotations
 
-from typing import Any, Dict, List, Optional, TypedDict
+from typing import Any, TypedDict
 
 # Method names: the only place they are spelled, apart from the agent's dispatcher.
 HEALTH = "Health"
@@ -46,11 +46,11 @@ class StartScriptCommand(_StartScriptRequired, total=False):
     ticket again and never starts the script twice, so a retry after a lost answer is safe."""
 
     Ticket: str
-    Variables: List[ScriptVariable]
-    Packages: List[PackageReference]
-    IsolationMutex: Optional[str]
-    TimeoutSeconds: Optional[int]
-    TaskId: Optional[str]
+    Variables: list[ScriptVariable]
+    Packages: list[PackageReference]
+    IsolationMutex: str | None
+    TimeoutSeconds: int | None
+    TaskId: str | None
 
 
 class StartScriptResult(TypedDict):
@@ -84,8 +84,8 @@ class ArtifactReference(TypedDict, total=False):
 class _ScriptStatusRequired(TypedDict):
     Ticket: str
     State: str
-    ExitCode: Optional[int]
-    Logs: List[LogLine]
+    ExitCode: int | None
+    Logs: list[LogLine]
 
 
 class ScriptStatus(_ScriptStatusRequired, total=False):
@@ -94,9 +94,9 @@ class ScriptStatus(_ScriptStatusRequired, total=False):
 
     NextSequence: int
     HasMore: bool
-    OutputVariables: List[ScriptVariable]
-    Artifacts: List[ArtifactReference]
-    FailureMessage: Optional[str]
+    OutputVariables: list[ScriptVariable]
+    Artifacts: list[ArtifactReference]
+    FailureMessage: str | None
 
 
 class CollectedArtifact(TypedDict):
@@ -106,7 +106,7 @@ class CollectedArtifact(TypedDict):
 
 
 class CompleteResult(TypedDict):
-    Artifacts: List[CollectedArtifact]
+    Artifacts: list[CollectedArtifact]
 
 
 class HasPackageRequest(TypedDict):
@@ -124,12 +124,12 @@ class PackagePresence(TypedDict):
 
 
 class HealthResult(TypedDict, total=False):
-    AgentVersion: Optional[str]
+    AgentVersion: str | None
     OperatingSystem: str
     Architecture: str
     Hostname: str
-    Shells: List[str]
-    Tools: Dict[str, str]
+    Shells: list[str]
+    Tools: dict[str, str]
     PythonVersion: str
     ProcessId: int
     Executable: str
@@ -144,10 +144,10 @@ class ErrorBody(TypedDict):
 
 
 class Envelope(TypedDict, total=False):
-    Id: Optional[str]
+    Id: str | None
     Method: str
-    Params: Dict[str, Any]
-    Result: Dict[str, Any]
+    Params: dict[str, Any]
+    Result: dict[str, Any]
     Error: ErrorBody
 
 

@@ -44,10 +44,14 @@ class ServerApi:
             except ValueError:
                 message = ""
             if error.code in (401, 403):
-                raise RegistrationError(f"The server refused the API key ({error.code}): {message or 'check the key and its permissions'}.") from None
+                raise RegistrationError(
+                    f"The server refused the API key ({error.code}): {message or 'check the key and its permissions'}."
+                ) from None
             if error.code == 400 and message:
                 raise RegistrationError(f"The server refused the request: {message}") from None
-            raise RegistrationError(f"{method} {path} failed with HTTP {error.code}: {message or error.reason}") from None
+            raise RegistrationError(
+                f"{method} {path} failed with HTTP {error.code}: {message or error.reason}"
+            ) from None
         except urllib.error.URLError as error:
             raise RegistrationError(f"Cannot reach {self.base}: {error.reason}.") from None
         except (OSError, ValueError) as error:
@@ -56,17 +60,23 @@ class ServerApi:
     def space(self, name: str | None) -> dict:
         spaces = self.request("GET", "/api/spaces/all") or []
         for space in spaces:
-            if (name is None and space.get("IsDefault")) or (name is not None and space.get("Name", "").lower() == name.lower()):
+            if (name is None and space.get("IsDefault")) or (
+                name is not None and space.get("Name", "").lower() == name.lower()
+            ):
                 return space
         known = ", ".join(s.get("Name", "?") for s in spaces) or "none you may see"
-        raise RegistrationError(f"No space named {name!r} (spaces: {known})." if name else "No default space is visible to this key.")
+        raise RegistrationError(
+            f"No space named {name!r} (spaces: {known})." if name else "No default space is visible to this key."
+        )
 
     def pool_ids(self, space_id: str, names: list[str]) -> list[str]:
         pools = {p["Name"].lower(): p["Id"] for p in self.request("GET", f"/api/{space_id}/workerpools/all") or []}
         missing = [n for n in names if n.lower() not in pools]
         if missing:
-            raise RegistrationError(f"No worker pool named {', '.join(repr(m) for m in missing)} "
-                                    f"(pools: {', '.join(sorted(pools)) or 'none'}).")
+            raise RegistrationError(
+                f"No worker pool named {', '.join(repr(m) for m in missing)} "
+                f"(pools: {', '.join(sorted(pools)) or 'none'})."
+            )
         return [pools[n.lower()] for n in names]
 
     def policy_id(self, space_id: str, name: str) -> str:

@@ -46,15 +46,44 @@ import uuid
 from pathlib import Path
 
 from tentacle_agent.bootstraps import (
-    BASH_BOOTSTRAP, POWERSHELL_BOOTSTRAP, PYTHON_BOOTSTRAP, PYTHON_MODULE, bash_line_endings, write_private)
+    BASH_BOOTSTRAP,
+    POWERSHELL_BOOTSTRAP,
+    PYTHON_BOOTSTRAP,
+    PYTHON_MODULE,
+    bash_line_endings,
+    write_private,
+)
 from tentacle_agent.processes import MARKER, become_subreaper, marked_processes, proc_pids, python_for
 from tentacle_agent.script import (
-    KEEP_FETCHED_LINES, MASK, MAX_LINE, MAX_UNFETCHED_LINES, TRUNCATED, PipeBuffer, Script, secret_forms)
+    KEEP_FETCHED_LINES,
+    MASK,
+    MAX_LINE,
+    MAX_UNFETCHED_LINES,
+    TRUNCATED,
+    PipeBuffer,
+    Script,
+    secret_forms,
+)
 
 # What other modules import from here, as they always have.
-__all__ = ["BASH_BOOTSTRAP", "FORGET_AFTER_SECONDS", "KEEP_FETCHED_LINES", "MARKER", "MASK", "MAX_LINE", "MAX_UNFETCHED_LINES",
-           "READ_CHUNK", "TRUNCATED", "NotFound", "RunnerError", "Script", "ScriptRunner", "bash_line_endings",
-           "marked_processes", "secret_forms"]
+__all__ = [
+    "BASH_BOOTSTRAP",
+    "FORGET_AFTER_SECONDS",
+    "KEEP_FETCHED_LINES",
+    "MARKER",
+    "MASK",
+    "MAX_LINE",
+    "MAX_UNFETCHED_LINES",
+    "READ_CHUNK",
+    "TRUNCATED",
+    "NotFound",
+    "RunnerError",
+    "Script",
+    "ScriptRunner",
+    "bash_line_endings",
+    "marked_processes",
+    "secret_forms",
+]
 
 READ_CHUNK = 64 * 1024
 MAX_ARTIFACT_BYTES = 100 * 1024 * 1024
@@ -74,8 +103,16 @@ class NotFound(RunnerError):
 
 
 class ScriptRunner:
-    def __init__(self, work_root: Path, package_cache=None, environment: dict | None = None, *, run_as: str | None = None,
-                 forget_after: float = FORGET_AFTER_SECONDS, subreaper: bool = False):
+    def __init__(
+        self,
+        work_root: Path,
+        package_cache=None,
+        environment: dict | None = None,
+        *,
+        run_as: str | None = None,
+        forget_after: float = FORGET_AFTER_SECONDS,
+        subreaper: bool = False,
+    ):
         """`environment`: what scripts see instead of this process's environment (the server's built-in
         worker passes a clean one, so scripts never see its database or broker credentials).
         `run_as`: an account scripts run as when this process is root (the built-in worker's own).
@@ -113,7 +150,9 @@ class ScriptRunner:
         if syntax == "Bash" and not shutil.which("bash"):
             raise RunnerError("This worker has no bash on its PATH.")
         variables = request.get("Variables") or []
-        if not isinstance(variables, list) or not all(isinstance(v, dict) and isinstance(v.get("Name"), str) for v in variables):
+        if not isinstance(variables, list) or not all(
+            isinstance(v, dict) and isinstance(v.get("Name"), str) for v in variables
+        ):
             raise RunnerError("Variables must be a list of {Name, Value, IsSensitive}.")
         ticket = request.get("Ticket")
         if ticket is None:
@@ -132,7 +171,9 @@ class ScriptRunner:
                 work.mkdir(mode=0o700)
             except OSError as error:
                 self._release(ticket, lock_file)
-                raise RunnerError(f"Cannot make the work folder of script {ticket}: {error.strerror or error}.") from None
+                raise RunnerError(
+                    f"Cannot make the work folder of script {ticket}: {error.strerror or error}."
+                ) from None
             script = Script(ticket, request, work)
             script.lock_file = lock_file
             self.scripts[ticket] = script
@@ -147,7 +188,9 @@ class ScriptRunner:
         wait = max(0.0, min(float(wait), 30.0))
         with script.condition:
             script.acknowledge(after)
-            script.condition.wait_for(lambda: script.next_sequence > after + 1 or script.state == "Complete", timeout=wait)
+            script.condition.wait_for(
+                lambda: script.next_sequence > after + 1 or script.state == "Complete", timeout=wait
+            )
             return script.snapshot(after)
 
     def cancel(self, ticket: str) -> dict:
@@ -165,13 +208,20 @@ class ScriptRunner:
         if script.state != "Complete":
             self.cancel(ticket)
             with script.condition:
-                script.condition.wait_for(lambda: script.state == "Complete", timeout=KILL_GRACE_SECONDS + DRAIN_SECONDS + 5)
+                script.condition.wait_for(
+                    lambda: script.state == "Complete", timeout=KILL_GRACE_SECONDS + DRAIN_SECONDS + 5
+                )
         artifacts = []
         for artifact in script.artifacts:
             content = self._read_artifact(Path(artifact["Path"]))
             if content is not None:
-                artifacts.append({"Name": artifact["Name"], "Length": len(content),
-                                  "ContentBase64": base64.b64encode(content).decode()})
+                artifacts.append(
+                    {
+                        "Name": artifact["Name"],
+                        "Length": len(content),
+                        "ContentBase64": base64.b64encode(content).decode(),
+                    }
+                )
         self._forget(script, "was completed")
         return {"Artifacts": artifacts}
 
@@ -207,7 +257,9 @@ class ScriptRunner:
         try:
             return pwd.getpwnam(self.run_as)
         except KeyError:
-            raise RunnerError(f"Scripts are to run as {self.run_as!r}, but there is no such account on this machine.") from None
+            raise RunnerError(
+                f"Scripts are to run as {self.run_as!r}, but there is no such account on this machine."
+            ) from None
 
     def _claim(self, ticket: str) -> int:
         """A lock file beside the work folder, held while its script lives here: a folder whose lock
@@ -282,7 +334,11 @@ class ScriptRunner:
         """Wait for zombie children that are not scripts' own processes (Popen waits for those)."""
         me = os.getpid()
         with self.spawn_lock:
-            ours = {s.process.pid for s in list(self.scripts.values()) if s.process is not None and s.process.returncode is None}
+            ours = {
+                s.process.pid
+                for s in list(self.scripts.values())
+                if s.process is not None and s.process.returncode is None
+            }
             for pid in proc_pids():
                 if pid in ours:
                     continue
@@ -307,8 +363,11 @@ class ScriptRunner:
         with os.fdopen(fd, "rb") as f:
             info = os.fstat(fd)
             account = pwd.getpwnam(self.run_as) if self.run_as else None
-            if (not _is_regular(info.st_mode) or info.st_size > MAX_ARTIFACT_BYTES
-                    or (account is not None and info.st_uid != account.pw_uid)):
+            if (
+                not _is_regular(info.st_mode)
+                or info.st_size > MAX_ARTIFACT_BYTES
+                or (account is not None and info.st_uid != account.pw_uid)
+            ):
                 return None
             return f.read(MAX_ARTIFACT_BYTES + 1)[:MAX_ARTIFACT_BYTES]
 
@@ -348,7 +407,9 @@ class ScriptRunner:
         variables = request.get("Variables") or []
         for package in request.get("Packages") or []:
             if self.package_cache is None or not self.package_cache.has(package.get("Sha256", "")):
-                raise RunnerError(f"Package {package.get('PackageId')} {package.get('Version')} is not in this agent's cache.")
+                raise RunnerError(
+                    f"Package {package.get('PackageId')} {package.get('Version')} is not in this agent's cache."
+                )
             self.package_cache.extract(package["Sha256"], work / str(package.get("PackageId", "package")))
         syntax, body = request.get("Syntax", "Bash"), request["ScriptBody"]
         if syntax == "Python":
@@ -364,17 +425,27 @@ class ScriptRunner:
             write_private(work / "script.ps1", body)
             return ["pwsh", "-NoProfile", "-NonInteractive", "-File", "bootstrap.ps1"]
         # Bash needs no variables.json: the bootstrap holds the values and deletes itself once bash has it open.
-        assignments = "".join(f"octopus_parameters[{shlex.quote(v['Name'])}]={shlex.quote(str(v.get('Value', '')))}\n"
-                              for v in variables)
-        write_private(work / "bootstrap.sh", 'rm -f -- "$0"\ndeclare -A octopus_parameters\n' + assignments + BASH_BOOTSTRAP +
-                       'cd "$(dirname "$0")"\nsource ./script.sh\n')
+        assignments = "".join(
+            f"octopus_parameters[{shlex.quote(v['Name'])}]={shlex.quote(str(v.get('Value', '')))}\n" for v in variables
+        )
+        write_private(
+            work / "bootstrap.sh",
+            'rm -f -- "$0"\ndeclare -A octopus_parameters\n'
+            + assignments
+            + BASH_BOOTSTRAP
+            + 'cd "$(dirname "$0")"\nsource ./script.sh\n',
+        )
         write_private(work / "script.sh", bash_line_endings(body))
         return ["bash", "bootstrap.sh"]
 
     def _execute(self, script: Script, account: pwd.struct_passwd | None) -> None:
         argv = self._prepare(script, account)
-        env = dict(os.environ if self.environment is None else self.environment, PYTHONUNBUFFERED="1",
-                   PYTHONPATH=str(script.work), OCTOPUS_WORK_FOLDER=str(script.work))
+        env = dict(
+            os.environ if self.environment is None else self.environment,
+            PYTHONUNBUFFERED="1",
+            PYTHONPATH=str(script.work),
+            OCTOPUS_WORK_FOLDER=str(script.work),
+        )
         env[MARKER] = script.ticket
         identity: dict = {}
         if account is not None:
@@ -386,8 +457,16 @@ class ScriptRunner:
             env.update(HOME=str(script.work), USER=account.pw_name, LOGNAME=account.pw_name, TMPDIR=str(script.work))
             identity = {"user": account.pw_uid, "group": account.pw_gid, "extra_groups": []}
         with self.spawn_lock:
-            script.process = subprocess.Popen(argv, cwd=script.work, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                                              stderr=subprocess.PIPE, start_new_session=True, **identity)
+            script.process = subprocess.Popen(
+                argv,
+                cwd=script.work,
+                env=env,
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                start_new_session=True,
+                **identity,
+            )
         with script.condition:
             script.state = "Running"
             script.condition.notify_all()
@@ -423,7 +502,9 @@ class ScriptRunner:
                     break
                 if deadline is not None and now > deadline and not timed_out:
                     timed_out = True
-                    script.add_line("stderr", f"The script did not finish within {timeout} seconds and was stopped.", "Error")
+                    script.add_line(
+                        "stderr", f"The script did not finish within {timeout} seconds and was stopped.", "Error"
+                    )
                     threading.Thread(target=self._kill, args=(script,), daemon=True).start()
                 if not script.has_room() and not script.cancelled and not timed_out:
                     with script.condition:  # the caller is behind: let the child wait on its full pipe

@@ -29,7 +29,7 @@ def _decode(value: str) -> str:
 
 
 def _now() -> str:
-    return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="milliseconds")
+    return datetime.datetime.now(datetime.UTC).isoformat(timespec="milliseconds")
 
 
 MIN_SECRET_LINE = 4
@@ -102,8 +102,13 @@ class Script:
                         text = text[:-size]
                         break
             text = text[:MAX_LINE] + TRUNCATED
-        line = {"Sequence": self.next_sequence, "Time": _now(), "Stream": stream,
-                "Category": category or self.category[stream], "Text": text}
+        line = {
+            "Sequence": self.next_sequence,
+            "Time": _now(),
+            "Stream": stream,
+            "Category": category or self.category[stream],
+            "Text": text,
+        }
         self.next_sequence += 1
         self.unfetched_bytes += len(text)
         return line
@@ -122,8 +127,10 @@ class Script:
             self.condition.notify_all()
 
     def has_room(self) -> bool:
-        return (self.unfetched_bytes < MAX_UNFETCHED_BYTES
-                and self.next_sequence - 1 - self.fetched_through < MAX_UNFETCHED_LINES)
+        return (
+            self.unfetched_bytes < MAX_UNFETCHED_BYTES
+            and self.next_sequence - 1 - self.fetched_through < MAX_UNFETCHED_LINES
+        )
 
     def acknowledge(self, after: int) -> None:
         """The caller has every line up to `after`: they stop counting against the unfetched bound, and
@@ -153,11 +160,18 @@ class Script:
     def snapshot(self, after: int) -> dict:
         start = max(0, after + 1, self.first_sequence)
         index = start - self.first_sequence
-        logs = self.lines[index:index + MAX_LINES_PER_STATUS]
-        return {"Ticket": self.ticket, "State": self.state, "ExitCode": self.exit_code, "Logs": logs,
-                "NextSequence": start + len(logs), "HasMore": start + len(logs) < self.next_sequence,
-                "OutputVariables": list(self.output_variables), "Artifacts": list(self.artifacts),
-                "FailureMessage": self.failure_message}
+        logs = self.lines[index : index + MAX_LINES_PER_STATUS]
+        return {
+            "Ticket": self.ticket,
+            "State": self.state,
+            "ExitCode": self.exit_code,
+            "Logs": logs,
+            "NextSequence": start + len(logs),
+            "HasMore": start + len(logs) < self.next_sequence,
+            "OutputVariables": list(self.output_variables),
+            "Artifacts": list(self.artifacts),
+            "FailureMessage": self.failure_message,
+        }
 
     def feed(self, stream: PipeBuffer, chunk: bytes) -> None:
         """Split a chunk into lines; a line is cut at MAX_LINE bytes and the rest of it dropped."""
@@ -167,7 +181,7 @@ class Script:
             newline = chunk.find(b"\n", start)
             end = len(chunk) if newline < 0 else newline
             if not stream.discarding:
-                stream.buffer += chunk[start:min(end, start + MAX_LINE + 1 - len(stream.buffer))]
+                stream.buffer += chunk[start : min(end, start + MAX_LINE + 1 - len(stream.buffer))]
                 if len(stream.buffer) > MAX_LINE:
                     lines.append((stream.name, stream.buffer[:MAX_LINE].decode("utf-8", errors="replace"), None, True))
                     stream.buffer = bytearray()
@@ -193,20 +207,33 @@ class Script:
 
     def service_message(self, name: str, attributes: dict) -> None:
         """`##octopus[name attribute='base64' …]`: a category change, an output variable, an artifact, a failure, progress."""
-        categories = {"stdout-warning": "Warning", "stdout-highlight": "Highlight", "stdout-verbose": "Verbose",
-                      "stdout-default": "Info", "stdout-error": "Error", "stdout-wait": "Wait"}
+        categories = {
+            "stdout-warning": "Warning",
+            "stdout-highlight": "Highlight",
+            "stdout-verbose": "Verbose",
+            "stdout-default": "Info",
+            "stdout-error": "Error",
+            "stdout-wait": "Wait",
+        }
         if name in categories:
             self.category["stdout"] = categories[name]
         elif name == "setVariable":
             value, sensitive = _decode(attributes.get("value", "")), _decode(attributes.get("sensitive", "")) == "True"
             if sensitive and value:
                 self.add_sensitive(value)
-            self.output_variables.append({"Name": _decode(attributes.get("name", "")), "Value": value, "IsSensitive": sensitive})
+            self.output_variables.append(
+                {"Name": _decode(attributes.get("name", "")), "Value": value, "IsSensitive": sensitive}
+            )
         elif name == "createArtifact":
             path = (self.work / _decode(attributes.get("path", ""))).resolve()
             # The name is shown on the task page: masked like a log line.
-            self.artifacts.append({"Name": self.mask(_decode(attributes.get("name", "")) or path.name), "Path": str(path),
-                                     "Length": path.stat().st_size if path.is_file() else 0})
+            self.artifacts.append(
+                {
+                    "Name": self.mask(_decode(attributes.get("name", "")) or path.name),
+                    "Path": str(path),
+                    "Length": path.stat().st_size if path.is_file() else 0,
+                }
+            )
         elif name == "stepFailed":
             # Reported once, as the step's failure message (the server logs it), not also as a line here.
             self.failure_message = self.mask(_decode(attributes.get("message", ""))) or "The step failed."

@@ -20,13 +20,22 @@ TOOLS = ["kubectl", "az", "aws", "terraform", "docker", "pwsh", "helm", "gcloud"
 
 
 class ScriptService:
-    def __init__(self, home: Path, package_limit_bytes: int = 5 * 1024 ** 3, environment: dict | None = None, *,
-                 run_as: str | None = None, forget_after: float = FORGET_AFTER_SECONDS, subreaper: bool = False):
+    def __init__(
+        self,
+        home: Path,
+        package_limit_bytes: int = 5 * 1024**3,
+        environment: dict | None = None,
+        *,
+        run_as: str | None = None,
+        forget_after: float = FORGET_AFTER_SECONDS,
+        subreaper: bool = False,
+    ):
         """`run_as`, `forget_after`, `subreaper`: see ScriptRunner."""
         home = Path(home)
         self.packages = PackageCache(home / "Packages", package_limit_bytes)
-        self.runner = ScriptRunner(home / "Work", self.packages, environment, run_as=run_as, forget_after=forget_after,
-                                   subreaper=subreaper)
+        self.runner = ScriptRunner(
+            home / "Work", self.packages, environment, run_as=run_as, forget_after=forget_after, subreaper=subreaper
+        )
 
     def handle(self, envelope: object) -> dict:
         """A request envelope in, a response envelope out. Never raises."""
@@ -50,16 +59,25 @@ class ScriptService:
     def _Health(self, params: dict) -> dict:  # noqa: N802 - protocol method names
         shells = [shell for shell in ("bash", "sh", "pwsh") if shutil.which(shell)]
         system = platform.system()
-        return {"AgentVersion": __version__, "OperatingSystem": {"Darwin": "macOS"}.get(system, system),
-                "Architecture": platform.machine(), "Hostname": socket.gethostname(), "Shells": shells,
-                "Tools": {tool: shutil.which(tool) for tool in TOOLS if shutil.which(tool)},
-                "PythonVersion": platform.python_version(), "ProcessId": os.getpid(), "Executable": sys.executable}
+        return {
+            "AgentVersion": __version__,
+            "OperatingSystem": {"Darwin": "macOS"}.get(system, system),
+            "Architecture": platform.machine(),
+            "Hostname": socket.gethostname(),
+            "Shells": shells,
+            "Tools": {tool: shutil.which(tool) for tool in TOOLS if shutil.which(tool)},
+            "PythonVersion": platform.python_version(),
+            "ProcessId": os.getpid(),
+            "Executable": sys.executable,
+        }
 
     def _StartScript(self, params: dict) -> dict:  # noqa: N802
         return {"Ticket": self.runner.start(params)}
 
     def _GetStatus(self, params: dict) -> dict:  # noqa: N802
-        return self.runner.status(params["Ticket"], int(params.get("AfterSequence", -1)), float(params.get("WaitSeconds", 0)))
+        return self.runner.status(
+            params["Ticket"], int(params.get("AfterSequence", -1)), float(params.get("WaitSeconds", 0))
+        )
 
     def _CancelScript(self, params: dict) -> dict:  # noqa: N802
         return self.runner.cancel(params["Ticket"])

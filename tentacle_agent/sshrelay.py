@@ -21,7 +21,7 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import BinaryIO, Optional
+from typing import BinaryIO
 
 SOCKET_NAME = "relay.sock"
 LOCK_NAME = "relay.lock"
@@ -71,7 +71,7 @@ def relay(home: Path, idle_seconds: float = DEFAULT_IDLE_SECONDS) -> int:
                 return 0
             view = memoryview(chunk)
             while view:
-                view = view[os.write(out, view):]
+                view = view[os.write(out, view) :]
     except OSError:  # the SSH channel went away: the daemon carries on without us
         return 0
 
@@ -89,7 +89,7 @@ def _pump_stdin(connection: socket.socket) -> None:
     os._exit(0)
 
 
-def _connect(path: Path) -> Optional[socket.socket]:
+def _connect(path: Path) -> socket.socket | None:
     client = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
         client.connect(str(path))
@@ -110,6 +110,7 @@ def _spawn_daemon(home: Path, idle_seconds: float) -> None:
         if os.fork():
             os._exit(0)
         import tentacle_agent.service  # noqa: F401 - before leaving the folder a relative sys.path entry names
+
         os.chdir("/")
         null = os.open(os.devnull, os.O_RDWR)
         log = os.open(str(home / "relay.log"), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
@@ -154,8 +155,11 @@ class _Daemon:
                 envelope = json.loads(line)
             except ValueError:
                 envelope = None
-            response = self.service.handle(envelope) if envelope is not None else {
-                "Id": None, "Error": {"Kind": "BadRequest", "Message": "Each line must be one JSON envelope."}}
+            response = (
+                self.service.handle(envelope)
+                if envelope is not None
+                else {"Id": None, "Error": {"Kind": "BadRequest", "Message": "Each line must be one JSON envelope."}}
+            )
             data = json.dumps(response).encode() + b"\n"
             with write_lock:
                 try:
@@ -209,7 +213,7 @@ def serve(home: Path, idle_seconds: float = DEFAULT_IDLE_SECONDS) -> None:
         while True:
             try:
                 connection, _ = server.accept()
-            except socket.timeout:
+            except TimeoutError:
                 if not daemon.busy() and time.monotonic() - daemon.last_active > idle_seconds:
                     return
                 continue

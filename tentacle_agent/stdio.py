@@ -22,8 +22,11 @@ def serve_stdio(service: ScriptService, stdin=None, stdout=None) -> None:
             envelope = json.loads(line)
         except ValueError:
             envelope = None
-        response = service.handle(envelope) if envelope is not None else {
-            "Id": None, "Error": {"Kind": "BadRequest", "Message": "Each line must be one JSON envelope."}}
+        response = (
+            service.handle(envelope)
+            if envelope is not None
+            else {"Id": None, "Error": {"Kind": "BadRequest", "Message": "Each line must be one JSON envelope."}}
+        )
         data = json.dumps(response).encode() + b"\n"
         with write_lock:
             stdout.write(data)

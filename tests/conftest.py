@@ -38,10 +38,13 @@ def space(db) -> Space:
 def make_person(username: str, role: str | None, space: Space | None, *, system: bool = False) -> User:
     person = users.create_user(actor=None, username=username, password=PASSWORD, display_name=username.title())
     if role:
-        admin = User.objects.filter(is_superuser=True).first() or users.ensure_first_administrator(
-            username="root-admin", password=PASSWORD)[0]
-        team = teams.create_team(actor=admin, name=f"{role} team ({username})", space=None if system else space,
-                                 members=[person])
+        admin = (
+            User.objects.filter(is_superuser=True).first()
+            or users.ensure_first_administrator(username="root-admin", password=PASSWORD)[0]
+        )
+        team = teams.create_team(
+            actor=admin, name=f"{role} team ({username})", space=None if system else space, members=[person]
+        )
         teams.assign_role(actor=admin, team=team, role=UserRole.objects.get(name=role), space=None if system else space)
     return person
 

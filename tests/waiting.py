@@ -7,8 +7,9 @@ from typing import TypeVar
 T = TypeVar("T")
 
 
-def wait_until(predicate: Callable[[], T], timeout: float = 30, what: str = "the condition", *,
-               interval: float = 0.05) -> T:
+def wait_until(
+    predicate: Callable[[], T], timeout: float = 30, what: str = "the condition", *, interval: float = 0.05
+) -> T:
     """Returns the predicate's first truthy value; raises TimeoutError naming `what` past `timeout` seconds."""
     deadline = time.monotonic() + timeout
     while True:

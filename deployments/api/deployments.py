@@ -14,10 +14,21 @@ from rest_framework.response import Response
 
 from deployments.api import processes as pr
 from deployments.api import resources as r
-from deployments.api.lifecycles import ChannelSerializer, _find as _find_or_none
+from deployments.api.lifecycles import ChannelSerializer
+from deployments.api.lifecycles import _find as _find_or_none
 from deployments.api.machines import MachineSerializer
 from deployments.models import (
-    Channel, Deployment, Environment, Lifecycle, Project, ProjectGroup, Release, Runbook, RunbookRun, RunbookSnapshot)
+    Channel,
+    Deployment,
+    Environment,
+    Lifecycle,
+    Project,
+    ProjectGroup,
+    Release,
+    Runbook,
+    RunbookRun,
+    RunbookSnapshot,
+)
 from deployments.services import catalog, deploy, lifecycles, processes
 from deployments.services.interruptions import set_environment_guided_failure
 from infrastructure.api.views import SpaceScopedViewSet, _reraise_for_api
@@ -34,8 +45,14 @@ def _find(model, space, octopus_id: str, field: str, **scope):
 
 
 def conflict(error: processes.VersionConflict) -> Response:
-    return Response({"ErrorMessage": str(error), "Errors": [str(error)],
-                     "Details": {"Version": [f"sent {error.sent}, current {error.current}"]}}, status=status.HTTP_409_CONFLICT)
+    return Response(
+        {
+            "ErrorMessage": str(error),
+            "Errors": [str(error)],
+            "Details": {"Version": [f"sent {error.sent}, current {error.current}"]},
+        },
+        status=status.HTTP_409_CONFLICT,
+    )
 
 
 def _by_name(queryset, name: str, field: str, what: str):
@@ -64,13 +81,21 @@ class EnvironmentViewSet(SpaceScopedViewSet):
         d = self._input(r.EnvironmentWriteSerializer).validated_data
         try:
             with transaction.atomic():
-                environment = catalog.create_environment(actor=request.user, space=space, name=d["Name"],
-                                                         description=d["Description"] or "")
+                environment = catalog.create_environment(
+                    actor=request.user, space=space, name=d["Name"], description=d["Description"] or ""
+                )
                 if "SortOrder" in d:
-                    environment = catalog.update_environment(actor=request.user, environment=environment, name=environment.name,
-                                                             description=environment.description, sort_order=d["SortOrder"])
+                    environment = catalog.update_environment(
+                        actor=request.user,
+                        environment=environment,
+                        name=environment.name,
+                        description=environment.description,
+                        sort_order=d["SortOrder"],
+                    )
                 if d.get("UseGuidedFailure"):
-                    environment = set_environment_guided_failure(actor=request.user, environment=environment, enabled=True)
+                    environment = set_environment_guided_failure(
+                        actor=request.user, environment=environment, enabled=True
+                    )
         except ValidationError as error:
             _reraise_for_api(error)
         return Response(self.get_serializer(environment).data, status=status.HTTP_201_CREATED)
@@ -82,11 +107,17 @@ class EnvironmentViewSet(SpaceScopedViewSet):
         d = self._input(r.EnvironmentWriteSerializer).validated_data
         try:
             with transaction.atomic():
-                environment = catalog.update_environment(actor=request.user, environment=environment, name=d["Name"],
-                                                         description=d["Description"] or "", sort_order=d.get("SortOrder"))
+                environment = catalog.update_environment(
+                    actor=request.user,
+                    environment=environment,
+                    name=d["Name"],
+                    description=d["Description"] or "",
+                    sort_order=d.get("SortOrder"),
+                )
                 if "UseGuidedFailure" in d:
-                    environment = set_environment_guided_failure(actor=request.user, environment=environment,
-                                                                 enabled=d["UseGuidedFailure"])
+                    environment = set_environment_guided_failure(
+                        actor=request.user, environment=environment, enabled=d["UseGuidedFailure"]
+                    )
         except ValidationError as error:
             _reraise_for_api(error)
         return Response(self.get_serializer(environment).data)
@@ -100,8 +131,10 @@ class EnvironmentViewSet(SpaceScopedViewSet):
             _reraise_for_api(error)
         return Response(status=status.HTTP_204_NO_CONTENT)
 
-    @extend_schema(request={"application/json": {"type": "array", "items": {"type": "string"}}},
-                   responses={200: r.EnvironmentSerializer(many=True)})
+    @extend_schema(
+        request={"application/json": {"type": "array", "items": {"type": "string"}}},
+        responses={200: r.EnvironmentSerializer(many=True)},
+    )
     @action(detail=False, methods=["put"], pagination_class=None)
     def sortorder(self, request, *args, **kwargs):
         """`PUT` the space's environment ids in their new order."""
@@ -110,11 +143,12 @@ class EnvironmentViewSet(SpaceScopedViewSet):
         if not isinstance(ids, list) or not all(isinstance(i, str) for i in ids):
             raise ApiValidationError({"Ids": ["Send the environment ids as a list, in order."]})
         try:
-            catalog.reorder_environments(actor=request.user, space=space, ordered_ids=[Environment.pk_from_octopus_id(i) or 0 for i in ids])
+            catalog.reorder_environments(
+                actor=request.user, space=space, ordered_ids=[Environment.pk_from_octopus_id(i) or 0 for i in ids]
+            )
         except ValidationError as error:
             _reraise_for_api(error)
         return Response(self.get_serializer(Environment.objects.filter(space=space), many=True).data)
-
 
     @extend_schema(responses={200: dict})
     @action(detail=True, methods=["get"])
@@ -153,12 +187,23 @@ class ProjectViewSet(SpaceScopedViewSet):
         group, lifecycle = self._links(space, d)
         try:
             with transaction.atomic():
-                project = catalog.create_project(actor=request.user, space=space, name=d["Name"], description=d["Description"] or "",
-                                                 project_group=group, lifecycle=lifecycle)
+                project = catalog.create_project(
+                    actor=request.user,
+                    space=space,
+                    name=d["Name"],
+                    description=d["Description"] or "",
+                    project_group=group,
+                    lifecycle=lifecycle,
+                )
                 if d.get("Slug") or d.get("IsDisabled"):
-                    project = catalog.update_project(actor=request.user, project=project, name=project.name,
-                                                     description=project.description, slug=d.get("Slug") or None,
-                                                     is_disabled=d.get("IsDisabled"))
+                    project = catalog.update_project(
+                        actor=request.user,
+                        project=project,
+                        name=project.name,
+                        description=project.description,
+                        slug=d.get("Slug") or None,
+                        is_disabled=d.get("IsDisabled"),
+                    )
         except ValidationError as error:
             _reraise_for_api(error)
         return Response(self.get_serializer(project).data, status=status.HTTP_201_CREATED)
@@ -170,9 +215,16 @@ class ProjectViewSet(SpaceScopedViewSet):
         d = self._input(r.ProjectWriteSerializer).validated_data
         group, lifecycle = self._links(space, d)
         try:
-            project = catalog.update_project(actor=request.user, project=project, name=d["Name"], description=d["Description"] or "",
-                                             project_group=group, lifecycle=lifecycle, slug=d.get("Slug") or None,
-                                             is_disabled=d.get("IsDisabled"))
+            project = catalog.update_project(
+                actor=request.user,
+                project=project,
+                name=d["Name"],
+                description=d["Description"] or "",
+                project_group=group,
+                lifecycle=lifecycle,
+                slug=d.get("Slug") or None,
+                is_disabled=d.get("IsDisabled"),
+            )
         except ValidationError as error:
             _reraise_for_api(error)
         return Response(self.get_serializer(project).data)
@@ -212,7 +264,9 @@ class ProjectViewSet(SpaceScopedViewSet):
     def release_by_version(self, request, *args, version: str = "", **kwargs):
         project = self.get_object()
         require_permission(request.user, P.RELEASE_VIEW, space=project.space)
-        return Response(r.ReleaseSerializer(get_object_or_404(project.releases.select_related("project"), version=version)).data)
+        return Response(
+            r.ReleaseSerializer(get_object_or_404(project.releases.select_related("project"), version=version)).data
+        )
 
     @extend_schema(responses={200: r.ReleaseSerializer(many=True)})
     @action(detail=True, methods=["get"])
@@ -298,8 +352,14 @@ class ReleaseViewSet(SpaceScopedViewSet):
         channel = _find_or_none(Channel, space, d.get("ChannelId"), "ChannelId", project=project)
         picks = {p["ActionName"]: p["Version"] for p in d.get("SelectedPackages") or []}
         try:
-            release = deploy.create_release(actor=request.user, project=project, version=d["Version"],
-                                            release_notes=d["ReleaseNotes"] or "", channel=channel, package_versions=picks)
+            release = deploy.create_release(
+                actor=request.user,
+                project=project,
+                version=d["Version"],
+                release_notes=d["ReleaseNotes"] or "",
+                channel=channel,
+                package_versions=picks,
+            )
         except ValidationError as error:
             _reraise_for_api(error)
         return Response(self.get_serializer(release).data, status=status.HTTP_201_CREATED)
@@ -312,7 +372,11 @@ class ReleaseViewSet(SpaceScopedViewSet):
         space = self.require_edit()
         d = self._input(r.CreateReleaseV1Serializer).validated_data
         project = _by_name(Project.objects.filter(space=space), d["ProjectName"], "ProjectName", "project")
-        channel = _by_name(project.channels.all(), d["ChannelName"], "ChannelName", "channel") if d.get("ChannelName") else None
+        channel = (
+            _by_name(project.channels.all(), d["ChannelName"], "ChannelName", "channel")
+            if d.get("ChannelName")
+            else None
+        )
         picks = {"*": d["PackageVersion"]} if d.get("PackageVersion") else {}
         for i, text in enumerate(d.get("Packages") or []):
             key, sep, version = text.rpartition(":") if ":" in text else ("", "", "")
@@ -325,11 +389,19 @@ class ReleaseViewSet(SpaceScopedViewSet):
             release = existing
         else:
             try:
-                release = deploy.create_release(actor=request.user, project=project, version=version,
-                                                release_notes=d.get("ReleaseNotes") or "", channel=channel, package_versions=picks)
+                release = deploy.create_release(
+                    actor=request.user,
+                    project=project,
+                    version=version,
+                    release_notes=d.get("ReleaseNotes") or "",
+                    channel=channel,
+                    package_versions=picks,
+                )
             except ValidationError as error:
                 _reraise_for_api(error)
-        return Response({"ReleaseId": release.octopus_id, "ReleaseVersion": release.version}, status=status.HTTP_201_CREATED)
+        return Response(
+            {"ReleaseId": release.octopus_id, "ReleaseVersion": release.version}, status=status.HTTP_201_CREATED
+        )
 
     @extend_schema(responses={200: dict})
     @action(detail=True, methods=["get"], url_path="deployments/template", pagination_class=None)
@@ -337,13 +409,24 @@ class ReleaseViewSet(SpaceScopedViewSet):
         """Octopus's DeploymentTemplateResource: where the release may go now (its lifecycle's open phases)."""
         release = self.get_object()
         open_now = lifecycles.environments_open_to(release)
-        return Response({"IsDeploymentProcessModified": deploy.process_changed_since(release),
-                         "IsVariableSetModified": deploy.variables_snapshot(release.project) != release.variables_snapshot,
-                         "IsLibraryVariableSetModified": False,
-                         "DeploymentNotes": None, "TenantPromotions": [],
-                         "PromoteTo": [{"Id": e.octopus_id, "Name": e.name, "UseGuidedFailure": e.use_guided_failure,
-                                        "Links": {"Self": f"/api/Spaces-{e.space_id}/environments/{e.octopus_id}"}}
-                                       for e in open_now]})
+        return Response(
+            {
+                "IsDeploymentProcessModified": deploy.process_changed_since(release),
+                "IsVariableSetModified": deploy.variables_snapshot(release.project) != release.variables_snapshot,
+                "IsLibraryVariableSetModified": False,
+                "DeploymentNotes": None,
+                "TenantPromotions": [],
+                "PromoteTo": [
+                    {
+                        "Id": e.octopus_id,
+                        "Name": e.name,
+                        "UseGuidedFailure": e.use_guided_failure,
+                        "Links": {"Self": f"/api/Spaces-{e.space_id}/environments/{e.octopus_id}"},
+                    }
+                    for e in open_now
+                ],
+            }
+        )
 
     @extend_schema(responses={200: r.DeploymentSerializer(many=True)})
     @action(detail=True, methods=["get"])
@@ -361,7 +444,9 @@ class DeploymentViewSet(SpaceScopedViewSet):
     view_permission, edit_permission, model = P.DEPLOYMENT_VIEW, P.DEPLOYMENT_CREATE, Deployment
 
     def scoped_queryset(self, space):
-        return Deployment.objects.filter(environment__space=space).select_related("release__project", "environment", "task")
+        return Deployment.objects.filter(environment__space=space).select_related(
+            "release__project", "environment", "task"
+        )
 
     @extend_schema(request=r.DeploymentCreateSerializer, responses={201: r.DeploymentSerializer})
     def create(self, request, *args, **kwargs):
@@ -370,8 +455,9 @@ class DeploymentViewSet(SpaceScopedViewSet):
         release = _find(Release, space, d["ReleaseId"], "ReleaseId")
         environment = _find(Environment, space, d["EnvironmentId"], "EnvironmentId")
         try:
-            deployment = deploy.deploy_release(actor=request.user, release=release, environment=environment,
-                                               use_guided_failure=d["UseGuidedFailure"])
+            deployment = deploy.deploy_release(
+                actor=request.user, release=release, environment=environment, use_guided_failure=d["UseGuidedFailure"]
+            )
         except ValidationError as error:
             _reraise_for_api(error)
         return Response(self.get_serializer(deployment).data, status=status.HTTP_201_CREATED)
@@ -386,17 +472,31 @@ class DeploymentViewSet(SpaceScopedViewSet):
         release = project.releases.filter(version=d["ReleaseVersion"]).first()
         if release is None:
             raise ApiValidationError({"ReleaseVersion": [f"{project.name} has no release {d['ReleaseVersion']}."]})
-        environments = [_by_name(Environment.objects.filter(space=space), name, f"EnvironmentNames[{i}]", "environment")
-                        for i, name in enumerate(d["EnvironmentNames"])]
+        environments = [
+            _by_name(Environment.objects.filter(space=space), name, f"EnvironmentNames[{i}]", "environment")
+            for i, name in enumerate(d["EnvironmentNames"])
+        ]
         try:
             with transaction.atomic():
-                made = [deploy.deploy_release(actor=request.user, release=release, environment=e,
-                                              use_guided_failure=d.get("UseGuidedFailure", False))
-                        for e in dict.fromkeys(environments)]
+                made = [
+                    deploy.deploy_release(
+                        actor=request.user,
+                        release=release,
+                        environment=e,
+                        use_guided_failure=d.get("UseGuidedFailure", False),
+                    )
+                    for e in dict.fromkeys(environments)
+                ]
         except ValidationError as error:
             _reraise_for_api(error)
-        return Response({"DeploymentServerTasks": [{"DeploymentId": m.octopus_id, "ServerTaskId": m.task.octopus_id} for m in made]},
-                        status=status.HTTP_201_CREATED)
+        return Response(
+            {
+                "DeploymentServerTasks": [
+                    {"DeploymentId": m.octopus_id, "ServerTaskId": m.task.octopus_id} for m in made
+                ]
+            },
+            status=status.HTTP_201_CREATED,
+        )
 
 
 class RunbookRunViewSet(SpaceScopedViewSet):
@@ -405,24 +505,37 @@ class RunbookRunViewSet(SpaceScopedViewSet):
     view_permission, edit_permission, model = P.DEPLOYMENT_VIEW, P.RUNBOOK_RUN, RunbookRun
 
     def scoped_queryset(self, space):
-        return RunbookRun.objects.filter(environment__space=space).select_related("runbook__project", "environment", "task")
+        return RunbookRun.objects.filter(environment__space=space).select_related(
+            "runbook__project", "environment", "task"
+        )
 
     @extend_schema(request=r.RunbookRunCreateSerializer, responses={201: r.RunbookRunSerializer})
     def create(self, request, *args, **kwargs):
         space = self.require_edit()
         d = self._input(r.RunbookRunCreateSerializer).validated_data
-        runbook = Runbook.objects.filter(pk=Runbook.pk_from_octopus_id(d["RunbookId"]) or 0, project__space=space).first()
+        runbook = Runbook.objects.filter(
+            pk=Runbook.pk_from_octopus_id(d["RunbookId"]) or 0, project__space=space
+        ).first()
         if runbook is None:
             raise ApiValidationError({"RunbookId": [f"No runbook {d['RunbookId']!r} in this space."]})
         environment = _find(Environment, space, d["EnvironmentId"], "EnvironmentId")
         snapshot = None
         if d.get("RunbookSnapshotId"):
-            snapshot = runbook.snapshots.filter(pk=RunbookSnapshot.pk_from_octopus_id(d["RunbookSnapshotId"]) or 0).first()
+            snapshot = runbook.snapshots.filter(
+                pk=RunbookSnapshot.pk_from_octopus_id(d["RunbookSnapshotId"]) or 0
+            ).first()
             if snapshot is None:
-                raise ApiValidationError({"RunbookSnapshotId": [f"{runbook.name} has no snapshot {d['RunbookSnapshotId']!r}."]})
+                raise ApiValidationError(
+                    {"RunbookSnapshotId": [f"{runbook.name} has no snapshot {d['RunbookSnapshotId']!r}."]}
+                )
         try:
-            run = deploy.run_runbook(actor=request.user, runbook=runbook, environment=environment, snapshot=snapshot,
-                                     use_guided_failure=d["UseGuidedFailure"])
+            run = deploy.run_runbook(
+                actor=request.user,
+                runbook=runbook,
+                environment=environment,
+                snapshot=snapshot,
+                use_guided_failure=d["UseGuidedFailure"],
+            )
         except ValidationError as error:
             _reraise_for_api(error)
         return Response(self.get_serializer(run).data, status=status.HTTP_201_CREATED)
@@ -439,14 +552,29 @@ class RunbookRunViewSet(SpaceScopedViewSet):
         snapshot = runbook.published_snapshot
         if d.get("Snapshot"):
             snapshot = _by_name(runbook.snapshots.all(), d["Snapshot"], "Snapshot", "snapshot")
-        environments = [_by_name(Environment.objects.filter(space=space), name, f"EnvironmentNames[{i}]", "environment")
-                        for i, name in enumerate(d["EnvironmentNames"])]
+        environments = [
+            _by_name(Environment.objects.filter(space=space), name, f"EnvironmentNames[{i}]", "environment")
+            for i, name in enumerate(d["EnvironmentNames"])
+        ]
         try:
             with transaction.atomic():
-                runs = [deploy.run_runbook(actor=request.user, runbook=runbook, environment=e, snapshot=snapshot,
-                                           use_guided_failure=d.get("UseGuidedFailure", False))
-                        for e in dict.fromkeys(environments)]
+                runs = [
+                    deploy.run_runbook(
+                        actor=request.user,
+                        runbook=runbook,
+                        environment=e,
+                        snapshot=snapshot,
+                        use_guided_failure=d.get("UseGuidedFailure", False),
+                    )
+                    for e in dict.fromkeys(environments)
+                ]
         except ValidationError as error:
             _reraise_for_api(error)
-        return Response({"RunbookRunServerTasks": [{"RunbookRunId": run.octopus_id, "ServerTaskId": run.task.octopus_id} for run in runs]},
-                        status=status.HTTP_201_CREATED)
+        return Response(
+            {
+                "RunbookRunServerTasks": [
+                    {"RunbookRunId": run.octopus_id, "ServerTaskId": run.task.octopus_id} for run in runs
+                ]
+            },
+            status=status.HTTP_201_CREATED,
+        )

@@ -32,6 +32,7 @@ def _find(model, space, octopus_id, field: str, **scope):
 
 # Project groups ------------------------------------------------------------------------------------------
 
+
 class ProjectGroupSerializer(SpaceScopedSerializer):
     self_link = "/api/{space}/projectgroups/{id}"
 
@@ -72,8 +73,13 @@ class ProjectGroupViewSet(SpaceScopedViewSet):
         space = self.require_edit()
         d = self._input(NamedWriteSerializer).validated_data
         try:
-            return lifecycles.save_project_group(actor=self.request.user, space=space, name=d["Name"],
-                                                 description=d.get("Description") or "", group=group)
+            return lifecycles.save_project_group(
+                actor=self.request.user,
+                space=space,
+                name=d["Name"],
+                description=d.get("Description") or "",
+                group=group,
+            )
         except ValidationError as error:
             _reraise_for_api(error)
 
@@ -105,6 +111,7 @@ class ProjectGroupViewSet(SpaceScopedViewSet):
 
 # Lifecycles --------------------------------------------------------------------------------------------
 
+
 class LifecycleSerializer(SpaceScopedSerializer):
     self_link = "/api/{space}/lifecycles/{id}"
 
@@ -116,22 +123,47 @@ class LifecycleSerializer(SpaceScopedSerializer):
 
     class Meta:
         model = Lifecycle
-        fields = ["Id", "SpaceId", "Name", "Description", "Phases", "ReleaseRetentionPolicy", "TentacleRetentionPolicy", "Links"]
+        fields = [
+            "Id",
+            "SpaceId",
+            "Name",
+            "Description",
+            "Phases",
+            "ReleaseRetentionPolicy",
+            "TentacleRetentionPolicy",
+            "Links",
+        ]
 
     def get_Phases(self, obj) -> list[dict]:  # noqa: N802
         """The phases as defined; a lifecycle without phases of its own (the Default Lifecycle) shows the one phase per
         environment, in order, that it applies. Sending those back unchanged keeps it following the environments."""
         if not obj.phases.exists():
-            return [{"Id": f"Phases-implicit-{e.octopus_id}", "Name": e.name, "AutomaticDeploymentTargets": [],
-                     "OptionalDeploymentTargets": [e.octopus_id], "MinimumEnvironmentsBeforePromotion": 0, "IsOptionalPhase": False,
-                     "ReleaseRetentionPolicy": None, "TentacleRetentionPolicy": None}
-                    for e in Environment.objects.filter(space=obj.space_id)]
-        return [{"Id": phase.octopus_id, "Name": phase.name,
-                 "AutomaticDeploymentTargets": [e.octopus_id for e in phase.automatic_environments.all()],
-                 "OptionalDeploymentTargets": [e.octopus_id for e in phase.optional_environments.all()],
-                 "MinimumEnvironmentsBeforePromotion": phase.minimum_environments_before_promotion,
-                 "IsOptionalPhase": phase.is_optional_phase, "ReleaseRetentionPolicy": None, "TentacleRetentionPolicy": None}
-                for phase in obj.phases.prefetch_related("automatic_environments", "optional_environments")]
+            return [
+                {
+                    "Id": f"Phases-implicit-{e.octopus_id}",
+                    "Name": e.name,
+                    "AutomaticDeploymentTargets": [],
+                    "OptionalDeploymentTargets": [e.octopus_id],
+                    "MinimumEnvironmentsBeforePromotion": 0,
+                    "IsOptionalPhase": False,
+                    "ReleaseRetentionPolicy": None,
+                    "TentacleRetentionPolicy": None,
+                }
+                for e in Environment.objects.filter(space=obj.space_id)
+            ]
+        return [
+            {
+                "Id": phase.octopus_id,
+                "Name": phase.name,
+                "AutomaticDeploymentTargets": [e.octopus_id for e in phase.automatic_environments.all()],
+                "OptionalDeploymentTargets": [e.octopus_id for e in phase.optional_environments.all()],
+                "MinimumEnvironmentsBeforePromotion": phase.minimum_environments_before_promotion,
+                "IsOptionalPhase": phase.is_optional_phase,
+                "ReleaseRetentionPolicy": None,
+                "TentacleRetentionPolicy": None,
+            }
+            for phase in obj.phases.prefetch_related("automatic_environments", "optional_environments")
+        ]
 
     def get_ReleaseRetentionPolicy(self, obj) -> dict:  # noqa: N802
         return KEEP_FOREVER
@@ -146,9 +178,15 @@ class LifecycleSerializer(SpaceScopedSerializer):
 class PhaseWriteSerializer(StrictSerializer):
     Id = serializers.CharField(required=False, allow_blank=True, allow_null=True)
     Name = serializers.CharField(allow_blank=True, max_length=500)
-    AutomaticDeploymentTargets = serializers.ListField(child=serializers.CharField(), required=False, default=list, max_length=500)
-    OptionalDeploymentTargets = serializers.ListField(child=serializers.CharField(), required=False, default=list, max_length=500)
-    MinimumEnvironmentsBeforePromotion = serializers.IntegerField(required=False, default=0, min_value=0, max_value=10_000)
+    AutomaticDeploymentTargets = serializers.ListField(
+        child=serializers.CharField(), required=False, default=list, max_length=500
+    )
+    OptionalDeploymentTargets = serializers.ListField(
+        child=serializers.CharField(), required=False, default=list, max_length=500
+    )
+    MinimumEnvironmentsBeforePromotion = serializers.IntegerField(
+        required=False, default=0, min_value=0, max_value=10_000
+    )
     IsOptionalPhase = serializers.BooleanField(required=False, default=False)
 
 
@@ -177,17 +215,28 @@ class LifecycleViewSet(SpaceScopedViewSet):
                 if missing:
                     errors[f"Phases[{i}].{key}"] = [f"No environment {', '.join(missing)} in {space.name}."]
                 chosen[key] = [environments[x.lower()] for x in phase[key] if x.lower() in environments]
-            phases.append(lifecycles.PhaseSpec(name=phase["Name"], automatic_environments=chosen["AutomaticDeploymentTargets"],
-                                               optional_environments=chosen["OptionalDeploymentTargets"],
-                                               minimum_environments_before_promotion=phase["MinimumEnvironmentsBeforePromotion"],
-                                               is_optional_phase=phase["IsOptionalPhase"]))
+            phases.append(
+                lifecycles.PhaseSpec(
+                    name=phase["Name"],
+                    automatic_environments=chosen["AutomaticDeploymentTargets"],
+                    optional_environments=chosen["OptionalDeploymentTargets"],
+                    minimum_environments_before_promotion=phase["MinimumEnvironmentsBeforePromotion"],
+                    is_optional_phase=phase["IsOptionalPhase"],
+                )
+            )
         if errors:
             raise ApiValidationError(errors)
         if lifecycles.is_implicit(space, phases):
             phases = []  # every environment in order: stored as no phases, so new environments join it
         try:
-            return lifecycles.save_lifecycle(actor=self.request.user, space=space, name=d["Name"],
-                                             description=d.get("Description") or "", phases=phases, lifecycle=lifecycle)
+            return lifecycles.save_lifecycle(
+                actor=self.request.user,
+                space=space,
+                name=d["Name"],
+                description=d.get("Description") or "",
+                phases=phases,
+                lifecycle=lifecycle,
+            )
         except ValidationError as error:
             _reraise_for_api(error)
 
@@ -214,15 +263,31 @@ class LifecycleViewSet(SpaceScopedViewSet):
         """The phases as they apply, with their environments: a lifecycle without phases shows one per environment."""
         lifecycle = self.get_object()
         names = {e.pk: e for e in Environment.objects.filter(space=lifecycle.space_id)}
-        return Response({**self.get_serializer(lifecycle).data, "Phases": [
-            {"Name": phase.name, "AutomaticDeploymentTargets": [names[pk].octopus_id for pk in phase.automatic_ids if pk in names],
-             "OptionalDeploymentTargets": [names[pk].octopus_id for pk in phase.environment_ids
-                                           if pk in names and pk not in phase.automatic_ids],
-             "MinimumEnvironmentsBeforePromotion": phase.minimum, "IsOptionalPhase": phase.is_optional}
-            for phase in lifecycles.effective_phases(lifecycle)]})
+        return Response(
+            {
+                **self.get_serializer(lifecycle).data,
+                "Phases": [
+                    {
+                        "Name": phase.name,
+                        "AutomaticDeploymentTargets": [
+                            names[pk].octopus_id for pk in phase.automatic_ids if pk in names
+                        ],
+                        "OptionalDeploymentTargets": [
+                            names[pk].octopus_id
+                            for pk in phase.environment_ids
+                            if pk in names and pk not in phase.automatic_ids
+                        ],
+                        "MinimumEnvironmentsBeforePromotion": phase.minimum,
+                        "IsOptionalPhase": phase.is_optional,
+                    }
+                    for phase in lifecycles.effective_phases(lifecycle)
+                ],
+            }
+        )
 
 
 # Channels ------------------------------------------------------------------------------------------------
+
 
 class ChannelSerializer(SpaceScopedSerializer):
     self_link = "/api/{space}/channels/{id}"
@@ -237,7 +302,18 @@ class ChannelSerializer(SpaceScopedSerializer):
 
     class Meta:
         model = Channel
-        fields = ["Id", "SpaceId", "ProjectId", "Name", "Description", "LifecycleId", "IsDefault", "Rules", "TenantTags", "Links"]
+        fields = [
+            "Id",
+            "SpaceId",
+            "ProjectId",
+            "Name",
+            "Description",
+            "LifecycleId",
+            "IsDefault",
+            "Rules",
+            "TenantTags",
+            "Links",
+        ]
 
     def get_ProjectId(self, obj) -> str:  # noqa: N802
         return f"Projects-{obj.project_id}"
@@ -288,9 +364,15 @@ class ChannelViewSet(SpaceScopedViewSet):
             raise ApiValidationError({"ProjectId": ["A channel cannot move to another project."]})
         lifecycle = _find(Lifecycle, space, d.get("LifecycleId"), "LifecycleId")
         try:
-            return lifecycles.save_channel(actor=self.request.user, project=project, name=d["Name"],
-                                           description=d.get("Description") or "", lifecycle=lifecycle,
-                                           is_default=d["IsDefault"], channel=channel)
+            return lifecycles.save_channel(
+                actor=self.request.user,
+                project=project,
+                name=d["Name"],
+                description=d.get("Description") or "",
+                lifecycle=lifecycle,
+                is_default=d["IsDefault"],
+                channel=channel,
+            )
         except ValidationError as error:
             _reraise_for_api(error)
 

@@ -16,8 +16,11 @@ from portal.api.base import SpaceScopedSerializer, StrictSerializer
 from portal.permissions import Permission as P
 
 # Octopus calls an agentless cloud-region target's communication style "None".
-_STYLES = {"None": DeploymentTarget.Kind.CLOUD_REGION, "TentaclePassive": DeploymentTarget.Kind.LISTENING,
-           "TentacleActive": DeploymentTarget.Kind.POLLING}
+_STYLES = {
+    "None": DeploymentTarget.Kind.CLOUD_REGION,
+    "TentaclePassive": DeploymentTarget.Kind.LISTENING,
+    "TentacleActive": DeploymentTarget.Kind.POLLING,
+}
 _STYLE_OF = {kind: style for style, kind in _STYLES.items()}
 
 
@@ -36,14 +39,30 @@ class MachineSerializer(SpaceScopedSerializer):
 
     class Meta:
         model = DeploymentTarget
-        fields = ["Id", "SpaceId", "Name", "Roles", "EnvironmentIds", "IsDisabled", "Endpoint", "HealthStatus",
-                  "TenantedDeploymentParticipation", "TenantIds", "TenantTags", "Links"]
+        fields = [
+            "Id",
+            "SpaceId",
+            "Name",
+            "Roles",
+            "EnvironmentIds",
+            "IsDisabled",
+            "Endpoint",
+            "HealthStatus",
+            "TenantedDeploymentParticipation",
+            "TenantIds",
+            "TenantTags",
+            "Links",
+        ]
 
     def get_EnvironmentIds(self, obj) -> list[str]:  # noqa: N802
         return [e.octopus_id for e in obj.environments.all()]
 
     def get_Endpoint(self, obj) -> dict:  # noqa: N802
-        return {"CommunicationStyle": _STYLE_OF.get(obj.kind, "None"), "Uri": obj.uri or None, "Thumbprint": obj.thumbprint or None}
+        return {
+            "CommunicationStyle": _STYLE_OF.get(obj.kind, "None"),
+            "Uri": obj.uri or None,
+            "Thumbprint": obj.thumbprint or None,
+        }
 
     def get_HealthStatus(self, obj) -> str:  # noqa: N802
         return "Unknown"  # Reef does not health-check targets: steps run on workers on their behalf
@@ -102,9 +121,15 @@ class MachineViewSet(SpaceScopedViewSet):
         if missing:
             raise ApiValidationError({"EnvironmentIds": [f"No environment {', '.join(missing)} in {space.name}."]})
         endpoint = d["Endpoint"]
-        return {"name": d["Name"], "kind": _STYLES[endpoint["CommunicationStyle"]], "roles": d["Roles"],
-                "environments": [environments[i.lower()] for i in d["EnvironmentIds"]], "uri": endpoint.get("Uri") or "",
-                "thumbprint": endpoint.get("Thumbprint") or "", "is_disabled": d["IsDisabled"]}
+        return {
+            "name": d["Name"],
+            "kind": _STYLES[endpoint["CommunicationStyle"]],
+            "roles": d["Roles"],
+            "environments": [environments[i.lower()] for i in d["EnvironmentIds"]],
+            "uri": endpoint.get("Uri") or "",
+            "thumbprint": endpoint.get("Thumbprint") or "",
+            "is_disabled": d["IsDisabled"],
+        }
 
     @extend_schema(request=MachineWriteSerializer, responses={201: MachineSerializer})
     def create(self, request, *args, **kwargs):

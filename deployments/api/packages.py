@@ -39,11 +39,19 @@ class FeedViewSet(SpaceScopedViewSet):
         return Package.objects.none()
 
     def _feed(self, space) -> dict:
-        return {"Id": BUILT_IN, "SpaceId": space.octopus_id, "Name": "Octopus Server (built-in)", "FeedType": "BuiltIn",
-                "IsBuiltInRepoSyncEnabled": False, "DeleteUnreleasedPackagesAfterDays": None,
-                "PackageAcquisitionLocationOptions": ["Server", "ExecutionTarget"],
-                "Links": {"Self": f"/api/{space.octopus_id}/feeds/{BUILT_IN}",
-                          "SearchPackageVersionsTemplate": f"/api/{space.octopus_id}/packages{{?nuGetPackageId,filter,latest,skip,take}}"}}
+        return {
+            "Id": BUILT_IN,
+            "SpaceId": space.octopus_id,
+            "Name": "Octopus Server (built-in)",
+            "FeedType": "BuiltIn",
+            "IsBuiltInRepoSyncEnabled": False,
+            "DeleteUnreleasedPackagesAfterDays": None,
+            "PackageAcquisitionLocationOptions": ["Server", "ExecutionTarget"],
+            "Links": {
+                "Self": f"/api/{space.octopus_id}/feeds/{BUILT_IN}",
+                "SearchPackageVersionsTemplate": f"/api/{space.octopus_id}/packages{{?nuGetPackageId,filter,latest,skip,take}}",
+            },
+        }
 
     @extend_schema(operation_id="feeds_list", responses={200: dict})
     def list(self, request, *args, **kwargs):
@@ -51,11 +59,23 @@ class FeedViewSet(SpaceScopedViewSet):
         params = request.query_params
         wanted = [i.strip() for i in params.get("ids", "").split(",") if i.strip()]
         items = [self._feed(space)]
-        if (params.get("feedType") not in (None, "", "BuiltIn") or (wanted and BUILT_IN not in wanted)
-                or (params.get("partialName") and params["partialName"].lower() not in items[0]["Name"].lower())):
+        if (
+            params.get("feedType") not in (None, "", "BuiltIn")
+            or (wanted and BUILT_IN not in wanted)
+            or (params.get("partialName") and params["partialName"].lower() not in items[0]["Name"].lower())
+        ):
             items = []
-        return Response({"ItemType": "Feed", "TotalResults": len(items), "ItemsPerPage": 30, "NumberOfPages": 1,
-                         "LastPageNumber": 0, "Items": items, "Links": {"Self": request.path}})
+        return Response(
+            {
+                "ItemType": "Feed",
+                "TotalResults": len(items),
+                "ItemsPerPage": 30,
+                "NumberOfPages": 1,
+                "LastPageNumber": 0,
+                "Items": items,
+                "Links": {"Self": request.path},
+            }
+        )
 
     @extend_schema(responses={200: dict})
     def retrieve(self, request, *args, **kwargs):
@@ -75,10 +95,19 @@ class FeedViewSet(SpaceScopedViewSet):
     def _page(self, request, items):
         """Octopus's paged shape over already-chosen items (`skip`, `take`)."""
         skip, take = _non_negative(request, "skip", 0), min(_non_negative(request, "take", 30), 2000)
-        shown = items[skip:skip + take]
+        shown = items[skip : skip + take]
         pages = max(1, -(-len(items) // take)) if take else 1
-        return Response({"ItemType": "PackageVersion", "TotalResults": len(items), "ItemsPerPage": take, "NumberOfPages": pages,
-                         "LastPageNumber": pages - 1, "Items": shown, "Links": {"Self": request.get_full_path()}})
+        return Response(
+            {
+                "ItemType": "PackageVersion",
+                "TotalResults": len(items),
+                "ItemsPerPage": take,
+                "NumberOfPages": pages,
+                "LastPageNumber": pages - 1,
+                "Items": shown,
+                "Links": {"Self": request.get_full_path()},
+            }
+        )
 
     @extend_schema(responses={200: dict})
     @action(detail=True, methods=["get"], url_path="packages/versions", pagination_class=None)
@@ -91,21 +120,43 @@ class FeedViewSet(SpaceScopedViewSet):
         if request.query_params.get("filter"):
             packages = packages.filter(version__icontains=request.query_params["filter"])
         space = self.get_space().octopus_id
-        return self._page(request, [
-            {"Id": f"packages-{p.package_id}.{p.version}", "PackageId": p.package_id, "FeedId": BUILT_IN, "Version": p.version,
-             "Published": p.published, "SizeBytes": p.size, "Title": p.package_id, "ReleaseNotes": None,
-             "Links": {"Self": f"/api/{space}/packages/packages-{p.package_id}.{p.version}"}} for p in packages[:2000]])
+        return self._page(
+            request,
+            [
+                {
+                    "Id": f"packages-{p.package_id}.{p.version}",
+                    "PackageId": p.package_id,
+                    "FeedId": BUILT_IN,
+                    "Version": p.version,
+                    "Published": p.published,
+                    "SizeBytes": p.size,
+                    "Title": p.package_id,
+                    "ReleaseNotes": None,
+                    "Links": {"Self": f"/api/{space}/packages/packages-{p.package_id}.{p.version}"},
+                }
+                for p in packages[:2000]
+            ],
+        )
 
     @extend_schema(responses={200: dict})
     @action(detail=True, methods=["get"], url_path="packages/search", pagination_class=None)
     def search(self, request, *args, **kwargs):
         """`?term=`: package ids containing it, each with its newest version."""
-        packages = self._packages().filter(package_id__icontains=request.query_params.get("term", "")).order_by("package_id", "-published", "-id")
+        packages = (
+            self._packages()
+            .filter(package_id__icontains=request.query_params.get("term", ""))
+            .order_by("package_id", "-published", "-id")
+        )
         newest: dict[str, Package] = {}
         for package in packages[:5000]:
             newest.setdefault(package.package_id, package)
-        return self._page(request, [{"Id": p.package_id, "Name": p.package_id, "FeedId": BUILT_IN, "LatestVersion": p.version,
-                                     "Links": {}} for p in newest.values()])
+        return self._page(
+            request,
+            [
+                {"Id": p.package_id, "Name": p.package_id, "FeedId": BUILT_IN, "LatestVersion": p.version, "Links": {}}
+                for p in newest.values()
+            ],
+        )
 
 
 class PackageSerializer(SpaceScopedSerializer):
@@ -124,8 +175,21 @@ class PackageSerializer(SpaceScopedSerializer):
 
     class Meta:
         model = Package
-        fields = ["Id", "SpaceId", "PackageId", "Version", "Published", "PackageSizeBytes", "Hash", "FileExtension", "FeedId",
-                  "Title", "Summary", "Description", "Links"]
+        fields = [
+            "Id",
+            "SpaceId",
+            "PackageId",
+            "Version",
+            "Published",
+            "PackageSizeBytes",
+            "Hash",
+            "FileExtension",
+            "FeedId",
+            "Title",
+            "Summary",
+            "Description",
+            "Links",
+        ]
 
     def get_Id(self, obj) -> str:  # noqa: N802
         return f"packages-{obj.package_id}.{obj.version}"
@@ -186,7 +250,10 @@ class PackageViewSet(SpaceScopedViewSet):
                 return package
         raise Http404(f"No package {key}.")
 
-    @extend_schema(request={"multipart/form-data": PackageUploadSerializer}, responses={201: PackageSerializer, 200: PackageSerializer})
+    @extend_schema(
+        request={"multipart/form-data": PackageUploadSerializer},
+        responses={201: PackageSerializer, 200: PackageSerializer},
+    )
     @action(detail=False, methods=["post"], parser_classes=[MultiPartParser], pagination_class=None)
     def raw(self, request, *args, **kwargs):
         space = self.require_edit()
@@ -203,7 +270,9 @@ class PackageViewSet(SpaceScopedViewSet):
                 raise ApiValidationError({"overwriteMode": error.message_dict["overwrite_mode"]}) from None
             _reraise_for_api(error)
         created = Package.objects.filter(space=space).count() > existed
-        return Response(self.get_serializer(package).data, status=status.HTTP_201_CREATED if created else status.HTTP_200_OK)
+        return Response(
+            self.get_serializer(package).data, status=status.HTTP_201_CREATED if created else status.HTTP_200_OK
+        )
 
     @extend_schema(request=None, responses={204: None})
     def destroy(self, request, *args, **kwargs):
@@ -213,4 +282,3 @@ class PackageViewSet(SpaceScopedViewSet):
         except ValidationError as error:
             _reraise_for_api(error)
         return Response(status=status.HTTP_204_NO_CONTENT)
-

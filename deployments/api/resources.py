@@ -22,8 +22,17 @@ class EnvironmentSerializer(SpaceScopedSerializer):
 
     class Meta:
         model = Environment
-        fields = ["Id", "SpaceId", "Name", "Description", "SortOrder", "UseGuidedFailure", "AllowDynamicInfrastructure",
-                  "ExtensionSettings", "Links"]
+        fields = [
+            "Id",
+            "SpaceId",
+            "Name",
+            "Description",
+            "SortOrder",
+            "UseGuidedFailure",
+            "AllowDynamicInfrastructure",
+            "ExtensionSettings",
+            "Links",
+        ]
 
     def get_AllowDynamicInfrastructure(self, obj) -> bool:  # noqa: N802
         return False
@@ -63,12 +72,30 @@ class ProjectSerializer(SpaceScopedSerializer):
 
     class Meta:
         model = Project
-        fields = ["Id", "SpaceId", "Name", "Slug", "Description", "IsDisabled", "ProjectGroupId", "LifecycleId", "VariableSetId",
-                  "DeploymentProcessId", "IncludedLibraryVariableSetIds", "TenantedDeploymentMode", "IsVersionControlled",
-                  "PersistenceSettings", "Links"]
+        fields = [
+            "Id",
+            "SpaceId",
+            "Name",
+            "Slug",
+            "Description",
+            "IsDisabled",
+            "ProjectGroupId",
+            "LifecycleId",
+            "VariableSetId",
+            "DeploymentProcessId",
+            "IncludedLibraryVariableSetIds",
+            "TenantedDeploymentMode",
+            "IsVersionControlled",
+            "PersistenceSettings",
+            "Links",
+        ]
 
     def get_ProjectGroupId(self, obj) -> str:  # noqa: N802
-        return f"ProjectGroups-{obj.project_group_id}" if obj.project_group_id else default_project_group(obj.space).octopus_id
+        return (
+            f"ProjectGroups-{obj.project_group_id}"
+            if obj.project_group_id
+            else default_project_group(obj.space).octopus_id
+        )
 
     def get_LifecycleId(self, obj) -> str:  # noqa: N802
         return f"Lifecycles-{obj.lifecycle_id}" if obj.lifecycle_id else lifecycle_of_project(obj).octopus_id
@@ -93,10 +120,14 @@ class ProjectSerializer(SpaceScopedSerializer):
 
     def extra_links(self, obj):
         base = f"/api/Spaces-{obj.space_id}/projects/{obj.octopus_id}"
-        return {"DeploymentProcess": f"{base}/deploymentprocesses", "Releases": f"{base}/releases{{/version}}{{?skip,take,searchByVersion}}",
-                "Channels": f"{base}/channels", "Runbooks": f"{base}/runbooks",
-                "Variables": f"/api/Spaces-{obj.space_id}/variables/variableset-{obj.octopus_id}",
-                "Web": f"/Spaces-{obj.space_id}/projects/{obj.pk}/"}
+        return {
+            "DeploymentProcess": f"{base}/deploymentprocesses",
+            "Releases": f"{base}/releases{{/version}}{{?skip,take,searchByVersion}}",
+            "Channels": f"{base}/channels",
+            "Runbooks": f"{base}/runbooks",
+            "Variables": f"/api/Spaces-{obj.space_id}/variables/variableset-{obj.octopus_id}",
+            "Web": f"/Spaces-{obj.space_id}/projects/{obj.pk}/",
+        }
 
 
 class ProjectWriteSerializer(StrictSerializer):
@@ -125,9 +156,22 @@ class ReleaseSerializer(SpaceScopedSerializer):
 
     class Meta:
         model = Release
-        fields = ["Id", "SpaceId", "ProjectId", "ChannelId", "Version", "ReleaseNotes", "Assembled",
-                  "ProjectDeploymentProcessSnapshotId", "ProjectVariableSetSnapshotId", "LibraryVariableSetSnapshotIds",
-                  "SelectedPackages", "IgnoreChannelRules", "BuildInformation", "Links"]
+        fields = [
+            "Id",
+            "SpaceId",
+            "ProjectId",
+            "ChannelId",
+            "Version",
+            "ReleaseNotes",
+            "Assembled",
+            "ProjectDeploymentProcessSnapshotId",
+            "ProjectVariableSetSnapshotId",
+            "LibraryVariableSetSnapshotIds",
+            "SelectedPackages",
+            "IgnoreChannelRules",
+            "BuildInformation",
+            "Links",
+        ]
 
     def get_ProjectId(self, obj) -> str:  # noqa: N802
         return obj.project.octopus_id
@@ -145,8 +189,16 @@ class ReleaseSerializer(SpaceScopedSerializer):
         return []
 
     def get_SelectedPackages(self, obj) -> list[dict[str, str]]:  # noqa: N802
-        return [{"ActionName": step["Name"], "PackageReferenceName": "", "PackageId": p["PackageId"], "Version": p["Version"]}
-                for step in obj.process_snapshot or [] for p in step.get("Packages") or []]
+        return [
+            {
+                "ActionName": step["Name"],
+                "PackageReferenceName": "",
+                "PackageId": p["PackageId"],
+                "Version": p["Version"],
+            }
+            for step in obj.process_snapshot or []
+            for p in step.get("Packages") or []
+        ]
 
     def get_IgnoreChannelRules(self, obj) -> bool:  # noqa: N802
         return False
@@ -156,9 +208,12 @@ class ReleaseSerializer(SpaceScopedSerializer):
 
     def extra_links(self, obj):
         base = f"/api/Spaces-{obj.project.space_id}/releases/{obj.octopus_id}"
-        return {"Project": f"/api/Spaces-{obj.project.space_id}/projects/{obj.project.octopus_id}",
-                "Deployments": f"{base}/deployments{{?skip,take}}", "DeploymentTemplate": f"{base}/deployments/template",
-                "Web": f"/Spaces-{obj.project.space_id}/projects/{obj.project_id}/releases/{obj.pk}/"}
+        return {
+            "Project": f"/api/Spaces-{obj.project.space_id}/projects/{obj.project.octopus_id}",
+            "Deployments": f"{base}/deployments{{?skip,take}}",
+            "DeploymentTemplate": f"{base}/deployments/template",
+            "Web": f"/Spaces-{obj.project.space_id}/projects/{obj.project_id}/releases/{obj.pk}/",
+        }
 
 
 class DeploymentSerializer(SpaceScopedSerializer):
@@ -174,7 +229,18 @@ class DeploymentSerializer(SpaceScopedSerializer):
 
     class Meta:
         model = Deployment
-        fields = ["Id", "SpaceId", "ReleaseId", "EnvironmentId", "ProjectId", "TaskId", "Name", "Created", "UseGuidedFailure", "Links"]
+        fields = [
+            "Id",
+            "SpaceId",
+            "ReleaseId",
+            "EnvironmentId",
+            "ProjectId",
+            "TaskId",
+            "Name",
+            "Created",
+            "UseGuidedFailure",
+            "Links",
+        ]
 
     def get_ReleaseId(self, obj) -> str:  # noqa: N802
         return obj.release.octopus_id
@@ -302,5 +368,3 @@ class RunbookRunServerTaskSerializer(serializers.Serializer):
 
 class CreateRunbookRunV1ResponseSerializer(serializers.Serializer):
     RunbookRunServerTasks = RunbookRunServerTaskSerializer(many=True)
-
-

@@ -18,9 +18,7 @@ from deployments.services import catalog, interruptions, processes
 from infrastructure.api.views import SpaceScopedViewSet, _reraise_for_api
 from portal.api.base import SpaceScopedSerializer, StrictSerializer
 from portal.permissions import Permission as P
-from portal.services.access import has_permission
 from servertasks.models import ServerTask
-from servertasks.services.tasks import server_tasks_visible_to
 
 
 class _InProject:
@@ -36,6 +34,7 @@ class _InProject:
 
 
 # Runbooks ----------------------------------------------------------------------------------------------------
+
 
 class RunbookSerializer(SpaceScopedSerializer):
     self_link = "/api/{space}/runbooks/{id}"
@@ -54,9 +53,22 @@ class RunbookSerializer(SpaceScopedSerializer):
 
     class Meta:
         model = Runbook
-        fields = ["Id", "SpaceId", "ProjectId", "Name", "Description", "RunbookProcessId", "PublishedRunbookSnapshotId",
-                  "EnvironmentScope", "Environments", "MultiTenancyMode", "DefaultGuidedFailureMode", "ConnectivityPolicy",
-                  "RunRetentionPolicy", "Links"]
+        fields = [
+            "Id",
+            "SpaceId",
+            "ProjectId",
+            "Name",
+            "Description",
+            "RunbookProcessId",
+            "PublishedRunbookSnapshotId",
+            "EnvironmentScope",
+            "Environments",
+            "MultiTenancyMode",
+            "DefaultGuidedFailureMode",
+            "ConnectivityPolicy",
+            "RunRetentionPolicy",
+            "Links",
+        ]
 
     def get_SpaceId(self, obj) -> str:  # noqa: N802
         return f"Spaces-{obj.project.space_id}"
@@ -86,16 +98,22 @@ class RunbookSerializer(SpaceScopedSerializer):
         return "EnvironmentDefault"
 
     def get_ConnectivityPolicy(self, obj) -> dict:  # noqa: N802
-        return {"AllowDeploymentsToNoTargets": True, "ExcludeUnhealthyTargets": False, "SkipMachineBehavior": "None",
-                "TargetRoles": []}
+        return {
+            "AllowDeploymentsToNoTargets": True,
+            "ExcludeUnhealthyTargets": False,
+            "SkipMachineBehavior": "None",
+            "TargetRoles": [],
+        }
 
     def get_RunRetentionPolicy(self, obj) -> dict:  # noqa: N802
         return {"QuantityToKeep": 100, "ShouldKeepForever": False}
 
     def extra_links(self, obj):
         base = f"/api/Spaces-{obj.project.space_id}/projects/Projects-{obj.project_id}"
-        return {"RunbookProcesses": f"{base}/runbookProcesses/RunbookProcess-{obj.octopus_id}",
-                "RunbookSnapshots": f"{base}/runbookSnapshots"}
+        return {
+            "RunbookProcesses": f"{base}/runbookProcesses/RunbookProcess-{obj.octopus_id}",
+            "RunbookSnapshots": f"{base}/runbookSnapshots",
+        }
 
 
 class RunbookWriteSerializer(StrictSerializer):
@@ -121,11 +139,15 @@ class RunbookViewSet(_InProject, SpaceScopedViewSet):
         d = self._input(RunbookWriteSerializer).validated_data
         project = self.project()
         if project is None:
-            project = Project.objects.filter(space=space, pk=Project.pk_from_octopus_id(d.get("ProjectId")) or 0).first()
+            project = Project.objects.filter(
+                space=space, pk=Project.pk_from_octopus_id(d.get("ProjectId")) or 0
+            ).first()
             if project is None:
                 raise ApiValidationError({"ProjectId": [f"No project {d.get('ProjectId')!r} in {space.name}."]})
         try:
-            runbook = catalog.create_runbook(actor=request.user, project=project, name=d["Name"], description=d["Description"] or "")
+            runbook = catalog.create_runbook(
+                actor=request.user, project=project, name=d["Name"], description=d["Description"] or ""
+            )
         except ValidationError as error:
             _reraise_for_api(error)
         return Response(self.get_serializer(runbook).data, status=status.HTTP_201_CREATED)
@@ -136,7 +158,9 @@ class RunbookViewSet(_InProject, SpaceScopedViewSet):
         runbook = self.get_object()
         d = self._input(RunbookWriteSerializer).validated_data
         try:
-            runbook = catalog.update_runbook(actor=request.user, runbook=runbook, name=d["Name"], description=d["Description"] or "")
+            runbook = catalog.update_runbook(
+                actor=request.user, runbook=runbook, name=d["Name"], description=d["Description"] or ""
+            )
         except ValidationError as error:
             _reraise_for_api(error)
         return Response(self.get_serializer(runbook).data)
@@ -165,7 +189,11 @@ class RunbookProcessViewSet(_InProject, SpaceScopedViewSet):
 
     def get_object(self):
         key = self.kwargs["pk"]
-        pk = Runbook.pk_from_octopus_id(key.removeprefix("RunbookProcess-")) if key.startswith("RunbookProcess-") else None
+        pk = (
+            Runbook.pk_from_octopus_id(key.removeprefix("RunbookProcess-"))
+            if key.startswith("RunbookProcess-")
+            else None
+        )
         return get_object_or_404(self.get_queryset(), pk=pk)
 
     @extend_schema(responses={200: dict})
@@ -180,7 +208,9 @@ class RunbookProcessViewSet(_InProject, SpaceScopedViewSet):
         d = self._input(pr.ProcessWriteSerializer).validated_data
         specs = pr.parse_steps(runbook.project, d["Steps"])
         try:
-            processes.save_process(actor=request.user, project=runbook.project, runbook=runbook, version=d["Version"], steps=specs)
+            processes.save_process(
+                actor=request.user, project=runbook.project, runbook=runbook, version=d["Version"], steps=specs
+            )
         except processes.VersionConflict as error:
             return conflict(error)
         except ValidationError as error:
@@ -210,8 +240,18 @@ class RunbookSnapshotSerializer(SpaceScopedSerializer):
 
     class Meta:
         model = RunbookSnapshot
-        fields = ["Id", "SpaceId", "ProjectId", "RunbookId", "Name", "Notes", "FrozenRunbookProcessId",
-                  "FrozenProjectVariableSetId", "Assembled", "Links"]
+        fields = [
+            "Id",
+            "SpaceId",
+            "ProjectId",
+            "RunbookId",
+            "Name",
+            "Notes",
+            "FrozenRunbookProcessId",
+            "FrozenProjectVariableSetId",
+            "Assembled",
+            "Links",
+        ]
 
     def get_SpaceId(self, obj) -> str:  # noqa: N802
         return f"Spaces-{obj.runbook.project.space_id}"
@@ -258,18 +298,26 @@ class RunbookSnapshotViewSet(_InProject, SpaceScopedViewSet):
         publish = request.query_params.get("publish", "false").lower()
         if publish not in ("true", "false"):
             raise ApiValidationError({"publish": ["Use true or false."]})
-        runbook = Runbook.objects.filter(project__space=space, pk=Runbook.pk_from_octopus_id(d["RunbookId"]) or 0).first()
+        runbook = Runbook.objects.filter(
+            project__space=space, pk=Runbook.pk_from_octopus_id(d["RunbookId"]) or 0
+        ).first()
         if runbook is None:
             raise ApiValidationError({"RunbookId": [f"No runbook {d['RunbookId']!r} in {space.name}."]})
         try:
-            snapshot = processes.create_runbook_snapshot(actor=request.user, runbook=runbook, name=d.get("Name") or "",
-                                                         notes=d.get("Notes") or "", publish=publish == "true")
+            snapshot = processes.create_runbook_snapshot(
+                actor=request.user,
+                runbook=runbook,
+                name=d.get("Name") or "",
+                notes=d.get("Notes") or "",
+                publish=publish == "true",
+            )
         except ValidationError as error:
             _reraise_for_api(error)
         return Response(self.get_serializer(snapshot).data, status=status.HTTP_201_CREATED)
 
 
 # Interruptions ------------------------------------------------------------------------------------------------
+
 
 class InterruptionSerializer(SpaceScopedSerializer):
     """Octopus's InterruptionResource over deployments.services.interruptions: a manual intervention's form answers
@@ -293,9 +341,24 @@ class InterruptionSerializer(SpaceScopedSerializer):
 
     class Meta:
         model = Interruption
-        fields = ["Id", "SpaceId", "Title", "Created", "IsPending", "Type", "TaskId", "Form", "RelatedDocumentIds",
-                  "ResponsibleTeamIds", "ResponsibleUserId", "CanTakeResponsibility", "HasResponsibility", "CorrelationId",
-                  "IsLinkedToOtherInterruption", "Links"]
+        fields = [
+            "Id",
+            "SpaceId",
+            "Title",
+            "Created",
+            "IsPending",
+            "Type",
+            "TaskId",
+            "Form",
+            "RelatedDocumentIds",
+            "ResponsibleTeamIds",
+            "ResponsibleUserId",
+            "CanTakeResponsibility",
+            "HasResponsibility",
+            "CorrelationId",
+            "IsLinkedToOtherInterruption",
+            "Links",
+        ]
 
     def get_TaskId(self, obj) -> str:  # noqa: N802
         return f"ServerTasks-{obj.task_id}"
@@ -305,14 +368,28 @@ class InterruptionSerializer(SpaceScopedSerializer):
         manual = obj.type == Interruption.Type.MANUAL
         field = "Result" if manual else "Guidance"
         confirm = {Interruption.Result.ABORT, Interruption.Result.FAIL}
-        return {"Values": {"Instructions": None, "Notes": obj.note or None, field: obj.result or None},
-                "Elements": [
-                    {"Name": "Instructions", "Control": {"Type": "Paragraph", "Text": obj.instructions, "ResolveLinks": False},
-                     "IsValueRequired": False},
-                    {"Name": "Notes", "Control": {"Type": "TextArea", "Label": "Notes"}, "IsValueRequired": False},
-                    {"Name": field, "Control": {"Type": "SubmitButtonGroup", "Buttons": [
-                        {"Text": str(result), "Value": str(result), "RequiresConfirmation": result in confirm}
-                        for result in obj.results]}, "IsValueRequired": True}]}
+        return {
+            "Values": {"Instructions": None, "Notes": obj.note or None, field: obj.result or None},
+            "Elements": [
+                {
+                    "Name": "Instructions",
+                    "Control": {"Type": "Paragraph", "Text": obj.instructions, "ResolveLinks": False},
+                    "IsValueRequired": False,
+                },
+                {"Name": "Notes", "Control": {"Type": "TextArea", "Label": "Notes"}, "IsValueRequired": False},
+                {
+                    "Name": field,
+                    "Control": {
+                        "Type": "SubmitButtonGroup",
+                        "Buttons": [
+                            {"Text": str(result), "Value": str(result), "RequiresConfirmation": result in confirm}
+                            for result in obj.results
+                        ],
+                    },
+                    "IsValueRequired": True,
+                },
+            ],
+        }
 
     def get_RelatedDocumentIds(self, obj) -> list[str]:  # noqa: N802
         task = obj.task
@@ -355,9 +432,14 @@ class InterruptionSerializer(SpaceScopedSerializer):
 class InterruptionSubmitSerializer(StrictSerializer):
     """The form's values: `Result` answers a manual intervention, `Guidance` a guided failure."""
 
-    Result = serializers.ChoiceField(choices=[Interruption.Result.PROCEED, Interruption.Result.ABORT], required=False, allow_null=True)
-    Guidance = serializers.ChoiceField(choices=[Interruption.Result.RETRY, Interruption.Result.IGNORE, Interruption.Result.FAIL],
-                                       required=False, allow_null=True)
+    Result = serializers.ChoiceField(
+        choices=[Interruption.Result.PROCEED, Interruption.Result.ABORT], required=False, allow_null=True
+    )
+    Guidance = serializers.ChoiceField(
+        choices=[Interruption.Result.RETRY, Interruption.Result.IGNORE, Interruption.Result.FAIL],
+        required=False,
+        allow_null=True,
+    )
     Notes = serializers.CharField(required=False, allow_blank=True, allow_null=True, max_length=1000)
     Instructions = serializers.CharField(required=False, allow_blank=True, allow_null=True)
 
@@ -370,7 +452,9 @@ class InterruptionViewSet(SpaceScopedViewSet):
     view_permission, edit_permission, model = P.TASK_VIEW, P.DEPLOYMENT_CREATE, Interruption
 
     def scoped_queryset(self, space):
-        found = interruptions.interruptions_visible_to(self.request.user).filter(space=space).select_related("task__space")
+        found = (
+            interruptions.interruptions_visible_to(self.request.user).filter(space=space).select_related("task__space")
+        )
         params = self.request.query_params
         if params.get("regarding"):
             pk = ServerTask.pk_from_octopus_id(params["regarding"])
@@ -389,7 +473,9 @@ class InterruptionViewSet(SpaceScopedViewSet):
         """Take responsibility: from now on only you may answer it."""
         self.require_edit()
         try:
-            interruption = interruptions.take_interruption_responsibility(interruption=self.get_object(), user=request.user)
+            interruption = interruptions.take_interruption_responsibility(
+                interruption=self.get_object(), user=request.user
+            )
         except ValidationError as error:
             _reraise_for_api(error)
         return Response(self.get_serializer(interruption).data)
@@ -402,8 +488,9 @@ class InterruptionViewSet(SpaceScopedViewSet):
         interruption = self.get_object()
         d = self._input(InterruptionSubmitSerializer).validated_data
         try:
-            interruption = interruptions.submit_interruption_form(interruption=interruption, user=request.user,
-                                                                  values={k: v for k, v in d.items() if v is not None})
+            interruption = interruptions.submit_interruption_form(
+                interruption=interruption, user=request.user, values={k: v for k, v in d.items() if v is not None}
+            )
         except ValidationError as error:
             _reraise_for_api(error)
         return Response(self.get_serializer(interruption).data)

@@ -29,9 +29,27 @@ class ServerTaskSerializer(SpaceScopedSerializer):
 
     class Meta:
         model = ServerTask
-        fields = ["Id", "SpaceId", "Name", "Description", "Arguments", "State", "QueueTime", "StartTime", "CompletedTime",
-                  "ErrorMessage", "IsCompleted", "FinishedSuccessfully", "HasBeenPickedUpByProcessor", "HasWarningsOrErrors",
-                  "CanRerun", "ServerNode", "HasPendingInterruptions", "Duration", "Links"]
+        fields = [
+            "Id",
+            "SpaceId",
+            "Name",
+            "Description",
+            "Arguments",
+            "State",
+            "QueueTime",
+            "StartTime",
+            "CompletedTime",
+            "ErrorMessage",
+            "IsCompleted",
+            "FinishedSuccessfully",
+            "HasBeenPickedUpByProcessor",
+            "HasWarningsOrErrors",
+            "CanRerun",
+            "ServerNode",
+            "HasPendingInterruptions",
+            "Duration",
+            "Links",
+        ]
 
     # Internal to the orchestrator: a runbook's process and variable snapshot, a paused task's progress.
     INTERNAL_ARGUMENTS = ("Process", "Variables", "Resume")
@@ -41,8 +59,9 @@ class ServerTaskSerializer(SpaceScopedSerializer):
         arguments = {k: v for k, v in obj.arguments.items() if k not in self.INTERNAL_ARGUMENTS}
         if obj.name == "AdHocScript" and obj.arguments.get("Process"):
             step = obj.arguments["Process"][0]
-            arguments.update(ScriptBody=step["ScriptBody"], Syntax=step["Syntax"],
-                             WorkerPoolId=pool_id(step["WorkerPoolId"]))
+            arguments.update(
+                ScriptBody=step["ScriptBody"], Syntax=step["Syntax"], WorkerPoolId=pool_id(step["WorkerPoolId"])
+            )
         return arguments
 
     def get_FinishedSuccessfully(self, obj) -> bool:  # noqa: N802
@@ -58,5 +77,9 @@ class ServerTaskSerializer(SpaceScopedSerializer):
         return obj.is_completed and obj.name in ("Deploy", "RunbookRun", "AdHocScript")
 
     def extra_links(self, obj):
-        return {"Raw": f"/api/tasks/{obj.octopus_id}/raw", "Details": f"/api/tasks/{obj.octopus_id}/details",
-                "Cancel": f"/api/tasks/{obj.octopus_id}/cancel", "Web": f"/Spaces-{obj.space_id}/tasks/{obj.pk}/"}
+        return {
+            "Raw": f"/api/tasks/{obj.octopus_id}/raw",
+            "Details": f"/api/tasks/{obj.octopus_id}/details",
+            "Cancel": f"/api/tasks/{obj.octopus_id}/cancel",
+            "Web": f"/Spaces-{obj.space_id}/tasks/{obj.pk}/",
+        }

@@ -18,22 +18,45 @@ class ServerStatusView(APIView):
 
     @extend_schema(responses={200: dict})
     def get(self, request):
-        return Response({"Id": "serverstatus", "IsDatabaseEncrypted": True, "IsMajorMinorUpgrade": False,
-                         "IsInMaintenanceMode": False, "IsUpgradeAvailable": False, "MaintenanceExpires": None,
-                         "MaximumAvailableVersion": None, "MaximumAvailableVersionCoveredByLicense": None,
-                         "Links": {"Self": "/api/serverstatus", "Health": "/healthz"}})
+        return Response(
+            {
+                "Id": "serverstatus",
+                "IsDatabaseEncrypted": True,
+                "IsMajorMinorUpgrade": False,
+                "IsInMaintenanceMode": False,
+                "IsUpgradeAvailable": False,
+                "MaintenanceExpires": None,
+                "MaximumAvailableVersion": None,
+                "MaximumAvailableVersionCoveredByLicense": None,
+                "Links": {"Self": "/api/serverstatus", "Health": "/healthz"},
+            }
+        )
 
 
 def _item(deployment: Deployment, previous: bool = False) -> dict:
     task = deployment.task
-    return {"Id": f"Dashboard-{deployment.octopus_id}", "ProjectId": f"Projects-{deployment.release.project_id}",
-            "EnvironmentId": f"Environments-{deployment.environment_id}", "ReleaseId": f"Releases-{deployment.release_id}",
-            "DeploymentId": deployment.octopus_id, "TaskId": task.octopus_id, "TenantId": None,
-            "ChannelId": f"Channels-{deployment.release.channel_id}" if deployment.release.channel_id else None,
-            "ReleaseVersion": deployment.release.version, "Created": deployment.created, "QueueTime": task.queued,
-            "StartTime": task.started, "CompletedTime": task.completed, "State": task.state,
-            "HasPendingInterruptions": bool(task.pending_interruption), "HasWarningsOrErrors": task.has_warnings or task.state == "Failed",
-            "ErrorMessage": task.error_message, "IsCompleted": task.is_completed, "IsPrevious": previous, "IsCurrent": not previous}
+    return {
+        "Id": f"Dashboard-{deployment.octopus_id}",
+        "ProjectId": f"Projects-{deployment.release.project_id}",
+        "EnvironmentId": f"Environments-{deployment.environment_id}",
+        "ReleaseId": f"Releases-{deployment.release_id}",
+        "DeploymentId": deployment.octopus_id,
+        "TaskId": task.octopus_id,
+        "TenantId": None,
+        "ChannelId": f"Channels-{deployment.release.channel_id}" if deployment.release.channel_id else None,
+        "ReleaseVersion": deployment.release.version,
+        "Created": deployment.created,
+        "QueueTime": task.queued,
+        "StartTime": task.started,
+        "CompletedTime": task.completed,
+        "State": task.state,
+        "HasPendingInterruptions": bool(task.pending_interruption),
+        "HasWarningsOrErrors": task.has_warnings or task.state == "Failed",
+        "ErrorMessage": task.error_message,
+        "IsCompleted": task.is_completed,
+        "IsPrevious": previous,
+        "IsCurrent": not previous,
+    }
 
 
 class DashboardView(APIView):
@@ -49,24 +72,52 @@ class DashboardView(APIView):
         default_project_group(space)
         environments = list(Environment.objects.filter(space=space))
         projects = list(Project.objects.filter(space=space))
-        newest = (Deployment.objects.filter(environment__space=space).values("release__project_id", "environment_id")
-                  .annotate(last=Max("id")).values_list("last", flat=True))
+        newest = (
+            Deployment.objects.filter(environment__space=space)
+            .values("release__project_id", "environment_id")
+            .annotate(last=Max("id"))
+            .values_list("last", flat=True)
+        )
         current = list(Deployment.objects.filter(pk__in=list(newest)).select_related("release", "task"))
         previous = []
         for deployment in current:
-            before = (Deployment.objects.filter(release__project_id=deployment.release.project_id, environment_id=deployment.environment_id,
-                                                pk__lt=deployment.pk, task__state="Success")
-                      .select_related("release", "task").order_by("-id").first())
+            before = (
+                Deployment.objects.filter(
+                    release__project_id=deployment.release.project_id,
+                    environment_id=deployment.environment_id,
+                    pk__lt=deployment.pk,
+                    task__state="Success",
+                )
+                .select_related("release", "task")
+                .order_by("-id")
+                .first()
+            )
             if before is not None:
                 previous.append(before)
         environment_ids = [e.octopus_id for e in environments]
-        return Response({
-            "Environments": [{"Id": e.octopus_id, "Name": e.name} for e in environments],
-            "ProjectGroups": [{"Id": g.octopus_id, "Name": g.name, "EnvironmentIds": environment_ids}
-                              for g in ProjectGroup.objects.filter(space=space)],
-            "Projects": [{"Id": p.octopus_id, "Name": p.name, "Slug": p.slug, "ProjectGroupId": f"ProjectGroups-{p.project_group_id}",
-                          "EnvironmentIds": environment_ids, "IsDisabled": p.is_disabled, "TenantedDeploymentMode": "Untenanted"}
-                         for p in projects],
-            "Items": [_item(d) for d in current], "PreviousItems": [_item(d, previous=True) for d in previous],
-            "Tenants": [], "IsFiltered": False,
-            "Links": {"Self": f"/api/{space.octopus_id}/dashboard"}})
+        return Response(
+            {
+                "Environments": [{"Id": e.octopus_id, "Name": e.name} for e in environments],
+                "ProjectGroups": [
+                    {"Id": g.octopus_id, "Name": g.name, "EnvironmentIds": environment_ids}
+                    for g in ProjectGroup.objects.filter(space=space)
+                ],
+                "Projects": [
+                    {
+                        "Id": p.octopus_id,
+                        "Name": p.name,
+                        "Slug": p.slug,
+                        "ProjectGroupId": f"ProjectGroups-{p.project_group_id}",
+                        "EnvironmentIds": environment_ids,
+                        "IsDisabled": p.is_disabled,
+                        "TenantedDeploymentMode": "Untenanted",
+                    }
+                    for p in projects
+                ],
+                "Items": [_item(d) for d in current],
+                "PreviousItems": [_item(d, previous=True) for d in previous],
+                "Tenants": [],
+                "IsFiltered": False,
+                "Links": {"Self": f"/api/{space.octopus_id}/dashboard"},
+            }
+        )

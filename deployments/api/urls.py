@@ -10,16 +10,27 @@ SPACE = r"(?P<space_id>Spaces-\d+)/"
 PROJECT = r"projects/(?P<project_id>[^/]+)/"
 
 router = SimpleRouter(trailing_slash=False)
-for name, viewset in [("environments", views.EnvironmentViewSet), ("projects", views.ProjectViewSet),
-                      ("releases", views.ReleaseViewSet), ("deployments", views.DeploymentViewSet),
-                      ("runbookRuns", views.RunbookRunViewSet), ("runbook-runs", views.RunbookRunViewSet),
-                      ("variables", views.VariableSetViewSet), ("projectgroups", lifecycles.ProjectGroupViewSet),
-                      ("lifecycles", lifecycles.LifecycleViewSet), ("channels", lifecycles.ChannelViewSet),
-                      ("runbooks", runbooks.RunbookViewSet), ("runbookSnapshots", runbooks.RunbookSnapshotViewSet),
-                      ("interruptions", runbooks.InterruptionViewSet), ("feeds", packages.FeedViewSet),
-                      ("packages", packages.PackageViewSet), ("machines", machines.MachineViewSet),
-                      (PROJECT + "runbooks", runbooks.RunbookViewSet), (PROJECT + "runbookProcesses", runbooks.RunbookProcessViewSet),
-                      (PROJECT + "runbookSnapshots", runbooks.RunbookSnapshotViewSet)]:
+for name, viewset in [
+    ("environments", views.EnvironmentViewSet),
+    ("projects", views.ProjectViewSet),
+    ("releases", views.ReleaseViewSet),
+    ("deployments", views.DeploymentViewSet),
+    ("runbookRuns", views.RunbookRunViewSet),
+    ("runbook-runs", views.RunbookRunViewSet),
+    ("variables", views.VariableSetViewSet),
+    ("projectgroups", lifecycles.ProjectGroupViewSet),
+    ("lifecycles", lifecycles.LifecycleViewSet),
+    ("channels", lifecycles.ChannelViewSet),
+    ("runbooks", runbooks.RunbookViewSet),
+    ("runbookSnapshots", runbooks.RunbookSnapshotViewSet),
+    ("interruptions", runbooks.InterruptionViewSet),
+    ("feeds", packages.FeedViewSet),
+    ("packages", packages.PackageViewSet),
+    ("machines", machines.MachineViewSet),
+    (PROJECT + "runbooks", runbooks.RunbookViewSet),
+    (PROJECT + "runbookProcesses", runbooks.RunbookProcessViewSet),
+    (PROJECT + "runbookSnapshots", runbooks.RunbookSnapshotViewSet),
+]:
     # The schema documents each resource once, space-scoped; aliases (unscoped, runbook-runs) are left out of it.
     documented = name != "runbook-runs"
     basename = name.replace(PROJECT, "project-").replace("/", "-")

@@ -12,7 +12,6 @@ from deployments.services.tasks import filter_server_tasks
 from servertasks.models import ServerTask
 from servertasks.services.tasks import server_tasks_visible_to
 
-
 MAX_SEQUENCE = 2**31 - 1  # TaskLogChunk's sequences are PositiveIntegerFields
 
 
@@ -31,23 +30,52 @@ def task_details(task: ServerTask, *, after: int, tail: int | None, take: int | 
         lines = logstore.read_lines(task_id=task.pk, after=after, limit=take)
     elements: dict[int | None, list[dict]] = {}
     for line in lines:
-        elements.setdefault(line.node_id, []).append({"Sequence": line.sequence, "Category": line.category,
-                                                      "MessageText": line.text, "OccurredAt": line.occurred})
+        elements.setdefault(line.node_id, []).append(
+            {
+                "Sequence": line.sequence,
+                "Category": line.category,
+                "MessageText": line.text,
+                "OccurredAt": line.occurred,
+            }
+        )
 
     def resource(node) -> dict:
-        return {"Id": f"{task.octopus_id}_{node.pk}", "Name": node.name, "Status": node.status, "Started": node.started,
-                "Ended": node.ended, "ProgressPercentage": node.progress or (100 if node.ended else 0),
-                "LogElements": elements.get(node.pk, []), "Children": [resource(c) for c in nodes if c.parent_id == node.pk]}
+        return {
+            "Id": f"{task.octopus_id}_{node.pk}",
+            "Name": node.name,
+            "Status": node.status,
+            "Started": node.started,
+            "Ended": node.ended,
+            "ProgressPercentage": node.progress or (100 if node.ended else 0),
+            "LogElements": elements.get(node.pk, []),
+            "Children": [resource(c) for c in nodes if c.parent_id == node.pk],
+        }
 
     roots = [resource(node) for node in nodes if node.parent_id is None]
     if elements.get(None):
-        roots.insert(0, {"Id": f"{task.octopus_id}_log", "Name": task.description, "Status": "Running" if not task.is_completed else
-                         "Success", "Started": task.started, "Ended": task.completed, "ProgressPercentage": 0,
-                         "LogElements": elements[None], "Children": []})
+        roots.insert(
+            0,
+            {
+                "Id": f"{task.octopus_id}_log",
+                "Name": task.description,
+                "Status": "Running" if not task.is_completed else "Success",
+                "Started": task.started,
+                "Ended": task.completed,
+                "ProgressPercentage": 0,
+                "LogElements": elements[None],
+                "Children": [],
+            },
+        )
     finished = sum(1 for node in nodes if node.ended)
-    return {"Task": serializer(task).data, "ActivityLogs": roots, "PhysicalLogSize": logstore.line_count(task.pk),
-            "Progress": {"ProgressPercentage": int(100 * finished / len(nodes)) if nodes else (100 if task.is_completed else 0),
-                         "EstimatedTimeRemaining": None}}
+    return {
+        "Task": serializer(task).data,
+        "ActivityLogs": roots,
+        "PhysicalLogSize": logstore.line_count(task.pk),
+        "Progress": {
+            "ProgressPercentage": int(100 * finished / len(nodes)) if nodes else (100 if task.is_completed else 0),
+            "EstimatedTimeRemaining": None,
+        },
+    }
 
 
 def _whole_number(params, name: str, default: int | None, minimum: int) -> int | None:
@@ -85,10 +113,19 @@ class ServerTaskViewSet(mixins.CreateModelMixin, viewsets.ReadOnlyModelViewSet):
     def get_object(self):
         return get_object_or_404(self.get_queryset(), pk=ServerTask.pk_from_octopus_id(self.kwargs["pk"]))
 
-    @extend_schema(request=inline_serializer("TaskCreate", {
-        "Name": serializers.ChoiceField(choices=["Health", "AdHocScript"]),
-        "Arguments": serializers.DictField(help_text="Health: MachineIds (one worker id). AdHocScript: ScriptBody, Syntax, "
-                                                     "and WorkerPoolId or MachineIds.")}), responses={201: ServerTaskSerializer})
+    @extend_schema(
+        request=inline_serializer(
+            "TaskCreate",
+            {
+                "Name": serializers.ChoiceField(choices=["Health", "AdHocScript"]),
+                "Arguments": serializers.DictField(
+                    help_text="Health: MachineIds (one worker id). AdHocScript: ScriptBody, Syntax, "
+                    "and WorkerPoolId or MachineIds."
+                ),
+            },
+        ),
+        responses={201: ServerTaskSerializer},
+    )
     def create(self, request, *args, **kwargs):
         """`POST /api/tasks` with `{"Name": "Health", "Arguments": {"MachineIds": ["Workers-1"]}}`, as Octopus queues one."""
         from infrastructure.models import Worker
@@ -100,10 +137,12 @@ class ServerTaskViewSet(mixins.CreateModelMixin, viewsets.ReadOnlyModelViewSet):
         if body.get("Name") == "AdHocScript":
             return self.create_adhoc_script(request, body.get("Arguments"))
         if body.get("Name") != "Health":
-            raise ValidationError({"Name": ["Reef queues Health and AdHocScript tasks here; deployments have their own endpoint."]})
+            raise ValidationError(
+                {"Name": ["Reef queues Health and AdHocScript tasks here; deployments have their own endpoint."]}
+            )
         arguments = body.get("Arguments") or {}
         if not isinstance(arguments, dict):  # e.g. a form field holding text
-            raise ValidationError({"Arguments": ["An object, such as {\"MachineIds\": [\"Workers-1\"]}."]})
+            raise ValidationError({"Arguments": ['An object, such as {"MachineIds": ["Workers-1"]}.']})
         ids = arguments.get("MachineIds") or []
         if not isinstance(ids, list) or len(ids) != 1 or not isinstance(ids[0], str):
             raise ValidationError({"Arguments.MachineIds": ["Give exactly one worker id."]})
@@ -139,12 +178,22 @@ class ServerTaskViewSet(mixins.CreateModelMixin, viewsets.ReadOnlyModelViewSet):
             raise ValidationError({"Arguments.MachineIds": ["Some of these are not workers of this space."]})
         pool = None
         if arguments.get("WorkerPoolId"):
-            pool = WorkerPool.objects.filter(space=space, pk=WorkerPool.pk_from_octopus_id(arguments["WorkerPoolId"]) or 0).first()
+            pool = WorkerPool.objects.filter(
+                space=space, pk=WorkerPool.pk_from_octopus_id(arguments["WorkerPoolId"]) or 0
+            ).first()
             if pool is None:
-                raise ValidationError({"Arguments.WorkerPoolId": [f"No worker pool {arguments['WorkerPoolId']!r} in this space."]})
+                raise ValidationError(
+                    {"Arguments.WorkerPoolId": [f"No worker pool {arguments['WorkerPoolId']!r} in this space."]}
+                )
         try:
-            task = deploy.run_adhoc_script(actor=request.user, space=space, syntax=str(arguments.get("Syntax") or "Bash"),
-                                           script_body=str(arguments.get("ScriptBody") or ""), worker_pool=pool, workers=workers)
+            task = deploy.run_adhoc_script(
+                actor=request.user,
+                space=space,
+                syntax=str(arguments.get("Syntax") or "Bash"),
+                script_body=str(arguments.get("ScriptBody") or ""),
+                worker_pool=pool,
+                workers=workers,
+            )
         except ServiceError as error:
             raise ValidationError({f"Arguments.{k}": v for k, v in error.message_dict.items()}) from None
         return Response(self.get_serializer(task).data, status=status.HTTP_201_CREATED)
@@ -156,8 +205,7 @@ class ServerTaskViewSet(mixins.CreateModelMixin, viewsets.ReadOnlyModelViewSet):
         from servertasks.services import logstore
 
         task = self.get_object()
-        response = StreamingHttpResponse(logstore.raw_text(task_id=task.pk),
-                                         content_type="text/plain; charset=utf-8")
+        response = StreamingHttpResponse(logstore.raw_text(task_id=task.pk), content_type="text/plain; charset=utf-8")
         response["Content-Disposition"] = f'attachment; filename="{task.octopus_id}.log.txt"'
         return response
 
@@ -185,11 +233,15 @@ class ServerTaskViewSet(mixins.CreateModelMixin, viewsets.ReadOnlyModelViewSet):
 
         task = get_object_or_404(self.get_queryset(), pk=ServerTask.pk_from_octopus_id(rerun_id))
         if not task.is_completed:
-            raise ValidationError({"Task": [f"{task.octopus_id} is still {task.state}; re-run it once it has finished."]})
+            raise ValidationError(
+                {"Task": [f"{task.octopus_id} is still {task.state}; re-run it once it has finished."]}
+            )
         try:
             again = deploy.rerun_server_task(actor=request.user, task=task)
         except ServiceError as error:
-            raise ValidationError(error.message_dict if hasattr(error, "error_dict") else {"Task": error.messages}) from None
+            raise ValidationError(
+                error.message_dict if hasattr(error, "error_dict") else {"Task": error.messages}
+            ) from None
         except PermissionDenied:
             raise
         return Response(self.get_serializer(again).data, status=status.HTTP_201_CREATED)

@@ -37,7 +37,7 @@ def accepted_artifacts(artifacts: Iterable[dict], *, warn: Callable[[str], objec
     for artifact in artifacts:
         name = artifact.get("Name")
         if problem := artifact_name_problem(name):
-            shown = repr(name)[:MAX_NAME_LENGTH + 10] if isinstance(name, str) else "(no name)"
+            shown = repr(name)[: MAX_NAME_LENGTH + 10] if isinstance(name, str) else "(no name)"
             warn(f"The artifact {shown} was not collected: {problem}.")
             continue
         yield artifact

@@ -30,12 +30,28 @@ def ensure_hello_workers_project() -> Project | None:
     if pool is None:
         return None
     Environment.objects.get_or_create(space=space, name="Development", defaults={"sort_order": 0})
-    project = Project.objects.create(space=space, name=PROJECT_NAME, slug="hello-workers", project_group=default_project_group(space),
-                                     lifecycle=default_lifecycle(space),
-                                     description="A sample: one step on the Local workers pool, one on the server. Deploy it and watch both run.")
+    project = Project.objects.create(
+        space=space,
+        name=PROJECT_NAME,
+        slug="hello-workers",
+        project_group=default_project_group(space),
+        lifecycle=default_lifecycle(space),
+        description="A sample: one step on the Local workers pool, one on the server. Deploy it and watch both run.",
+    )
     default_channel(project)
-    Step.objects.create(project=project, name="Say hello from a worker", sort_order=0, location=Step.Location.WORKER,
-                        worker_pool=pool, script_body=WORKER_SCRIPT)
-    Step.objects.create(project=project, name="Say hello from the server", sort_order=1, location=Step.Location.SERVER,
-                        script_body=SERVER_SCRIPT)
+    Step.objects.create(
+        project=project,
+        name="Say hello from a worker",
+        sort_order=0,
+        location=Step.Location.WORKER,
+        worker_pool=pool,
+        script_body=WORKER_SCRIPT,
+    )
+    Step.objects.create(
+        project=project,
+        name="Say hello from the server",
+        sort_order=1,
+        location=Step.Location.SERVER,
+        script_body=SERVER_SCRIPT,
+    )
     return project

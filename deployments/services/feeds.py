@@ -15,14 +15,22 @@ from portal.permissions import Permission
 from portal.services.access import require_permission
 
 OVERWRITE_MODES = ("FailIfExists", "OverwriteExisting", "IgnoreIfExists")
-_FILE_NAME_RE = re.compile(r"(?P<id>.+?)\.(?P<version>\d+(?:\.\d+)*(?:[-+][0-9A-Za-z.+_-]*?)?)\.(?P<ext>zip|tar\.gz|tgz)", re.IGNORECASE)
+_FILE_NAME_RE = re.compile(
+    r"(?P<id>.+?)\.(?P<version>\d+(?:\.\d+)*(?:[-+][0-9A-Za-z.+_-]*?)?)\.(?P<ext>zip|tar\.gz|tgz)", re.IGNORECASE
+)
 
 
 def package_identity(file_name: str) -> tuple[str, str]:
     """("app", "1.0.2") from "app.1.0.2.zip", as Octopus reads a pushed file's name."""
     match = _FILE_NAME_RE.fullmatch(file_name or "")
     if match is None:
-        raise ValidationError({"file": [f"Name the file <PackageId>.<Version>.zip or .tar.gz, such as app.1.0.0.zip (not {file_name!r})."]})
+        raise ValidationError(
+            {
+                "file": [
+                    f"Name the file <PackageId>.<Version>.zip or .tar.gz, such as app.1.0.0.zip (not {file_name!r})."
+                ]
+            }
+        )
     return match["id"], match["version"]
 
 
@@ -36,8 +44,14 @@ def push_package(*, actor: User, space: Space, upload, overwrite_mode: str = "Fa
     if existing is not None and overwrite_mode == "IgnoreIfExists":
         return existing
     if existing is not None and overwrite_mode == "FailIfExists":
-        raise ValidationError({"file": [f"The feed already has {package_id} {version}; push with overwriteMode=OverwriteExisting "
-                                        "(or replace=true) to replace it."]})
+        raise ValidationError(
+            {
+                "file": [
+                    f"The feed already has {package_id} {version}; push with overwriteMode=OverwriteExisting "
+                    "(or replace=true) to replace it."
+                ]
+            }
+        )
     with transaction.atomic():  # a failed replacement leaves the old version in place
         old_sha = None
         if existing is not None:

@@ -49,7 +49,7 @@ def _log(task: ServerTask, text: str, node: ActivityNode | None) -> None:
 
 @transaction.atomic
 def take_interruption_responsibility(*, interruption: Interruption, user: User) -> Interruption:
-    """"Assign to me": the user becomes responsible; only they may then answer."""
+    """ "Assign to me": the user becomes responsible; only they may then answer."""
     interruption = Interruption.objects.select_for_update().get(pk=interruption.pk)
     _require_may_answer(interruption, user)
     if not interruption.is_pending:
@@ -58,8 +58,12 @@ def take_interruption_responsibility(*, interruption: Interruption, user: User) 
         interruption.responsible_user = user
         interruption.save(update_fields=["responsible_user"])
         _log(interruption.task, f"{user} took responsibility for: {interruption.title}", interruption.node)
-        record_event(actor=user, category=Event.Category.MODIFIED, document=interruption.task,
-                     message=f"{user} took responsibility for the interruption {interruption.octopus_id} of {interruption.task.octopus_id}")
+        record_event(
+            actor=user,
+            category=Event.Category.MODIFIED,
+            document=interruption.task,
+            message=f"{user} took responsibility for the interruption {interruption.octopus_id} of {interruption.task.octopus_id}",
+        )
     return interruption
 
 
@@ -76,14 +80,22 @@ def submit_interruption(*, interruption: Interruption, user: User, action: str, 
     if not interruption.is_pending:
         raise ValidationError({"Interruption": ["This interruption has already been answered."]})
     if interruption.responsible_user_id not in (None, user.pk):
-        raise ValidationError({"Interruption": [f"{interruption.responsible_user} is responsible for this interruption: "
-                                                "only they may answer it."]})
+        raise ValidationError(
+            {
+                "Interruption": [
+                    f"{interruption.responsible_user} is responsible for this interruption: only they may answer it."
+                ]
+            }
+        )
     task = interruption.task
     resume = dict(task.arguments.get("Resume") or {})
     resume.update(Result=action, ApprovedBy=str(user), Note=note)
     # Compare-and-set: only a task still waiting at this interruption is re-queued.
-    moved = ServerTask.objects.filter(pk=task.pk, state=State.EXECUTING).exclude(pending_interruption="").update(
-        state=State.QUEUED, pending_interruption="", arguments={**task.arguments, "Resume": resume})
+    moved = (
+        ServerTask.objects.filter(pk=task.pk, state=State.EXECUTING)
+        .exclude(pending_interruption="")
+        .update(state=State.QUEUED, pending_interruption="", arguments={**task.arguments, "Resume": resume})
+    )
     if not moved:
         raise ValidationError({"Interruption": ["This task is no longer waiting for an answer."]})
     interruption.responsible_user = interruption.responsible_user or user
@@ -92,9 +104,13 @@ def submit_interruption(*, interruption: Interruption, user: User, action: str, 
     interruption.save(update_fields=["responsible_user", "is_pending", "result", "note", "submitted_by", "submitted"])
     task.refresh_from_db()
     _log(task, f"{user} chose to {action.lower()}. {note}".strip(), interruption.node)
-    record_event(actor=user, category=Event.Category.MODIFIED, document=task,
-                 message=f"{user} chose to {action.lower()} at {interruption.title!r} of {task.octopus_id}"
-                         + (f": {note}" if note else ""))
+    record_event(
+        actor=user,
+        category=Event.Category.MODIFIED,
+        document=task,
+        message=f"{user} chose to {action.lower()} at {interruption.title!r} of {task.octopus_id}"
+        + (f": {note}" if note else ""),
+    )
     from deployments.tasks import run_server_task_task  # the Celery tasks import the services
 
     transaction.on_commit(lambda: logstream.publish_state(task))
@@ -105,8 +121,9 @@ def submit_interruption(*, interruption: Interruption, user: User, action: str, 
 def close_interruptions_of_canceled_task(*, task: ServerTask) -> None:
     """A task canceled while it waited: its interruptions close and its open nodes end Canceled."""
     task.interruptions.filter(is_pending=True).update(is_pending=False)
-    ActivityNode.objects.filter(task=task, status__in=[ActivityNode.Status.RUNNING, ActivityNode.Status.PENDING]).update(
-        status=ActivityNode.Status.CANCELED, ended=timezone.now())
+    ActivityNode.objects.filter(
+        task=task, status__in=[ActivityNode.Status.RUNNING, ActivityNode.Status.PENDING]
+    ).update(status=ActivityNode.Status.CANCELED, ended=timezone.now())
     WorkerLease.objects.filter(task=task).delete()
 
 
@@ -119,10 +136,18 @@ def interruptions_visible_to(user: User):
 def set_environment_guided_failure(*, actor: User, environment, enabled: bool):
     """UseGuidedFailure on an environment: a failed step in a deployment there waits for Retry, Ignore or Fail."""
     require_permission(actor, Permission.ENVIRONMENT_EDIT, space=environment.space)
-    if Environment.objects.filter(pk=environment.pk).exclude(use_guided_failure=enabled).update(use_guided_failure=enabled):
+    if (
+        Environment.objects.filter(pk=environment.pk)
+        .exclude(use_guided_failure=enabled)
+        .update(use_guided_failure=enabled)
+    ):
         environment.use_guided_failure = enabled
-        record_event(actor=actor, category=Event.Category.MODIFIED, document=environment,
-                     message=f"Guided failure was turned {'on' if enabled else 'off'} for {environment.name}")
+        record_event(
+            actor=actor,
+            category=Event.Category.MODIFIED,
+            document=environment,
+            message=f"Guided failure was turned {'on' if enabled else 'off'} for {environment.name}",
+        )
     return environment
 
 
@@ -142,5 +167,8 @@ def submit_interruption_form(*, interruption: Interruption, user: User, values: 
 
 def can_take_responsibility(*, interruption: Interruption, user: User) -> bool:
     """Octopus's CanTakeResponsibility: pending, and the user is one who may answer it."""
-    return (interruption.is_pending and has_permission(user, Permission.DEPLOYMENT_CREATE, space=interruption.space)
-            and is_responsible_team_member(interruption=interruption, user=user))
+    return (
+        interruption.is_pending
+        and has_permission(user, Permission.DEPLOYMENT_CREATE, space=interruption.space)
+        and is_responsible_team_member(interruption=interruption, user=user)
+    )

@@ -29,6 +29,7 @@ def _name(queryset, name, what: str, *, exclude_pk: int | None = None) -> str:
 
 # Defaults: made on first use, so a space created after the migration has them too --------------------
 
+
 def default_project_group(space: Space) -> ProjectGroup:
     group = ProjectGroup.objects.filter(space=space, name=ProjectGroup.DEFAULT_NAME).first()
     if group is None:
@@ -45,8 +46,9 @@ def default_lifecycle(space: Space) -> Lifecycle:
     if lifecycle is None:
         try:
             with transaction.atomic():
-                lifecycle = Lifecycle.objects.create(space=space, name=Lifecycle.DEFAULT_NAME,
-                                                     description="Every environment, in order.")
+                lifecycle = Lifecycle.objects.create(
+                    space=space, name=Lifecycle.DEFAULT_NAME, description="Every environment, in order."
+                )
         except IntegrityError:
             lifecycle = Lifecycle.objects.get(space=space, name=Lifecycle.DEFAULT_NAME)
     return lifecycle
@@ -80,6 +82,7 @@ def lifecycle_of_release(release: Release) -> Lifecycle:
 
 # Phases and promotion ---------------------------------------------------------------------------------
 
+
 @dataclass
 class EffectivePhase:
     name: str
@@ -93,19 +96,32 @@ def effective_phases(lifecycle: Lifecycle) -> list[EffectivePhase]:
     """The lifecycle's phases; with none defined, one phase per environment of the space, in order."""
     phases = list(lifecycle.phases.prefetch_related("automatic_environments", "optional_environments"))
     if not phases:
-        return [EffectivePhase(name=e.name, environment_ids=[e.pk]) for e in Environment.objects.filter(space=lifecycle.space_id)]
+        return [
+            EffectivePhase(name=e.name, environment_ids=[e.pk])
+            for e in Environment.objects.filter(space=lifecycle.space_id)
+        ]
     found = []
     for phase in phases:
         automatic = [e.pk for e in phase.automatic_environments.all()]
         optional = [e.pk for e in phase.optional_environments.all()]
-        found.append(EffectivePhase(name=phase.name, environment_ids=list(dict.fromkeys(automatic + optional)),
-                                    automatic_ids=automatic, minimum=phase.minimum_environments_before_promotion,
-                                    is_optional=phase.is_optional_phase))
+        found.append(
+            EffectivePhase(
+                name=phase.name,
+                environment_ids=list(dict.fromkeys(automatic + optional)),
+                automatic_ids=automatic,
+                minimum=phase.minimum_environments_before_promotion,
+                is_optional=phase.is_optional_phase,
+            )
+        )
     return found
 
 
 def succeeded_environment_ids(release: Release) -> set[int]:
-    return set(Deployment.objects.filter(release=release, task__state=ServerTask.State.SUCCESS).values_list("environment_id", flat=True))
+    return set(
+        Deployment.objects.filter(release=release, task__state=ServerTask.State.SUCCESS).values_list(
+            "environment_id", flat=True
+        )
+    )
 
 
 def promotion_refusal(release: Release, environment: Environment, *, _context: tuple | None = None) -> str | None:
@@ -126,10 +142,12 @@ def promotion_refusal(release: Release, environment: Environment, *, _context: t
         if not phase.is_optional and done < needed:
             target = next(p for p in phases if environment.pk in p.environment_ids)
             where = ", ".join(names.get(pk, "?") for pk in phase.environment_ids)
-            return (f"Release {release.version} cannot be deployed to {environment.name} "
-                    f"(phase {target.name} of the lifecycle "
-                    f"{lifecycle.name}) until the phase {phase.name} is complete: it needs a successful deployment to "
-                    f"{needed if phase.minimum else 'each'} of {where}, and has {done}.")
+            return (
+                f"Release {release.version} cannot be deployed to {environment.name} "
+                f"(phase {target.name} of the lifecycle "
+                f"{lifecycle.name}) until the phase {phase.name} is complete: it needs a successful deployment to "
+                f"{needed if phase.minimum else 'each'} of {where}, and has {done}."
+            )
     return None
 
 
@@ -172,8 +190,11 @@ def deploy_automatically(*, actor: User | None, release: Release) -> list[Deploy
 
 def promote_after_task(task_id: int) -> list[Deployment]:
     """After a deployment task ends: if it succeeded, the automatic environments the success opened."""
-    deployment = Deployment.objects.filter(task_id=task_id, task__state=ServerTask.State.SUCCESS).select_related(
-        "release__project__space", "created_by").first()
+    deployment = (
+        Deployment.objects.filter(task_id=task_id, task__state=ServerTask.State.SUCCESS)
+        .select_related("release__project__space", "created_by")
+        .first()
+    )
     if deployment is None:
         return []
     return deploy_automatically(actor=deployment.created_by, release=deployment.release)
@@ -193,28 +214,43 @@ def lifecycle_progress(release: Release) -> tuple[Lifecycle, list[dict]]:
             if environment is None:
                 continue
             refusal = promotion_refusal(release, environment, _context=context)
-            rows.append({"environment": environment, "automatic": pk in phase.automatic_ids, "reason": refusal or "",
-                         "state": "Deployed" if pk in succeeded else "Locked" if refusal else "Open"})
-        phases.append({"name": phase.name, "optional": phase.is_optional, "minimum": phase.minimum, "environments": rows})
+            rows.append(
+                {
+                    "environment": environment,
+                    "automatic": pk in phase.automatic_ids,
+                    "reason": refusal or "",
+                    "state": "Deployed" if pk in succeeded else "Locked" if refusal else "Open",
+                }
+            )
+        phases.append(
+            {"name": phase.name, "optional": phase.is_optional, "minimum": phase.minimum, "environments": rows}
+        )
     return lifecycle, phases
 
 
 def environments_open_to(release: Release) -> list[Environment]:
     """The environments the release may be deployed to now, in order: what the deploy page offers."""
     context = _promotion_context(release)
-    return [e for e in Environment.objects.filter(space=release.project.space_id)
-            if promotion_refusal(release, e, _context=context) is None]
+    return [
+        e
+        for e in Environment.objects.filter(space=release.project.space_id)
+        if promotion_refusal(release, e, _context=context) is None
+    ]
 
 
 # Project groups ----------------------------------------------------------------------------------------
 
+
 @transaction.atomic
-def save_project_group(*, actor: User, space: Space, name: str, description: str = "",
-                       group: ProjectGroup | None = None) -> ProjectGroup:
+def save_project_group(
+    *, actor: User, space: Space, name: str, description: str = "", group: ProjectGroup | None = None
+) -> ProjectGroup:
     require_permission(actor, Permission.PROJECT_EDIT, space=space)
     if group is not None:
         group = ProjectGroup.objects.select_for_update().get(pk=group.pk, space=space)
-    name = _name(ProjectGroup.objects.filter(space=space), name, "project group", exclude_pk=group.pk if group else None)
+    name = _name(
+        ProjectGroup.objects.filter(space=space), name, "project group", exclude_pk=group.pk if group else None
+    )
     created = group is None
     group = group or ProjectGroup(space=space)
     group.name, group.description = name, description or ""
@@ -233,6 +269,7 @@ def delete_project_group(*, actor: User, group: ProjectGroup) -> None:
 
 
 # Lifecycles ---------------------------------------------------------------------------------------------
+
 
 @dataclass
 class PhaseSpec:
@@ -262,13 +299,16 @@ def _phase_errors(space: Space, phases: list[PhaseSpec]) -> dict[str, list[str]]
             errors[f"{where}.environments"] = [f"Choose environments of {space.name}."]
         for environment in environments:
             if environment.pk in seen:
-                errors[f"{where}.environments"] = [f"{environment.name} is already in the phase {seen[environment.pk]}: "
-                                                   "an environment belongs to one phase."]
+                errors[f"{where}.environments"] = [
+                    f"{environment.name} is already in the phase {seen[environment.pk]}: "
+                    "an environment belongs to one phase."
+                ]
             seen[environment.pk] = name
         if phase.minimum_environments_before_promotion > len(environments):
             errors[f"{where}.minimum_environments_before_promotion"] = [
                 f"The phase has {len(environments)} environments; "
-                f"it cannot need {phase.minimum_environments_before_promotion}."]
+                f"it cannot need {phase.minimum_environments_before_promotion}."
+            ]
     return errors
 
 
@@ -276,21 +316,34 @@ def is_implicit(space: Space, phases: list[PhaseSpec]) -> bool:
     """True when `phases` are exactly the ones a lifecycle without phases applies: one per environment, in order."""
     environments = list(Environment.objects.filter(space=space))
     return len(phases) == len(environments) and all(
-        spec.name.strip() == e.name and not spec.automatic_environments and [x.pk for x in spec.optional_environments] == [e.pk]
-        and not spec.is_optional_phase and spec.minimum_environments_before_promotion == 0
-        for spec, e in zip(phases, environments, strict=True))
+        spec.name.strip() == e.name
+        and not spec.automatic_environments
+        and [x.pk for x in spec.optional_environments] == [e.pk]
+        and not spec.is_optional_phase
+        and spec.minimum_environments_before_promotion == 0
+        for spec, e in zip(phases, environments, strict=True)
+    )
 
 
 @transaction.atomic
-def save_lifecycle(*, actor: User, space: Space, name: str, description: str = "", phases: list[PhaseSpec],
-                   lifecycle: Lifecycle | None = None) -> Lifecycle:
+def save_lifecycle(
+    *,
+    actor: User,
+    space: Space,
+    name: str,
+    description: str = "",
+    phases: list[PhaseSpec],
+    lifecycle: Lifecycle | None = None,
+) -> Lifecycle:
     """Create or replace a lifecycle with its phases, in order."""
     require_permission(actor, Permission.ENVIRONMENT_EDIT, space=space)
     if lifecycle is not None:
         lifecycle = Lifecycle.objects.select_for_update().get(pk=lifecycle.pk, space=space)
     errors = {}
     try:
-        name = _name(Lifecycle.objects.filter(space=space), name, "lifecycle", exclude_pk=lifecycle.pk if lifecycle else None)
+        name = _name(
+            Lifecycle.objects.filter(space=space), name, "lifecycle", exclude_pk=lifecycle.pk if lifecycle else None
+        )
     except ValidationError as error:
         errors.update(error.message_dict)
     errors.update(_phase_errors(space, phases))
@@ -302,14 +355,22 @@ def save_lifecycle(*, actor: User, space: Space, name: str, description: str = "
     lifecycle.save()
     lifecycle.phases.all().delete()
     for order, spec in enumerate(phases):
-        phase = Phase.objects.create(lifecycle=lifecycle, name=spec.name.strip(), sort_order=order,
-                                     minimum_environments_before_promotion=spec.minimum_environments_before_promotion,
-                                     is_optional_phase=spec.is_optional_phase)
+        phase = Phase.objects.create(
+            lifecycle=lifecycle,
+            name=spec.name.strip(),
+            sort_order=order,
+            minimum_environments_before_promotion=spec.minimum_environments_before_promotion,
+            is_optional_phase=spec.is_optional_phase,
+        )
         phase.automatic_environments.set(spec.automatic_environments)
         phase.optional_environments.set(spec.optional_environments)
-    record_event(actor=actor, category=Event.Category.CREATED if created else Event.Category.MODIFIED, document=lifecycle,
-                 message=f"Lifecycle {name} was {'created' if created else 'changed'}: "
-                         + (" → ".join(p.name for p in phases) or "every environment in order"))
+    record_event(
+        actor=actor,
+        category=Event.Category.CREATED if created else Event.Category.MODIFIED,
+        document=lifecycle,
+        message=f"Lifecycle {name} was {'created' if created else 'changed'}: "
+        + (" → ".join(p.name for p in phases) or "every environment in order"),
+    )
     return lifecycle
 
 
@@ -317,7 +378,9 @@ def save_lifecycle(*, actor: User, space: Space, name: str, description: str = "
 def delete_lifecycle(*, actor: User, lifecycle: Lifecycle) -> None:
     require_permission(actor, Permission.ENVIRONMENT_EDIT, space=lifecycle.space)
     if lifecycle.name == Lifecycle.DEFAULT_NAME:
-        raise ValidationError("The Default Lifecycle is used by every project without one of its own; it cannot be deleted.")
+        raise ValidationError(
+            "The Default Lifecycle is used by every project without one of its own; it cannot be deleted."
+        )
     users = [f"project {p}" for p in lifecycle.projects.all()[:20]]
     users += [f"channel {c.name} of {c.project.name}" for c in lifecycle.channels.select_related("project")[:20]]
     if users:
@@ -328,9 +391,18 @@ def delete_lifecycle(*, actor: User, lifecycle: Lifecycle) -> None:
 
 # Channels ------------------------------------------------------------------------------------------------
 
+
 @transaction.atomic
-def save_channel(*, actor: User, project: Project, name: str, description: str = "", lifecycle: Lifecycle | None = None,
-                 is_default: bool = False, channel: Channel | None = None) -> Channel:
+def save_channel(
+    *,
+    actor: User,
+    project: Project,
+    name: str,
+    description: str = "",
+    lifecycle: Lifecycle | None = None,
+    is_default: bool = False,
+    channel: Channel | None = None,
+) -> Channel:
     require_permission(actor, Permission.PROJECT_EDIT, space=project.space)
     if channel is not None:
         channel = Channel.objects.select_for_update().get(pk=channel.pk, project=project)
@@ -349,10 +421,20 @@ def save_channel(*, actor: User, project: Project, name: str, description: str =
     channel = channel or Channel(project=project)
     if is_default and not channel.is_default:
         project.channels.filter(is_default=True).update(is_default=False)
-    channel.name, channel.description, channel.lifecycle, channel.is_default = name, description or "", lifecycle, is_default
+    channel.name, channel.description, channel.lifecycle, channel.is_default = (
+        name,
+        description or "",
+        lifecycle,
+        is_default,
+    )
     channel.save()
-    record_event(actor=actor, category=Event.Category.CREATED if created else Event.Category.MODIFIED, document=channel,
-                 space=project.space, message=f"Channel {name} of {project.name} was {'created' if created else 'changed'}")
+    record_event(
+        actor=actor,
+        category=Event.Category.CREATED if created else Event.Category.MODIFIED,
+        document=channel,
+        space=project.space,
+        message=f"Channel {name} of {project.name} was {'created' if created else 'changed'}",
+    )
     return channel
 
 

@@ -19,8 +19,7 @@ import os
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
-from datetime import datetime, timedelta
-from datetime import timezone as tz
+from datetime import UTC, datetime, timedelta
 
 import redis
 from django.conf import settings
@@ -58,6 +57,7 @@ def node_key(name: str) -> str:
 
 # Heartbeats ------------------------------------------------------------------------------------
 
+
 def beat_node(name: str | None = None) -> None:
     _redis().set(node_key(name or settings.REEF_NODE_NAME), f"{time.time():.3f}", ex=settings.REEF_NODE_HEARTBEAT_TTL)
 
@@ -76,8 +76,11 @@ def record_node_row(*, stopped: bool = False, started: bool = False) -> None:
         values.update(started=now, stopped=None)
     if stopped:
         values["stopped"] = now
-    retrying_db_write("record this node", lambda: ServerNode.objects.update_or_create(
-        name=settings.REEF_NODE_NAME, defaults=values), seconds=30)
+    retrying_db_write(
+        "record this node",
+        lambda: ServerNode.objects.update_or_create(name=settings.REEF_NODE_NAME, defaults=values),
+        seconds=30,
+    )
 
 
 class NodeHeartbeat:
@@ -89,7 +92,7 @@ class NodeHeartbeat:
         self.own = UnfinishedTaskWatch()
         self.thread = threading.Thread(target=self.run, name="node-heartbeat", daemon=True)
 
-    def start(self) -> "NodeHeartbeat":
+    def start(self) -> NodeHeartbeat:
         beat_node()  # before any task is taken: a claimed task always has a live node
         self.thread.start()
         return self
@@ -137,8 +140,12 @@ class DeadNodeWatch:
 
     def check(self) -> list[int]:
         me = settings.REEF_NODE_NAME
-        names = set(ServerTask.objects.filter(state__in=[State.EXECUTING, State.CANCELING])
-                    .exclude(server_node__in=["", me]).values_list("server_node", flat=True).distinct())
+        names = set(
+            ServerTask.objects.filter(state__in=[State.EXECUTING, State.CANCELING])
+            .exclude(server_node__in=["", me])
+            .values_list("server_node", flat=True)
+            .distinct()
+        )
         now = time.monotonic()
         try:
             alive = {name for name in names if last_node_beat(name) is not None}
@@ -149,8 +156,11 @@ class DeadNodeWatch:
         failed = []
         for name, since in self.missing_since.items():
             if now - since >= settings.REEF_NODE_HEARTBEAT_TTL:
-                failed += fail_tasks_of_node(name, reason=f"The server node {name} stopped (no heartbeat for "
-                                                          f"{settings.REEF_NODE_HEARTBEAT_TTL * 2} seconds) while running this task")
+                failed += fail_tasks_of_node(
+                    name,
+                    reason=f"The server node {name} stopped (no heartbeat for "
+                    f"{settings.REEF_NODE_HEARTBEAT_TTL * 2} seconds) while running this task",
+                )
         return failed
 
 
@@ -164,8 +174,13 @@ class UnfinishedTaskWatch:
 
     def check(self) -> list[int]:
         started_before = timezone.now() - timedelta(seconds=server_tasks.HEARTBEAT_TTL)
-        ids = set(ServerTask.objects.filter(server_node=settings.REEF_NODE_NAME, state__in=[State.EXECUTING, State.CANCELING],
-                                            started__lt=started_before).values_list("pk", flat=True))
+        ids = set(
+            ServerTask.objects.filter(
+                server_node=settings.REEF_NODE_NAME,
+                state__in=[State.EXECUTING, State.CANCELING],
+                started__lt=started_before,
+            ).values_list("pk", flat=True)
+        )
         now = time.monotonic()
         try:
             silent = {pk for pk in ids if not server_tasks.has_heartbeat(pk)}
@@ -176,13 +191,16 @@ class UnfinishedTaskWatch:
         failed = []
         for pk, since in list(self.missing_since.items()):
             if now - since >= server_tasks.HEARTBEAT_TTL:
-                reason = (f"The server node {settings.REEF_NODE_NAME} is running but stopped working on this task without "
-                          "finishing it (the thread running it ended; its log on the node says why)")
+                reason = (
+                    f"The server node {settings.REEF_NODE_NAME} is running but stopped working on this task without "
+                    "finishing it (the thread running it ended; its log on the node says why)"
+                )
                 failed += fail_tasks_of_node(settings.REEF_NODE_NAME, only=[pk], reason=reason)
         return failed
 
 
 # Lost messages ---------------------------------------------------------------------------------
+
 
 def send_lost_tasks_again() -> list[int]:
     """A task's row can outlive its Celery message: Redis killed as the message was sent, or a Redis that keeps
@@ -192,8 +210,9 @@ def send_lost_tasks_again() -> list[int]:
     from infrastructure.tasks import run_health_check_task
 
     period = settings.REEF_LOST_TASK_SECONDS
-    waiting = ServerTask.objects.filter(state=State.QUEUED, pending_interruption="",
-                                        queued__lt=timezone.now() - timedelta(seconds=period))
+    waiting = ServerTask.objects.filter(
+        state=State.QUEUED, pending_interruption="", queued__lt=timezone.now() - timedelta(seconds=period)
+    )
     sent = []
     for pk, name in waiting.values_list("pk", "name"):
         if _redis().set(f"{settings.REEF_STREAM_PREFIX}:task:{pk}:sent-again", 1, nx=True, ex=period):
@@ -206,6 +225,7 @@ def send_lost_tasks_again() -> list[int]:
 
 # Reaping ---------------------------------------------------------------------------------------
 
+
 def reap_tasks_of_this_node(*, server_tasks: bool, health_checks: bool) -> list[int]:
     """At start: the tasks this node's previous process left unfinished are failed at once (the kinds that
     process ran: server tasks, health checks, or both when one worker runs both queues, as `make run` starts it)."""
@@ -214,13 +234,19 @@ def reap_tasks_of_this_node(*, server_tasks: bool, health_checks: bool) -> list[
         kinds |= ServerTask.objects.exclude(name=HEALTH)
     if health_checks:
         kinds |= ServerTask.objects.filter(name=HEALTH)
-    ids = list(kinds.filter(server_node=settings.REEF_NODE_NAME, state__in=[State.EXECUTING, State.CANCELING])
-               .values_list("pk", flat=True))
+    ids = list(
+        kinds.filter(server_node=settings.REEF_NODE_NAME, state__in=[State.EXECUTING, State.CANCELING]).values_list(
+            "pk", flat=True
+        )
+    )
     if not ids:
         return []
     process = "task runner" if server_tasks else "Celery worker"
-    return fail_tasks_of_node(settings.REEF_NODE_NAME, only=ids,
-                              reason=f"The server node {settings.REEF_NODE_NAME} restarted (its {process} stopped) while running this task")
+    return fail_tasks_of_node(
+        settings.REEF_NODE_NAME,
+        only=ids,
+        reason=f"The server node {settings.REEF_NODE_NAME} restarted (its {process} stopped) while running this task",
+    )
 
 
 def fail_tasks_of_node(name: str, *, reason: str, only: list[int] | None = None) -> list[int]:
@@ -239,13 +265,21 @@ def fail_stopped_task(task: ServerTask, *, reason: str) -> bool:
     message = f"{reason}, so the task was failed, its scripts cancelled and its workers released. Re-run it when you are ready."
     scripts = list(RunningScript.objects.filter(task=task).select_related("worker", "worker__machine_policy"))
     now = timezone.now()
-    if not retrying_db_write(f"fail task {task.pk}", lambda: ServerTask.objects.filter(
-            pk=task.pk, state__in=[State.EXECUTING, State.CANCELING]).update(state=State.FAILED, completed=now, error_message=message)):
+    if not retrying_db_write(
+        f"fail task {task.pk}",
+        lambda: ServerTask.objects.filter(pk=task.pk, state__in=[State.EXECUTING, State.CANCELING]).update(
+            state=State.FAILED, completed=now, error_message=message
+        ),
+    ):
         return False
     task.refresh_from_db()
     logstream.publish_state(task)
-    retrying_db_write("end the task's running nodes", lambda: ActivityNode.objects.filter(
-        task=task, status=ActivityNode.Status.RUNNING).update(status=ActivityNode.Status.FAILED, ended=now))
+    retrying_db_write(
+        "end the task's running nodes",
+        lambda: ActivityNode.objects.filter(task=task, status=ActivityNode.Status.RUNNING).update(
+            status=ActivityNode.Status.FAILED, ended=now
+        ),
+    )
     log = TaskLog(task)
     log.write(message, TaskLogLine.Category.FATAL)
     log.flush(wait=True)
@@ -256,9 +290,12 @@ def fail_stopped_task(task: ServerTask, *, reason: str) -> bool:
 
 # Scripts a task started ------------------------------------------------------------------------
 
+
 def record_running_script(task: ServerTask, worker, ticket: str) -> None:
     """Called by the orchestrator right after a script started, so it can be cancelled should the node die."""
-    retrying_db_write("record a running script", lambda: RunningScript.objects.create(task=task, worker=worker, ticket=ticket))
+    retrying_db_write(
+        "record a running script", lambda: RunningScript.objects.create(task=task, worker=worker, ticket=ticket)
+    )
 
 
 CANCEL_SECONDS = 30
@@ -277,7 +314,9 @@ def cancel_scripts(task: ServerTask, scripts: list[RunningScript]) -> list[str]:
             transport.call("CancelScript", {"Ticket": script.ticket})
             deadline = time.monotonic() + CANCEL_SECONDS
             while time.monotonic() < deadline:
-                status = transport.call("GetStatus", {"Ticket": script.ticket, "AfterSequence": 1 << 62, "WaitSeconds": 1})
+                status = transport.call(
+                    "GetStatus", {"Ticket": script.ticket, "AfterSequence": 1 << 62, "WaitSeconds": 1}
+                )
                 if status.get("State") == "Complete":
                     break
             transport.call("CompleteScript", {"Ticket": script.ticket})
@@ -292,7 +331,9 @@ def cancel_scripts(task: ServerTask, scripts: list[RunningScript]) -> list[str]:
 
     with ThreadPoolExecutor(max_workers=min(8, len(scripts)), thread_name_prefix=f"cancel-{task.pk}") as pool:
         problems = [p for p in pool.map(cancel, scripts) if p]
-    retrying_db_write("forget the cancelled scripts", lambda: RunningScript.objects.filter(pk__in=[s.pk for s in scripts]).delete())
+    retrying_db_write(
+        "forget the cancelled scripts", lambda: RunningScript.objects.filter(pk__in=[s.pk for s in scripts]).delete()
+    )
     if problems:
         log = TaskLog(task)
         for problem in problems:
@@ -304,7 +345,9 @@ def cancel_scripts(task: ServerTask, scripts: list[RunningScript]) -> list[str]:
 # The one scheduler -----------------------------------------------------------------------------
 
 SCHEDULER_LEASE_MS = 15_000
-_RENEW = """if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('pexpire', KEYS[1], ARGV[2]) else return 0 end"""
+_RENEW = (
+    """if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('pexpire', KEYS[1], ARGV[2]) else return 0 end"""
+)
 _RELEASE = """if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) else return 0 end"""
 
 
@@ -332,10 +375,15 @@ def scheduler_node() -> str | None:
 
 # The Nodes page --------------------------------------------------------------------------------
 
+
 def nodes_overview() -> list[dict]:
     """Each node with its task cap, running tasks, last heartbeat and whether it runs the scheduler."""
-    running = dict(ServerTask.objects.filter(state__in=[State.EXECUTING, State.CANCELING]).values_list("server_node")
-                   .annotate(n=Count("pk")).values_list("server_node", "n"))
+    running = dict(
+        ServerTask.objects.filter(state__in=[State.EXECUTING, State.CANCELING])
+        .values_list("server_node")
+        .annotate(n=Count("pk"))
+        .values_list("server_node", "n")
+    )
     try:
         scheduler = scheduler_node()
         beats = {node.name: last_node_beat(node.name) for node in ServerNode.objects.all()}
@@ -344,8 +392,16 @@ def nodes_overview() -> list[dict]:
     rows = []
     for node in ServerNode.objects.all():
         beat = beats.get(node.name)
-        rows.append({"name": node.name, "task_cap": node.max_concurrent_tasks, "running_tasks": running.get(node.name, 0),
-                     "last_heartbeat": datetime.fromtimestamp(beat, tz=tz.utc) if beat else node.last_seen,
-                     "is_alive": beat is not None, "runs_scheduler": node.name == scheduler, "started": node.started,
-                     "stopped": node.stopped})
+        rows.append(
+            {
+                "name": node.name,
+                "task_cap": node.max_concurrent_tasks,
+                "running_tasks": running.get(node.name, 0),
+                "last_heartbeat": datetime.fromtimestamp(beat, tz=UTC) if beat else node.last_seen,
+                "is_alive": beat is not None,
+                "runs_scheduler": node.name == scheduler,
+                "started": node.started,
+                "stopped": node.stopped,
+            }
+        )
     return rows

@@ -24,8 +24,10 @@ class VersionConflict(Exception):
     """The document changed since the caller read it."""
 
     def __init__(self, what: str, sent: int, current: int):
-        super().__init__(f"The {what} was changed by someone else: you sent Version {sent}, and it is now at Version {current}. "
-                         "Read it again, apply your change, and save.")
+        super().__init__(
+            f"The {what} was changed by someone else: you sent Version {sent}, and it is now at Version {current}. "
+            "Read it again, apply your change, and save."
+        )
         self.sent, self.current = sent, current
 
 
@@ -36,6 +38,7 @@ def _prefixed(error: ValidationError, prefix: str) -> ValidationError:
 
 
 # Processes ------------------------------------------------------------------------------------------------
+
 
 @dataclass
 class StepSpec:
@@ -51,7 +54,9 @@ def process_version(project: Project, runbook: Runbook | None) -> int:
 
 
 @transaction.atomic
-def save_process(*, actor: User, project: Project, runbook: Runbook | None = None, version: int, steps: list[StepSpec]) -> int:
+def save_process(
+    *, actor: User, project: Project, runbook: Runbook | None = None, version: int, steps: list[StepSpec]
+) -> int:
     """Replace the process's steps with `steps`, in order; returns the new Version.
 
     1. Lock the owner's row and compare versions (409 material when they differ).
@@ -59,15 +64,20 @@ def save_process(*, actor: User, project: Project, runbook: Runbook | None = Non
        and the API follow the same rules), then put them in the given order.
     """
     require_permission(actor, Permission.PROCESS_EDIT, space=project.space)
-    owner = (Runbook.objects.select_for_update().get(pk=runbook.pk) if runbook is not None
-             else Project.objects.select_for_update().get(pk=project.pk))
+    owner = (
+        Runbook.objects.select_for_update().get(pk=runbook.pk)
+        if runbook is not None
+        else Project.objects.select_for_update().get(pk=project.pk)
+    )
     what = f"process of the runbook {runbook.name}" if runbook is not None else f"deployment process of {project.name}"
     if owner.process_version != version:
         raise VersionConflict(what, version, owner.process_version)
     existing = {step.pk: step for step in Step.objects.filter(project=project, runbook=runbook)}
     unknown = [spec.step_id for spec in steps if spec.step_id is not None and spec.step_id not in existing]
     if unknown:
-        raise ValidationError({"steps": [f"Steps-{pk} is not a step of this process; leave Id out to add a step." for pk in unknown]})
+        raise ValidationError(
+            {"steps": [f"Steps-{pk} is not a step of this process; leave Id out to add a step." for pk in unknown]}
+        )
     kept = {spec.step_id for spec in steps}
     for pk, step in existing.items():
         if pk not in kept:
@@ -75,7 +85,9 @@ def save_process(*, actor: User, project: Project, runbook: Runbook | None = Non
     ordered = []
     for index, spec in enumerate(steps):
         try:
-            step = catalog.save_step(actor=actor, project=project, runbook=runbook, step=existing.get(spec.step_id), **spec.values)
+            step = catalog.save_step(
+                actor=actor, project=project, runbook=runbook, step=existing.get(spec.step_id), **spec.values
+            )
         except ValidationError as error:
             raise _prefixed(error, f"steps[{index}]") from None
         ordered.append(step.pk)
@@ -87,6 +99,7 @@ def save_process(*, actor: User, project: Project, runbook: Runbook | None = Non
 
 
 # Variable sets --------------------------------------------------------------------------------------------
+
 
 @dataclass
 class VariableSpec:
@@ -107,19 +120,33 @@ def save_variable_set(*, actor: User, project: Project, version: int, variables:
     if owner.variable_set_version != version:
         raise VersionConflict(f"variable set of {project.name}", version, owner.variable_set_version)
     existing = {v.pk: v for v in project.variables.all()}
-    unknown = [spec.variable_id for spec in variables if spec.variable_id is not None and spec.variable_id not in existing]
+    unknown = [
+        spec.variable_id for spec in variables if spec.variable_id is not None and spec.variable_id not in existing
+    ]
     if unknown:
-        raise ValidationError({"variables": [f"Variables-{pk} is not a variable of {project.name}; leave Id out to add one."
-                                             for pk in unknown]})
+        raise ValidationError(
+            {
+                "variables": [
+                    f"Variables-{pk} is not a variable of {project.name}; leave Id out to add one." for pk in unknown
+                ]
+            }
+        )
     kept = {spec.variable_id for spec in variables}
     for pk, variable in existing.items():
         if pk not in kept:
             catalog.delete_variable(actor=actor, variable=variable)
     for index, spec in enumerate(variables):
         try:
-            catalog.save_variable(actor=actor, project=project, name=spec.name, type=spec.type, value=spec.value or "",
-                                  worker_pool=spec.worker_pool, environments=spec.environments,
-                                  variable=existing.get(spec.variable_id))
+            catalog.save_variable(
+                actor=actor,
+                project=project,
+                name=spec.name,
+                type=spec.type,
+                value=spec.value or "",
+                worker_pool=spec.worker_pool,
+                environments=spec.environments,
+                variable=existing.get(spec.variable_id),
+            )
         except ValidationError as error:
             raise _prefixed(error, f"variables[{index}]") from None
     Project.objects.filter(pk=project.pk).update(variable_set_version=version + 1)
@@ -128,8 +155,11 @@ def save_variable_set(*, actor: User, project: Project, version: int, variables:
 
 # Runbook snapshots -------------------------------------------------------------------------------------------
 
+
 @transaction.atomic
-def create_runbook_snapshot(*, actor: User, runbook: Runbook, name: str = "", notes: str = "", publish: bool = False) -> RunbookSnapshot:
+def create_runbook_snapshot(
+    *, actor: User, runbook: Runbook, name: str = "", notes: str = "", publish: bool = False
+) -> RunbookSnapshot:
     """Freeze the runbook's process (packages pinned) and the project's variables; `publish` makes runs use it."""
     project = runbook.project
     require_permission(actor, Permission.PROCESS_EDIT, space=project.space)
@@ -141,11 +171,21 @@ def create_runbook_snapshot(*, actor: User, runbook: Runbook, name: str = "", no
     steps = process_snapshot(runbook.steps.all(), project.space)
     if not steps:
         raise ValidationError({"runbook_id": [f"{runbook.name} has no steps yet: add one first."]})
-    snapshot = RunbookSnapshot.objects.create(runbook=runbook, name=name, notes=notes or "", process_snapshot=steps,
-                                              variables_snapshot=variables_snapshot(project))
+    snapshot = RunbookSnapshot.objects.create(
+        runbook=runbook,
+        name=name,
+        notes=notes or "",
+        process_snapshot=steps,
+        variables_snapshot=variables_snapshot(project),
+    )
     if publish:
         Runbook.objects.filter(pk=runbook.pk).update(published_snapshot=snapshot)
-    record_event(actor=actor, category=Event.Category.CREATED, document=snapshot, space=project.space,
-                 message=f"Snapshot {name} of the runbook {runbook.name} of {project.name} was taken"
-                         + (" and published" if publish else ""))
+    record_event(
+        actor=actor,
+        category=Event.Category.CREATED,
+        document=snapshot,
+        space=project.space,
+        message=f"Snapshot {name} of the runbook {runbook.name} of {project.name} was taken"
+        + (" and published" if publish else ""),
+    )
     return snapshot

@@ -63,27 +63,39 @@ def resolve_pool(step: dict, *, space, environment: Environment | None, variable
         variable = step["WorkerPoolVariable"]
         where = f" for the environment {environment.name}" if environment else ""
         if variable not in variables:
-            raise SelectionError(f"Step {name!r} takes its worker pool from the variable {variable}, which has no "
-                                 f"value{where}. Give the variable a Worker Pool value scoped to that environment.")
-        pool = WorkerPool.objects.filter(space=space, pk=WorkerPool.pk_from_octopus_id(variables[variable]) or 0).first()
+            raise SelectionError(
+                f"Step {name!r} takes its worker pool from the variable {variable}, which has no "
+                f"value{where}. Give the variable a Worker Pool value scoped to that environment."
+            )
+        pool = WorkerPool.objects.filter(
+            space=space, pk=WorkerPool.pk_from_octopus_id(variables[variable]) or 0
+        ).first()
         if pool is None:
-            raise SelectionError(f"Step {name!r} takes its worker pool from the variable {variable}, whose value "
-                                 f"{variables[variable]!r}{where} is not a worker pool of this space.")
+            raise SelectionError(
+                f"Step {name!r} takes its worker pool from the variable {variable}, whose value "
+                f"{variables[variable]!r}{where} is not a worker pool of this space."
+            )
         return pool, f"the variable {variable} chose the pool {pool.name}{where}"
     pool = WorkerPool.objects.filter(space=space, pk=pool_pk(step.get("WorkerPoolId")) or 0).first()
     if pool is None:
-        raise SelectionError(f"Step {name!r} has no worker pool (it was deleted or never set). Choose one in the step editor.")
+        raise SelectionError(
+            f"Step {name!r} has no worker pool (it was deleted or never set). Choose one in the step editor."
+        )
     return pool, f"the step names the pool {pool.name}"
 
 
 def _unusable_pool_message(pool: WorkerPool, step_name: str) -> str:
     workers = list(pool.workers.all())
     if not workers:
-        return (f"Step {step_name!r} needs a worker from the pool {pool.name}, but that pool has no workers. "
-                "Add a worker to it on Infrastructure ➜ Workers, or run the step on another pool.")
+        return (
+            f"Step {step_name!r} needs a worker from the pool {pool.name}, but that pool has no workers. "
+            "Add a worker to it on Infrastructure ➜ Workers, or run the step on another pool."
+        )
     states = ", ".join(f"{w.name} is {'disabled' if w.is_disabled else w.health_status}" for w in workers[:10])
-    return (f"Step {step_name!r} needs a healthy, enabled worker from the pool {pool.name}, and it has none "
-            f"({states}). Check their health on Infrastructure ➜ Workers.")
+    return (
+        f"Step {step_name!r} needs a healthy, enabled worker from the pool {pool.name}, and it has none "
+        f"({states}). Check their health on Infrastructure ➜ Workers."
+    )
 
 
 class WorkerSelector:
@@ -108,34 +120,44 @@ class WorkerSelector:
                 raise SelectionError(
                     f"Step {step_name!r} resolves to the default pool {pool.name}, which has no workers, so it would run on "
                     "the built-in worker, but the built-in worker is disabled. Add a worker to that pool, or enable the "
-                    "built-in worker in Configuration ➜ Features.")
+                    "built-in worker in Configuration ➜ Features."
+                )
             return Choice(None, pool, f"the default pool {pool.name} has no workers, so the built-in worker runs it")
         with transaction.atomic():
             # One chooser per pool at a time (across server nodes), so lease counts are current.
             WorkerPool.objects.select_for_update().filter(pk=pool.pk).first()
             candidates = [w for w in workers_available_in_pool(pool).order_by("pk") if w.pk not in self.unreachable]
             if not candidates:
-                raise SelectionError(_unusable_pool_message(pool, step_name) if not self.unreachable else
-                                     self.nothing_left_message(pool, step_name))
+                raise SelectionError(
+                    _unusable_pool_message(pool, step_name)
+                    if not self.unreachable
+                    else self.nothing_left_message(pool, step_name)
+                )
             leases = self.load(candidates)
             fewest = min(leases.get(w.pk, 0) for w in candidates)
             chosen, rule = self._by_affinity(pool, packages, candidates, leases, fewest)
             if chosen is None:
                 cursor = redis_client().incr(f"{settings.REEF_STREAM_PREFIX}:selection:pool:{pool.pk}:cursor") - 1
-                rotated = candidates[cursor % len(candidates):] + candidates[:cursor % len(candidates)]
+                rotated = candidates[cursor % len(candidates) :] + candidates[: cursor % len(candidates)]
                 chosen = min(rotated, key=lambda w: leases.get(w.pk, 0))  # min keeps the first of equals
                 busy = leases.get(chosen.pk, 0)
-                rule = (f"round-robin among {len(candidates)} healthy workers of {pool.name}" if busy == 0 and
-                        all(leases.get(w.pk, 0) == 0 for w in candidates) else
-                        f"fewest active leases ({busy}) among {len(candidates)} healthy workers of {pool.name}")
+                rule = (
+                    f"round-robin among {len(candidates)} healthy workers of {pool.name}"
+                    if busy == 0 and all(leases.get(w.pk, 0) == 0 for w in candidates)
+                    else f"fewest active leases ({busy}) among {len(candidates)} healthy workers of {pool.name}"
+                )
                 if packages:
                     self.affinity[(pool.pk, packages)] = (chosen, step_name, self.group)
             return self.lease(chosen, pool, step_name, rule)
 
     def load(self, candidates: list[Worker]) -> dict[int, int]:
         """Leases per worker: other tasks', plus this task's in the current parallel group."""
-        leases = dict(WorkerLease.objects.filter(worker__in=candidates).exclude(task=self.task)
-                      .values_list("worker").annotate(n=Count("id")))
+        leases = dict(
+            WorkerLease.objects.filter(worker__in=candidates)
+            .exclude(task=self.task)
+            .values_list("worker")
+            .annotate(n=Count("id"))
+        )
         for pk, n in self.in_group.items():
             leases[pk] = leases.get(pk, 0) + n
         return leases
@@ -177,8 +199,11 @@ class WorkerSelector:
                 reasons.append(f"{worker.name}: disabled")
             else:
                 reasons.append(f"{worker.name}: {worker.health_status} ({worker.status_summary})")
-        return (f"Step {step_name!r} could not reach any healthy worker of the pool {pool.name}: " + "; ".join(reasons) +
-                ". Check their health on Infrastructure ➜ Workers.")
+        return (
+            f"Step {step_name!r} could not reach any healthy worker of the pool {pool.name}: "
+            + "; ".join(reasons)
+            + ". Check their health on Infrastructure ➜ Workers."
+        )
 
 
 def release_leases(task: ServerTask) -> None:

@@ -63,25 +63,58 @@ def pool_id(value: object) -> str | None:
     return f"{WorkerPool.ID_PREFIX}-{pk}" if pk else None
 
 
-def build_step_snapshot(*, name: str, syntax: str, script_body: str, step_id: str = "",
-                        action_type: str = Step.ActionType.SCRIPT, location: str = Step.Location.WORKER,
-                        worker_pool_pk: int | None = None, worker_pool_variable: str = "", target_roles=(),
-                        script_parameters: str = "", packages=(), start_with_previous: bool = False,
-                        condition: str = Step.Condition.SUCCESS, condition_variable: str = "", max_parallelism: int = 10,
-                        instructions: str = "", is_disabled: bool = False, script_source: str = "Inline",
-                        script_file_name: str = "", responsible_team_ids=()) -> StepSnapshot:
-    return {"Id": step_id, "Name": name, "ActionType": action_type, "Location": location,
-            "WorkerPoolId": pool_id(worker_pool_pk), "WorkerPoolVariable": worker_pool_variable,
-            "TargetRoles": list(target_roles), "Syntax": syntax, "ScriptBody": script_body,
-            "ScriptParameters": script_parameters, "Packages": list(packages),
-            "StartWithPrevious": start_with_previous, "Condition": condition,
-            "ConditionVariable": condition_variable, "MaxParallelism": max(1, max_parallelism),
-            "Instructions": instructions, "IsDisabled": is_disabled,
-            "ScriptSource": script_source, "ScriptFileName": script_file_name,
-            "ResponsibleTeamIds": list(responsible_team_ids)}
+def build_step_snapshot(
+    *,
+    name: str,
+    syntax: str,
+    script_body: str,
+    step_id: str = "",
+    action_type: str = Step.ActionType.SCRIPT,
+    location: str = Step.Location.WORKER,
+    worker_pool_pk: int | None = None,
+    worker_pool_variable: str = "",
+    target_roles=(),
+    script_parameters: str = "",
+    packages=(),
+    start_with_previous: bool = False,
+    condition: str = Step.Condition.SUCCESS,
+    condition_variable: str = "",
+    max_parallelism: int = 10,
+    instructions: str = "",
+    is_disabled: bool = False,
+    script_source: str = "Inline",
+    script_file_name: str = "",
+    responsible_team_ids=(),
+) -> StepSnapshot:
+    return {
+        "Id": step_id,
+        "Name": name,
+        "ActionType": action_type,
+        "Location": location,
+        "WorkerPoolId": pool_id(worker_pool_pk),
+        "WorkerPoolVariable": worker_pool_variable,
+        "TargetRoles": list(target_roles),
+        "Syntax": syntax,
+        "ScriptBody": script_body,
+        "ScriptParameters": script_parameters,
+        "Packages": list(packages),
+        "StartWithPrevious": start_with_previous,
+        "Condition": condition,
+        "ConditionVariable": condition_variable,
+        "MaxParallelism": max(1, max_parallelism),
+        "Instructions": instructions,
+        "IsDisabled": is_disabled,
+        "ScriptSource": script_source,
+        "ScriptFileName": script_file_name,
+        "ResponsibleTeamIds": list(responsible_team_ids),
+    }
 
 
 def build_variable_snapshot(variable: Variable) -> VariableSnapshot:
-    return {"Name": variable.name, "Type": variable.type, "Value": variable.value,
-            "WorkerPoolId": pool_id(variable.worker_pool_id),
-            "EnvironmentIds": sorted(e.pk for e in variable.environments.all())}
+    return {
+        "Name": variable.name,
+        "Type": variable.type,
+        "Value": variable.value,
+        "WorkerPoolId": pool_id(variable.worker_pool_id),
+        "EnvironmentIds": sorted(e.pk for e in variable.environments.all()),
+    }

@@ -19,16 +19,29 @@ def features(request):
     if request.method == "POST":
         enabled = request.POST.get("builtin_worker") == "on"
         catalog.set_builtin_worker_enabled(actor=request.user, enabled=enabled)
-        messages.success(request, "The built-in worker is " + ("on: server steps run on the server while the default pool "
-                                                               "has no workers." if enabled else
-                                                               "off: user scripts never run on the server."))
+        messages.success(
+            request,
+            "The built-in worker is "
+            + (
+                "on: server steps run on the server while the default pool has no workers."
+                if enabled
+                else "off: user scripts never run on the server."
+            ),
+        )
         return redirect("configuration-features")
     from infrastructure.transports.builtin import builtin_worker_account
 
     account, is_own_account = builtin_worker_account()
-    return render(request, "deployments/features.html", {"configuration": ServerConfiguration.current(),
-                                                         "may_edit": has_permission(request.user, P.CONFIGURE_SERVER),
-                                                         "builtin_account": account, "builtin_is_own_account": is_own_account})
+    return render(
+        request,
+        "deployments/features.html",
+        {
+            "configuration": ServerConfiguration.current(),
+            "may_edit": has_permission(request.user, P.CONFIGURE_SERVER),
+            "builtin_account": account,
+            "builtin_is_own_account": is_own_account,
+        },
+    )
 
 
 @login_required

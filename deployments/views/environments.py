@@ -21,8 +21,8 @@ from portal.services.access import require_permission
 from portal.views.decorators import may, space_page
 from portal.views.forms import read_only, refuse, submit
 
-
 # Environments ---------------------------------------------------------------------------------------
+
 
 @space_page(P.ENVIRONMENT_VIEW)
 def environment_list(request, space):
@@ -30,13 +30,19 @@ def environment_list(request, space):
     if request.method == "POST":
         require_permission(request.user, P.ENVIRONMENT_EDIT, space=space)
         form = NameForm(request.POST)
-        if environment := submit(form, lambda data: catalog.create_environment(actor=request.user, space=space, **data)):
+        if environment := submit(
+            form, lambda data: catalog.create_environment(actor=request.user, space=space, **data)
+        ):
             messages.success(request, f"Environment {environment.name} added.")
             return redirect(space_url(space, "environments"))
         status = 400
     environments = Environment.objects.filter(space=space).annotate(target_count=Count("deployment_targets"))
-    return render(request, "deployments/environments.html", {
-        "space": space, "environments": environments, "form": form, "may_edit": may(request, P.ENVIRONMENT_EDIT)}, status=status)
+    return render(
+        request,
+        "deployments/environments.html",
+        {"space": space, "environments": environments, "form": form, "may_edit": may(request, P.ENVIRONMENT_EDIT)},
+        status=status,
+    )
 
 
 @space_page(P.ENVIRONMENT_VIEW)
@@ -50,8 +56,9 @@ def environment_edit(request, space, pk: int):
 
         def save(data):
             saved = catalog.update_environment(actor=request.user, environment=environment, **data)
-            set_environment_guided_failure(actor=request.user, environment=environment,
-                                           enabled=bool(request.POST.get("use_guided_failure")))
+            set_environment_guided_failure(
+                actor=request.user, environment=environment, enabled=bool(request.POST.get("use_guided_failure"))
+            )
             return saved
 
         if saved := submit(form, save):
@@ -60,9 +67,18 @@ def environment_edit(request, space, pk: int):
         status = 400
     if not may_edit:
         read_only(form)
-    return render(request, "deployments/environment_edit.html", {
-        "space": space, "environment": environment, "form": form, "may_edit": may_edit,
-        "targets": environment.deployment_targets.all()}, status=status)
+    return render(
+        request,
+        "deployments/environment_edit.html",
+        {
+            "space": space,
+            "environment": environment,
+            "form": form,
+            "may_edit": may_edit,
+            "targets": environment.deployment_targets.all(),
+        },
+        status=status,
+    )
 
 
 @space_page(P.ENVIRONMENT_EDIT)
@@ -86,13 +102,16 @@ def environment_move(request, space, pk: int, direction: str):
     environment = get_object_or_404(Environment, pk=pk, space=space)
     ordered = list(Environment.objects.filter(space=space).values_list("pk", flat=True))
     try:
-        catalog.reorder_environments(actor=request.user, space=space, ordered_ids=catalog.moved(ordered, environment.pk, direction))
+        catalog.reorder_environments(
+            actor=request.user, space=space, ordered_ids=catalog.moved(ordered, environment.pk, direction)
+        )
     except ValidationError as error:  # one was added or deleted meanwhile
         refuse(request, error)
     return redirect(space_url(space, "environments"))
 
 
 # Deployment targets ---------------------------------------------------------------------------------
+
 
 @space_page(P.ENVIRONMENT_VIEW)
 def target_list(request, space):
@@ -103,10 +122,18 @@ def target_list(request, space):
         if _save_target(request, space, form, None):
             return redirect(space_url(space, "deployment-targets"))
         status = 400
-    return render(request, "deployments/targets.html", {
-        "space": space, "targets": DeploymentTarget.objects.filter(space=space).prefetch_related("environments"),
-        "form": form, "has_environments": Environment.objects.filter(space=space).exists(),
-        "may_edit": may(request, P.ENVIRONMENT_EDIT)}, status=status)
+    return render(
+        request,
+        "deployments/targets.html",
+        {
+            "space": space,
+            "targets": DeploymentTarget.objects.filter(space=space).prefetch_related("environments"),
+            "form": form,
+            "has_environments": Environment.objects.filter(space=space).exists(),
+            "may_edit": may(request, P.ENVIRONMENT_EDIT),
+        },
+        status=status,
+    )
 
 
 @space_page(P.ENVIRONMENT_VIEW)
@@ -122,8 +149,12 @@ def target_edit(request, space, pk: int):
         status = 400
     if not may_edit:
         read_only(form)
-    return render(request, "deployments/target_edit.html", {"space": space, "target": target, "form": form, "may_edit": may_edit},
-                  status=status)
+    return render(
+        request,
+        "deployments/target_edit.html",
+        {"space": space, "target": target, "form": form, "may_edit": may_edit},
+        status=status,
+    )
 
 
 def _save_target(request, space, form: DeploymentTargetForm, target: DeploymentTarget | None) -> bool:

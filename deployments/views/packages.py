@@ -23,15 +23,31 @@ def package_list(request, space):
     if request.method == "POST":
         require_permission(request.user, P.BUILT_IN_FEED_PUSH, space=space)
         form = PackageForm(request.POST, request.FILES)
-        package = submit(form, lambda data: catalog.store_package(actor=request.user, space=space, package_id=data["package_id"],
-                                                                  version=data["version"], upload=data["file"]))
+        package = submit(
+            form,
+            lambda data: catalog.store_package(
+                actor=request.user,
+                space=space,
+                package_id=data["package_id"],
+                version=data["version"],
+                upload=data["file"],
+            ),
+        )
         if package:
             messages.success(request, f"Package {package} pushed to the built-in feed.")
             return redirect(space_url(space, "packages"))
         status = 400
-    return render(request, "deployments/packages.html", {
-        "space": space, "packages": Package.objects.filter(space=space), "form": form,
-        "may_push": may(request, P.BUILT_IN_FEED_PUSH)}, status=status)
+    return render(
+        request,
+        "deployments/packages.html",
+        {
+            "space": space,
+            "packages": Package.objects.filter(space=space),
+            "form": form,
+            "may_push": may(request, P.BUILT_IN_FEED_PUSH),
+        },
+        status=status,
+    )
 
 
 @space_page(P.BUILT_IN_FEED_PUSH)

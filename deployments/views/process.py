@@ -28,10 +28,19 @@ def _process_owner(space, project_pk: int, runbook_pk: int | None) -> tuple[Proj
 @space_page(P.PROCESS_VIEW)
 def process(request, space, project_pk: int):
     project = get_project_in_space(space, project_pk)
-    return render(request, "deployments/process.html", {
-        "space": space, "project": project, "section": "process", "runbook": None,
-        "steps": project.steps.filter(runbook__isnull=True).select_related("worker_pool"),
-        "steps_url": steps_url(project, None), "may_edit": may(request, P.PROCESS_EDIT)})
+    return render(
+        request,
+        "deployments/process.html",
+        {
+            "space": space,
+            "project": project,
+            "section": "process",
+            "runbook": None,
+            "steps": project.steps.filter(runbook__isnull=True).select_related("worker_pool"),
+            "steps_url": steps_url(project, None),
+            "may_edit": may(request, P.PROCESS_EDIT),
+        },
+    )
 
 
 @space_page(P.PROCESS_VIEW)
@@ -46,19 +55,36 @@ def step_edit(request, space, project_pk: int, pk: int | None = None, runbook_pk
     if request.method == "POST":
         require_permission(request.user, P.PROCESS_EDIT, space=space)
         form = StepForm(request.POST, space=space)
-        saved = submit(form, lambda _: catalog.save_step(actor=request.user, project=project, step=step, runbook=runbook,
-                                                         **form.service_values()))
+        saved = submit(
+            form,
+            lambda _: catalog.save_step(
+                actor=request.user, project=project, step=step, runbook=runbook, **form.service_values()
+            ),
+        )
         if saved:
             messages.success(request, f"Step {saved.name} saved.")
             return redirect(back)
         status = 400
     if not may_edit:
         read_only(form)
-    return render(request, "deployments/step_edit.html", {
-        "space": space, "project": project, "section": "runbooks" if runbook else "process", "step": step, "form": form,
-        "runbook": runbook, "back": back, "may_edit": may_edit,
-        "pool_variables": project.variables.filter(type=Variable.Type.WORKER_POOL).values_list("name", flat=True).distinct()},
-        status=status)
+    return render(
+        request,
+        "deployments/step_edit.html",
+        {
+            "space": space,
+            "project": project,
+            "section": "runbooks" if runbook else "process",
+            "step": step,
+            "form": form,
+            "runbook": runbook,
+            "back": back,
+            "may_edit": may_edit,
+            "pool_variables": project.variables.filter(type=Variable.Type.WORKER_POOL)
+            .values_list("name", flat=True)
+            .distinct(),
+        },
+        status=status,
+    )
 
 
 @space_page(P.PROCESS_EDIT)
@@ -80,8 +106,9 @@ def step_move(request, space, project_pk: int, pk: int, direction: str, runbook_
     step = get_object_or_404(Step, pk=pk, project=project, runbook=runbook)
     ordered = list(Step.objects.filter(project=project, runbook=runbook).values_list("pk", flat=True))
     try:
-        catalog.reorder_steps(actor=request.user, project=project, runbook=runbook,
-                              ordered_ids=catalog.moved(ordered, step.pk, direction))
+        catalog.reorder_steps(
+            actor=request.user, project=project, runbook=runbook, ordered_ids=catalog.moved(ordered, step.pk, direction)
+        )
     except ValidationError as error:
         refuse(request, error)
     return redirect(back)

@@ -28,9 +28,17 @@ def project_list(request, space):
             messages.success(request, f"Project {project.name} added. Define its deployment process next.")
             return redirect(project_url(project, "project-process"))
         status = 400
-    return render(request, "deployments/projects.html", {
-        "space": space, "projects": Project.objects.filter(space=space), "form": form,
-        "may_edit": may(request, P.PROJECT_EDIT)}, status=status)
+    return render(
+        request,
+        "deployments/projects.html",
+        {
+            "space": space,
+            "projects": Project.objects.filter(space=space),
+            "form": form,
+            "may_edit": may(request, P.PROJECT_EDIT),
+        },
+        status=status,
+    )
 
 
 @space_page(P.PROJECT_VIEW)
@@ -39,16 +47,30 @@ def project_detail(request, space, pk: int):
     project = get_project_in_space(space, pk)
     environments = list(Environment.objects.filter(space=space))
     latest: dict[int, Deployment] = {}
-    for deployment in Deployment.objects.filter(release__project=project).select_related("release", "task").order_by("-created", "-id"):
+    for deployment in (
+        Deployment.objects.filter(release__project=project)
+        .select_related("release", "task")
+        .order_by("-created", "-id")
+    ):
         latest.setdefault(deployment.environment_id, deployment)
         if len(latest) == len(environments):
             break
-    return render(request, "deployments/project.html", {
-        "space": space, "project": project, "section": "overview",
-        "dashboard": [(environment, latest.get(environment.pk)) for environment in environments],
-        "releases": project.releases.prefetch_related(Prefetch("deployments", Deployment.objects.select_related("environment", "task")))[:10],
-        "step_count": project.steps.filter(runbook__isnull=True).count(),
-        "may_release": may(request, P.RELEASE_CREATE), "may_deploy": may(request, P.DEPLOYMENT_CREATE)})
+    return render(
+        request,
+        "deployments/project.html",
+        {
+            "space": space,
+            "project": project,
+            "section": "overview",
+            "dashboard": [(environment, latest.get(environment.pk)) for environment in environments],
+            "releases": project.releases.prefetch_related(
+                Prefetch("deployments", Deployment.objects.select_related("environment", "task"))
+            )[:10],
+            "step_count": project.steps.filter(runbook__isnull=True).count(),
+            "may_release": may(request, P.RELEASE_CREATE),
+            "may_deploy": may(request, P.DEPLOYMENT_CREATE),
+        },
+    )
 
 
 @space_page(P.PROJECT_VIEW)
@@ -65,8 +87,12 @@ def project_settings(request, space, pk: int):
         status = 400
     if not may_edit:
         read_only(form)
-    return render(request, "deployments/project_settings.html", {
-        "space": space, "project": project, "section": "settings", "form": form, "may_edit": may_edit}, status=status)
+    return render(
+        request,
+        "deployments/project_settings.html",
+        {"space": space, "project": project, "section": "settings", "form": form, "may_edit": may_edit},
+        status=status,
+    )
 
 
 @space_page(P.PROJECT_EDIT)

@@ -27,28 +27,56 @@ def release_create(request, space, project_pk: int):
             messages.success(request, f"Release {release.version} created.")
             return redirect(project_url(project, "release", release.pk))
         status = 400
-    return render(request, "deployments/release_create.html", {
-        "space": space, "project": project, "section": "overview", "form": form,
-        "step_count": project.steps.filter(runbook__isnull=True).count()}, status=status)
+    return render(
+        request,
+        "deployments/release_create.html",
+        {
+            "space": space,
+            "project": project,
+            "section": "overview",
+            "form": form,
+            "step_count": project.steps.filter(runbook__isnull=True).count(),
+        },
+        status=status,
+    )
 
 
 @space_page(P.RELEASE_VIEW)
 def release_detail(request, space, project_pk: int, pk: int):
     project = get_project_in_space(space, project_pk)
     release = get_object_or_404(Release.objects.select_related("created_by"), pk=pk, project=project)
-    return render(request, "deployments/release.html", {
-        "space": space, "project": project, "section": "overview", "release": release,
-        "steps": _with_pool_names(space, release.process_snapshot), "variables": release.variables_snapshot,
-        "deployments": release.deployments.select_related("environment", "task", "created_by"),
-        "may_deploy": may(request, P.DEPLOYMENT_CREATE)})
+    return render(
+        request,
+        "deployments/release.html",
+        {
+            "space": space,
+            "project": project,
+            "section": "overview",
+            "release": release,
+            "steps": _with_pool_names(space, release.process_snapshot),
+            "variables": release.variables_snapshot,
+            "deployments": release.deployments.select_related("environment", "task", "created_by"),
+            "may_deploy": may(request, P.DEPLOYMENT_CREATE),
+        },
+    )
 
 
 def _with_pool_names(space, steps: list[dict]) -> list[dict]:
     """Snapshot steps name their pool by id; the page shows its name (or that it has since been deleted)."""
-    names = dict(WorkerPool.objects.filter(space=space, pk__in=[pool_pk(s.get("WorkerPoolId")) for s in steps if s.get("WorkerPoolId")])
-                 .values_list("pk", "name"))
-    return [{**step, "PoolName": names.get(pool_pk(step.get("WorkerPoolId")), "a deleted pool") if step.get("WorkerPoolId") else ""}
-            for step in steps]
+    names = dict(
+        WorkerPool.objects.filter(
+            space=space, pk__in=[pool_pk(s.get("WorkerPoolId")) for s in steps if s.get("WorkerPoolId")]
+        ).values_list("pk", "name")
+    )
+    return [
+        {
+            **step,
+            "PoolName": names.get(pool_pk(step.get("WorkerPoolId")), "a deleted pool")
+            if step.get("WorkerPoolId")
+            else "",
+        }
+        for step in steps
+    ]
 
 
 def queue_for_environment(request, space, queue):
@@ -71,12 +99,32 @@ def release_deploy(request, space, project_pk: int, pk: int):
     form, status = DeployForm(space=space, initial={"environment": request.GET.get("environment")}), 200
     if request.method == "POST":
         form, status, task = queue_for_environment(
-            request, space, lambda environment: deploy.deploy_release(actor=request.user, release=release, environment=environment,
-                                                                     use_guided_failure=bool(request.POST.get("use_guided_failure"))).task)
+            request,
+            space,
+            lambda environment: (
+                deploy.deploy_release(
+                    actor=request.user,
+                    release=release,
+                    environment=environment,
+                    use_guided_failure=bool(request.POST.get("use_guided_failure")),
+                ).task
+            ),
+        )
         if task is not None:
             return redirect(task_url(task))
     lifecycle, phases = lifecycles.lifecycle_progress(release)
-    return render(request, "deployments/deploy.html", {
-        "space": space, "project": project, "section": "overview", "release": release, "form": form,
-        "has_environments": Environment.objects.filter(space=space).exists(), "lifecycle": lifecycle, "phases": phases},
-        status=status)
+    return render(
+        request,
+        "deployments/deploy.html",
+        {
+            "space": space,
+            "project": project,
+            "section": "overview",
+            "release": release,
+            "form": form,
+            "has_environments": Environment.objects.filter(space=space).exists(),
+            "lifecycle": lifecycle,
+            "phases": phases,
+        },
+        status=status,
+    )

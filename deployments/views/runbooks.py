@@ -29,9 +29,19 @@ def runbook_list(request, space, project_pk: int):
             messages.success(request, f"Runbook {runbook.name} added. Define its process next.")
             return redirect(project_url(project, "runbook", runbook.pk))
         status = 400
-    return render(request, "deployments/runbooks.html", {
-        "space": space, "project": project, "section": "runbooks", "form": form, "may_edit": may(request, P.PROCESS_EDIT),
-        "runbooks": project.runbooks.all()}, status=status)
+    return render(
+        request,
+        "deployments/runbooks.html",
+        {
+            "space": space,
+            "project": project,
+            "section": "runbooks",
+            "form": form,
+            "may_edit": may(request, P.PROCESS_EDIT),
+            "runbooks": project.runbooks.all(),
+        },
+        status=status,
+    )
 
 
 @space_page(P.PROJECT_VIEW)
@@ -43,14 +53,29 @@ def runbook_detail(request, space, project_pk: int, pk: int):
     if request.method == "POST":
         require_permission(request.user, P.RUNBOOK_RUN, space=space)
         form, status, task = queue_for_environment(
-            request, space, lambda environment: deploy.run_runbook(actor=request.user, runbook=runbook, environment=environment).task)
+            request,
+            space,
+            lambda environment: deploy.run_runbook(actor=request.user, runbook=runbook, environment=environment).task,
+        )
         if task is not None:
             return redirect(task_url(task))
-    return render(request, "deployments/runbook.html", {
-        "space": space, "project": project, "section": "runbooks", "runbook": runbook,
-        "steps": runbook.steps.select_related("worker_pool"), "steps_url": steps_url(project, runbook),
-        "form": form, "runs": runbook.runs.select_related("environment", "task")[:20],
-        "may_edit": may(request, P.PROCESS_EDIT), "may_run": may(request, P.RUNBOOK_RUN)}, status=status)
+    return render(
+        request,
+        "deployments/runbook.html",
+        {
+            "space": space,
+            "project": project,
+            "section": "runbooks",
+            "runbook": runbook,
+            "steps": runbook.steps.select_related("worker_pool"),
+            "steps_url": steps_url(project, runbook),
+            "form": form,
+            "runs": runbook.runs.select_related("environment", "task")[:20],
+            "may_edit": may(request, P.PROCESS_EDIT),
+            "may_run": may(request, P.RUNBOOK_RUN),
+        },
+        status=status,
+    )
 
 
 @space_page(P.PROJECT_VIEW)
@@ -68,9 +93,19 @@ def runbook_settings(request, space, project_pk: int, pk: int):
         status = 400
     if not may_edit:
         read_only(form)
-    return render(request, "deployments/runbook_settings.html", {
-        "space": space, "project": project, "section": "runbooks", "runbook": runbook, "form": form, "may_edit": may_edit},
-        status=status)
+    return render(
+        request,
+        "deployments/runbook_settings.html",
+        {
+            "space": space,
+            "project": project,
+            "section": "runbooks",
+            "runbook": runbook,
+            "form": form,
+            "may_edit": may_edit,
+        },
+        status=status,
+    )
 
 
 @space_page(P.PROCESS_EDIT)

@@ -32,10 +32,18 @@ def task_list(request, space):
     if errors:
         tasks = ServerTask.objects.none()
     page = Paginator(tasks, 50).get_page(request.GET.get("page"))
-    context = {"space": space, "page": page, "params": params, "errors": errors, "states": ServerTask.State.values,
-               "projects": Project.objects.filter(space=space), "environments": Environment.objects.filter(space=space),
-               "pools": WorkerPool.objects.filter(space=space).order_by("sort_order", "name"), "querystring": urlencode(params),
-               "live": any(not task.is_completed for task in page)}
+    context = {
+        "space": space,
+        "page": page,
+        "params": params,
+        "errors": errors,
+        "states": ServerTask.State.values,
+        "projects": Project.objects.filter(space=space),
+        "environments": Environment.objects.filter(space=space),
+        "pools": WorkerPool.objects.filter(space=space).order_by("sort_order", "name"),
+        "querystring": urlencode(params),
+        "live": any(not task.is_completed for task in page),
+    }
     template = "deployments/_task_rows.html" if request.headers.get("HX-Request") else "deployments/task_list.html"
     return render(request, template, context, status=400 if errors else 200)
 
@@ -43,8 +51,11 @@ def task_list(request, space):
 LOG_LINES_SHOWN = 20_000  # the page shows a long log's newest lines; the raw download has them all
 
 # Who may re-run what: the permission the re-run's service asks for.
-RERUN_PERMISSIONS = {"Deploy": Permission.DEPLOYMENT_CREATE, "RunbookRun": Permission.RUNBOOK_RUN,
-                     "AdHocScript": Permission.TASK_CREATE}
+RERUN_PERMISSIONS = {
+    "Deploy": Permission.DEPLOYMENT_CREATE,
+    "RunbookRun": Permission.RUNBOOK_RUN,
+    "AdHocScript": Permission.TASK_CREATE,
+}
 
 
 @space_page(Permission.TASK_VIEW)
@@ -55,15 +66,24 @@ def task_detail(request, space, pk: int):
     steps = task.activity_nodes.filter(parent__isnull=False, parent__parent__isnull=True).prefetch_related("children")
     rerun_permission = RERUN_PERMISSIONS.get(task.name)
     context = {
-        "space": space, "task": task, "steps": steps, "artifacts": task.artifacts.defer("content"),
+        "space": space,
+        "task": task,
+        "steps": steps,
+        "artifacts": task.artifacts.defer("content"),
         "interruption": task.interruptions.filter(is_pending=True).select_related("responsible_user").first(),
         "leases": task.leases.select_related("worker") if not task.is_completed else (),
         "may_cancel": has_permission(request.user, Permission.TASK_CANCEL, space=space),
-        "may_rerun": task.is_completed and rerun_permission is not None and has_permission(request.user, rerun_permission, space=space)}
+        "may_rerun": task.is_completed
+        and rerun_permission is not None
+        and has_permission(request.user, rerun_permission, space=space),
+    }
     if request.headers.get("HX-Request"):
         return render(request, "deployments/_task_body.html", context)
     last = logstore.last_sequence(task.pk)
-    context.update(log_limit=LOG_LINES_SHOWN, start_after=last - LOG_LINES_SHOWN if last is not None and last >= LOG_LINES_SHOWN else -1)
+    context.update(
+        log_limit=LOG_LINES_SHOWN,
+        start_after=last - LOG_LINES_SHOWN if last is not None and last >= LOG_LINES_SHOWN else -1,
+    )
     return render(request, "deployments/task_detail.html", context)
 
 
@@ -116,8 +136,12 @@ def task_intervention(request, space, pk: int):
         if request.POST.get("assign"):
             take_interruption_responsibility(interruption=interruption, user=request.user)
         else:
-            submit_interruption(interruption=interruption, user=request.user, action=request.POST.get("result", ""),
-                                note=request.POST.get("note", ""))
+            submit_interruption(
+                interruption=interruption,
+                user=request.user,
+                action=request.POST.get("result", ""),
+                note=request.POST.get("note", ""),
+            )
     except (ValidationError, PermissionDenied) as error:
         messages.error(request, reason(error))
     return redirect(task_url(task))

@@ -27,9 +27,19 @@ def variable_list(request, space, project_pk: int):
         if _save_variable(request, project, form, None):
             return redirect(project_url(project, "project-variables"))
         status = 400
-    return render(request, "deployments/variables.html", {
-        "space": space, "project": project, "section": "variables", "form": form, "may_edit": may(request, P.VARIABLE_EDIT),
-        "variables": project.variables.select_related("worker_pool").prefetch_related("environments")}, status=status)
+    return render(
+        request,
+        "deployments/variables.html",
+        {
+            "space": space,
+            "project": project,
+            "section": "variables",
+            "form": form,
+            "may_edit": may(request, P.VARIABLE_EDIT),
+            "variables": project.variables.select_related("worker_pool").prefetch_related("environments"),
+        },
+        status=status,
+    )
 
 
 @space_page(P.VARIABLE_VIEW)
@@ -46,13 +56,25 @@ def variable_edit(request, space, project_pk: int, pk: int):
         status = 400
     if not may_edit:
         read_only(form)
-    return render(request, "deployments/variable_edit.html", {
-        "space": space, "project": project, "section": "variables", "variable": variable, "form": form, "may_edit": may_edit},
-        status=status)
+    return render(
+        request,
+        "deployments/variable_edit.html",
+        {
+            "space": space,
+            "project": project,
+            "section": "variables",
+            "variable": variable,
+            "form": form,
+            "may_edit": may_edit,
+        },
+        status=status,
+    )
 
 
 def _save_variable(request, project: Project, form: VariableForm, variable: Variable | None) -> bool:
-    saved = submit(form, lambda data: catalog.save_variable(actor=request.user, project=project, variable=variable, **data))
+    saved = submit(
+        form, lambda data: catalog.save_variable(actor=request.user, project=project, variable=variable, **data)
+    )
     if saved:
         messages.success(request, f"Variable {saved.name} saved.")
     return saved is not None

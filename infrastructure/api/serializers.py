@@ -56,21 +56,36 @@ class WorkerPoolSerializer(SpaceScopedSerializer):
 
     class Meta:
         model = WorkerPool
-        fields = ["Id", "SpaceId", "Name", "Slug", "Description", "IsDefault", "SortOrder", "WorkerPoolType",
-                  "WorkerType", "CanAddWorkers", "Links"]
+        fields = [
+            "Id",
+            "SpaceId",
+            "Name",
+            "Slug",
+            "Description",
+            "IsDefault",
+            "SortOrder",
+            "WorkerPoolType",
+            "WorkerType",
+            "CanAddWorkers",
+            "Links",
+        ]
 
     def get_Slug(self, obj) -> str:  # noqa: N802
         return slugify(obj.name)
 
     def extra_links(self, obj):
-        return {"Workers": f"/api/Spaces-{obj.space_id}/workerpools/{obj.octopus_id}/workers{{?skip,take}}",
-                "Web": f"/Spaces-{obj.space_id}/infrastructure/workerpools/{obj.pk}/"}
+        return {
+            "Workers": f"/api/Spaces-{obj.space_id}/workerpools/{obj.octopus_id}/workers{{?skip,take}}",
+            "Web": f"/Spaces-{obj.space_id}/infrastructure/workerpools/{obj.pk}/",
+        }
 
 
 class WorkerPoolWriteSerializer(StrictSerializer):
     Name = serializers.CharField(allow_blank=True, max_length=200)  # the model's length
     Description = serializers.CharField(required=False, allow_blank=True, default="")
-    WorkerPoolType = serializers.ChoiceField(choices=WorkerPool.PoolType.values, required=False, default=WorkerPool.PoolType.STATIC)
+    WorkerPoolType = serializers.ChoiceField(
+        choices=WorkerPool.PoolType.values, required=False, default=WorkerPool.PoolType.STATIC
+    )
     WorkerType = serializers.CharField(required=False, allow_blank=True, default="")
     IsDefault = serializers.BooleanField(required=False, default=False)
     SortOrder = serializers.IntegerField(required=False, min_value=-1_000_000, max_value=1_000_000)
@@ -78,13 +93,29 @@ class WorkerPoolWriteSerializer(StrictSerializer):
 
 def endpoint_of(worker: Worker) -> dict:
     if worker.communication_style == Worker.CommunicationStyle.SSH:
-        return {"CommunicationStyle": "Ssh", "Id": None, "AccountId": worker.account.octopus_id if worker.account_id else None,
-                "Host": worker.host, "Port": worker.port, "Fingerprint": worker.fingerprint, "Uri": worker.endpoint_uri,
-                "DotNetCorePlatform": None}
-    return {"CommunicationStyle": worker.communication_style, "Id": None, "Uri": worker.uri, "Thumbprint": worker.thumbprint,
-            "TentacleVersionDetails": {"Version": worker.capabilities.get("AgentVersion"), "UpgradeLocked": False,
-                                       "UpgradeSuggested": False, "UpgradeRequired": False},
-            "CertificateSignatureAlgorithm": "sha256RSA"}
+        return {
+            "CommunicationStyle": "Ssh",
+            "Id": None,
+            "AccountId": worker.account.octopus_id if worker.account_id else None,
+            "Host": worker.host,
+            "Port": worker.port,
+            "Fingerprint": worker.fingerprint,
+            "Uri": worker.endpoint_uri,
+            "DotNetCorePlatform": None,
+        }
+    return {
+        "CommunicationStyle": worker.communication_style,
+        "Id": None,
+        "Uri": worker.uri,
+        "Thumbprint": worker.thumbprint,
+        "TentacleVersionDetails": {
+            "Version": worker.capabilities.get("AgentVersion"),
+            "UpgradeLocked": False,
+            "UpgradeSuggested": False,
+            "UpgradeRequired": False,
+        },
+        "CertificateSignatureAlgorithm": "sha256RSA",
+    }
 
 
 class WorkerSerializer(SpaceScopedSerializer):
@@ -109,9 +140,27 @@ class WorkerSerializer(SpaceScopedSerializer):
 
     class Meta:
         model = Worker
-        fields = ["Id", "SpaceId", "Name", "Thumbprint", "Uri", "IsDisabled", "MachinePolicyId", "HealthStatus",
-                  "HasLatestCalamari", "StatusSummary", "IsInProcess", "Endpoint", "WorkerPoolIds", "OperatingSystem",
-                  "ShellName", "ShellVersion", "Architecture", "LastHealthCheck", "Links"]
+        fields = [
+            "Id",
+            "SpaceId",
+            "Name",
+            "Thumbprint",
+            "Uri",
+            "IsDisabled",
+            "MachinePolicyId",
+            "HealthStatus",
+            "HasLatestCalamari",
+            "StatusSummary",
+            "IsInProcess",
+            "Endpoint",
+            "WorkerPoolIds",
+            "OperatingSystem",
+            "ShellName",
+            "ShellVersion",
+            "Architecture",
+            "LastHealthCheck",
+            "Links",
+        ]
 
     def get_MachinePolicyId(self, obj) -> str:  # noqa: N802
         return f"MachinePolicies-{obj.machine_policy_id}"
@@ -142,8 +191,10 @@ class WorkerSerializer(SpaceScopedSerializer):
         return obj.capabilities.get("Architecture", "Unknown")
 
     def extra_links(self, obj):
-        return {"Connection": f"/api/Spaces-{obj.space_id}/workers/{obj.octopus_id}/connection",
-                "Web": f"/Spaces-{obj.space_id}/infrastructure/workers/{obj.pk}/"}
+        return {
+            "Connection": f"/api/Spaces-{obj.space_id}/workers/{obj.octopus_id}/connection",
+            "Web": f"/Spaces-{obj.space_id}/infrastructure/workers/{obj.pk}/",
+        }
 
 
 class EndpointWriteSerializer(StrictSerializer):
@@ -167,6 +218,7 @@ class WorkerWriteSerializer(StrictSerializer):
 class WorkerRegistrationSerializer(serializers.Serializer):
     """An agent registering itself (`register-worker`): Reef's own endpoint, one call and one transaction,
     where Octopus's client finds, deletes and creates in several calls."""
+
     Name = serializers.CharField(allow_blank=True, max_length=500)
     WorkerPoolIds = serializers.ListField(child=serializers.CharField(), allow_empty=True, max_length=100)
     MachinePolicyId = serializers.CharField(required=False, allow_null=True, allow_blank=True, default=None)
@@ -190,22 +242,41 @@ class MachinePolicySerializer(SpaceScopedSerializer):
 
     class Meta:
         model = MachinePolicy
-        fields = ["Id", "SpaceId", "Name", "Description", "IsDefault", "MachineHealthCheckPolicy",
-                  "MachineConnectivityPolicy", "MachineCleanupPolicy", "ConnectionRetrySleepInterval",
-                  "ConnectionRetryCountLimit", "ConnectionConnectTimeout", "PollingRequestQueueTimeout", "Links"]
+        fields = [
+            "Id",
+            "SpaceId",
+            "Name",
+            "Description",
+            "IsDefault",
+            "MachineHealthCheckPolicy",
+            "MachineConnectivityPolicy",
+            "MachineCleanupPolicy",
+            "ConnectionRetrySleepInterval",
+            "ConnectionRetryCountLimit",
+            "ConnectionConnectTimeout",
+            "PollingRequestQueueTimeout",
+            "Links",
+        ]
 
     def get_MachineHealthCheckPolicy(self, obj) -> dict:  # noqa: N802
-        return {"HealthCheckInterval": format_timespan(obj.health_check_interval), "HealthCheckType": obj.health_check_type,
-                "HealthCheckCron": None, "HealthCheckCronTimezone": "UTC", "HealthCheckScheduleType": "Interval",
-                "BashHealthCheckPolicy": {"RunType": "Inline", "ScriptBody": obj.bash_health_check_script},
-                "PowerShellHealthCheckPolicy": {"RunType": "Inline", "ScriptBody": ""}}
+        return {
+            "HealthCheckInterval": format_timespan(obj.health_check_interval),
+            "HealthCheckType": obj.health_check_type,
+            "HealthCheckCron": None,
+            "HealthCheckCronTimezone": "UTC",
+            "HealthCheckScheduleType": "Interval",
+            "BashHealthCheckPolicy": {"RunType": "Inline", "ScriptBody": obj.bash_health_check_script},
+            "PowerShellHealthCheckPolicy": {"RunType": "Inline", "ScriptBody": ""},
+        }
 
     def get_MachineConnectivityPolicy(self, obj) -> dict:  # noqa: N802
         return {"MachineConnectivityBehavior": obj.connectivity_behavior}
 
     def get_MachineCleanupPolicy(self, obj) -> dict:  # noqa: N802
-        return {"DeleteMachinesBehavior": obj.delete_behavior,
-                "DeleteMachinesElapsedTimeSpan": format_timespan(obj.delete_after)}
+        return {
+            "DeleteMachinesBehavior": obj.delete_behavior,
+            "DeleteMachinesElapsedTimeSpan": format_timespan(obj.delete_after),
+        }
 
 
 class _ScriptPolicyInput(StrictSerializer):
@@ -251,9 +322,12 @@ class MachinePolicyWriteSerializer(StrictSerializer):
             values["delete_behavior"] = cleanup["DeleteMachinesBehavior"]
         if "DeleteMachinesElapsedTimeSpan" in cleanup:
             values["delete_after"] = TimeSpanField().run_validation(cleanup["DeleteMachinesElapsedTimeSpan"])
-        for api_name, field in [("ConnectionRetrySleepInterval", "retry_wait"), ("ConnectionRetryCountLimit", "retry_count"),
-                                ("ConnectionConnectTimeout", "connect_timeout"),
-                                ("PollingRequestQueueTimeout", "polling_request_queue_timeout")]:
+        for api_name, field in [
+            ("ConnectionRetrySleepInterval", "retry_wait"),
+            ("ConnectionRetryCountLimit", "retry_count"),
+            ("ConnectionConnectTimeout", "connect_timeout"),
+            ("PollingRequestQueueTimeout", "polling_request_queue_timeout"),
+        ]:
             if api_name in d:
                 values[field] = d[api_name]
         return values
@@ -278,8 +352,19 @@ class AccountSerializer(SpaceScopedSerializer):
 
     class Meta:
         model = Account
-        fields = ["Id", "SpaceId", "Name", "Description", "AccountType", "Username", "PrivateKeyFile",
-                  "PrivateKeyPassphrase", "Password", "EnvironmentIds", "Links"]
+        fields = [
+            "Id",
+            "SpaceId",
+            "Name",
+            "Description",
+            "AccountType",
+            "Username",
+            "PrivateKeyFile",
+            "PrivateKeyPassphrase",
+            "Password",
+            "EnvironmentIds",
+            "Links",
+        ]
 
     def get_PrivateKeyFile(self, obj) -> dict:  # noqa: N802
         return _sensitive(obj.private_key_encrypted)

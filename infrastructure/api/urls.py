@@ -10,8 +10,12 @@ def unscoped(viewset):
 
 
 router = SimpleRouter(trailing_slash=False)
-for name, viewset in [("workerpools", views.WorkerPoolViewSet), ("workers", views.WorkerViewSet),
-                      ("machinepolicies", views.MachinePolicyViewSet), ("accounts", views.AccountViewSet)]:
+for name, viewset in [
+    ("workerpools", views.WorkerPoolViewSet),
+    ("workers", views.WorkerViewSet),
+    ("machinepolicies", views.MachinePolicyViewSet),
+    ("accounts", views.AccountViewSet),
+]:
     router.register(rf"(?P<space_id>Spaces-\d+)/{name}", viewset, basename=f"{name}-scoped")
     router.register(name, unscoped(viewset), basename=name)
 

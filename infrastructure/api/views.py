@@ -6,7 +6,6 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 
 from django.core.exceptions import ValidationError
-from django.db.models import Q
 from django.shortcuts import get_object_or_404
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema
@@ -103,8 +102,15 @@ class WorkerPoolViewSet(SpaceScopedViewSet):
         space = self.require_edit()
         d = self._input(s.WorkerPoolWriteSerializer).validated_data
         try:
-            pool = pools.create_worker_pool(actor=request.user, space=space, name=d["Name"], description=d["Description"],
-                                            pool_type=d["WorkerPoolType"], worker_type=d["WorkerType"], is_default=d["IsDefault"])
+            pool = pools.create_worker_pool(
+                actor=request.user,
+                space=space,
+                name=d["Name"],
+                description=d["Description"],
+                pool_type=d["WorkerPoolType"],
+                worker_type=d["WorkerType"],
+                is_default=d["IsDefault"],
+            )
             if "SortOrder" in d:
                 pool = pools.update_worker_pool(actor=request.user, pool=pool, sort_order=d["SortOrder"])
         except ValidationError as error:
@@ -119,8 +125,14 @@ class WorkerPoolViewSet(SpaceScopedViewSet):
         if pool.is_default and not d["IsDefault"]:
             raise ApiValidationError({"IsDefault": ["Make another pool the default instead; a space always has one."]})
         try:
-            pool = pools.update_worker_pool(actor=request.user, pool=pool, name=d["Name"], description=d["Description"],
-                                            sort_order=d.get("SortOrder"), worker_type=d["WorkerType"] or None)
+            pool = pools.update_worker_pool(
+                actor=request.user,
+                pool=pool,
+                name=d["Name"],
+                description=d["Description"],
+                sort_order=d.get("SortOrder"),
+                worker_type=d["WorkerType"] or None,
+            )
             if d["IsDefault"] and not pool.is_default:
                 pool = pools.make_default_worker_pool(actor=request.user, pool=pool)
         except ValidationError as error:
@@ -135,8 +147,10 @@ class WorkerPoolViewSet(SpaceScopedViewSet):
             _reraise_for_api(error)
         return Response(status=status.HTTP_204_NO_CONTENT)
 
-    @extend_schema(request={"application/json": {"type": "array", "items": {"type": "string"}}},
-                   responses={200: s.WorkerPoolSerializer(many=True)})
+    @extend_schema(
+        request={"application/json": {"type": "array", "items": {"type": "string"}}},
+        responses={200: s.WorkerPoolSerializer(many=True)},
+    )
     @action(detail=False, methods=["put"], pagination_class=None)
     def sortorder(self, request, *args, **kwargs):
         """`PUT` every pool id of the space in its new order, as Octopus's client sorts pools."""
@@ -145,10 +159,14 @@ class WorkerPoolViewSet(SpaceScopedViewSet):
         if not isinstance(ids, list) or not all(isinstance(i, str) for i in ids):
             raise ApiValidationError({"Ids": ["Send the worker pool ids as a list, in order."]})
         try:
-            pools.reorder_worker_pools(actor=request.user, space=space, ordered_ids=[WorkerPool.pk_from_octopus_id(i) or 0 for i in ids])
+            pools.reorder_worker_pools(
+                actor=request.user, space=space, ordered_ids=[WorkerPool.pk_from_octopus_id(i) or 0 for i in ids]
+            )
         except ValidationError as error:
             _reraise_for_api(error)
-        return Response(self.get_serializer(WorkerPool.objects.filter(space=space).order_by("sort_order", "name"), many=True).data)
+        return Response(
+            self.get_serializer(WorkerPool.objects.filter(space=space).order_by("sort_order", "name"), many=True).data
+        )
 
     @extend_schema(responses=s.WorkerSerializer(many=True))
     @action(detail=True, methods=["get"])
@@ -169,16 +187,28 @@ class WorkerPoolViewSet(SpaceScopedViewSet):
         for style in Worker.objects.filter(space=space).values_list("communication_style", flat=True):
             styles[style] += 1
         summaries = [
-            {"WorkerPool": s.WorkerPoolSerializer(pool).data, "TotalMachines": pool.worker_count,
-             "TotalDisabledMachines": pool.disabled_count,
-             "MachineHealthStatusSummaries": {status_: getattr(pool, f"count_{status_}") for status_ in statuses}}
+            {
+                "WorkerPool": s.WorkerPoolSerializer(pool).data,
+                "TotalMachines": pool.worker_count,
+                "TotalDisabledMachines": pool.disabled_count,
+                "MachineHealthStatusSummaries": {status_: getattr(pool, f"count_{status_}") for status_ in statuses},
+            }
             for pool in rows
         ]
-        totals = {status_: Worker.objects.filter(space=space, health_status=status_, is_disabled=False).count() for status_ in statuses}
-        return Response({"WorkerPoolSummaries": summaries, "TotalMachines": Worker.objects.filter(space=space).count(),
-                         "TotalDisabledMachines": Worker.objects.filter(space=space, is_disabled=True).count(),
-                         "MachineHealthStatusSummaries": totals, "MachineEndpointSummaries": styles,
-                         "TentacleUpgradesRequired": False})
+        totals = {
+            status_: Worker.objects.filter(space=space, health_status=status_, is_disabled=False).count()
+            for status_ in statuses
+        }
+        return Response(
+            {
+                "WorkerPoolSummaries": summaries,
+                "TotalMachines": Worker.objects.filter(space=space).count(),
+                "TotalDisabledMachines": Worker.objects.filter(space=space, is_disabled=True).count(),
+                "MachineHealthStatusSummaries": totals,
+                "MachineEndpointSummaries": styles,
+                "TentacleUpgradesRequired": False,
+            }
+        )
 
 
 class WorkerViewSet(SpaceScopedViewSet):
@@ -223,26 +253,45 @@ class WorkerViewSet(SpaceScopedViewSet):
             raise ApiValidationError({"WorkerPoolIds": [f"No worker pool {', '.join(missing)} in {space.name}."]})
         policy = None
         if d["MachinePolicyId"]:
-            policy = MachinePolicy.objects.filter(space=space, pk=MachinePolicy.pk_from_octopus_id(d["MachinePolicyId"]) or 0).first()
+            policy = MachinePolicy.objects.filter(
+                space=space, pk=MachinePolicy.pk_from_octopus_id(d["MachinePolicyId"]) or 0
+            ).first()
             if policy is None:
-                raise ApiValidationError({"MachinePolicyId": [f"No machine policy {d['MachinePolicyId']} in {space.name}."]})
+                raise ApiValidationError(
+                    {"MachinePolicyId": [f"No machine policy {d['MachinePolicyId']} in {space.name}."]}
+                )
         e = d["Endpoint"]
         account = None
         if e["AccountId"]:
             account = Account.objects.filter(space=space, pk=Account.pk_from_octopus_id(e["AccountId"]) or 0).first()
             if account is None:
                 raise ApiValidationError({"Endpoint.AccountId": [f"No account {e['AccountId']} in {space.name}."]})
-        return WorkerSpec(name=d["Name"], worker_pools=list(found.values()), machine_policy=policy, is_disabled=d.get("IsDisabled", False),
-                          endpoint=Endpoint(communication_style=e["CommunicationStyle"], uri=e["Uri"], thumbprint=e["Thumbprint"],
-                                            host=e["Host"], port=e["Port"], fingerprint=e["Fingerprint"], account=account))
+        return WorkerSpec(
+            name=d["Name"],
+            worker_pools=list(found.values()),
+            machine_policy=policy,
+            is_disabled=d.get("IsDisabled", False),
+            endpoint=Endpoint(
+                communication_style=e["CommunicationStyle"],
+                uri=e["Uri"],
+                thumbprint=e["Thumbprint"],
+                host=e["Host"],
+                port=e["Port"],
+                fingerprint=e["Fingerprint"],
+                account=account,
+            ),
+        )
 
     @extend_schema(request=s.WorkerWriteSerializer, responses={201: s.WorkerSerializer})
     def create(self, request, *args, **kwargs):
         """Register a worker: the Add Worker page and an agent's `register-worker` take this same path."""
         space = self.require_edit()
         try:
-            worker = workers.register_worker(actor=request.user, space=space,
-                                             spec=self._spec(space, self._input(s.WorkerWriteSerializer).validated_data))
+            worker = workers.register_worker(
+                actor=request.user,
+                space=space,
+                spec=self._spec(space, self._input(s.WorkerWriteSerializer).validated_data),
+            )
         except ValidationError as error:
             _reraise_for_api(error, _ENDPOINT_FIELDS)
         return Response(self.get_serializer(worker).data, status=status.HTTP_201_CREATED)
@@ -252,8 +301,11 @@ class WorkerViewSet(SpaceScopedViewSet):
         space = self.require_edit()
         worker = self.get_object()
         try:
-            worker = workers.update_worker(actor=request.user, worker=worker,
-                                           spec=self._spec(space, self._input(s.WorkerWriteSerializer).validated_data))
+            worker = workers.update_worker(
+                actor=request.user,
+                worker=worker,
+                spec=self._spec(space, self._input(s.WorkerWriteSerializer).validated_data),
+            )
         except ValidationError as error:
             _reraise_for_api(error, _ENDPOINT_FIELDS)
         return Response(self.get_serializer(worker).data)
@@ -266,11 +318,15 @@ class WorkerViewSet(SpaceScopedViewSet):
         space = self.require_edit()
         d = self._input(s.WorkerRegistrationSerializer).validated_data
         try:
-            registration = workers.register_tentacle(actor=request.user, space=space, spec=self._spec(space, d), force=d["Force"])
+            registration = workers.register_tentacle(
+                actor=request.user, space=space, spec=self._spec(space, d), force=d["Force"]
+            )
         except ValidationError as error:
             _reraise_for_api(error, _ENDPOINT_FIELDS)
-        return Response(self.get_serializer(registration.worker).data,
-                        status=status.HTTP_201_CREATED if registration.created else status.HTTP_200_OK)
+        return Response(
+            self.get_serializer(registration.worker).data,
+            status=status.HTTP_201_CREATED if registration.created else status.HTTP_200_OK,
+        )
 
     def destroy(self, request, *args, **kwargs):
         self.require_edit()
@@ -281,8 +337,15 @@ class WorkerViewSet(SpaceScopedViewSet):
     @action(detail=True, methods=["get"])
     def connection(self, request, *args, **kwargs):
         worker = self.get_object()
-        return Response({"Id": worker.octopus_id, "HealthStatus": worker.health_status, "StatusSummary": worker.status_summary,
-                         "LastHealthCheck": worker.last_health_check, "Logs": worker.health_check_log.splitlines()})
+        return Response(
+            {
+                "Id": worker.octopus_id,
+                "HealthStatus": worker.health_status,
+                "StatusSummary": worker.status_summary,
+                "LastHealthCheck": worker.last_health_check,
+                "Logs": worker.health_check_log.splitlines(),
+            }
+        )
 
 
 class MachinePolicyViewSet(SpaceScopedViewSet):
@@ -340,10 +403,18 @@ class AccountViewSet(SpaceScopedViewSet):
         d = data.validated_data
         password = data.secret("Password") if d["AccountType"] != Account.AccountType.TOKEN else data.secret("Token")
         try:
-            return accounts.save_account(actor=self.request.user, space=space, account=account, name=d["Name"],
-                                         account_type=d["AccountType"], username=d["Username"], description=d["Description"],
-                                         private_key=data.secret("PrivateKeyFile"), passphrase=data.secret("PrivateKeyPassphrase"),
-                                         password=password)
+            return accounts.save_account(
+                actor=self.request.user,
+                space=space,
+                account=account,
+                name=d["Name"],
+                account_type=d["AccountType"],
+                username=d["Username"],
+                description=d["Description"],
+                private_key=data.secret("PrivateKeyFile"),
+                passphrase=data.secret("PrivateKeyPassphrase"),
+                password=password,
+            )
         except ValidationError as error:
             mapping = {"private_key": "PrivateKeyFile", "passphrase": "PrivateKeyPassphrase"}
             if hasattr(error, "error_dict"):
@@ -376,6 +447,12 @@ class ServerCertificateView(APIView):
     @extend_schema(responses={200: dict})
     def get(self, request):
         certificate = certificates.current_server_certificate()
-        return Response({"Id": "certificate-global", "Thumbprint": certificate.thumbprint,
-                         "CertificatePem": certificate.certificate_pem, "Created": certificate.created,
-                         "Links": {"Self": "/api/certificates/certificate-global"}})
+        return Response(
+            {
+                "Id": "certificate-global",
+                "Thumbprint": certificate.thumbprint,
+                "CertificatePem": certificate.certificate_pem,
+                "Created": certificate.created,
+                "Links": {"Self": "/api/certificates/certificate-global"},
+            }
+        )

@@ -44,11 +44,13 @@ def install_script(server_url: str, polling_port: int) -> str:
     """The install script with the bundle's URL and SHA-256 written in, so it checks what it downloads,
     and the polling port this server really listens on."""
     _, sha256 = agent_bundle()
-    return (_SCRIPT.read_text()
-            .replace("@@BUNDLE_URL@@", f"{server_url.rstrip('/')}/infrastructure/tentacle/{BUNDLE_NAME}")
-            .replace("@@BUNDLE_SHA256@@", sha256)
-            .replace("@@POLLING_PORT@@", str(int(polling_port)))
-            .replace("@@SERVER_URL@@", server_url.rstrip("/")))
+    return (
+        _SCRIPT.read_text()
+        .replace("@@BUNDLE_URL@@", f"{server_url.rstrip('/')}/infrastructure/tentacle/{BUNDLE_NAME}")
+        .replace("@@BUNDLE_SHA256@@", sha256)
+        .replace("@@POLLING_PORT@@", str(int(polling_port)))
+        .replace("@@SERVER_URL@@", server_url.rstrip("/"))
+    )
 
 
 def agent_facing_url(request) -> str:

@@ -26,20 +26,39 @@ def _check_private_key(private_key: str, passphrase: str) -> None:
             raise ValidationError({"passphrase": "The private key is encrypted: give its passphrase."}) from None
         except (paramiko.SSHException, ValueError):
             continue
-    raise ValidationError({"private_key": "This is not a private key Reef can read (OpenSSH or PEM; RSA, ECDSA or "
-                                          "Ed25519), or the passphrase is wrong."})
+    raise ValidationError(
+        {
+            "private_key": "This is not a private key Reef can read (OpenSSH or PEM; RSA, ECDSA or "
+            "Ed25519), or the passphrase is wrong."
+        }
+    )
 
 
 @transaction.atomic
-def save_account(*, actor: User, space: Space, account: Account | None = None, name: str, account_type: str,
-                 username: str = "", description: str = "", private_key: str | None = None,
-                 passphrase: str | None = None, password: str | None = None) -> Account:
+def save_account(
+    *,
+    actor: User,
+    space: Space,
+    account: Account | None = None,
+    name: str,
+    account_type: str,
+    username: str = "",
+    description: str = "",
+    private_key: str | None = None,
+    passphrase: str | None = None,
+    password: str | None = None,
+) -> Account:
     """Create (account None) or update. A secret given as None keeps the stored one."""
     name = (name or "").strip()
     _check_account_fields(space=space, account=account, name=name, account_type=account_type, username=username)
     before = snapshot(account, _AUDITED, _SECRETS) if account else {}
     account = account or Account(space=space)
-    account.name, account.account_type, account.username, account.description = name, account_type, (username or "").strip(), description
+    account.name, account.account_type, account.username, account.description = (
+        name,
+        account_type,
+        (username or "").strip(),
+        description,
+    )
     _set_secrets(account, private_key=private_key, passphrase=passphrase, password=password)
     try:
         account.save()
@@ -47,12 +66,18 @@ def save_account(*, actor: User, space: Space, account: Account | None = None, n
         raise ValidationError({"name": f"An account named {name!r} already exists."}) from None
     changes = differences(before, snapshot(account, _AUDITED, _SECRETS))
     if changes:
-        record_event(actor=actor, category=Event.Category.MODIFIED if before else Event.Category.CREATED,
-                     document=account, changes=changes)
+        record_event(
+            actor=actor,
+            category=Event.Category.MODIFIED if before else Event.Category.CREATED,
+            document=account,
+            changes=changes,
+        )
     return account
 
 
-def _check_account_fields(*, space: Space, account: Account | None, name: str, account_type: str, username: str) -> None:
+def _check_account_fields(
+    *, space: Space, account: Account | None, name: str, account_type: str, username: str
+) -> None:
     errors = {}
     if not name:
         errors["name"] = "An account needs a name."
@@ -74,19 +99,31 @@ def _set_secrets(account: Account, *, private_key: str | None, passphrase: str |
     if account_type == Account.AccountType.SSH_KEY_PAIR:
         if private_key is not None:
             _check_private_key(private_key, passphrase or "")
-            account.private_key_encrypted, account.passphrase_encrypted = encrypt(private_key), encrypt(passphrase or "")
+            account.private_key_encrypted, account.passphrase_encrypted = (
+                encrypt(private_key),
+                encrypt(passphrase or ""),
+            )
         if not account.private_key_encrypted:
             raise ValidationError({"private_key": "An SSH key pair account needs a private key."})
     elif password is not None:
         account.password_encrypted = encrypt(password)
     if account_type != Account.AccountType.SSH_KEY_PAIR and not account.password_encrypted:
-        raise ValidationError({"password": "This account needs a password." if account_type == "UsernamePassword" else "This account needs a token."})
+        raise ValidationError(
+            {
+                "password": "This account needs a password."
+                if account_type == "UsernamePassword"
+                else "This account needs a token."
+            }
+        )
 
 
 def account_secrets(account: Account) -> dict[str, str]:
     """Decrypted secrets, for the SSH transport only. Never serialised, logged or shown."""
-    return {"private_key": decrypt(account.private_key_encrypted), "passphrase": decrypt(account.passphrase_encrypted),
-            "password": decrypt(account.password_encrypted)}
+    return {
+        "private_key": decrypt(account.private_key_encrypted),
+        "passphrase": decrypt(account.passphrase_encrypted),
+        "password": decrypt(account.password_encrypted),
+    }
 
 
 @transaction.atomic

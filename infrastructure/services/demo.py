@@ -31,12 +31,40 @@ def ensure_local_demo_worker(*, var_dir: Path, polling_port: int) -> Path | None
     subprocess.run([*tentacle, "create-instance", "--home", str(home)], check=True, capture_output=True)
     trusted = home / "server.pem"
     trusted.write_text(current_server_certificate().certificate_pem)
-    subprocess.run([*tentacle, "configure", "--home", str(home), "--polling", "--trust-pem", str(trusted),
-                    "--server-comms-address", f"https://127.0.0.1:{polling_port}/"], check=True, capture_output=True)
+    subprocess.run(
+        [
+            *tentacle,
+            "configure",
+            "--home",
+            str(home),
+            "--polling",
+            "--trust-pem",
+            str(trusted),
+            "--server-comms-address",
+            f"https://127.0.0.1:{polling_port}/",
+        ],
+        check=True,
+        capture_output=True,
+    )
     config = json.loads(config_path.read_text())
     space = Space.objects.default()
-    pool = pools.create_worker_pool(actor=None, space=space, name=POOL_NAME,
-                                    description="A polling agent on this machine, started by `make run` (REEF_DEMO=0 skips it).")
-    workers.register_worker(actor=None, space=space, spec=WorkerSpec(name=WORKER_NAME, worker_pools=[pool], endpoint=Endpoint(
-        communication_style=Worker.CommunicationStyle.POLLING, uri=f"poll://{config['Subscription']}/", thumbprint=config["Thumbprint"])))
+    pool = pools.create_worker_pool(
+        actor=None,
+        space=space,
+        name=POOL_NAME,
+        description="A polling agent on this machine, started by `make run` (REEF_DEMO=0 skips it).",
+    )
+    workers.register_worker(
+        actor=None,
+        space=space,
+        spec=WorkerSpec(
+            name=WORKER_NAME,
+            worker_pools=[pool],
+            endpoint=Endpoint(
+                communication_style=Worker.CommunicationStyle.POLLING,
+                uri=f"poll://{config['Subscription']}/",
+                thumbprint=config["Thumbprint"],
+            ),
+        ),
+    )
     return home

@@ -50,10 +50,13 @@ WARNING_MARK = "##octopus[stdout-warning]"
 def _interpret(result: dict) -> tuple[str, str, list[str]]:
     """(status, summary, log lines) from a transport's health answer."""
     capabilities = result["Capabilities"]
-    lines = [(f"Connected. {capabilities.get('OperatingSystem', 'Unknown OS')} "
-              f"{capabilities.get('Architecture', '')}").strip(),
-             "Shells: " + (", ".join(capabilities.get("Shells") or []) or "none"),
-             "Tools on PATH: " + (", ".join(sorted(capabilities.get("Tools") or {})) or "none")]
+    lines = [
+        (
+            f"Connected. {capabilities.get('OperatingSystem', 'Unknown OS')} {capabilities.get('Architecture', '')}"
+        ).strip(),
+        "Shells: " + (", ".join(capabilities.get("Shells") or []) or "none"),
+        "Tools on PATH: " + (", ".join(sorted(capabilities.get("Tools") or {})) or "none"),
+    ]
     code = result.get("ScriptExitCode")
     warnings: list[str] = []
     if code is not None:
@@ -123,7 +126,9 @@ def check_worker_health(worker_id: int) -> Worker:
 
 def _check(worker: Worker) -> Worker:
     policy = worker.machine_policy
-    script = policy.bash_health_check_script if policy.health_check_type == MachinePolicy.HealthCheckType.RUN_SCRIPT else ""
+    script = (
+        policy.bash_health_check_script if policy.health_check_type == MachinePolicy.HealthCheckType.RUN_SCRIPT else ""
+    )
     started = timezone.now()
     log_lines = [f"{started:%Y-%m-%d %H:%M:%S} Checking health of {worker.name} at {worker.endpoint_uri}"]
     capabilities = None
@@ -131,8 +136,14 @@ def _check(worker: Worker) -> Worker:
         # Nobody would collect a request: say so now instead of waiting out the queue timeout.
         summary = absent_reason()
         log_lines += [summary, "Result: Unavailable."]
-        return record_health(worker=worker, status=Worker.HealthStatus.UNAVAILABLE, summary=summary,
-                             log_text="\n".join(log_lines), capabilities=None, started=started)
+        return record_health(
+            worker=worker,
+            status=Worker.HealthStatus.UNAVAILABLE,
+            summary=summary,
+            log_text="\n".join(log_lines),
+            capabilities=None,
+            started=started,
+        )
     service = transport_for(worker, on_retry=log_lines.append)
     if worker.health_status == Worker.HealthStatus.UNAVAILABLE and isinstance(service, EnvelopeTransport):
         # A re-check of a worker already found unreachable tries once: its backoff (5 s, 15 s, 60 s, …) is
@@ -154,13 +165,26 @@ def _check(worker: Worker) -> Worker:
         capabilities = result["Capabilities"]
         log_lines += lines
     log_lines.append(f"Result: {status}.")
-    return record_health(worker=worker, status=status, summary=summary, log_text="\n".join(log_lines), capabilities=capabilities,
-                         started=started)
+    return record_health(
+        worker=worker,
+        status=status,
+        summary=summary,
+        log_text="\n".join(log_lines),
+        capabilities=capabilities,
+        started=started,
+    )
 
 
 @transaction.atomic
-def record_health(*, worker: Worker, status: str, summary: str, log_text: str, capabilities: dict | None,
-                  started: datetime | None = None) -> Worker:
+def record_health(
+    *,
+    worker: Worker,
+    status: str,
+    summary: str,
+    log_text: str,
+    capabilities: dict | None,
+    started: datetime | None = None,
+) -> Worker:
     """Store a check's result, unless a check (or liveness observation) that started later already
     stored one: compare-and-set on the start time. Schedules the next check: the policy's interval,
     or quick re-checks with backoff while the worker is Unavailable."""
@@ -168,11 +192,20 @@ def record_health(*, worker: Worker, status: str, summary: str, log_text: str, c
     started = started or now
     current = Worker.objects.select_for_update().select_related("machine_policy").get(pk=worker.pk)
     if current.health_check_started is not None and started < current.health_check_started:
-        log.info("refused a stale health result for %s (%s, from a check started %s; the stored one started %s)",
-                 current.name, status, started, current.health_check_started)
+        log.info(
+            "refused a stale health result for %s (%s, from a check started %s; the stored one started %s)",
+            current.name,
+            status,
+            started,
+            current.health_check_started,
+        )
         return current
     previous = current.health_status
-    current.health_status, current.status_summary, current.health_check_log = status, summary[:2000], log_text[-100_000:]
+    current.health_status, current.status_summary, current.health_check_log = (
+        status,
+        summary[:2000],
+        log_text[-100_000:],
+    )
     current.last_health_check, current.health_check_started = now, started
     if capabilities is not None:
         current.capabilities = capabilities
@@ -186,14 +219,28 @@ def record_health(*, worker: Worker, status: str, summary: str, log_text: str, c
         if current.recheck_attempt or current.next_health_check is None or current.next_health_check <= now:
             current.next_health_check = now + timedelta(seconds=interval + random.uniform(0, interval * 0.1))
         current.recheck_attempt = 0
-    current.save(update_fields=["health_status", "status_summary", "health_check_log", "last_health_check",
-                                "capabilities", "unavailable_since", "health_check_started", "next_health_check",
-                                "recheck_attempt"])
+    current.save(
+        update_fields=[
+            "health_status",
+            "status_summary",
+            "health_check_log",
+            "last_health_check",
+            "capabilities",
+            "unavailable_since",
+            "health_check_started",
+            "next_health_check",
+            "recheck_attempt",
+        ]
+    )
     if previous != status:
         healthy = status in (Worker.HealthStatus.HEALTHY, Worker.HealthStatus.HAS_WARNINGS)
-        record_event(actor=None, category=Event.Category.MACHINE_HEALTHY if healthy else Event.Category.MACHINE_UNAVAILABLE,
-                     document=current, message=f"Worker {current.name} is now {status} (was {previous}): {summary[:300]}",
-                     changes={"health_status": [previous, status]})
+        record_event(
+            actor=None,
+            category=Event.Category.MACHINE_HEALTHY if healthy else Event.Category.MACHINE_UNAVAILABLE,
+            document=current,
+            message=f"Worker {current.name} is now {status} (was {previous}): {summary[:300]}",
+            changes={"health_status": [previous, status]},
+        )
     return current
 
 
@@ -202,8 +249,14 @@ def request_health_check(*, actor: User, worker: Worker):
     """Check health now (the page's button): a Health server task with a log, queued to Celery."""
     from infrastructure.tasks import run_health_check_task  # the Celery tasks import this module
 
-    return queue_server_task(space=worker.space, name="Health", description=f"Check health of {worker.name}",
-                             arguments={"WorkerIds": [worker.octopus_id]}, created_by=actor, celery_task=run_health_check_task)
+    return queue_server_task(
+        space=worker.space,
+        name="Health",
+        description=f"Check health of {worker.name}",
+        arguments={"WorkerIds": [worker.octopus_id]},
+        created_by=actor,
+        celery_task=run_health_check_task,
+    )
 
 
 def run_health_check_server_task(task_id: int) -> None:
@@ -250,13 +303,19 @@ def claim_due_workers(now=None, limit: int = SWEEP_BATCH, polling_absent: set[in
     """Workers whose check is due, each claimed by compare-and-set so overlapping sweeps never double-check."""
     now = now or timezone.now()
     claimed = []
-    due = (Worker.objects.filter(is_disabled=False).filter(Q(next_health_check__isnull=True) | Q(next_health_check__lte=now))
-           .select_related("machine_policy").order_by("next_health_check")[:limit])
+    due = (
+        Worker.objects.filter(is_disabled=False)
+        .filter(Q(next_health_check__isnull=True) | Q(next_health_check__lte=now))
+        .select_related("machine_policy")
+        .order_by("next_health_check")[:limit]
+    )
     for worker in due:
         interval = worker.machine_policy.health_check_interval
         # Jitter up to 10% spreads a fleet that was checked together.
         next_check = now + timedelta(seconds=interval + random.uniform(0, interval * 0.1))
-        if Worker.objects.filter(pk=worker.pk, next_health_check=worker.next_health_check).update(next_health_check=next_check):
+        if Worker.objects.filter(pk=worker.pk, next_health_check=worker.next_health_check).update(
+            next_health_check=next_check
+        ):
             claimed.append(worker.pk)
     return claimed
 
@@ -265,8 +324,12 @@ def _due_network_checks(now, slots: int, rows: int = SWEEP_BATCH) -> tuple[list[
     """Claims up to `slots` workers that need a real check, looking at the first `rows` due. Polling
     workers whose agent is not connected are settled on the way, in bulk and without a request:
     their presence says enough."""
-    due = list(Worker.objects.filter(is_disabled=False).filter(Q(next_health_check__isnull=True) | Q(next_health_check__lte=now))
-               .select_related("machine_policy").order_by("next_health_check")[:rows])
+    due = list(
+        Worker.objects.filter(is_disabled=False)
+        .filter(Q(next_health_check__isnull=True) | Q(next_health_check__lte=now))
+        .select_related("machine_policy")
+        .order_by("next_health_check")[:rows]
+    )
     polling = {w.pk: w.subscription_id for w in due if w.subscription_id}
     present = present_subscriptions(list(polling.values()))
     claimed, settled = [], 0
@@ -280,13 +343,21 @@ def _due_network_checks(now, slots: int, rows: int = SWEEP_BATCH) -> tuple[list[
             next_check = now + timedelta(seconds=recheck_delay(max(worker.recheck_attempt - 1, 0), interval))
         else:
             next_check = now + timedelta(seconds=interval + random.uniform(0, interval * 0.1))
-        if not Worker.objects.filter(pk=worker.pk, next_health_check=worker.next_health_check).update(next_health_check=next_check):
+        if not Worker.objects.filter(pk=worker.pk, next_health_check=worker.next_health_check).update(
+            next_health_check=next_check
+        ):
             continue  # another sweep took it
         if absent:
             settled += 1
             if worker.health_status != Worker.HealthStatus.UNAVAILABLE:
-                record_health(worker=worker, status=Worker.HealthStatus.UNAVAILABLE, summary=absent_reason(), capabilities=None,
-                              log_text=f"{now:%Y-%m-%d %H:%M:%S} {absent_reason()}\nResult: Unavailable.", started=now)
+                record_health(
+                    worker=worker,
+                    status=Worker.HealthStatus.UNAVAILABLE,
+                    summary=absent_reason(),
+                    capabilities=None,
+                    log_text=f"{now:%Y-%m-%d %H:%M:%S} {absent_reason()}\nResult: Unavailable.",
+                    started=now,
+                )
         else:
             claimed.append(worker.pk)
     return claimed, settled
@@ -320,15 +391,21 @@ def delete_long_unavailable_workers(now=None) -> list[str]:
     now = now or timezone.now()
     deleted = []
     candidates = Worker.objects.filter(
-        health_status=Worker.HealthStatus.UNAVAILABLE, unavailable_since__isnull=False,
-        machine_policy__delete_behavior=MachinePolicy.DeleteBehavior.DELETE_UNAVAILABLE).select_related("machine_policy")
+        health_status=Worker.HealthStatus.UNAVAILABLE,
+        unavailable_since__isnull=False,
+        machine_policy__delete_behavior=MachinePolicy.DeleteBehavior.DELETE_UNAVAILABLE,
+    ).select_related("machine_policy")
     for worker in candidates:
         if worker.unavailable_since + timedelta(seconds=worker.machine_policy.delete_after) <= now:
             with transaction.atomic():
-                record_event(actor=None, category=Event.Category.DELETED, document=worker,
-                             message=f"Worker {worker.name} deleted: "
-                                     f"unavailable since {worker.unavailable_since:%Y-%m-%d %H:%M} "
-                                     f"(machine policy {worker.machine_policy.name})")
+                record_event(
+                    actor=None,
+                    category=Event.Category.DELETED,
+                    document=worker,
+                    message=f"Worker {worker.name} deleted: "
+                    f"unavailable since {worker.unavailable_since:%Y-%m-%d %H:%M} "
+                    f"(machine policy {worker.machine_policy.name})",
+                )
                 worker.delete()
             deleted.append(worker.name)
     return deleted
@@ -347,14 +424,17 @@ def run_due_health_checks() -> int:
         return settled
     deadlines = _deadlines(claimed)
     horizon = began + max(deadlines.values())
-    pool = ThreadPoolExecutor(max_workers=CONCURRENT_CHECKS, thread_name_prefix="health-check",
-                              initializer=run_at_background_priority)
+    pool = ThreadPoolExecutor(
+        max_workers=CONCURRENT_CHECKS, thread_name_prefix="health-check", initializer=run_at_background_priority
+    )
     running = {pool.submit(_check_in_thread, pk) for pk in claimed}
     total = len(claimed) + settled
     while running:
         done, running = wait(running, timeout=max(0.0, horizon - time.monotonic()), return_when=FIRST_COMPLETED)
         if not done:
-            log.warning("%d health check(s) passed the sweep's horizon; leaving them to finish in the background", len(running))
+            log.warning(
+                "%d health check(s) passed the sweep's horizon; leaving them to finish in the background", len(running)
+            )
             break
         # A slot or two at a time: look at a few due rows only (this runs once per finished check).
         more, settled = _due_network_checks(timezone.now(), len(done), rows=max(16, 4 * len(done)))

@@ -50,8 +50,10 @@ def recheck_delay(attempt: int, interval: int) -> int:
 
 
 def absent_reason() -> str:
-    return (f"The polling tentacle's connection has been gone for {PRESENCE_TTL}s: it is not polling the server "
-            "(stopped, restarted or cut off).")
+    return (
+        f"The polling tentacle's connection has been gone for {PRESENCE_TTL}s: it is not polling the server "
+        "(stopped, restarted or cut off)."
+    )
 
 
 def present_subscriptions(subscriptions: list[str]) -> set[str]:
@@ -68,8 +70,14 @@ def mark_worker_unreachable(*, worker: Worker, reason: str, observed_at: datetim
     from infrastructure.services.health import record_health  # health imports this module
 
     observed_at = observed_at or timezone.now()
-    return record_health(worker=worker, status=Worker.HealthStatus.UNAVAILABLE, summary=reason, started=observed_at,
-                         log_text=f"{observed_at:%Y-%m-%d %H:%M:%S} {reason}\nResult: Unavailable.", capabilities=None)
+    return record_health(
+        worker=worker,
+        status=Worker.HealthStatus.UNAVAILABLE,
+        summary=reason,
+        started=observed_at,
+        log_text=f"{observed_at:%Y-%m-%d %H:%M:%S} {reason}\nResult: Unavailable.",
+        capabilities=None,
+    )
 
 
 def sweep_presence(*, check=None) -> dict[str, int]:
@@ -80,12 +88,17 @@ def sweep_presence(*, check=None) -> dict[str, int]:
     if not client.set(_key("sweep"), 1, nx=True, ex=SWEEP_LOCK_SECONDS):
         return {"absent": 0, "returned": 0}
     observed_at = timezone.now()
-    rows = list(Worker.objects.filter(communication_style=Worker.CommunicationStyle.POLLING, is_disabled=False)
-                .values_list("pk", "uri", "health_status"))
+    rows = list(
+        Worker.objects.filter(communication_style=Worker.CommunicationStyle.POLLING, is_disabled=False).values_list(
+            "pk", "uri", "health_status"
+        )
+    )
     subscriptions = {pk: uri.removeprefix("poll://").rstrip("/") for pk, uri, _ in rows}
     present = present_subscriptions(list(subscriptions.values()))
     absent = [pk for pk, _, status in rows if status in LIVE and subscriptions[pk] not in present]
-    absent += [pk for pk, _, status in rows if status == Worker.HealthStatus.UNKNOWN and subscriptions[pk] not in present]
+    absent += [
+        pk for pk, _, status in rows if status == Worker.HealthStatus.UNKNOWN and subscriptions[pk] not in present
+    ]
     returned = [pk for pk, _, status in rows if status in DOWN and subscriptions[pk] in present]
     for worker in Worker.objects.filter(pk__in=absent):
         mark_worker_unreachable(worker=worker, reason=absent_reason(), observed_at=observed_at)
@@ -106,8 +119,11 @@ def claim_check(worker_id: int) -> bool:
     worker = Worker.objects.select_related("machine_policy").filter(pk=worker_id).first()
     if worker is None:
         return False
-    return bool(Worker.objects.filter(pk=worker_id, next_health_check=worker.next_health_check).update(
-        next_health_check=next_scheduled_check(worker.machine_policy)))
+    return bool(
+        Worker.objects.filter(pk=worker_id, next_health_check=worker.next_health_check).update(
+            next_health_check=next_scheduled_check(worker.machine_policy)
+        )
+    )
 
 
 class PresenceSweeper:
@@ -139,7 +155,10 @@ class PresenceSweeper:
         threading.Thread(target=self._check, args=(worker_id,), name="liveness-check", daemon=True).start()
 
     def _check(self, worker_id: int) -> None:
-        from infrastructure.services.health import check_worker_health, run_at_background_priority  # health imports this module
+        from infrastructure.services.health import (  # health imports this module
+            check_worker_health,
+            run_at_background_priority,
+        )
 
         run_at_background_priority()  # this thread only: the endpoint's request threads keep theirs
         try:
@@ -173,15 +192,17 @@ def reschedule_health_checks(*, policy: MachinePolicy, changed: set[str]) -> int
         else:
             delay = policy.health_check_interval
         due = max(now, (worker.last_health_check or now) + timedelta(seconds=delay))
-        count += Worker.objects.filter(pk=worker.pk, next_health_check=worker.next_health_check).update(next_health_check=due)
+        count += Worker.objects.filter(pk=worker.pk, next_health_check=worker.next_health_check).update(
+            next_health_check=due
+        )
     return count
 
 
 # Listening and SSH workers: the TCP probe -----------------------------------------------------------
 
-PROBE_TIMEOUT = 2.0       # seconds a connect may take (loopback and LAN answer in milliseconds)
-PROBE_DEADLINE = 4.5      # the connects of a round end by then (beat sends one every 5 s)
-PROBE_CONCURRENCY = 512   # connects in flight at once: file descriptors, not threads
+PROBE_TIMEOUT = 2.0  # seconds a connect may take (loopback and LAN answer in milliseconds)
+PROBE_DEADLINE = 4.5  # the connects of a round end by then (beat sends one every 5 s)
+PROBE_CONCURRENCY = 512  # connects in flight at once: file descriptors, not threads
 PROBE_TIMEOUT_STRIKES = 2  # a refusal is proof; a timeout (a lost SYN?) must happen twice in a row
 
 
@@ -253,9 +274,12 @@ def probe_worker_endpoints() -> dict[str, int]:
     if not client.set(lock, 1, nx=True, ex=int(PROBE_DEADLINE) + 5):
         return {"probed": 0, "down": 0, "returned": 0}
     try:
-        workers = list(Worker.objects.filter(is_disabled=False, communication_style__in=(
-            Worker.CommunicationStyle.LISTENING, Worker.CommunicationStyle.SSH)).only(
-            "pk", "communication_style", "uri", "host", "port", "health_status"))
+        workers = list(
+            Worker.objects.filter(
+                is_disabled=False,
+                communication_style__in=(Worker.CommunicationStyle.LISTENING, Worker.CommunicationStyle.SSH),
+            ).only("pk", "communication_style", "uri", "host", "port", "health_status")
+        )
         addresses = {w.pk: address for w in workers if (address := probe_endpoint(w))}
         order = list(addresses)
         random.shuffle(order)  # a deadline that cuts a round short cuts a different tail next time
@@ -283,15 +307,21 @@ def probe_worker_endpoints() -> dict[str, int]:
                 continue
             worker = by_pk[pk]
             host, port = addresses[pk]
-            reason = (f"Could not reach {worker.endpoint_uri}: {reason} (found by the liveness probe of "
-                      f"{host}:{port}, with no call in flight).")
+            reason = (
+                f"Could not reach {worker.endpoint_uri}: {reason} (found by the liveness probe of "
+                f"{host}:{port}, with no call in flight)."
+            )
             mark_worker_unreachable(worker=worker, observed_at=observed_at, reason=reason)
             down += 1
-        returned = [pk for pk, result in results.items() if result is None and pk in failing_before
-                    and by_pk[pk].health_status in DOWN]
+        returned = [
+            pk
+            for pk, result in results.items()
+            if result is None and pk in failing_before and by_pk[pk].health_status in DOWN
+        ]
         if returned:
             Worker.objects.filter(pk__in=returned, health_status__in=DOWN).filter(
-                next_health_check__gt=observed_at).update(next_health_check=observed_at)
+                next_health_check__gt=observed_at
+            ).update(next_health_check=observed_at)
         return {"probed": len(results), "down": down, "returned": len(returned)}
     finally:
         client.delete(lock)

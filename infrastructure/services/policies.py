@@ -11,9 +11,20 @@ from portal.models import Event, Space, User
 from portal.services.audit import differences, record_event, snapshot
 
 DEFAULT_POLICY_NAME = "Default Machine Policy"
-FIELDS = ["name", "description", "health_check_interval", "health_check_type", "bash_health_check_script",
-          "connect_timeout", "retry_count", "retry_wait", "polling_request_queue_timeout", "connectivity_behavior",
-          "delete_behavior", "delete_after"]
+FIELDS = [
+    "name",
+    "description",
+    "health_check_interval",
+    "health_check_type",
+    "bash_health_check_script",
+    "connect_timeout",
+    "retry_count",
+    "retry_wait",
+    "polling_request_queue_timeout",
+    "connectivity_behavior",
+    "delete_behavior",
+    "delete_after",
+]
 _LIMITS = {  # field: (minimum, maximum) in its unit
     "health_check_interval": (60, 31 * 24 * 3600),
     "connect_timeout": (1, 3600),
@@ -32,7 +43,9 @@ _CHOICES = {
 def ensure_default_machine_policy(space: Space) -> MachinePolicy:
     policy = MachinePolicy.objects.filter(space=space, is_default=True).first()
     if policy is None:
-        policy, _ = MachinePolicy.objects.get_or_create(space=space, name=DEFAULT_POLICY_NAME, defaults={"is_default": True})
+        policy, _ = MachinePolicy.objects.get_or_create(
+            space=space, name=DEFAULT_POLICY_NAME, defaults={"is_default": True}
+        )
     return policy
 
 
@@ -69,7 +82,9 @@ def create_machine_policy(*, actor: User, space: Space, **values) -> MachinePoli
         policy = MachinePolicy.objects.create(space=space, **values)
     except IntegrityError:
         raise ValidationError({"name": "A machine policy with that name already exists."}) from None
-    record_event(actor=actor, category=Event.Category.CREATED, document=policy, changes=differences({}, snapshot(policy, FIELDS)))
+    record_event(
+        actor=actor, category=Event.Category.CREATED, document=policy, changes=differences({}, snapshot(policy, FIELDS))
+    )
     return policy
 
 

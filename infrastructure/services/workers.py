@@ -16,8 +16,19 @@ from infrastructure.services.policies import ensure_default_machine_policy
 from portal.models import Event, Space, User
 from portal.services.audit import differences, record_event, snapshot
 
-_AUDITED = ["name", "communication_style", "uri", "thumbprint", "host", "port", "fingerprint", "account",
-            "machine_policy", "is_disabled", "worker_pools"]
+_AUDITED = [
+    "name",
+    "communication_style",
+    "uri",
+    "thumbprint",
+    "host",
+    "port",
+    "fingerprint",
+    "account",
+    "machine_policy",
+    "is_disabled",
+    "worker_pools",
+]
 Style = Worker.CommunicationStyle
 
 
@@ -91,8 +102,10 @@ def _check_tentacle_endpoint(e: Endpoint, exclude: Collection[int], errors: dict
     uri_error = (v.listening_uri_error if e.communication_style == Style.LISTENING else v.polling_uri_error)(e.uri)
     if uri_error:
         errors["uri"] = uri_error
-    elif e.communication_style == Style.POLLING and Worker.objects.filter(
-            communication_style=Style.POLLING, uri=e.uri).exclude(pk__in=exclude).exists():
+    elif (
+        e.communication_style == Style.POLLING
+        and Worker.objects.filter(communication_style=Style.POLLING, uri=e.uri).exclude(pk__in=exclude).exists()
+    ):
         errors["uri"] = "Another worker already uses this polling subscription."
     if thumb_error := v.thumbprint_error(e.thumbprint):
         errors["thumbprint"] = thumb_error
@@ -115,8 +128,10 @@ def _check_ssh_endpoint(space: Space, e: Endpoint, errors: dict[str, str]) -> No
     elif e.account.space_id != space.pk:
         errors["account_id"] = f"That account is not in {space.name}."
     elif e.account.account_type not in Account.SSH_TYPES:
-        errors["account_id"] = (f"{e.account.name} is a {e.account.get_account_type_display()} account; "
-                                "SSH needs an SSH key pair or username/password account.")
+        errors["account_id"] = (
+            f"{e.account.name} is a {e.account.get_account_type_display()} account; "
+            "SSH needs an SSH key pair or username/password account."
+        )
     e.uri, e.thumbprint = "", ""
 
 
@@ -138,10 +153,16 @@ def register_worker(*, actor: User | None, space: Space, spec: WorkerSpec) -> Wo
         with transaction.atomic():
             worker.save()
     except IntegrityError:
-        raise ValidationError({"name": f"A worker named {spec.name!r} (or with this subscription) already exists."}) from None
+        raise ValidationError(
+            {"name": f"A worker named {spec.name!r} (or with this subscription) already exists."}
+        ) from None
     worker.worker_pools.set(spec.worker_pools)
-    record_event(actor=actor, category=Event.Category.CREATED, document=worker,
-                 changes=differences({}, snapshot(worker, _AUDITED)))
+    record_event(
+        actor=actor,
+        category=Event.Category.CREATED,
+        document=worker,
+        changes=differences({}, snapshot(worker, _AUDITED)),
+    )
     return worker
 
 
@@ -170,11 +191,23 @@ def register_tentacle(*, actor: User | None, space: Space, spec: WorkerSpec, for
     thumbprint = v.normalise_thumbprint(spec.endpoint.thumbprint)
     name = (spec.name or "").strip()
     # Locks: the agent's own worker, then the name holder, so two registrations of one agent take turns.
-    own = (Worker.objects.select_for_update().filter(
-        space=space, thumbprint=thumbprint, communication_style__in=[Style.LISTENING, Style.POLLING]).order_by("pk").first()
-        if not v.thumbprint_error(thumbprint) else None)
-    named = Worker.objects.select_for_update().filter(space=space, name__iexact=name).exclude(
-        pk=own.pk if own else None).order_by("pk").first() if name else None
+    own = (
+        Worker.objects.select_for_update()
+        .filter(space=space, thumbprint=thumbprint, communication_style__in=[Style.LISTENING, Style.POLLING])
+        .order_by("pk")
+        .first()
+        if not v.thumbprint_error(thumbprint)
+        else None
+    )
+    named = (
+        Worker.objects.select_for_update()
+        .filter(space=space, name__iexact=name)
+        .exclude(pk=own.pk if own else None)
+        .order_by("pk")
+        .first()
+        if name
+        else None
+    )
 
     errors: dict[str, list[str]] = {}
     try:
@@ -182,15 +215,21 @@ def register_tentacle(*, actor: User | None, space: Space, spec: WorkerSpec, for
     except ValidationError as error:
         errors = error.message_dict
     if named and not force and "name" not in errors:
-        errors["name"] = [f"A worker named {named.name!r} ({named.octopus_id}) already exists in {space.name} with another "
-                          "certificate; register with force (register-worker --force) to replace it."]
+        errors["name"] = [
+            f"A worker named {named.name!r} ({named.octopus_id}) already exists in {space.name} with another "
+            "certificate; register with force (register-worker --force) to replace it."
+        ]
     if errors:
         raise ValidationError(errors)
 
     target = own or named
     if own and named:  # force: the agent's own worker keeps its identity and takes the name
-        record_event(actor=actor, category=Event.Category.DELETED, document=named,
-                     message=f"Worker {named.name} replaced by {own.name} registering as {spec.name}")
+        record_event(
+            actor=actor,
+            category=Event.Category.DELETED,
+            document=named,
+            message=f"Worker {named.name} replaced by {own.name} registering as {spec.name}",
+        )
         named.delete()
     if target is None:
         spec.worker_pools = list(dict.fromkeys(spec.worker_pools))
@@ -198,20 +237,42 @@ def register_tentacle(*, actor: User | None, space: Space, spec: WorkerSpec, for
 
     before = snapshot(target, _AUDITED)
     endpoint_changed = (target.communication_style, target.uri, target.thumbprint) != (
-        spec.endpoint.communication_style, spec.endpoint.uri, spec.endpoint.thumbprint)
+        spec.endpoint.communication_style,
+        spec.endpoint.uri,
+        spec.endpoint.thumbprint,
+    )
     spec.is_disabled = target.is_disabled
     spec.machine_policy = spec.machine_policy or target.machine_policy
     _apply(target, spec)
-    fields = ["name", "is_disabled", "communication_style", "uri", "thumbprint", "host", "port", "fingerprint", "account",
-              "machine_policy"]
+    fields = [
+        "name",
+        "is_disabled",
+        "communication_style",
+        "uri",
+        "thumbprint",
+        "host",
+        "port",
+        "fingerprint",
+        "account",
+        "machine_policy",
+    ]
     if endpoint_changed:
-        target.health_status, target.status_summary = Worker.HealthStatus.UNKNOWN, "Registered with a new endpoint; check health again."
+        target.health_status, target.status_summary = (
+            Worker.HealthStatus.UNKNOWN,
+            "Registered with a new endpoint; check health again.",
+        )
         fields += ["health_status", "status_summary"]
     target.save(update_fields=fields)  # health fields belong to the health checks unless the endpoint changed
     target.worker_pools.add(*spec.worker_pools)
     changes = differences(before, snapshot(target, _AUDITED))
-    record_event(actor=actor, category=Event.Category.MODIFIED, document=target, changes=changes,
-                 message=f"Worker {target.name} registered again by its agent" + (" (replacing another certificate)" if target is named else ""))
+    record_event(
+        actor=actor,
+        category=Event.Category.MODIFIED,
+        document=target,
+        changes=changes,
+        message=f"Worker {target.name} registered again by its agent"
+        + (" (replacing another certificate)" if target is named else ""),
+    )
     return Registration(worker=target, created=False)
 
 
@@ -221,10 +282,18 @@ def update_worker(*, actor: User, worker: Worker, spec: WorkerSpec) -> Worker:
     before = snapshot(worker, _AUDITED)
     spec = _validate(worker.space, spec, exclude=[worker.pk])
     endpoint_changed = (worker.uri, worker.thumbprint, worker.host, worker.port, worker.fingerprint) != (
-        spec.endpoint.uri, spec.endpoint.thumbprint, spec.endpoint.host, spec.endpoint.port, spec.endpoint.fingerprint)
+        spec.endpoint.uri,
+        spec.endpoint.thumbprint,
+        spec.endpoint.host,
+        spec.endpoint.port,
+        spec.endpoint.fingerprint,
+    )
     _apply(worker, spec)
     if endpoint_changed:
-        worker.health_status, worker.status_summary = Worker.HealthStatus.UNKNOWN, "The endpoint changed; check health again."
+        worker.health_status, worker.status_summary = (
+            Worker.HealthStatus.UNKNOWN,
+            "The endpoint changed; check health again.",
+        )
     worker.save()
     worker.worker_pools.set(spec.worker_pools)
     changes = differences(before, snapshot(worker, _AUDITED))
@@ -238,9 +307,13 @@ def set_worker_disabled(*, actor: User, worker: Worker, disabled: bool) -> Worke
     updated = Worker.objects.filter(pk=worker.pk, is_disabled=not disabled).update(is_disabled=disabled)
     worker.refresh_from_db()
     if updated:
-        record_event(actor=actor, category=Event.Category.MODIFIED, document=worker,
-                     message=f"Worker {worker.name} {'disabled' if disabled else 'enabled'}",
-                     changes={"is_disabled": [not disabled, disabled]})
+        record_event(
+            actor=actor,
+            category=Event.Category.MODIFIED,
+            document=worker,
+            message=f"Worker {worker.name} {'disabled' if disabled else 'enabled'}",
+            changes={"is_disabled": [not disabled, disabled]},
+        )
         return worker
 
 
@@ -252,9 +325,12 @@ def delete_worker(*, actor: User, worker: Worker) -> None:
 
 # Selectors ------------------------------------------------------------------------------------
 
+
 def workers_in_space(space: Space) -> QuerySet[Worker]:
     return Worker.objects.filter(space=space).select_related("machine_policy").prefetch_related("worker_pools")
 
 
 def workers_available_in_pool(pool: WorkerPool) -> QuerySet[Worker]:
-    return pool.workers.filter(is_disabled=False, health_status__in=[Worker.HealthStatus.HEALTHY, Worker.HealthStatus.HAS_WARNINGS])
+    return pool.workers.filter(
+        is_disabled=False, health_status__in=[Worker.HealthStatus.HEALTHY, Worker.HealthStatus.HAS_WARNINGS]
+    )

@@ -7,10 +7,18 @@ from __future__ import annotations
 import time
 import uuid
 from abc import ABC, abstractmethod
-from typing import TYPE_CHECKING, Callable, Optional
+from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from tentacle_agent.protocol import (
-    CollectedArtifact, CompleteResult, HealthResult, LogLine, ScriptStatus, StartScriptCommand, is_finished)
+    CollectedArtifact,
+    CompleteResult,
+    HealthResult,
+    LogLine,
+    ScriptStatus,
+    StartScriptCommand,
+    is_finished,
+)
 
 if TYPE_CHECKING:
     from infrastructure.models import Worker
@@ -24,7 +32,7 @@ class TransportError(Exception):
 
     retryable = True
 
-    def __init__(self, message: str, *, retryable: Optional[bool] = None):
+    def __init__(self, message: str, *, retryable: bool | None = None):
         super().__init__(message)
         if retryable is not None:
             self.retryable = retryable
@@ -78,11 +86,18 @@ class ScriptService(ABC):
 
     # Built from the messages above, for health check scripts, tests and benchmarks.
 
-    def run_script(self, body: str, syntax: str = "Bash", timeout: float = 300) -> tuple[Optional[int], list[LogLine]]:
+    def run_script(self, body: str, syntax: str = "Bash", timeout: float = 300) -> tuple[int | None, list[LogLine]]:
         """Start a script and follow it to the end: (exit code, log lines). Long-polls, no busy waiting;
         the work folder is cleaned however it ends."""
-        command: StartScriptCommand = {"Ticket": new_ticket(), "ScriptBody": body, "Syntax": syntax, "Variables": [],
-                                       "Packages": [], "IsolationMutex": None, "TimeoutSeconds": int(timeout)}
+        command: StartScriptCommand = {
+            "Ticket": new_ticket(),
+            "ScriptBody": body,
+            "Syntax": syntax,
+            "Variables": [],
+            "Packages": [],
+            "IsolationMutex": None,
+            "TimeoutSeconds": int(timeout),
+        }
         ticket = self.start_script(command)
         lines: list[LogLine] = []
         after = -1
@@ -98,7 +113,9 @@ class ScriptService(ABC):
                     return status.get("ExitCode"), lines
                 if time.monotonic() > deadline:
                     self.cancel_script(ticket)
-                    raise TransportError(f"The script on {self.name} did not finish within {timeout:.0f}s and was cancelled.")
+                    raise TransportError(
+                        f"The script on {self.name} did not finish within {timeout:.0f}s and was cancelled."
+                    )
         except TransportError:
             reachable = False
             raise
@@ -112,7 +129,7 @@ def new_ticket() -> str:
     return uuid.uuid4().hex
 
 
-def transport_for(worker: "Worker", *, on_retry: Optional[RetryCallback] = None) -> ScriptService:
+def transport_for(worker: Worker, *, on_retry: RetryCallback | None = None) -> ScriptService:
     """`on_retry(message)` hears of each retry (one line: the attempt and the reason), e.g. into a task log."""
     from infrastructure.models import Worker  # the package stays importable before Django's models load
 
@@ -132,6 +149,18 @@ def transport_for(worker: "Worker", *, on_retry: Optional[RetryCallback] = None)
     raise TransportError(f"{worker.name} has an unknown communication style {style!r}.", retryable=False)
 
 
-__all__ = ["CollectedArtifact", "CompleteResult", "HealthResult", "LogLine", "RetryCallback", "ScriptService",
-           "ScriptStatus", "StartScriptCommand", "TransportError", "TrustError", "WorkerUnreachable", "new_ticket",
-           "transport_for"]
+__all__ = [
+    "CollectedArtifact",
+    "CompleteResult",
+    "HealthResult",
+    "LogLine",
+    "RetryCallback",
+    "ScriptService",
+    "ScriptStatus",
+    "StartScriptCommand",
+    "TransportError",
+    "TrustError",
+    "WorkerUnreachable",
+    "new_ticket",
+    "transport_for",
+]

@@ -14,7 +14,6 @@ from infrastructure.transports import RetryCallback
 from infrastructure.transports.envelope import EnvelopeTransport
 from tentacle_agent.service import ScriptService
 
-
 # Scripts on the server see only these: never DATABASE_URL, REDIS_URL, SECRET_KEY or the master key.
 _INHERITED = ("PATH", "HOME", "LANG", "LC_ALL", "TZ", "TMPDIR", "USER", "LOGNAME", "SHELL")
 

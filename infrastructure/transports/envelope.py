@@ -13,10 +13,10 @@ import base64
 import time
 import uuid
 from abc import abstractmethod
-from typing import Any, Callable, Optional, TypeVar, cast
+from collections.abc import Callable
+from typing import Any, TypeVar, cast
 
-from infrastructure.transports import (
-    RetryCallback, ScriptService, TransportError, WorkerUnreachable)
+from infrastructure.transports import RetryCallback, ScriptService, TransportError, WorkerUnreachable
 from tentacle_agent import protocol
 from tentacle_agent.protocol import CompleteResult, HealthResult, ScriptStatus, StartScriptCommand
 
@@ -31,7 +31,7 @@ class EnvelopeTransport(ScriptService):
     """Subclasses implement `exchange(envelope, timeout) -> envelope`. It raises WorkerUnreachable when
     nothing reached the worker, TrustError on a pinning mismatch, TransportError otherwise."""
 
-    def __init__(self, worker: Any, *, on_retry: Optional[RetryCallback] = None):
+    def __init__(self, worker: Any, *, on_retry: RetryCallback | None = None):
         self.worker = worker
         self.name: str = worker.name
         policy = worker.machine_policy
@@ -48,8 +48,9 @@ class EnvelopeTransport(ScriptService):
         """`elapsed`: how long the failed attempt took."""
         return error.retryable
 
-    def call(self, method: str, params: Optional[dict] = None, timeout: Optional[float] = None) -> dict:
+    def call(self, method: str, params: dict | None = None, timeout: float | None = None) -> dict:
         """One message, retried as the machine policy says."""
+
         def attempt() -> tuple[dict, dict]:
             # A new envelope Id each attempt: the polling endpoint delivers (and forgets) by Id. What makes a
             # repeated StartScript harmless is its ticket, not the envelope.
@@ -61,8 +62,9 @@ class EnvelopeTransport(ScriptService):
             raise TransportError(f"{self.name} answered {method} with something that is not its answer.")
         if "Error" in answer:
             error = answer["Error"] or {}
-            raise TransportError(f"{self.name} refused {method}: {error.get('Message', 'no reason given')}",
-                                 retryable=False)
+            raise TransportError(
+                f"{self.name} refused {method}: {error.get('Message', 'no reason given')}", retryable=False
+            )
         return answer.get("Result") or {}
 
     def with_retries(self, what: str, action: Callable[[], T]) -> T:
@@ -79,8 +81,10 @@ class EnvelopeTransport(ScriptService):
                     if isinstance(error, WorkerUnreachable) and attempt > 1:
                         raise WorkerUnreachable(f"{error} (tried {attempt} times)") from None
                     raise
-                self.retrying(f"{self.name}: {what} attempt {attempt} of {attempts} failed ({error}); "
-                              f"retrying in {self.retry_wait:g}s.")
+                self.retrying(
+                    f"{self.name}: {what} attempt {attempt} of {attempts} failed ({error}); "
+                    f"retrying in {self.retry_wait:g}s."
+                )
                 time.sleep(self.retry_wait)
         raise AssertionError("unreachable")  # pragma: no cover
 
@@ -104,8 +108,14 @@ class EnvelopeTransport(ScriptService):
 
     def get_status(self, ticket: str, after_sequence: int = -1, wait: float = 0) -> ScriptStatus:
         wait = max(0.0, min(float(wait), STATUS_WAIT_LIMIT))
-        return cast(ScriptStatus, self.call(protocol.GET_STATUS, {"Ticket": ticket, "AfterSequence": after_sequence,
-                                                                  "WaitSeconds": wait}, timeout=self.timeout + wait + 10))
+        return cast(
+            ScriptStatus,
+            self.call(
+                protocol.GET_STATUS,
+                {"Ticket": ticket, "AfterSequence": after_sequence, "WaitSeconds": wait},
+                timeout=self.timeout + wait + 10,
+            ),
+        )
 
     def cancel_script(self, ticket: str) -> ScriptStatus:
         return cast(ScriptStatus, self.call(protocol.CANCEL_SCRIPT, {"Ticket": ticket}, timeout=self.timeout + 10))
@@ -118,6 +128,8 @@ class EnvelopeTransport(ScriptService):
         return bool(self.call(protocol.HAS_PACKAGE, {"Sha256": sha256}).get("Present"))
 
     def upload_package(self, sha256: str, file_name: str, data: bytes) -> None:
-        self.call(protocol.UPLOAD_PACKAGE, {"Sha256": sha256, "FileName": file_name,
-                                            "ContentBase64": base64.b64encode(data).decode()},
-                  timeout=max(600.0, self.timeout))
+        self.call(
+            protocol.UPLOAD_PACKAGE,
+            {"Sha256": sha256, "FileName": file_name, "ContentBase64": base64.b64encode(data).decode()},
+            timeout=max(600.0, self.timeout),
+        )

@@ -51,8 +51,14 @@ _idle_lock = threading.Lock()
 MAX_IDLE_PER_AGENT = 8
 # Failures of a reused keep-alive connection that mean the agent closed it (restarted, or timed it out)
 # before reading our request: reconnect once and resend. Resending is safe: every message is idempotent.
-_STALE = (http.client.RemoteDisconnected, BrokenPipeError, ConnectionResetError, ConnectionAbortedError,
-          ssl.SSLEOFError, ssl.SSLZeroReturnError)
+_STALE = (
+    http.client.RemoteDisconnected,
+    BrokenPipeError,
+    ConnectionResetError,
+    ConnectionAbortedError,
+    ssl.SSLEOFError,
+    ssl.SSLZeroReturnError,
+)
 
 
 class ListeningTransport(EnvelopeTransport):
@@ -71,8 +77,10 @@ class ListeningTransport(EnvelopeTransport):
         try:
             return self._send(connection, key, body, timeout)
         except _STALE as error:
-            raise TransportError(f"{self.worker.uri} dropped the connection before answering: "
-                                 f"{getattr(error, 'strerror', None) or error or type(error).__name__}.") from None
+            raise TransportError(
+                f"{self.worker.uri} dropped the connection before answering: "
+                f"{getattr(error, 'strerror', None) or error or type(error).__name__}."
+            ) from None
 
     def _connect(self, key: tuple, timeout: float) -> http.client.HTTPSConnection:
         """A new mutual-TLS connection whose certificate is the pinned one. Nothing has been sent yet, so
@@ -82,21 +90,29 @@ class ListeningTransport(EnvelopeTransport):
             connection.connect()
         except (ssl.SSLEOFError, ssl.SSLZeroReturnError, ssl.SSLSyscallError) as error:
             connection.close()
-            raise WorkerUnreachable(f"Could not reach {self.worker.uri}: the connection closed during the TLS handshake "
-                                    f"({error.reason or error}).") from None
+            raise WorkerUnreachable(
+                f"Could not reach {self.worker.uri}: the connection closed during the TLS handshake "
+                f"({error.reason or error})."
+            ) from None
         except ssl.SSLError as error:
             connection.close()
-            raise TrustError(f"The TLS handshake with {self.worker.uri} failed ({error.reason or error}); does the agent "
-                             f"trust this server's thumbprint {current_server_certificate().thumbprint}?") from None
+            raise TrustError(
+                f"The TLS handshake with {self.worker.uri} failed ({error.reason or error}); does the agent "
+                f"trust this server's thumbprint {current_server_certificate().thumbprint}?"
+            ) from None
         except OSError as error:
             connection.close()
-            raise WorkerUnreachable(f"Could not reach {self.worker.uri}: {error.strerror or error or 'timed out'}.") from None
+            raise WorkerUnreachable(
+                f"Could not reach {self.worker.uri}: {error.strerror or error or 'timed out'}."
+            ) from None
         assert connection.sock is not None
         seen = thumbprint_of(connection.sock.getpeercert(binary_form=True) or b"")
         if seen != self.worker.thumbprint:
             connection.close()
-            raise TrustError(f"{self.worker.uri} presented certificate {seen}, not the pinned {self.worker.thumbprint}: "
-                             "refusing to talk to it.")
+            raise TrustError(
+                f"{self.worker.uri} presented certificate {seen}, not the pinned {self.worker.thumbprint}: "
+                "refusing to talk to it."
+            )
         return connection
 
     def _send(self, connection: http.client.HTTPSConnection, key: tuple, body: bytes, timeout: float) -> dict:
@@ -109,7 +125,9 @@ class ListeningTransport(EnvelopeTransport):
             if len(data) > MAX_RESPONSE:
                 raise TransportError(f"{self.worker.uri} sent an answer larger than {MAX_RESPONSE} bytes.")
             if response.status != 200:
-                raise TransportError(f"{self.worker.uri} answered HTTP {response.status}: {data[:200].decode(errors='replace')}")
+                raise TransportError(
+                    f"{self.worker.uri} answered HTTP {response.status}: {data[:200].decode(errors='replace')}"
+                )
             answer = json.loads(data)
         except _STALE:
             connection.close()
@@ -119,8 +137,10 @@ class ListeningTransport(EnvelopeTransport):
             raise TransportError(f"{self.worker.uri} answered with something that is not JSON.") from None
         except ssl.SSLError as error:  # TLS 1.3: the agent's refusal of our certificate arrives on the first read
             connection.close()
-            raise TrustError(f"The TLS handshake with {self.worker.uri} failed ({error.reason or error}); does the agent "
-                             f"trust this server's thumbprint {current_server_certificate().thumbprint}?") from None
+            raise TrustError(
+                f"The TLS handshake with {self.worker.uri} failed ({error.reason or error}); does the agent "
+                f"trust this server's thumbprint {current_server_certificate().thumbprint}?"
+            ) from None
         except (OSError, http.client.HTTPException) as error:
             connection.close()
             reason = getattr(error, "strerror", None) or str(error) or type(error).__name__

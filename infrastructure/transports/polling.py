@@ -77,7 +77,9 @@ class PollingTransport(EnvelopeTransport):
         queue_timeout = self.worker.machine_policy.polling_request_queue_timeout
         envelope = {**envelope, "ExpiresInSeconds": queue_timeout, "QueuedAt": time.time()}
         queued = json.dumps(envelope)
-        call = _Call(self.worker.name, subscription, envelope["Id"], queued, queue_timeout, timeout, envelope.get("Method", ""))
+        call = _Call(
+            self.worker.name, subscription, envelope["Id"], queued, queue_timeout, timeout, envelope.get("Method", "")
+        )
         return json.loads(call.run())
 
 
@@ -94,9 +96,23 @@ class _Call:
        is queued again if Redis lost it (never twice: the endpoint drops requests already answered).
     """
 
-    def __init__(self, name: str, subscription: str, request_id: str, queued: str, queue_timeout: float, timeout: float,
-                 method: str = ""):
-        self.name, self.subscription, self.request_id, self.queued, self.method = name, subscription, request_id, queued, method
+    def __init__(
+        self,
+        name: str,
+        subscription: str,
+        request_id: str,
+        queued: str,
+        queue_timeout: float,
+        timeout: float,
+        method: str = "",
+    ):
+        self.name, self.subscription, self.request_id, self.queued, self.method = (
+            name,
+            subscription,
+            request_id,
+            queued,
+            method,
+        )
         self.queue_timeout, self.timeout = queue_timeout, timeout
         self.give_up = time.monotonic() + queue_timeout + timeout
 
@@ -113,7 +129,9 @@ class _Call:
             except redis.RedisError as error:
                 if time.monotonic() + backoff >= self.give_up:
                     raise TransportError(f"Redis did not carry the request for {self.name}: {error}") from None
-                log.warning("Redis failed while carrying a request for %s (%s); retrying in %.1fs", self.name, error, backoff)
+                log.warning(
+                    "Redis failed while carrying a request for %s (%s); retrying in %.1fs", self.name, error, backoff
+                )
                 lost_redis = True
                 time.sleep(backoff)
                 backoff = min(backoff * 2, 5)
@@ -157,21 +175,29 @@ class _Call:
             if picked_up_at is None and not present:
                 if client.lrem(requests_key(self.subscription), 1, self.queued):
                     client.delete(owner_key(self.request_id))
-                    raise WorkerUnreachable(f"The polling tentacle {self.name} (poll://{self.subscription}/) is not connected: "
-                                            f"it has not polled for {PRESENCE_TTL}s, so the request was not delivered.")
+                    raise WorkerUnreachable(
+                        f"The polling tentacle {self.name} (poll://{self.subscription}/) is not connected: "
+                        f"it has not polled for {PRESENCE_TTL}s, so the request was not delivered."
+                    )
             elif picked_up_at is not None and not present and self.method != "StartScript":
                 # It took the request, then went away: a live agent always has a poll open, so no answer is coming.
                 # (An unacknowledged StartScript may still be put back for its return: that one waits its timeout.)
                 client.delete(owner_key(self.request_id))
-                raise TransportError(f"The polling tentacle {self.name} took the request, then its connection was gone for "
-                                     f"{PRESENCE_TTL}s: the agent stopped or lost its connection.")
+                raise TransportError(
+                    f"The polling tentacle {self.name} took the request, then its connection was gone for "
+                    f"{PRESENCE_TTL}s: the agent stopped or lost its connection."
+                )
             if now >= deadline:
                 break
         # Take it back if still queued (never picked up, or put back undelivered) so a late agent does not run it.
         taken_back = client.lrem(requests_key(self.subscription), 1, self.queued)
         client.delete(owner_key(self.request_id))
         if taken_back or picked_up_at is None:
-            raise WorkerUnreachable(f"The polling tentacle {self.name} (poll://{self.subscription}/) did not pick up the "
-                                    f"request within {self.queue_timeout:.0f}s: is the agent running and connected?")
-        raise TransportError(f"The polling tentacle {self.name} took the request but sent no answer within "
-                             f"{self.timeout:.0f}s: the agent may have stopped or lost its connection.")
+            raise WorkerUnreachable(
+                f"The polling tentacle {self.name} (poll://{self.subscription}/) did not pick up the "
+                f"request within {self.queue_timeout:.0f}s: is the agent running and connected?"
+            )
+        raise TransportError(
+            f"The polling tentacle {self.name} took the request but sent no answer within "
+            f"{self.timeout:.0f}s: the agent may have stopped or lost its connection."
+        )

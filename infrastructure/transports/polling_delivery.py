@@ -12,8 +12,15 @@ from typing import cast
 
 import redis
 
-from infrastructure.transports.polling import (NOTIFY_CHANNEL, handed_key, owner_key, redelivered_key, requests_key,
-                                                response_key, unacked_key)
+from infrastructure.transports.polling import (
+    NOTIFY_CHANNEL,
+    handed_key,
+    owner_key,
+    redelivered_key,
+    requests_key,
+    response_key,
+    unacked_key,
+)
 
 log = logging.getLogger("infrastructure.transports.polling_endpoint")  # one logger for the whole endpoint
 
@@ -63,8 +70,9 @@ class Waiters:
         while True:
             try:
                 # A health check interval makes a silently dropped connection (a Redis restart) an error.
-                pubsub = redis.Redis.from_url(self.redis_url, health_check_interval=5, socket_connect_timeout=5,
-                                              socket_keepalive=True).pubsub(ignore_subscribe_messages=True)
+                pubsub = redis.Redis.from_url(
+                    self.redis_url, health_check_interval=5, socket_connect_timeout=5, socket_keepalive=True
+                ).pubsub(ignore_subscribe_messages=True)
                 pubsub.subscribe(NOTIFY_CHANNEL)
                 if reconnecting:
                     log.info("polling notifications resumed")

@@ -46,10 +46,23 @@ from infrastructure.transports.polling import PRESENCE_TTL, presence_key, unacke
 from infrastructure.transports.polling_delivery import ACK_SECONDS, TAKE_IF_NEWEST, Waiters, redeliver
 from infrastructure.transports.polling_handler import MAX_BODY, PollingHandler
 from infrastructure.transports.polling_sockets import (
-    IO_TIMEOUT, TlsSocketIO, close_quietly, closed_by_peer, rarely, set_timeouts)
+    IO_TIMEOUT,
+    TlsSocketIO,
+    close_quietly,
+    closed_by_peer,
+    rarely,
+    set_timeouts,
+)
 
-__all__ = ["ACK_SECONDS", "MAX_BODY", "PollingEndpoint", "PollingHandler", "ThumbprintDirectory", "TlsSocketIO",
-           "serve_polling_endpoint"]
+__all__ = [
+    "ACK_SECONDS",
+    "MAX_BODY",
+    "PollingEndpoint",
+    "PollingHandler",
+    "ThumbprintDirectory",
+    "TlsSocketIO",
+    "serve_polling_endpoint",
+]
 
 log = logging.getLogger(__name__)
 
@@ -61,8 +74,16 @@ class PollingEndpoint(socketserver.TCPServer):
     allow_reuse_address = True
     request_queue_size = 1024
 
-    def __init__(self, address, *, certificate_pem: str, private_key_pem: str, redis_url: str, subscription_for_thumbprint,
-                 sweep_liveness=None):
+    def __init__(
+        self,
+        address,
+        *,
+        certificate_pem: str,
+        private_key_pem: str,
+        redis_url: str,
+        subscription_for_thumbprint,
+        sweep_liveness=None,
+    ):
         """`subscription_for_thumbprint(thumbprint) -> subscription | None` decides who may connect;
         `sweep_liveness()`, if given, runs every few seconds in its own thread."""
         self.tls = SSL.Context(SSL.TLS_SERVER_METHOD)
@@ -72,8 +93,11 @@ class PollingEndpoint(socketserver.TCPServer):
         # Accept any certificate in the handshake: it is pinned by thumbprint right after.
         self.tls.set_verify(SSL.VERIFY_PEER | SSL.VERIFY_FAIL_IF_NO_PEER_CERT, lambda *args: True)
         # Bounded: requests wait for a connection instead of opening one per agent.
-        self.redis = redis.Redis(connection_pool=redis.BlockingConnectionPool.from_url(
-            redis_url, max_connections=64, timeout=10, socket_connect_timeout=5, health_check_interval=30))
+        self.redis = redis.Redis(
+            connection_pool=redis.BlockingConnectionPool.from_url(
+                redis_url, max_connections=64, timeout=10, socket_connect_timeout=5, health_check_interval=30
+            )
+        )
         self.take_if_newest = self.redis.register_script(TAKE_IF_NEWEST)
         self.waiters = Waiters(redis_url)
         self.subscription_for_thumbprint = subscription_for_thumbprint
@@ -131,7 +155,11 @@ class PollingEndpoint(socketserver.TCPServer):
             else:
                 full, self.queued = False, self.queued + 1
         if full:
-            rarely(log.warning, "polling endpoint busy (%d connections waiting for a thread): closing new ones", self.max_queued)
+            rarely(
+                log.warning,
+                "polling endpoint busy (%d connections waiting for a thread): closing new ones",
+                self.max_queued,
+            )
             close_quietly(request)
             return
         self.pool.submit(self._serve, request, client_address)
@@ -172,7 +200,11 @@ class PollingEndpoint(socketserver.TCPServer):
             return
         set_timeouts(request, IO_TIMEOUT)  # headers and bodies: a stalled peer frees its thread
         certificate = connection.get_peer_certificate()
-        thumbprint = hashlib.sha1(certificate.to_cryptography().public_bytes(Encoding.DER)).hexdigest().upper() if certificate else ""  # noqa: S324
+        thumbprint = (
+            hashlib.sha1(certificate.to_cryptography().public_bytes(Encoding.DER)).hexdigest().upper()
+            if certificate
+            else ""
+        )  # noqa: S324
         self.RequestHandlerClass(connection, client_address, self, thumbprint=thumbprint, tcp=request)  # type: ignore[call-arg, arg-type]
 
     def shutdown_request(self, request):
@@ -256,8 +288,11 @@ class _Gate:
             while len(self.pending) >= self.server.max_pending:
                 oldest, (oldest_address, _) = self.pending.popitem(last=False)
                 self.selector.unregister(oldest)
-                rarely(log.warning, "polling endpoint: %d connections waiting for their first bytes; closing the oldest",
-                        self.server.max_pending)
+                rarely(
+                    log.warning,
+                    "polling endpoint: %d connections waiting for their first bytes; closing the oldest",
+                    self.server.max_pending,
+                )
                 close_quietly(oldest)
             self.pending[sock] = (address, now)
             self.selector.register(sock, selectors.EVENT_READ)
@@ -295,15 +330,21 @@ class ThumbprintDirectory:
         from infrastructure.models import Worker
 
         try:
-            uri = (Worker.objects.filter(communication_style=Worker.CommunicationStyle.POLLING, thumbprint=thumbprint)
-                   .values_list("uri", flat=True).first())
+            uri = (
+                Worker.objects.filter(communication_style=Worker.CommunicationStyle.POLLING, thumbprint=thumbprint)
+                .values_list("uri", flat=True)
+                .first()
+            )
         finally:
             connection.close()
         subscription = uri.removeprefix("poll://").rstrip("/") if uri else None
         with self.lock:
             if len(self.entries) > 100_000:
                 self.entries.clear()
-            self.entries[thumbprint] = (subscription, now + (self.KNOWN_SECONDS if subscription else self.UNKNOWN_SECONDS))
+            self.entries[thumbprint] = (
+                subscription,
+                now + (self.KNOWN_SECONDS if subscription else self.UNKNOWN_SECONDS),
+            )
         return subscription
 
 
@@ -314,6 +355,11 @@ def serve_polling_endpoint(host: str, port: int, redis_url: str) -> PollingEndpo
     from infrastructure.services.liveness import PresenceSweeper
 
     certificate = current_server_certificate()
-    return PollingEndpoint((host, port), certificate_pem=certificate.certificate_pem,
-                           private_key_pem=server_private_key_pem(certificate), redis_url=redis_url,
-                           subscription_for_thumbprint=ThumbprintDirectory(), sweep_liveness=PresenceSweeper())
+    return PollingEndpoint(
+        (host, port),
+        certificate_pem=certificate.certificate_pem,
+        private_key_pem=server_private_key_pem(certificate),
+        redis_url=redis_url,
+        subscription_for_thumbprint=ThumbprintDirectory(),
+        sweep_liveness=PresenceSweeper(),
+    )

@@ -16,8 +16,17 @@ from urllib.parse import parse_qs, urlparse
 import redis
 from OpenSSL import SSL
 
-from infrastructure.transports.polling import (PRESENCE_TTL, connection_key, handed_key, owner_key, presence_key,
-                                                redelivered_key, requests_key, response_key, unacked_key)
+from infrastructure.transports.polling import (
+    PRESENCE_TTL,
+    connection_key,
+    handed_key,
+    owner_key,
+    presence_key,
+    redelivered_key,
+    requests_key,
+    response_key,
+    unacked_key,
+)
 from infrastructure.transports.polling_delivery import DELIVERY_TTL, expired, put_back
 from infrastructure.transports.polling_sockets import TlsSocketIO, TlsWriter
 
@@ -70,9 +79,13 @@ class PollingHandler(BaseHTTPRequestHandler):
         subscription = parts[1]
         allowed = self.server.subscription_for_thumbprint(self.thumbprint)
         if allowed != subscription:
-            log.warning("refused polling client %s for poll://%s/: certificate thumbprint %s %s", self.client_address[0],
-                        subscription, self.thumbprint or "(none)",
-                        "is not a registered polling worker" if allowed is None else f"belongs to poll://{allowed}/")
+            log.warning(
+                "refused polling client %s for poll://%s/: certificate thumbprint %s %s",
+                self.client_address[0],
+                subscription,
+                self.thumbprint or "(none)",
+                "is not a registered polling worker" if allowed is None else f"belongs to poll://{allowed}/",
+            )
             self._refuse(403, f"Certificate {self.thumbprint or '(none)'} may not poll this subscription.")
             return None
         self._present(subscription)
@@ -142,7 +155,12 @@ class PollingHandler(BaseHTTPRequestHandler):
             if taken:
                 self._acknowledge(subscription, starts)
                 self._put_back(subscription, taken)
-                log.info("poll://%s/ went away before taking %d request(s) (%r): queued again", subscription, len(taken), error)
+                log.info(
+                    "poll://%s/ went away before taking %d request(s) (%r): queued again",
+                    subscription,
+                    len(taken),
+                    error,
+                )
 
     def _remember_handed_out(self, subscription: str, taken: list[bytes]) -> list[str]:
         """StartScript requests stay remembered until acknowledged (the others the caller may retry)."""
@@ -202,7 +220,9 @@ class PollingHandler(BaseHTTPRequestHandler):
     def _still_awaited(self, raw: bytes) -> bool:
         """A request put back after its queue timeout (not acknowledged) whose caller still waits."""
         request_id = json.loads(raw).get("Id", "")
-        return bool(self.server.redis.exists(redelivered_key(request_id)) and self.server.redis.exists(owner_key(request_id)))
+        return bool(
+            self.server.redis.exists(redelivered_key(request_id)) and self.server.redis.exists(owner_key(request_id))
+        )
 
     def _agent_gone(self) -> bool:
         """Whether the agent has closed or reset this connection. A write would still succeed (the

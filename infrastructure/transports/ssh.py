@@ -33,7 +33,7 @@ TOOLS = ["bash", "sh", "python3", "pwsh", "kubectl", "az", "aws", "terraform", "
 # One round trip tells the OS, architecture and tools on PATH.
 CAPABILITIES_SCRIPT = (
     'echo "os=$(uname -s)"; echo "arch=$(uname -m)"; echo "kernel=$(uname -r)"; '
-    'echo "bash=${BASH_VERSION:-$(bash -c \'echo $BASH_VERSION\' 2>/dev/null)}"; '
+    "echo \"bash=${BASH_VERSION:-$(bash -c 'echo $BASH_VERSION' 2>/dev/null)}\"; "
     + "".join(f'p=$(command -v {tool} 2>/dev/null) && echo "tool:{tool}=$p"; ' for tool in TOOLS)
 )
 HEALTH_BOOTSTRAP = (
@@ -83,19 +83,23 @@ def _load_private_key(text: str, passphrase: str) -> paramiko.PKey:
 
 # One connection per worker, reused by every step (a new channel each): paramiko is slow to connect.
 _connections: dict[tuple, paramiko.Transport] = {}
-_relays: dict[tuple, "Relay"] = {}
-_hosts: dict[tuple, "_Host"] = {}
+_relays: dict[tuple, Relay] = {}
+_hosts: dict[tuple, _Host] = {}
 _key_locks: dict[tuple, threading.Lock] = {}
 _connections_lock = threading.Lock()
 REMOTE_HOME = ".reef-ssh-worker"  # apart from an installed agent's own ~/.reef-tentacle
 RELAY_IDLE_SECONDS = 300  # the remote daemon leaves after this long with no client and no running script
 # Prints the path of a Python the agent can run on (3.9+), or nothing: then the host runs Bash only.
 # The interpreter itself (sys.executable), not a shim in front of it: the relay starts faster.
-PYTHON_PROBE = ("for p in python3 python; do command -v $p >/dev/null 2>&1 && "
-                "$p -c 'import sys; assert sys.version_info >= (3, 9); print(sys.executable)' 2>/dev/null && "
-                "exit 0; done; true")
-RELAY_MAIN = ("import os, sys; sys.path.insert(0, os.path.abspath(sys.argv[1])); "
-              "from tentacle_agent.sshrelay import main; sys.exit(main(sys.argv[2:]))")
+PYTHON_PROBE = (
+    "for p in python3 python; do command -v $p >/dev/null 2>&1 && "
+    "$p -c 'import sys; assert sys.version_info >= (3, 9); print(sys.executable)' 2>/dev/null && "
+    "exit 0; done; true"
+)
+RELAY_MAIN = (
+    "import os, sys; sys.path.insert(0, os.path.abspath(sys.argv[1])); "
+    "from tentacle_agent.sshrelay import main; sys.exit(main(sys.argv[2:]))"
+)
 
 
 class _Host:
@@ -116,8 +120,15 @@ class SshTransport(EnvelopeTransport):
 
     def _key(self) -> tuple:
         w = self.worker
-        return (w.pk, w.host, w.port, w.fingerprint, w.account_id, w.account.password_encrypted if w.account else "",
-                w.account.private_key_encrypted if w.account else "")
+        return (
+            w.pk,
+            w.host,
+            w.port,
+            w.fingerprint,
+            w.account_id,
+            w.account.password_encrypted if w.account else "",
+            w.account.private_key_encrypted if w.account else "",
+        )
 
     def _lock(self) -> threading.Lock:
         with _connections_lock:
@@ -144,33 +155,43 @@ class SshTransport(EnvelopeTransport):
         seen = host_key_fingerprint(transport.get_remote_server_key())
         if seen != w.fingerprint:
             transport.close()
-            raise TrustError(f"The host key of {w.endpoint_uri} is {seen}, not the pinned {w.fingerprint}: "
-                             "refusing to connect (re-confirm the fingerprint if the host was rebuilt).")
+            raise TrustError(
+                f"The host key of {w.endpoint_uri} is {seen}, not the pinned {w.fingerprint}: "
+                "refusing to connect (re-confirm the fingerprint if the host was rebuilt)."
+            )
         if w.account is None:
             transport.close()
             raise TransportError(f"{w.name} has no account to sign in with.", retryable=False)
         secrets = account_secrets(w.account)
         try:
             if w.account.account_type == w.account.AccountType.SSH_KEY_PAIR:
-                transport.auth_publickey(w.account.username, _load_private_key(secrets["private_key"], secrets["passphrase"]))
+                transport.auth_publickey(
+                    w.account.username, _load_private_key(secrets["private_key"], secrets["passphrase"])
+                )
             else:
                 transport.auth_password(w.account.username, secrets["password"])
         except paramiko.AuthenticationException:
             transport.close()
-            raise TransportError(f"{w.endpoint_uri} refused the credentials of account {w.account.name} "
-                                 f"(user {w.account.username}).", retryable=False) from None
+            raise TransportError(
+                f"{w.endpoint_uri} refused the credentials of account {w.account.name} (user {w.account.username}).",
+                retryable=False,
+            ) from None
         except (paramiko.SSHException, OSError, EOFError) as error:
             transport.close()
             raise WorkerUnreachable(f"Signing in to {w.endpoint_uri} failed: {error}.") from None
         transport.set_keepalive(15)
         return transport
 
-    def run(self, transport: paramiko.Transport, command: str, stdin: str | bytes = "", timeout: float = 300) -> tuple[int, str, str]:
+    def run(
+        self, transport: paramiko.Transport, command: str, stdin: str | bytes = "", timeout: float = 300
+    ) -> tuple[int, str, str]:
         """One command on its own channel, to its end: (exit code, stdout, stderr)."""
         try:
             channel = transport.open_session(timeout=self.timeout)
         except DROPPED as error:
-            raise TransportError(f"{self.worker.endpoint_uri} refused a channel: {error or type(error).__name__}.") from None
+            raise TransportError(
+                f"{self.worker.endpoint_uri} refused a channel: {error or type(error).__name__}."
+            ) from None
         channel.settimeout(timeout)
         try:
             channel.exec_command(command)
@@ -187,7 +208,9 @@ class SshTransport(EnvelopeTransport):
                 elif channel.exit_status_ready() and not channel.recv_ready() and not channel.recv_stderr_ready():
                     break
                 elif time.monotonic() > deadline:
-                    raise TransportError(f"The command on {self.worker.endpoint_uri} did not finish within {timeout:.0f}s.")
+                    raise TransportError(
+                        f"The command on {self.worker.endpoint_uri} did not finish within {timeout:.0f}s."
+                    )
                 elif channel.closed and not channel.exit_status_ready():
                     raise TransportError(f"{self.worker.endpoint_uri} closed the channel.")
                 else:
@@ -222,8 +245,11 @@ class SshTransport(EnvelopeTransport):
         transport = self._session()
         host = self._host(transport)
         if host is None:
-            raise TransportError(f"{self.worker.endpoint_uri} has no Python 3.9+: SSH workers without it run Bash "
-                                 "scripts only, without packages.", retryable=False)
+            raise TransportError(
+                f"{self.worker.endpoint_uri} has no Python 3.9+: SSH workers without it run Bash "
+                "scripts only, without packages.",
+                retryable=False,
+            )
         with self._lock():
             relay = _relays.get(key)
             if relay is not None and relay.alive:
@@ -232,10 +258,14 @@ class SshTransport(EnvelopeTransport):
                 channel = transport.open_session(timeout=self.timeout)
                 # A home per agent build: a daemon of an older build never serves a newer one.
                 # `tentacle ssh-relay`, started without site packages or the CLI's imports: a reconnect waits for it.
-                channel.exec_command(f"{host.python} -S -c {shlex.quote(RELAY_MAIN)} {host.agent_path} "
-                                     f"--home {host.agent_path.removesuffix('.pyz')} --idle-seconds {RELAY_IDLE_SECONDS}")
+                channel.exec_command(
+                    f"{host.python} -S -c {shlex.quote(RELAY_MAIN)} {host.agent_path} "
+                    f"--home {host.agent_path.removesuffix('.pyz')} --idle-seconds {RELAY_IDLE_SECONDS}"
+                )
             except DROPPED as error:
-                raise TransportError(f"{self.worker.endpoint_uri} refused a channel: {error or type(error).__name__}.") from None
+                raise TransportError(
+                    f"{self.worker.endpoint_uri} refused a channel: {error or type(error).__name__}."
+                ) from None
             relay = _relays[key] = Relay(channel, self.worker.endpoint_uri)
             return relay
 
@@ -288,8 +318,9 @@ class SshTransport(EnvelopeTransport):
 
     def upload_package(self, sha256: str, file_name: str, data: bytes) -> None:
         if self.bash_only():
-            raise TransportError(f"{self.worker.endpoint_uri} has no Python 3.9+: packages need the agent's runner.",
-                                 retryable=False)
+            raise TransportError(
+                f"{self.worker.endpoint_uri} has no Python 3.9+: packages need the agent's runner.", retryable=False
+            )
         super().upload_package(sha256, file_name, data)
 
     def _ensure_agent(self, transport: paramiko.Transport) -> str:
@@ -301,9 +332,13 @@ class SshTransport(EnvelopeTransport):
         try:
             sftp = transport.open_sftp_client()
         except paramiko.SSHException:  # a host without the SFTP subsystem: stream it through cat instead
-            code, _, err = self.run(transport, f"umask 077; mkdir -p {REMOTE_HOME}; test -s {path} || "
-                                               f"{{ cat > {path}.part && mv {path}.part {path}; }}",
-                                    stdin=data, timeout=max(60, self.timeout))
+            code, _, err = self.run(
+                transport,
+                f"umask 077; mkdir -p {REMOTE_HOME}; test -s {path} || "
+                f"{{ cat > {path}.part && mv {path}.part {path}; }}",
+                stdin=data,
+                timeout=max(60, self.timeout),
+            )
             if code != 0:
                 raise TransportError(f"Could not copy the agent to {self.worker.endpoint_uri}: {err.strip()}") from None
             return path
@@ -318,7 +353,7 @@ class SshTransport(EnvelopeTransport):
             with sftp.open(path + ".part", "wb") as remote:
                 remote.set_pipelined(True)
                 for offset in range(0, len(data), 32768):
-                    remote.write(data[offset:offset + 32768])
+                    remote.write(data[offset : offset + 32768])
             sftp.posix_rename(path + ".part", path)
             return path
         finally:
@@ -335,7 +370,13 @@ def _parse_capabilities(out: str) -> HealthResult:
         elif key:
             values[key] = value
     shells = [shell for shell in ("bash", "sh", "pwsh") if shell in tools]
-    return {"OperatingSystem": {"Linux": "Linux", "Darwin": "macOS"}.get(values.get("os", ""), values.get("os", "Unknown")),
-            "Architecture": values.get("arch", "Unknown"), "Kernel": values.get("kernel", ""), "Shells": shells,
-            "ShellVersion": values.get("bash", ""), "Tools": {k: v for k, v in tools.items() if k not in shells},
-            "AgentVersion": None, "Transport": "ssh"}
+    return {
+        "OperatingSystem": {"Linux": "Linux", "Darwin": "macOS"}.get(values.get("os", ""), values.get("os", "Unknown")),
+        "Architecture": values.get("arch", "Unknown"),
+        "Kernel": values.get("kernel", ""),
+        "Shells": shells,
+        "ShellVersion": values.get("bash", ""),
+        "Tools": {k: v for k, v in tools.items() if k not in shells},
+        "AgentVersion": None,
+        "Transport": "ssh",
+    }

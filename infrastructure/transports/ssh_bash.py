@@ -26,7 +26,7 @@ class BashScript:
     it with the agent runner's own `Script` (numbering, masking, service messages), so lines, exit code
     and output variables are the same as with the agent. It does not survive a dropped connection."""
 
-    scripts: dict[str, "BashScript"] = {}
+    scripts: dict[str, BashScript] = {}
     lock = threading.Lock()
 
     def __init__(self, ticket: str, command: StartScriptCommand, work: str, channel: paramiko.Channel, where: str):
@@ -37,7 +37,7 @@ class BashScript:
         threading.Thread(target=self._read, name=f"ssh-bash-{ticket[:8]}", daemon=True).start()
 
     @classmethod
-    def find(cls, ticket: str) -> "BashScript | None":
+    def find(cls, ticket: str) -> BashScript | None:
         with cls.lock:
             return cls.scripts.get(ticket)
 
@@ -49,23 +49,34 @@ class BashScript:
         if existing is not None:
             return ticket  # a repeat of a start we already made
         if command.get("Syntax", "Bash") != "Bash":
-            raise TransportError(f"{transport.worker.endpoint_uri} has no Python 3.9+: SSH workers without it run Bash only.",
-                                 retryable=False)
+            raise TransportError(
+                f"{transport.worker.endpoint_uri} has no Python 3.9+: SSH workers without it run Bash only.",
+                retryable=False,
+            )
         if command.get("Packages"):
-            raise TransportError(f"{transport.worker.endpoint_uri} has no Python 3.9+: packages need the agent's runner.",
-                                 retryable=False)
+            raise TransportError(
+                f"{transport.worker.endpoint_uri} has no Python 3.9+: packages need the agent's runner.",
+                retryable=False,
+            )
         variables = command.get("Variables") or []
-        assignments = "".join(f"octopus_parameters[{shlex.quote(v['Name'])}]={shlex.quote(str(v.get('Value', '')))}\n"
-                              for v in variables)
-        bootstrap = ("declare -A octopus_parameters\n" + assignments + BASH_BOOTSTRAP +
-                     'cd "$(dirname "$0")"\nsource ./script.sh\n').encode()
+        assignments = "".join(
+            f"octopus_parameters[{shlex.quote(v['Name'])}]={shlex.quote(str(v.get('Value', '')))}\n" for v in variables
+        )
+        bootstrap = (
+            "declare -A octopus_parameters\n"
+            + assignments
+            + BASH_BOOTSTRAP
+            + 'cd "$(dirname "$0")"\nsource ./script.sh\n'
+        ).encode()
         body = bash_line_endings(command["ScriptBody"]).encode()
         work = f"{home}/bash/Work/{ticket}"
         timeout = command.get("TimeoutSeconds")
         runner = f"timeout -s KILL {int(timeout)} bash bootstrap.sh" if timeout else "bash bootstrap.sh"
         # `echo $$`: the session leader's pid, so cancel can kill its whole process group.
-        remote = (f"echo $$; umask 077; mkdir -p {work} && cd {work} && head -c {len(bootstrap)} > bootstrap.sh && "
-                  f"cat > script.sh && exec {runner} </dev/null")
+        remote = (
+            f"echo $$; umask 077; mkdir -p {work} && cd {work} && head -c {len(bootstrap)} > bootstrap.sh && "
+            f"cat > script.sh && exec {runner} </dev/null"
+        )
         session = transport._session()
         try:
             channel = session.open_session(timeout=transport.timeout)
@@ -73,7 +84,9 @@ class BashScript:
             channel.sendall(bootstrap + body)
             channel.shutdown_write()
         except DROPPED as error:
-            raise TransportError(f"{transport.worker.endpoint_uri} refused a channel: {error or type(error).__name__}.") from None
+            raise TransportError(
+                f"{transport.worker.endpoint_uri} refused a channel: {error or type(error).__name__}."
+            ) from None
         with cls.lock:
             cls.scripts[ticket] = cls(ticket, command, work, channel, transport.worker.endpoint_uri)
         return ticket
@@ -102,7 +115,9 @@ class BashScript:
                 raise EOFError("the channel closed")
             code = self.channel.recv_exit_status()
         except DROPPED as error:
-            self.script.add_line("stderr", f"The SSH connection to {self.where} was lost: the script's outcome is unknown.", "Error")
+            self.script.add_line(
+                "stderr", f"The SSH connection to {self.where} was lost: the script's outcome is unknown.", "Error"
+            )
             self.script.finish(None, f"The SSH connection to {self.where} was lost ({error or type(error).__name__}).")
             return
         self.script.finish(code, self._failure(code))
@@ -113,7 +128,9 @@ class BashScript:
         if self.script.cancelled:
             return "The script was cancelled."
         if code == 137 and timeout:
-            self.script.add_line("stderr", f"The script did not finish within {timeout} seconds and was stopped.", "Error")
+            self.script.add_line(
+                "stderr", f"The script did not finish within {timeout} seconds and was stopped.", "Error"
+            )
             return f"Timed out after {timeout} seconds."
         if code != 0 and not self.script.failure_message:
             return f"The script exited with code {code}."
@@ -125,7 +142,7 @@ class BashScript:
         newline = pending.find(b"\n", start)
         while newline >= 0:
             line = bytes(pending[:newline])
-            del pending[:newline + 1]
+            del pending[: newline + 1]
             self._line(stream, line)
             newline = pending.find(b"\n")
         if len(pending) > MAX_LINE:  # a line that never ends: the runner truncates it, and so do we
@@ -155,9 +172,13 @@ class BashScript:
             self.pid_known.wait(5)
             if self.pid and self.pid > 0:
                 group = f"-{self.pid}"
-                transport.run(transport._session(), f"kill -TERM -- {group} 2>/dev/null; "
-                                                    f"for i in 1 2 3 4 5 6 7 8 9 10 11 12; do kill -0 -- {group} 2>/dev/null || exit 0; sleep 0.25; done; "
-                                                    f"kill -KILL -- {group} 2>/dev/null; true", timeout=30)
+                transport.run(
+                    transport._session(),
+                    f"kill -TERM -- {group} 2>/dev/null; "
+                    f"for i in 1 2 3 4 5 6 7 8 9 10 11 12; do kill -0 -- {group} 2>/dev/null || exit 0; sleep 0.25; done; "
+                    f"kill -KILL -- {group} 2>/dev/null; true",
+                    timeout=30,
+                )
         return cast(ScriptStatus, script.snapshot(len(script.lines) - 1))
 
     def complete(self, transport: SshTransport) -> CompleteResult:
@@ -171,12 +192,17 @@ class BashScript:
         for artifact in script.artifacts:
             name = artifact["Name"]
             found = artifact["Path"].find(self.work + "/")  # the runner resolved it against our folder, not the host's
-            relative = artifact["Path"][found + len(self.work) + 1:] if found >= 0 else artifact["Path"]
-            code, out, _ = transport.run(session, f"cd {self.work} && test -f {shlex.quote(relative)} && base64 < {shlex.quote(relative)}",
-                                         timeout=120)
+            relative = artifact["Path"][found + len(self.work) + 1 :] if found >= 0 else artifact["Path"]
+            code, out, _ = transport.run(
+                session,
+                f"cd {self.work} && test -f {shlex.quote(relative)} && base64 < {shlex.quote(relative)}",
+                timeout=120,
+            )
             if code == 0:
                 content = base64.b64decode("".join(out.split()))
-                artifacts.append({"Name": name, "Length": len(content), "ContentBase64": base64.b64encode(content).decode()})
+                artifacts.append(
+                    {"Name": name, "Length": len(content), "ContentBase64": base64.b64encode(content).decode()}
+                )
         transport.run(session, f"rm -rf {self.work}", timeout=60)
         with BashScript.lock:
             BashScript.scripts.pop(self.ticket, None)

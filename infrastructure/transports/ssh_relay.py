@@ -82,7 +82,7 @@ class Relay:
                 newline = buffer.find(b"\n", start)
                 while newline >= 0:
                     line = bytes(buffer[:newline])
-                    del buffer[:newline + 1]
+                    del buffer[: newline + 1]
                     self._deliver(line)
                     newline = buffer.find(b"\n")
                 if len(buffer) > MAX_ANSWER:

@@ -27,9 +27,17 @@ def account_list(request, space):
         if _save(request, space, form, account=None):
             return redirect(space_url(space, "accounts"))
         status = 400
-    return render(request, "infrastructure/accounts.html", {
-        "space": space, "accounts": Account.objects.filter(space=space).annotate(worker_count=Count("workers")),
-        "form": form, "may_edit": may(request, P.ACCOUNT_EDIT)}, status=status)
+    return render(
+        request,
+        "infrastructure/accounts.html",
+        {
+            "space": space,
+            "accounts": Account.objects.filter(space=space).annotate(worker_count=Count("workers")),
+            "form": form,
+            "may_edit": may(request, P.ACCOUNT_EDIT),
+        },
+        status=status,
+    )
 
 
 @space_page(P.ACCOUNT_VIEW)
@@ -46,18 +54,38 @@ def account_edit(request, space, pk: int):
         status = 400
     if not may_edit:
         read_only(form)
-    return render(request, "infrastructure/account_edit.html", {
-        "space": space, "account": account, "form": form, "may_edit": may_edit,
-        "workers": account.workers.order_by("name")[:20]}, status=status)
+    return render(
+        request,
+        "infrastructure/account_edit.html",
+        {
+            "space": space,
+            "account": account,
+            "form": form,
+            "may_edit": may_edit,
+            "workers": account.workers.order_by("name")[:20],
+        },
+        status=status,
+    )
 
 
 def _save(request, space, form: AccountForm, account: Account | None) -> bool:
-    saved = submit(form, lambda d: accounts.save_account(
-        actor=request.user, space=space, account=account, name=d["name"],
-        account_type=account.account_type if account else d["account_type"], username=d["username"],
-        description=d["description"], **form.secrets()))
+    saved = submit(
+        form,
+        lambda d: accounts.save_account(
+            actor=request.user,
+            space=space,
+            account=account,
+            name=d["name"],
+            account_type=account.account_type if account else d["account_type"],
+            username=d["username"],
+            description=d["description"],
+            **form.secrets(),
+        ),
+    )
     if saved:
-        messages.success(request, f"Account {saved.name} saved. Its secrets are stored encrypted and never shown again.")
+        messages.success(
+            request, f"Account {saved.name} saved. Its secrets are stored encrypted and never shown again."
+        )
     return saved is not None
 
 

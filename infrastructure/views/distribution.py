@@ -7,7 +7,10 @@ from infrastructure.distribution import BUNDLE_NAME, agent_bundle, agent_facing_
 
 
 def install_sh(request):
-    response = HttpResponse(install_script(agent_facing_url(request), settings.REEF_POLLING_PORT), content_type="text/x-shellscript; charset=utf-8")
+    response = HttpResponse(
+        install_script(agent_facing_url(request), settings.REEF_POLLING_PORT),
+        content_type="text/x-shellscript; charset=utf-8",
+    )
     response["Cache-Control"] = "no-cache"
     return response
 

@@ -20,9 +20,15 @@ from portal.views.forms import read_only, refuse, submit
 
 @space_page(P.MACHINE_POLICY_VIEW)
 def machinepolicy_list(request, space):
-    return render(request, "infrastructure/machinepolicies.html", {
-        "space": space, "policies": MachinePolicy.objects.filter(space=space).annotate(worker_count=Count("workers")),
-        "may_edit": may(request, P.MACHINE_POLICY_EDIT)})
+    return render(
+        request,
+        "infrastructure/machinepolicies.html",
+        {
+            "space": space,
+            "policies": MachinePolicy.objects.filter(space=space).annotate(worker_count=Count("workers")),
+            "may_edit": may(request, P.MACHINE_POLICY_EDIT),
+        },
+    )
 
 
 @space_page(P.MACHINE_POLICY_VIEW)
@@ -49,8 +55,12 @@ def machinepolicy_edit(request, space, pk: int | None = None):
         status = 400
     if not may_edit:
         read_only(form)
-    return render(request, "infrastructure/machinepolicy_edit.html", {
-        "space": space, "policy": policy, "form": form, "may_edit": may_edit}, status=status)
+    return render(
+        request,
+        "infrastructure/machinepolicy_edit.html",
+        {"space": space, "policy": policy, "form": form, "may_edit": may_edit},
+        status=status,
+    )
 
 
 @space_page(P.MACHINE_POLICY_EDIT)

@@ -38,7 +38,9 @@ def workerpool_list(request, space):
             messages.success(request, f"Worker pool {pool.name} added.")
             return redirect(space_url(space, "workerpool", pool.pk))
         status = 400
-    return render(request, "infrastructure/workerpools.html", {**_rows_context(request, space), "form": form}, status=status)
+    return render(
+        request, "infrastructure/workerpools.html", {**_rows_context(request, space), "form": form}, status=status
+    )
 
 
 @require_GET
@@ -49,8 +51,12 @@ def workerpool_rows(request, space):
 
 
 def _rows_context(request, space) -> dict:
-    return {"space": space, "pools": pools.pools_with_health_counts(space), "may_edit": may(request, P.WORKER_EDIT),
-            **row_url_prefixes(space)}
+    return {
+        "space": space,
+        "pools": pools.pools_with_health_counts(space),
+        "may_edit": may(request, P.WORKER_EDIT),
+        **row_url_prefixes(space),
+    }
 
 
 @space_page(P.WORKER_EDIT)
@@ -84,8 +90,12 @@ def workerpool_detail(request, space, pk: int):
             return redirect(space_url(space, "workerpool", pool.pk))
         status = 400
     teams, granted = _pool_teams(pool)
-    return render(request, "infrastructure/workerpool_detail.html",
-                  {**_pool_workers_context(request, space, pool), "form": form, "teams": teams, "granted": granted}, status=status)
+    return render(
+        request,
+        "infrastructure/workerpool_detail.html",
+        {**_pool_workers_context(request, space, pool), "form": form, "teams": teams, "granted": granted},
+        status=status,
+    )
 
 
 @require_GET
@@ -99,7 +109,13 @@ def workerpool_workers(request, space, pk: int):
 def _pool_workers_context(request, space, pool) -> dict:
     rows = workers_in_space(space).filter(worker_pools=pool).order_by("name")
     page = Paginator(rows, WORKERS_PER_PAGE).get_page(request.GET.get("page"))
-    return {"space": space, "pool": pool, "page": page, "may_edit": may(request, P.WORKER_EDIT), **row_url_prefixes(space)}
+    return {
+        "space": space,
+        "pool": pool,
+        "page": page,
+        "may_edit": may(request, P.WORKER_EDIT),
+        **row_url_prefixes(space),
+    }
 
 
 def _pool_teams(pool) -> tuple[list, set[int]]:
@@ -121,7 +137,9 @@ def workerpool_teams(request, space, pk: int):
     candidates, _ = _pool_teams(pool)
     wanted = set(request.POST.getlist("teams"))
     try:
-        pools.set_teams_that_may_use_pool(actor=request.user, pool=pool, teams=[t for t in candidates if str(t.pk) in wanted])
+        pools.set_teams_that_may_use_pool(
+            actor=request.user, pool=pool, teams=[t for t in candidates if str(t.pk) in wanted]
+        )
     except ValidationError as error:
         refuse(request, error)
     else:

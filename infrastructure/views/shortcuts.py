@@ -34,4 +34,3 @@ def row_url_prefixes(space: Space) -> dict[str, str]:
     """`{{ workers_url }}{{ worker.pk }}/` in tables: one reverse() per page instead of several per row
     (the prefixes are the list URLs, and infrastructure/urls.py puts each object at `<pk>/` under its list)."""
     return {"workers_url": space_url(space, "workers"), "pools_url": space_url(space, "workerpools")}
-

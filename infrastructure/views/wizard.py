@@ -45,10 +45,19 @@ DISCOVERY_TIMEOUT = 10  # seconds: a page waits for this, so less than a policy'
 def worker_add(request, space):
     """Steps 1 and 2: where the worker runs, then how the server talks to it."""
     platform = request.GET.get("platform")
-    return render(request, "infrastructure/worker_add.html", {
-        "space": space, "platforms": PLATFORMS, "platform": platform if platform in PLATFORMS else None,
-        "platform_label": PLATFORMS.get(platform or ""), "ssh_platforms": SSH_PLATFORMS, "agent_platforms": AGENT_PLATFORMS,
-        "pool_query": _pool_query(request)})
+    return render(
+        request,
+        "infrastructure/worker_add.html",
+        {
+            "space": space,
+            "platforms": PLATFORMS,
+            "platform": platform if platform in PLATFORMS else None,
+            "platform_label": PLATFORMS.get(platform or ""),
+            "ssh_platforms": SSH_PLATFORMS,
+            "agent_platforms": AGENT_PLATFORMS,
+            "pool_query": _pool_query(request),
+        },
+    )
 
 
 @space_page(P.WORKER_EDIT)
@@ -62,8 +71,14 @@ def worker_add_endpoint(request, space, platform: str, style: str):
 
 
 def _wizard_context(request, space, platform: str, style: str) -> dict:
-    return {"space": space, "platform": platform, "platform_label": PLATFORMS[platform], "style": style,
-            "style_label": Style(STYLES[style]).label, "pool_query": _pool_query(request)}
+    return {
+        "space": space,
+        "platform": platform,
+        "platform_label": PLATFORMS[platform],
+        "style": style,
+        "style_label": Style(STYLES[style]).label,
+        "pool_query": _pool_query(request),
+    }
 
 
 def _pool_query(request) -> str:
@@ -73,6 +88,7 @@ def _pool_query(request) -> str:
 
 
 # Tentacles ------------------------------------------------------------------------------------
+
 
 def _add_tentacle(request, space, platform: str, communication_style: str):
     style = "listening" if communication_style == Style.LISTENING else "polling"
@@ -93,15 +109,30 @@ def _add_tentacle(request, space, platform: str, communication_style: str):
     thumbprint = current_server_certificate().thumbprint
     base = agent_facing_url(request)
     polling = communication_style == Style.POLLING
-    return render(request, "infrastructure/worker_add_tentacle.html", {
-        **_wizard_context(request, space, platform, style), "form": form, "pools": static_pools, "pool": pool,
-        "server_thumbprint": thumbprint, "agent_runs_here": platform in AGENT_PLATFORMS,
-        "polling_address": polling_address(base), "polling_port": settings.REEF_POLLING_PORT,
-        "second_host": second_host_advice(base, polling=polling),
-        "install_command": install_command(base=base, space_name=space.name, pool_name=pool.name if pool else "",
-                                           thumbprint=thumbprint, polling=polling,
-                                           polling_address=polling_address(base) if polling else ""),
-    }, status=status)
+    return render(
+        request,
+        "infrastructure/worker_add_tentacle.html",
+        {
+            **_wizard_context(request, space, platform, style),
+            "form": form,
+            "pools": static_pools,
+            "pool": pool,
+            "server_thumbprint": thumbprint,
+            "agent_runs_here": platform in AGENT_PLATFORMS,
+            "polling_address": polling_address(base),
+            "polling_port": settings.REEF_POLLING_PORT,
+            "second_host": second_host_advice(base, polling=polling),
+            "install_command": install_command(
+                base=base,
+                space_name=space.name,
+                pool_name=pool.name if pool else "",
+                thumbprint=thumbprint,
+                polling=polling,
+                polling_address=polling_address(base) if polling else "",
+            ),
+        },
+        status=status,
+    )
 
 
 def _default_policy(space) -> MachinePolicy | None:
@@ -109,7 +140,9 @@ def _default_policy(space) -> MachinePolicy | None:
 
 
 def _static_pools(space) -> list[WorkerPool]:
-    return list(WorkerPool.objects.filter(space=space, pool_type=WorkerPool.PoolType.STATIC).order_by("sort_order", "name"))
+    return list(
+        WorkerPool.objects.filter(space=space, pool_type=WorkerPool.PoolType.STATIC).order_by("sort_order", "name")
+    )
 
 
 def _chosen_pool(static_pools: list[WorkerPool], chosen: str | None) -> WorkerPool | None:
@@ -127,11 +160,14 @@ def _quoted(value: str) -> str:
     return f'"{value}"' if _PLAIN.fullmatch(value) else shlex.quote(value)
 
 
-def install_command(*, base: str, pool_name: str, space_name: str, thumbprint: str, polling: bool,
-                    polling_address: str = "") -> str:
-    command = (f"curl -fsSL {base}/infrastructure/tentacle/install.sh | sudo bash -s -- --server {base} "
-               f"--apikey API-YOURKEY --workerpool {_quoted(pool_name)} --space {_quoted(space_name)} "
-               f"--server-thumbprint {thumbprint}")
+def install_command(
+    *, base: str, pool_name: str, space_name: str, thumbprint: str, polling: bool, polling_address: str = ""
+) -> str:
+    command = (
+        f"curl -fsSL {base}/infrastructure/tentacle/install.sh | sudo bash -s -- --server {base} "
+        f"--apikey API-YOURKEY --workerpool {_quoted(pool_name)} --space {_quoted(space_name)} "
+        f"--server-thumbprint {thumbprint}"
+    )
     if not polling:
         return command
     return command + " --polling" + (f" --polling-address {polling_address}" if polling_address else "")
@@ -163,30 +199,49 @@ def second_host_advice(base: str, *, polling: bool) -> dict | None:
     public_url = f"{parsed.scheme}://{netloc}"
     reasons, settings_to_set = [], []
     if address_is_loopback:
-        reasons.append(f"The commands below use {base}, this machine's own loopback address: another host cannot reach it.")
+        reasons.append(
+            f"The commands below use {base}, this machine's own loopback address: another host cannot reach it."
+        )
     if binds_loopback:
-        reasons.append(f"Reef listens on {settings.REEF_BIND} only (REEF_BIND), so nothing outside this machine can connect.")
+        reasons.append(
+            f"Reef listens on {settings.REEF_BIND} only (REEF_BIND), so nothing outside this machine can connect."
+        )
         settings_to_set.append(("REEF_BIND", "0.0.0.0", "listen on every interface"))
     if polling_binds_loopback:
         reasons.append(f"The polling endpoint listens on {settings.REEF_POLLING_BIND} only (REEF_POLLING_BIND).")
         settings_to_set.append(("REEF_POLLING_BIND", "0.0.0.0", "accept polling tentacles from other hosts"))
     if not validate_host(host, settings.ALLOWED_HOSTS):
-        settings_to_set.append(("ALLOWED_HOSTS", ",".join([*settings.ALLOWED_HOSTS, host]), "the names Reef answers to"))
+        settings_to_set.append(
+            ("ALLOWED_HOSTS", ",".join([*settings.ALLOWED_HOSTS, host]), "the names Reef answers to")
+        )
     if address_is_loopback:
-        settings_to_set.append(("REEF_PUBLIC_URL", public_url, "the address agents use; this page's commands then carry it"))
-    return {"reasons": reasons, "settings": settings_to_set, "public_url": public_url, "host": host,
-            "web_endpoint": netloc, "polling_endpoint": f"{host_part}:{settings.REEF_POLLING_PORT}"}
+        settings_to_set.append(
+            ("REEF_PUBLIC_URL", public_url, "the address agents use; this page's commands then carry it")
+        )
+    return {
+        "reasons": reasons,
+        "settings": settings_to_set,
+        "public_url": public_url,
+        "host": host,
+        "web_endpoint": netloc,
+        "polling_endpoint": f"{host_part}:{settings.REEF_POLLING_PORT}",
+    }
 
 
 # SSH ------------------------------------------------------------------------------------------
 
+
 def _add_ssh_worker(request, space, platform: str):
-    context = {**_wizard_context(request, space, platform, "ssh"),
-               "has_ssh_accounts": Account.objects.filter(space=space, account_type__in=Account.SSH_TYPES).exists()}
+    context = {
+        **_wizard_context(request, space, platform, "ssh"),
+        "has_ssh_accounts": Account.objects.filter(space=space, account_type__in=Account.SSH_TYPES).exists(),
+    }
     if request.method != "POST":
         pool = _chosen_pool(_static_pools(space), request.GET.get("pool"))
-        form = SshWorkerForm(space=space, initial={"machine_policy_id": _default_policy(space),
-                                                   "worker_pool_ids": [pool] if pool else []})
+        form = SshWorkerForm(
+            space=space,
+            initial={"machine_policy_id": _default_policy(space), "worker_pool_ids": [pool] if pool else []},
+        )
         return render(request, "infrastructure/worker_add_ssh.html", {**context, "form": form})
 
     confirming = "add" in request.POST and bool(request.POST.get("fingerprint"))
@@ -200,15 +255,39 @@ def _add_ssh_worker(request, space, platform: str):
         except DiscoveryError as error:
             form.add_error("host", str(error))
             return render(request, "infrastructure/worker_add_ssh.html", {**context, "form": form}, status=400)
-        confirm = SshWorkerForm(space=space, confirming=True, initial={
-            **{name: d[name] for name in ("name", "worker_pool_ids", "machine_policy_id", "host", "port", "account_id")},
-            "fingerprint": fingerprint, "discovered_endpoint": endpoint_key(d["host"], d["port"])})
-        return render(request, "infrastructure/worker_add_ssh.html",
-                      {**context, "form": confirm, "discovered": {"key_type": key_type, "fingerprint": fingerprint,
-                                                                  "key_file": host_key_file_hint(key_type)}})
+        confirm = SshWorkerForm(
+            space=space,
+            confirming=True,
+            initial={
+                **{
+                    name: d[name]
+                    for name in ("name", "worker_pool_ids", "machine_policy_id", "host", "port", "account_id")
+                },
+                "fingerprint": fingerprint,
+                "discovered_endpoint": endpoint_key(d["host"], d["port"]),
+            },
+        )
+        return render(
+            request,
+            "infrastructure/worker_add_ssh.html",
+            {
+                **context,
+                "form": confirm,
+                "discovered": {
+                    "key_type": key_type,
+                    "fingerprint": fingerprint,
+                    "key_file": host_key_file_hint(key_type),
+                },
+            },
+        )
 
-    endpoint = Endpoint(communication_style=Style.SSH, host=d["host"], port=d["port"], account=d["account_id"],
-                        fingerprint=d["fingerprint"])
+    endpoint = Endpoint(
+        communication_style=Style.SSH,
+        host=d["host"],
+        port=d["port"],
+        account=d["account_id"],
+        fingerprint=d["fingerprint"],
+    )
     worker = _register(request, space, form, endpoint)
     if worker is None:
         return render(request, "infrastructure/worker_add_ssh.html", {**context, "form": form}, status=400)
@@ -232,17 +311,33 @@ def _discover_host_key(host: str, port: int) -> tuple[str, str]:
         raise DiscoveryError(str(error)) from None
     except Exception as error:  # paramiko has many ways to fail; none of them may become a 500
         log.warning("host key discovery of %s:%s failed", host, port, exc_info=True)
-        raise DiscoveryError(f"Could not read the host key of ssh://{host}:{port}/: {error or type(error).__name__}.") from None
+        raise DiscoveryError(
+            f"Could not read the host key of ssh://{host}:{port}/: {error or type(error).__name__}."
+        ) from None
 
 
 def host_key_file_hint(key_type: str) -> str:
-    kind = {"ssh-ed25519": "ed25519", "ssh-rsa": "rsa", "ssh-dss": "dsa"}.get(key_type, "ecdsa" if key_type.startswith("ecdsa") else "*")
+    kind = {"ssh-ed25519": "ed25519", "ssh-rsa": "rsa", "ssh-dss": "dsa"}.get(
+        key_type, "ecdsa" if key_type.startswith("ecdsa") else "*"
+    )
     return f"/etc/ssh/ssh_host_{kind}_key.pub"
 
 
 # Both ------------------------------------------------------------------------------------------
 
+
 def _register(request, space, form, endpoint: Endpoint) -> Worker | None:
     """The worker, or None when the register service refused (the form then says why)."""
-    return submit(form, lambda d: workers.register_worker(actor=request.user, space=space, spec=WorkerSpec(
-        name=d["name"], endpoint=endpoint, worker_pools=list(d["worker_pool_ids"]), machine_policy=d["machine_policy_id"])))
+    return submit(
+        form,
+        lambda d: workers.register_worker(
+            actor=request.user,
+            space=space,
+            spec=WorkerSpec(
+                name=d["name"],
+                endpoint=endpoint,
+                worker_pools=list(d["worker_pool_ids"]),
+                machine_policy=d["machine_policy_id"],
+            ),
+        ),
+    )

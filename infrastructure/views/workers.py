@@ -43,17 +43,29 @@ def _list_context(request, space) -> dict:
     page = Paginator(rows, WORKERS_PER_PAGE).get_page(request.GET.get("page"))
     querystring = request.GET.copy()
     querystring.pop("page", None)
-    return {"space": space, "form": form, "page": page, "querystring": querystring.urlencode(),
-            "filtered": any(form.data.get(name) for name in form.fields), "may_edit": may(request, P.WORKER_EDIT),
-            **row_url_prefixes(space)}
+    return {
+        "space": space,
+        "form": form,
+        "page": page,
+        "querystring": querystring.urlencode(),
+        "filtered": any(form.data.get(name) for name in form.fields),
+        "may_edit": may(request, P.WORKER_EDIT),
+        **row_url_prefixes(space),
+    }
 
 
 @space_page(P.WORKER_VIEW)
 def worker_detail(request, space, pk: int):
     worker = get_worker_in_space(space, pk)
-    return render(request, "infrastructure/worker_detail.html", {
-        **_status_context(space, worker), "may_edit": may(request, P.WORKER_EDIT),
-        "recent_tasks": _recent_health_tasks(space, worker) if may(request, P.TASK_VIEW) else []})
+    return render(
+        request,
+        "infrastructure/worker_detail.html",
+        {
+            **_status_context(space, worker),
+            "may_edit": may(request, P.WORKER_EDIT),
+            "recent_tasks": _recent_health_tasks(space, worker) if may(request, P.TASK_VIEW) else [],
+        },
+    )
 
 
 @require_GET
@@ -67,9 +79,18 @@ def _status_context(space, worker: Worker) -> dict:
     return {"space": space, "worker": worker, "capabilities": capability_rows(worker.capabilities or {})}
 
 
-_CAPABILITY_LABELS = {"OperatingSystem": "Operating system", "Architecture": "Architecture", "Kernel": "Kernel",
-                      "Hostname": "Host name", "Shells": "Shells", "ShellVersion": "Bash version", "Tools": "Tools on PATH",
-                      "AgentVersion": "Agent version", "PythonVersion": "Python", "Transport": "Transport"}
+_CAPABILITY_LABELS = {
+    "OperatingSystem": "Operating system",
+    "Architecture": "Architecture",
+    "Kernel": "Kernel",
+    "Hostname": "Host name",
+    "Shells": "Shells",
+    "ShellVersion": "Bash version",
+    "Tools": "Tools on PATH",
+    "AgentVersion": "Agent version",
+    "PythonVersion": "Python",
+    "Transport": "Transport",
+}
 
 
 def capability_rows(capabilities: dict) -> list[tuple[str, str, object]]:
@@ -103,18 +124,29 @@ def worker_edit(request, space, pk: int):
     form, status = WorkerEditForm(initial=_edit_initial(worker), space=space, style=style), 200
     if request.method == "POST":
         form = WorkerEditForm(request.POST, space=space, style=style)
-        if submit(form, lambda data: workers.update_worker(actor=request.user, worker=worker, spec=_spec(worker, data))):
+        if submit(
+            form, lambda data: workers.update_worker(actor=request.user, worker=worker, spec=_spec(worker, data))
+        ):
             messages.success(request, f"Worker {form.cleaned_data['name']} saved.")
             return redirect(space_url(space, "worker", worker.pk))
         status = 400
-    return render(request, "infrastructure/worker_edit.html", {"space": space, "worker": worker, "form": form},
-                  status=status)
+    return render(
+        request, "infrastructure/worker_edit.html", {"space": space, "worker": worker, "form": form}, status=status
+    )
 
 
 def _edit_initial(worker: Worker) -> dict:
-    return {"name": worker.name, "worker_pool_ids": list(worker.worker_pools.all()),
-            "machine_policy_id": worker.machine_policy_id, "uri": worker.uri, "thumbprint": worker.thumbprint,
-            "host": worker.host, "port": worker.port, "account_id": worker.account_id, "fingerprint": worker.fingerprint}
+    return {
+        "name": worker.name,
+        "worker_pool_ids": list(worker.worker_pools.all()),
+        "machine_policy_id": worker.machine_policy_id,
+        "uri": worker.uri,
+        "thumbprint": worker.thumbprint,
+        "host": worker.host,
+        "port": worker.port,
+        "account_id": worker.account_id,
+        "fingerprint": worker.fingerprint,
+    }
 
 
 def _spec(worker: Worker, data: dict) -> WorkerSpec:
@@ -124,8 +156,13 @@ def _spec(worker: Worker, data: dict) -> WorkerSpec:
         endpoint.account, endpoint.fingerprint = data["account_id"], data["fingerprint"]
     else:
         endpoint.uri, endpoint.thumbprint = data["uri"], data["thumbprint"]
-    return WorkerSpec(name=data["name"], endpoint=endpoint, worker_pools=list(data["worker_pool_ids"]),
-                      machine_policy=data["machine_policy_id"], is_disabled=worker.is_disabled)
+    return WorkerSpec(
+        name=data["name"],
+        endpoint=endpoint,
+        worker_pools=list(data["worker_pool_ids"]),
+        machine_policy=data["machine_policy_id"],
+        is_disabled=worker.is_disabled,
+    )
 
 
 @space_page(P.WORKER_EDIT)
@@ -150,7 +187,9 @@ def worker_check_health(request, space, pk: int):
 def worker_set_disabled(request, space, pk: int, disabled: bool):
     worker = get_worker_in_space(space, pk)
     workers.set_worker_disabled(actor=request.user, worker=worker, disabled=disabled)
-    messages.success(request, f"Worker {worker.name} {'disabled: no new steps will run on it' if disabled else 'enabled'}.")
+    messages.success(
+        request, f"Worker {worker.name} {'disabled: no new steps will run on it' if disabled else 'enabled'}."
+    )
     return redirect(space_url(space, "worker", worker.pk))
 
 

@@ -9,8 +9,14 @@ from rest_framework import serializers
 
 
 def _json_type(value) -> str:
-    return {bool: "a boolean", int: "a number", float: "a number", str: "a string", list: "a list", dict: "an object"}.get(
-        type(value), type(value).__name__)
+    return {
+        bool: "a boolean",
+        int: "a number",
+        float: "a number",
+        str: "a string",
+        list: "a list",
+        dict: "an object",
+    }.get(type(value), type(value).__name__)
 
 
 def type_errors(fields, data) -> dict[str, list[str]]:
@@ -26,7 +32,9 @@ def type_errors(fields, data) -> dict[str, list[str]]:
             wanted, ok = "true or false", isinstance(value, bool)
         elif isinstance(field, (serializers.IntegerField, serializers.FloatField, serializers.DecimalField)):
             wanted, ok = "a number", isinstance(value, (int, float)) and not isinstance(value, bool)
-        elif isinstance(field, (serializers.CharField, serializers.ChoiceField, serializers.DateTimeField, OctopusIdField)):
+        elif isinstance(
+            field, (serializers.CharField, serializers.ChoiceField, serializers.DateTimeField, OctopusIdField)
+        ):
             wanted, ok = "a string", isinstance(value, str)
         elif isinstance(field, (serializers.ListField, serializers.ListSerializer)):
             wanted, ok = "a list", isinstance(value, list)

@@ -12,7 +12,6 @@ from django.http import Http404, JsonResponse, StreamingHttpResponse
 from django.shortcuts import render
 from django.views import defaults
 from rest_framework import exceptions, status
-from rest_framework.response import Response
 from rest_framework.views import exception_handler
 
 from portal.api.base import pascal_case
@@ -40,8 +39,9 @@ def is_api_path(path: str) -> bool:
     return path == "/api" or path.startswith("/api/")
 
 
-def json_error(status_code: int, message: str, errors: list[str] | None = None,
-               details: dict[str, list[str]] | None = None) -> JsonResponse:
+def json_error(
+    status_code: int, message: str, errors: list[str] | None = None, details: dict[str, list[str]] | None = None
+) -> JsonResponse:
     """An error answer in Octopus's shape: `{"ErrorMessage", "Errors"[, "Details"]}`."""
     if errors is None:
         errors = [f"{field}: {reason}" for field, reasons in (details or {}).items() for reason in reasons] or [message]
@@ -64,8 +64,12 @@ class ApiErrorsMiddleware:
 
     def __call__(self, request):
         response = self.get_response(request)
-        if (response.status_code < 400 or not is_api_path(request.path) or isinstance(response, StreamingHttpResponse)
-                or response.get("Content-Type", "").startswith(("application/json", "application/problem+json"))):
+        if (
+            response.status_code < 400
+            or not is_api_path(request.path)
+            or isinstance(response, StreamingHttpResponse)
+            or response.get("Content-Type", "").startswith(("application/json", "application/problem+json"))
+        ):
             return response
         if response.status_code == 405:
             message = f"The {request.method} method is not allowed here; use {response.get('Allow', 'another method')}."
@@ -84,7 +88,9 @@ def bad_request(request, exception=None):
     if isinstance(exception, RequestDataTooBig):
         if is_api_path(request.path):
             return too_large()
-        return render(request, "400.html", {"exception": too_large_message(settings.DATA_UPLOAD_MAX_MEMORY_SIZE)}, status=413)
+        return render(
+            request, "400.html", {"exception": too_large_message(settings.DATA_UPLOAD_MAX_MEMORY_SIZE)}, status=413
+        )
     if is_api_path(request.path):
         return json_error(400, BAD_REQUEST)
     return defaults.bad_request(request, exception)
@@ -133,7 +139,9 @@ def octopus_exception_handler(exc, context):
     if isinstance(exc, exceptions.ValidationError):
         request = context.get("request")
         details = _flatten(exc.detail, query_params=request.query_params if request is not None else ())
-        errors = [f"{field}: {message}" if field else message for field, messages in details.items() for message in messages]
+        errors = [
+            f"{field}: {message}" if field else message for field, messages in details.items() for message in messages
+        ]
         response.data = {"ErrorMessage": BAD_REQUEST, "Errors": errors, "Details": details}
         response.status_code = status.HTTP_400_BAD_REQUEST
     else:

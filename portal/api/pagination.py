@@ -8,7 +8,6 @@ from rest_framework.exceptions import ValidationError
 from rest_framework.pagination import BasePagination
 from rest_framework.response import Response
 
-
 MAX_SKIP = 2**31 - 1  # past any real collection, and within what the database takes as an OFFSET
 
 
@@ -62,12 +61,21 @@ class OctopusPagination(BasePagination):
 
     def get_schema_operation_parameters(self, view):
         return [
-            {"name": "skip", "required": False, "in": "query", "description": "How many to skip (zero or more).",
-             "schema": {"type": "integer", "minimum": 0, "maximum": MAX_SKIP}},
-            {"name": "take", "required": False, "in": "query",
-             "description": f"How many to return (zero or more; "
-                            f"at most {self.max_take}, default {self.default_take}).",
-             "schema": {"type": "integer", "minimum": 0, "maximum": MAX_SKIP}},
+            {
+                "name": "skip",
+                "required": False,
+                "in": "query",
+                "description": "How many to skip (zero or more).",
+                "schema": {"type": "integer", "minimum": 0, "maximum": MAX_SKIP},
+            },
+            {
+                "name": "take",
+                "required": False,
+                "in": "query",
+                "description": f"How many to return (zero or more; "
+                f"at most {self.max_take}, default {self.default_take}).",
+                "schema": {"type": "integer", "minimum": 0, "maximum": MAX_SKIP},
+            },
         ]
 
     def get_paginated_response_schema(self, schema):

@@ -45,7 +45,11 @@ class OctopusAutoSchema(AutoSchema):
 
     def get_override_parameters(self):
         parameters = list(super().get_override_parameters())
-        if self.method == "GET" and getattr(self.view, "action", None) in ("list", "all") and hasattr(self.view, "filter_ids_and_name"):
+        if (
+            self.method == "GET"
+            and getattr(self.view, "action", None) in ("list", "all")
+            and hasattr(self.view, "filter_ids_and_name")
+        ):
             parameters += [
                 OpenApiParameter("ids", str, description="Comma-separated ids, such as `WorkerPools-1,WorkerPools-2`."),
                 OpenApiParameter("partialName", str, description="Only those whose name contains this (any case)."),

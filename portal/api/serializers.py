@@ -37,8 +37,17 @@ class UserSerializer(OctopusSerializer):
 
     class Meta:
         model = User
-        fields = ["Id", "Username", "DisplayName", "EmailAddress", "IsActive", "IsService", "IsRequestor",
-                  "CanPasswordBeEdited", "Links"]
+        fields = [
+            "Id",
+            "Username",
+            "DisplayName",
+            "EmailAddress",
+            "IsActive",
+            "IsService",
+            "IsRequestor",
+            "CanPasswordBeEdited",
+            "Links",
+        ]
 
     def get_IsRequestor(self, obj) -> bool:  # noqa: N802
         request = self.context.get("request")
@@ -55,7 +64,9 @@ class UserCreateSerializer(serializers.Serializer):
     Username = serializers.CharField(max_length=150)
     DisplayName = serializers.CharField(max_length=200, allow_blank=True, required=False, default="")
     EmailAddress = serializers.EmailField(allow_blank=True, required=False, default="")
-    Password = serializers.CharField(write_only=True, required=False, allow_blank=True, default="", style={"input_type": "password"})
+    Password = serializers.CharField(
+        write_only=True, required=False, allow_blank=True, default="", style={"input_type": "password"}
+    )
     IsService = serializers.BooleanField(required=False, default=False)
 
 
@@ -78,7 +89,10 @@ class ApiKeySerializer(serializers.ModelSerializer):
         return self.context.get("plain_key") or f"API-…{obj.hint}"
 
     def get_Links(self, obj) -> dict[str, str]:  # noqa: N802
-        return {"Self": f"/api/users/{obj.user.octopus_id}/apikeys/{obj.octopus_id}", "User": f"/api/users/{obj.user.octopus_id}"}
+        return {
+            "Self": f"/api/users/{obj.user.octopus_id}/apikeys/{obj.octopus_id}",
+            "User": f"/api/users/{obj.user.octopus_id}",
+        }
 
 
 class ApiKeyCreateSerializer(serializers.Serializer):
@@ -97,7 +111,15 @@ class UserRoleSerializer(OctopusSerializer):
 
     class Meta:
         model = UserRole
-        fields = ["Id", "Name", "Description", "GrantedSpacePermissions", "GrantedSystemPermissions", "CanBeDeleted", "Links"]
+        fields = [
+            "Id",
+            "Name",
+            "Description",
+            "GrantedSpacePermissions",
+            "GrantedSystemPermissions",
+            "CanBeDeleted",
+            "Links",
+        ]
 
     def get_GrantedSpacePermissions(self, obj) -> list[str]:  # noqa: N802
         return sorted(p for p in obj.permissions if p in SPACE_PERMISSIONS)
@@ -114,7 +136,9 @@ class TeamSerializer(OctopusSerializer):
 
     Name = serializers.CharField(source="name", max_length=100)
     Description = serializers.CharField(source="description", required=False, allow_blank=True, default="")
-    SpaceId = OctopusIdField(queryset=Space.objects.all(), source="space", required=False, allow_null=True, default=None)
+    SpaceId = OctopusIdField(
+        queryset=Space.objects.all(), source="space", required=False, allow_null=True, default=None
+    )
     MemberUserIds = serializers.SerializerMethodField()
     CanBeDeleted = serializers.SerializerMethodField()
     CanBeRenamed = serializers.SerializerMethodField()
@@ -122,8 +146,17 @@ class TeamSerializer(OctopusSerializer):
 
     class Meta:
         model = Team
-        fields = ["Id", "Name", "Description", "SpaceId", "MemberUserIds", "CanBeDeleted", "CanBeRenamed",
-                  "CanChangeMembers", "Links"]
+        fields = [
+            "Id",
+            "Name",
+            "Description",
+            "SpaceId",
+            "MemberUserIds",
+            "CanBeDeleted",
+            "CanBeRenamed",
+            "CanChangeMembers",
+            "Links",
+        ]
 
     def get_MemberUserIds(self, obj) -> list[str]:  # noqa: N802
         return [f"Users-{pk}" for pk in sorted(m.pk for m in obj.members.all())]
@@ -153,7 +186,9 @@ class ScopedUserRoleSerializer(OctopusSerializer):
 
     TeamId = OctopusIdField(queryset=Team.objects.all(), source="team")
     UserRoleId = OctopusIdField(queryset=UserRole.objects.all(), source="role")
-    SpaceId = OctopusIdField(queryset=Space.objects.all(), source="space", required=False, allow_null=True, default=None)
+    SpaceId = OctopusIdField(
+        queryset=Space.objects.all(), source="space", required=False, allow_null=True, default=None
+    )
 
     class Meta:
         model = ScopedUserRole
@@ -174,8 +209,18 @@ class EventSerializer(OctopusSerializer):
 
     class Meta:
         model = Event
-        fields = ["Id", "Category", "UserId", "Username", "Occurred", "Message", "SpaceId", "RelatedDocumentIds",
-                  "ChangeDetails", "Links"]
+        fields = [
+            "Id",
+            "Category",
+            "UserId",
+            "Username",
+            "Occurred",
+            "Message",
+            "SpaceId",
+            "RelatedDocumentIds",
+            "ChangeDetails",
+            "Links",
+        ]
 
     def get_UserId(self, obj) -> str | None:  # noqa: N802
         return f"Users-{obj.user_id}" if obj.user_id else None
@@ -187,5 +232,9 @@ class EventSerializer(OctopusSerializer):
         return [obj.document_id] if obj.document_id else []
 
     def get_ChangeDetails(self, obj) -> dict:  # noqa: N802
-        return {"DocumentContext": {"Type": obj.document_type, "Name": obj.document_name},
-                "Differences": [{"Field": field, "Before": change[0], "After": change[1]} for field, change in obj.changes.items()]}
+        return {
+            "DocumentContext": {"Type": obj.document_type, "Name": obj.document_name},
+            "Differences": [
+                {"Field": field, "Before": change[0], "After": change[1]} for field, change in obj.changes.items()
+            ],
+        }

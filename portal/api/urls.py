@@ -14,7 +14,9 @@ router.register("teams", views.TeamViewSet, basename="team")
 router.register("scopeduserroles", views.ScopedUserRoleViewSet, basename="scopeduserrole")
 router.register("events", views.EventViewSet, basename="event")
 router.register("tasks", ServerTaskViewSet, basename="task")
-router.register(r"(?P<space_id>Spaces-\d+)/tasks", type("ScopedServerTaskViewSet", (ServerTaskViewSet,), {}), basename="task-s")
+router.register(
+    r"(?P<space_id>Spaces-\d+)/tasks", type("ScopedServerTaskViewSet", (ServerTaskViewSet,), {}), basename="task-s"
+)
 
 urlpatterns = [
     path("", views.ApiRootView.as_view(), name="api-root"),

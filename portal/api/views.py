@@ -93,15 +93,20 @@ class SpaceViewSet(OctopusViewSetMixin, viewsets.ModelViewSet):
     def perform_create(self, serializer):
         require_permission(self.request.user, P.SPACE_CREATE)
         data = serializer.validated_data
-        serializer.instance = spaces.create_space(actor=self.request.user, name=data["name"],
-                                                  description=data.get("description", ""))
+        serializer.instance = spaces.create_space(
+            actor=self.request.user, name=data["name"], description=data.get("description", "")
+        )
 
     def perform_update(self, serializer):
         require_permission(self.request.user, P.SPACE_EDIT)
         data = serializer.validated_data
-        serializer.instance = spaces.update_space(actor=self.request.user, space=serializer.instance,
-                                                  name=data.get("name"), description=data.get("description"),
-                                                  task_queue_stopped=data.get("task_queue_stopped"))
+        serializer.instance = spaces.update_space(
+            actor=self.request.user,
+            space=serializer.instance,
+            name=data.get("name"),
+            description=data.get("description"),
+            task_queue_stopped=data.get("task_queue_stopped"),
+        )
 
     def perform_destroy(self, instance):
         require_permission(self.request.user, P.SPACE_DELETE)
@@ -131,8 +136,14 @@ class UserViewSet(OctopusViewSetMixin, mixins.ListModelMixin, mixins.RetrieveMod
         data = s.UserCreateSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         v = data.validated_data
-        user = users.create_user(actor=request.user, username=v["Username"], password=v["Password"] or None,
-                                 display_name=v["DisplayName"], email=v["EmailAddress"], is_service=v["IsService"])
+        user = users.create_user(
+            actor=request.user,
+            username=v["Username"],
+            password=v["Password"] or None,
+            display_name=v["DisplayName"],
+            email=v["EmailAddress"],
+            is_service=v["IsService"],
+        )
         return Response(self.get_serializer(user).data, status=status.HTTP_201_CREATED)
 
     @action(detail=False, methods=["get"])
@@ -140,7 +151,9 @@ class UserViewSet(OctopusViewSetMixin, mixins.ListModelMixin, mixins.RetrieveMod
         return Response(self.get_serializer(request.user).data)
 
 
-class ApiKeyViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.DestroyModelMixin, viewsets.GenericViewSet):
+class ApiKeyViewSet(
+    mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.DestroyModelMixin, viewsets.GenericViewSet
+):
     """`/api/users/{userId}/apikeys`: a user's own keys; others' only with UserEdit."""
 
     serializer_class = s.ApiKeySerializer
@@ -177,8 +190,12 @@ class ApiKeyViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.Des
         self._require_edit(owner)
         data = s.ApiKeyCreateSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        api_key, plain = api_keys.create_api_key(actor=request.user, user=owner, purpose=data.validated_data["Purpose"],
-                                                 expires=data.validated_data["Expires"])
+        api_key, plain = api_keys.create_api_key(
+            actor=request.user,
+            user=owner,
+            purpose=data.validated_data["Purpose"],
+            expires=data.validated_data["Expires"],
+        )
         body = s.ApiKeySerializer(api_key, context={"plain_key": plain}).data
         return Response(body, status=status.HTTP_201_CREATED, headers={"Cache-Control": "no-store"})
 
@@ -199,7 +216,8 @@ class UserRoleViewSet(OctopusViewSetMixin, viewsets.ReadOnlyModelViewSet):
         if getattr(self, "swagger_fake_view", False):
             return UserRole.objects.none()
         if not has_permission(user, P.USER_ROLE_VIEW) and not any(
-                has_permission(user, P.TEAM_EDIT, space=space) for space in spaces_visible_to(user)):
+            has_permission(user, P.TEAM_EDIT, space=space) for space in spaces_visible_to(user)
+        ):
             require_permission(user, P.USER_ROLE_VIEW)
         return self.filter_ids_and_name(UserRole.objects.all())
 
@@ -234,8 +252,13 @@ class TeamViewSet(OctopusViewSetMixin, viewsets.ModelViewSet):
         if space is not None:
             space = get_space_for_user(request.user, space.octopus_id)
         teams.require_team_edit(request.user, space)
-        team = teams.create_team(actor=request.user, name=v["Name"], description=v["Description"], space=space,
-                                 members=v.get("MemberUserIds", []))
+        team = teams.create_team(
+            actor=request.user,
+            name=v["Name"],
+            description=v["Description"],
+            space=space,
+            members=v.get("MemberUserIds", []),
+        )
         return Response(self.get_serializer(team).data, status=status.HTTP_201_CREATED)
 
     @extend_schema(request=s.TeamWriteSerializer)
@@ -244,11 +267,17 @@ class TeamViewSet(OctopusViewSetMixin, viewsets.ModelViewSet):
         teams.require_team_edit(request.user, team.space)
         v = self._validated(request)
         if v["SpaceId"] != team.space:
-            return Response({"ErrorMessage": "There was a problem with your request.",
-                             "Errors": ["SpaceId: A team cannot move between spaces."],
-                             "Details": {"SpaceId": ["A team cannot move between spaces."]}}, status=400)
-        team = teams.update_team(actor=request.user, team=team, name=v["Name"], description=v["Description"],
-                                 members=v.get("MemberUserIds"))
+            return Response(
+                {
+                    "ErrorMessage": "There was a problem with your request.",
+                    "Errors": ["SpaceId: A team cannot move between spaces."],
+                    "Details": {"SpaceId": ["A team cannot move between spaces."]},
+                },
+                status=400,
+            )
+        team = teams.update_team(
+            actor=request.user, team=team, name=v["Name"], description=v["Description"], members=v.get("MemberUserIds")
+        )
         return Response(self.get_serializer(team).data)
 
     def perform_destroy(self, instance):
@@ -263,8 +292,9 @@ class TeamViewSet(OctopusViewSetMixin, viewsets.ModelViewSet):
         return Response(s.ScopedUserRoleSerializer(roles, many=True).data)
 
 
-class ScopedUserRoleViewSet(mixins.CreateModelMixin, mixins.RetrieveModelMixin, mixins.DestroyModelMixin,
-                            viewsets.GenericViewSet):
+class ScopedUserRoleViewSet(
+    mixins.CreateModelMixin, mixins.RetrieveModelMixin, mixins.DestroyModelMixin, viewsets.GenericViewSet
+):
     serializer_class = s.ScopedUserRoleSerializer
     lookup_value_regex = r"[^/]+"
 

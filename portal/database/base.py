@@ -40,7 +40,9 @@ class _Reconnecting:
             first = error
         delay, deadline = 0.1, time.monotonic() + RETRY_SECONDS
         while True:
-            log.warning("The database connection was lost (%s); reading again on a new connection.", str(first).strip()[:200])
+            log.warning(
+                "The database connection was lost (%s); reading again on a new connection.", str(first).strip()[:200]
+            )
             try:
                 self.db.close()
                 self.cursor = self.db._cursor().cursor

@@ -91,6 +91,4 @@ def may_use(user: User, obj, codename: str) -> bool:
     granted_groups = get_groups_with_perms(obj, only_with_perms_in=[codename])
     if not granted_groups.exists():
         return True
-    return user.is_active and granted_groups.filter(
-        Q(team__members=user) | Q(team__includes_everyone=True)
-    ).exists()
+    return user.is_active and granted_groups.filter(Q(team__members=user) | Q(team__includes_everyone=True)).exists()

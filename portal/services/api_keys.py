@@ -31,10 +31,15 @@ def create_api_key(*, actor: User, user: User, purpose: str, expires: datetime |
     if expires is not None and expires <= timezone.now():
         raise ValidationError({"expires": "The expiry must be in the future."})
     key = KEY_PREFIX + "".join(secrets.choice(_ALPHABET) for _ in range(32))
-    api_key = ApiKey.objects.create(user=user, purpose=purpose[:200], key_hash=hash_api_key(key),
-                                    hint=key[-4:], expires=expires)
-    record_event(actor=actor, category=Event.Category.API_KEY_CREATED, document=user,
-                 message=f"API key {purpose!r} (…{api_key.hint}) created for {user.username}")
+    api_key = ApiKey.objects.create(
+        user=user, purpose=purpose[:200], key_hash=hash_api_key(key), hint=key[-4:], expires=expires
+    )
+    record_event(
+        actor=actor,
+        category=Event.Category.API_KEY_CREATED,
+        document=user,
+        message=f"API key {purpose!r} (…{api_key.hint}) created for {user.username}",
+    )
     return api_key, key
 
 
@@ -56,6 +61,10 @@ def revoke_api_key(*, actor: User, api_key: ApiKey) -> ApiKey:
     updated = ApiKey.objects.filter(pk=api_key.pk, revoked__isnull=True).update(revoked=timezone.now())
     api_key.refresh_from_db()
     if updated:
-        record_event(actor=actor, category=Event.Category.API_KEY_REVOKED, document=api_key.user,
-                     message=f"API key {api_key.purpose!r} (…{api_key.hint}) revoked for {api_key.user.username}")
+        record_event(
+            actor=actor,
+            category=Event.Category.API_KEY_REVOKED,
+            document=api_key.user,
+            message=f"API key {api_key.purpose!r} (…{api_key.hint}) revoked for {api_key.user.username}",
+        )
     return api_key

@@ -30,8 +30,9 @@ def create_space(*, actor: User | None, name: str, description: str = "") -> Spa
         raise ValidationError({"name": "A space needs a name."})
     if Space.objects.filter(name__iexact=name).exists():
         raise ValidationError({"name": f"A space named {name!r} already exists."})
-    space = Space.objects.create(name=name, slug=_unique_slug(name), description=description,
-                                 is_default=not Space.objects.exists())
+    space = Space.objects.create(
+        name=name, slug=_unique_slug(name), description=description, is_default=not Space.objects.exists()
+    )
     for hook in space_created_hooks:
         hook(space)
     record_event(actor=actor, category=Event.Category.CREATED, document=space, space=space)
@@ -44,8 +45,14 @@ def ensure_default_space() -> Space:
 
 
 @transaction.atomic
-def update_space(*, actor: User, space: Space, name: str | None = None, description: str | None = None,
-                 task_queue_stopped: bool | None = None) -> Space:
+def update_space(
+    *,
+    actor: User,
+    space: Space,
+    name: str | None = None,
+    description: str | None = None,
+    task_queue_stopped: bool | None = None,
+) -> Space:
     space = Space.objects.select_for_update().get(pk=space.pk)
     before = snapshot(space, _AUDITED)
     if name is not None:

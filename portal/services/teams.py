@@ -9,7 +9,7 @@ from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 
 from portal.models import Event, ScopedUserRole, Space, Team, User, UserRole
-from portal.permissions import BUILT_IN_ROLES, Permission, SYSTEM_PERMISSIONS
+from portal.permissions import BUILT_IN_ROLES, SYSTEM_PERMISSIONS, Permission
 from portal.services.access import has_permission, require_permission, spaces_visible_to
 from portal.services.audit import differences, record_event, snapshot
 
@@ -32,12 +32,18 @@ def ensure_built_in_teams() -> Team:
     ensure_built_in_roles()
     admins = Team.objects.filter(name=ADMINISTRATORS_TEAM, space__isnull=True).first()
     if admins is None:
-        admins = _new_team(name=ADMINISTRATORS_TEAM, description="Administrators of this Reef server.",
-                           space=None, is_built_in=True)
+        admins = _new_team(
+            name=ADMINISTRATORS_TEAM, description="Administrators of this Reef server.", space=None, is_built_in=True
+        )
         ScopedUserRole.objects.create(team=admins, role=UserRole.objects.get(name="System administrator"))
     if not Team.objects.filter(name=EVERYONE_TEAM, space__isnull=True).exists():
-        _new_team(name=EVERYONE_TEAM, description="Every user of this Reef server.", space=None,
-                  is_built_in=True, includes_everyone=True)
+        _new_team(
+            name=EVERYONE_TEAM,
+            description="Every user of this Reef server.",
+            space=None,
+            is_built_in=True,
+            includes_everyone=True,
+        )
     return admins
 
 
@@ -62,22 +68,34 @@ def _set_members(team: Team, members: list[User]) -> None:
 
 
 @transaction.atomic
-def create_team(*, actor: User, name: str, description: str = "", space: Space | None = None,
-                members: list[User] | None = None) -> Team:
+def create_team(
+    *, actor: User, name: str, description: str = "", space: Space | None = None, members: list[User] | None = None
+) -> Team:
     name = _validate_name(name, space)
     try:
         team = _new_team(name=name, description=description, space=space)
     except IntegrityError:
         raise ValidationError({"name": f"A team named {name!r} already exists."}) from None
     _set_members(team, members or [])
-    record_event(actor=actor, category=Event.Category.CREATED, document=team, space=space,
-                 changes=differences({}, snapshot(team, _AUDITED)))
+    record_event(
+        actor=actor,
+        category=Event.Category.CREATED,
+        document=team,
+        space=space,
+        changes=differences({}, snapshot(team, _AUDITED)),
+    )
     return team
 
 
 @transaction.atomic
-def update_team(*, actor: User, team: Team, name: str | None = None, description: str | None = None,
-                members: list[User] | None = None) -> Team:
+def update_team(
+    *,
+    actor: User,
+    team: Team,
+    name: str | None = None,
+    description: str | None = None,
+    members: list[User] | None = None,
+) -> Team:
     team = Team.objects.select_for_update().get(pk=team.pk)
     before = snapshot(team, _AUDITED)
     if name is not None and name.strip() != team.name:
@@ -117,10 +135,15 @@ def assign_role(*, actor: User, team: Team, role: UserRole, space: Space | None)
         raise ValidationError({"space": f"{role.name} holds system permissions only; grant it at system level."})
     scoped, created = ScopedUserRole.objects.get_or_create(team=team, role=role, space=space)
     if created:
-        record_event(actor=actor, category=Event.Category.MODIFIED, document=team, space=team.space,
-                     message=f"Role {role.name} granted to team {team.name} "
-                             f"{'in ' + space.name if space else 'at system level'}",
-                     changes={"roles": [None, f"{role.name} ({space.name if space else 'system'})"]})
+        record_event(
+            actor=actor,
+            category=Event.Category.MODIFIED,
+            document=team,
+            space=team.space,
+            message=f"Role {role.name} granted to team {team.name} "
+            f"{'in ' + space.name if space else 'at system level'}",
+            changes={"roles": [None, f"{role.name} ({space.name if space else 'system'})"]},
+        )
     return scoped
 
 
@@ -130,9 +153,14 @@ def remove_role(*, actor: User, scoped_role: ScopedUserRole) -> None:
     if team.name == ADMINISTRATORS_TEAM and team.is_built_in and role.name == "System administrator" and space is None:
         raise ValidationError("The administrators' team keeps its System administrator role.")
     scoped_role.delete()
-    record_event(actor=actor, category=Event.Category.MODIFIED, document=team, space=team.space,
-                 message=f"Role {role.name} removed from team {team.name}",
-                 changes={"roles": [f"{role.name} ({space.name if space else 'system'})", None]})
+    record_event(
+        actor=actor,
+        category=Event.Category.MODIFIED,
+        document=team,
+        space=team.space,
+        message=f"Role {role.name} removed from team {team.name}",
+        changes={"roles": [f"{role.name} ({space.name if space else 'system'})", None]},
+    )
 
 
 def teams_visible_to(user: User):

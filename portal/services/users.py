@@ -16,8 +16,16 @@ _AUDITED = ["username", "display_name", "email", "is_active", "is_service"]
 
 
 @transaction.atomic
-def create_user(*, actor: User | None, username: str, password: str | None, display_name: str = "",
-                email: str = "", is_service: bool = False, administrator: bool = False) -> User:
+def create_user(
+    *,
+    actor: User | None,
+    username: str,
+    password: str | None,
+    display_name: str = "",
+    email: str = "",
+    is_service: bool = False,
+    administrator: bool = False,
+) -> User:
     username = username.strip()
     if not username:
         raise ValidationError({"username": "A user needs a username."})
@@ -37,8 +45,9 @@ def create_user(*, actor: User | None, username: str, password: str | None, disp
         admins = ensure_built_in_teams()
         admins.members.add(user)
         admins.group.user_set.add(user)
-    record_event(actor=actor, category=Event.Category.CREATED, document=user,
-                 changes=differences({}, snapshot(user, _AUDITED)))
+    record_event(
+        actor=actor, category=Event.Category.CREATED, document=user, changes=differences({}, snapshot(user, _AUDITED))
+    )
     return user
 
 
@@ -49,13 +58,17 @@ def ensure_first_administrator(*, username: str | None, password: str | None) ->
     the caller can print it once. Returns (None, None) when an administrator already exists.
     """
     admins = ensure_built_in_teams()
-    if admins.members.filter(is_active=True).exists() or User.objects.filter(is_superuser=True, is_active=True).exists():
+    if (
+        admins.members.filter(is_active=True).exists()
+        or User.objects.filter(is_superuser=True, is_active=True).exists()
+    ):
         return None, None
     generated = None
     if not password:
         generated = password = _random_password()
-    user = create_user(actor=None, username=username or "admin", password=password,
-                       display_name="Administrator", administrator=True)
+    user = create_user(
+        actor=None, username=username or "admin", password=password, display_name="Administrator", administrator=True
+    )
     user.is_staff = user.is_superuser = True  # the Django admin is for system administrators
     user.save(update_fields=["is_staff", "is_superuser"])
     return user, generated
@@ -66,8 +79,9 @@ def _random_password() -> str:
 
 
 @transaction.atomic
-def update_user(*, actor: User, user: User, display_name: str | None = None, email: str | None = None,
-                is_active: bool | None = None) -> User:
+def update_user(
+    *, actor: User, user: User, display_name: str | None = None, email: str | None = None, is_active: bool | None = None
+) -> User:
     user = User.objects.select_for_update().get(pk=user.pk)
     before = snapshot(user, _AUDITED)
     if display_name is not None:

@@ -10,7 +10,15 @@ from django.db.models import Count, Q
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
 
-from portal.forms import AuditFilterForm, RoleAssignmentForm, SpaceForm, TeamForm, TeamMemberForm, UserCreateForm, UserEditForm
+from portal.forms import (
+    AuditFilterForm,
+    RoleAssignmentForm,
+    SpaceForm,
+    TeamForm,
+    TeamMemberForm,
+    UserCreateForm,
+    UserEditForm,
+)
 from portal.models import ScopedUserRole, Space, Team, User
 from portal.permissions import Permission as P
 from portal.services import spaces, teams, users
@@ -22,13 +30,18 @@ from portal.views.forms import refuse, submit
 @login_required
 def index(request):
     user = request.user
-    return render(request, "portal/configuration/index.html", {
-        "may_view_users": has_permission(user, P.USER_VIEW),
-        "may_create_spaces": has_permission(user, P.SPACE_CREATE),
-    })
+    return render(
+        request,
+        "portal/configuration/index.html",
+        {
+            "may_view_users": has_permission(user, P.USER_VIEW),
+            "may_create_spaces": has_permission(user, P.SPACE_CREATE),
+        },
+    )
 
 
 # Users ----------------------------------------------------------------------------------------
+
 
 @login_required
 def user_list(request):
@@ -37,9 +50,17 @@ def user_list(request):
     if request.method == "POST":
         require_permission(request.user, P.USER_EDIT)
         form = UserCreateForm(request.POST)
-        user = submit(form, lambda data: users.create_user(
-            actor=request.user, username=data["username"], password=data["password"] or None, display_name=data["display_name"],
-            email=data["email"], is_service=data["is_service"]))
+        user = submit(
+            form,
+            lambda data: users.create_user(
+                actor=request.user,
+                username=data["username"],
+                password=data["password"] or None,
+                display_name=data["display_name"],
+                email=data["email"],
+                is_service=data["is_service"],
+            ),
+        )
         if user:
             messages.success(request, f"User {user.username} created.")
             return redirect("configuration-user", pk=user.pk)
@@ -47,18 +68,33 @@ def user_list(request):
     query = request.GET.get("q", "").strip()
     people = User.objects.annotate(team_count=Count("teams"))
     if query:
-        people = people.filter(Q(username__icontains=query) | Q(display_name__icontains=query) | Q(email__icontains=query))
+        people = people.filter(
+            Q(username__icontains=query) | Q(display_name__icontains=query) | Q(email__icontains=query)
+        )
     page = Paginator(people.order_by("username"), 50).get_page(request.GET.get("page"))
-    return render(request, "portal/configuration/users.html", {
-        "page": page, "form": form, "query": query, "may_edit": has_permission(request.user, P.USER_EDIT),
-    }, status=status)
+    return render(
+        request,
+        "portal/configuration/users.html",
+        {
+            "page": page,
+            "form": form,
+            "query": query,
+            "may_edit": has_permission(request.user, P.USER_EDIT),
+        },
+        status=status,
+    )
 
 
 @login_required
 def user_detail(request, pk: int):
     require_permission(request.user, P.USER_VIEW)
     person = get_object_or_404(User, pk=pk)
-    form, status = UserEditForm(initial={"display_name": person.display_name, "email": person.email, "is_active": person.is_active}), 200
+    form, status = (
+        UserEditForm(
+            initial={"display_name": person.display_name, "email": person.email, "is_active": person.is_active}
+        ),
+        200,
+    )
     if request.method == "POST":
         require_permission(request.user, P.USER_EDIT)
         form = UserEditForm(request.POST)
@@ -66,16 +102,26 @@ def user_detail(request, pk: int):
             messages.success(request, f"User {person.username} saved.")
             return redirect("configuration-user", pk=person.pk)
         status = 400
-    return render(request, "portal/configuration/user_detail.html", {
-        "person": person, "form": form, "teams": person.teams.select_related("space"),
-        "may_edit": has_permission(request.user, P.USER_EDIT),
-    }, status=status)
+    return render(
+        request,
+        "portal/configuration/user_detail.html",
+        {
+            "person": person,
+            "form": form,
+            "teams": person.teams.select_related("space"),
+            "may_edit": has_permission(request.user, P.USER_EDIT),
+        },
+        status=status,
+    )
 
 
 # Teams ----------------------------------------------------------------------------------------
 
+
 def _editable_spaces(user):
-    return Space.objects.filter(pk__in=[s.pk for s in spaces_visible_to(user) if has_permission(user, P.TEAM_EDIT, space=s)])
+    return Space.objects.filter(
+        pk__in=[s.pk for s in spaces_visible_to(user) if has_permission(user, P.TEAM_EDIT, space=s)]
+    )
 
 
 @login_required
@@ -91,15 +137,21 @@ def team_list(request):
 
         def create(data):
             teams.require_team_edit(request.user, data["space"])
-            return teams.create_team(actor=request.user, name=data["name"], description=data["description"], space=data["space"])
+            return teams.create_team(
+                actor=request.user, name=data["name"], description=data["description"], space=data["space"]
+            )
 
         if team := submit(form, create):
             messages.success(request, f"Team {team.name} created.")
             return redirect("configuration-team", pk=team.pk)
         status = 400
     rows = visible.select_related("space").annotate(member_count=Count("members", distinct=True)).order_by("name")
-    return render(request, "portal/configuration/teams.html", {"teams": rows, "form": form, "may_create": may_create},
-                  status=status)
+    return render(
+        request,
+        "portal/configuration/teams.html",
+        {"teams": rows, "form": form, "may_create": may_create},
+        status=status,
+    )
 
 
 def _visible_team(user, pk: int) -> Team:
@@ -127,7 +179,9 @@ def _team_context(request, team, **extra):
         "roles": ScopedUserRole.objects.filter(team=team).select_related("role", "space"),
         "member_form": TeamMemberForm(),
         "role_form": RoleAssignmentForm(team=team),
-        "team_form": TeamForm(initial={"name": team.name, "description": team.description}, spaces=Space.objects.none()),
+        "team_form": TeamForm(
+            initial={"name": team.name, "description": team.description}, spaces=Space.objects.none()
+        ),
         "may_edit": _may_edit_team(request.user, team),
     }
     context.update(extra)
@@ -145,11 +199,17 @@ def _team_post(request, pk: int):
 def team_edit(request, pk: int):
     team = _team_post(request, pk)
     form = TeamForm(request.POST, spaces=Space.objects.none())
-    if submit(form, lambda data: teams.update_team(actor=request.user, team=team, name=data["name"],
-                                                   description=data["description"])):
+    if submit(
+        form,
+        lambda data: teams.update_team(
+            actor=request.user, team=team, name=data["name"], description=data["description"]
+        ),
+    ):
         messages.success(request, "Team saved.")
         return redirect("configuration-team", pk=team.pk)
-    return render(request, "portal/configuration/team_detail.html", _team_context(request, team, team_form=form), status=400)
+    return render(
+        request, "portal/configuration/team_detail.html", _team_context(request, team, team_form=form), status=400
+    )
 
 
 @login_required
@@ -157,10 +217,14 @@ def team_edit(request, pk: int):
 def team_add_member(request, pk: int):
     team = _team_post(request, pk)
     form = TeamMemberForm(request.POST)
-    if submit(form, lambda data: teams.update_team(actor=request.user, team=team, members=[*team.members.all(), data["user"]])):
+    if submit(
+        form, lambda data: teams.update_team(actor=request.user, team=team, members=[*team.members.all(), data["user"]])
+    ):
         messages.success(request, f"{form.cleaned_data['user'].username} added to {team.name}.")
         return redirect("configuration-team", pk=team.pk)
-    return render(request, "portal/configuration/team_detail.html", _team_context(request, team, member_form=form), status=400)
+    return render(
+        request, "portal/configuration/team_detail.html", _team_context(request, team, member_form=form), status=400
+    )
 
 
 @login_required
@@ -188,7 +252,9 @@ def team_add_role(request, pk: int):
     if submit(form, assign):
         messages.success(request, f"{form.cleaned_data['role'].name} granted to {team.name}.")
         return redirect("configuration-team", pk=team.pk)
-    return render(request, "portal/configuration/team_detail.html", _team_context(request, team, role_form=form), status=400)
+    return render(
+        request, "portal/configuration/team_detail.html", _team_context(request, team, role_form=form), status=400
+    )
 
 
 @login_required
@@ -218,6 +284,7 @@ def team_delete(request, pk: int):
 
 # Spaces ---------------------------------------------------------------------------------------
 
+
 @login_required
 def space_list(request):
     visible = spaces_visible_to(request.user)
@@ -230,16 +297,22 @@ def space_list(request):
             messages.success(request, f"Space {space.name} created.")
             return redirect("configuration-spaces")
         status = 400
-    return render(request, "portal/configuration/spaces.html", {"spaces": visible, "form": form, "may_create": may_create},
-                  status=status)
+    return render(
+        request,
+        "portal/configuration/spaces.html",
+        {"spaces": visible, "form": form, "may_create": may_create},
+        status=status,
+    )
 
 
 # Audit ----------------------------------------------------------------------------------------
 
+
 @login_required
 def audit(request):
-    spaces_with_view = Space.objects.filter(pk__in=[s.pk for s in spaces_visible_to(request.user)
-                                                    if has_permission(request.user, P.EVENT_VIEW, space=s)])
+    spaces_with_view = Space.objects.filter(
+        pk__in=[s.pk for s in spaces_visible_to(request.user) if has_permission(request.user, P.EVENT_VIEW, space=s)]
+    )
     if not spaces_with_view.exists() and not has_permission(request.user, P.USER_VIEW):
         require_permission(request.user, P.EVENT_VIEW, space=Space.objects.default())
     form = AuditFilterForm(request.GET or None, spaces=spaces_with_view)
@@ -267,11 +340,16 @@ def audit(request):
     page = Paginator(events, 50).get_page(request.GET.get("page"))
     querystring = request.GET.copy()
     querystring.pop("page", None)
-    return render(request, "portal/configuration/audit.html",
-                  {"form": form, "page": page, "querystring": querystring.urlencode()}, status=status)
+    return render(
+        request,
+        "portal/configuration/audit.html",
+        {"form": form, "page": page, "querystring": querystring.urlencode()},
+        status=status,
+    )
 
 
 # Server certificate ---------------------------------------------------------------------------
+
 
 @login_required
 def server_certificate(request):
@@ -281,8 +359,14 @@ def server_certificate(request):
     if request.method == "POST":
         require_permission(request.user, P.ADMINISTER_SYSTEM)
         new = rotate_server_certificate(actor=request.user)
-        messages.warning(request, f"New server thumbprint {new.thumbprint}. Agents must trust it again "
-                                  "(tentacle configure --trust) before they connect.")
+        messages.warning(
+            request,
+            f"New server thumbprint {new.thumbprint}. Agents must trust it again "
+            "(tentacle configure --trust) before they connect.",
+        )
         return redirect("configuration-certificate")
-    return render(request, "portal/configuration/certificate.html", {
-        "certificate": current_server_certificate(), "may_rotate": has_permission(request.user, P.ADMINISTER_SYSTEM)})
+    return render(
+        request,
+        "portal/configuration/certificate.html",
+        {"certificate": current_server_certificate(), "may_rotate": has_permission(request.user, P.ADMINISTER_SYSTEM)},
+    )

@@ -45,8 +45,12 @@ def profile(request):
     status = 200
     if request.method == "POST":
         form = ProfileForm(request.POST)
-        if submit(form, lambda data: users.update_user(actor=user, user=user, display_name=data["display_name"],
-                                                       email=data["email"])):
+        if submit(
+            form,
+            lambda data: users.update_user(
+                actor=user, user=user, display_name=data["display_name"], email=data["email"]
+            ),
+        ):
             messages.success(request, "Profile saved.")
             return redirect("profile")
         status = 400
@@ -68,8 +72,12 @@ def _profile_context(request, **extra):
 @require_POST
 def api_key_create(request):
     form = ApiKeyForm(request.POST)
-    if created := submit(form, lambda data: api_keys.create_api_key(actor=request.user, user=request.user,
-                                                                   purpose=data["purpose"], expires=data["expires"])):
+    if created := submit(
+        form,
+        lambda data: api_keys.create_api_key(
+            actor=request.user, user=request.user, purpose=data["purpose"], expires=data["expires"]
+        ),
+    ):
         api_key, plain = created
         # Rendered straight into this response, never stored: the one and only time it is shown.
         response = render(request, "portal/api_key_created.html", {"api_key": api_key, "plain_key": plain})

@@ -1,6 +1,6 @@
 import subprocess
-import threading
 import sys
+import threading
 
 import pytest
 
@@ -14,8 +14,14 @@ def polling_endpoint(transactional_db):
 
     current_server_certificate()
     port = free_port()
-    process = subprocess.Popen([sys.executable, "manage.py", "run_polling_endpoint", "--bind", "127.0.0.1", "--port", str(port)],
-                               cwd=ROOT, env=server_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    process = subprocess.Popen(
+        [sys.executable, "manage.py", "run_polling_endpoint", "--bind", "127.0.0.1", "--port", str(port)],
+        cwd=ROOT,
+        env=server_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     assert "listening" in process.stdout.readline()
     threading.Thread(target=lambda: [None for _ in process.stdout], daemon=True).start()  # never let its pipe fill
     yield f"https://127.0.0.1:{port}/"

@@ -14,8 +14,14 @@ from tests.waiting import wait_until
 
 
 def tentacle(home: Path, *args: str, env: dict | None = None, check: bool = True) -> subprocess.CompletedProcess:
-    result = subprocess.run([sys.executable, "-m", "tentacle_agent", *args, "--home", str(home)], cwd=ROOT,
-                            env={**os.environ, **(env or {})}, capture_output=True, text=True, timeout=120)
+    result = subprocess.run(
+        [sys.executable, "-m", "tentacle_agent", *args, "--home", str(home)],
+        cwd=ROOT,
+        env={**os.environ, **(env or {})},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     if check and result.returncode != 0:
         raise AssertionError(f"tentacle {' '.join(args)} failed: {result.stderr}")
     return result
@@ -27,7 +33,7 @@ class Agent:
         self.process: subprocess.Popen | None = None
         self.port: int | None = None
 
-    def create(self, *, listening_port: int | None = None) -> "Agent":
+    def create(self, *, listening_port: int | None = None) -> Agent:
         tentacle(self.home, "create-instance")
         if listening_port:
             self.port = listening_port
@@ -38,19 +44,43 @@ class Agent:
     def thumbprint(self) -> str:
         return tentacle(self.home, "show-thumbprint").stdout.strip()
 
-    def register(self, server: str, api_key: str, *, polling: bool, pools=("Default Worker Pool",), name="agent",
-                 polling_address: str | None = None, extra: tuple = ()) -> subprocess.CompletedProcess:
-        args = ["register-worker", "--server", server, "--comms-style", "TentacleActive" if polling else "TentaclePassive",
-                "--name", name, "--public-hostname", "127.0.0.1", *extra]
+    def register(
+        self,
+        server: str,
+        api_key: str,
+        *,
+        polling: bool,
+        pools=("Default Worker Pool",),
+        name="agent",
+        polling_address: str | None = None,
+        extra: tuple = (),
+    ) -> subprocess.CompletedProcess:
+        args = [
+            "register-worker",
+            "--server",
+            server,
+            "--comms-style",
+            "TentacleActive" if polling else "TentaclePassive",
+            "--name",
+            name,
+            "--public-hostname",
+            "127.0.0.1",
+            *extra,
+        ]
         for pool in pools:
             args += ["--workerpool", pool]
         if polling_address:
             args += ["--server-comms-address", polling_address]
         return tentacle(self.home, *args, env={"REEF_API_KEY": api_key}, check=False)
 
-    def start(self) -> "Agent":
-        self.process = subprocess.Popen([sys.executable, "-m", "tentacle_agent", "run", "--home", str(self.home)], cwd=ROOT,
-                                        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    def start(self) -> Agent:
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "tentacle_agent", "run", "--home", str(self.home)],
+            cwd=ROOT,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
         seen = []
         for line in self.process.stdout:
             seen.append(line)
@@ -75,8 +105,6 @@ class Agent:
                 self.kill()
 
 
-
-
 def descendant_running(pid: int, command: str) -> bool:
     """Whether a process under `pid` (its children, their children, …) runs exactly `command`."""
     parents, commands = {}, {}
@@ -84,7 +112,9 @@ def descendant_running(pid: int, command: str) -> bool:
         if entry.name.isdigit():
             try:
                 parents[int(entry.name)] = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
-                commands[int(entry.name)] = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace").strip()
+                commands[int(entry.name)] = (
+                    (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace").strip()
+                )
             except (OSError, ValueError):
                 continue
     for child, command_line in commands.items():

@@ -19,8 +19,14 @@ ROOT = Path(__file__).resolve().parents[2]
 class StdioAgent:
     def __init__(self, home: Path):
         self.home = home
-        self.process = subprocess.Popen([sys.executable, "-m", "tentacle_agent", "stdio", "--home", str(home)], cwd=ROOT,
-                                        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=dict(os.environ))
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "tentacle_agent", "stdio", "--home", str(home)],
+            cwd=ROOT,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            env=dict(os.environ),
+        )
         self.answers: dict[str, queue.Queue] = {}
         self.lock = threading.Lock()
         threading.Thread(target=self._read, daemon=True).start()
@@ -36,7 +42,9 @@ class StdioAgent:
         request_id = uuid.uuid4().hex
         with self.lock:
             box = self.answers.setdefault(request_id, queue.Queue())
-            self.process.stdin.write(json.dumps({"Id": request_id, "Method": method, "Params": params}).encode() + b"\n")
+            self.process.stdin.write(
+                json.dumps({"Id": request_id, "Method": method, "Params": params}).encode() + b"\n"
+            )
             self.process.stdin.flush()
         answer = box.get(timeout=timeout)
         if "Error" in answer:
@@ -48,7 +56,9 @@ class StdioAgent:
         ticket = self.call("StartScript", ScriptBody=body, Syntax=syntax, **params)["Ticket"]
         lines: list[dict] = []
         while True:
-            status = self.call("GetStatus", Ticket=ticket, AfterSequence=lines[-1]["Sequence"] if lines else -1, WaitSeconds=10)
+            status = self.call(
+                "GetStatus", Ticket=ticket, AfterSequence=lines[-1]["Sequence"] if lines else -1, WaitSeconds=10
+            )
             lines += status["Logs"]
             if status["State"] == "Complete" and not status["HasMore"]:
                 return ticket, lines, status
@@ -71,8 +81,6 @@ class StdioAgent:
                 self.process.wait(20)
             except subprocess.TimeoutExpired:
                 self.kill()
-
-
 
 
 def live_processes_marked(ticket: str) -> list[int]:

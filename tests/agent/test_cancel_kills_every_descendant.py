@@ -36,10 +36,14 @@ def test_cancel_kills_setsid_and_nohup_daemons_of_a_real_agent(tmp_path):
         ticket = agent.call("StartScript", ScriptBody=ESCAPING, Syntax="Bash")["Ticket"]
         wait_until(lambda: len(live_processes_marked(ticket)) >= 5)
         agent.call("CancelScript", Ticket=ticket)
-        status = wait_until(lambda: (s := agent.call("GetStatus", Ticket=ticket, WaitSeconds=5))["State"] == "Complete" and s)
+        status = wait_until(
+            lambda: (s := agent.call("GetStatus", Ticket=ticket, WaitSeconds=5))["State"] == "Complete" and s
+        )
         assert status["FailureMessage"] == "The script was cancelled."
         assert live_processes_marked(ticket) == []
-        wait_until(lambda: zombie_children(agent.process.pid) == [], timeout=15)  # the agent reaped the orphans it adopted
+        wait_until(
+            lambda: zombie_children(agent.process.pid) == [], timeout=15
+        )  # the agent reaped the orphans it adopted
         agent.call("CompleteScript", Ticket=ticket)
         assert not (tmp_path / "agent" / "Work" / ticket).exists()
     finally:

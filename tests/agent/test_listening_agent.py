@@ -31,7 +31,9 @@ def listening_agent(live_reef, api_key, tmp_path, space):
 
 def test_a_registered_listening_agent_turns_healthy_with_its_capabilities(listening_agent, space):
     worker = Worker.objects.get(name="agent")
-    assert worker.uri == f"https://127.0.0.1:{listening_agent.port}/" and worker.thumbprint == listening_agent.thumbprint
+    assert (
+        worker.uri == f"https://127.0.0.1:{listening_agent.port}/" and worker.thumbprint == listening_agent.thumbprint
+    )
     checked = health.check_worker_health(worker.pk)
     assert checked.health_status == "Healthy", checked.health_check_log
     assert checked.capabilities["AgentVersion"] == "0.1.0" and "bash" in checked.capabilities["Shells"]
@@ -41,8 +43,9 @@ def test_scripts_run_through_the_listening_transport(listening_agent):
     transport = ListeningTransport(Worker.objects.get(name="agent"))
     code, lines = transport.run_script("echo hi; echo oops >&2; exit 4", "Bash", timeout=30)
     assert code == 4
-    assert [(line["Stream"], line["Text"]) for line in lines] == [("stdout", "hi"), ("stderr", "oops")] or \
-        sorted((line["Stream"], line["Text"]) for line in lines) == [("stderr", "oops"), ("stdout", "hi")]
+    assert [(line["Stream"], line["Text"]) for line in lines] == [("stdout", "hi"), ("stderr", "oops")] or sorted(
+        (line["Stream"], line["Text"]) for line in lines
+    ) == [("stderr", "oops"), ("stdout", "hi")]
 
 
 def test_the_server_refuses_an_agent_whose_certificate_changed(listening_agent, administrator):
@@ -81,7 +84,9 @@ def test_killing_the_agent_mid_script_fails_the_caller_promptly(listening_agent,
     caller = threading.Thread(target=run)
     started = time.monotonic()
     caller.start()
-    wait_until(lambda: descendant_running(listening_agent.process.pid, "sleep 60"), timeout=30, what="the script running")
+    wait_until(
+        lambda: descendant_running(listening_agent.process.pid, "sleep 60"), timeout=30, what="the script running"
+    )
     listening_agent.kill()
     caller.join(30)
     assert "error" in outcome and time.monotonic() - started < 30
@@ -112,13 +117,15 @@ def test_malformed_and_oversized_requests_get_clear_errors_and_the_agent_keeps_s
     from infrastructure.transports.listening import server_tls_context
 
     def post(body: bytes, headers=None):
-        connection = http.client.HTTPSConnection("127.0.0.1", listening_agent.port, context=server_tls_context(), timeout=10)
+        connection = http.client.HTTPSConnection(
+            "127.0.0.1", listening_agent.port, context=server_tls_context(), timeout=10
+        )
         connection.request("POST", "/script-service", body=body, headers=headers or {})
         response = connection.getresponse()
         return response.status, json.loads(response.read() or b"{}")
 
     assert post(b"{broken") == (400, {"ErrorMessage": "The body is not JSON."})
-    status, body = post(b"", {"Content-Length": str(10 ** 12)})
+    status, body = post(b"", {"Content-Length": str(10**12)})
     assert status == 413 and "at most" in body["ErrorMessage"]
     status, body = post(json.dumps({"Id": "x", "Method": "Explode"}).encode())
     assert status == 200 and body["Error"]["Kind"] == "BadRequest"

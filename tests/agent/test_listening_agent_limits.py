@@ -49,8 +49,13 @@ def agent(tmp_path, server_identity):
     config = instance.load()
     config.update(Port=port, ListenIp="127.0.0.1", MaxConnections=20)
     instance.save(config)
-    process = subprocess.Popen([sys.executable, "-m", "tentacle_agent", "run", "--home", str(instance.home)], cwd=ROOT,
-                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "tentacle_agent", "run", "--home", str(instance.home)],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     for line in process.stdout:
         if line.startswith("Reef tentacle listening"):
             break
@@ -112,11 +117,14 @@ def test_trusted_connections_past_the_cap_are_closed_at_once(agent):
     assert wait_until(lambda: call(port, context)[0] == 200)
 
 
-@pytest.mark.parametrize("value,status,message", [
-    ("-1", 400, "Content-Length must be a whole number of bytes, not '-1'."),
-    ("ten", 400, "Content-Length must be a whole number of bytes, not 'ten'."),
-    (str(10 ** 12), 413, f"Requests are at most {512 * 1024 * 1024} bytes."),
-])
+@pytest.mark.parametrize(
+    "value,status,message",
+    [
+        ("-1", 400, "Content-Length must be a whole number of bytes, not '-1'."),
+        ("ten", 400, "Content-Length must be a whole number of bytes, not 'ten'."),
+        (str(10**12), 413, f"Requests are at most {512 * 1024 * 1024} bytes."),
+    ],
+)
 def test_a_bad_content_length_is_refused_with_a_reason(agent, value, status, message):
     _, port, context = agent
     raw = ssl_socket(port, context)
@@ -126,7 +134,9 @@ def test_a_bad_content_length_is_refused_with_a_reason(agent, value, status, mes
         head += chunk
     head = head.decode()
     raw.close()
-    assert head.startswith(f"HTTP/1.1 {status} ") and json.loads(head.split("\r\n\r\n", 1)[1]) == {"ErrorMessage": message}
+    assert head.startswith(f"HTTP/1.1 {status} ") and json.loads(head.split("\r\n\r\n", 1)[1]) == {
+        "ErrorMessage": message
+    }
     assert call(port, context)[0] == 200
 
 

@@ -23,8 +23,14 @@ def polling_agent(live_reef, polling_endpoint, administrator, tmp_path, space):
     agent = Agent(tmp_path / "agent").create()
     result = agent.register(live_reef, key, polling=True, polling_address=polling_endpoint, name="poller")
     assert result.returncode == 0, result.stderr
-    policy = create_machine_policy(actor=administrator, space=space, name="Quick", connect_timeout=10, retry_count=0,
-                                   polling_request_queue_timeout=10)
+    policy = create_machine_policy(
+        actor=administrator,
+        space=space,
+        name="Quick",
+        connect_timeout=10,
+        retry_count=0,
+        polling_request_queue_timeout=10,
+    )
     Worker.objects.filter(name="poller").update(machine_policy=policy)
     agent.start()
     yield agent
@@ -63,8 +69,16 @@ def test_a_restarted_polling_agent_reconnects_by_itself(polling_agent):
 
 
 def test_a_polling_agent_killed_mid_script_fails_the_caller_clearly(polling_agent, administrator, space):
-    Worker.objects.filter(name="poller").update(machine_policy=create_machine_policy(
-        actor=administrator, space=space, name="Impatient", connect_timeout=2, retry_count=0, polling_request_queue_timeout=5))
+    Worker.objects.filter(name="poller").update(
+        machine_policy=create_machine_policy(
+            actor=administrator,
+            space=space,
+            name="Impatient",
+            connect_timeout=2,
+            retry_count=0,
+            polling_request_queue_timeout=5,
+        )
+    )
     transport = PollingTransport(Worker.objects.get(name="poller"))
     outcome = {}
 
@@ -76,8 +90,12 @@ def test_a_polling_agent_killed_mid_script_fails_the_caller_clearly(polling_agen
 
     caller = threading.Thread(target=run)
     caller.start()
-    wait_until(lambda: descendant_running(polling_agent.process.pid, "sleep 120"), timeout=30, what="the script running")
+    wait_until(
+        lambda: descendant_running(polling_agent.process.pid, "sleep 120"), timeout=30, what="the script running"
+    )
     polling_agent.kill()
     caller.join(60)
-    assert any(reason in outcome.get("error", "") for reason in ("sent no answer", "did not pick up", "connection was gone",
-                                                                  "is not connected")), outcome
+    assert any(
+        reason in outcome.get("error", "")
+        for reason in ("sent no answer", "did not pick up", "connection was gone", "is not connected")
+    ), outcome

@@ -70,7 +70,10 @@ def test_a_polling_agent_works_through_an_http_proxy(live_reef, polling_endpoint
     proxy = ConnectProxy()
     key = create_api_key(actor=administrator, user=administrator, purpose="proxy")[1]
     agent = Agent(tmp_path / "agent").create()
-    assert agent.register(live_reef, key, polling=True, polling_address=polling_endpoint, name="behind-proxy").returncode == 0
+    assert (
+        agent.register(live_reef, key, polling=True, polling_address=polling_endpoint, name="behind-proxy").returncode
+        == 0
+    )
     tentacle(agent.home, "configure", "--proxy", f"http://127.0.0.1:{proxy.port}")
     agent.start()
     try:

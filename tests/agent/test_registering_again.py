@@ -33,13 +33,34 @@ def looked_after(worker: Worker, administrator, space) -> dict:
     Worker.objects.filter(pk=worker.pk).update(machine_policy=policy, is_disabled=True)
     team = create_team(actor=administrator, name="Build team", space=space)
     assign_perm("infrastructure.change_worker", team.group, worker)
-    return {"pools": {WorkerPool.objects.get(space=space, is_default=True), builders}, "policy": policy, "group": team.group}
+    return {
+        "pools": {WorkerPool.objects.get(space=space, is_default=True), builders},
+        "policy": policy,
+        "group": team.group,
+    }
 
 
-def test_running_the_install_script_again_keeps_the_worker_and_its_settings(live_reef, administrator, space, api_key, tmp_path):
+def test_running_the_install_script_again_keeps_the_worker_and_its_settings(
+    live_reef, administrator, space, api_key, tmp_path
+):
     script, prefix, port = fetch_script(live_reef, tmp_path), tmp_path / "opt", free_port()
-    argv = ["bash", script, "--server", live_reef, "--workerpool", "Default Worker Pool", "--name", "build-01",
-            "--port", str(port), "--public-hostname", "127.0.0.1", "--prefix", str(prefix), "--no-service"]
+    argv = [
+        "bash",
+        script,
+        "--server",
+        live_reef,
+        "--workerpool",
+        "Default Worker Pool",
+        "--name",
+        "build-01",
+        "--port",
+        str(port),
+        "--public-hostname",
+        "127.0.0.1",
+        "--prefix",
+        str(prefix),
+        "--no-service",
+    ]
     env = {**os.environ, "REEF_API_KEY": api_key}
 
     first = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
@@ -60,7 +81,9 @@ def test_running_the_install_script_again_keeps_the_worker_and_its_settings(live
     assert f"the same worker {worker.octopus_id}" in said and api_key not in said
     again = Worker.objects.get()
     assert again.pk == worker.pk and again.octopus_id == worker.octopus_id
-    assert set(again.worker_pools.all()) == kept["pools"] and again.machine_policy == kept["policy"] and again.is_disabled
+    assert (
+        set(again.worker_pools.all()) == kept["pools"] and again.machine_policy == kept["policy"] and again.is_disabled
+    )
     assert list(get_groups_with_perms(again, attach_perms=True).items()) == [(kept["group"], ["change_worker"])]
     assert (again.uri, again.thumbprint) == (worker.uri, worker.thumbprint)
 
@@ -81,7 +104,9 @@ def test_a_refused_force_changes_nothing(live_reef, administrator, deployment_cr
     assert taken.returncode != 0 and "A worker named 'web-01'" in taken.stderr and "--force" in taken.stderr
     forbidden = rebuilt.register(live_reef, no_rights, polling=False, name="web-01", extra=("--force",))
     assert forbidden.returncode != 0 and "refused the API key (403)" in forbidden.stderr
-    unknown_pool = rebuilt.register(live_reef, api_key, polling=False, name="web-01", pools=("Nope",), extra=("--force",))
+    unknown_pool = rebuilt.register(
+        live_reef, api_key, polling=False, name="web-01", pools=("Nope",), extra=("--force",)
+    )
     assert unknown_pool.returncode != 0 and "No worker pool named 'Nope'" in unknown_pool.stderr
 
     assert everything() == before

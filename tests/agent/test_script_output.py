@@ -25,8 +25,10 @@ def test_stdout_and_stderr_share_one_increasing_sequence_and_keep_their_own_orde
 
 def test_a_stderr_line_is_never_numbered_before_an_earlier_stdout_line(agent):
     # Each stdout line is written and flushed before the stderr line after it: read first, numbered first.
-    body = "import sys, time\nfor n in range(50):\n    print(f'out {n}', flush=True)\n    time.sleep(0.01)\n" \
-           "    print(f'err {n}', file=sys.stderr, flush=True)\n    time.sleep(0.01)\n"
+    body = (
+        "import sys, time\nfor n in range(50):\n    print(f'out {n}', flush=True)\n    time.sleep(0.01)\n"
+        "    print(f'err {n}', file=sys.stderr, flush=True)\n    time.sleep(0.01)\n"
+    )
     _, lines, _ = agent.run(body, "Python")
     assert [line["Text"] for line in lines] == [text for n in range(50) for text in (f"out {n}", f"err {n}")]
 
@@ -36,7 +38,10 @@ def test_a_200_mb_line_without_a_newline_costs_the_agent_a_few_megabytes(agent):
     baseline = agent.peak_rss_kib()
     _, lines, status = agent.run("head -c 200000000 /dev/zero | tr '\\0' a; echo; echo after")
     assert status["ExitCode"] == 0
-    assert [line["Text"][-len(TRUNCATED):] if len(line["Text"]) > 100 else line["Text"] for line in lines] == [TRUNCATED, "after"]
+    assert [line["Text"][-len(TRUNCATED) :] if len(line["Text"]) > 100 else line["Text"] for line in lines] == [
+        TRUNCATED,
+        "after",
+    ]
     assert lines[0]["Text"] == "a" * MAX_LINE + TRUNCATED
     grown_mib = (agent.peak_rss_kib() - baseline) / 1024
     assert grown_mib < 16, f"the agent's peak memory grew by {grown_mib:.0f} MiB for one long line"
@@ -51,18 +56,28 @@ SECRET = "first-line-of-key\nsecond-line-of-key\nthird-line-of-key"
 
 
 def test_a_multi_line_secret_is_masked_whole_and_line_by_line(agent):
-    body = ('echo "$(get_octopusvariable Key)"\n'
-            'echo "alone: first-line-of-key"\necho second-line-of-key >&2\necho "third-line-of-key is here"\necho done')
+    body = (
+        'echo "$(get_octopusvariable Key)"\n'
+        'echo "alone: first-line-of-key"\necho second-line-of-key >&2\necho "third-line-of-key is here"\necho done'
+    )
     _, lines, _ = agent.run(body, Variables=[{"Name": "Key", "Value": SECRET, "IsSensitive": True}])
     assert [line["Text"] for line in lines if line["Stream"] == "stdout"] == [
-        MASK, MASK, MASK, f"alone: {MASK}", f"{MASK} is here", "done"]
+        MASK,
+        MASK,
+        MASK,
+        f"alone: {MASK}",
+        f"{MASK} is here",
+        "done",
+    ]
     assert [line["Text"] for line in lines if line["Stream"] == "stderr"] == [MASK]
     assert not any(part in line["Text"] for line in lines for part in SECRET.splitlines())
 
 
 def test_a_multi_line_sensitive_output_variable_is_masked_the_same_way(agent):
-    body = ("import sys\nfrom octopus import *\nset_octopusvariable('Cert', 'alpha-part\\nbeta-part', True)\n"
-            "print('alpha-part')\nprint('x beta-part y', file=sys.stderr)\nfail_step('failed with alpha-part\\nbeta-part')")
+    body = (
+        "import sys\nfrom octopus import *\nset_octopusvariable('Cert', 'alpha-part\\nbeta-part', True)\n"
+        "print('alpha-part')\nprint('x beta-part y', file=sys.stderr)\nfail_step('failed with alpha-part\\nbeta-part')"
+    )
     _, lines, status = agent.run(body, "Python")
     assert sorted(line["Text"] for line in lines) == sorted([MASK, f"x {MASK} y"])
     # fail_step's message travels once, as the failure message (the server logs it), masked as a whole.
@@ -83,8 +98,9 @@ def test_a_script_nobody_reads_waits_for_its_reader_and_loses_no_line(tmp_path):
     ticket = runner.start({"ScriptBody": "seq 1 200000", "Syntax": "Bash"})
     script = runner.scripts[ticket]
     wait_until(lambda: len(script.lines) >= MAX_UNFETCHED_LINES)
-    assert script.state == "Running" and len(script.lines) < MAX_UNFETCHED_LINES + READ_CHUNK // 5, \
+    assert script.state == "Running" and len(script.lines) < MAX_UNFETCHED_LINES + READ_CHUNK // 5, (
         "held back until someone reads (past the bound, at most one more read of numbers of 5 or 6 digits)"
+    )
     seen, after, held = [], -1, []
     while True:
         status = runner.status(ticket, after, 10)

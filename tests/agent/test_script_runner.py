@@ -2,7 +2,6 @@
 
 import hashlib
 import io
-import os
 import time
 import zipfile
 
@@ -20,8 +19,15 @@ def runner(tmp_path):
 
 
 def run(runner, body, syntax="Bash", variables=(), timeout=None, mutex=None):
-    ticket = runner.start({"ScriptBody": body, "Syntax": syntax, "Variables": list(variables), "TimeoutSeconds": timeout,
-                           "IsolationMutex": mutex})
+    ticket = runner.start(
+        {
+            "ScriptBody": body,
+            "Syntax": syntax,
+            "Variables": list(variables),
+            "TimeoutSeconds": timeout,
+            "IsolationMutex": mutex,
+        }
+    )
     status = runner.status(ticket, -1, 30)
     while status["State"] != "Complete":
         status = runner.status(ticket, -1, 30)
@@ -33,23 +39,34 @@ def texts(status, stream=None):
 
 
 def test_output_variables_and_variables_in_bash(runner):
-    _, status = run(runner, 'echo "env is $(get_octopusvariable Octopus.Environment.Name)"\nset_octopusvariable Url "https://x"',
-                    variables=[{"Name": "Octopus.Environment.Name", "Value": "Production"}])
+    _, status = run(
+        runner,
+        'echo "env is $(get_octopusvariable Octopus.Environment.Name)"\nset_octopusvariable Url "https://x"',
+        variables=[{"Name": "Octopus.Environment.Name", "Value": "Production"}],
+    )
     assert texts(status) == ["env is Production"] and status["ExitCode"] == 0
     assert status["OutputVariables"] == [{"Name": "Url", "Value": "https://x", "IsSensitive": False}]
 
 
 def test_python_steps_have_the_same_helpers(runner):
-    _, status = run(runner, "from octopus import *\nprint(get_octopusvariable('Name'))\nset_octopusvariable('Answer', 42)\n"
-                            "write_warning('careful')", "Python", variables=[{"Name": "Name", "Value": "reef"}])
+    _, status = run(
+        runner,
+        "from octopus import *\nprint(get_octopusvariable('Name'))\nset_octopusvariable('Answer', 42)\n"
+        "write_warning('careful')",
+        "Python",
+        variables=[{"Name": "Name", "Value": "reef"}],
+    )
     assert texts(status) == ["reef", "careful"]
     assert [line["Category"] for line in status["Logs"]] == ["Info", "Warning"]
     assert status["OutputVariables"][0]["Value"] == "42"
 
 
 def test_sensitive_values_are_masked_in_every_line_and_output_variable(runner):
-    _, status = run(runner, 'echo "password is $(get_octopusvariable Pw)" >&2\nset_octopusvariable Token tok-789 --sensitive\necho tok-789',
-                    variables=[{"Name": "Pw", "Value": "hunter2", "IsSensitive": True}])
+    _, status = run(
+        runner,
+        'echo "password is $(get_octopusvariable Pw)" >&2\nset_octopusvariable Token tok-789 --sensitive\necho tok-789',
+        variables=[{"Name": "Pw", "Value": "hunter2", "IsSensitive": True}],
+    )
     assert texts(status, "stderr") == [f"password is {MASK}"] and texts(status, "stdout") == [MASK]
     assert status["OutputVariables"] == [{"Name": "Token", "Value": "tok-789", "IsSensitive": True}]
 
@@ -63,7 +80,9 @@ def test_stdout_and_stderr_are_kept_apart(runner):
 
 def test_fail_step_fails_with_its_message(runner):
     _, status = run(runner, 'fail_step "Database is read-only"\necho never')
-    assert status["ExitCode"] == 1 and status["FailureMessage"] == "Database is read-only" and "never" not in texts(status)
+    assert (
+        status["ExitCode"] == 1 and status["FailureMessage"] == "Database is read-only" and "never" not in texts(status)
+    )
 
 
 def test_artifacts_are_collected_on_completion(runner):
@@ -83,6 +102,7 @@ def test_cancel_kills_the_whole_process_tree(runner, tmp_path):
     status = runner.status(ticket, -1, 10)
     while status["State"] != "Complete":
         status = runner.status(ticket, -1, 10)
+
     def dead(pid):  # gone, or a zombie waiting to be reaped (nothing runs any more)
         try:
             return open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()[0] == "Z"
@@ -101,8 +121,10 @@ def test_a_script_past_its_timeout_is_stopped(runner):
 
 def test_scripts_with_the_same_mutex_take_turns_and_others_overlap(runner):
     def window(mutex):
-        tickets = [runner.start({"ScriptBody": "date +%s.%N; sleep 1; date +%s.%N", "Syntax": "Bash", "IsolationMutex": mutex})
-                   for _ in range(2)]
+        tickets = [
+            runner.start({"ScriptBody": "date +%s.%N; sleep 1; date +%s.%N", "Syntax": "Bash", "IsolationMutex": mutex})
+            for _ in range(2)
+        ]
         spans = []
         for ticket in tickets:
             status = runner.status(ticket, -1, 30)
@@ -148,23 +170,43 @@ def test_a_step_can_use_an_uploaded_package(tmp_path):
     sha = hashlib.sha256(data).hexdigest()
     import base64
 
-    assert service.handle({"Id": "1", "Method": "HasPackage", "Params": {"Sha256": sha}})["Result"] == {"Present": False}
-    service.handle({"Id": "2", "Method": "UploadPackage", "Params": {"Sha256": sha, "FileName": "app.zip",
-                                                                     "ContentBase64": base64.b64encode(data).decode()}})
-    ticket = service.handle({"Id": "3", "Method": "StartScript", "Params": {
-        "ScriptBody": "cat MyApp/app/version.txt", "Syntax": "Bash", "Packages": [{"PackageId": "MyApp", "Version": "1.2.3", "Sha256": sha}]}})["Result"]["Ticket"]
+    assert service.handle({"Id": "1", "Method": "HasPackage", "Params": {"Sha256": sha}})["Result"] == {
+        "Present": False
+    }
+    service.handle(
+        {
+            "Id": "2",
+            "Method": "UploadPackage",
+            "Params": {"Sha256": sha, "FileName": "app.zip", "ContentBase64": base64.b64encode(data).decode()},
+        }
+    )
+    ticket = service.handle(
+        {
+            "Id": "3",
+            "Method": "StartScript",
+            "Params": {
+                "ScriptBody": "cat MyApp/app/version.txt",
+                "Syntax": "Bash",
+                "Packages": [{"PackageId": "MyApp", "Version": "1.2.3", "Sha256": sha}],
+            },
+        }
+    )["Result"]["Ticket"]
     status = service.runner.status(ticket, -1, 10)
     while status["State"] != "Complete":
         status = service.runner.status(ticket, -1, 10)
     assert texts(status) == ["1.2.3"]
 
 
-@pytest.mark.parametrize("envelope,kind", [
-    ({"Id": "1", "Method": "Nope"}, "BadRequest"), ("not an object", "BadRequest"),
-    ({"Id": "1", "Method": "GetStatus", "Params": {"Ticket": "missing"}}, "NotFound"),
-    ({"Id": "1", "Method": "StartScript", "Params": {"ScriptBody": "x", "Syntax": "Cobol"}}, "BadRequest"),
-    ({"Id": "1", "Method": "UploadPackage", "Params": {"Sha256": "../../etc", "ContentBase64": ""}}, "BadRequest"),
-])
+@pytest.mark.parametrize(
+    "envelope,kind",
+    [
+        ({"Id": "1", "Method": "Nope"}, "BadRequest"),
+        ("not an object", "BadRequest"),
+        ({"Id": "1", "Method": "GetStatus", "Params": {"Ticket": "missing"}}, "NotFound"),
+        ({"Id": "1", "Method": "StartScript", "Params": {"ScriptBody": "x", "Syntax": "Cobol"}}, "BadRequest"),
+        ({"Id": "1", "Method": "UploadPackage", "Params": {"Sha256": "../../etc", "ContentBase64": ""}}, "BadRequest"),
+    ],
+)
 def test_malformed_requests_get_a_clear_error(tmp_path, envelope, kind):
     response = ScriptService(tmp_path).handle(envelope)
     assert response["Error"]["Kind"] == kind and response["Error"]["Message"]

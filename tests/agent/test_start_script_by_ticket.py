@@ -19,7 +19,9 @@ def service(tmp_path):
 
 
 def start(service, body, ticket=TICKET):
-    return service.handle({"Id": "1", "Method": "StartScript", "Params": {"ScriptBody": body, "Syntax": "Bash", "Ticket": ticket}})
+    return service.handle(
+        {"Id": "1", "Method": "StartScript", "Params": {"ScriptBody": body, "Syntax": "Bash", "Ticket": ticket}}
+    )
 
 
 def finished(service, ticket):
@@ -41,7 +43,9 @@ def test_a_repeated_start_returns_the_same_ticket_and_runs_the_script_once(servi
 def test_concurrent_duplicates_start_one_script(service, tmp_path):
     runs = tmp_path / "runs"
     answers = []
-    threads = [threading.Thread(target=lambda: answers.append(start(service, f"echo ran >> {runs}"))) for _ in range(20)]
+    threads = [
+        threading.Thread(target=lambda: answers.append(start(service, f"echo ran >> {runs}"))) for _ in range(20)
+    ]
     for thread in threads:
         thread.start()
     for thread in threads:
@@ -58,10 +62,15 @@ def test_without_a_ticket_each_start_is_a_new_script(tmp_path):
     assert first != second and len(first) == 32
 
 
-@pytest.mark.parametrize("ticket", ["../../etc", "ABCDEF0123456789", "0123456789abcde", "f" * 65, 12345678901234567, ""])
+@pytest.mark.parametrize(
+    "ticket", ["../../etc", "ABCDEF0123456789", "0123456789abcde", "f" * 65, 12345678901234567, ""]
+)
 def test_a_malformed_ticket_is_refused_and_starts_nothing(service, ticket):
     answer = start(service, "echo never", ticket)
-    assert answer["Error"] == {"Kind": "BadRequest", "Message": "Ticket must be 16 to 64 lowercase hexadecimal characters."}
+    assert answer["Error"] == {
+        "Kind": "BadRequest",
+        "Message": "Ticket must be 16 to 64 lowercase hexadecimal characters.",
+    }
     assert service.runner.scripts == {}
     assert [p.name for p in service.runner.work_root.iterdir()] == []
 
@@ -72,5 +81,8 @@ def test_a_ticket_already_completed_is_not_run_again(service, tmp_path):
     wait_until(lambda: finished(service, TICKET))
     service.handle({"Id": "2", "Method": "CompleteScript", "Params": {"Ticket": TICKET}})
     again = start(service, f"echo ran >> {runs}")
-    assert again["Error"]["Kind"] == "BadRequest" and "already ran on this agent and was completed" in again["Error"]["Message"]
+    assert (
+        again["Error"]["Kind"] == "BadRequest"
+        and "already ran on this agent and was completed" in again["Error"]["Message"]
+    )
     assert runs.read_text() == "ran\n"

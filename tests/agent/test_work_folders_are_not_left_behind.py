@@ -47,7 +47,9 @@ def test_python_keeps_its_variables_while_it_runs_and_not_after(runner):
     assert work.exists() and files_holding_the_secret(work) == []
 
 
-@pytest.mark.parametrize("body,timeout", [("exit 3", None), ("fail_step 'no'", None), ("sleep 30", 1), ("echo hi", None)])
+@pytest.mark.parametrize(
+    "body,timeout", [("exit 3", None), ("fail_step 'no'", None), ("sleep 30", 1), ("echo hi", None)]
+)
 def test_complete_script_removes_the_work_folder_however_the_script_ended(runner, body, timeout):
     ticket = runner.start({"ScriptBody": body, "Syntax": "Bash", "Variables": SECRET, "TimeoutSeconds": timeout})
     wait_until(lambda: finished(runner, ticket))

@@ -31,32 +31,54 @@ def octopus_client() -> Path:
         pytest.fail("Node.js and npm are missing: apt-get install nodejs npm (.ci/run does)")
     installed = HERE / "node_modules" / ".package-lock.json"
     if not installed.exists() or installed.stat().st_mtime < (HERE / "package-lock.json").stat().st_mtime:
-        subprocess.run([npm, "ci", "--no-audit", "--no-fund"], cwd=HERE, check=True, timeout=600,
-                       stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        subprocess.run(
+            [npm, "ci", "--no-audit", "--no-fund"],
+            cwd=HERE,
+            check=True,
+            timeout=600,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        )
     return HERE / "drive_reef.js"
 
 
 def test_octopus_client_creates_releases_deploys_runs_a_runbook_answers_an_intervention_and_pushes_a_package(
-        octopus_client, live_reef, task_runner, agents, make_pool, administrator, tmp_path):  # noqa: F811
+    octopus_client, live_reef, task_runner, agents, make_pool, administrator, tmp_path
+):  # noqa: F811
     pool = make_pool("Compat workers")
     agents.start("compat-worker", [pool])
     _, key = create_api_key(actor=administrator, user=administrator, purpose="api compat")
     package = tmp_path / "compat-app.1.2.3.zip"
     with zipfile.ZipFile(package, "w") as archive:
         archive.writestr("run.sh", "echo packaged\n")
-    result = subprocess.run(["node", str(octopus_client)], cwd=HERE, capture_output=True, text=True, timeout=400,
-                            env={**os.environ, "REEF_URL": live_reef, "REEF_API_KEY": key, "REEF_POOL_ID": pool.octopus_id,
-                                 "REEF_PACKAGE": str(package)})
+    result = subprocess.run(
+        ["node", str(octopus_client)],
+        cwd=HERE,
+        capture_output=True,
+        text=True,
+        timeout=400,
+        env={
+            **os.environ,
+            "REEF_URL": live_reef,
+            "REEF_API_KEY": key,
+            "REEF_POOL_ID": pool.octopus_id,
+            "REEF_PACKAGE": str(package),
+        },
+    )
     seen = json.loads(result.stdout or "{}")
     assert result.returncode == 0, f"{result.stderr}\nseen so far: {json.dumps(seen)[:3000]}"
 
     assert seen["lifecyclePhases"] == ["Development", "Production"]
     p = seen["project"]
     assert p["Slug"] == "compat-shop" and p["ProjectGroupId"] == p["groupId"] and p["LifecycleId"] == p["lifecycleId"]
-    assert p["VariableSetId"].startswith("variableset-Projects-") and p["DeploymentProcessId"].startswith("deploymentprocess-")
+    assert p["VariableSetId"].startswith("variableset-Projects-") and p["DeploymentProcessId"].startswith(
+        "deploymentprocess-"
+    )
     assert seen["variables"]["after"] == seen["variables"]["before"] + 1
     assert seen["variables"]["sensitiveValues"] == [None]  # write-only
-    assert seen["process"]["after"] == seen["process"]["before"] + 1 and seen["process"]["workerPoolId"] == pool.octopus_id
+    assert (
+        seen["process"]["after"] == seen["process"]["before"] + 1 and seen["process"]["workerPoolId"] == pool.octopus_id
+    )
     assert seen["staleProcess"]["status"] == 409, seen["staleProcess"]
     assert f"Version {seen['process']['before']}" in seen["staleProcess"]["message"]
     assert seen["release"]["ReleaseVersion"] == "1.0.0" and seen["release"]["ReleaseId"].startswith("Releases-")
@@ -74,7 +96,12 @@ def test_octopus_client_creates_releases_deploys_runs_a_runbook_answers_an_inter
     assert seen["runbook"]["snapshot"] == "Snapshot A"
 
     i = seen["interruption"]
-    assert i["taken"] is True and i["pendingAfter"] is False and i["result"] == "Proceed" and i["notes"] == "Dashboard is green"
+    assert (
+        i["taken"] is True
+        and i["pendingAfter"] is False
+        and i["result"] == "Proceed"
+        and i["notes"] == "Dashboard is green"
+    )
     assert i["state"] == "Success" and "approved and running" in i["raw"]
 
     assert {"Id": "feeds-builtin", "FeedType": "BuiltIn"} in seen["feeds"]

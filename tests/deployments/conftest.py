@@ -32,10 +32,19 @@ class Agents:
         tentacle(agent.home, "configure", "--trust-pem", str(trusted))
         agent.start()
         self.running.append(agent)
-        worker = workers.register_worker(actor=self.administrator, space=self.space, spec=WorkerSpec(
-            name=name, worker_pools=pool_list, endpoint=Endpoint(communication_style="TentaclePassive",
-                                                                   uri=f"https://127.0.0.1:{agent.port}/",
-                                                                   thumbprint=agent.thumbprint)))
+        worker = workers.register_worker(
+            actor=self.administrator,
+            space=self.space,
+            spec=WorkerSpec(
+                name=name,
+                worker_pools=pool_list,
+                endpoint=Endpoint(
+                    communication_style="TentaclePassive",
+                    uri=f"https://127.0.0.1:{agent.port}/",
+                    thumbprint=agent.thumbprint,
+                ),
+            ),
+        )
         worker = check_worker_health(worker.pk)
         assert worker.health_status == "Healthy", worker.status_summary
         worker.agent = agent
@@ -79,7 +88,12 @@ def project(db, space) -> Project:
 
 
 def add_step(project: Project, name: str, body: str = "echo hi", **fields) -> Step:
-    fields.setdefault("location", Step.Location.WORKER if fields.get("worker_pool") or fields.get("worker_pool_variable") else Step.Location.SERVER)
+    fields.setdefault(
+        "location",
+        Step.Location.WORKER
+        if fields.get("worker_pool") or fields.get("worker_pool_variable")
+        else Step.Location.SERVER,
+    )
     return Step.objects.create(project=project, name=name, script_body=body, sort_order=project.steps.count(), **fields)
 
 
@@ -110,4 +124,3 @@ def log_text(task: ServerTask) -> str:
     from servertasks.services import logstore
 
     return "\n".join(line.text for line in logstore.iter_lines(task_id=task.pk))
-

@@ -37,13 +37,18 @@ def test_a_batch_whose_insert_failed_is_stored_by_the_next_flush_with_its_sequen
         log.flush()
     log.write("second")
     log.flush()
-    assert [(line.sequence, line.text) for line in logstore.read_lines(task_id=task.pk)] == [(0, "first"), (1, "second")]
+    assert [(line.sequence, line.text) for line in logstore.read_lines(task_id=task.pk)] == [
+        (0, "first"),
+        (1, "second"),
+    ]
 
 
 def test_a_viewer_goes_on_past_a_sequence_that_was_never_stored(space, administrator, monkeypatch):
     monkeypatch.setattr(consumers, "HOLE_GRACE", 0.5)
     task = running_task(space)
-    logstore.store_lines([TaskLogLine(task=task, sequence=n, text=f"line {n}") for n in [*range(0, 600), *range(603, 1300)]])
+    logstore.store_lines(
+        [TaskLogLine(task=task, sequence=n, text=f"line {n}") for n in [*range(0, 600), *range(603, 1300)]]
+    )
     finish_server_task(task=task, state="Failed")
 
     async def watch():

@@ -17,18 +17,26 @@ def _events(document):
     return list(Event.objects.filter(document_id=document.octopus_id).order_by("id").values_list("category", flat=True))
 
 
-def test_an_environment_added_changed_and_deleted_in_the_admin_leaves_the_events_a_page_leaves(page_client, administrator, space):
+def test_an_environment_added_changed_and_deleted_in_the_admin_leaves_the_events_a_page_leaves(
+    page_client, administrator, space
+):
     client = page_client(administrator)
-    response = client.post(ADMIN + "environment/add/", {"space": space.pk, "name": "Staging", "description": "",
-                                                         "use_guided_failure": "on"})
+    response = client.post(
+        ADMIN + "environment/add/",
+        {"space": space.pk, "name": "Staging", "description": "", "use_guided_failure": "on"},
+    )
     assert response.status_code == 302
     staging = Environment.objects.get(space=space, name="Staging")
     assert staging.use_guided_failure
     assert _events(staging) == ["Created", "Modified"]  # created, then guided failure turned on
-    assert Event.objects.filter(document_id=staging.octopus_id, message__contains="Guided failure was turned on").exists()
+    assert Event.objects.filter(
+        document_id=staging.octopus_id, message__contains="Guided failure was turned on"
+    ).exists()
 
-    response = client.post(ADMIN + f"environment/{staging.pk}/change/", {"name": "QA", "description": "Testers' own",
-                                                                          "use_guided_failure": "on", "sort_order": staging.sort_order})
+    response = client.post(
+        ADMIN + f"environment/{staging.pk}/change/",
+        {"name": "QA", "description": "Testers' own", "use_guided_failure": "on", "sort_order": staging.sort_order},
+    )
     assert response.status_code == 302
     staging.refresh_from_db()
     assert (staging.name, staging.description) == ("QA", "Testers' own")
@@ -44,8 +52,10 @@ def test_an_environment_added_changed_and_deleted_in_the_admin_leaves_the_events
 def test_a_name_the_service_refuses_is_shown_on_the_admin_form(page_client, administrator, space):
     catalog.create_environment(actor=administrator, space=space, name="Production")
     test = catalog.create_environment(actor=administrator, space=space, name="Test")
-    response = page_client(administrator).post(ADMIN + f"environment/{test.pk}/change/", {
-        "name": "production", "description": "", "sort_order": test.sort_order})
+    response = page_client(administrator).post(
+        ADMIN + f"environment/{test.pk}/change/",
+        {"name": "production", "description": "", "sort_order": test.sort_order},
+    )
     assert response.status_code == 200
     assert "There is already a environment named production." in response.content.decode()
     test.refresh_from_db()
@@ -56,8 +66,9 @@ def test_a_name_the_service_refuses_is_shown_on_the_admin_form(page_client, admi
 def test_deleting_an_environment_in_use_is_refused_with_the_services_reason(page_client, administrator, space):
     production = catalog.create_environment(actor=administrator, space=space, name="Production")
     project = catalog.create_project(actor=administrator, space=space, name="Web")
-    catalog.save_variable(actor=administrator, project=project, name="Url", type="String", value="https://web",
-                          environments=[production])
+    catalog.save_variable(
+        actor=administrator, project=project, name="Url", type="String", value="https://web", environments=[production]
+    )
     client = page_client(administrator)
     response = client.post(ADMIN + f"environment/{production.pk}/delete/", {"post": "yes"}, follow=True)
     assert response.status_code == 200
@@ -66,14 +77,23 @@ def test_deleting_an_environment_in_use_is_refused_with_the_services_reason(page
     assert "Deleted" not in _events(production)
 
 
-def test_a_variable_added_renamed_and_deleted_in_the_admin_is_audited_and_keeps_a_sensitive_value(page_client, administrator, space):
+def test_a_variable_added_renamed_and_deleted_in_the_admin_is_audited_and_keeps_a_sensitive_value(
+    page_client, administrator, space
+):
     project = catalog.create_project(actor=administrator, space=space, name="Web")
     client = page_client(administrator)
-    assert client.post(ADMIN + "variable/add/", {"project": project.pk, "name": "Greeting", "type": "String"}).status_code == 302
+    assert (
+        client.post(ADMIN + "variable/add/", {"project": project.pk, "name": "Greeting", "type": "String"}).status_code
+        == 302
+    )
     greeting = Variable.objects.get(project=project, name="Greeting")
-    assert Event.objects.filter(document_id=greeting.octopus_id, category="Created", message="Variable Greeting of Web was added").exists()
+    assert Event.objects.filter(
+        document_id=greeting.octopus_id, category="Created", message="Variable Greeting of Web was added"
+    ).exists()
 
-    secret = catalog.save_variable(actor=administrator, project=project, name="Password", type="Sensitive", value="hunter2")
+    secret = catalog.save_variable(
+        actor=administrator, project=project, name="Password", type="Sensitive", value="hunter2"
+    )
     response = client.post(ADMIN + f"variable/{secret.pk}/change/", {"name": "DbPassword", "type": "Sensitive"})
     assert response.status_code == 302
     secret.refresh_from_db()
@@ -90,8 +110,9 @@ def test_a_variable_added_renamed_and_deleted_in_the_admin_is_audited_and_keeps_
 
 
 def test_a_project_added_in_the_admin_is_made_as_the_page_makes_it(page_client, administrator, space):
-    response = page_client(administrator).post(ADMIN + "project/add/", {"space": space.pk, "name": "Payment Service",
-                                                                        "description": ""})
+    response = page_client(administrator).post(
+        ADMIN + "project/add/", {"space": space.pk, "name": "Payment Service", "description": ""}
+    )
     assert response.status_code == 302
     project = Project.objects.get(space=space, name="Payment Service")
     assert project.slug == "payment-service"
@@ -104,8 +125,20 @@ def test_what_only_deploying_or_pushing_writes_cannot_be_added_in_the_admin(page
     assert page_client(administrator).get(ADMIN + url).status_code == 403
 
 
-@pytest.mark.parametrize("model", ["environment", "deploymenttarget", "project", "runbook", "step", "variable", "lifecycle",
-                                   "projectgroup", "channel"])
+@pytest.mark.parametrize(
+    "model",
+    [
+        "environment",
+        "deploymenttarget",
+        "project",
+        "runbook",
+        "step",
+        "variable",
+        "lifecycle",
+        "projectgroup",
+        "channel",
+    ],
+)
 def test_every_add_page_of_the_admin_renders(page_client, administrator, model):
     client = page_client(administrator)
     assert client.get(f"{ADMIN}{model}/add/").status_code == 200
@@ -117,7 +150,9 @@ def test_a_step_changed_in_the_admin_raises_the_process_version_as_the_editor_do
 
     project = catalog.create_project(actor=administrator, space=space, name="Web")
     pool = WorkerPool.objects.get(space=space, is_default=True)
-    step = catalog.save_step(actor=administrator, project=project, name="Migrate", worker_pool=pool, script_body="echo 1")
+    step = catalog.save_step(
+        actor=administrator, project=project, name="Migrate", worker_pool=pool, script_body="echo 1"
+    )
     version = Project.objects.get(pk=project.pk).process_version
     client = page_client(administrator)
     page = client.get(f"{ADMIN}step/{step.pk}/change/")
@@ -127,7 +162,9 @@ def test_a_step_changed_in_the_admin_raises_the_process_version_as_the_editor_do
     response = client.post(f"{ADMIN}step/{step.pk}/change/", form)
     assert response.status_code == 302, response.content.decode()[:2000]
     assert Project.objects.get(pk=project.pk).process_version == version + 1
-    assert Event.objects.filter(document_id=step.octopus_id, message="Step Migrate database of the deployment process of Web was changed").exists()
+    assert Event.objects.filter(
+        document_id=step.octopus_id, message="Step Migrate database of the deployment process of Web was changed"
+    ).exists()
 
     form.update(name="Migrate database", script_body="  ")
     response = client.post(f"{ADMIN}step/{step.pk}/change/", form)
@@ -140,9 +177,11 @@ def test_turning_the_builtin_worker_off_in_the_admin_is_audited(page_client, adm
 
     configuration = ServerConfiguration.current()
     enabled = configuration.is_builtin_worker_enabled
-    response = page_client(administrator).post(f"{ADMIN}serverconfiguration/{configuration.pk}/change/",
-                                               {"is_builtin_worker_enabled": "" if enabled else "on"})
+    response = page_client(administrator).post(
+        f"{ADMIN}serverconfiguration/{configuration.pk}/change/", {"is_builtin_worker_enabled": "" if enabled else "on"}
+    )
     assert response.status_code == 302
     assert ServerConfiguration.current().is_builtin_worker_enabled is not enabled
-    assert Event.objects.filter(document_type="ServerConfiguration",
-                                message=f"The built-in worker was {'disabled' if enabled else 'enabled'}").exists()
+    assert Event.objects.filter(
+        document_type="ServerConfiguration", message=f"The built-in worker was {'disabled' if enabled else 'enabled'}"
+    ).exists()

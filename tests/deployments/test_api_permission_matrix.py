@@ -38,15 +38,23 @@ WRITES = [
     # (method, url, body, personas the permission check lets through); of those, a body the service refuses is a 400
     ("post", "/api/{space}/environments", {"Name": "Made"}, ENVIRONMENT_EDITORS),
     ("post", "/api/{space}/lifecycles", {"Name": "Made"}, ENVIRONMENT_EDITORS),
-    ("post", "/api/{space}/machines", {"Name": "Made", "Roles": ["web"], "EnvironmentIds": [], "Endpoint": {"CommunicationStyle": "None"}},
-     ENVIRONMENT_EDITORS),
+    (
+        "post",
+        "/api/{space}/machines",
+        {"Name": "Made", "Roles": ["web"], "EnvironmentIds": [], "Endpoint": {"CommunicationStyle": "None"}},
+        ENVIRONMENT_EDITORS,
+    ),
     ("post", "/api/{space}/projectgroups", {"Name": "Made"}, SPACE_EDITORS),
     ("post", "/api/{space}/projects", {"Name": "Made"}, SPACE_EDITORS),
     ("put", "/api/{space}/projects/{project}/deploymentprocesses", {"Version": 0, "Steps": []}, SPACE_EDITORS),
     ("put", "/api/{space}/variables/variableset-{project}", {"Version": 0, "Variables": []}, SPACE_EDITORS),
     ("post", "/api/{space}/releases/create/v1", {"ProjectName": "Hello", "ReleaseVersion": "9.9.9"}, SPACE_EDITORS),
-    ("post", "/api/{space}/deployments/create/untenanted/v1",
-     {"ProjectName": "Hello", "ReleaseVersion": "none", "EnvironmentNames": ["Production"]}, DEPLOYERS),
+    (
+        "post",
+        "/api/{space}/deployments/create/untenanted/v1",
+        {"ProjectName": "Hello", "ReleaseVersion": "none", "EnvironmentNames": ["Production"]},
+        DEPLOYERS,
+    ),
     ("post", "/api/{space}/packages/raw", {}, SPACE_EDITORS),
 ]
 
@@ -65,13 +73,21 @@ def test_reads_are_open_only_to_the_roles_that_grant_them(request, api_client, s
 
 @pytest.mark.parametrize("persona", PERSONAS)
 @pytest.mark.parametrize("method, url, body, allowed", WRITES, ids=[f"{m} {u}" for m, u, _, _ in WRITES])
-def test_writes_are_refused_to_the_roles_that_do_not_grant_them(request, api_client, space, project, production, persona,
-                                                                 method, url, body, allowed):
+def test_writes_are_refused_to_the_roles_that_do_not_grant_them(
+    request, api_client, space, project, production, persona, method, url, body, allowed
+):
     user = request.getfixturevalue(persona)
     add_step(project, "Hello", "echo hi")
-    before = (Environment.objects.count(), Lifecycle.objects.count(), ProjectGroup.objects.count(), project.releases.count())
+    before = (
+        Environment.objects.count(),
+        Lifecycle.objects.count(),
+        ProjectGroup.objects.count(),
+        project.releases.count(),
+    )
     fmt = "multipart" if url.endswith("/raw") else "json"  # a package push is a multipart upload (here with no file)
-    response = getattr(api_client(user), method)(url.format(space=space.octopus_id, project=project.octopus_id), body, format=fmt)
+    response = getattr(api_client(user), method)(
+        url.format(space=space.octopus_id, project=project.octopus_id), body, format=fmt
+    )
     project.refresh_from_db()
     if persona in allowed:
         assert response.status_code in (200, 201, 400), response.content[:300]  # 400: the service's own refusal
@@ -79,5 +95,9 @@ def test_writes_are_refused_to_the_roles_that_do_not_grant_them(request, api_cli
     else:
         assert response.status_code in (403, 404), response.content[:300]
         assert response["Content-Type"].startswith("application/json")
-        assert (Environment.objects.count(), Lifecycle.objects.count(), project.releases.count()) == (before[0], before[1], before[3])
+        assert (Environment.objects.count(), Lifecycle.objects.count(), project.releases.count()) == (
+            before[0],
+            before[1],
+            before[3],
+        )
         assert project.process_version == 0 and project.variable_set_version == 0

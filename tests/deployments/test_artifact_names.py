@@ -22,24 +22,38 @@ def test_unsafe_artifact_names_are_refused_with_a_reason_and_the_safe_one_is_kep
     text = log_text(task)
     assert [a.name for a in Artifact.objects.filter(task=task)] == ["report.txt"]
     assert "The artifact '../../etc/passwd' was not collected: it holds a path separator" in text
-    assert ("The artifact 'forged\\n2026-01-01 00:00:00  Info      Deployed.txt' "
-            "was not collected: it holds control characters") in text
+    assert (
+        "The artifact 'forged\\n2026-01-01 00:00:00  Info      Deployed.txt' "
+        "was not collected: it holds control characters"
+    ) in text
     assert "The artifact 'logs\\\\today.txt' was not collected: it holds a path separator" in text
     assert not any(line.startswith("2026-01-01") for line in text.splitlines())  # no forged log line
     assert "done" in text and task.state == "Success"
 
 
-@pytest.mark.parametrize("name, problem", [
-    ("report.txt", None), ("Ünïcode report (2).txt", None), ("", "it is empty"), ("a" * 201, "it is longer than 200 characters"),
-    ("a/b", "it holds a path separator: give a file name, not a path"), ("..", "it holds '..'"), ("x\x00y", "it holds control characters"),
-    ("evil\u202etxt.exe", "it holds control characters"), (" padded ", "it starts or ends with white space"), (None, "it is empty"),
-])
+@pytest.mark.parametrize(
+    "name, problem",
+    [
+        ("report.txt", None),
+        ("Ünïcode report (2).txt", None),
+        ("", "it is empty"),
+        ("a" * 201, "it is longer than 200 characters"),
+        ("a/b", "it holds a path separator: give a file name, not a path"),
+        ("..", "it holds '..'"),
+        ("x\x00y", "it holds control characters"),
+        ("evil\u202etxt.exe", "it holds control characters"),
+        (" padded ", "it starts or ends with white space"),
+        (None, "it is empty"),
+    ],
+)
 def test_artifact_name_rules(name, problem):
     assert artifact_name_problem(name) == problem
 
 
 @pytest.mark.django_db
-def test_a_stored_name_with_a_newline_downloads_under_a_safe_name(page_client, administrator, project, production, space):
+def test_a_stored_name_with_a_newline_downloads_under_a_safe_name(
+    page_client, administrator, project, production, space
+):
     from deployments.services import deploy
 
     add_step(project, "Report", "echo hi")

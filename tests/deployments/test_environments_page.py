@@ -41,16 +41,25 @@ def test_an_environment_is_renamed_on_its_page(page_client, environment_manager,
     assert event.changes["name"] == ["Prod", "Production"]
 
 
-def test_an_environment_in_use_is_not_deleted_and_an_unused_one_is(page_client, environment_manager, administrator, project):
+def test_an_environment_in_use_is_not_deleted_and_an_unused_one_is(
+    page_client, environment_manager, administrator, project
+):
     space = project.space
     used = catalog.create_environment(actor=administrator, space=space, name="Production")
     spare = catalog.create_environment(actor=administrator, space=space, name="Spare")
     catalog.save_step(actor=administrator, project=project, name="Hello", location="Server", script_body="echo hi")
-    catalog.save_variable(actor=administrator, project=project, name="Url", type="String", value="x", environments=[used])
-    deploy.deploy_release(actor=administrator, release=deploy.create_release(actor=administrator, project=project), environment=used)
+    catalog.save_variable(
+        actor=administrator, project=project, name="Url", type="String", value="x", environments=[used]
+    )
+    deploy.deploy_release(
+        actor=administrator, release=deploy.create_release(actor=administrator, project=project), environment=used
+    )
     client = page_client(environment_manager)
     base = f"/{space.octopus_id}/infrastructure/environments/"
     refused = client.post(base + f"{used.pk}/delete/", follow=True).content.decode()
     assert "Production is in use and cannot be deleted" in refused and "1 deployment" in refused
     assert "the variable Url of Hello (scoped to it)" in refused and Environment.objects.filter(pk=used.pk).exists()
-    assert client.post(base + f"{spare.pk}/delete/").status_code == 302 and not Environment.objects.filter(pk=spare.pk).exists()
+    assert (
+        client.post(base + f"{spare.pk}/delete/").status_code == 302
+        and not Environment.objects.filter(pk=spare.pk).exists()
+    )

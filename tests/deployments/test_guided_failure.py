@@ -20,7 +20,9 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 
 def step_statuses(task):
-    return dict(task.activity_nodes.filter(parent__parent__isnull=True, parent__isnull=False).values_list("name", "status"))
+    return dict(
+        task.activity_nodes.filter(parent__parent__isnull=True, parent__isnull=False).values_list("name", "status")
+    )
 
 
 def answer_from_the_page(page_client, user, task, **form):
@@ -37,7 +39,9 @@ def guided(production) -> Environment:
     return production
 
 
-def test_a_failed_step_waits_for_guidance_and_retry_runs_it_again(administrator, project, guided, shared_folder, page_client, api_client):
+def test_a_failed_step_waits_for_guidance_and_retry_runs_it_again(
+    administrator, project, guided, shared_folder, page_client, api_client
+):
     marker = shared_folder / "fixed"
     add_step(project, "Flaky", f'if [ ! -f {marker} ]; then echo "not yet"; exit 3; fi; echo "worked this time"')
     add_step(project, "After", "echo after")
@@ -52,7 +56,12 @@ def test_a_failed_step_waits_for_guidance_and_retry_runs_it_again(administrator,
     body = api_client(administrator).get(f"/api/tasks/{task.octopus_id}").json()
     assert body["State"] == "Executing" and body["HasPendingInterruptions"] is True and not body["IsCompleted"]
     page = page_client(administrator).get(reverse("task", args=[task.space.octopus_id, task.pk])).content.decode()
-    assert 'id="intervention"' in page and ">Retry</button>" in page and ">Ignore</button>" in page and ">Fail</button>" in page
+    assert (
+        'id="intervention"' in page
+        and ">Retry</button>" in page
+        and ">Ignore</button>" in page
+        and ">Fail</button>" in page
+    )
     assert "after" not in log_text(task).splitlines()
 
     marker.touch()
@@ -91,7 +100,9 @@ def test_ignore_carries_on_and_fail_fails(administrator, project, guided):
 def test_guided_failure_can_be_asked_for_by_one_deployment(administrator, project, production):
     add_step(project, "Broken", "exit 1")
     release = deploy.create_release(actor=administrator, project=project)
-    task = deploy.deploy_release(actor=administrator, release=release, environment=production, use_guided_failure=True).task
+    task = deploy.deploy_release(
+        actor=administrator, release=release, environment=production, use_guided_failure=True
+    ).task
     run_server_task(task.pk)
     task.refresh_from_db()
     assert task.state == "Executing" and task.interruptions.get().type == "GuidedFailure"
@@ -105,8 +116,14 @@ def test_a_manual_intervention_with_responsible_teams(administrator, space, proj
     other = make_person("other", "Deployment creator", space)
     team = team_named("Deployment creator team (approver)")
     team.members.add(colleague)
-    add_step(project, "Approve", action_type="Octopus.Manual", instructions="Check the numbers", body="",
-             responsible_teams=[team.octopus_id])
+    add_step(
+        project,
+        "Approve",
+        action_type="Octopus.Manual",
+        instructions="Check the numbers",
+        body="",
+        responsible_teams=[team.octopus_id],
+    )
     add_step(project, "Ship", "echo shipped")
     task = deploy_and_run(administrator, project, production)
     assert task.state == "Executing" and task.pending_interruption == "Check the numbers"
@@ -136,7 +153,9 @@ def test_a_manual_intervention_with_responsible_teams(administrator, space, proj
     assert "Approver chose to proceed. numbers add up" in log and "shipped" in log
     assert step_statuses(task) == {"Step 1: Approve": "Success", "Step 2: Ship": "Success"}
     messages = list(Event.objects.values_list("message", flat=True))
-    assert any("took responsibility" in m for m in messages) and any("chose to proceed" in m and "numbers add up" in m for m in messages)
+    assert any("took responsibility" in m for m in messages) and any(
+        "chose to proceed" in m and "numbers add up" in m for m in messages
+    )
     interruption.refresh_from_db()
     assert not interruption.is_pending and interruption.result == "Proceed" and interruption.note == "numbers add up"
 
@@ -162,11 +181,14 @@ def test_canceling_a_waiting_task_ends_it_at_once(administrator, project, produc
     assert ServerTask.objects.get(pk=task.pk).completed is not None
 
 
-def test_the_pages_set_guided_failure_responsible_teams_and_a_script_from_a_package(administrator, space, project, production,
-                                                                                    page_client):
+def test_the_pages_set_guided_failure_responsible_teams_and_a_script_from_a_package(
+    administrator, space, project, production, page_client
+):
     client = page_client(administrator)
-    response = client.post(f"/{space.octopus_id}/infrastructure/environments/{production.pk}/",
-                           {"name": "Production", "description": "", "use_guided_failure": "1"})
+    response = client.post(
+        f"/{space.octopus_id}/infrastructure/environments/{production.pk}/",
+        {"name": "Production", "description": "", "use_guided_failure": "1"},
+    )
     assert response.status_code == 302
     production.refresh_from_db()
     assert production.use_guided_failure
@@ -175,11 +197,27 @@ def test_the_pages_set_guided_failure_responsible_teams_and_a_script_from_a_pack
     team = make_person("approver", "Deployment creator", space) and team_named("Deployment creator team (approver)")
     base = f"/{space.octopus_id}/projects/{project.pk}/steps/add/"
     common = {"location": "Server", "condition": "Success", "syntax": "Bash", "max_parallelism": 10}
-    client.post(base, {**common, "name": "Approve", "action_type": "Octopus.Manual", "instructions": "Look",
-                       "responsible_teams": [team.octopus_id]})
+    client.post(
+        base,
+        {
+            **common,
+            "name": "Approve",
+            "action_type": "Octopus.Manual",
+            "instructions": "Look",
+            "responsible_teams": [team.octopus_id],
+        },
+    )
     assert project.steps.get(name="Approve").responsible_teams == [team.octopus_id]
-    refused = client.post(base, {**common, "name": "Packaged", "action_type": "Octopus.Script", "script_source": "Package",
-                                 "script_file_name": "../outside.sh"})
+    refused = client.post(
+        base,
+        {
+            **common,
+            "name": "Packaged",
+            "action_type": "Octopus.Script",
+            "script_source": "Package",
+            "script_file_name": "../outside.sh",
+        },
+    )
     assert refused.status_code == 400
     page = refused.content.decode()
     assert "A script from a package needs a referenced package." in page and "path inside the package" in page
@@ -205,13 +243,18 @@ def test_the_deployments_api_takes_use_guided_failure(administrator, project, pr
     add_step(project, "Broken", "exit 1")
     release = deploy.create_release(actor=administrator, project=project)
     client = api_client(administrator)
-    response = client.post(f"/api/{project.space.octopus_id}/deployments",
-                           {"ReleaseId": release.octopus_id, "EnvironmentId": production.octopus_id, "UseGuidedFailure": True},
-                           format="json")
+    response = client.post(
+        f"/api/{project.space.octopus_id}/deployments",
+        {"ReleaseId": release.octopus_id, "EnvironmentId": production.octopus_id, "UseGuidedFailure": True},
+        format="json",
+    )
     assert response.status_code == 201, response.content
     assert response.json()["UseGuidedFailure"] is True
     task = ServerTask.objects.get(pk=ServerTask.pk_from_octopus_id(response.json()["TaskId"]))
     run_server_task(task.pk)
     task.refresh_from_db()
     assert task.state == "Executing" and task.has_pending_interruptions
-    assert client.get(f"/api/{project.space.octopus_id}/environments/{production.octopus_id}").json()["UseGuidedFailure"] is False
+    assert (
+        client.get(f"/api/{project.space.octopus_id}/environments/{production.octopus_id}").json()["UseGuidedFailure"]
+        is False
+    )

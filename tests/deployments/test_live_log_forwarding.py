@@ -12,7 +12,9 @@ from tests.deployments.test_live_task_log import open_socket, read_until_end, ru
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
-def test_a_viewer_that_stops_acknowledging_mid_stream_gets_the_window_and_then_the_rest(space, administrator, monkeypatch):
+def test_a_viewer_that_stops_acknowledging_mid_stream_gets_the_window_and_then_the_rest(
+    space, administrator, monkeypatch
+):
     forwarded = []
     hold_raw = TaskLogConsumer.hold_raw
     monkeypatch.setattr(TaskLogConsumer, "hold_raw", lambda self, fields: forwarded.append(1) or hold_raw(self, fields))

@@ -10,7 +10,9 @@ import time
 import pytest
 from channels.testing import WebsocketCommunicator
 from django.contrib.auth.models import AnonymousUser
-from hypothesis import HealthCheck, given, settings as hypothesis_settings, strategies as st
+from hypothesis import HealthCheck, given
+from hypothesis import settings as hypothesis_settings
+from hypothesis import strategies as st
 
 from portal.routing import websocket_urlpatterns as all_routes  # noqa: F401 - the project's routes include ours
 from servertasks.consumers import WINDOW
@@ -51,7 +53,9 @@ async def open_socket(task: ServerTask, user, after: int | None = -1) -> Websock
     return communicator
 
 
-async def read_until_end(communicator, received: list[int], stop_after_messages: int | None = None, ack: bool = True) -> bool:
+async def read_until_end(
+    communicator, received: list[int], stop_after_messages: int | None = None, ack: bool = True
+) -> bool:
     """Collect sequences; True when the server said the log ended."""
     messages = 0
     while stop_after_messages is None or messages < stop_after_messages:
@@ -68,6 +72,7 @@ async def read_until_end(communicator, received: list[int], stop_after_messages:
 
 def write_lines(task: ServerTask, count: int, batch: int, pause: float = 0.0) -> threading.Thread:
     """A step printing `count` lines, stored and published in batches, then the task ends."""
+
     def run():
         from django.db import connection
 
@@ -102,10 +107,15 @@ def test_anonymous_outsiders_and_other_spaces_are_closed_with_a_clear_code(space
 
 
 @hypothesis_settings(max_examples=8, deadline=None, suppress_health_check=list(HealthCheck))
-@given(count=st.integers(min_value=1, max_value=1500), batch=st.integers(min_value=1, max_value=400),
-       cuts=st.lists(st.integers(min_value=1, max_value=6), min_size=0, max_size=4), drop_stream=st.booleans())
-def test_every_line_arrives_once_and_in_order_across_reconnects_at_random_points(space, administrator, count, batch, cuts,
-                                                                                  drop_stream):
+@given(
+    count=st.integers(min_value=1, max_value=1500),
+    batch=st.integers(min_value=1, max_value=400),
+    cuts=st.lists(st.integers(min_value=1, max_value=6), min_size=0, max_size=4),
+    drop_stream=st.booleans(),
+)
+def test_every_line_arrives_once_and_in_order_across_reconnects_at_random_points(
+    space, administrator, count, batch, cuts, drop_stream
+):
     task = running_task(space)
     writer = write_lines(task, count, batch, pause=0.002)
 

@@ -8,7 +8,9 @@ from datetime import timedelta
 
 import pytest
 from django.utils import timezone
-from hypothesis import HealthCheck, given, settings as hypothesis_settings, strategies as st
+from hypothesis import HealthCheck, given
+from hypothesis import settings as hypothesis_settings
+from hypothesis import strategies as st
 
 from servertasks.models import ServerTask, TaskLogChunk, TaskLogLine
 from servertasks.services import logstore, logstream
@@ -42,8 +44,9 @@ def test_a_long_log_is_a_few_chunks_and_reads_back_exactly(space):
     log.flush()
     chunks = list(TaskLogChunk.objects.filter(task=task).order_by("first_sequence"))
     assert len(chunks) < 200, "a row per flush at most, not a row per line"
-    assert [(c.first_sequence, c.last_sequence) for c in chunks] == list(zip(
-        [0, *[c.last_sequence + 1 for c in chunks[:-1]]], [c.last_sequence for c in chunks], strict=True))  # no hole, no overlap
+    assert [(c.first_sequence, c.last_sequence) for c in chunks] == list(
+        zip([0, *[c.last_sequence + 1 for c in chunks[:-1]]], [c.last_sequence for c in chunks], strict=True)
+    )  # no hole, no overlap
     assert all(c.line_count <= logstore.CHUNK_LINES for c in chunks)
     assert all(c.compressed for c in chunks if c.line_count >= 50), "repetitive text is stored compressed"
     assert stored_texts(task) == expected
@@ -93,14 +96,22 @@ def test_nul_bytes_invalid_utf8_and_every_category_survive_storage(space):
     log.flush()
     lines = logstore.read_lines(task_id=task.pk)
     assert [(line.category, line.text) for line in lines] == [
-        (Category.WARNING, "binary \ufffd output"), (Category.ERROR, "bad \ufffd\ufffd bytes"), (Category.FATAL, "replaced \ufffd"),
-        (Category.HIGHLIGHT, "ünïcødé ✓ 𝄞"), (Category.VERBOSE, "")]
+        (Category.WARNING, "binary \ufffd output"),
+        (Category.ERROR, "bad \ufffd\ufffd bytes"),
+        (Category.FATAL, "replaced \ufffd"),
+        (Category.HIGHLIGHT, "ünïcødé ✓ 𝄞"),
+        (Category.VERBOSE, ""),
+    ]
 
 
 def test_when_each_line_occurred_is_kept_to_the_microsecond(space):
     task = new_task(space)
     log = TaskLog(task)
-    moments = [timezone.now() - timedelta(days=400, microseconds=7), timezone.now(), timezone.now() + timedelta(seconds=1)]
+    moments = [
+        timezone.now() - timedelta(days=400, microseconds=7),
+        timezone.now(),
+        timezone.now() + timedelta(seconds=1),
+    ]
     for n, moment in enumerate(moments):
         log.write(f"at {n}", occurred=moment)
     log.flush()
@@ -156,16 +167,25 @@ def test_details_after_take_and_tail_cross_chunk_boundaries(api_client, administ
     tails = elements("tail=100")
     assert tails["Step 1"] == [n for n in range(3000) if (n // 70) % 2 == 0][-100:]
     assert tails["Step 2"] == [n for n in range(3000) if (n // 70) % 2 == 1][-100:]
-    assert elements("tail=5&after=2990") == {"Step 1": [2995, 2996, 2997, 2998, 2999], "Step 2": []}  # 2940–3009 are Step 1's
+    assert elements("tail=5&after=2990") == {
+        "Step 1": [2995, 2996, 2997, 2998, 2999],
+        "Step 2": [],
+    }  # 2940–3009 are Step 1's
     raw = b"".join(client.get(f"/api/tasks/{task.octopus_id}/raw").streaming_content).decode().splitlines()
     assert [row.split("  Info      ")[1] for row in raw] == [f"line {n}" for n in range(3000)]
 
 
 @hypothesis_settings(max_examples=15, deadline=None, suppress_health_check=list(HealthCheck))
-@given(batches=st.lists(st.tuples(st.integers(min_value=1, max_value=500), st.integers(min_value=0, max_value=2)),
-                        min_size=1, max_size=6),
-       resume_at=st.lists(st.integers(min_value=-1, max_value=3000), max_size=3),
-       take=st.integers(min_value=60, max_value=900), tail=st.integers(min_value=0, max_value=900))
+@given(
+    batches=st.lists(
+        st.tuples(st.integers(min_value=1, max_value=500), st.integers(min_value=0, max_value=2)),
+        min_size=1,
+        max_size=6,
+    ),
+    resume_at=st.lists(st.integers(min_value=-1, max_value=3000), max_size=3),
+    take=st.integers(min_value=60, max_value=900),
+    tail=st.integers(min_value=0, max_value=900),
+)
 def test_resuming_after_any_sequence_gives_exactly_the_rest_in_order(space, batches, resume_at, take, tail):
     """The property the websocket's reconnect and the polling fallback rest on, on chunked storage:
     paging from any cursor with any page size yields every later line once, in order."""

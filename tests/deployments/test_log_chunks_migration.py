@@ -40,9 +40,16 @@ def test_existing_log_rows_become_chunks_and_read_back_exactly():
         for n in range(10_000):  # several chunks' worth, lines outside and inside a node, a hole at 7000
             if n == 7000:
                 continue
-            rows.append(TaskLogLine(task=chatty, node=step if n >= 10 else None, sequence=n,
-                                    occurred=started + timedelta(microseconds=n * 1001),
-                                    category="Warning" if n == 5000 else "Info", text=f"line {n} ✓ " + "z" * (n % 40)))
+            rows.append(
+                TaskLogLine(
+                    task=chatty,
+                    node=step if n >= 10 else None,
+                    sequence=n,
+                    occurred=started + timedelta(microseconds=n * 1001),
+                    category="Warning" if n == 5000 else "Info",
+                    text=f"line {n} ✓ " + "z" * (n % 40),
+                )
+            )
         rows.append(TaskLogLine(task=quiet, sequence=0, occurred=started, category="Info", text="healthy"))
         TaskLogLine.objects.bulk_create(rows, batch_size=2000)
         expected = [(r.sequence, r.node_id, r.occurred, r.category, r.text) for r in rows[:-1]]
@@ -54,8 +61,10 @@ def test_existing_log_rows_become_chunks_and_read_back_exactly():
 
     chunks = TaskLogChunk.objects.filter(task_id=chatty.pk)
     assert 2 < chunks.count() < 50
-    assert [(line.sequence, line.node_id, line.occurred, line.category, line.text)
-            for line in logstore.iter_lines(task_id=chatty.pk)] == expected
+    assert [
+        (line.sequence, line.node_id, line.occurred, line.category, line.text)
+        for line in logstore.iter_lines(task_id=chatty.pk)
+    ] == expected
     assert [line.text for line in logstore.read_lines(task_id=quiet.pk)] == ["healthy"]
     assert logstore.node_has_warnings(ActivityNode.objects.get(pk=step.pk))
     assert logstore.line_count(chatty.pk) == 9999 and logstore.last_sequence(chatty.pk) == 9999
@@ -63,7 +72,13 @@ def test_existing_log_rows_become_chunks_and_read_back_exactly():
     old_apps = migrate(BEFORE)  # and back: the rows again
     try:
         TaskLogLine = old_apps.get_model("deployments", "TaskLogLine")
-        assert list(TaskLogLine.objects.filter(task_id=chatty.pk).order_by("sequence").values_list(
-            "sequence", "node_id", "occurred", "category", "text")) == expected
+        assert (
+            list(
+                TaskLogLine.objects.filter(task_id=chatty.pk)
+                .order_by("sequence")
+                .values_list("sequence", "node_id", "occurred", "category", "text")
+            )
+            == expected
+        )
     finally:
         migrate(AFTER)

@@ -13,8 +13,12 @@ SECRET = "-----BEGIN KEY-----\nc2VjcmV0LWxpbmUtb25l\nc2VjcmV0LWxpbmUtdHdv\n}\n--
 
 def test_a_script_printing_a_multi_line_secret_shows_none_of_its_lines(administrator, project, production):
     catalog.save_variable(actor=administrator, project=project, name="Key", type="Sensitive", value=SECRET)
-    add_step(project, "Print", 'echo "#{Key}"\nprintf "%s\\n" "$(get_octopusvariable Key)" | tail -n 3 | head -n 1\n'
-                               'echo "second: c2VjcmV0LWxpbmUtdHdv"\necho "}"')
+    add_step(
+        project,
+        "Print",
+        'echo "#{Key}"\nprintf "%s\\n" "$(get_octopusvariable Key)" | tail -n 3 | head -n 1\n'
+        'echo "second: c2VjcmV0LWxpbmUtdHdv"\necho "}"',
+    )
     task = deploy_and_run(administrator, project, production)
     text = log_text(task)
     assert task.state == "Success", text

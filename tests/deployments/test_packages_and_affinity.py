@@ -24,15 +24,25 @@ def publish(space, package_id: str, version: str, files: dict[str, str]) -> Pack
     folder = Path(settings.VAR_DIR) / "packages"
     folder.mkdir(parents=True, exist_ok=True)
     (folder / sha).write_bytes(data)
-    return Package.objects.create(space=space, package_id=package_id, version=version, file_name=f"{package_id}.{version}.zip",
-                                  sha256=sha, size=len(data))
+    return Package.objects.create(
+        space=space,
+        package_id=package_id,
+        version=version,
+        file_name=f"{package_id}.{version}.zip",
+        sha256=sha,
+        size=len(data),
+    )
 
 
-def test_a_package_is_uploaded_once_then_found_in_the_workers_cache(agents, administrator, project, production, make_pool):
+def test_a_package_is_uploaded_once_then_found_in_the_workers_cache(
+    agents, administrator, project, production, make_pool
+):
     pool = make_pool("P")
     agents.start("cache-box", [pool])
     publish(project.space, "webapp", "1.0.0", {"VERSION": "1.0.0\n"})
-    add_step(project, "Install", "cat webapp/VERSION", worker_pool=pool, packages=[{"PackageId": "webapp", "Version": ""}])
+    add_step(
+        project, "Install", "cat webapp/VERSION", worker_pool=pool, packages=[{"PackageId": "webapp", "Version": ""}]
+    )
     first = deploy_and_run(administrator, project, production)
     second = deploy_and_run(administrator, project, production)
     assert first.state == second.state == "Success", log_text(first)

@@ -13,28 +13,65 @@ pytestmark = pytest.mark.django_db
 def objects(administrator, space):
     project = catalog.create_project(actor=administrator, space=space, name="Shop")
     environment = catalog.create_environment(actor=administrator, space=space, name="Production")
-    step = catalog.save_step(actor=administrator, project=project, name="Hello", location="Server", script_body="echo hi")
+    step = catalog.save_step(
+        actor=administrator, project=project, name="Hello", location="Server", script_body="echo hi"
+    )
     runbook = catalog.create_runbook(actor=administrator, project=project, name="Restart")
-    runbook_step = catalog.save_step(actor=administrator, project=project, runbook=runbook, name="Bounce", location="Server",
-                                     script_body="echo bounce")
+    runbook_step = catalog.save_step(
+        actor=administrator,
+        project=project,
+        runbook=runbook,
+        name="Bounce",
+        location="Server",
+        script_body="echo bounce",
+    )
     variable = catalog.save_variable(actor=administrator, project=project, name="Greeting", type="String", value="hi")
-    target = catalog.create_deployment_target(actor=administrator, space=space, name="web-01", kind="CloudRegion", roles=["web"],
-                                              environments=[environment])
+    target = catalog.create_deployment_target(
+        actor=administrator, space=space, name="web-01", kind="CloudRegion", roles=["web"], environments=[environment]
+    )
     release = deploy.create_release(actor=administrator, project=project, version="1.0.0")
-    return {"project": project.pk, "environment": environment.pk, "step": step.pk, "runbook": runbook.pk,
-            "runbook_step": runbook_step.pk, "variable": variable.pk, "target": target.pk, "release": release.pk}
+    return {
+        "project": project.pk,
+        "environment": environment.pk,
+        "step": step.pk,
+        "runbook": runbook.pk,
+        "runbook_step": runbook_step.pk,
+        "variable": variable.pk,
+        "target": target.pk,
+        "release": release.pk,
+    }
 
 
-VIEW_PAGES = ["projects/", "projects/{project}/", "projects/{project}/process/", "projects/{project}/steps/{step}/",
-              "projects/{project}/variables/", "projects/{project}/variables/{variable}/", "projects/{project}/runbooks/",
-              "projects/{project}/runbooks/{runbook}/", "projects/{project}/runbooks/{runbook}/steps/{runbook_step}/",
-              "projects/{project}/releases/{release}/", "projects/{project}/settings/",
-              "infrastructure/environments/", "infrastructure/environments/{environment}/",
-              "infrastructure/deploymenttargets/", "infrastructure/deploymenttargets/{target}/", "library/packages/"]
+VIEW_PAGES = [
+    "projects/",
+    "projects/{project}/",
+    "projects/{project}/process/",
+    "projects/{project}/steps/{step}/",
+    "projects/{project}/variables/",
+    "projects/{project}/variables/{variable}/",
+    "projects/{project}/runbooks/",
+    "projects/{project}/runbooks/{runbook}/",
+    "projects/{project}/runbooks/{runbook}/steps/{runbook_step}/",
+    "projects/{project}/releases/{release}/",
+    "projects/{project}/settings/",
+    "infrastructure/environments/",
+    "infrastructure/environments/{environment}/",
+    "infrastructure/deploymenttargets/",
+    "infrastructure/deploymenttargets/{target}/",
+    "library/packages/",
+]
 
 
-@pytest.mark.parametrize("persona,expected", [
-    ("administrator", 200), ("space_manager", 200), ("project_viewer", 200), ("deployment_creator", 200), ("outsider", 404)])
+@pytest.mark.parametrize(
+    "persona,expected",
+    [
+        ("administrator", 200),
+        ("space_manager", 200),
+        ("project_viewer", 200),
+        ("deployment_creator", 200),
+        ("outsider", 404),
+    ],
+)
 def test_each_page_answers_each_persona_as_their_role_allows(request, page_client, space, objects, persona, expected):
     client = page_client(request.getfixturevalue(persona))
     for page in VIEW_PAGES:
@@ -49,8 +86,12 @@ def test_a_project_viewer_sees_everything_but_can_change_nothing(page_client, pr
     assert "Hello" in process and "Add step" not in process and "Move Hello" not in process
     step = client.get(base + f"projects/{objects['project']}/steps/{objects['step']}/").content.decode()
     assert "needs the ProcessEdit permission" in step and 'id="save-step"' not in step
-    for page in ["projects/{project}/steps/add/", "projects/{project}/releases/add/", "projects/{project}/releases/{release}/deploy/",
-                 "tasks/console/"]:
+    for page in [
+        "projects/{project}/steps/add/",
+        "projects/{project}/releases/add/",
+        "projects/{project}/releases/{release}/deploy/",
+        "tasks/console/",
+    ]:
         assert client.get(base + page.format(**objects)).status_code == 403, page
     writes = [
         ("projects/", {"name": "Nope"}),
@@ -78,24 +119,37 @@ def test_a_project_viewer_sees_everything_but_can_change_nothing(page_client, pr
     for page, data in writes:
         assert client.post(base + page.format(**objects), data).status_code == 403, page
     assert list(Project.objects.values_list("name", flat=True)) == ["Shop"] and Step.objects.count() == 2
-    assert Variable.objects.get().value == "hi" and list(Environment.objects.values_list("name", flat=True)) == ["Production"]
+    assert Variable.objects.get().value == "hi" and list(Environment.objects.values_list("name", flat=True)) == [
+        "Production"
+    ]
     assert Runbook.objects.count() == 1 and DeploymentTarget.objects.count() == 1 and not Package.objects.exists()
     assert Project.objects.get().releases.count() == 1 and not Project.objects.get().server_tasks.exists()
 
 
-def test_another_spaces_objects_are_not_found_even_for_an_administrator(page_client, administrator, space, other_space, objects):
+def test_another_spaces_objects_are_not_found_even_for_an_administrator(
+    page_client, administrator, space, other_space, objects
+):
     foreign = catalog.create_project(actor=administrator, space=other_space, name="Far")
     far_env = catalog.create_environment(actor=administrator, space=other_space, name="Far env")
-    far_target = catalog.create_deployment_target(actor=administrator, space=other_space, name="far", kind="CloudRegion",
-                                                  roles=["web"], environments=[far_env])
+    far_target = catalog.create_deployment_target(
+        actor=administrator, space=other_space, name="far", kind="CloudRegion", roles=["web"], environments=[far_env]
+    )
     client = page_client(administrator)
     base = f"/{space.octopus_id}/"
-    for page in [f"projects/{foreign.pk}/", f"projects/{foreign.pk}/process/", f"projects/{foreign.pk}/variables/",
-                 f"projects/{foreign.pk}/steps/add/", f"infrastructure/environments/{far_env.pk}/",
-                 f"infrastructure/deploymenttargets/{far_target.pk}/",
-                 f"projects/{objects['project']}/steps/{objects['runbook_step']}/"]:  # a runbook's step is not the process's
+    for page in [
+        f"projects/{foreign.pk}/",
+        f"projects/{foreign.pk}/process/",
+        f"projects/{foreign.pk}/variables/",
+        f"projects/{foreign.pk}/steps/add/",
+        f"infrastructure/environments/{far_env.pk}/",
+        f"infrastructure/deploymenttargets/{far_target.pk}/",
+        f"projects/{objects['project']}/steps/{objects['runbook_step']}/",
+    ]:  # a runbook's step is not the process's
         assert client.get(base + page).status_code == 404, page
-    for page in [f"projects/{foreign.pk}/delete/", f"infrastructure/environments/{far_env.pk}/delete/",
-                 f"infrastructure/deploymenttargets/{far_target.pk}/delete/"]:
+    for page in [
+        f"projects/{foreign.pk}/delete/",
+        f"infrastructure/environments/{far_env.pk}/delete/",
+        f"infrastructure/deploymenttargets/{far_target.pk}/delete/",
+    ]:
         assert client.post(base + page).status_code == 404, page
     assert Project.objects.filter(pk=foreign.pk).exists() and Environment.objects.filter(pk=far_env.pk).exists()

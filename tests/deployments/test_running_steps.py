@@ -29,14 +29,23 @@ def stamps(task: ServerTask, word: str) -> list[tuple[str, float]]:
 
 
 def test_variables_parameters_and_output_variables_reach_scripts_and_sensitive_values_are_masked(
-        administrator, project, production):
+    administrator, project, production
+):
     Variable.objects.create(project=project, name="Greeting", value="hello")
     Variable.objects.create(project=project, name="Password", type="Sensitive", value=encrypt("s3cret-Value"))
-    add_step(project, "First", 'echo "#{Greeting} $1 $2"; echo "pw=$(get_octopusvariable Password)"; '
-                               'set_octopusvariable Colour blue; echo "release #{Octopus.Release.Number}"',
-             script_parameters="alpha #{Octopus.Environment.Name}")
-    add_step(project, "Second", "import octopus\nprint('colour=' + octopus.get_octopusvariable('Octopus.Action[First].Output.Colour'))",
-             syntax="Python")
+    add_step(
+        project,
+        "First",
+        'echo "#{Greeting} $1 $2"; echo "pw=$(get_octopusvariable Password)"; '
+        'set_octopusvariable Colour blue; echo "release #{Octopus.Release.Number}"',
+        script_parameters="alpha #{Octopus.Environment.Name}",
+    )
+    add_step(
+        project,
+        "Second",
+        "import octopus\nprint('colour=' + octopus.get_octopusvariable('Octopus.Action[First].Output.Colour'))",
+        syntax="Python",
+    )
     task = deploy_and_run(administrator, project, production)
     log = log_text(task)
     assert task.state == "Success", log
@@ -48,22 +57,37 @@ def test_run_conditions_skip_or_run_steps_after_a_failure(administrator, project
     add_step(project, "Breaks", "echo breaking; exit 3")
     add_step(project, "Normal", "echo should-not-run")
     add_step(project, "Cleanup", "echo cleaning up", condition="Always")
-    add_step(project, "On error", "echo error was: #{Octopus.Deployment.Error}", condition="Variable",
-             condition_variable="#{Octopus.Deployment.Error}")
+    add_step(
+        project,
+        "On error",
+        "echo error was: #{Octopus.Deployment.Error}",
+        condition="Variable",
+        condition_variable="#{Octopus.Deployment.Error}",
+    )
     task = deploy_and_run(administrator, project, production)
     log = log_text(task)
     assert task.state == "Failed" and "Step 'Breaks' failed." in task.error_message
     assert "The script exited with code 3." in log and "should-not-run" not in log
     assert "cleaning up" in log and "error was: Step Breaks failed." in log  # bash ate the quotes
-    statuses = dict(task.activity_nodes.filter(parent__parent__isnull=True, parent__isnull=False).values_list("name", "status"))
-    assert statuses == {"Step 1: Breaks": "Failed", "Step 2: Normal": "Skipped", "Step 3: Cleanup": "Success",
-                        "Step 4: On error": "Success"}
+    statuses = dict(
+        task.activity_nodes.filter(parent__parent__isnull=True, parent__isnull=False).values_list("name", "status")
+    )
+    assert statuses == {
+        "Step 1: Breaks": "Failed",
+        "Step 2: Normal": "Skipped",
+        "Step 3: Cleanup": "Success",
+        "Step 4: On error": "Success",
+    }
 
 
 def test_start_with_previous_runs_steps_in_parallel(administrator, project, production):
     for name in ("a", "b", "c"):
-        add_step(project, name, f"echo start {name} $(date +%s.%N); sleep 1; echo end {name} $(date +%s.%N)",
-                 start_with_previous=name != "a")
+        add_step(
+            project,
+            name,
+            f"echo start {name} $(date +%s.%N); sleep 1; echo end {name} $(date +%s.%N)",
+            start_with_previous=name != "a",
+        )
     started = time.monotonic()
     task = deploy_and_run(administrator, project, production)
     assert task.state == "Success", log_text(task)
@@ -79,8 +103,15 @@ def test_max_parallelism_bounds_invocations_on_behalf_of_targets(agents, adminis
         target = DeploymentTarget.objects.create(space=project.space, name=f"region-{i}", roles=["web"])
         target.environments.set([production])
     DeploymentTarget.objects.create(space=project.space, name="other-role", roles=["db"]).environments.set([production])
-    add_step(project, "Per region", "echo start #{Octopus.Machine.Name} $(date +%s.%N); sleep 0.6; echo end #{Octopus.Machine.Name} $(date +%s.%N)",
-             location="OnBehalfOfTargets", worker_pool=pool, target_roles=["web"], max_parallelism=2)
+    add_step(
+        project,
+        "Per region",
+        "echo start #{Octopus.Machine.Name} $(date +%s.%N); sleep 0.6; echo end #{Octopus.Machine.Name} $(date +%s.%N)",
+        location="OnBehalfOfTargets",
+        worker_pool=pool,
+        target_roles=["web"],
+        max_parallelism=2,
+    )
     task = deploy_and_run(administrator, project, production)
     assert task.state == "Success", log_text(task)
     starts, ends = stamps(task, "start"), stamps(task, "end")
@@ -115,7 +146,9 @@ def test_scripts_on_one_worker_overlap_by_default(agents, administrator, project
     assert overlapped
 
 
-def test_octopus_bypass_deployment_mutex_false_makes_scripts_on_a_worker_take_turns(agents, administrator, project, production, make_pool):
+def test_octopus_bypass_deployment_mutex_false_makes_scripts_on_a_worker_take_turns(
+    agents, administrator, project, production, make_pool
+):
     pool = make_pool("Solo")
     agents.start("solo", [pool])
     Variable.objects.create(project=project, name="OctopusBypassDeploymentMutex", value="False")
@@ -124,7 +157,9 @@ def test_octopus_bypass_deployment_mutex_false_makes_scripts_on_a_worker_take_tu
     assert any("Waiting for the script isolation mutex" in log_text(t) for t in tasks)
 
 
-def test_cancel_kills_the_script_on_the_worker_and_ends_canceled(agents, administrator, project, production, make_pool, tmp_path):
+def test_cancel_kills_the_script_on_the_worker_and_ends_canceled(
+    agents, administrator, project, production, make_pool, tmp_path
+):
     pool = make_pool("P")
     agents.start("w", [pool])
     marker = tmp_path / "still-running"
@@ -206,7 +241,12 @@ def test_a_worker_in_two_pools_is_one_worker_for_the_mutex(agents, administrator
     for name, pool in (("A", first_pool), ("B", second_pool)):
         project = Project.objects.create(space=space, name=name, slug=name.lower())
         Variable.objects.create(project=project, name="OctopusBypassDeploymentMutex", value="False")
-        add_step(project, "Hold", f"echo start {name} $(date +%s.%N); sleep 1; echo end {name} $(date +%s.%N)", worker_pool=pool)
+        add_step(
+            project,
+            "Hold",
+            f"echo start {name} $(date +%s.%N); sleep 1; echo end {name} $(date +%s.%N)",
+            worker_pool=pool,
+        )
         release = deploy.create_release(actor=administrator, project=project)
         tasks.append(deploy.deploy_release(actor=administrator, release=release, environment=production).task)
     for thread in [run_in_thread(task.pk) for task in tasks]:

@@ -61,7 +61,8 @@ def category_of(task, text):
 
 
 def test_bash_and_python_steps_use_every_helper_without_imports_and_pass_output_variables_both_ways(
-        administrator, project, production):
+    administrator, project, production
+):
     Variable.objects.create(project=project, name="Greeting", value="hello #{Octopus.Environment.Name}")
     Variable.objects.create(project=project, name="DbPassword", type="Sensitive", value=encrypt(SECRET))
     Variable.objects.create(project=project, name="Nested", value="#{Greeting | Trim} / #{DbPassword | ToUpper}")
@@ -94,15 +95,20 @@ def test_bash_and_python_steps_use_every_helper_without_imports_and_pass_output_
     assert category_of(task, "py highlight") == TaskLogLine.Category.HIGHLIGHT
     assert category_of(task, "py wait") == TaskLogLine.Category.WAIT
     # update_progress moved each worker node's progress.
-    progress = dict(ActivityNode.objects.filter(task=task, parent__parent__parent__isnull=True, parent__parent__isnull=False)
-                    .values_list("parent__name", "progress"))
+    progress = dict(
+        ActivityNode.objects.filter(
+            task=task, parent__parent__parent__isnull=True, parent__parent__isnull=False
+        ).values_list("parent__name", "progress")
+    )
     assert progress["Step 2: Bash"] == 40 and progress["Step 3: Python again"] == 75
     assert "Halfway-ish (40%)" in log
 
 
 def test_fail_step_logs_its_message_once_and_fails_the_step(administrator, project, production):
     add_step(project, "Bash fails", 'fail_step "Database is read-only"\necho never')
-    add_step(project, "Python fails", 'fail_step("Python says no")\nprint("never")', syntax="Python", condition="Always")
+    add_step(
+        project, "Python fails", 'fail_step("Python says no")\nprint("never")', syntax="Python", condition="Always"
+    )
     task = deploy_and_run(administrator, project, production)
     log = log_text(task)
     assert task.state == "Failed"
@@ -121,32 +127,55 @@ def test_a_reference_cycle_fails_the_step_saying_which_variables(administrator, 
 
 def test_run_conditions_use_the_same_engine(administrator, project, production):
     Variable.objects.create(project=project, name="Env", value="#{Octopus.Environment.Name}")
-    add_step(project, "Only in production", "echo production-only", condition="Variable",
-             condition_variable='#{if Env == "Production"}True#{/if}')
-    add_step(project, "Only in staging", "echo staging-only", condition="Variable",
-             condition_variable='#{if Env == "Staging"}True#{else}False#{/if}')
+    add_step(
+        project,
+        "Only in production",
+        "echo production-only",
+        condition="Variable",
+        condition_variable='#{if Env == "Production"}True#{/if}',
+    )
+    add_step(
+        project,
+        "Only in staging",
+        "echo staging-only",
+        condition="Variable",
+        condition_variable='#{if Env == "Staging"}True#{else}False#{/if}',
+    )
     task = deploy_and_run(administrator, project, production)
     log = log_text(task)
     assert task.state == "Success" and "production-only" in log and "staging-only" not in log
 
 
-def test_a_script_can_come_from_a_file_inside_a_referenced_package(administrator, project, production, space, tmp_path, settings):
+def test_a_script_can_come_from_a_file_inside_a_referenced_package(
+    administrator, project, production, space, tmp_path, settings
+):
     import hashlib
     import io
     import zipfile
 
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w") as archive:
-        archive.writestr("scripts/deploy.sh", 'echo "from the package: $1 $(get_octopusvariable Octopus.Environment.Name)"\n')
+        archive.writestr(
+            "scripts/deploy.sh", 'echo "from the package: $1 $(get_octopusvariable Octopus.Environment.Name)"\n'
+        )
     data = buffer.getvalue()
     digest = hashlib.sha256(data).hexdigest()
     folder = tmp_path / "var"
     (folder / "packages").mkdir(parents=True)
     (folder / "packages" / digest).write_bytes(data)
     settings.VAR_DIR = folder
-    Package.objects.create(space=space, package_id="tools", version="1.0.0", file_name="tools.1.0.0.zip", sha256=digest, size=len(data))
-    add_step(project, "From package", "", script_source="Package", script_file_name="scripts/deploy.sh",
-             packages=[{"PackageId": "tools", "Version": "1.0.0"}], script_parameters="#{Octopus.Release.Number}")
+    Package.objects.create(
+        space=space, package_id="tools", version="1.0.0", file_name="tools.1.0.0.zip", sha256=digest, size=len(data)
+    )
+    add_step(
+        project,
+        "From package",
+        "",
+        script_source="Package",
+        script_file_name="scripts/deploy.sh",
+        packages=[{"PackageId": "tools", "Version": "1.0.0"}],
+        script_parameters="#{Octopus.Release.Number}",
+    )
     task = deploy_and_run(administrator, project, production)
     log = log_text(task)
     assert task.state == "Success", log
@@ -154,16 +183,25 @@ def test_a_script_can_come_from_a_file_inside_a_referenced_package(administrator
 
 
 def test_a_package_script_outside_its_package_is_refused():
-    step = {"Name": "Sneaky", "Syntax": "Bash", "Packages": [{"PackageId": "tools"}], "ScriptFileName": "../../etc/passwd"}
+    step = {
+        "Name": "Sneaky",
+        "Syntax": "Bash",
+        "Packages": [{"PackageId": "tools"}],
+        "ScriptFileName": "../../etc/passwd",
+    }
     with pytest.raises(Exception, match="name the script file"):
         script_from_package(step)
 
 
 @pytest.mark.skipif(shutil.which("pwsh") is None, reason="PowerShell (pwsh) is not installed on this machine")
 def test_powershell_steps_have_the_octopus_cmdlets(administrator, project, production):
-    add_step(project, "PowerShell", 'Set-OctopusVariable -name "Colour" -value "blue"\nWrite-Highlight "hi"\n'
-                                    'Update-Progress -percentage 50 -message "half"\nWrite-Host $OctopusParameters["Octopus.Environment.Name"]',
-             syntax="PowerShell")
+    add_step(
+        project,
+        "PowerShell",
+        'Set-OctopusVariable -name "Colour" -value "blue"\nWrite-Highlight "hi"\n'
+        'Update-Progress -percentage 50 -message "half"\nWrite-Host $OctopusParameters["Octopus.Environment.Name"]',
+        syntax="PowerShell",
+    )
     add_step(project, "Bash", 'echo "colour=#{Octopus.Action[PowerShell].Output.Colour}"')
     task = deploy_and_run(administrator, project, production)
     log = log_text(task)
@@ -175,10 +213,16 @@ def test_on_a_listening_agent_too(agents, administrator, project, production, ma
     pool = make_pool("Agents")
     agents.start("agent-one", [pool])
     Variable.objects.create(project=project, name="DbPassword", type="Sensitive", value=encrypt(SECRET))
-    add_step(project, "Py", 'update_progress(50, "half")\nopen("out-#{DbPassword | ToLower}.txt", "w").write("x")\n'
-                            'new_octopusartifact("out-#{DbPassword | ToLower}.txt")\n'
-                            'set_octopusvariable("Said", "#{DbPassword | ToLower}")\n'
-                            'print("lower #{DbPassword | ToLower}")', syntax="Python", worker_pool=pool)
+    add_step(
+        project,
+        "Py",
+        'update_progress(50, "half")\nopen("out-#{DbPassword | ToLower}.txt", "w").write("x")\n'
+        'new_octopusartifact("out-#{DbPassword | ToLower}.txt")\n'
+        'set_octopusvariable("Said", "#{DbPassword | ToLower}")\n'
+        'print("lower #{DbPassword | ToLower}")',
+        syntax="Python",
+        worker_pool=pool,
+    )
     add_step(project, "Sh", 'echo "said=$(get_octopusvariable Octopus.Action[Py].Output.Said)"', worker_pool=pool)
     task = deploy_and_run(administrator, project, production)
     log = log_text(task)

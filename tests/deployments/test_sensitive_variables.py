@@ -26,11 +26,20 @@ def test_a_sensitive_value_is_encrypted_and_never_shown_again(page_client, admin
     assert 'type="password"' in edit and "Leave blank to keep it" in edit
 
 
-def test_editing_with_a_blank_value_keeps_the_stored_one_and_a_new_value_replaces_it(page_client, administrator, project, production):
-    variable = catalog.save_variable(actor=administrator, project=project, name="ApiKey", type="Sensitive", value=SECRET)
+def test_editing_with_a_blank_value_keeps_the_stored_one_and_a_new_value_replaces_it(
+    page_client, administrator, project, production
+):
+    variable = catalog.save_variable(
+        actor=administrator, project=project, name="ApiKey", type="Sensitive", value=SECRET
+    )
     client = page_client(administrator)
     url = f"/{project.space.octopus_id}/projects/{project.pk}/variables/{variable.pk}/"
-    assert client.post(url, {"name": "ApiKey", "type": "Sensitive", "value": "", "environments": [production.pk]}).status_code == 302
+    assert (
+        client.post(
+            url, {"name": "ApiKey", "type": "Sensitive", "value": "", "environments": [production.pk]}
+        ).status_code
+        == 302
+    )
     variable.refresh_from_db()
     assert decrypt(variable.value) == SECRET and list(variable.environments.all()) == [production]
     client.post(url, {"name": "ApiKey", "type": "Sensitive", "value": "rotated-key"})
@@ -39,15 +48,21 @@ def test_editing_with_a_blank_value_keeps_the_stored_one_and_a_new_value_replace
 
 
 def test_a_refused_post_does_not_echo_the_secret(page_client, administrator, project):
-    response = page_client(administrator).post(f"/{project.space.octopus_id}/projects/{project.pk}/variables/",
-                                               {"name": "", "type": "Sensitive", "value": SECRET})
+    response = page_client(administrator).post(
+        f"/{project.space.octopus_id}/projects/{project.pk}/variables/",
+        {"name": "", "type": "Sensitive", "value": SECRET},
+    )
     assert response.status_code == 400 and SECRET not in response.content.decode()
     assert not Variable.objects.exists()
 
 
 def test_audit_events_redact_sensitive_values_but_not_text_ones(administrator, project):
-    variable = catalog.save_variable(actor=administrator, project=project, name="ApiKey", type="Sensitive", value=SECRET)
-    catalog.save_variable(actor=administrator, project=project, variable=variable, name="ApiKey", type="Sensitive", value="second-Secret")
+    variable = catalog.save_variable(
+        actor=administrator, project=project, name="ApiKey", type="Sensitive", value=SECRET
+    )
+    catalog.save_variable(
+        actor=administrator, project=project, variable=variable, name="ApiKey", type="Sensitive", value="second-Secret"
+    )
     catalog.save_variable(actor=administrator, project=project, name="Url", type="String", value="https://example.com")
     events = Event.objects.filter(document_type="Variable")
     recorded = " ".join(str(e.changes) + e.message for e in events)

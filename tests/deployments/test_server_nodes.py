@@ -16,21 +16,29 @@ from django.utils import timezone
 from deployments.models import ServerNode, WorkerLease
 from deployments.services import nodes
 from infrastructure.models import Worker
+from portal.redis import redis_client
 from servertasks.models import ActivityNode, ServerTask
 from servertasks.services import logstore
 from servertasks.services import tasks as server_tasks
-from portal.redis import redis_client
 from servertasks.services.tasklog import TaskLog
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
 def executing_task(space, node: str, name: str = "AdHocScript") -> ServerTask:
-    return ServerTask.objects.create(space=space, name=name, description=f"{name} on {node}", state="Executing",
-                                     started=timezone.now(), server_node=node)
+    return ServerTask.objects.create(
+        space=space,
+        name=name,
+        description=f"{name} on {node}",
+        state="Executing",
+        started=timezone.now(),
+        server_node=node,
+    )
 
 
-def test_the_nodes_page_shows_each_node_with_its_task_cap_running_tasks_and_heartbeat(page_client, administrator, space):
+def test_the_nodes_page_shows_each_node_with_its_task_cap_running_tasks_and_heartbeat(
+    page_client, administrator, space
+):
     alive, dead = f"alive-{uuid.uuid4().hex[:6]}", f"dead-{uuid.uuid4().hex[:6]}"
     ServerNode.objects.create(name=alive, max_concurrent_tasks=7, last_seen=timezone.now())
     ServerNode.objects.create(name=dead, max_concurrent_tasks=3, last_seen=timezone.now())
@@ -51,12 +59,18 @@ def test_only_people_who_configure_the_server_see_the_nodes(page_client, space_m
 
 def test_a_starting_node_fails_the_tasks_it_left_at_once(space, settings):
     settings.REEF_NODE_NAME = me = f"me-{uuid.uuid4().hex[:6]}"
-    mine, health, other = executing_task(space, me), executing_task(space, me, "Health"), executing_task(space, "someone-else")
+    mine, health, other = (
+        executing_task(space, me),
+        executing_task(space, me, "Health"),
+        executing_task(space, "someone-else"),
+    )
     ActivityNode.objects.create(task=mine, name="step", status="Running")
     assert nodes.reap_tasks_of_this_node(server_tasks=True, health_checks=False) == [mine.pk]
     mine.refresh_from_db()
     assert mine.state == "Failed" and f"The server node {me} restarted (its task runner stopped)" in mine.error_message
-    assert sum(line.category == "Fatal" and "restarted" in line.text for line in logstore.iter_lines(task_id=mine.pk)) == 1
+    assert (
+        sum(line.category == "Fatal" and "restarted" in line.text for line in logstore.iter_lines(task_id=mine.pk)) == 1
+    )
     assert not ActivityNode.objects.filter(task=mine, status="Running").exists()
     # Health checks are reaped by the process that runs the health queue; another node's tasks are never touched.
     assert ServerTask.objects.get(pk=health.pk).state == "Executing"
@@ -71,7 +85,9 @@ def test_a_node_whose_one_worker_runs_both_queues_fails_both_kinds_it_left(space
     assert sorted(nodes.reap_tasks_of_this_node(server_tasks=True, health_checks=True)) == sorted([mine.pk, health.pk])
     for task in (mine, health):
         task.refresh_from_db()
-        assert task.state == "Failed" and f"The server node {me} restarted (its task runner stopped)" in task.error_message
+        assert (
+            task.state == "Failed" and f"The server node {me} restarted (its task runner stopped)" in task.error_message
+        )
 
 
 @override_settings(REEF_NODE_HEARTBEAT_TTL=1)
@@ -80,8 +96,13 @@ def test_a_dead_nodes_tasks_are_failed_and_its_workers_released_once_its_beat_is
     task = executing_task(space, name)
     from infrastructure.services.policies import ensure_default_machine_policy
 
-    worker = Worker.objects.create(space=space, name="w", communication_style="TentaclePassive", uri="https://127.0.0.1:1/",
-                                   machine_policy=ensure_default_machine_policy(space))
+    worker = Worker.objects.create(
+        space=space,
+        name="w",
+        communication_style="TentaclePassive",
+        uri="https://127.0.0.1:1/",
+        machine_policy=ensure_default_machine_policy(space),
+    )
     WorkerLease.objects.create(task=task, worker=worker, step_name="s", rule="r")
     watch = nodes.DeadNodeWatch()
     nodes.beat_node(name)
@@ -135,7 +156,9 @@ def test_a_task_log_keeps_every_line_once_through_a_dropped_database_connection(
         cursor.execute("SELECT pg_backend_pid()")
         pid = cursor.fetchone()[0]
     s = connection.settings_dict
-    with psycopg.connect(host=s["HOST"] or "127.0.0.1", port=s["PORT"] or 5432, user=s["USER"], dbname="postgres", autocommit=True) as pg:
+    with psycopg.connect(
+        host=s["HOST"] or "127.0.0.1", port=s["PORT"] or 5432, user=s["USER"], dbname="postgres", autocommit=True
+    ) as pg:
         assert pg.execute("SELECT pg_terminate_backend(%s)", (pid,)).fetchone()[0]
     for n in range(51, 101):
         log.write(f"line {n}")
@@ -162,11 +185,15 @@ def test_a_task_nothing_on_its_live_node_runs_any_more_is_failed_saying_so(space
     server_tasks.heartbeat(running.pk, alive=False)
 
 
-
 def test_a_task_whose_celery_message_was_lost_is_sent_again_once_per_period(space):
     def queued(name: str, seconds_ago: float, **fields) -> ServerTask:
-        return ServerTask.objects.create(space=space, name=name, description=name,
-                                         queued=timezone.now() - timezone.timedelta(seconds=seconds_ago), **fields)
+        return ServerTask.objects.create(
+            space=space,
+            name=name,
+            description=name,
+            queued=timezone.now() - timezone.timedelta(seconds=seconds_ago),
+            **fields,
+        )
 
     lost, health = queued("AdHocScript", 120), queued("Health", 120)
     queued("AdHocScript", 5)  # its message may still be on its way
@@ -179,5 +206,8 @@ def test_a_task_whose_celery_message_was_lost_is_sent_again_once_per_period(spac
         assert sorted(nodes.send_lost_tasks_again()) == sorted([lost.pk, health.pk])
         assert nodes.send_lost_tasks_again() == []  # once per period, across the cluster
     # Each went to its own queue, where a task runner takes it.
-    assert (client.llen(settings.REEF_TASK_QUEUE), client.llen(settings.REEF_HEALTH_QUEUE)) == (before[0] + 1, before[1] + 1)
+    assert (client.llen(settings.REEF_TASK_QUEUE), client.llen(settings.REEF_HEALTH_QUEUE)) == (
+        before[0] + 1,
+        before[1] + 1,
+    )
     client.delete(settings.REEF_TASK_QUEUE, settings.REEF_HEALTH_QUEUE)

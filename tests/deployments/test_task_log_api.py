@@ -58,11 +58,21 @@ def test_details_tail_gives_the_last_lines_of_each_node(api_client, administrato
     details = api_client(administrator).get(f"/api/tasks/{long_task.octopus_id}/details?tail=3").json()
     task_lines, step_root = details["ActivityLogs"]
     assert [e["MessageText"] for e in task_lines["LogElements"]] == ["starting"]
-    assert [e["MessageText"] for e in step_root["LogElements"]] == [f"line {n} with ********" for n in range(LINES - 3, LINES)]
+    assert [e["MessageText"] for e in step_root["LogElements"]] == [
+        f"line {n} with ********" for n in range(LINES - 3, LINES)
+    ]
 
 
-@pytest.mark.parametrize("query, field", [("after=x", "after"), ("take=0", "take"), ("tail=-1", "tail"),
-                                          ("after=99999999999999999999999", "after"), ("take=1.5", "take")])
+@pytest.mark.parametrize(
+    "query, field",
+    [
+        ("after=x", "after"),
+        ("take=0", "take"),
+        ("tail=-1", "tail"),
+        ("after=99999999999999999999999", "after"),
+        ("take=1.5", "take"),
+    ],
+)
 def test_bad_numbers_are_refused_naming_the_parameter(api_client, administrator, long_task, query, field):
     response = api_client(administrator).get(f"/api/tasks/{long_task.octopus_id}/details?{query}")
     assert response.status_code == 400 and list(response.json()["Details"]) == [field], response.json()

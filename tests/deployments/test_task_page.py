@@ -18,19 +18,31 @@ def task_page(client, task) -> str:
     return client.get(f"/{task.space.octopus_id}/tasks/{task.pk}/").content.decode()
 
 
-def test_re_run_is_offered_to_a_deployment_creator_and_not_to_a_viewer(page_client, space, deployment_creator, project_viewer):
-    task = ServerTask.objects.create(space=space, name="Deploy", description="Deploy 1.0 to Production", state="Success")
+def test_re_run_is_offered_to_a_deployment_creator_and_not_to_a_viewer(
+    page_client, space, deployment_creator, project_viewer
+):
+    task = ServerTask.objects.create(
+        space=space, name="Deploy", description="Deploy 1.0 to Production", state="Success"
+    )
     assert 'id="rerun-task"' not in task_page(page_client(project_viewer), task)
     assert 'id="cancel-task"' not in task_page(page_client(project_viewer), task)
     assert 'id="rerun-task"' in task_page(page_client(deployment_creator), task)
 
 
 def test_a_running_task_shows_which_worker_each_step_leased_and_why(page_client, space, administrator):
-    worker = workers.register_worker(actor=administrator, space=space, spec=WorkerSpec(
-        name="builder-07", worker_pools=[WorkerPool.objects.get(space=space, is_default=True)],
-        endpoint=Endpoint(communication_style="TentaclePassive", uri="https://b7:10933/", thumbprint="B" * 40)))
+    worker = workers.register_worker(
+        actor=administrator,
+        space=space,
+        spec=WorkerSpec(
+            name="builder-07",
+            worker_pools=[WorkerPool.objects.get(space=space, is_default=True)],
+            endpoint=Endpoint(communication_style="TentaclePassive", uri="https://b7:10933/", thumbprint="B" * 40),
+        ),
+    )
     task = ServerTask.objects.create(space=space, name="Deploy", description="Deploy", state="Executing")
-    WorkerLease.objects.create(task=task, worker=worker, step_name="Migrate", rule="fewest active leases in Default Worker Pool")
+    WorkerLease.objects.create(
+        task=task, worker=worker, step_name="Migrate", rule="fewest active leases in Default Worker Pool"
+    )
     page = task_page(page_client(administrator), task)
     assert "Migrate: <strong>builder-07</strong>" in page and "fewest active leases in Default Worker Pool" in page
     assert 'id="cancel-task"' in page

@@ -10,8 +10,17 @@ from tests.e2e.test_task_cap import task_runner  # noqa: F401 - fixture
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
 
 
-def test_define_a_project_deploy_it_and_read_the_workers_name(live_reef, page, task_runner, agents, administrator, space,  # noqa: F811
-                                                               production, make_pool, tmp_path):  # noqa: F811
+def test_define_a_project_deploy_it_and_read_the_workers_name(
+    live_reef,
+    page,
+    task_runner,
+    agents,
+    administrator,
+    space,  # noqa: F811
+    production,
+    make_pool,
+    tmp_path,
+):  # noqa: F811
     pool = make_pool("Browser workers")
     agents.start("browser-worker-1", [pool])
     sign_in(page, live_reef, administrator.username, PASSWORD)

@@ -17,8 +17,12 @@ TICKS = 60
 
 
 def start_deployment(administrator, project, production):  # noqa: F811
-    add_step(project, "Tick", f'for i in $(seq 1 {TICKS}); do echo "tick $i"; sleep 0.05; done; '
-                              'echo "##octopus[stdout-warning]"; echo careful')
+    add_step(
+        project,
+        "Tick",
+        f'for i in $(seq 1 {TICKS}); do echo "tick $i"; sleep 0.05; done; '
+        'echo "##octopus[stdout-warning]"; echo careful',
+    )
     release = deploy.create_release(actor=administrator, project=project)
     return deploy.deploy_release(actor=administrator, release=release, environment=production).task
 
@@ -36,8 +40,16 @@ def assert_complete_once_in_order(page):
     assert sorted(sequences) == list(range(len(sequences)))  # every line once (the tree groups them by node)
 
 
-def test_lines_appear_live_and_a_reload_midway_loses_and_doubles_nothing(live_reef, page, task_runner, administrator, space,  # noqa: F811
-                                                                         project, production, tmp_path):  # noqa: F811
+def test_lines_appear_live_and_a_reload_midway_loses_and_doubles_nothing(
+    live_reef,
+    page,
+    task_runner,
+    administrator,
+    space,  # noqa: F811
+    project,
+    production,
+    tmp_path,
+):  # noqa: F811
     sign_in(page, live_reef, administrator.username, PASSWORD)
     task = start_deployment(administrator, project, production)
     page.goto(f"{live_reef}/{space.octopus_id}/tasks/{task.pk}/")
@@ -52,8 +64,15 @@ def test_lines_appear_live_and_a_reload_midway_loses_and_doubles_nothing(live_re
     page.screenshot(path=str(tmp_path / "live-log.png"), full_page=True)
 
 
-def test_without_websockets_the_page_polls_the_api_and_still_gets_every_line_once(live_reef, page, task_runner, administrator,  # noqa: F811
-                                                                                   space, project, production):  # noqa: F811
+def test_without_websockets_the_page_polls_the_api_and_still_gets_every_line_once(
+    live_reef,
+    page,
+    task_runner,
+    administrator,  # noqa: F811
+    space,
+    project,
+    production,
+):  # noqa: F811
     sign_in(page, live_reef, administrator.username, PASSWORD)
     task = start_deployment(administrator, project, production)
     page.goto(f"{live_reef}/{space.octopus_id}/tasks/{task.pk}/?transport=poll")
@@ -61,14 +80,23 @@ def test_without_websockets_the_page_polls_the_api_and_still_gets_every_line_onc
     assert_complete_once_in_order(page)
 
 
-def test_search_filters_the_log_and_scrolling_up_stops_following(live_reef, page, task_runner, administrator, space,  # noqa: F811
-                                                                 project, production):  # noqa: F811
+def test_search_filters_the_log_and_scrolling_up_stops_following(
+    live_reef,
+    page,
+    task_runner,
+    administrator,
+    space,  # noqa: F811
+    project,
+    production,
+):  # noqa: F811
     sign_in(page, live_reef, administrator.username, PASSWORD)
     task = start_deployment(administrator, project, production)
     page.goto(f"{live_reef}/{space.octopus_id}/tasks/{task.pk}/")
     page.wait_for_selector("#log-status:has-text('Complete')", timeout=60000)
     page.fill("#log-search", "tick 1")
-    visible = page.eval_on_selector_all("#task-log .log-line:not([hidden])", "rows => rows.map(r => r.lastChild.textContent)")
+    visible = page.eval_on_selector_all(
+        "#task-log .log-line:not([hidden])", "rows => rows.map(r => r.lastChild.textContent)"
+    )
     assert visible == ["tick 1"] + [f"tick {i}" for i in range(10, 20)]
     page.fill("#log-search", "")
     page.set_viewport_size({"width": 1200, "height": 400})

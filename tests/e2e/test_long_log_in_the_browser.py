@@ -15,8 +15,9 @@ TOTAL = LOG_LINES_SHOWN + 5_000
 
 
 @pytest.mark.parametrize("transport", ["websocket", "poll"])
-def test_a_long_log_shows_its_newest_lines_once_and_points_to_the_raw_download(live_reef, page, administrator, space, transport,
-                                                                                tmp_path):
+def test_a_long_log_shows_its_newest_lines_once_and_points_to_the_raw_download(
+    live_reef, page, administrator, space, transport, tmp_path
+):
     task = ServerTask.objects.create(space=space, name="AdHocScript", description="Chatty script", state="Success")
     logstore.store_lines([TaskLogLine(task=task, sequence=n, text=f"line {n}") for n in range(TOTAL)])
     sign_in(page, live_reef, administrator.username, PASSWORD)

@@ -46,7 +46,11 @@ def test_define_an_environment_a_project_and_a_server_step(live_reef, page, admi
 
     step = Step.objects.get()
     assert (step.project, step.location, step.worker_pool, step.script_body) == (
-        Project.objects.get(name="Shop"), "Server", None, 'echo "Hello from #{Octopus.Environment.Name}"')
+        Project.objects.get(name="Shop"),
+        "Server",
+        None,
+        'echo "Hello from #{Octopus.Environment.Name}"',
+    )
     assert list(Environment.objects.values_list("name", flat=True)) == ["Production"]
     page.click("#project-nav >> text=Overview")
     assert "Not deployed yet" in page.inner_text("#project-dashboard")

@@ -18,10 +18,36 @@ pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
 @pytest.fixture
 def task_runner(transactional_db):
     """The node's task runner as `make run` starts it, with a task cap of 2 and one thread for the health queue."""
-    process = subprocess.Popen([sys.executable, "-m", "celery", "-A", "portal", "worker", "-l", "warning", "-Q", settings.REEF_TASK_QUEUE,
-                                "--pool", "threads", "--concurrency", "2", "--health-queue", settings.REEF_HEALTH_QUEUE, "--health-concurrency", "1",
-                                "-n", f"test-tasks-{time.time_ns()}@%h", "--without-gossip", "--without-mingle"],
-                               cwd=ROOT, env=server_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "celery",
+            "-A",
+            "portal",
+            "worker",
+            "-l",
+            "warning",
+            "-Q",
+            settings.REEF_TASK_QUEUE,
+            "--pool",
+            "threads",
+            "--concurrency",
+            "2",
+            "--health-queue",
+            settings.REEF_HEALTH_QUEUE,
+            "--health-concurrency",
+            "1",
+            "-n",
+            f"test-tasks-{time.time_ns()}@%h",
+            "--without-gossip",
+            "--without-mingle",
+        ],
+        cwd=ROOT,
+        env=server_env(),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     yield process
     process.terminate()
     process.wait(timeout=20)

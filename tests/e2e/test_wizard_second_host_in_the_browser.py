@@ -12,7 +12,9 @@ from tests.e2e.conftest import sign_in
 pytestmark = pytest.mark.e2e
 
 
-def test_the_polling_wizard_shows_the_polling_port_and_the_second_host_advice(live_reef, page, administrator, space, tmp_path):
+def test_the_polling_wizard_shows_the_polling_port_and_the_second_host_advice(
+    live_reef, page, administrator, space, tmp_path
+):
     create_worker_pool(actor=administrator, space=space, name="Linux builders")
     shots = os.environ.get("REEF_SCREENSHOT_DIR", str(tmp_path))
     sign_in(page, live_reef, "administrator", PASSWORD)
@@ -23,9 +25,13 @@ def test_the_polling_wizard_shows_the_polling_port_and_the_second_host_advice(li
     assert advice.is_visible() and "cannot reach this server yet" in advice.inner_text()
     assert "REEF_BIND=0.0.0.0" in page.locator("#second-host-settings").inner_text()
     assert page.locator("#polling-port").inner_text() == "10943"
-    assert page.locator("#install-command").input_value().endswith("--polling --polling-address https://127.0.0.1:10943/")
+    assert (
+        page.locator("#install-command").input_value().endswith("--polling --polling-address https://127.0.0.1:10943/")
+    )
 
     page.select_option("#install-pool", label="Linux builders")  # htmx swaps the card: the address stays
     page.wait_for_function("document.getElementById('install-command').value.includes('Linux builders')")
-    assert page.locator("#install-command").input_value().endswith("--polling --polling-address https://127.0.0.1:10943/")
+    assert (
+        page.locator("#install-command").input_value().endswith("--polling --polling-address https://127.0.0.1:10943/")
+    )
     page.screenshot(path=f"{shots}/add-polling-worker.png", full_page=True)

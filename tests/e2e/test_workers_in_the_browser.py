@@ -12,7 +12,9 @@ from tests.e2e.conftest import sign_in
 pytestmark = pytest.mark.e2e
 
 
-def test_an_administrator_creates_a_pool_and_adds_a_worker_through_the_wizard(live_reef, page, administrator, space, tmp_path):
+def test_an_administrator_creates_a_pool_and_adds_a_worker_through_the_wizard(
+    live_reef, page, administrator, space, tmp_path
+):
     shots = os.environ.get("REEF_SCREENSHOT_DIR", str(tmp_path))
     sign_in(page, live_reef, "administrator", PASSWORD)
     page.click("nav >> text=Infrastructure")
@@ -25,8 +27,13 @@ def test_an_administrator_creates_a_pool_and_adds_a_worker_through_the_wizard(li
     page.click("#platforms >> text=Linux")
     page.click("#styles >> text=Listening Tentacle")
     command = page.locator("#install-command").input_value()
-    assert command.startswith(f"curl -fsSL {live_reef}/infrastructure/tentacle/install.sh | sudo bash -s -- --server {live_reef} ")
-    assert '--workerpool "Linux builders"' in command and "--server-thumbprint " + page.locator("#server-thumbprint").inner_text() in command
+    assert command.startswith(
+        f"curl -fsSL {live_reef}/infrastructure/tentacle/install.sh | sudo bash -s -- --server {live_reef} "
+    )
+    assert (
+        '--workerpool "Linux builders"' in command
+        and "--server-thumbprint " + page.locator("#server-thumbprint").inner_text() in command
+    )
     page.screenshot(path=f"{shots}/add-worker.png", full_page=True)
     page.fill("#add-worker #id_name", "builder-01")
     page.select_option("#id_worker_pool_ids", label="Linux builders")

@@ -13,7 +13,15 @@ import psycopg
 import pytest
 
 from tests.faults.harness import (
-    Node, RedisServer, create_database, drop_database, drop_stale_fault_databases, leases, unfinished_tasks, wait_until)
+    Node,
+    RedisServer,
+    create_database,
+    drop_database,
+    drop_stale_fault_databases,
+    leases,
+    unfinished_tasks,
+    wait_until,
+)
 
 pytestmark = pytest.mark.e2e
 
@@ -35,23 +43,45 @@ class Cluster:
         from cryptography.fernet import Fernet
 
         self.secrets = {"SECRET_KEY": Fernet.generate_key().decode(), "REEF_MASTER_KEY": Fernet.generate_key().decode()}
-        self.node = Node(name="node-a", var_dir=root / "node-a", database_url=self.database_url, redis_url=self.redis.url, demo=True,
-                         secrets=self.secrets)
+        self.node = Node(
+            name="node-a",
+            var_dir=root / "node-a",
+            database_url=self.database_url,
+            redis_url=self.redis.url,
+            demo=True,
+            secrets=self.secrets,
+        )
         self.node.start()
         # Check the demo agent now rather than at the next sweep.
-        demo = wait_until(lambda: next((w["Id"] for w in self.node.api("GET", "/api/workers")["Items"] if w["Name"] == "local-agent"), None),
-                          timeout=30, what="the demo agent registered")
+        demo = wait_until(
+            lambda: next(
+                (w["Id"] for w in self.node.api("GET", "/api/workers")["Items"] if w["Name"] == "local-agent"), None
+            ),
+            timeout=30,
+            what="the demo agent registered",
+        )
         self.node.api("POST", "/api/tasks", {"Name": "Health", "Arguments": {"MachineIds": [demo]}})
-        self.worker = wait_until(lambda: next((w for w in self.node.api("GET", "/api/workers")["Items"]
-                                               if w["Name"] == "local-agent" and w["HealthStatus"] == "Healthy"), None),
-                                 timeout=90, interval=0.5, what="the demo agent Healthy")["Id"]
+        self.worker = wait_until(
+            lambda: next(
+                (
+                    w
+                    for w in self.node.api("GET", "/api/workers")["Items"]
+                    if w["Name"] == "local-agent" and w["HealthStatus"] == "Healthy"
+                ),
+                None,
+            ),
+            timeout=90,
+            interval=0.5,
+            what="the demo agent Healthy",
+        )["Id"]
 
     def aftermath(self, node: Node | None = None) -> None:
         """What a user checks after any fault: Reef serves, nothing is left Executing, no lease is left."""
         node = node or self.node
         assert node.serves(), node.output()[-3000:]
-        assert wait_until(lambda: not unfinished_tasks(self.database_url), timeout=60, interval=0.5,
-                          what="no task left Executing"), unfinished_tasks(self.database_url)
+        assert wait_until(
+            lambda: not unfinished_tasks(self.database_url), timeout=60, interval=0.5, what="no task left Executing"
+        ), unfinished_tasks(self.database_url)
         assert not leases(self.database_url)
 
 

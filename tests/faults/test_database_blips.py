@@ -2,7 +2,13 @@
 step runs: connections are re-opened, the writes retried, the log lines wait in memory and are stored
 once; the task ends Success, not "node stopped"."""
 
-from tests.faults.harness import database_rows, numbered_lines_once, stored_sequences_once, terminate_backends, wait_until
+from tests.faults.harness import (
+    database_rows,
+    numbered_lines_once,
+    stored_sequences_once,
+    terminate_backends,
+    wait_until,
+)
 
 
 def test_a_running_task_rides_out_postgresql_terminating_its_connections(cluster):
@@ -20,7 +26,9 @@ def test_a_running_task_rides_out_postgresql_terminating_its_connections(cluster
     assert done["State"] == "Success", log[-3000:]
     assert not done["ErrorMessage"] and "stopped" not in log
     assert numbered_lines_once(log, "row", 300) == []
-    (pk,), = database_rows(cluster.database_url, "SELECT id FROM deployments_servertask WHERE id = %s", int(task.split("-")[1]))
+    ((pk,),) = database_rows(
+        cluster.database_url, "SELECT id FROM deployments_servertask WHERE id = %s", int(task.split("-")[1])
+    )
     assert stored_sequences_once(cluster.database_url, pk)
     assert node.children() == before, node.output()[-5000:]
     cluster.aftermath()

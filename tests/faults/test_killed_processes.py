@@ -34,7 +34,7 @@ def test_the_task_runner_killed_mid_task_is_restarted_and_its_task_failed_at_onc
     wait_until(lambda: not processes_in(work), timeout=30, what="the script cancelled on the worker")
     wait_until(lambda: not any(work.iterdir()), timeout=30, what="the work folder removed")
     assert _others_untouched(before, node.children(), "task runner")
-    assert f"task runner exited with code -9; restarting it in 1s." in node.output()
+    assert "task runner exited with code -9; restarting it in 1s." in node.output()
     cluster.aftermath()
     again = node.run_script(cluster.worker, 'echo "after the restart"')
     assert node.wait_for_task(again, timeout=60)["State"] == "Success"

@@ -35,7 +35,9 @@ def test_tasks_queued_while_redis_restarts_each_run_once(cluster):
             errors.append(error)
 
     def stored(*numbers):
-        rows = database_rows(cluster.database_url, "SELECT arguments::text FROM deployments_servertask WHERE name = 'AdHocScript'")
+        rows = database_rows(
+            cluster.database_url, "SELECT arguments::text FROM deployments_servertask WHERE name = 'AdHocScript'"
+        )
         return all(any(f"dispatched {n}" in row[0] for row in rows) for n in numbers)
 
     threads = [threading.Thread(target=queue, args=(n,)) for n in range(4)]

@@ -4,7 +4,6 @@
 import io
 import sys
 import threading
-import time
 
 from portal.management.commands.serve import Command
 from tests.faults.harness import alive, wait_until
@@ -28,8 +27,11 @@ def test_a_dying_child_is_restarted_alone_with_growing_backoff_and_stops_only_wh
         assert "crasher exited with code 3; restarting it in 1s." in said
         assert "restarting it in 2s." in said and "restarting it in 4s." in said
         flag.write_text("")  # now it stays up longer than stable_seconds, then dies once more
-        wait_until(lambda: "exited with code 4; restarting it in 1s." in err.getvalue(), timeout=30,
-                   what="backoff back to 1 s after staying up")
+        wait_until(
+            lambda: "exited with code 4; restarting it in 1s." in err.getvalue(),
+            timeout=30,
+            what="backoff back to 1 s after staying up",
+        )
         assert command.children[1].process.pid == steady and alive(steady)  # the sibling was never touched
         assert "Restarted crasher" in out.getvalue()
     finally:

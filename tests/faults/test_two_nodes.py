@@ -28,9 +28,15 @@ def _nodes_page(node: Node) -> str:
     opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(http.cookiejar.CookieJar()))
     page = opener.open(node.base + "/accounts/login/").read().decode()
     token = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', page).group(1)
-    opener.open(urllib.request.Request(node.base + "/accounts/login/", data=urllib.parse.urlencode({
-        "csrfmiddlewaretoken": token, "username": node.ADMIN, "password": node.PASSWORD}).encode(),
-        headers={"Referer": node.base + "/accounts/login/"}))
+    opener.open(
+        urllib.request.Request(
+            node.base + "/accounts/login/",
+            data=urllib.parse.urlencode(
+                {"csrfmiddlewaretoken": token, "username": node.ADMIN, "password": node.PASSWORD}
+            ).encode(),
+            headers={"Referer": node.base + "/accounts/login/"},
+        )
+    )
     return opener.open(node.base + "/configuration/nodes/").read().decode()
 
 
@@ -46,26 +52,57 @@ def listening_agent(cluster, tmp_path):
 
 @pytest.fixture
 def node_b(cluster):
-    node = Node(name="node-b", var_dir=cluster.root / "node-b", database_url=cluster.database_url, redis_url=cluster.redis.url,
-                demo=False, secrets=cluster.secrets)
+    node = Node(
+        name="node-b",
+        var_dir=cluster.root / "node-b",
+        database_url=cluster.database_url,
+        redis_url=cluster.redis.url,
+        demo=False,
+        secrets=cluster.secrets,
+    )
     yield node
     node.stop()
 
 
-def test_a_dead_nodes_tasks_are_failed_by_the_other_within_60s_and_scheduled_jobs_run_once(cluster, listening_agent, node_b):
+def test_a_dead_nodes_tasks_are_failed_by_the_other_within_60s_and_scheduled_jobs_run_once(
+    cluster, listening_agent, node_b
+):
     a = cluster.node
-    steady = wait_until(lambda: next((w["Id"] for w in a.api("GET", "/api/workers")["Items"] if w["Name"] == "steady"), None),
-                        timeout=30, what="the listening agent registered")
+    steady = wait_until(
+        lambda: next((w["Id"] for w in a.api("GET", "/api/workers")["Items"] if w["Name"] == "steady"), None),
+        timeout=30,
+        what="the listening agent registered",
+    )
     a.api("POST", "/api/tasks", {"Name": "Health", "Arguments": {"MachineIds": [steady]}})  # now, not at the next sweep
-    worker = wait_until(lambda: next((w["Id"] for w in a.api("GET", "/api/workers")["Items"]
-                                      if w["Name"] == "steady" and w["HealthStatus"] == "Healthy"), None),
-                        timeout=60, interval=0.5, what="the listening agent Healthy")
-    subprocess.run([sys.executable, "manage.py", "shell", "-c",
-                    "from django_celery_beat.models import IntervalSchedule, PeriodicTask\n"
-                    f"every, _ = IntervalSchedule.objects.get_or_create(every={PING_EVERY}, period='seconds')\n"
-                    "PeriodicTask.objects.update_or_create(name='fault-ping',"
-                    " defaults={'task': 'portal.ping', 'interval': every})"],
-                   cwd=ROOT, env=a.env(), check=True, capture_output=True)
+    worker = wait_until(
+        lambda: next(
+            (
+                w["Id"]
+                for w in a.api("GET", "/api/workers")["Items"]
+                if w["Name"] == "steady" and w["HealthStatus"] == "Healthy"
+            ),
+            None,
+        ),
+        timeout=60,
+        interval=0.5,
+        what="the listening agent Healthy",
+    )
+    subprocess.run(
+        [
+            sys.executable,
+            "manage.py",
+            "shell",
+            "-c",
+            "from django_celery_beat.models import IntervalSchedule, PeriodicTask\n"
+            f"every, _ = IntervalSchedule.objects.get_or_create(every={PING_EVERY}, period='seconds')\n"
+            "PeriodicTask.objects.update_or_create(name='fault-ping',"
+            " defaults={'task': 'portal.ping', 'interval': every})",
+        ],
+        cwd=ROOT,
+        env=a.env(),
+        check=True,
+        capture_output=True,
+    )
     # Node A runs these; node B starts after they were taken.
     tasks = [a.run_script(worker, f'for i in $(seq 1 900); do echo "long {n} $i"; sleep 0.1; done') for n in range(2)]
     for n, task in enumerate(tasks):
@@ -80,7 +117,9 @@ def test_a_dead_nodes_tasks_are_failed_by_the_other_within_60s_and_scheduled_job
 
     page = wait_until(both_listed, timeout=60, interval=0.5, what="both nodes on the Nodes page")
     assert "runs the scheduler" in page
-    assert re.search(r'data-node="node-a">.*?<td class="text-end">5</td>\s*<td class="text-end">2</td>', page, re.S), page
+    assert re.search(r'data-node="node-a">.*?<td class="text-end">5</td>\s*<td class="text-end">2</td>', page, re.S), (
+        page
+    )
     window_start = (_sent_pings(a), _sent_pings(node_b))
     time.sleep(8)
     sent_a, sent_b = _sent_pings(a) - window_start[0], _sent_pings(node_b) - window_start[1]
@@ -96,9 +135,13 @@ def test_a_dead_nodes_tasks_are_failed_by_the_other_within_60s_and_scheduled_job
         done = node_b.wait_for_task(task, timeout=70)
         assert done["State"] == "Failed" and "The server node node-a stopped" in done["ErrorMessage"], done
     assert time.monotonic() - killed_at < 60
-    wait_until(lambda: not processes_in(listening_agent.home / "Work"), timeout=30, what="the scripts cancelled on the worker")
+    wait_until(
+        lambda: not processes_in(listening_agent.home / "Work"), timeout=30, what="the scripts cancelled on the worker"
+    )
     assert not leases(cluster.database_url)
-    assert not database_rows(cluster.database_url, "SELECT id FROM deployments_servertask WHERE state IN ('Executing', 'Cancelling')")
+    assert not database_rows(
+        cluster.database_url, "SELECT id FROM deployments_servertask WHERE state IN ('Executing', 'Cancelling')"
+    )
 
     # Node B took the scheduler over.
     before = _sent_pings(node_b)
@@ -110,7 +153,17 @@ def test_a_dead_nodes_tasks_are_failed_by_the_other_within_60s_and_scheduled_job
     # Node A comes back under its own name; the cluster is whole again.
     a.start()
     cluster.aftermath()
-    subprocess.run([sys.executable, "manage.py", "shell", "-c",
-                    "from django_celery_beat.models import PeriodicTask; "
-                    "PeriodicTask.objects.filter(name='fault-ping').delete()"],
-                   cwd=ROOT, env=a.env(), check=True, capture_output=True)
+    subprocess.run(
+        [
+            sys.executable,
+            "manage.py",
+            "shell",
+            "-c",
+            "from django_celery_beat.models import PeriodicTask; "
+            "PeriodicTask.objects.filter(name='fault-ping').delete()",
+        ],
+        cwd=ROOT,
+        env=a.env(),
+        check=True,
+        capture_output=True,
+    )

@@ -18,8 +18,9 @@ SSHD = shutil.which("sshd") or "/usr/sbin/sshd"
 
 def _openssh_key() -> tuple[str, str]:
     key = ed25519.Ed25519PrivateKey.generate()
-    private = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.OpenSSH,
-                                serialization.NoEncryption()).decode()
+    private = key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.OpenSSH, serialization.NoEncryption()
+    ).decode()
     public = key.public_key().public_bytes(serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH).decode()
     return private, public
 
@@ -63,7 +64,7 @@ StrictModes no
 UsePAM no
 PidFile none
 LogLevel ERROR
-{'Subsystem sftp internal-sftp' if sftp else ''}
+{"Subsystem sftp internal-sftp" if sftp else ""}
 """)
     process = subprocess.Popen([SSHD, "-D", "-e", "-f", str(config)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     deadline = time.monotonic() + 10

@@ -14,10 +14,17 @@ ADMIN = "/admin/infrastructure/"
 
 
 def test_an_account_renamed_in_the_admin_is_audited_and_keeps_its_secret(page_client, administrator, space):
-    account = accounts.save_account(actor=administrator, space=space, name="ops", account_type="UsernamePassword",
-                                    username="ops", password="hunter2-secret")
-    response = page_client(administrator).post(f"{ADMIN}account/{account.pk}/change/",
-                                                {"name": "deploy", "username": "deploy", "description": ""})
+    account = accounts.save_account(
+        actor=administrator,
+        space=space,
+        name="ops",
+        account_type="UsernamePassword",
+        username="ops",
+        password="hunter2-secret",
+    )
+    response = page_client(administrator).post(
+        f"{ADMIN}account/{account.pk}/change/", {"name": "deploy", "username": "deploy", "description": ""}
+    )
     assert response.status_code == 302
     account = Account.objects.get(pk=account.pk)
     assert (account.name, decrypt(account.password_encrypted)) == ("deploy", "hunter2-secret")
@@ -33,7 +40,9 @@ def test_deleting_the_default_pool_in_the_admin_is_refused_with_the_services_rea
     assert WorkerPool.objects.filter(pk=default.pk).exists()
 
 
-def test_a_pool_renamed_in_the_admin_is_audited_as_on_its_page_and_a_taken_name_is_a_form_error(page_client, administrator, space):
+def test_a_pool_renamed_in_the_admin_is_audited_as_on_its_page_and_a_taken_name_is_a_form_error(
+    page_client, administrator, space
+):
     pools.create_worker_pool(actor=administrator, space=space, name="Linux")
     windows = pools.create_worker_pool(actor=administrator, space=space, name="Windows")
     client = page_client(administrator)
@@ -43,7 +52,9 @@ def test_a_pool_renamed_in_the_admin_is_audited_as_on_its_page_and_a_taken_name_
     renamed = Event.objects.filter(document_id=windows.octopus_id, category="Modified").get()
     assert renamed.changes["name"] == ["Windows", "Win"]  # the service's before and after
 
-    response = client.post(url, {"name": "linux", "description": "", "worker_type": "", "sort_order": windows.sort_order})
+    response = client.post(
+        url, {"name": "linux", "description": "", "worker_type": "", "sort_order": windows.sort_order}
+    )
     assert response.status_code == 200
     assert "errornote" in response.content.decode()
     assert WorkerPool.objects.get(pk=windows.pk).name == "Win"
@@ -52,7 +63,11 @@ def test_a_pool_renamed_in_the_admin_is_audited_as_on_its_page_and_a_taken_name_
 def test_a_machine_policy_added_in_the_admin_is_validated_and_audited(page_client, administrator, space):
     client = page_client(administrator)
     page = client.get(f"{ADMIN}machinepolicy/add/")
-    form = {name: field.initial for name, field in page.context["adminform"].form.fields.items() if field.initial is not None}
+    form = {
+        name: field.initial
+        for name, field in page.context["adminform"].form.fields.items()
+        if field.initial is not None
+    }
     form.update(space=space.pk, name="Fast checks", health_check_interval=300)
     response = client.post(f"{ADMIN}machinepolicy/add/", form)
     assert response.status_code == 302, response.context["adminform"].form.errors

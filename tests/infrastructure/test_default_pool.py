@@ -53,7 +53,14 @@ def test_a_pool_that_is_some_workers_only_pool_cannot_be_deleted(administrator, 
     from infrastructure.services.workers import Endpoint, WorkerSpec, register_worker
 
     pool = pools.create_worker_pool(actor=administrator, space=space, name="Only home")
-    register_worker(actor=administrator, space=space, spec=WorkerSpec(name="lonely", worker_pools=[pool], endpoint=Endpoint(
-        communication_style="TentaclePassive", uri="https://lonely:10933/", thumbprint="F" * 40)))
+    register_worker(
+        actor=administrator,
+        space=space,
+        spec=WorkerSpec(
+            name="lonely",
+            worker_pools=[pool],
+            endpoint=Endpoint(communication_style="TentaclePassive", uri="https://lonely:10933/", thumbprint="F" * 40),
+        ),
+    )
     with pytest.raises(ValidationError, match="lonely"):
         pools.delete_worker_pool(actor=administrator, pool=pool)

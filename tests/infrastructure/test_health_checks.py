@@ -24,22 +24,47 @@ def sshd(tmp_path_factory):
 def quick_policy(space, administrator):
     from infrastructure.services.policies import create_machine_policy
 
-    return create_machine_policy(actor=administrator, space=space, name="Quick", connect_timeout=5, retry_count=0, retry_wait=0,
-                                 polling_request_queue_timeout=5)
+    return create_machine_policy(
+        actor=administrator,
+        space=space,
+        name="Quick",
+        connect_timeout=5,
+        retry_count=0,
+        retry_wait=0,
+        polling_request_queue_timeout=5,
+    )
 
 
 def ssh_worker(space, administrator, sshd, policy, *, fingerprint=None, port=None, script=None) -> Worker:
     if script is not None:
         MachinePolicy.objects.filter(pk=policy.pk).update(bash_health_check_script=script)
         policy.refresh_from_db()
-    account = accounts.save_account(actor=administrator, space=space, name=f"key-{port or sshd.port}-{fingerprint}",
-                                    account_type="SshKeyPair", username=sshd.username, private_key=sshd.client_private_key)
+    account = accounts.save_account(
+        actor=administrator,
+        space=space,
+        name=f"key-{port or sshd.port}-{fingerprint}",
+        account_type="SshKeyPair",
+        username=sshd.username,
+        private_key=sshd.client_private_key,
+    )
     _, discovered = discover_host_key(sshd.host, sshd.port)
     pool = WorkerPool.objects.get(space=space, is_default=True)
-    return workers.register_worker(actor=administrator, space=space, spec=WorkerSpec(
-        name=f"ssh-{Worker.objects.count()}", worker_pools=[pool], machine_policy=policy,
-        endpoint=Endpoint(communication_style="Ssh", host=sshd.host, port=port or sshd.port,
-                          fingerprint=fingerprint or discovered, account=account)))
+    return workers.register_worker(
+        actor=administrator,
+        space=space,
+        spec=WorkerSpec(
+            name=f"ssh-{Worker.objects.count()}",
+            worker_pools=[pool],
+            machine_policy=policy,
+            endpoint=Endpoint(
+                communication_style="Ssh",
+                host=sshd.host,
+                port=port or sshd.port,
+                fingerprint=fingerprint or discovered,
+                account=account,
+            ),
+        ),
+    )
 
 
 def test_an_ssh_worker_turns_healthy_and_reports_what_it_has(space, administrator, sshd, quick_policy):
@@ -85,9 +110,18 @@ def test_an_unreachable_worker_becomes_unavailable_with_the_reason(space, admini
 def test_a_polling_request_nobody_fetches_fails_clearly(space, administrator, quick_policy):
     pool = WorkerPool.objects.get(space=space, is_default=True)
     MachinePolicy.objects.filter(pk=quick_policy.pk).update(connect_timeout=1)
-    worker = workers.register_worker(actor=administrator, space=space, spec=WorkerSpec(
-        name="lonely-poller", worker_pools=[pool], machine_policy=quick_policy,
-        endpoint=Endpoint(communication_style="TentacleActive", uri="poll://nobodyhome00000000000/", thumbprint="C" * 40)))
+    worker = workers.register_worker(
+        actor=administrator,
+        space=space,
+        spec=WorkerSpec(
+            name="lonely-poller",
+            worker_pools=[pool],
+            machine_policy=quick_policy,
+            endpoint=Endpoint(
+                communication_style="TentacleActive", uri="poll://nobodyhome00000000000/", thumbprint="C" * 40
+            ),
+        ),
+    )
     checked = health.check_worker_health(worker.pk)
     # Its agent is not connected (no presence): said at once, and no request is left queued for it.
     assert checked.health_status == "Unavailable" and "it is not polling the server" in checked.status_summary
@@ -118,16 +152,32 @@ def test_a_policy_deletes_workers_unavailable_for_longer_than_its_span(space, ad
 
     from infrastructure.services.policies import update_machine_policy
 
-    update_machine_policy(actor=administrator, policy=quick_policy, delete_behavior="DeleteUnavailableMachines", delete_after=3600)
+    update_machine_policy(
+        actor=administrator, policy=quick_policy, delete_behavior="DeleteUnavailableMachines", delete_after=3600
+    )
     pool = WorkerPool.objects.get(space=space, is_default=True)
+
     def make(name):
-        return workers.register_worker(actor=administrator, space=space, spec=WorkerSpec(
-            name=name, worker_pools=[pool], machine_policy=quick_policy,
-            endpoint=Endpoint(communication_style="TentaclePassive", uri=f"https://{name}:10933/", thumbprint="A" * 40)))
+        return workers.register_worker(
+            actor=administrator,
+            space=space,
+            spec=WorkerSpec(
+                name=name,
+                worker_pools=[pool],
+                machine_policy=quick_policy,
+                endpoint=Endpoint(
+                    communication_style="TentaclePassive", uri=f"https://{name}:10933/", thumbprint="A" * 40
+                ),
+            ),
+        )
 
     gone, recent = make("long-gone"), make("just-blipped")
-    Worker.objects.filter(pk=gone.pk).update(health_status="Unavailable", unavailable_since=timezone.now() - timedelta(hours=2))
-    Worker.objects.filter(pk=recent.pk).update(health_status="Unavailable", unavailable_since=timezone.now() - timedelta(minutes=5))
+    Worker.objects.filter(pk=gone.pk).update(
+        health_status="Unavailable", unavailable_since=timezone.now() - timedelta(hours=2)
+    )
+    Worker.objects.filter(pk=recent.pk).update(
+        health_status="Unavailable", unavailable_since=timezone.now() - timedelta(minutes=5)
+    )
     assert health.delete_long_unavailable_workers() == ["long-gone"]
     assert list(Worker.objects.values_list("name", flat=True)) == ["just-blipped"]
     assert Event.objects.filter(category="Deleted", message__contains="long-gone").exists()
@@ -137,7 +187,9 @@ def test_scripts_run_over_ssh_with_the_agents_runner_uploaded_once(space, admini
     from infrastructure.transports.ssh import SshTransport
 
     worker = ssh_worker(space, administrator, sshd, quick_policy)
-    code, lines = SshTransport(worker).run_script("echo over ssh; echo oops >&2; set_octopusvariable Answer 42; exit 3", "Bash", 30)
+    code, lines = SshTransport(worker).run_script(
+        "echo over ssh; echo oops >&2; set_octopusvariable Answer 42; exit 3", "Bash", 30
+    )
     assert code == 3
     assert sorted((line["Stream"], line["Text"]) for line in lines) == [("stderr", "oops"), ("stdout", "over ssh")]
     import os

@@ -8,19 +8,39 @@ from infrastructure.services.accounts import save_account
 from infrastructure.services.workers import Endpoint, WorkerSpec, register_worker
 from tests.conftest import make_person
 
-VIEW_PAGES = ["workerpools/", "workerpools/{pool}/", "workers/", "workers/{worker}/", "machinepolicies/",
-              "machinepolicies/{policy}/", "accounts/", "accounts/{account}/"]
+VIEW_PAGES = [
+    "workerpools/",
+    "workerpools/{pool}/",
+    "workers/",
+    "workers/{worker}/",
+    "machinepolicies/",
+    "machinepolicies/{policy}/",
+    "accounts/",
+    "accounts/{account}/",
+]
 
 
 @pytest.fixture
 def objects(space, administrator):
     pool = WorkerPool.objects.get(space=space, is_default=True)
-    worker = register_worker(actor=administrator, space=space, spec=WorkerSpec(
-        name="web-01", worker_pools=[pool], endpoint=Endpoint("TentaclePassive", uri="https://web-01:10933/", thumbprint="A" * 40)))
-    account = save_account(actor=administrator, space=space, name="ops", account_type="UsernamePassword",
-                           username="ops", password="pw")
-    return {"pool": pool.pk, "worker": worker.pk, "policy": MachinePolicy.objects.get(space=space, is_default=True).pk,
-            "account": account.pk}
+    worker = register_worker(
+        actor=administrator,
+        space=space,
+        spec=WorkerSpec(
+            name="web-01",
+            worker_pools=[pool],
+            endpoint=Endpoint("TentaclePassive", uri="https://web-01:10933/", thumbprint="A" * 40),
+        ),
+    )
+    account = save_account(
+        actor=administrator, space=space, name="ops", account_type="UsernamePassword", username="ops", password="pw"
+    )
+    return {
+        "pool": pool.pk,
+        "worker": worker.pk,
+        "policy": MachinePolicy.objects.get(space=space, is_default=True).pk,
+        "account": account.pk,
+    }
 
 
 @pytest.fixture
@@ -33,9 +53,17 @@ def environment_viewer(space, administrator):
     return make_person("envviewer", "Environment viewer", space)
 
 
-@pytest.mark.parametrize("persona,expected", [
-    ("administrator", 200), ("space_manager", 200), ("environment_manager", 200),
-    ("deployment_creator", 403), ("project_viewer", 403), ("outsider", 404)])
+@pytest.mark.parametrize(
+    "persona,expected",
+    [
+        ("administrator", 200),
+        ("space_manager", 200),
+        ("environment_manager", 200),
+        ("deployment_creator", 403),
+        ("project_viewer", 403),
+        ("outsider", 404),
+    ],
+)
 def test_each_page_answers_each_persona_as_their_role_allows(request, page_client, space, objects, persona, expected):
     client = page_client(request.getfixturevalue(persona))
     for page in VIEW_PAGES:
@@ -69,16 +97,28 @@ def test_a_project_contributor_sees_workers_but_changes_nothing(page_client, pro
         (f"workers/{objects['worker']}/health/", {}),
         (f"workers/{objects['worker']}/disable/", {}),
         (f"workers/{objects['worker']}/delete/", {}),
-        ("workers/new/linux/listening/", {"name": "sneaky", "worker_pool_ids": [objects["pool"]],
-                                          "uri": "https://sneaky:10933/", "thumbprint": "B" * 40}),
+        (
+            "workers/new/linux/listening/",
+            {
+                "name": "sneaky",
+                "worker_pool_ids": [objects["pool"]],
+                "uri": "https://sneaky:10933/",
+                "thumbprint": "B" * 40,
+            },
+        ),
     ]
     for page, data in writes:
         assert client.post(base + page, data).status_code == 403, page
-    assert WorkerPool.objects.filter(space=space).count() == 1 and WorkerPool.objects.get(pk=objects["pool"]).name == "Default Worker Pool"
+    assert (
+        WorkerPool.objects.filter(space=space).count() == 1
+        and WorkerPool.objects.get(pk=objects["pool"]).name == "Default Worker Pool"
+    )
     assert list(Worker.objects.values_list("name", "is_disabled")) == [("web-01", False)]
 
 
-def test_an_environment_viewer_reads_policies_and_accounts_but_cannot_change_them(page_client, environment_viewer, space, objects):
+def test_an_environment_viewer_reads_policies_and_accounts_but_cannot_change_them(
+    page_client, environment_viewer, space, objects
+):
     client = page_client(environment_viewer)
     base = f"/{space.octopus_id}/infrastructure/"
     policy_page = client.get(base + f"machinepolicies/{objects['policy']}/").content.decode()
@@ -97,22 +137,44 @@ def test_an_environment_manager_may_change_infrastructure(page_client, environme
     base = f"/{space.octopus_id}/infrastructure/"
     assert client.post(base + "workerpools/", {"name": "Builders", "pool_type": "StaticWorkerPool"}).status_code == 302
     assert client.post(base + f"workers/{objects['worker']}/disable/").status_code == 302
-    assert WorkerPool.objects.filter(space=space, name="Builders").exists() and Worker.objects.get(name="web-01").is_disabled
+    assert (
+        WorkerPool.objects.filter(space=space, name="Builders").exists()
+        and Worker.objects.get(name="web-01").is_disabled
+    )
 
 
 def test_another_spaces_objects_are_not_found_even_for_an_administrator(page_client, administrator, space, other_space):
     foreign_pool = WorkerPool.objects.get(space=other_space, is_default=True)
-    foreign_worker = register_worker(actor=administrator, space=other_space, spec=WorkerSpec(
-        name="far", worker_pools=[foreign_pool], endpoint=Endpoint("TentaclePassive", uri="https://far:10933/", thumbprint="C" * 40)))
+    foreign_worker = register_worker(
+        actor=administrator,
+        space=other_space,
+        spec=WorkerSpec(
+            name="far",
+            worker_pools=[foreign_pool],
+            endpoint=Endpoint("TentaclePassive", uri="https://far:10933/", thumbprint="C" * 40),
+        ),
+    )
     foreign_policy = MachinePolicy.objects.get(space=other_space, is_default=True)
-    foreign_account = save_account(actor=administrator, space=other_space, name="far", account_type="Token", password="t")
+    foreign_account = save_account(
+        actor=administrator, space=other_space, name="far", account_type="Token", password="t"
+    )
     client = page_client(administrator)
     base = f"/{space.octopus_id}/infrastructure/"
-    for page in [f"workerpools/{foreign_pool.pk}/", f"workers/{foreign_worker.pk}/", f"workers/{foreign_worker.pk}/status/",
-                 f"workers/{foreign_worker.pk}/edit/", f"machinepolicies/{foreign_policy.pk}/", f"accounts/{foreign_account.pk}/"]:
+    for page in [
+        f"workerpools/{foreign_pool.pk}/",
+        f"workers/{foreign_worker.pk}/",
+        f"workers/{foreign_worker.pk}/status/",
+        f"workers/{foreign_worker.pk}/edit/",
+        f"machinepolicies/{foreign_policy.pk}/",
+        f"accounts/{foreign_account.pk}/",
+    ]:
         assert client.get(base + page).status_code == 404, page
-    for page in [f"workerpools/{foreign_pool.pk}/default/", f"workers/{foreign_worker.pk}/delete/",
-                 f"workers/{foreign_worker.pk}/disable/", f"accounts/{foreign_account.pk}/delete/"]:
+    for page in [
+        f"workerpools/{foreign_pool.pk}/default/",
+        f"workers/{foreign_worker.pk}/delete/",
+        f"workers/{foreign_worker.pk}/disable/",
+        f"accounts/{foreign_account.pk}/delete/",
+    ]:
         assert client.post(base + page).status_code == 404, page
     assert Worker.objects.filter(pk=foreign_worker.pk, is_disabled=False).exists()
     assert Account.objects.filter(pk=foreign_account.pk).exists()

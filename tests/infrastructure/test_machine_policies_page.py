@@ -8,10 +8,20 @@ from infrastructure.models import MachinePolicy, Worker, WorkerPool
 from infrastructure.services.policies import create_machine_policy
 from infrastructure.services.workers import Endpoint, WorkerSpec, register_worker
 
-VALID = {"name": "Nightly", "description": "", "health_check_interval": 86400, "health_check_type": "OnlyConnectivity",
-         "bash_health_check_script": "", "connect_timeout": 30, "retry_count": 2, "retry_wait": 5,
-         "polling_request_queue_timeout": 120, "connectivity_behavior": "MayBeOfflineAndCanBeSkipped",
-         "delete_behavior": "DeleteUnavailableMachines", "delete_after": 7 * 86400}
+VALID = {
+    "name": "Nightly",
+    "description": "",
+    "health_check_interval": 86400,
+    "health_check_type": "OnlyConnectivity",
+    "bash_health_check_script": "",
+    "connect_timeout": 30,
+    "retry_count": 2,
+    "retry_wait": 5,
+    "polling_request_queue_timeout": 120,
+    "connectivity_behavior": "MayBeOfflineAndCanBeSkipped",
+    "delete_behavior": "DeleteUnavailableMachines",
+    "delete_after": 7 * 86400,
+}
 
 
 @pytest.fixture
@@ -19,7 +29,9 @@ def base(space):
     return f"/{space.octopus_id}/infrastructure/machinepolicies/"
 
 
-def test_the_list_shows_each_policy_and_how_many_workers_use_it(page_client, environment_manager, administrator, space, base):
+def test_the_list_shows_each_policy_and_how_many_workers_use_it(
+    page_client, environment_manager, administrator, space, base
+):
     create_machine_policy(actor=administrator, space=space, name="Nightly", health_check_interval=86400)
     html = page_client(environment_manager).get(base).content.decode()
     assert "Default Machine Policy" in html and ">default</span>" in html and "every 86400 s" in html
@@ -34,17 +46,25 @@ def test_an_environment_manager_adds_a_policy(page_client, environment_manager, 
     response = page_client(environment_manager).post(base + "new/", VALID)
     policy = MachinePolicy.objects.get(space=space, name="Nightly")
     assert response.status_code == 302
-    assert (policy.health_check_interval, policy.delete_behavior, policy.delete_after) == (86400, "DeleteUnavailableMachines", 604800)
+    assert (policy.health_check_interval, policy.delete_behavior, policy.delete_after) == (
+        86400,
+        "DeleteUnavailableMachines",
+        604800,
+    )
 
 
-@pytest.mark.parametrize("changes,field,message", [
-    ({"health_check_interval": 5}, "health_check_interval", "Must be a whole number from 60 to"),
-    ({"connect_timeout": 0}, "connect_timeout", "Must be a whole number from 1 to 3600"),
-    ({"name": "default machine policy"}, "name", "already exists"),
-    ({"retry_count": "many"}, "retry_count", "Enter a whole number"),
-])
-def test_bad_values_are_a_400_with_the_error_on_the_field_and_nothing_saved(page_client, environment_manager, space, base,
-                                                                             changes, field, message):
+@pytest.mark.parametrize(
+    "changes,field,message",
+    [
+        ({"health_check_interval": 5}, "health_check_interval", "Must be a whole number from 60 to"),
+        ({"connect_timeout": 0}, "connect_timeout", "Must be a whole number from 1 to 3600"),
+        ({"name": "default machine policy"}, "name", "already exists"),
+        ({"retry_count": "many"}, "retry_count", "Enter a whole number"),
+    ],
+)
+def test_bad_values_are_a_400_with_the_error_on_the_field_and_nothing_saved(
+    page_client, environment_manager, space, base, changes, field, message
+):
     response = page_client(environment_manager).post(base + "new/", {**VALID, **changes})
     assert response.status_code == 400
     assert re.search(rf'data-field="{field}">[^<]*{message}', response.content.decode())
@@ -53,16 +73,30 @@ def test_bad_values_are_a_400_with_the_error_on_the_field_and_nothing_saved(page
 
 def test_editing_a_policy_saves_it(page_client, environment_manager, space, base):
     policy = MachinePolicy.objects.get(space=space, is_default=True)
-    assert page_client(environment_manager).post(base + f"{policy.pk}/", {**VALID, "name": "Default Machine Policy"}).status_code == 302
+    assert (
+        page_client(environment_manager)
+        .post(base + f"{policy.pk}/", {**VALID, "name": "Default Machine Policy"})
+        .status_code
+        == 302
+    )
     policy.refresh_from_db()
     assert (policy.name, policy.health_check_interval, policy.is_default) == ("Default Machine Policy", 86400, True)
 
 
-def test_a_policy_in_use_is_not_deleted_and_the_page_says_who_uses_it(page_client, environment_manager, administrator, space, base):
+def test_a_policy_in_use_is_not_deleted_and_the_page_says_who_uses_it(
+    page_client, environment_manager, administrator, space, base
+):
     policy = create_machine_policy(actor=administrator, space=space, name="Nightly")
-    register_worker(actor=administrator, space=space, spec=WorkerSpec(
-        name="web-01", machine_policy=policy, worker_pools=[WorkerPool.objects.get(space=space, is_default=True)],
-        endpoint=Endpoint("TentaclePassive", uri="https://web-01:10933/", thumbprint="A" * 40)))
+    register_worker(
+        actor=administrator,
+        space=space,
+        spec=WorkerSpec(
+            name="web-01",
+            machine_policy=policy,
+            worker_pools=[WorkerPool.objects.get(space=space, is_default=True)],
+            endpoint=Endpoint("TentaclePassive", uri="https://web-01:10933/", thumbprint="A" * 40),
+        ),
+    )
     response = page_client(environment_manager).post(base + f"{policy.pk}/delete/", follow=True)
     assert "Nightly is used by these workers: web-01." in response.content.decode()
     assert MachinePolicy.objects.filter(pk=policy.pk).exists() and Worker.objects.get().machine_policy == policy

@@ -24,7 +24,9 @@ def poller(endpoint, space, administrator, tmp_path):
     port, _ = endpoint
     cert, thumb = agent_certificate(tmp_path, "agent")
     worker = register_poller(space, administrator, "poller", SUBSCRIPTION, thumb)
-    MachinePolicy.objects.filter(pk=worker.machine_policy_id).update(connect_timeout=30, polling_request_queue_timeout=30)
+    MachinePolicy.objects.filter(pk=worker.machine_policy_id).update(
+        connect_timeout=30, polling_request_queue_timeout=30
+    )
     agent = StandInAgent(port, cert, SUBSCRIPTION, current_server_certificate().thumbprint)
     assert agent.poll(wait=0) == (200, {"Requests": []})  # connected: present
     # Known healthy, so the endpoint's liveness sweep has no reason to send it a health check meanwhile.
@@ -68,7 +70,9 @@ def test_a_start_script_the_agent_never_acknowledged_is_delivered_again_once(pol
     assert agent.answer([{"Id": first[0]["Id"], "Result": {"Ticket": "t-1"}}]) == (200, {"Accepted": 1})
     caller.join(15)
     assert outcome == {"result": {"Ticket": "t-1"}}
-    assert agent.answer([{"Id": first[0]["Id"], "Result": {"Ticket": "t-1"}}]) == (200, {"Accepted": 0}), "answered once"
+    assert agent.answer([{"Id": first[0]["Id"], "Result": {"Ticket": "t-1"}}]) == (200, {"Accepted": 0}), (
+        "answered once"
+    )
 
 
 def test_an_acknowledged_request_is_never_delivered_again(poller):

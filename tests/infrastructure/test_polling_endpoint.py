@@ -35,13 +35,22 @@ def agent_certificate(tmp_path, name: str) -> tuple[str, str]:
     """(path of cert+key PEM, thumbprint) for a stand-in agent."""
     key = ec.generate_private_key(ec.SECP256R1())
     subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
-    now = datetime.datetime.now(datetime.timezone.utc)
-    cert = (x509.CertificateBuilder().subject_name(subject).issuer_name(subject).public_key(key.public_key())
-            .serial_number(x509.random_serial_number()).not_valid_before(now - datetime.timedelta(days=1))
-            .not_valid_after(now + datetime.timedelta(days=30)).sign(key, hashes.SHA256()))
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(days=1))
+        .not_valid_after(now + datetime.timedelta(days=30))
+        .sign(key, hashes.SHA256())
+    )
     path = tmp_path / f"{name}.pem"
-    path.write_bytes(cert.public_bytes(serialization.Encoding.PEM) + key.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()))
+    path.write_bytes(
+        cert.public_bytes(serialization.Encoding.PEM)
+        + key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    )
     return str(path), hashlib.sha1(cert.public_bytes(serialization.Encoding.DER)).hexdigest().upper()
 
 
@@ -65,16 +74,25 @@ class StandInAgent:
         return self.request("GET", f"/poll/{subscription or self.subscription}?wait={wait}")
 
     def answer(self, responses: list[dict], subscription: str | None = None) -> tuple[int, dict]:
-        return self.request("POST", f"/poll/{subscription or self.subscription}/responses",
-                            json.dumps({"Responses": responses}).encode())
+        return self.request(
+            "POST",
+            f"/poll/{subscription or self.subscription}/responses",
+            json.dumps({"Responses": responses}).encode(),
+        )
 
 
 @pytest.fixture
 def endpoint(transactional_db):
     current_server_certificate()  # the process serves the same certificate the test pins
     port = free_port()
-    process = subprocess.Popen([sys.executable, "manage.py", "run_polling_endpoint", "--bind", "127.0.0.1", "--port", str(port)],
-                               cwd=ROOT, env=server_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    process = subprocess.Popen(
+        [sys.executable, "manage.py", "run_polling_endpoint", "--bind", "127.0.0.1", "--port", str(port)],
+        cwd=ROOT,
+        env=server_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     line = process.stdout.readline()
     assert "listening" in line, line + process.stdout.read() if process.poll() is not None else line
     threading.Thread(target=lambda: [None for _ in process.stdout], daemon=True).start()  # never let its pipe fill
@@ -84,11 +102,26 @@ def endpoint(transactional_db):
 
 
 def register_poller(space, administrator, name: str, subscription: str, thumbprint: str):
-    policy = create_machine_policy(actor=administrator, space=space, name=f"policy {name}", connect_timeout=1,
-                                   polling_request_queue_timeout=5, retry_count=0)
-    return workers.register_worker(actor=administrator, space=space, spec=WorkerSpec(
-        name=name, worker_pools=[WorkerPool.objects.get(space=space, is_default=True)], machine_policy=policy,
-        endpoint=Endpoint(communication_style="TentacleActive", uri=f"poll://{subscription}/", thumbprint=thumbprint)))
+    policy = create_machine_policy(
+        actor=administrator,
+        space=space,
+        name=f"policy {name}",
+        connect_timeout=1,
+        polling_request_queue_timeout=5,
+        retry_count=0,
+    )
+    return workers.register_worker(
+        actor=administrator,
+        space=space,
+        spec=WorkerSpec(
+            name=name,
+            worker_pools=[WorkerPool.objects.get(space=space, is_default=True)],
+            machine_policy=policy,
+            endpoint=Endpoint(
+                communication_style="TentacleActive", uri=f"poll://{subscription}/", thumbprint=thumbprint
+            ),
+        ),
+    )
 
 
 def test_a_request_reaches_the_polling_agent_and_its_answer_comes_back(endpoint, space, administrator, tmp_path):
@@ -107,7 +140,10 @@ def test_a_request_reaches_the_polling_agent_and_its_answer_comes_back(endpoint,
     assert status == 200 and [r["Method"] for r in body["Requests"]] == ["Health"]
     assert handed_out < 3, "a waiting agent is woken at once, not at the end of its wait"
     request = body["Requests"][0]
-    assert agent.answer([{"Id": request["Id"], "Result": {"AgentVersion": "1.0", "OperatingSystem": "Linux"}}]) == (200, {"Accepted": 1})
+    assert agent.answer([{"Id": request["Id"], "Result": {"AgentVersion": "1.0", "OperatingSystem": "Linux"}}]) == (
+        200,
+        {"Accepted": 1},
+    )
     caller.join(10)
     assert result == {"AgentVersion": "1.0", "OperatingSystem": "Linux"}
 
@@ -144,8 +180,11 @@ def test_an_agent_cannot_read_or_answer_another_subscription(endpoint, space, ad
     from infrastructure.transports.polling import requests_key
     from portal.redis import redis_client
 
-    raw = wait_until(lambda: redis_client().lindex(requests_key("subscriptiondddddddddd"), 0), timeout=10,
-                     what="poller-b's request queued")
+    raw = wait_until(
+        lambda: redis_client().lindex(requests_key("subscriptiondddddddddd"), 0),
+        timeout=10,
+        what="poller-b's request queued",
+    )
     queued = json.loads(raw)
     assert agent_a.answer([{"Id": queued["Id"], "Result": {"Forged": True}}]) == (200, {"Accepted": 0})
     caller.join(30)
@@ -175,7 +214,9 @@ def stale_poll(agent: StandInAgent, wait: float = 30) -> http.client.HTTPSConnec
     connection = http.client.HTTPSConnection("127.0.0.1", agent.port, context=agent.context, timeout=30)
     connection.request("GET", f"/poll/{agent.subscription}?wait={wait}")
     # The endpoint numbers each poll of a subscription as it parks on it.
-    wait_until(lambda: int(redis_client().get(key) or 0) > polls_before, timeout=10, what="the endpoint parked on the poll")
+    wait_until(
+        lambda: int(redis_client().get(key) or 0) > polls_before, timeout=10, what="the endpoint parked on the poll"
+    )
     return connection
 
 
@@ -185,8 +226,13 @@ def health_reaches_the_reconnected_agent(agent: StandInAgent, worker) -> None:
     caller.start()
     time.sleep(1)  # not a wait for a condition: the time a stale connection took to steal the request, as it used to
     status, body = agent.poll(wait=3)
-    assert status == 200 and [r["Method"] for r in body["Requests"]] == ["Health"], "the request went to the stale connection"
-    assert agent.answer([{"Id": body["Requests"][0]["Id"], "Result": {"AgentVersion": "2.0"}}]) == (200, {"Accepted": 1})
+    assert status == 200 and [r["Method"] for r in body["Requests"]] == ["Health"], (
+        "the request went to the stale connection"
+    )
+    assert agent.answer([{"Id": body["Requests"][0]["Id"], "Result": {"AgentVersion": "2.0"}}]) == (
+        200,
+        {"Accepted": 1},
+    )
     caller.join(10)
     assert result == {"AgentVersion": "2.0"}
 

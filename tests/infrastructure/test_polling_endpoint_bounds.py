@@ -16,8 +16,8 @@ from OpenSSL import SSL
 
 from infrastructure.services.certificates import current_server_certificate
 from infrastructure.transports.polling_endpoint import MAX_BODY, TlsSocketIO
-from tests.waiting import wait_until
 from tests.infrastructure.test_polling_endpoint import StandInAgent, agent_certificate, endpoint, register_poller  # noqa: F401
+from tests.waiting import wait_until
 
 
 def raw_request(port: int, cert: str, head: bytes, body: bytes = b"") -> tuple[int, dict]:
@@ -28,7 +28,10 @@ def raw_request(port: int, cert: str, head: bytes, body: bytes = b"") -> tuple[i
         tls.sendall(head + body)
         data = b""
         while b"\r\n\r\n" not in data or len(data.split(b"\r\n\r\n", 1)[1]) < int(
-                dict(line.split(b": ", 1) for line in data.split(b"\r\n\r\n")[0].split(b"\r\n")[1:]).get(b"Content-Length", b"0")):
+            dict(line.split(b": ", 1) for line in data.split(b"\r\n\r\n")[0].split(b"\r\n")[1:]).get(
+                b"Content-Length", b"0"
+            )
+        ):
             chunk = tls.recv(65536)
             if not chunk:
                 break
@@ -42,15 +45,23 @@ def poller(endpoint, space, administrator, tmp_path):
     port, process = endpoint
     cert, thumb = agent_certificate(tmp_path, "agent")
     register_poller(space, administrator, "poller", "subscriptionbounds0000", thumb)
-    return port, process, cert, StandInAgent(port, cert, "subscriptionbounds0000", current_server_certificate().thumbprint)
+    return (
+        port,
+        process,
+        cert,
+        StandInAgent(port, cert, "subscriptionbounds0000", current_server_certificate().thumbprint),
+    )
 
 
-@pytest.mark.parametrize("header, status, reason", [
-    (b"Content-Length: -1\r\n", 400, "whole number"),
-    (b"", 400, "Content-Length is required"),
-    (b"Content-Length: lots\r\n", 400, "whole number"),
-    (f"Content-Length: {MAX_BODY + 1}\r\n".encode(), 413, "at most"),
-])
+@pytest.mark.parametrize(
+    "header, status, reason",
+    [
+        (b"Content-Length: -1\r\n", 400, "whole number"),
+        (b"", 400, "Content-Length is required"),
+        (b"Content-Length: lots\r\n", 400, "whole number"),
+        (f"Content-Length: {MAX_BODY + 1}\r\n".encode(), 413, "at most"),
+    ],
+)
 def test_a_bad_content_length_is_refused_with_a_reason(poller, header, status, reason):
     port, process, cert, agent = poller
     head = b"POST /poll/subscriptionbounds0000/responses HTTP/1.1\r\nHost: x\r\n" + header + b"\r\n"

@@ -31,8 +31,11 @@ class OwnRedis:
         return f"redis://127.0.0.1:{self.port}/0"
 
     def start(self) -> None:
-        self.process = subprocess.Popen(["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
-                                         "--appendonly", "no"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        self.process = subprocess.Popen(
+            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         import redis
 
         wait_until(lambda: _pings(redis.Redis.from_url(self.url)), timeout=10)
@@ -63,9 +66,14 @@ def own_redis(settings):
 def endpoint_on_own_redis(own_redis, transactional_db):
     current_server_certificate()
     port = free_port()
-    process = subprocess.Popen([sys.executable, "manage.py", "run_polling_endpoint", "--bind", "127.0.0.1", "--port", str(port)],
-                               cwd=ROOT, env=server_env(REDIS_URL=own_redis.url), stdout=subprocess.PIPE,
-                               stderr=subprocess.STDOUT, text=True)
+    process = subprocess.Popen(
+        [sys.executable, "manage.py", "run_polling_endpoint", "--bind", "127.0.0.1", "--port", str(port)],
+        cwd=ROOT,
+        env=server_env(REDIS_URL=own_redis.url),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     assert "listening" in process.stdout.readline()
     threading.Thread(target=lambda: [None for _ in process.stdout], daemon=True).start()
     yield port, process
@@ -107,12 +115,15 @@ class LoopingAgent:
                 time.sleep(0.2)
 
 
-def test_a_request_in_flight_when_redis_restarts_is_delivered_once_after_it_returns(endpoint_on_own_redis, own_redis, space,
-                                                                                   administrator, tmp_path):
+def test_a_request_in_flight_when_redis_restarts_is_delivered_once_after_it_returns(
+    endpoint_on_own_redis, own_redis, space, administrator, tmp_path
+):
     port, process = endpoint_on_own_redis
     cert, thumb = agent_certificate(tmp_path, "agent")
     worker = register_poller(space, administrator, "poller", SUBSCRIPTION, thumb)
-    MachinePolicy.objects.filter(pk=worker.machine_policy_id).update(connect_timeout=30, polling_request_queue_timeout=30)
+    MachinePolicy.objects.filter(pk=worker.machine_policy_id).update(
+        connect_timeout=30, polling_request_queue_timeout=30
+    )
     Worker.objects.filter(pk=worker.pk).update(health_status="Healthy")
     worker.refresh_from_db()
     agent = LoopingAgent(StandInAgent(port, cert, SUBSCRIPTION, current_server_certificate().thumbprint))

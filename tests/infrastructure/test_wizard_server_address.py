@@ -24,8 +24,10 @@ def test_the_polling_command_carries_the_polling_port_the_server_uses(wizard, se
 def test_a_public_url_is_the_address_in_every_command_and_in_the_install_script(wizard, client, settings):
     settings.REEF_PUBLIC_URL, settings.REEF_BIND = "https://reef.example.com", "0.0.0.0"
     html = wizard.get(wizard.base + "polling/").content.decode()
-    assert ("curl -fsSL https://reef.example.com/infrastructure/tentacle/install.sh | sudo bash -s -- "
-            "--server https://reef.example.com ") in html
+    assert (
+        "curl -fsSL https://reef.example.com/infrastructure/tentacle/install.sh | sudo bash -s -- "
+        "--server https://reef.example.com "
+    ) in html
     assert "--polling-address https://reef.example.com:10943/<" in html and "testserver" not in html
     assert 'id="second-host"' not in html  # reachable from elsewhere: nothing to advise
     script = client.get("/infrastructure/tentacle/install.sh").content.decode()
@@ -41,8 +43,11 @@ def test_on_localhost_the_page_says_what_a_second_host_needs(wizard, settings):
     assert 'id="second-host"' in html and "cannot reach this server yet" in html
     assert "this machine&#x27;s own loopback address" in html and "Reef listens on 127.0.0.1 only (REEF_BIND)" in html
     advice = html.split('id="second-host-settings">')[1].split("</pre>")[0]
-    assert advice.splitlines() == ["REEF_BIND=0.0.0.0", f"ALLOWED_HOSTS=localhost,127.0.0.1,[::1],{host}",
-                                   f"REEF_PUBLIC_URL=http://{host}:8000"]
+    assert advice.splitlines() == [
+        "REEF_BIND=0.0.0.0",
+        f"ALLOWED_HOSTS=localhost,127.0.0.1,[::1],{host}",
+        f"REEF_PUBLIC_URL=http://{host}:8000",
+    ]
     assert f'id="second-host-polling">{host}:20943<' in html and "REEF_POLLING_PORT" in html
 
 

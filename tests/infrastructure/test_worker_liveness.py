@@ -40,8 +40,16 @@ def status_of(worker: Worker) -> str:
 
 @pytest.fixture
 def quick_policy(space, administrator) -> MachinePolicy:
-    return create_machine_policy(actor=administrator, space=space, name="Quick", connect_timeout=2, retry_count=0, retry_wait=0,
-                                 polling_request_queue_timeout=10, health_check_interval=3600)
+    return create_machine_policy(
+        actor=administrator,
+        space=space,
+        name="Quick",
+        connect_timeout=2,
+        retry_count=0,
+        retry_wait=0,
+        polling_request_queue_timeout=10,
+        health_check_interval=3600,
+    )
 
 
 @pytest.fixture
@@ -108,9 +116,20 @@ def listening_agent(space, administrator, tmp_path, quick_policy):
     trusted.write_text(current_server_certificate().certificate_pem)
     tentacle(agent.home, "configure", "--trust-pem", str(trusted))
     agent.start()
-    worker = register_worker(actor=administrator, space=space, spec=WorkerSpec(
-        name="listener", worker_pools=[WorkerPool.objects.get(space=space, is_default=True)], machine_policy=quick_policy,
-        endpoint=Endpoint(communication_style="TentaclePassive", uri=f"https://127.0.0.1:{agent.port}/", thumbprint=agent.thumbprint)))
+    worker = register_worker(
+        actor=administrator,
+        space=space,
+        spec=WorkerSpec(
+            name="listener",
+            worker_pools=[WorkerPool.objects.get(space=space, is_default=True)],
+            machine_policy=quick_policy,
+            endpoint=Endpoint(
+                communication_style="TentaclePassive",
+                uri=f"https://127.0.0.1:{agent.port}/",
+                thumbprint=agent.thumbprint,
+            ),
+        ),
+    )
     assert health.check_worker_health(worker.pk).health_status == "Healthy"
     agent.worker = worker
     yield agent
@@ -132,7 +151,9 @@ def test_a_killed_polling_agent_is_unavailable_within_ten_seconds_and_back_withi
     assert gone_after <= 10 and back_after <= 10, (gone_after, back_after)
 
 
-def test_a_killed_listening_agent_is_unavailable_at_the_first_failed_call_and_back_within_seconds(listening_agent, beat):
+def test_a_killed_listening_agent_is_unavailable_at_the_first_failed_call_and_back_within_seconds(
+    listening_agent, beat
+):
     worker = listening_agent.worker
     listening_agent.kill()
     checked = health.check_worker_health(worker.pk)  # a call fails: a step's or a check's alike
@@ -157,10 +178,20 @@ def test_quick_rechecks_back_off_while_the_worker_stays_down(listening_agent):
 
 
 def test_a_polling_worker_whose_agent_never_started_is_unavailable_without_queueing_a_request(
-        polling_endpoint, space, administrator, quick_policy):  # noqa: F811
-    worker = register_worker(actor=administrator, space=space, spec=WorkerSpec(
-        name="never-started", worker_pools=[WorkerPool.objects.get(space=space, is_default=True)], machine_policy=quick_policy,
-        endpoint=Endpoint(communication_style="TentacleActive", uri="poll://neverstarted000000/", thumbprint="A" * 40)))
+    polling_endpoint, space, administrator, quick_policy
+):  # noqa: F811
+    worker = register_worker(
+        actor=administrator,
+        space=space,
+        spec=WorkerSpec(
+            name="never-started",
+            worker_pools=[WorkerPool.objects.get(space=space, is_default=True)],
+            machine_policy=quick_policy,
+            endpoint=Endpoint(
+                communication_style="TentacleActive", uri="poll://neverstarted000000/", thumbprint="A" * 40
+            ),
+        ),
+    )
     started = time.monotonic()
     health.run_due_health_checks()
     assert time.monotonic() - started < 5, "no queue timeout waited out"
@@ -189,16 +220,25 @@ def test_a_machine_policy_change_applies_at_once(listening_agent, administrator)
 def test_a_result_from_a_check_that_started_earlier_never_overwrites_a_newer_one(listening_agent):
     worker = listening_agent.worker
     slow_check_started = timezone.now()
-    newer = health.record_health(worker=worker, status="Unavailable", summary="found down by a later call", log_text="",
-                                 capabilities=None, started=slow_check_started + timedelta(seconds=1))
+    newer = health.record_health(
+        worker=worker,
+        status="Unavailable",
+        summary="found down by a later call",
+        log_text="",
+        capabilities=None,
+        started=slow_check_started + timedelta(seconds=1),
+    )
     assert newer.health_status == "Unavailable"
-    stale = health.record_health(worker=worker, status="Healthy", summary="Healthy", log_text="", capabilities=None,
-                                 started=slow_check_started)
+    stale = health.record_health(
+        worker=worker, status="Healthy", summary="Healthy", log_text="", capabilities=None, started=slow_check_started
+    )
     assert stale.health_status == "Unavailable" and status_of(worker) == "Unavailable"
     assert Worker.objects.get(pk=worker.pk).status_summary == "found down by a later call"
 
 
-def test_a_killed_listening_agent_is_unavailable_within_ten_seconds_with_no_call_in_flight(listening_agent, beat, probe):
+def test_a_killed_listening_agent_is_unavailable_within_ten_seconds_with_no_call_in_flight(
+    listening_agent, beat, probe
+):
     worker = listening_agent.worker
     listening_agent.kill()
     killed = time.monotonic()
@@ -248,17 +288,35 @@ def _kill_sshd(server) -> None:
 
 
 def test_an_ssh_worker_whose_sshd_is_killed_is_unavailable_within_ten_seconds_and_back_within_seconds(
-        space, administrator, quick_policy, tmp_path, beat, probe):
+    space, administrator, quick_policy, tmp_path, beat, probe
+):
     folder = tmp_path / "sshd"
     server = start_sshd(folder)
     try:
-        account = accounts.save_account(actor=administrator, space=space, name="ssh key", account_type="SshKeyPair",
-                                        username=server.username, private_key=server.client_private_key)
-        worker = register_worker(actor=administrator, space=space, spec=WorkerSpec(
-            name="ssh-host", worker_pools=[WorkerPool.objects.get(space=space, is_default=True)],
-            machine_policy=quick_policy,
-            endpoint=Endpoint(communication_style="Ssh", host=server.host, port=server.port,
-                              fingerprint=discover_host_key(server.host, server.port)[1], account=account)))
+        account = accounts.save_account(
+            actor=administrator,
+            space=space,
+            name="ssh key",
+            account_type="SshKeyPair",
+            username=server.username,
+            private_key=server.client_private_key,
+        )
+        worker = register_worker(
+            actor=administrator,
+            space=space,
+            spec=WorkerSpec(
+                name="ssh-host",
+                worker_pools=[WorkerPool.objects.get(space=space, is_default=True)],
+                machine_policy=quick_policy,
+                endpoint=Endpoint(
+                    communication_style="Ssh",
+                    host=server.host,
+                    port=server.port,
+                    fingerprint=discover_host_key(server.host, server.port)[1],
+                    account=account,
+                ),
+            ),
+        )
         assert health.check_worker_health(worker.pk).health_status == "Healthy"
         _kill_sshd(server)
         killed = time.monotonic()
@@ -267,8 +325,9 @@ def test_an_ssh_worker_whose_sshd_is_killed_is_unavailable_within_ten_seconds_an
         assert f"ssh://127.0.0.1:{server.port}/" in Worker.objects.get(pk=worker.pk).status_summary
         later = timezone.now() + timedelta(hours=1)
         Worker.objects.filter(pk=worker.pk).update(next_health_check=later, recheck_attempt=5)
-        server.process = subprocess.Popen([SSHD, "-D", "-e", "-f", str(folder / "sshd_config")],
-                                          stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        server.process = subprocess.Popen(
+            [SSHD, "-D", "-e", "-f", str(folder / "sshd_config")], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+        )
         restarted = time.monotonic()
         wait_until(lambda: status_of(worker) == "Healthy", timeout=15)
         assert time.monotonic() - restarted <= 15
@@ -280,7 +339,8 @@ def test_an_ssh_worker_whose_sshd_is_killed_is_unavailable_within_ten_seconds_an
 
 
 def test_a_probe_round_over_a_thousand_silent_hosts_ends_by_its_deadline_and_a_timeout_alone_marks_nobody(
-        space, quick_policy):
+    space, quick_policy
+):
     # A port whose backlog is full drops further SYNs, like a host that vanished from the network.
     silent = socket.socket()
     silent.bind(("127.0.0.1", 0))
@@ -291,9 +351,20 @@ def test_a_probe_round_over_a_thousand_silent_hosts_ends_by_its_deadline_and_a_t
         filler.setblocking(False)
         filler.connect_ex(("127.0.0.1", port))
     try:
-        Worker.objects.bulk_create([Worker(space=space, name=f"silent-{n}", communication_style="TentaclePassive",
-                                           uri=f"https://127.0.0.1:{port}/", thumbprint="A" * 40,
-                                           machine_policy=quick_policy, health_status="Healthy") for n in range(1000)])
+        Worker.objects.bulk_create(
+            [
+                Worker(
+                    space=space,
+                    name=f"silent-{n}",
+                    communication_style="TentaclePassive",
+                    uri=f"https://127.0.0.1:{port}/",
+                    thumbprint="A" * 40,
+                    machine_policy=quick_policy,
+                    health_status="Healthy",
+                )
+                for n in range(1000)
+            ]
+        )
         began = time.monotonic()
         first = liveness.probe_worker_endpoints()
         held = time.monotonic() - began
@@ -339,15 +410,31 @@ def wedged_port():
 
 
 def test_a_dead_worker_costs_one_policy_worth_of_connection_retries_not_one_per_recheck(
-        space, administrator, wedged_port):
+    space, administrator, wedged_port
+):
     port, attempts = wedged_port
-    policy = create_machine_policy(actor=administrator, space=space, name="Three tries", connect_timeout=2,
-                                   retry_count=2, retry_wait=0, polling_request_queue_timeout=10,
-                                   health_check_interval=3600)
-    worker = register_worker(actor=administrator, space=space, spec=WorkerSpec(
-        name="wedged", worker_pools=[WorkerPool.objects.get(space=space, is_default=True)], machine_policy=policy,
-        endpoint=Endpoint(communication_style="TentaclePassive", uri=f"https://127.0.0.1:{port}/",
-                          thumbprint="A" * 40)))
+    policy = create_machine_policy(
+        actor=administrator,
+        space=space,
+        name="Three tries",
+        connect_timeout=2,
+        retry_count=2,
+        retry_wait=0,
+        polling_request_queue_timeout=10,
+        health_check_interval=3600,
+    )
+    worker = register_worker(
+        actor=administrator,
+        space=space,
+        spec=WorkerSpec(
+            name="wedged",
+            worker_pools=[WorkerPool.objects.get(space=space, is_default=True)],
+            machine_policy=policy,
+            endpoint=Endpoint(
+                communication_style="TentaclePassive", uri=f"https://127.0.0.1:{port}/", thumbprint="A" * 40
+            ),
+        ),
+    )
     Worker.objects.filter(pk=worker.pk).update(health_status="Healthy", next_health_check=timezone.now())
     health.run_due_health_checks()  # found down by the sweep: the policy's 1 + 2 attempts, once
     wait_until(lambda: status_of(worker) == "Unavailable", timeout=15)

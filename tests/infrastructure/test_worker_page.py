@@ -16,13 +16,28 @@ from portal.models import Event
 @pytest.fixture
 def worker(space, administrator):
     pool = WorkerPool.objects.get(space=space, is_default=True)
-    worker = register_worker(actor=administrator, space=space, spec=WorkerSpec(
-        name="web-01", worker_pools=[pool], endpoint=Endpoint("TentaclePassive", uri="https://web-01:10933/", thumbprint="A" * 40)))
+    worker = register_worker(
+        actor=administrator,
+        space=space,
+        spec=WorkerSpec(
+            name="web-01",
+            worker_pools=[pool],
+            endpoint=Endpoint("TentaclePassive", uri="https://web-01:10933/", thumbprint="A" * 40),
+        ),
+    )
     Worker.objects.filter(pk=worker.pk).update(
-        health_status="HasWarnings", status_summary="Healthy, with warnings: disk 91% full", last_health_check=timezone.now(),
+        health_status="HasWarnings",
+        status_summary="Healthy, with warnings: disk 91% full",
+        last_health_check=timezone.now(),
         health_check_log="Connected. Linux x86_64\nWARNING: disk 91% full",
-        capabilities={"OperatingSystem": "Linux", "Architecture": "x86_64", "Shells": ["bash", "sh"],
-                      "Tools": {"kubectl": "/usr/bin/kubectl", "terraform": "/usr/local/bin/terraform"}, "AgentVersion": "0.1.0"})
+        capabilities={
+            "OperatingSystem": "Linux",
+            "Architecture": "x86_64",
+            "Shells": ["bash", "sh"],
+            "Tools": {"kubectl": "/usr/bin/kubectl", "terraform": "/usr/local/bin/terraform"},
+            "AgentVersion": "0.1.0",
+        },
+    )
     return Worker.objects.get(pk=worker.pk)
 
 
@@ -30,11 +45,25 @@ def _url(space, worker, action=""):
     return f"/{space.octopus_id}/infrastructure/workers/{worker.pk}/{action}"
 
 
-def test_it_shows_the_endpoint_pools_policy_capabilities_status_and_log(page_client, environment_manager, space, worker):
+def test_it_shows_the_endpoint_pools_policy_capabilities_status_and_log(
+    page_client, environment_manager, space, worker
+):
     html = page_client(environment_manager).get(_url(space, worker)).content.decode()
-    for expected in ["https://web-01:10933/", "A" * 40, "Default Worker Pool", "Default Machine Policy",
-                     '<span class="badge badge-health-HasWarnings">Has warnings</span>', "Healthy, with warnings: disk 91% full",
-                     "WARNING: disk 91% full", ">Linux<", ">kubectl<", ">terraform<", ">bash<", ">0.1.0<", "Check health now"]:
+    for expected in [
+        "https://web-01:10933/",
+        "A" * 40,
+        "Default Worker Pool",
+        "Default Machine Policy",
+        '<span class="badge badge-health-HasWarnings">Has warnings</span>',
+        "Healthy, with warnings: disk 91% full",
+        "WARNING: disk 91% full",
+        ">Linux<",
+        ">kubectl<",
+        ">terraform<",
+        ">bash<",
+        ">0.1.0<",
+        "Check health now",
+    ]:
         assert expected in html, expected
     assert f'hx-get="{_url(space, worker, "status/")}" hx-trigger="every 5s"' in html
 
@@ -45,7 +74,9 @@ def test_the_status_partial_follows_the_worker_without_a_reload(page_client, env
     assert "badge-health-Unavailable" in html and "Could not connect: refused" in html and "<html" not in html
 
 
-def test_check_health_now_asks_the_health_service_for_a_check(page_client, environment_manager, space, worker, monkeypatch):
+def test_check_health_now_asks_the_health_service_for_a_check(
+    page_client, environment_manager, space, worker, monkeypatch
+):
     import infrastructure.services.health as health
 
     calls = []
@@ -64,9 +95,12 @@ def test_check_health_now_asks_the_health_service_for_a_check(page_client, envir
 def test_recent_health_check_tasks_are_linked(page_client, environment_manager, space, worker):
     from servertasks.models import ServerTask
 
-    task = ServerTask.objects.create(space=space, name="Health", description="Check health of web-01",
-                                     arguments={"WorkerIds": [worker.octopus_id]})
-    ServerTask.objects.create(space=space, name="Health", description="another worker", arguments={"WorkerIds": ["Workers-999"]})
+    task = ServerTask.objects.create(
+        space=space, name="Health", description="Check health of web-01", arguments={"WorkerIds": [worker.octopus_id]}
+    )
+    ServerTask.objects.create(
+        space=space, name="Health", description="another worker", arguments={"WorkerIds": ["Workers-999"]}
+    )
     html = page_client(environment_manager).get(_url(space, worker)).content.decode()
     assert re.findall(r"/tasks/(\d+)/", html) == [str(task.pk)]
 
@@ -79,11 +113,18 @@ def test_disabling_and_enabling_the_worker(page_client, environment_manager, spa
     assert not Worker.objects.get(pk=worker.pk).is_disabled
 
 
-def test_editing_moves_the_worker_to_another_pool_and_bad_input_changes_nothing(page_client, environment_manager, administrator, space, worker):
+def test_editing_moves_the_worker_to_another_pool_and_bad_input_changes_nothing(
+    page_client, environment_manager, administrator, space, worker
+):
     builders = create_worker_pool(actor=administrator, space=space, name="Builders")
     client = page_client(environment_manager)
-    form = {"name": "web-01", "worker_pool_ids": [builders.pk], "machine_policy_id": worker.machine_policy_id,
-            "uri": "https://web-01:10933/", "thumbprint": "A" * 40}
+    form = {
+        "name": "web-01",
+        "worker_pool_ids": [builders.pk],
+        "machine_policy_id": worker.machine_policy_id,
+        "uri": "https://web-01:10933/",
+        "thumbprint": "A" * 40,
+    }
     bad = client.post(_url(space, worker, "edit/"), {**form, "thumbprint": "short"})
     assert bad.status_code == 400 and 'data-field="thumbprint"' in bad.content.decode()
     assert list(Worker.objects.get(pk=worker.pk).worker_pools.values_list("name", flat=True)) == ["Default Worker Pool"]
@@ -100,4 +141,6 @@ def test_deleting_the_worker(page_client, environment_manager, space, worker):
     response = page_client(environment_manager).post(_url(space, worker, "delete/"))
     assert response.status_code == 302 and response["Location"].endswith("/infrastructure/workers/")
     assert not Worker.objects.filter(pk=worker.pk).exists()
-    assert Event.objects.filter(category=Event.Category.DELETED, user=environment_manager, document_type="Worker").exists()
+    assert Event.objects.filter(
+        category=Event.Category.DELETED, user=environment_manager, document_type="Worker"
+    ).exists()

@@ -9,9 +9,15 @@ from portal.models import Event
 
 def _workers(space, actor, pools, count, prefix="w"):
     for n in range(count):
-        register_worker(actor=actor, space=space, spec=WorkerSpec(
-            name=f"{prefix}{n:03}", worker_pools=pools,
-            endpoint=Endpoint("TentaclePassive", uri=f"https://{prefix}{n}:10933/", thumbprint=f"{n:040X}")))
+        register_worker(
+            actor=actor,
+            space=space,
+            spec=WorkerSpec(
+                name=f"{prefix}{n:03}",
+                worker_pools=pools,
+                endpoint=Endpoint("TentaclePassive", uri=f"https://{prefix}{n}:10933/", thumbprint=f"{n:040X}"),
+            ),
+        )
 
 
 def test_it_lists_the_pools_workers_a_page_at_a_time(page_client, environment_manager, administrator, space):
@@ -44,30 +50,45 @@ def test_editing_the_pool_saves_it_and_a_taken_name_is_a_400(page_client, enviro
 def test_making_a_pool_the_default_moves_the_badge(page_client, environment_manager, administrator, space):
     old = WorkerPool.objects.get(space=space, is_default=True)
     pool = create_worker_pool(actor=administrator, space=space, name="Builders")
-    response = page_client(environment_manager).post(f"/{space.octopus_id}/infrastructure/workerpools/{pool.pk}/default/", follow=True)
+    response = page_client(environment_manager).post(
+        f"/{space.octopus_id}/infrastructure/workerpools/{pool.pk}/default/", follow=True
+    )
     assert "Builders is now the default worker pool" in response.content.decode()
-    assert WorkerPool.objects.get(space=space, is_default=True) == pool and not WorkerPool.objects.get(pk=old.pk).is_default
+    assert (
+        WorkerPool.objects.get(space=space, is_default=True) == pool
+        and not WorkerPool.objects.get(pk=old.pk).is_default
+    )
 
 
 def test_deleting_the_default_pool_is_refused_with_the_services_reason(page_client, environment_manager, space):
     pool = WorkerPool.objects.get(space=space, is_default=True)
-    response = page_client(environment_manager).post(f"/{space.octopus_id}/infrastructure/workerpools/{pool.pk}/delete/", follow=True)
+    response = page_client(environment_manager).post(
+        f"/{space.octopus_id}/infrastructure/workerpools/{pool.pk}/delete/", follow=True
+    )
     assert response.status_code == 200 and response.redirect_chain[-1][0].endswith(f"/workerpools/{pool.pk}/")
-    assert "The default worker pool cannot be deleted: make another pool the default first." in response.content.decode()
+    assert (
+        "The default worker pool cannot be deleted: make another pool the default first." in response.content.decode()
+    )
     assert WorkerPool.objects.filter(pk=pool.pk).exists()
 
 
-def test_deleting_the_only_pool_of_a_worker_is_refused_and_names_it(page_client, environment_manager, administrator, space):
+def test_deleting_the_only_pool_of_a_worker_is_refused_and_names_it(
+    page_client, environment_manager, administrator, space
+):
     pool = create_worker_pool(actor=administrator, space=space, name="Builders")
     _workers(space, administrator, [pool], 1)
-    response = page_client(environment_manager).post(f"/{space.octopus_id}/infrastructure/workerpools/{pool.pk}/delete/", follow=True)
+    response = page_client(environment_manager).post(
+        f"/{space.octopus_id}/infrastructure/workerpools/{pool.pk}/delete/", follow=True
+    )
     assert "only pool of these workers" in response.content.decode() and "w000" in response.content.decode()
     assert WorkerPool.objects.filter(pk=pool.pk).exists() and Worker.objects.count() == 1
 
 
 def test_deleting_an_unused_pool_removes_it_and_records_who_did(page_client, environment_manager, administrator, space):
     pool = create_worker_pool(actor=administrator, space=space, name="Spare")
-    response = page_client(environment_manager).post(f"/{space.octopus_id}/infrastructure/workerpools/{pool.pk}/delete/")
+    response = page_client(environment_manager).post(
+        f"/{space.octopus_id}/infrastructure/workerpools/{pool.pk}/delete/"
+    )
     assert response.status_code == 302 and response["Location"].endswith("/infrastructure/workerpools/")
     assert not WorkerPool.objects.filter(pk=pool.pk).exists()
     assert Event.objects.filter(category=Event.Category.DELETED, user=environment_manager).exists()

@@ -8,8 +8,15 @@ from infrastructure.services.workers import Endpoint, WorkerSpec, register_worke
 
 
 def _worker(space, actor, name, pools, health):
-    worker = register_worker(actor=actor, space=space, spec=WorkerSpec(
-        name=name, worker_pools=pools, endpoint=Endpoint("TentaclePassive", uri=f"https://{name}:10933/", thumbprint="D" * 40)))
+    worker = register_worker(
+        actor=actor,
+        space=space,
+        spec=WorkerSpec(
+            name=name,
+            worker_pools=pools,
+            endpoint=Endpoint("TentaclePassive", uri=f"https://{name}:10933/", thumbprint="D" * 40),
+        ),
+    )
     Worker.objects.filter(pk=worker.pk).update(health_status=health)
 
 
@@ -17,10 +24,14 @@ def _pool_names_in_order(html: str) -> list[str]:
     return re.findall(r'<tr data-pool="([^"]+)">', html)
 
 
-def test_pools_are_listed_in_order_with_their_workers_counted_by_health(page_client, environment_manager, administrator, space):
+def test_pools_are_listed_in_order_with_their_workers_counted_by_health(
+    page_client, environment_manager, administrator, space
+):
     default = WorkerPool.objects.get(space=space, is_default=True)
     builders = create_worker_pool(actor=administrator, space=space, name="Builders", description="Heavy CLI steps")
-    create_worker_pool(actor=administrator, space=space, name="Leased", pool_type="DynamicWorkerPool", worker_type="ubuntu-22.04")
+    create_worker_pool(
+        actor=administrator, space=space, name="Leased", pool_type="DynamicWorkerPool", worker_type="ubuntu-22.04"
+    )
     for n, health in enumerate(["Healthy", "Healthy", "HasWarnings", "Unavailable"]):
         _worker(space, administrator, f"b{n}", [builders], health)
     page = page_client(environment_manager).get(f"/{space.octopus_id}/infrastructure/workerpools/")
@@ -49,25 +60,37 @@ def test_the_counts_refresh_without_a_reload(page_client, environment_manager, a
 
 
 def test_an_environment_manager_adds_a_static_pool(page_client, environment_manager, space):
-    response = page_client(environment_manager).post(f"/{space.octopus_id}/infrastructure/workerpools/", {
-        "name": "Linux builders", "description": "CLI tools", "pool_type": "StaticWorkerPool"})
+    response = page_client(environment_manager).post(
+        f"/{space.octopus_id}/infrastructure/workerpools/",
+        {"name": "Linux builders", "description": "CLI tools", "pool_type": "StaticWorkerPool"},
+    )
     pool = WorkerPool.objects.get(space=space, name="Linux builders")
-    assert response.status_code == 302 and response["Location"] == f"/{space.octopus_id}/infrastructure/workerpools/{pool.pk}/"
+    assert (
+        response.status_code == 302
+        and response["Location"] == f"/{space.octopus_id}/infrastructure/workerpools/{pool.pk}/"
+    )
     assert pool.description == "CLI tools" and not pool.is_default
 
 
 def test_a_taken_name_is_a_400_with_the_error_on_the_name_and_nothing_saved(page_client, environment_manager, space):
-    response = page_client(environment_manager).post(f"/{space.octopus_id}/infrastructure/workerpools/", {
-        "name": "default worker pool", "pool_type": "StaticWorkerPool"})
+    response = page_client(environment_manager).post(
+        f"/{space.octopus_id}/infrastructure/workerpools/",
+        {"name": "default worker pool", "pool_type": "StaticWorkerPool"},
+    )
     assert response.status_code == 400
     assert re.search(r'data-field="name">A worker pool named .* already exists', response.content.decode())
     assert WorkerPool.objects.filter(space=space).count() == 1
 
 
 def test_a_dynamic_pool_without_a_worker_type_is_a_400_on_the_worker_type(page_client, environment_manager, space):
-    response = page_client(environment_manager).post(f"/{space.octopus_id}/infrastructure/workerpools/", {
-        "name": "Leased", "pool_type": "DynamicWorkerPool", "worker_type": ""})
-    assert response.status_code == 400 and 'data-field="worker_type">A dynamic worker pool needs a worker type' in response.content.decode()
+    response = page_client(environment_manager).post(
+        f"/{space.octopus_id}/infrastructure/workerpools/",
+        {"name": "Leased", "pool_type": "DynamicWorkerPool", "worker_type": ""},
+    )
+    assert (
+        response.status_code == 400
+        and 'data-field="worker_type">A dynamic worker pool needs a worker type' in response.content.decode()
+    )
     assert not WorkerPool.objects.filter(name="Leased").exists()
 
 

@@ -23,8 +23,16 @@ def fleet(space, administrator):
 
     def add(name, pool, style, health, disabled=False):
         uri = f"https://{name}:10933/" if style == "TentaclePassive" else f"poll://{name.replace('-', '')}sub/"
-        worker = register_worker(actor=administrator, space=space, spec=WorkerSpec(
-            name=name, worker_pools=[pool], is_disabled=disabled, endpoint=Endpoint(style, uri=uri, thumbprint="E" * 40)))
+        worker = register_worker(
+            actor=administrator,
+            space=space,
+            spec=WorkerSpec(
+                name=name,
+                worker_pools=[pool],
+                is_disabled=disabled,
+                endpoint=Endpoint(style, uri=uri, thumbprint="E" * 40),
+            ),
+        )
         Worker.objects.filter(pk=worker.pk).update(health_status=health)
 
     add("web-1", default, "TentaclePassive", "Healthy")
@@ -33,15 +41,18 @@ def fleet(space, administrator):
     return {"default": default, "builders": builders}
 
 
-@pytest.mark.parametrize("query,expected", [
-    ("", ["db-1", "web-1", "web-2"]),
-    ("name=WEB", ["web-1", "web-2"]),
-    ("pool={builders}", ["db-1"]),
-    ("health_status=Unhealthy", ["web-2"]),
-    ("communication_style=TentacleActive", ["web-2"]),
-    ("disabled=yes", ["web-2"]),
-    ("disabled=no&health_status=Healthy&pool={default}", ["web-1"]),
-])
+@pytest.mark.parametrize(
+    "query,expected",
+    [
+        ("", ["db-1", "web-1", "web-2"]),
+        ("name=WEB", ["web-1", "web-2"]),
+        ("pool={builders}", ["db-1"]),
+        ("health_status=Unhealthy", ["web-2"]),
+        ("communication_style=TentacleActive", ["web-2"]),
+        ("disabled=yes", ["web-2"]),
+        ("disabled=no&health_status=Healthy&pool={default}", ["web-1"]),
+    ],
+)
 def test_filters_narrow_the_list(page_client, environment_manager, space, fleet, query, expected):
     query = query.format(builders=fleet["builders"].pk, default=fleet["default"].pk)
     response = page_client(environment_manager).get(f"/{space.octopus_id}/infrastructure/workers/?{query}")
@@ -49,14 +60,20 @@ def test_filters_narrow_the_list(page_client, environment_manager, space, fleet,
 
 
 def test_each_row_links_to_the_worker_and_its_pools(page_client, environment_manager, space, fleet):
-    html = page_client(environment_manager).get(f"/{space.octopus_id}/infrastructure/workers/?name=db-1").content.decode()
+    html = (
+        page_client(environment_manager).get(f"/{space.octopus_id}/infrastructure/workers/?name=db-1").content.decode()
+    )
     db = Worker.objects.get(name="db-1")
     assert f'href="/{space.octopus_id}/infrastructure/workers/{db.pk}/">db-1</a>' in html
     assert f'href="/{space.octopus_id}/infrastructure/workerpools/{fleet["builders"].pk}/">Builders</a>' in html
 
 
 def test_a_filter_matching_nothing_says_so(page_client, environment_manager, space, fleet):
-    html = page_client(environment_manager).get(f"/{space.octopus_id}/infrastructure/workers/?name=nomatch").content.decode()
+    html = (
+        page_client(environment_manager)
+        .get(f"/{space.octopus_id}/infrastructure/workers/?name=nomatch")
+        .content.decode()
+    )
     assert _names(html) == [] and "No workers match these filters." in html
 
 
@@ -66,12 +83,24 @@ def test_an_unknown_pool_in_the_filter_is_a_400_not_a_500(page_client, environme
     assert response.status_code == 400 and "Select a valid choice" in response.content.decode()
 
 
-def test_workers_come_fifty_a_page_and_the_filters_survive_paging(page_client, environment_manager, administrator, space):
+def test_workers_come_fifty_a_page_and_the_filters_survive_paging(
+    page_client, environment_manager, administrator, space
+):
     pool = WorkerPool.objects.get(space=space, is_default=True)
     policy = pool.space.machine_policies.get(is_default=True)
-    workers = Worker.objects.bulk_create([
-        Worker(space=space, name=f"w{n:03}", communication_style="TentaclePassive", uri=f"https://w{n}:10933/",
-               thumbprint="F" * 40, machine_policy=policy) for n in range(WORKERS_PER_PAGE + 5)])
+    workers = Worker.objects.bulk_create(
+        [
+            Worker(
+                space=space,
+                name=f"w{n:03}",
+                communication_style="TentaclePassive",
+                uri=f"https://w{n}:10933/",
+                thumbprint="F" * 40,
+                machine_policy=policy,
+            )
+            for n in range(WORKERS_PER_PAGE + 5)
+        ]
+    )
     pool.workers.add(*workers)
     client = page_client(environment_manager)
     first = client.get(f"/{space.octopus_id}/infrastructure/workers/?name=w").content.decode()

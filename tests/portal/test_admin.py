@@ -6,15 +6,29 @@ from django.contrib import admin
 
 
 def test_every_reef_model_is_registered_in_the_admin():
-    missing = [m.__name__ for app in ("portal", "servertasks", "infrastructure", "deployments")
-               for m in apps.get_app_config(app).get_models() if m not in admin.site._registry]
+    missing = [
+        m.__name__
+        for app in ("portal", "servertasks", "infrastructure", "deployments")
+        for m in apps.get_app_config(app).get_models()
+        if m not in admin.site._registry
+    ]
     assert missing == []
 
 
-@pytest.mark.parametrize("url", ["/admin/portal/user/", "/admin/portal/team/", "/admin/portal/event/?category=Created",
-                                 "/admin/infrastructure/worker/?health_status=Healthy", "/admin/infrastructure/workerpool/",
-                                 "/admin/infrastructure/machinepolicy/", "/admin/infrastructure/account/",
-                                 "/admin/servertasks/servertask/", "/admin/portal/apikey/?q=x"])
+@pytest.mark.parametrize(
+    "url",
+    [
+        "/admin/portal/user/",
+        "/admin/portal/team/",
+        "/admin/portal/event/?category=Created",
+        "/admin/infrastructure/worker/?health_status=Healthy",
+        "/admin/infrastructure/workerpool/",
+        "/admin/infrastructure/machinepolicy/",
+        "/admin/infrastructure/account/",
+        "/admin/servertasks/servertask/",
+        "/admin/portal/apikey/?q=x",
+    ],
+)
 def test_admin_lists_with_filters_render(page_client, administrator, url):
     assert page_client(administrator).get(url).status_code == 200
 
@@ -22,8 +36,14 @@ def test_admin_lists_with_filters_render(page_client, administrator, url):
 def test_an_account_page_in_the_admin_shows_no_secret(page_client, administrator, space):
     from infrastructure.services.accounts import save_account
 
-    account = save_account(actor=administrator, space=space, name="ops", account_type="UsernamePassword",
-                           username="ops", password="hunter2-secret")
+    account = save_account(
+        actor=administrator,
+        space=space,
+        name="ops",
+        account_type="UsernamePassword",
+        username="ops",
+        password="hunter2-secret",
+    )
     page = page_client(administrator).get(f"/admin/infrastructure/account/{account.pk}/change/").content.decode()
     assert "hunter2-secret" not in page and account.password_encrypted not in page
 
@@ -33,10 +53,18 @@ def test_the_admin_action_disables_workers_through_the_service(page_client, admi
     from infrastructure.services.workers import Endpoint, WorkerSpec, register_worker
     from portal.models import Event
 
-    worker = register_worker(actor=administrator, space=space, spec=WorkerSpec(
-        name="w", worker_pools=[WorkerPool.objects.get(space=space, is_default=True)],
-        endpoint=Endpoint(communication_style="TentaclePassive", uri="https://w:10933/", thumbprint="E" * 40)))
-    page_client(administrator).post("/admin/infrastructure/worker/", {"action": "disable", "_selected_action": [worker.pk]})
+    worker = register_worker(
+        actor=administrator,
+        space=space,
+        spec=WorkerSpec(
+            name="w",
+            worker_pools=[WorkerPool.objects.get(space=space, is_default=True)],
+            endpoint=Endpoint(communication_style="TentaclePassive", uri="https://w:10933/", thumbprint="E" * 40),
+        ),
+    )
+    page_client(administrator).post(
+        "/admin/infrastructure/worker/", {"action": "disable", "_selected_action": [worker.pk]}
+    )
     assert Worker.objects.get(pk=worker.pk).is_disabled
     assert Event.objects.filter(document_id=worker.octopus_id, message__contains="disabled").exists()
 

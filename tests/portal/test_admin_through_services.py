@@ -16,12 +16,19 @@ def _events(document):
     return list(Event.objects.filter(document_id=document.octopus_id).order_by("id").values_list("category", flat=True))
 
 
-def test_a_space_added_renamed_and_deleted_in_the_admin_is_audited_by_the_space_services(page_client, administrator, space):
+def test_a_space_added_renamed_and_deleted_in_the_admin_is_audited_by_the_space_services(
+    page_client, administrator, space
+):
     client = page_client(administrator)
     assert client.post(ADMIN + "space/add/", {"name": "Platform", "description": ""}).status_code == 302
     platform = Space.objects.get(name="Platform")
     assert platform.slug == "platform"  # the service chose it
-    assert client.post(ADMIN + f"space/{platform.pk}/change/", {"name": "Platform team", "description": "Ours"}).status_code == 302
+    assert (
+        client.post(
+            ADMIN + f"space/{platform.pk}/change/", {"name": "Platform team", "description": "Ours"}
+        ).status_code
+        == 302
+    )
     platform.refresh_from_db()
     assert platform.name == "Platform team"
     assert client.post(ADMIN + f"space/{platform.pk}/delete/", {"post": "yes"}).status_code == 302
@@ -36,10 +43,13 @@ def test_the_default_space_cannot_be_deleted_from_the_admin(page_client, adminis
 
 
 def test_a_team_made_in_the_admin_gives_its_members_their_permissions_and_a_taken_name_is_a_form_error(
-        page_client, administrator, space):
+    page_client, administrator, space
+):
     member = make_person("ops-member", None, space)
     client = page_client(administrator)
-    response = client.post(ADMIN + "team/add/", {"name": "Ops", "description": "", "space": space.pk, "members": [member.pk]})
+    response = client.post(
+        ADMIN + "team/add/", {"name": "Ops", "description": "", "space": space.pk, "members": [member.pk]}
+    )
     assert response.status_code == 302
     ops = Team.objects.get(name="Ops")
     assert list(ops.group.user_set.all()) == [member]  # guardian's group follows the members, as on the Teams page

@@ -15,14 +15,18 @@ def error_of(response, status):
     return body
 
 
-@pytest.mark.parametrize("path", ["/api/nothing/here", "/api/Spaces-1/nothing", "/api/users/me/x/y", "/api/spaces/Spaces-99"])
+@pytest.mark.parametrize(
+    "path", ["/api/nothing/here", "/api/Spaces-1/nothing", "/api/users/me/x/y", "/api/spaces/Spaces-99"]
+)
 def test_unknown_paths_are_a_json_404(api_client, administrator, path):
     assert error_of(api_client(administrator).get(path), 404)["ErrorMessage"]
 
 
 def test_an_unknown_api_path_is_json_for_a_browser_session_too(page_client, administrator):
-    assert error_of(page_client(administrator).get("/api/no-such-thing"), 404)["ErrorMessage"] == \
-        "The resource you requested was not found."
+    assert (
+        error_of(page_client(administrator).get("/api/no-such-thing"), 404)["ErrorMessage"]
+        == "The resource you requested was not found."
+    )
 
 
 def test_a_wrong_method_is_a_json_405_with_allow(api_client, administrator):
@@ -38,7 +42,9 @@ def test_an_unsupported_media_type_is_a_json_415(api_client, administrator):
 
 def test_a_body_over_djangos_limit_is_a_json_413_naming_it(api_client, administrator, settings):
     settings.DATA_UPLOAD_MAX_MEMORY_SIZE = 1024
-    response = api_client(administrator).post("/api/teams", '{"Name": "' + "x" * 5000 + '"}', content_type="application/json")
+    response = api_client(administrator).post(
+        "/api/teams", '{"Name": "' + "x" * 5000 + '"}', content_type="application/json"
+    )
     assert error_of(response, 413)["ErrorMessage"] == "The request body is larger than the limit of 1 KiB (1024 bytes)."
 
 
@@ -58,12 +64,16 @@ def test_pages_keep_their_html_404(page_client, administrator):
     assert response.status_code == 404 and response["Content-Type"].startswith("text/html")
 
 
-@pytest.mark.parametrize("query, field", [("skip=99999999999999999999", "skip"), ("take=-1", "take"), ("skip=ten", "skip")])
+@pytest.mark.parametrize(
+    "query, field", [("skip=99999999999999999999", "skip"), ("take=-1", "take"), ("skip=ten", "skip")]
+)
 def test_paging_past_what_the_database_takes_is_a_400_naming_the_parameter(api_client, administrator, query, field):
     assert field in error_of(api_client(administrator).get(f"/api/spaces?{query}"), 400)["Details"]
 
 
 def test_task_arguments_that_are_not_an_object_are_a_400(api_client, administrator):
     """Found by schemathesis: Arguments sent as a form field (text) was a 500."""
-    response = api_client(administrator).post("/api/tasks", {"Name": "Health", "Arguments": '{"MachineIds": []}'}, format="multipart")
+    response = api_client(administrator).post(
+        "/api/tasks", {"Name": "Health", "Arguments": '{"MachineIds": []}'}, format="multipart"
+    )
     assert "Arguments" in error_of(response, 400)["Details"]

@@ -40,8 +40,9 @@ def test_a_wrong_key_is_refused_with_401(space):
 def test_an_expired_key_is_refused(project_viewer):
     from portal.services.api_keys import create_api_key
 
-    api_key, key = create_api_key(actor=project_viewer, user=project_viewer, purpose="short-lived",
-                                  expires=timezone.now() + timedelta(minutes=5))
+    api_key, key = create_api_key(
+        actor=project_viewer, user=project_viewer, purpose="short-lived", expires=timezone.now() + timedelta(minutes=5)
+    )
     ApiKey.objects.filter(pk=api_key.pk).update(expires=timezone.now() - timedelta(seconds=1))
     client = APIClient()
     client.credentials(HTTP_X_OCTOPUS_APIKEY=key)
@@ -49,8 +50,9 @@ def test_an_expired_key_is_refused(project_viewer):
 
 
 def test_an_expiry_in_the_past_is_a_400_naming_the_field(api_client, project_viewer):
-    response = api_client(project_viewer).post("/api/users/me/apikeys",
-                                               {"Purpose": "x", "Expires": "2001-01-01T00:00:00Z"}, format="json")
+    response = api_client(project_viewer).post(
+        "/api/users/me/apikeys", {"Purpose": "x", "Expires": "2001-01-01T00:00:00Z"}, format="json"
+    )
     assert response.status_code == 400
     assert "Expires" in response.json()["Details"]
 
@@ -75,8 +77,9 @@ def test_a_key_of_a_deactivated_user_is_refused(api_client, project_viewer):
 
 
 def test_nobody_may_make_keys_for_someone_else_without_user_edit(api_client, project_viewer, space_manager):
-    response = api_client(space_manager).post(f"/api/users/{project_viewer.octopus_id}/apikeys",
-                                              {"Purpose": "sneaky"}, format="json")
+    response = api_client(space_manager).post(
+        f"/api/users/{project_viewer.octopus_id}/apikeys", {"Purpose": "sneaky"}, format="json"
+    )
     assert response.status_code == 404
 
 

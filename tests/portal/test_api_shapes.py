@@ -14,7 +14,15 @@ def test_collections_are_paged_as_octopus_pages_them(api_client, administrator):
     for n in range(3):
         client.post("/api/spaces", {"Name": f"Space {n}"}, format="json")
     body = client.get("/api/spaces?skip=1&take=2").json()
-    assert set(body) >= {"ItemType", "TotalResults", "ItemsPerPage", "NumberOfPages", "LastPageNumber", "Items", "Links"}
+    assert set(body) >= {
+        "ItemType",
+        "TotalResults",
+        "ItemsPerPage",
+        "NumberOfPages",
+        "LastPageNumber",
+        "Items",
+        "Links",
+    }
     assert (body["ItemType"], body["TotalResults"], body["ItemsPerPage"], body["NumberOfPages"]) == ("Space", 4, 2, 2)
     assert len(body["Items"]) == 2
     assert len(client.get("/api/spaces/all").json()) == 4
@@ -38,11 +46,16 @@ def test_current_user_and_teams_have_octopus_shapes(api_client, administrator, s
     client = api_client(administrator)
     me = client.get("/api/users/me").json()
     assert me["Id"] == administrator.octopus_id and me["IsRequestor"] is True and "ApiKeys" in me["Links"]
-    team = client.post("/api/teams", {"Name": "Shape", "SpaceId": space.octopus_id,
-                                      "MemberUserIds": [administrator.octopus_id]}, format="json").json()
+    team = client.post(
+        "/api/teams",
+        {"Name": "Shape", "SpaceId": space.octopus_id, "MemberUserIds": [administrator.octopus_id]},
+        format="json",
+    ).json()
     assert team["MemberUserIds"] == [administrator.octopus_id] and team["SpaceId"] == space.octopus_id
     roles = client.get("/api/userroles/all").json()
-    assert {"System administrator", "Space manager", "Deployment creator", "Project viewer"} <= {r["Name"] for r in roles}
+    assert {"System administrator", "Space manager", "Deployment creator", "Project viewer"} <= {
+        r["Name"] for r in roles
+    }
 
 
 def test_the_openapi_schema_and_its_docs_are_served(client, db):
@@ -51,12 +64,15 @@ def test_the_openapi_schema_and_its_docs_are_served(client, db):
     assert client.get("/api/schema/docs").status_code == 200
 
 
-@pytest.mark.parametrize("body,field", [
-    ({}, "Name"),
-    ({"Name": ""}, "Name"),
-    ({"Name": "x" * 101}, "Name"),
-    ({"Name": "Default"}, "Name"),  # taken
-])
+@pytest.mark.parametrize(
+    "body,field",
+    [
+        ({}, "Name"),
+        ({"Name": ""}, "Name"),
+        ({"Name": "x" * 101}, "Name"),
+        ({"Name": "Default"}, "Name"),  # taken
+    ],
+)
 def test_bad_space_input_is_a_400_naming_the_field_and_changes_nothing(api_client, administrator, body, field):
     from portal.models import Space
 
@@ -73,8 +89,16 @@ def test_malformed_json_is_a_400_not_a_500(api_client, administrator):
     assert response.status_code == 400 and "JSON" in response.json()["ErrorMessage"]
 
 
-@pytest.mark.parametrize("url", ["/api/spaces/Spaces-999999", "/api/spaces/nonsense", "/api/teams/Teams-x",
-                                 "/api/users/Users-0", "/api/events/Events-99999999999999999999999"])
+@pytest.mark.parametrize(
+    "url",
+    [
+        "/api/spaces/Spaces-999999",
+        "/api/spaces/nonsense",
+        "/api/teams/Teams-x",
+        "/api/users/Users-0",
+        "/api/events/Events-99999999999999999999999",
+    ],
+)
 def test_unknown_ids_are_404(api_client, administrator, url):
     response = api_client(administrator).get(url)
     assert response.status_code == 404 and response.json()["ErrorMessage"]
@@ -87,8 +111,9 @@ def test_bad_paging_is_a_400_naming_the_parameter(api_client, administrator, que
 
 
 def test_a_team_member_id_that_does_not_exist_is_a_400(api_client, administrator, space):
-    response = api_client(administrator).post("/api/teams", {"Name": "T", "SpaceId": space.octopus_id,
-                                                             "MemberUserIds": ["Users-424242"]}, format="json")
+    response = api_client(administrator).post(
+        "/api/teams", {"Name": "T", "SpaceId": space.octopus_id, "MemberUserIds": ["Users-424242"]}, format="json"
+    )
     assert response.status_code == 400 and "MemberUserIds[0]" in response.json()["Details"]
 
 

@@ -5,7 +5,6 @@ answered 413 at once, unread; bad lengths are 400; a chunked body is cut at the 
 from __future__ import annotations
 
 import asyncio
-from concurrent.futures import ThreadPoolExecutor
 import hashlib
 import json
 import os
@@ -13,11 +12,12 @@ import select
 import socket
 import struct
 import subprocess
-import urllib.request
 import sys
 import threading
 import time
+import urllib.request
 import zlib
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 from django.conf import settings
@@ -38,8 +38,13 @@ def daphne(django_db_setup, django_db_blocker):
     port = free_port()
     with django_db_blocker.unblock():
         env = server_env()
-    process = subprocess.Popen([sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), "portal.asgi:application"],
-                               cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), "portal.asgi:application"],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
         wait_for_http(f"http://127.0.0.1:{port}/healthz", process=process)
         yield process, port
@@ -106,9 +111,13 @@ def send_head(port: int, head: str) -> socket.socket:
     return sock
 
 
-def post_streamed(port: int, path: str, parts, length: int, extra_headers: str = "") -> tuple[int, dict[str, str], bytes]:
+def post_streamed(
+    port: int, path: str, parts, length: int, extra_headers: str = ""
+) -> tuple[int, dict[str, str], bytes]:
     """POST a body generated piece by piece (never held whole), with a declared length; then read the answer."""
-    sock = send_head(port, f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: {length}\r\n{extra_headers}\r\n")
+    sock = send_head(
+        port, f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: {length}\r\n{extra_headers}\r\n"
+    )
     with sock:
         for part in parts:
             sock.sendall(part)
@@ -117,7 +126,9 @@ def post_streamed(port: int, path: str, parts, length: int, extra_headers: str =
 
 def test_a_declared_length_over_the_limit_is_answered_413_before_any_body_is_sent(daphne):
     _, port = daphne
-    with send_head(port, "POST /api/users/me HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 1000000000\r\n\r\n") as sock:
+    with send_head(
+        port, "POST /api/users/me HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 1000000000\r\n\r\n"
+    ) as sock:
         status, headers, body = read_response(sock, timeout=5)  # nothing of the body was sent
     assert status == 413 and headers["content-type"] == "application/json"
     assert json.loads(body)["ErrorMessage"] == "The request body is larger than the limit of 10 MiB (10485760 bytes)."
@@ -129,8 +140,15 @@ def test_a_declared_length_over_the_limit_is_answered_413_before_any_body_is_sen
     assert status == 413 and b"limit of 1 GiB" in body
 
 
-@pytest.mark.parametrize("framing", ["Content-Length: -1", "Content-Length: ten", "Content-Length: 5\r\nContent-Length: 6",
-                                     "Content-Length: 5\r\nTransfer-Encoding: chunked"])
+@pytest.mark.parametrize(
+    "framing",
+    [
+        "Content-Length: -1",
+        "Content-Length: ten",
+        "Content-Length: 5\r\nContent-Length: 6",
+        "Content-Length: 5\r\nTransfer-Encoding: chunked",
+    ],
+)
 def test_negative_malformed_and_conflicting_lengths_are_400(daphne, framing):
     _, port = daphne
     with send_head(port, f"POST /api/users/me HTTP/1.1\r\nHost: 127.0.0.1\r\n{framing}\r\n\r\nhello") as sock:
@@ -166,7 +184,9 @@ def test_the_middleware_refuses_by_itself_under_any_asgi_server():
 
     def call(headers, chunks):
         sent = []
-        messages = [{"type": "http.request", "body": chunk, "more_body": i < len(chunks) - 1} for i, chunk in enumerate(chunks)]
+        messages = [
+            {"type": "http.request", "body": chunk, "more_body": i < len(chunks) - 1} for i, chunk in enumerate(chunks)
+        ]
 
         async def receive():
             return messages.pop(0)
@@ -198,8 +218,13 @@ def test_an_anonymous_1gb_post_leaves_daphne_memory_where_it_was(daphne):
     status, _, _ = post_streamed(port, path, (b"x" * MiB for _ in range(2)), 2 * MiB)  # warm up
     whole, rest = divmod(total, MiB)
     with PeakRss(process.pid) as memory:
-        status, headers, _ = post_streamed(port, path, (*(BLOCK for _ in range(whole)), BLOCK[:rest]), total,
-                                           "Content-Type: application/octet-stream\r\n")
+        status, headers, _ = post_streamed(
+            port,
+            path,
+            (*(BLOCK for _ in range(whole)), BLOCK[:rest]),
+            total,
+            "Content-Type: application/octet-stream\r\n",
+        )
     assert status in (302, 403)  # anonymous: refused (no CSRF cookie) or sent to sign in
     assert memory.peak - memory.before < RSS_SLACK, vars(memory)
 
@@ -210,7 +235,10 @@ def stored_zip(name: bytes, blocks: int) -> tuple[bytes, bytes, int]:
     for _ in range(blocks):
         crc = zlib.crc32(BLOCK, crc)
     local = struct.pack("<4s5H3L2H", b"PK\x03\x04", 20, 0, 0, 0, 0x21, crc, size, size, len(name), 0) + name
-    central = struct.pack("<4s6H3L5H2L", b"PK\x01\x02", 20, 20, 0, 0, 0, 0x21, crc, size, size, len(name), 0, 0, 0, 0, 0, 0) + name
+    central = (
+        struct.pack("<4s6H3L5H2L", b"PK\x01\x02", 20, 20, 0, 0, 0, 0x21, crc, size, size, len(name), 0, 0, 0, 0, 0, 0)
+        + name
+    )
     end = struct.pack("<4s4H2LH", b"PK\x05\x06", 0, 0, 1, 1, len(central), len(local) + size, 0)
     return local, central + end, size
 
@@ -231,20 +259,31 @@ def test_a_300mb_package_upload_is_streamed_to_disk_and_stored_by_its_sha256(dap
         digest.update(BLOCK)
     digest.update(trailer)
     boundary = "reefboundary7d93"
-    fields = "".join(f'--{boundary}\r\nContent-Disposition: form-data; name="{name}"\r\n\r\n{value}\r\n'
-                     for name, value in (("package_id", "bigsite"), ("version", "3.0.0")))
-    opening = (fields + f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="bigsite.3.0.0.zip"\r\n'
-               "Content-Type: application/zip\r\n\r\n").encode() + header
+    fields = "".join(
+        f'--{boundary}\r\nContent-Disposition: form-data; name="{name}"\r\n\r\n{value}\r\n'
+        for name, value in (("package_id", "bigsite"), ("version", "3.0.0"))
+    )
+    opening = (
+        fields + f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="bigsite.3.0.0.zip"\r\n'
+        "Content-Type: application/zip\r\n\r\n"
+    ).encode() + header
     closing = trailer + f"\r\n--{boundary}--\r\n".encode()
     length = len(opening) + blocks * MiB + len(closing)
 
     page = f"/{space.octopus_id}/library/packages/"
-    status, _, _ = post_streamed(port, page, [b"package_id=x"], 12, cookies + "Content-Type: application/x-www-form-urlencoded\r\n")
+    status, _, _ = post_streamed(
+        port, page, [b"package_id=x"], 12, cookies + "Content-Type: application/x-www-form-urlencoded\r\n"
+    )
     assert status == 400  # warm up: the page answered, with its form error
     started = time.monotonic()
     with PeakRss(process.pid) as memory:
-        status, headers, body = post_streamed(port, page, (opening, *(BLOCK for _ in range(blocks)), closing), length,
-                                              cookies + f"Content-Type: multipart/form-data; boundary={boundary}\r\n")
+        status, headers, body = post_streamed(
+            port,
+            page,
+            (opening, *(BLOCK for _ in range(blocks)), closing),
+            length,
+            cookies + f"Content-Type: multipart/form-data; boundary={boundary}\r\n",
+        )
     assert status == 302, body[:2000]
     assert memory.peak - memory.before < RSS_SLACK, vars(memory)
     package = Package.objects.get(package_id="bigsite")
@@ -262,6 +301,7 @@ def test_two_thousand_idle_sockets_cost_daphne_no_threads_and_little_memory(daph
     process, port = daphne
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, min(hard, 4096)), hard))
+
     def threads():
         return int(next(line for line in open(f"/proc/{process.pid}/status") if line.startswith("Threads:")).split()[1])
 

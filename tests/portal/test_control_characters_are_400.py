@@ -11,8 +11,25 @@ from django.urls import URLPattern, URLResolver, get_resolver
 
 pytestmark = pytest.mark.django_db
 
-PARAMS = ["partialName", "name", "ids", "filter", "skip", "take", "q", "states", "project", "from", "users", "spaces",
-          "healthStatuses", "thumbprint", "accountType", "after", "tail"]
+PARAMS = [
+    "partialName",
+    "name",
+    "ids",
+    "filter",
+    "skip",
+    "take",
+    "q",
+    "states",
+    "project",
+    "from",
+    "users",
+    "spaces",
+    "healthStatuses",
+    "thumbprint",
+    "accountType",
+    "after",
+    "tail",
+]
 
 
 def routes(resolver=None, prefix: str = ""):
@@ -62,12 +79,16 @@ def test_the_issues_examples(api_client, page_client, administrator, space):
     assert response.status_code == 400
     assert response.json()["Errors"] == ["partialName: Control characters (such as NUL) are not allowed here."]
     page = page_client(administrator).get("/configuration/users/?q=%00")
-    assert page.status_code == 400 and "q: Control characters (such as NUL) are not allowed here." in page.content.decode()
+    assert (
+        page.status_code == 400 and "q: Control characters (such as NUL) are not allowed here." in page.content.decode()
+    )
 
 
 def test_every_page_refuses_control_characters_in_its_search_and_filter_parameters(page_client, administrator, space):
     client = page_client(administrator)
-    paths = sorted({concrete(regex, space) for regex, _ in routes() if not regex.startswith(("api", "admin", "static"))})
+    paths = sorted(
+        {concrete(regex, space) for regex, _ in routes() if not regex.startswith(("api", "admin", "static"))}
+    )
     assert len(paths) > 40
     for path in paths:
         response = client.get(path, {"q": "\x00", "name": "x\x07", "states": "Queued", "page": "1"})
@@ -98,8 +119,9 @@ def test_every_api_body_refuses_control_characters_and_lone_surrogates(api_clien
 
 
 def test_a_multi_line_body_field_keeps_its_line_breaks(api_client, administrator, space):
-    response = api_client(administrator).post("/api/teams", {"Name": "Ops", "Description": "one\r\ntwo\tthree",
-                                                             "SpaceId": space.octopus_id}, format="json")
+    response = api_client(administrator).post(
+        "/api/teams", {"Name": "Ops", "Description": "one\r\ntwo\tthree", "SpaceId": space.octopus_id}, format="json"
+    )
     assert response.status_code == 201 and response.json()["Description"] == "one\r\ntwo\tthree"
 
 

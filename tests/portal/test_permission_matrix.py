@@ -8,22 +8,68 @@ PAGES = {
     "/configuration/users/": {"administrator"},
     "/configuration/audit/": {"administrator", "space_manager", "environment_manager"},
     "/configuration/teams/": {"administrator", "space_manager", "deployment_creator", "project_viewer"},
-    "/profile/": {"administrator", "space_manager", "deployment_creator", "project_viewer", "environment_manager", "outsider"},
+    "/profile/": {
+        "administrator",
+        "space_manager",
+        "deployment_creator",
+        "project_viewer",
+        "environment_manager",
+        "outsider",
+    },
 }
 
 API_READS = {
-    "/api/users/me": {"administrator", "space_manager", "deployment_creator", "project_viewer", "environment_manager", "outsider"},
-    "/api/spaces/{space}": {"administrator", "space_manager", "deployment_creator", "project_viewer", "environment_manager"},
-    "/api/users": {"administrator", "space_manager", "deployment_creator", "project_viewer", "environment_manager", "outsider"},
-    "/api/events": {"administrator", "space_manager", "deployment_creator", "project_viewer", "environment_manager", "outsider"},
+    "/api/users/me": {
+        "administrator",
+        "space_manager",
+        "deployment_creator",
+        "project_viewer",
+        "environment_manager",
+        "outsider",
+    },
+    "/api/spaces/{space}": {
+        "administrator",
+        "space_manager",
+        "deployment_creator",
+        "project_viewer",
+        "environment_manager",
+    },
+    "/api/users": {
+        "administrator",
+        "space_manager",
+        "deployment_creator",
+        "project_viewer",
+        "environment_manager",
+        "outsider",
+    },
+    "/api/events": {
+        "administrator",
+        "space_manager",
+        "deployment_creator",
+        "project_viewer",
+        "environment_manager",
+        "outsider",
+    },
     # Roles: UserRoleView, or TeamEdit in a space (a space manager grants roles to its teams).
     "/api/userroles": {"administrator", "space_manager"},
     "/api/userroles/all": {"administrator", "space_manager"},
-    "/api/{space}/tasks": {"administrator", "space_manager", "deployment_creator", "project_viewer", "environment_manager"},
+    "/api/{space}/tasks": {
+        "administrator",
+        "space_manager",
+        "deployment_creator",
+        "project_viewer",
+        "environment_manager",
+    },
     "/api/{space}/workerpools": {"administrator", "space_manager", "environment_manager"},
     "/api/workerpools/all": {"administrator", "space_manager", "environment_manager"},
     "/api/{space}/projects": {"administrator", "space_manager", "deployment_creator", "project_viewer"},
-    "/api/{space}/environments": {"administrator", "space_manager", "deployment_creator", "project_viewer", "environment_manager"},
+    "/api/{space}/environments": {
+        "administrator",
+        "space_manager",
+        "deployment_creator",
+        "project_viewer",
+        "environment_manager",
+    },
 }
 
 PERSONAS = ["administrator", "space_manager", "environment_manager", "deployment_creator", "project_viewer", "outsider"]
@@ -79,8 +125,10 @@ def test_creating_a_space_needs_space_create(request, api_client, persona, allow
     assert response.status_code == (201 if allowed else 403)
 
 
-@pytest.mark.parametrize("persona,allowed", [("administrator", True), ("space_manager", True),
-                                             ("deployment_creator", False), ("outsider", False)])
+@pytest.mark.parametrize(
+    "persona,allowed",
+    [("administrator", True), ("space_manager", True), ("deployment_creator", False), ("outsider", False)],
+)
 def test_creating_a_space_team_needs_team_edit_in_that_space(request, api_client, space, persona, allowed):
     user = request.getfixturevalue(persona)
     response = api_client(user).post("/api/teams", {"Name": "Ops", "SpaceId": space.octopus_id}, format="json")

@@ -47,8 +47,10 @@ def test_no_server_module_reads_the_environment_for_its_configuration():
     # Only settings.py reads configuration; the agent is standalone and reads its own. Setting
     # DJANGO_SETTINGS_MODULE or CELERY_SKIP_CHECKS and passing the environment on to child processes are
     # not reads. The supervisor loads no Django (it stays small): it reads only the plan `serve` handed it.
-    allowed = re.compile(r"os\.environ\.setdefault\(\"(DJANGO_SETTINGS_MODULE|CELERY_SKIP_CHECKS)\"|os\.environ\.copy\(\)"
-                         r"|_INHERITED")
+    allowed = re.compile(
+        r"os\.environ\.setdefault\(\"(DJANGO_SETTINGS_MODULE|CELERY_SKIP_CHECKS)\"|os\.environ\.copy\(\)"
+        r"|_INHERITED"
+    )
     readers = []
     for app in ("portal", "infrastructure", "deployments", "servertasks"):
         for path in sorted((ROOT / app).rglob("*.py")):

@@ -16,13 +16,24 @@ ROOT = Path(__file__).resolve().parents[2]
 def _manage(*args, env=None, cwd=ROOT):
     # A clean environment, as a deployment has: no test-only switches.
     base = {k: v for k, v in os.environ.items() if k not in {"DJANGO_ALLOW_ASYNC_UNSAFE", "REEF_TEST_FAST_HASHER"}}
-    return subprocess.run([sys.executable, "manage.py", *args], cwd=cwd, env={**base, **(env or {})},
-                          capture_output=True, text=True, timeout=120)
+    return subprocess.run(
+        [sys.executable, "manage.py", *args],
+        cwd=cwd,
+        env={**base, **(env or {})},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
 
 
 def test_the_production_profile_passes_djangos_deploy_checks(tmp_path):
-    result = _manage("check", "--deploy", "--fail-level", "WARNING",
-                     env={"DEBUG": "0", "REEF_HTTPS": "1", "SECRET_KEY": "x" * 60 + "Y2z!", "REEF_VAR_DIR": str(tmp_path)})
+    result = _manage(
+        "check",
+        "--deploy",
+        "--fail-level",
+        "WARNING",
+        env={"DEBUG": "0", "REEF_HTTPS": "1", "SECRET_KEY": "x" * 60 + "Y2z!", "REEF_VAR_DIR": str(tmp_path)},
+    )
     assert result.returncode == 0, result.stdout + result.stderr
 
 

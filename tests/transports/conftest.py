@@ -17,9 +17,9 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Optional
 
 import pytest
 
@@ -39,10 +39,10 @@ class Kind:
     name: str
     make: Callable[..., object]
     worker: object = None
-    proxy: Optional[TcpProxy] = None
-    restart: Optional[Callable[[], None]] = None
+    proxy: TcpProxy | None = None
+    restart: Callable[[], None] | None = None
     retries: list = field(default_factory=list)
-    work_root: Optional[Path] = None  # where the worker keeps its scripts' work folders
+    work_root: Path | None = None  # where the worker keeps its scripts' work folders
 
     def service(self):
         return self.make(on_retry=self.retries.append)
@@ -66,8 +66,9 @@ def restart_sshd(server: SshServer, folder: Path) -> None:
             os.kill(pid, signal.SIGKILL)
         except ProcessLookupError:
             pass
-    server.process = subprocess.Popen([SSHD, "-D", "-e", "-f", str(folder / "sshd_config")],
-                                      stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    server.process = subprocess.Popen(
+        [SSHD, "-D", "-e", "-f", str(folder / "sshd_config")], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+    )
 
     def answering() -> bool:
         try:
@@ -103,8 +104,14 @@ def world(django_db_setup, django_db_blocker, tmp_path_factory):
     try:
         space = ensure_default_space()
         pool = WorkerPool.objects.get(space=space, is_default=True)
-        policy = MachinePolicy.objects.create(space=space, name=f"Contract {suffix}", connect_timeout=5, retry_count=5,
-                                              retry_wait=1, polling_request_queue_timeout=10)
+        policy = MachinePolicy.objects.create(
+            space=space,
+            name=f"Contract {suffix}",
+            connect_timeout=5,
+            retry_count=5,
+            retry_wait=1,
+            polling_request_queue_timeout=10,
+        )
         certificate = current_server_certificate()
         server_pem = folder / "server.pem"
         server_pem.write_text(certificate.certificate_pem)
@@ -113,8 +120,11 @@ def world(django_db_setup, django_db_blocker, tmp_path_factory):
             return Worker.objects.select_related("machine_policy", "account").get(pk=worker_id)
 
         def register(name: str, endpoint: Endpoint) -> Worker:
-            worker = register_worker(actor=None, space=space, spec=WorkerSpec(
-                name=f"{name}-{suffix}", worker_pools=[pool], machine_policy=policy, endpoint=endpoint))
+            worker = register_worker(
+                actor=None,
+                space=space,
+                spec=WorkerSpec(name=f"{name}-{suffix}", worker_pools=[pool], machine_policy=policy, endpoint=endpoint),
+            )
             created_workers.append(worker.pk)
             return load(worker.pk)
 
@@ -122,8 +132,13 @@ def world(django_db_setup, django_db_blocker, tmp_path_factory):
 
         from infrastructure.distribution import agent_bundle
 
-        kinds: dict[str, Kind] = {"builtin": Kind("builtin", lambda on_retry=None: BuiltinTransport(on_retry=on_retry),
-                                                  work_root=Path(settings.VAR_DIR) / "builtin-worker" / "Work")}
+        kinds: dict[str, Kind] = {
+            "builtin": Kind(
+                "builtin",
+                lambda on_retry=None: BuiltinTransport(on_retry=on_retry),
+                work_root=Path(settings.VAR_DIR) / "builtin-worker" / "Work",
+            )
+        }
 
         # Listening: an agent on its own port, the server talking to it through a proxy.
         listening = Agent(folder / "listening").create(listening_port=free_port())
@@ -132,20 +147,38 @@ def world(django_db_setup, django_db_blocker, tmp_path_factory):
         stoppers.append(listening.stop)
         proxy = TcpProxy(("127.0.0.1", listening.port))
         stoppers.append(proxy.close)
-        worker = register("listening", Endpoint(communication_style="TentaclePassive", uri=f"https://127.0.0.1:{proxy.port}/",
-                                                thumbprint=listening.thumbprint))
+        worker = register(
+            "listening",
+            Endpoint(
+                communication_style="TentaclePassive",
+                uri=f"https://127.0.0.1:{proxy.port}/",
+                thumbprint=listening.thumbprint,
+            ),
+        )
 
         def restart_listening(agent=listening) -> None:
             agent.stop()
             agent.start()
 
-        kinds["listening"] = Kind("listening", lambda on_retry=None, w=worker: ListeningTransport(w, on_retry=on_retry),
-                                  worker, proxy, restart_listening, work_root=listening.home / "Work")
+        kinds["listening"] = Kind(
+            "listening",
+            lambda on_retry=None, w=worker: ListeningTransport(w, on_retry=on_retry),
+            worker,
+            proxy,
+            restart_listening,
+            work_root=listening.home / "Work",
+        )
 
         # Polling: the endpoint, and an agent that reaches it through a proxy.
         port = free_port()
-        endpoint = subprocess.Popen([sys.executable, "manage.py", "run_polling_endpoint", "--bind", "127.0.0.1", "--port", str(port)],
-                                    cwd=ROOT, env=server_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        endpoint = subprocess.Popen(
+            [sys.executable, "manage.py", "run_polling_endpoint", "--bind", "127.0.0.1", "--port", str(port)],
+            cwd=ROOT,
+            env=server_env(),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
         assert "listening" in (endpoint.stdout.readline() if endpoint.stdout else "")
         threading.Thread(target=lambda: [None for _ in endpoint.stdout], daemon=True).start()  # type: ignore[union-attr]
 
@@ -157,11 +190,22 @@ def world(django_db_setup, django_db_blocker, tmp_path_factory):
         proxy = TcpProxy(("127.0.0.1", port))
         stoppers.append(proxy.close)
         polling = Agent(folder / "polling").create()
-        tentacle(polling.home, "configure", "--polling", "--server-comms-address", f"https://127.0.0.1:{proxy.port}/",
-                 "--trust-pem", str(server_pem))
+        tentacle(
+            polling.home,
+            "configure",
+            "--polling",
+            "--server-comms-address",
+            f"https://127.0.0.1:{proxy.port}/",
+            "--trust-pem",
+            str(server_pem),
+        )
         subscription = json.loads((polling.home / "tentacle.json").read_text())["Subscription"]
-        worker = register("polling", Endpoint(communication_style="TentacleActive", uri=f"poll://{subscription}/",
-                                              thumbprint=polling.thumbprint))
+        worker = register(
+            "polling",
+            Endpoint(
+                communication_style="TentacleActive", uri=f"poll://{subscription}/", thumbprint=polling.thumbprint
+            ),
+        )
         polling.start()
         stoppers.append(polling.stop)
 
@@ -169,8 +213,14 @@ def world(django_db_setup, django_db_blocker, tmp_path_factory):
             agent.stop()
             agent.start()
 
-        kinds["polling"] = Kind("polling", lambda on_retry=None, w=worker: PollingTransport(w, on_retry=on_retry),
-                                worker, proxy, restart_polling, work_root=polling.home / "Work")
+        kinds["polling"] = Kind(
+            "polling",
+            lambda on_retry=None, w=worker: PollingTransport(w, on_retry=on_retry),
+            worker,
+            proxy,
+            restart_polling,
+            work_root=polling.home / "Work",
+        )
 
         # SSH: a real sshd, reached through a proxy; the remote home in a short temporary folder.
         ssh.REMOTE_HOME = tempfile.mkdtemp(prefix="reef-ssh-")
@@ -180,14 +230,29 @@ def world(django_db_setup, django_db_blocker, tmp_path_factory):
         stoppers.append(server.stop)
         proxy = TcpProxy((server.host, server.port))
         stoppers.append(proxy.close)
-        account = accounts.save_account(actor=None, space=space, name=f"ssh key {suffix}", account_type="SshKeyPair",
-                                        username=server.username, private_key=server.client_private_key)
+        account = accounts.save_account(
+            actor=None,
+            space=space,
+            name=f"ssh key {suffix}",
+            account_type="SshKeyPair",
+            username=server.username,
+            private_key=server.client_private_key,
+        )
         _, fingerprint = discover_host_key(server.host, server.port)
-        worker = register("ssh", Endpoint(communication_style="Ssh", host="127.0.0.1", port=proxy.port,
-                                          fingerprint=fingerprint, account=account))
-        kinds["ssh"] = Kind("ssh", lambda on_retry=None, w=worker: SshTransport(w, on_retry=on_retry), worker, proxy,
-                            lambda: restart_sshd(server, sshd_folder),
-                            work_root=Path(ssh.REMOTE_HOME) / f"reef-tentacle-{agent_bundle()[1][:16]}" / "Work")
+        worker = register(
+            "ssh",
+            Endpoint(
+                communication_style="Ssh", host="127.0.0.1", port=proxy.port, fingerprint=fingerprint, account=account
+            ),
+        )
+        kinds["ssh"] = Kind(
+            "ssh",
+            lambda on_retry=None, w=worker: SshTransport(w, on_retry=on_retry),
+            worker,
+            proxy,
+            lambda: restart_sshd(server, sshd_folder),
+            work_root=Path(ssh.REMOTE_HOME) / f"reef-tentacle-{agent_bundle()[1][:16]}" / "Work",
+        )
         kinds["ssh"].sshd = server  # type: ignore[attr-defined]
         yield kinds
     finally:

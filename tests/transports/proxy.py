@@ -85,7 +85,9 @@ class TcpProxy:
                 self.accepted += 1
                 self.connections.append((client, server))
             for source, target, direction in ((client, server, "to_server"), (server, client, "to_client")):
-                threading.Thread(target=self._pump, args=(source, target, direction, (client, server)), daemon=True).start()
+                threading.Thread(
+                    target=self._pump, args=(source, target, direction, (client, server)), daemon=True
+                ).start()
 
     def _pump(self, source: socket.socket, target: socket.socket, direction: str, pair) -> None:
         flowing = self.flowing[direction]

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import Optional
 
 from infrastructure.transports import ScriptService, new_ticket
 from tentacle_agent.protocol import StartScriptCommand, is_finished
@@ -13,7 +12,7 @@ from tentacle_agent.protocol import StartScriptCommand, is_finished
 @dataclass
 class Outcome:
     ticket: str
-    exit_code: Optional[int]
+    exit_code: int | None
     lines: list = field(default_factory=list)
     status: dict = field(default_factory=dict)
     artifacts: list = field(default_factory=list)
@@ -26,10 +25,18 @@ class Outcome:
         return [line["Text"] for line in self.lines if line["Stream"] == name]
 
 
-def command(body: str, *, syntax: str = "Bash", variables=(), packages=(), timeout: Optional[int] = None,
-            ticket: Optional[str] = None) -> StartScriptCommand:
-    return {"Ticket": ticket or new_ticket(), "ScriptBody": body, "Syntax": syntax, "Variables": list(variables),
-            "Packages": list(packages), "IsolationMutex": None, "TimeoutSeconds": timeout}
+def command(
+    body: str, *, syntax: str = "Bash", variables=(), packages=(), timeout: int | None = None, ticket: str | None = None
+) -> StartScriptCommand:
+    return {
+        "Ticket": ticket or new_ticket(),
+        "ScriptBody": body,
+        "Syntax": syntax,
+        "Variables": list(variables),
+        "Packages": list(packages),
+        "IsolationMutex": None,
+        "TimeoutSeconds": timeout,
+    }
 
 
 def follow(service: ScriptService, ticket: str, *, deadline: float = 120) -> tuple[list, dict]:

@@ -47,7 +47,9 @@ def assert_no_work_folder(kind, ticket: str) -> None:
 def test_lines_keep_their_order_across_stdout_and_stderr(kind):
     """Two pipes have no common order for bytes written at the same instant; written a moment apart,
     as a user's script does, they are numbered in the order they were written, on every transport."""
-    outcome = execute(kind.service(), 'for i in $(seq 1 40); do echo "out $i"; sleep 0.02; echo "err $i" >&2; sleep 0.02; done')
+    outcome = execute(
+        kind.service(), 'for i in $(seq 1 40); do echo "out $i"; sleep 0.02; echo "err $i" >&2; sleep 0.02; done'
+    )
     assert outcome.texts == [text for i in range(1, 41) for text in (f"out {i}", f"err {i}")]
     assert [line["Sequence"] for line in outcome.lines] == list(range(80))
     assert outcome.stream("stderr") == [f"err {i}" for i in range(1, 41)]
@@ -67,21 +69,30 @@ def test_exit_codes_and_failed_steps_come_back_as_the_script_left(kind):
 
 
 def test_variables_reach_the_script_and_output_variables_come_back_masked_where_sensitive(kind):
-    variables = [{"Name": "Greeting", "Value": "hello", "IsSensitive": False},
-                 {"Name": "Password", "Value": "p4ss-W0rd", "IsSensitive": True}]
-    outcome = execute(kind.service(), 'echo "greeting $(get_octopusvariable Greeting)"; echo "pw $(get_octopusvariable Password)"; '
-                                      'set_octopusvariable Colour blue; set_octopusvariable Token "tok-9876" --sensitive; '
-                                      'echo "token tok-9876"', variables=variables)
+    variables = [
+        {"Name": "Greeting", "Value": "hello", "IsSensitive": False},
+        {"Name": "Password", "Value": "p4ss-W0rd", "IsSensitive": True},
+    ]
+    outcome = execute(
+        kind.service(),
+        'echo "greeting $(get_octopusvariable Greeting)"; echo "pw $(get_octopusvariable Password)"; '
+        'set_octopusvariable Colour blue; set_octopusvariable Token "tok-9876" --sensitive; '
+        'echo "token tok-9876"',
+        variables=variables,
+    )
     assert outcome.texts == ["greeting hello", "pw ********", "token ********"]
-    assert outcome.status["OutputVariables"] == [{"Name": "Colour", "Value": "blue", "IsSensitive": False},
-                                                 {"Name": "Token", "Value": "tok-9876", "IsSensitive": True}]
+    assert outcome.status["OutputVariables"] == [
+        {"Name": "Colour", "Value": "blue", "IsSensitive": False},
+        {"Name": "Token", "Value": "tok-9876", "IsSensitive": True},
+    ]
 
 
 def test_artifacts_are_collected_and_the_work_folder_removed(kind):
     outcome = execute(kind.service(), 'printf "report body" > report.txt; new_octopusartifact report.txt; echo done')
     assert outcome.texts == ["done"]
-    assert outcome.artifacts == [{"Name": "report.txt", "Length": 11,
-                                  "ContentBase64": base64.b64encode(b"report body").decode()}]
+    assert outcome.artifacts == [
+        {"Name": "report.txt", "Length": 11, "ContentBase64": base64.b64encode(b"report body").decode()}
+    ]
     assert_no_work_folder(kind, outcome.ticket)
 
 
@@ -109,10 +120,12 @@ def test_a_package_whose_bytes_do_not_match_its_hash_is_refused(kind):
 
 def test_cancel_kills_the_whole_process_tree_and_ends_cancelled(kind, shared_path):
     tmp_path = shared_path
-    body = (f"sleep 300 & echo $! > {tmp_path}/child\n"
-            f"( sleep 300 & echo $! > {tmp_path}/grandchild; wait ) &\n"
-            f"setsid sleep 60 & echo $! > {tmp_path}/detached\n"
-            "echo started\nwait\n")
+    body = (
+        f"sleep 300 & echo $! > {tmp_path}/child\n"
+        f"( sleep 300 & echo $! > {tmp_path}/grandchild; wait ) &\n"
+        f"setsid sleep 60 & echo $! > {tmp_path}/detached\n"
+        "echo started\nwait\n"
+    )
     service = kind.service()
     ticket = service.start_script(command(body))
     wait_until(lambda: all((tmp_path / name).exists() for name in ("child", "grandchild", "detached")), timeout=30)
@@ -159,8 +172,11 @@ def test_a_hundred_thousand_lines_arrive_all_once_and_in_order(kind):
 
 
 def test_utf8_invalid_bytes_and_nul_survive_as_text(kind):
-    outcome = execute(kind.service(), "printf 'h\\xc3\\xa9llo \\xe2\\x9c\\x93 \\xf0\\x9f\\x90\\x99\\n'; "
-                                      "printf 'bad \\xff\\xfe bytes\\n'; printf 'nul \\000 inside\\n'; printf 'no newline'")
+    outcome = execute(
+        kind.service(),
+        "printf 'h\\xc3\\xa9llo \\xe2\\x9c\\x93 \\xf0\\x9f\\x90\\x99\\n'; "
+        "printf 'bad \\xff\\xfe bytes\\n'; printf 'nul \\000 inside\\n'; printf 'no newline'",
+    )
     texts = outcome.texts
     assert texts[0] == "héllo ✓ 🐙"
     assert texts[1] == "bad \ufffd\ufffd bytes"

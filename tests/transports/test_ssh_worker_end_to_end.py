@@ -43,14 +43,30 @@ def sshd(tmp_path_factory):
 @pytest.fixture
 def ssh_pool(space, administrator, sshd):
     pool = pools.create_worker_pool(actor=administrator, space=space, name="SSH workers")
-    policy = create_machine_policy(actor=administrator, space=space, name="Patient", connect_timeout=5, retry_count=5,
-                                   retry_wait=1)
-    account = accounts.save_account(actor=administrator, space=space, name="deploy key", account_type="SshKeyPair",
-                                    username=sshd.username, private_key=sshd.client_private_key)
+    policy = create_machine_policy(
+        actor=administrator, space=space, name="Patient", connect_timeout=5, retry_count=5, retry_wait=1
+    )
+    account = accounts.save_account(
+        actor=administrator,
+        space=space,
+        name="deploy key",
+        account_type="SshKeyPair",
+        username=sshd.username,
+        private_key=sshd.client_private_key,
+    )
     _, fingerprint = discover_host_key(sshd.host, sshd.port)
-    worker = workers.register_worker(actor=administrator, space=space, spec=WorkerSpec(
-        name="ns-ssh", worker_pools=[pool], machine_policy=policy,
-        endpoint=Endpoint(communication_style="Ssh", host=sshd.host, port=sshd.port, fingerprint=fingerprint, account=account)))
+    worker = workers.register_worker(
+        actor=administrator,
+        space=space,
+        spec=WorkerSpec(
+            name="ns-ssh",
+            worker_pools=[pool],
+            machine_policy=policy,
+            endpoint=Endpoint(
+                communication_style="Ssh", host=sshd.host, port=sshd.port, fingerprint=fingerprint, account=account
+            ),
+        ),
+    )
     Worker.objects.filter(pk=worker.pk).update(health_status=Worker.HealthStatus.HEALTHY)
     return pool
 
@@ -76,8 +92,15 @@ def deploy_in_thread(administrator, project, environment):
 
 
 def test_a_deployment_runs_its_steps_on_an_ssh_worker(administrator, project, production, ssh_pool):
-    add_step(project, "Greet", 'echo "hello from $(hostname) as $(whoami)"; set_octopusvariable Colour teal', worker_pool=ssh_pool)
-    add_step(project, "Use it", 'echo "colour #{Octopus.Action[Greet].Output.Colour}"; echo oops >&2', worker_pool=ssh_pool)
+    add_step(
+        project,
+        "Greet",
+        'echo "hello from $(hostname) as $(whoami)"; set_octopusvariable Colour teal',
+        worker_pool=ssh_pool,
+    )
+    add_step(
+        project, "Use it", 'echo "colour #{Octopus.Action[Greet].Output.Colour}"; echo oops >&2', worker_pool=ssh_pool
+    )
     task, thread = deploy_in_thread(administrator, project, production)
     thread.join(120)
     task.refresh_from_db()
@@ -89,8 +112,9 @@ def test_a_deployment_runs_its_steps_on_an_ssh_worker(administrator, project, pr
 
 
 def test_the_script_console_runs_on_an_ssh_worker(administrator, space, ssh_pool):
-    task = deploy.run_adhoc_script(actor=administrator, space=space, syntax="Bash", script_body="echo console over ssh",
-                                   worker_pool=ssh_pool)
+    task = deploy.run_adhoc_script(
+        actor=administrator, space=space, syntax="Bash", script_body="echo console over ssh", worker_pool=ssh_pool
+    )
     run_server_task(task.pk)
     task.refresh_from_db()
     assert task.state == ServerTask.State.SUCCESS, log_text(task)
@@ -119,8 +143,10 @@ def test_an_sshd_restarted_during_a_step_loses_no_line(administrator, project, p
 
 def test_a_host_without_python_runs_bash_only_with_the_same_results(space, administrator, ssh_pool, monkeypatch):
     worker = Worker.objects.select_related("machine_policy", "account").get(name="ns-ssh")
-    script = ('echo "one"; echo "two" >&2; set_octopusvariable Size 42; '
-              'printf "x" > a.txt; new_octopusartifact a.txt; write_warning "careful"; exit 4')
+    script = (
+        'echo "one"; echo "two" >&2; set_octopusvariable Size 42; '
+        'printf "x" > a.txt; new_octopusartifact a.txt; write_warning "careful"; exit 4'
+    )
     with_agent = execute(SshTransport(worker), script)
     monkeypatch.setattr(ssh, "PYTHON_PROBE", "true")  # finds no Python
     monkeypatch.setattr(ssh, "_hosts", {})
@@ -128,9 +154,13 @@ def test_a_host_without_python_runs_bash_only_with_the_same_results(space, admin
     assert bash_only.bash_only()
     without = execute(bash_only, script)
     assert without.exit_code == with_agent.exit_code == 4
-    assert sorted((line["Stream"], line["Category"], line["Text"]) for line in without.lines) == \
-        sorted((line["Stream"], line["Category"], line["Text"]) for line in with_agent.lines)
-    assert without.status["OutputVariables"] == with_agent.status["OutputVariables"] == [
-        {"Name": "Size", "Value": "42", "IsSensitive": False}]
+    assert sorted((line["Stream"], line["Category"], line["Text"]) for line in without.lines) == sorted(
+        (line["Stream"], line["Category"], line["Text"]) for line in with_agent.lines
+    )
+    assert (
+        without.status["OutputVariables"]
+        == with_agent.status["OutputVariables"]
+        == [{"Name": "Size", "Value": "42", "IsSensitive": False}]
+    )
     assert without.artifacts == with_agent.artifacts and without.artifacts[0]["Length"] == 1
     assert without.status["FailureMessage"] == with_agent.status["FailureMessage"]

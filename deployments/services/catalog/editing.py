@@ -13,7 +13,9 @@ from portal.services.audit import differences, record_event, snapshot
 ROLE_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
 
 
-def unique_name(queryset: QuerySet, name: str, what: str, *, exclude_pk: int | None = None, max_length: int = 200) -> str:
+def unique_name(
+    queryset: QuerySet, name: str, what: str, *, exclude_pk: int | None = None, max_length: int = 200
+) -> str:
     name = (name or "").strip()
     if not name:
         raise ValidationError({"name": [f"Give the {what} a name."]})
@@ -24,12 +26,19 @@ def unique_name(queryset: QuerySet, name: str, what: str, *, exclude_pk: int | N
     return name
 
 
-def record_saved(actor: User, document, before: dict, fields: list[str], secret_fields: frozenset[str] = frozenset(), **event) -> None:
+def record_saved(
+    actor: User, document, before: dict, fields: list[str], secret_fields: frozenset[str] = frozenset(), **event
+) -> None:
     """Record Created (no `before`) or Modified with what changed; nothing when nothing did."""
     changes = differences(before, snapshot(document, fields, secret_fields))
     if changes or not before:
-        record_event(actor=actor, category=Event.Category.MODIFIED if before else Event.Category.CREATED,
-                     document=document, changes=changes, **event)
+        record_event(
+            actor=actor,
+            category=Event.Category.MODIFIED if before else Event.Category.CREATED,
+            document=document,
+            changes=changes,
+            **event,
+        )
 
 
 def reorder(queryset: QuerySet, ordered_ids: list[int], what: str) -> list:

@@ -27,12 +27,15 @@ def create_environment(*, actor: User, space: Space, name: str, description: str
 
 
 @transaction.atomic
-def update_environment(*, actor: User, environment: Environment, name: str, description: str = "",
-                       sort_order: int | None = None) -> Environment:
+def update_environment(
+    *, actor: User, environment: Environment, name: str, description: str = "", sort_order: int | None = None
+) -> Environment:
     require_permission(actor, Permission.ENVIRONMENT_EDIT, space=environment.space)
     environment = Environment.objects.select_for_update().get(pk=environment.pk)
     before = snapshot(environment, ENVIRONMENT_FIELDS)
-    environment.name = unique_name(Environment.objects.filter(space=environment.space_id), name, "environment", exclude_pk=environment.pk)
+    environment.name = unique_name(
+        Environment.objects.filter(space=environment.space_id), name, "environment", exclude_pk=environment.pk
+    )
     environment.description = description
     if sort_order is not None:
         environment.sort_order = sort_order
@@ -45,8 +48,13 @@ def update_environment(*, actor: User, environment: Environment, name: str, desc
 def reorder_environments(*, actor: User, space: Space, ordered_ids: list[int]) -> None:
     require_permission(actor, Permission.ENVIRONMENT_EDIT, space=space)
     ordered = reorder(Environment.objects.filter(space=space), ordered_ids, "environment of the space")
-    record_event(actor=actor, category=Event.Category.MODIFIED, document_type="Environment", space=space,
-                 message="Environments reordered: " + ", ".join(e.name for e in ordered))
+    record_event(
+        actor=actor,
+        category=Event.Category.MODIFIED,
+        document_type="Environment",
+        space=space,
+        message="Environments reordered: " + ", ".join(e.name for e in ordered),
+    )
 
 
 @transaction.atomic
@@ -59,10 +67,18 @@ def delete_environment(*, actor: User, environment: Environment) -> None:
         users.append(f"{deployments} deployment{'s' if deployments > 1 else ''}")
     if runs := environment.runbook_runs.count():
         users.append(f"{runs} runbook run{'s' if runs > 1 else ''}")
-    users += [f"the variable {v.name} of {v.project.name} (scoped to it)" for v in environment.variables.select_related("project")[:20]]
-    users += [f"the deployment target {t.name} (its only environment)" for t in environment.deployment_targets.all()
-              if t.environments.count() == 1]
+    users += [
+        f"the variable {v.name} of {v.project.name} (scoped to it)"
+        for v in environment.variables.select_related("project")[:20]
+    ]
+    users += [
+        f"the deployment target {t.name} (its only environment)"
+        for t in environment.deployment_targets.all()
+        if t.environments.count() == 1
+    ]
     if users:
-        raise ValidationError(f"{environment.name} is in use and cannot be deleted. It is used by: " + "; ".join(users) + ".")
+        raise ValidationError(
+            f"{environment.name} is in use and cannot be deleted. It is used by: " + "; ".join(users) + "."
+        )
     record_event(actor=actor, category=Event.Category.DELETED, document=environment)
     environment.delete()

@@ -18,7 +18,12 @@ def set_builtin_worker_enabled(*, actor: User, enabled: bool) -> ServerConfigura
     if configuration.is_builtin_worker_enabled != enabled:
         configuration.is_builtin_worker_enabled = enabled
         configuration.save()
-        record_event(actor=actor, category=Event.Category.MODIFIED, document_type="ServerConfiguration", document_name="Features",
-                     message=f"The built-in worker was {'enabled' if enabled else 'disabled'}",
-                     changes={"is_builtin_worker_enabled": [not enabled, enabled]})
+        record_event(
+            actor=actor,
+            category=Event.Category.MODIFIED,
+            document_type="ServerConfiguration",
+            document_name="Features",
+            message=f"The built-in worker was {'enabled' if enabled else 'disabled'}",
+            changes={"is_builtin_worker_enabled": [not enabled, enabled]},
+        )
     return configuration

@@ -51,7 +51,11 @@ def _archive_error(path: Path, file_name: str) -> str | None:
 def store_package(*, actor: User, space: Space, package_id: str, version: str, upload) -> Package:
     """Push a .zip or .tar.gz to the built-in feed: checked, hashed, and kept under VAR_DIR/packages/<sha256>."""
     require_permission(actor, Permission.BUILT_IN_FEED_PUSH, space=space)
-    package_id, version, file_name = (package_id or "").strip(), (version or "").strip(), (getattr(upload, "name", "") or "")
+    package_id, version, file_name = (
+        (package_id or "").strip(),
+        (version or "").strip(),
+        (getattr(upload, "name", "") or ""),
+    )
     errors = {}
     if not _PACKAGE_ID_RE.fullmatch(package_id):
         errors["package_id"] = ["Letters, digits, dots, dashes and underscores, starting with a letter or digit."]
@@ -80,14 +84,25 @@ def store_package(*, actor: User, space: Space, package_id: str, version: str, u
         sha256 = digest.hexdigest()
         with transaction.atomic():
             try:
-                package = Package.objects.create(space=space, package_id=package_id, version=version, file_name=file_name[-200:],
-                                                 sha256=sha256, size=size)
+                package = Package.objects.create(
+                    space=space,
+                    package_id=package_id,
+                    version=version,
+                    file_name=file_name[-200:],
+                    sha256=sha256,
+                    size=size,
+                )
             except IntegrityError:
                 raise ValidationError({"version": [f"The feed already has {package_id} {version}."]}) from None
             partial.replace(folder / sha256)  # same content, same name: a re-push of identical bytes is harmless
-            record_event(actor=actor, category=Event.Category.CREATED, document=package, space=space,
-                         message=f"Package {package_id} {version} was pushed to the built-in feed",
-                         changes={"sha256": [None, sha256], "size": [None, size]})
+            record_event(
+                actor=actor,
+                category=Event.Category.CREATED,
+                document=package,
+                space=space,
+                message=f"Package {package_id} {version} was pushed to the built-in feed",
+                changes={"sha256": [None, sha256], "size": [None, size]},
+            )
         return package
     finally:
         partial.unlink(missing_ok=True)
@@ -97,12 +112,15 @@ def store_package(*, actor: User, space: Space, package_id: str, version: str, u
 def delete_package(*, actor: User, package: Package) -> None:
     """Refused while a step pins this version, or references the id and this is its only version."""
     require_permission(actor, Permission.BUILT_IN_FEED_PUSH, space=package.space)
-    only_version = not Package.objects.filter(space=package.space, package_id=package.package_id).exclude(pk=package.pk).exists()
+    only_version = (
+        not Package.objects.filter(space=package.space, package_id=package.package_id).exclude(pk=package.pk).exists()
+    )
     users = []
     for step in Step.objects.filter(project__space=package.space).select_related("project", "runbook"):
         for reference in step.packages or []:
-            if reference.get("PackageId") == package.package_id and (reference.get("Version") == package.version
-                                                                     or (not reference.get("Version") and only_version)):
+            if reference.get("PackageId") == package.package_id and (
+                reference.get("Version") == package.version or (not reference.get("Version") and only_version)
+            ):
                 users.append(f"step {step.name} of {step_where(step)}")
     if users:
         raise ValidationError(f"{package} is referenced by: " + "; ".join(users) + ".")

@@ -10,13 +10,19 @@ from servertasks.models import ServerTask
 
 
 def steps_using_pool(pool: WorkerPool) -> list[str]:
-    return [f"step {step.name} of {step_where(step)}"
-            for step in Step.objects.filter(worker_pool=pool).select_related("project", "runbook").order_by("project__name", "id")]
+    return [
+        f"step {step.name} of {step_where(step)}"
+        for step in Step.objects.filter(worker_pool=pool)
+        .select_related("project", "runbook")
+        .order_by("project__name", "id")
+    ]
 
 
 def variables_using_pool(pool: WorkerPool) -> list[str]:
-    return [f"the Worker Pool variable {v.name} of {v.project.name}"
-            for v in Variable.objects.filter(worker_pool=pool).select_related("project").order_by("project__name", "name")]
+    return [
+        f"the Worker Pool variable {v.name} of {v.project.name}"
+        for v in Variable.objects.filter(worker_pool=pool).select_related("project").order_by("project__name", "name")
+    ]
 
 
 def releases_using_pool(pool: WorkerPool) -> list[str]:
@@ -24,17 +30,26 @@ def releases_using_pool(pool: WorkerPool) -> list[str]:
     been deployed successfully to every environment of the space: they may still be deployed, and would then fail."""
     environments = dict(Environment.objects.filter(space=pool.space_id).values_list("pk", "name"))
     found = []
-    releases = Release.objects.filter(project__space=pool.space_id).select_related("project").order_by("project__name", "-created")
+    releases = (
+        Release.objects.filter(project__space=pool.space_id)
+        .select_related("project")
+        .order_by("project__name", "-created")
+    )
     for release in releases.iterator():
         uses = any(pool_pk(step.get("WorkerPoolId")) == pool.pk for step in release.process_snapshot or []) or any(
-            pool_pk(variable.get("WorkerPoolId")) == pool.pk for variable in release.variables_snapshot or [])
+            pool_pk(variable.get("WorkerPoolId")) == pool.pk for variable in release.variables_snapshot or []
+        )
         if not uses:
             continue
-        deployed = set(release.deployments.filter(task__state=ServerTask.State.SUCCESS).values_list("environment_id", flat=True))
+        deployed = set(
+            release.deployments.filter(task__state=ServerTask.State.SUCCESS).values_list("environment_id", flat=True)
+        )
         missing = [environments[pk] for pk in environments if pk not in deployed]
         if missing or not environments:
-            found.append(f"release {release.version} of {release.project.name} (not yet deployed to "
-                         f"{', '.join(missing) if missing else 'any environment'})")
+            found.append(
+                f"release {release.version} of {release.project.name} (not yet deployed to "
+                f"{', '.join(missing) if missing else 'any environment'})"
+            )
     return found
 
 

@@ -21,7 +21,9 @@ PROJECT_FIELDS = ["name", "slug", "description", "project_group", "lifecycle", "
 
 def _slug(space: Space, name: str, exclude_pk: int | None = None) -> str:
     base = slugify(name)[:180] or "project"
-    taken = set(Project.objects.filter(space=space, slug__startswith=base).exclude(pk=exclude_pk).values_list("slug", flat=True))
+    taken = set(
+        Project.objects.filter(space=space, slug__startswith=base).exclude(pk=exclude_pk).values_list("slug", flat=True)
+    )
     slug, n = base, 1
     while slug in taken:
         n += 1
@@ -40,15 +42,22 @@ def _project_links(space: Space, project_group, lifecycle) -> None:
 
 
 @transaction.atomic
-def create_project(*, actor: User, space: Space, name: str, description: str = "", project_group=None, lifecycle=None) -> Project:
+def create_project(
+    *, actor: User, space: Space, name: str, description: str = "", project_group=None, lifecycle=None
+) -> Project:
     """In the Default Project Group with the Default Lifecycle unless told otherwise; with its Default channel."""
     require_permission(actor, Permission.PROJECT_EDIT, space=space)
     name = unique_name(Project.objects.filter(space=space), name, "project")
     _project_links(space, project_group, lifecycle)
     try:
-        project = Project.objects.create(space=space, name=name, slug=_slug(space, name), description=description,
-                                         project_group=project_group or lifecycles.default_project_group(space),
-                                         lifecycle=lifecycle or lifecycles.default_lifecycle(space))
+        project = Project.objects.create(
+            space=space,
+            name=name,
+            slug=_slug(space, name),
+            description=description,
+            project_group=project_group or lifecycles.default_project_group(space),
+            lifecycle=lifecycle or lifecycles.default_lifecycle(space),
+        )
     except IntegrityError:
         raise ValidationError({"name": [f"There is already a project named {name}."]}) from None
     lifecycles.default_channel(project)
@@ -57,8 +66,17 @@ def create_project(*, actor: User, space: Space, name: str, description: str = "
 
 
 @transaction.atomic
-def update_project(*, actor: User, project: Project, name: str, description: str = "", project_group=None, lifecycle=None,
-                   slug: str | None = None, is_disabled: bool | None = None) -> Project:
+def update_project(
+    *,
+    actor: User,
+    project: Project,
+    name: str,
+    description: str = "",
+    project_group=None,
+    lifecycle=None,
+    slug: str | None = None,
+    is_disabled: bool | None = None,
+) -> Project:
     """`project_group`, `lifecycle`, `slug` and `is_disabled` None keep what the project has."""
     require_permission(actor, Permission.PROJECT_EDIT, space=project.space)
     project = Project.objects.select_for_update().get(pk=project.pk)

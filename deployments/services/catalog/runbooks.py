@@ -20,7 +20,9 @@ def create_runbook(*, actor: User, project: Project, name: str, description: str
     require_permission(actor, Permission.PROCESS_EDIT, space=project.space)
     name = unique_name(project.runbooks.all(), name, "runbook")
     runbook = Runbook.objects.create(project=project, name=name, description=description)
-    record_saved(actor, runbook, {}, RUNBOOK_FIELDS, space=project.space, message=f"Runbook {name} of {project.name} was created")
+    record_saved(
+        actor, runbook, {}, RUNBOOK_FIELDS, space=project.space, message=f"Runbook {name} of {project.name} was created"
+    )
     return runbook
 
 
@@ -41,7 +43,14 @@ def delete_runbook(*, actor: User, runbook: Runbook) -> None:
     require_permission(actor, Permission.PROCESS_EDIT, space=runbook.project.space)
     running = runbook.runs.exclude(task__state__in=ServerTask.FINAL_STATES).count()
     if running:
-        raise ValidationError(f"{runbook.name} is running ({running}); wait for its runs to finish or cancel them first.")
-    record_event(actor=actor, category=Event.Category.DELETED, document=runbook, space=runbook.project.space,
-                 message=f"Runbook {runbook.name} of {runbook.project.name} was deleted")
+        raise ValidationError(
+            f"{runbook.name} is running ({running}); wait for its runs to finish or cancel them first."
+        )
+    record_event(
+        actor=actor,
+        category=Event.Category.DELETED,
+        document=runbook,
+        space=runbook.project.space,
+        message=f"Runbook {runbook.name} of {runbook.project.name} was deleted",
+    )
     runbook.delete()

@@ -15,9 +15,24 @@ from portal.permissions import Permission
 from portal.services.access import require_permission
 from portal.services.audit import record_event, snapshot
 
-STEP_FIELDS = ["name", "action_type", "location", "worker_pool", "worker_pool_variable", "target_roles", "syntax",
-               "script_body", "script_parameters", "packages", "start_with_previous", "condition", "condition_variable",
-               "max_parallelism", "instructions", "is_disabled"]
+STEP_FIELDS = [
+    "name",
+    "action_type",
+    "location",
+    "worker_pool",
+    "worker_pool_variable",
+    "target_roles",
+    "syntax",
+    "script_body",
+    "script_parameters",
+    "packages",
+    "start_with_previous",
+    "condition",
+    "condition_variable",
+    "max_parallelism",
+    "instructions",
+    "is_disabled",
+]
 STEP_FIELDS += ["responsible_teams", "script_source", "script_file_name"]  # interruptions and ScriptSource=Package
 
 
@@ -35,11 +50,26 @@ def _package_errors(space: Space, packages) -> list[str]:
     return errors
 
 
-STEP_DEFAULTS = {"action_type": Step.ActionType.SCRIPT, "location": Step.Location.WORKER, "worker_pool": None,
-                 "worker_pool_variable": "", "target_roles": [], "syntax": Step.Syntax.BASH, "script_body": "",
-                 "script_parameters": "", "packages": [], "start_with_previous": False, "condition": Step.Condition.SUCCESS,
-                 "condition_variable": "", "max_parallelism": 10, "instructions": "", "is_disabled": False,
-                 "responsible_teams": [], "script_source": "Inline", "script_file_name": ""}
+STEP_DEFAULTS = {
+    "action_type": Step.ActionType.SCRIPT,
+    "location": Step.Location.WORKER,
+    "worker_pool": None,
+    "worker_pool_variable": "",
+    "target_roles": [],
+    "syntax": Step.Syntax.BASH,
+    "script_body": "",
+    "script_parameters": "",
+    "packages": [],
+    "start_with_previous": False,
+    "condition": Step.Condition.SUCCESS,
+    "condition_variable": "",
+    "max_parallelism": 10,
+    "instructions": "",
+    "is_disabled": False,
+    "responsible_teams": [],
+    "script_source": "Inline",
+    "script_file_name": "",
+}
 
 Fail = Callable[[str, str], None]
 
@@ -87,16 +117,27 @@ def _check_name(project: Project, runbook: Runbook | None, v: dict, exclude_pk: 
 
 
 def _check_choices(v: dict, fail: Fail) -> None:
-    for field, choices in (("action_type", Step.ActionType), ("location", Step.Location), ("syntax", Step.Syntax),
-                           ("condition", Step.Condition)):
+    for field, choices in (
+        ("action_type", Step.ActionType),
+        ("location", Step.Location),
+        ("syntax", Step.Syntax),
+        ("condition", Step.Condition),
+    ):
         if v[field] not in choices.values:
             fail(field, f"Choose one of {', '.join(choices.labels)}.")
 
 
 def _check_manual_step(v: dict, fail: Fail) -> None:
     """A manual intervention runs nowhere: it only needs instructions for the reviewer."""
-    v.update(location=Step.Location.SERVER, worker_pool=None, worker_pool_variable="", target_roles=[], script_body="",
-             script_parameters="", packages=[])
+    v.update(
+        location=Step.Location.SERVER,
+        worker_pool=None,
+        worker_pool_variable="",
+        target_roles=[],
+        script_body="",
+        script_parameters="",
+        packages=[],
+    )
     if not (v["instructions"] or "").strip():
         fail("instructions", "Tell the reviewer what to check before they proceed.")
 
@@ -126,8 +167,10 @@ def _check_worker_pool(project: Project, pool, variable: str, fail: Fail) -> Non
     if pool is not None and pool.space_id != project.space_id:
         fail("worker_pool", f"{pool.name} is not a worker pool of {project.space.name}.")
     if variable and not project.variables.filter(name=variable, type=Variable.Type.WORKER_POOL).exists():
-        fail("worker_pool_variable", f"{project.name} has no Worker Pool variable named {variable}: add it on the "
-                                     "Variables page first.")
+        fail(
+            "worker_pool_variable",
+            f"{project.name} has no Worker Pool variable named {variable}: add it on the Variables page first.",
+        )
 
 
 def _check_target_roles(roles: list[str], fail: Fail) -> None:
@@ -155,7 +198,11 @@ def _script_source_and_teams(project: Project, v: dict, fail: Fail) -> None:
     if v["script_source"] == "Package" and v["action_type"] == Step.ActionType.SCRIPT:
         if not v["packages"]:
             fail("packages", "A script from a package needs a referenced package.")
-        if not v["script_file_name"] or ".." in v["script_file_name"].split("/") or v["script_file_name"].startswith("/"):
+        if (
+            not v["script_file_name"]
+            or ".." in v["script_file_name"].split("/")
+            or v["script_file_name"].startswith("/")
+        ):
             fail("script_file_name", "Give the script's path inside the package, e.g. scripts/deploy.sh.")
     else:
         v["script_source"], v["script_file_name"] = "Inline", ""
@@ -175,11 +222,17 @@ def bump_process_version(project: Project, runbook: Runbook | None) -> None:
 
 
 def step_where(step: Step) -> str:
-    return f"the runbook {step.runbook.name} of {step.project.name}" if step.runbook_id else f"the deployment process of {step.project.name}"
+    return (
+        f"the runbook {step.runbook.name} of {step.project.name}"
+        if step.runbook_id
+        else f"the deployment process of {step.project.name}"
+    )
 
 
 @transaction.atomic
-def save_step(*, actor: User, project: Project, step: Step | None = None, runbook: Runbook | None = None, **values) -> Step:
+def save_step(
+    *, actor: User, project: Project, step: Step | None = None, runbook: Runbook | None = None, **values
+) -> Step:
     """Add a step (step None) to the project's deployment process, or to `runbook`'s; or change `step`."""
     require_permission(actor, Permission.PROCESS_EDIT, space=project.space)
     if runbook is not None and runbook.project_id != project.pk:
@@ -196,8 +249,14 @@ def save_step(*, actor: User, project: Project, step: Step | None = None, runboo
         setattr(step, field, values[field])
     step.save()
     bump_process_version(project, runbook)
-    record_saved(actor, step, before, STEP_FIELDS, space=project.space,
-           message=f"Step {step.name} of {step_where(step)} was {'changed' if before else 'added'}")
+    record_saved(
+        actor,
+        step,
+        before,
+        STEP_FIELDS,
+        space=project.space,
+        message=f"Step {step.name} of {step_where(step)} was {'changed' if before else 'added'}",
+    )
     return step
 
 
@@ -207,16 +266,24 @@ def reorder_steps(*, actor: User, project: Project, runbook: Runbook | None = No
     ordered = reorder(Step.objects.filter(project=project, runbook=runbook), ordered_ids, "step of the process")
     bump_process_version(project, runbook)
     where = f"the runbook {runbook.name} of {project.name}" if runbook else f"the deployment process of {project.name}"
-    record_event(actor=actor, category=Event.Category.MODIFIED, document_type="DeploymentProcess", space=project.space,
-                 message=f"Steps of {where} reordered: " + ", ".join(s.name for s in ordered))
+    record_event(
+        actor=actor,
+        category=Event.Category.MODIFIED,
+        document_type="DeploymentProcess",
+        space=project.space,
+        message=f"Steps of {where} reordered: " + ", ".join(s.name for s in ordered),
+    )
 
 
 @transaction.atomic
 def delete_step(*, actor: User, step: Step) -> None:
     require_permission(actor, Permission.PROCESS_EDIT, space=step.project.space)
-    record_event(actor=actor, category=Event.Category.DELETED, document=step, space=step.project.space,
-                 message=f"Step {step.name} of {step_where(step)} was deleted")
+    record_event(
+        actor=actor,
+        category=Event.Category.DELETED,
+        document=step,
+        space=step.project.space,
+        message=f"Step {step.name} of {step_where(step)} was deleted",
+    )
     step.delete()
     bump_process_version(step.project, step.runbook)
-
-

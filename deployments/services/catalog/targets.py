@@ -16,11 +16,24 @@ from portal.services.audit import record_event, snapshot
 TARGET_FIELDS = ["name", "kind", "uri", "thumbprint", "roles", "environments", "is_disabled"]
 
 
-def _target_values(space: Space, target: DeploymentTarget | None, name: str, kind: str, roles: list[str], environments,
-                   uri: str, thumbprint: str) -> dict:
+def _target_values(
+    space: Space,
+    target: DeploymentTarget | None,
+    name: str,
+    kind: str,
+    roles: list[str],
+    environments,
+    uri: str,
+    thumbprint: str,
+) -> dict:
     errors: dict[str, list[str]] = {}
     try:
-        name = unique_name(DeploymentTarget.objects.filter(space=space), name, "deployment target", exclude_pk=target.pk if target else None)
+        name = unique_name(
+            DeploymentTarget.objects.filter(space=space),
+            name,
+            "deployment target",
+            exclude_pk=target.pk if target else None,
+        )
     except ValidationError as error:
         errors.update(error.message_dict)
     roles = [r.strip() for r in roles if r and r.strip()]
@@ -39,20 +52,38 @@ def _target_values(space: Space, target: DeploymentTarget | None, name: str, kin
     if kind == DeploymentTarget.Kind.CLOUD_REGION:
         uri, thumbprint = "", ""
     elif kind in DeploymentTarget.Kind.values:
-        check = validation.listening_uri_error if kind == DeploymentTarget.Kind.LISTENING else validation.polling_uri_error
+        check = (
+            validation.listening_uri_error if kind == DeploymentTarget.Kind.LISTENING else validation.polling_uri_error
+        )
         if error := check(uri):
             errors["uri"] = [error]
         if error := validation.thumbprint_error(thumbprint):
             errors["thumbprint"] = [error]
     if errors:
         raise ValidationError(errors)
-    return {"name": name, "kind": kind, "roles": list(dict.fromkeys(roles)), "environments": environments, "uri": uri,
-            "thumbprint": thumbprint}
+    return {
+        "name": name,
+        "kind": kind,
+        "roles": list(dict.fromkeys(roles)),
+        "environments": environments,
+        "uri": uri,
+        "thumbprint": thumbprint,
+    }
 
 
 @transaction.atomic
-def create_deployment_target(*, actor: User, space: Space, name: str, kind: str, roles: list[str], environments,
-                             uri: str = "", thumbprint: str = "", is_disabled: bool = False) -> DeploymentTarget:
+def create_deployment_target(
+    *,
+    actor: User,
+    space: Space,
+    name: str,
+    kind: str,
+    roles: list[str],
+    environments,
+    uri: str = "",
+    thumbprint: str = "",
+    is_disabled: bool = False,
+) -> DeploymentTarget:
     require_permission(actor, Permission.ENVIRONMENT_EDIT, space=space)
     values = _target_values(space, None, name, kind, roles, environments, uri, thumbprint)
     environments = values.pop("environments")
@@ -63,8 +94,18 @@ def create_deployment_target(*, actor: User, space: Space, name: str, kind: str,
 
 
 @transaction.atomic
-def update_deployment_target(*, actor: User, target: DeploymentTarget, name: str, kind: str, roles: list[str], environments,
-                             uri: str = "", thumbprint: str = "", is_disabled: bool = False) -> DeploymentTarget:
+def update_deployment_target(
+    *,
+    actor: User,
+    target: DeploymentTarget,
+    name: str,
+    kind: str,
+    roles: list[str],
+    environments,
+    uri: str = "",
+    thumbprint: str = "",
+    is_disabled: bool = False,
+) -> DeploymentTarget:
     require_permission(actor, Permission.ENVIRONMENT_EDIT, space=target.space)
     target = DeploymentTarget.objects.select_for_update().get(pk=target.pk)
     before = snapshot(target, TARGET_FIELDS)

@@ -22,8 +22,14 @@ VARIABLE_FIELDS = ["name", "type", "value", "worker_pool", "environments"]
 _VARIABLE_NAME_RE = re.compile(r"[^#{}\s][^#{}]{0,199}")
 
 
-def _variable_errors(project: Project, name: str, type: str, worker_pool: WorkerPool | None, environments: list,
-                     variable: Variable | None) -> dict[str, list[str]]:
+def _variable_errors(
+    project: Project,
+    name: str,
+    type: str,
+    worker_pool: WorkerPool | None,
+    environments: list,
+    variable: Variable | None,
+) -> dict[str, list[str]]:
     errors = {}
     if not name:
         errors["name"] = ["Give the variable a name."]
@@ -40,15 +46,30 @@ def _variable_errors(project: Project, name: str, type: str, worker_pool: Worker
         errors["environments"] = [f"Scope the variable to environments of {project.space.name}."]
     if not errors:
         scope = sorted(e.pk for e in environments)
-        for other in project.variables.filter(name__iexact=name).exclude(pk=variable.pk if variable else None).prefetch_related("environments"):
+        for other in (
+            project.variables.filter(name__iexact=name)
+            .exclude(pk=variable.pk if variable else None)
+            .prefetch_related("environments")
+        ):
             if sorted(e.pk for e in other.environments.all()) == scope:
-                errors["name"] = [f"{project.name} already has a variable {other.name} with this scope: scope it differently, or edit that one."]
+                errors["name"] = [
+                    f"{project.name} already has a variable {other.name} with this scope: scope it differently, or edit that one."
+                ]
     return errors
 
 
 @transaction.atomic
-def save_variable(*, actor: User, project: Project, name: str, type: str, value: str = "", worker_pool: WorkerPool | None = None,
-                  environments=(), variable: Variable | None = None) -> Variable:
+def save_variable(
+    *,
+    actor: User,
+    project: Project,
+    name: str,
+    type: str,
+    value: str = "",
+    worker_pool: WorkerPool | None = None,
+    environments=(),
+    variable: Variable | None = None,
+) -> Variable:
     """Add (variable None) or change a project variable. A Sensitive value is encrypted and never shown again;
     when changing a Sensitive variable, a blank value keeps the stored one."""
     require_permission(actor, Permission.VARIABLE_EDIT, space=project.space)
@@ -60,7 +81,9 @@ def save_variable(*, actor: User, project: Project, name: str, type: str, value:
         raise ValidationError(errors)
 
     was_sensitive = variable is not None and variable.is_sensitive
-    before = snapshot(variable, VARIABLE_FIELDS, frozenset({"value"}) if was_sensitive else frozenset()) if variable else {}
+    before = (
+        snapshot(variable, VARIABLE_FIELDS, frozenset({"value"}) if was_sensitive else frozenset()) if variable else {}
+    )
     variable = variable or Variable(project=project)
     variable.name, variable.type = name, type
     variable.worker_pool = worker_pool if type == Variable.Type.WORKER_POOL else None
@@ -75,15 +98,27 @@ def save_variable(*, actor: User, project: Project, name: str, type: str, value:
     variable.environments.set(environments)
     Project.objects.filter(pk=project.pk).update(variable_set_version=F("variable_set_version") + 1)
     secret = frozenset({"value"}) if variable.is_sensitive else frozenset()
-    record_saved(actor, variable, before, VARIABLE_FIELDS, secret, space=project.space,
-           message=f"Variable {name} of {project.name} was {'changed' if before else 'added'}")
+    record_saved(
+        actor,
+        variable,
+        before,
+        VARIABLE_FIELDS,
+        secret,
+        space=project.space,
+        message=f"Variable {name} of {project.name} was {'changed' if before else 'added'}",
+    )
     return variable
 
 
 @transaction.atomic
 def delete_variable(*, actor: User, variable: Variable) -> None:
     require_permission(actor, Permission.VARIABLE_EDIT, space=variable.project.space)
-    record_event(actor=actor, category=Event.Category.DELETED, document=variable, space=variable.project.space,
-                 message=f"Variable {variable.name} of {variable.project.name} was deleted")
+    record_event(
+        actor=actor,
+        category=Event.Category.DELETED,
+        document=variable,
+        space=variable.project.space,
+        message=f"Variable {variable.name} of {variable.project.name} was deleted",
+    )
     variable.delete()
     Project.objects.filter(pk=variable.project_id).update(variable_set_version=F("variable_set_version") + 1)

@@ -9,7 +9,16 @@ import re
 from deployments.services.octostache.filters import FILTERS
 from deployments.services.octostache.parser import Conditional, Loop, Substitution, Text, closing_brace, parse
 from deployments.services.octostache.values import (
-    Alias, Item, Unknown, navigate, parse_json, path_keys, split_head, split_points, text_of)
+    Alias,
+    Item,
+    Unknown,
+    navigate,
+    parse_json,
+    path_keys,
+    split_head,
+    split_points,
+    text_of,
+)
 
 FALSE_WORDS = {"", "0", "no", "false"}
 MAX_OUTPUT = 10 * 1024 * 1024  # a loop over a loop must not grow without bound…
@@ -32,8 +41,13 @@ class VariableDictionary:
     a JSON path or a loop lands in `derived_sensitive`.
     """
 
-    def __init__(self, values: dict[str, str], *, sensitive: set[str] | frozenset[str] = frozenset(),
-                 now: datetime.datetime | None = None):
+    def __init__(
+        self,
+        values: dict[str, str],
+        *,
+        sensitive: set[str] | frozenset[str] = frozenset(),
+        now: datetime.datetime | None = None,
+    ):
         self.values: dict[str, str] = {}
         self.names: dict[str, str] = {}
         for name, value in values.items():
@@ -138,17 +152,17 @@ class VariableDictionary:
             elif text.startswith('\\"', i):
                 end = text.find('\\"', i + 2)
                 end = len(text) if end < 0 else end
-                arguments.append(text[i + 2:end])
+                arguments.append(text[i + 2 : end])
                 i = end + 2
             elif c == '"':
                 end = text.find('"', i + 1)
                 end = len(text) if end < 0 else end
-                arguments.append(text[i + 1:end])
+                arguments.append(text[i + 1 : end])
                 i = end + 1
             elif text.startswith("#{", i):
                 end = closing_brace(text, i)
                 end = len(text) - 1 if end < 0 else end
-                arguments.append(self._render(parse(text[i:end + 1]), scopes)[0])
+                arguments.append(self._render(parse(text[i : end + 1]), scopes)[0])
                 i = end + 1
             else:
                 end = i
@@ -165,7 +179,7 @@ class VariableDictionary:
         return self._render(node.then if truth else node.otherwise, scopes)
 
     def _condition(self, expression: str, scopes: list[dict]) -> bool:
-        match = re.match(r'^(.*?)\s*(==|!=)\s*(.*)$', expression, re.DOTALL)
+        match = re.match(r"^(.*?)\s*(==|!=)\s*(.*)$", expression, re.DOTALL)
         if not match:
             return is_truthy(self._operand(expression, scopes))
         left, right = self._operand(match.group(1), scopes), self._operand(match.group(3), scopes)
@@ -189,10 +203,12 @@ class VariableDictionary:
             self._iterations += 1
             if self._iterations > MAX_ITERATIONS:
                 raise SubstitutionError(f"Substitution ran more than {MAX_ITERATIONS:,} loop iterations.")
-            scope = {node.name.lower(): item,
-                     "octopus.template.each.first": Item("True" if index == 0 else "False", False),
-                     "octopus.template.each.last": Item("True" if index == len(items) - 1 else "False", False),
-                     "octopus.template.each.index": Item(str(index), False)}
+            scope = {
+                node.name.lower(): item,
+                "octopus.template.each.first": Item("True" if index == 0 else "False", False),
+                "octopus.template.each.last": Item("True" if index == len(items) - 1 else "False", False),
+                "octopus.template.each.index": Item(str(index), False),
+            }
             text, taint = self._render(node.body, scopes + [scope])
             size += len(text)
             if size > MAX_OUTPUT:
@@ -235,7 +251,7 @@ class VariableDictionary:
                 if depth == 0:
                     break
             if depth == 0:
-                key = name[len(prefix) + 1:i]
+                key = name[len(prefix) + 1 : i]
                 if key not in [k for _, k in keys]:
                     keys.append((f"{prefix}[{key}]", key))
         return keys
@@ -321,11 +337,16 @@ class VariableDictionary:
         if lower in self._cache:
             return self._cache[lower]
         if lower in self._resolving:
-            loop = self._resolving[self._resolving.index(lower):] + [lower]
-            raise SubstitutionError("The variable {} refers to itself: {}.".format(
-                repr(self.names[lower]), " → ".join(self.names[n] for n in loop)))
+            loop = self._resolving[self._resolving.index(lower) :] + [lower]
+            raise SubstitutionError(
+                "The variable {} refers to itself: {}.".format(
+                    repr(self.names[lower]), " → ".join(self.names[n] for n in loop)
+                )
+            )
         if len(self._resolving) >= MAX_DEPTH:
-            raise SubstitutionError(f"Variables refer to variables more than {MAX_DEPTH} deep, at {self.names[lower]!r}.")
+            raise SubstitutionError(
+                f"Variables refer to variables more than {MAX_DEPTH} deep, at {self.names[lower]!r}."
+            )
         raw = self.values[lower]
         tainted = raw in self.sensitive or self.names[lower] in self.sensitive
         if "#{" not in raw:

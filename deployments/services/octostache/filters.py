@@ -14,6 +14,7 @@ import re
 def _needs_value(function):
     def wrapper(value, arguments, dictionary):
         return None if value is None else function(value, arguments, dictionary)
+
     return wrapper
 
 
@@ -21,6 +22,7 @@ def _escape(pairs: dict[str, str]):
     @_needs_value
     def escape(value, arguments, dictionary):
         return "".join(pairs.get(c, c) for c in value)
+
     return escape
 
 
@@ -40,9 +42,9 @@ def _yaml_double(value, arguments, dictionary):
         code = ord(c)
         if c in _YAML_DOUBLE:
             out.append(_YAML_DOUBLE[c])
-        elif code < 0x20 or code == 0x7f:
+        elif code < 0x20 or code == 0x7F:
             out.append(f"\\x{code:02x}")
-        elif code > 0x7e and code <= 0xFFFF:
+        elif code > 0x7E and code <= 0xFFFF:
             out.append(f"\\u{code:04x}")
         elif code > 0xFFFF:
             out.append(f"\\U{code:08x}")
@@ -91,7 +93,7 @@ def _substring(value, arguments, dictionary):
     start, length = (0, numbers[0]) if len(numbers) == 1 else numbers
     if start + length > len(value):
         return None
-    return value[start:start + length]
+    return value[start : start + length]
 
 
 def _replace(value, arguments, dictionary):
@@ -99,9 +101,15 @@ def _replace(value, arguments, dictionary):
         return None
     replacement = arguments[1] if len(arguments) == 2 else ""
     # .NET's `$1` / `${name}` / `$$` become Python's; anything else in the replacement is literal.
-    python = re.sub(r"\$(\d+)|\$\{(\w+)\}|\$\$|\\",
-                    lambda m: f"\\g<{m.group(1) or m.group(2)}>" if (m.group(1) or m.group(2)) else ("$" if m.group(0) == "$$" else "\\\\"),
-                    replacement)
+    python = re.sub(
+        r"\$(\d+)|\$\{(\w+)\}|\$\$|\\",
+        lambda m: (
+            f"\\g<{m.group(1) or m.group(2)}>"
+            if (m.group(1) or m.group(2))
+            else ("$" if m.group(0) == "$$" else "\\\\")
+        ),
+        replacement,
+    )
     try:
         return re.sub(_dotnet_pattern(arguments[0]), python, value)
     except (re.error, IndexError):
@@ -114,17 +122,45 @@ def _dotnet_pattern(pattern: str) -> str:
 
 # Dates and numbers, in the en-US culture Octopus Server formats with by default.
 
-_MONTHS = ["January", "February", "March", "April", "May", "June", "July", "August", "September", "October",
-           "November", "December"]
+_MONTHS = [
+    "January",
+    "February",
+    "March",
+    "April",
+    "May",
+    "June",
+    "July",
+    "August",
+    "September",
+    "October",
+    "November",
+    "December",
+]
 _DAYS = ["Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday"]
-_STANDARD_DATE = {"d": "M/d/yyyy", "D": "dddd, MMMM d, yyyy", "t": "h:mm tt", "T": "h:mm:ss tt",
-                  "f": "dddd, MMMM d, yyyy h:mm tt", "F": "dddd, MMMM d, yyyy h:mm:ss tt", "g": "M/d/yyyy h:mm tt",
-                  "G": "M/d/yyyy h:mm:ss tt", "s": "yyyy-MM-ddTHH:mm:ss", "u": "yyyy-MM-dd HH:mm:ssZ",
-                  "r": "ddd, dd MMM yyyy HH:mm:ss 'GMT'", "R": "ddd, dd MMM yyyy HH:mm:ss 'GMT'",
-                  "o": "yyyy-MM-ddTHH:mm:ss.fffffffK", "O": "yyyy-MM-ddTHH:mm:ss.fffffffK",
-                  "M": "MMMM d", "m": "MMMM d", "Y": "MMMM yyyy", "y": "MMMM yyyy"}
-_DATE_TOKEN = re.compile(r"'[^']*'|\"[^\"]*\"|\\.|d{1,4}|f{1,7}|F{1,7}|g{1,2}|h{1,2}|H{1,2}|K|m{1,2}|M{1,4}|s{1,2}|t{1,2}|y{1,5}|z{1,3}|.",
-                         re.DOTALL)
+_STANDARD_DATE = {
+    "d": "M/d/yyyy",
+    "D": "dddd, MMMM d, yyyy",
+    "t": "h:mm tt",
+    "T": "h:mm:ss tt",
+    "f": "dddd, MMMM d, yyyy h:mm tt",
+    "F": "dddd, MMMM d, yyyy h:mm:ss tt",
+    "g": "M/d/yyyy h:mm tt",
+    "G": "M/d/yyyy h:mm:ss tt",
+    "s": "yyyy-MM-ddTHH:mm:ss",
+    "u": "yyyy-MM-dd HH:mm:ssZ",
+    "r": "ddd, dd MMM yyyy HH:mm:ss 'GMT'",
+    "R": "ddd, dd MMM yyyy HH:mm:ss 'GMT'",
+    "o": "yyyy-MM-ddTHH:mm:ss.fffffffK",
+    "O": "yyyy-MM-ddTHH:mm:ss.fffffffK",
+    "M": "MMMM d",
+    "m": "MMMM d",
+    "Y": "MMMM yyyy",
+    "y": "MMMM yyyy",
+}
+_DATE_TOKEN = re.compile(
+    r"'[^']*'|\"[^\"]*\"|\\.|d{1,4}|f{1,7}|F{1,7}|g{1,2}|h{1,2}|H{1,2}|K|m{1,2}|M{1,4}|s{1,2}|t{1,2}|y{1,5}|z{1,3}|.",
+    re.DOTALL,
+)
 
 
 def _number(value: int, n: int) -> str:
@@ -139,7 +175,7 @@ def _offset(moment: datetime.datetime, c: str, n: int) -> str:
         return ""
     minutes = int(offset.total_seconds() // 60)
     sign, minutes = ("-" if minutes < 0 else "+"), abs(minutes)
-    if c == "K" and minutes == 0 and moment.tzinfo is datetime.timezone.utc:
+    if c == "K" and minutes == 0 and moment.tzinfo is datetime.UTC:
         return "Z"
     if c == "z" and n == 1:
         return f"{sign}{minutes // 60}"
@@ -170,7 +206,7 @@ def format_date(moment: datetime.datetime, pattern: str) -> str:
     """.NET's date format strings (standard and custom)."""
     if pattern in _STANDARD_DATE:
         if pattern in "uUrR":
-            moment = moment.astimezone(datetime.timezone.utc) if moment.tzinfo else moment
+            moment = moment.astimezone(datetime.UTC) if moment.tzinfo else moment
         pattern = _STANDARD_DATE[pattern]
     out = []
     for token in _DATE_TOKEN.findall(pattern):
@@ -186,8 +222,16 @@ def format_date(moment: datetime.datetime, pattern: str) -> str:
     return "".join(out)
 
 
-_DATE_INPUTS = ["%Y/%m/%d %H:%M:%S", "%Y/%m/%d", "%m/%d/%Y %I:%M:%S %p", "%m/%d/%Y %H:%M:%S", "%m/%d/%Y",
-                "%m/%d/%Y %I:%M:%S %p %z", "%d %B %Y", "%B %d, %Y"]
+_DATE_INPUTS = [
+    "%Y/%m/%d %H:%M:%S",
+    "%Y/%m/%d",
+    "%m/%d/%Y %I:%M:%S %p",
+    "%m/%d/%Y %H:%M:%S",
+    "%m/%d/%Y",
+    "%m/%d/%Y %I:%M:%S %p %z",
+    "%d %B %Y",
+    "%B %d, %Y",
+]
 
 
 def parse_date(text: str) -> datetime.datetime | None:
@@ -275,8 +319,8 @@ def _now(utc: bool):
     def now(value, arguments, dictionary):
         if len(arguments) > 2:
             return None
-        moment = dictionary.now or datetime.datetime.now(datetime.timezone.utc)
-        moment = moment.astimezone(datetime.timezone.utc) if utc else moment.astimezone()
+        moment = dictionary.now or datetime.datetime.now(datetime.UTC)
+        moment = moment.astimezone(datetime.UTC) if utc else moment.astimezone()
         pattern = None
         for argument in arguments:
             zone = _zone(argument)
@@ -287,6 +331,7 @@ def _now(utc: bool):
         if pattern is None:  # DateTime.Now / DateTimeOffset.UtcNow as en-US prints them
             return format_date(moment, "M/d/yyyy h:mm:ss tt zzz" if utc else "M/d/yyyy h:mm:ss tt")
         return format_date(moment, pattern)
+
     return now
 
 

@@ -63,7 +63,7 @@ def _tokens(template: str):
             text.append(template[i:])
             break
         if at > 0 and template[at - 1] == "#" and (at < 2 or template[at - 2] != "#"):
-            text.append(template[i:at - 1] + "#{")  # `##{` → a literal `#{`
+            text.append(template[i : at - 1] + "#{")  # `##{` → a literal `#{`
             i = at + 2
             continue
         end = closing_brace(template, at)
@@ -74,7 +74,7 @@ def _tokens(template: str):
         if text:
             yield Text("".join(text))
             text = []
-        yield template[at:end + 1]
+        yield template[at : end + 1]
         i = end + 1
     if text:
         yield Text("".join(text))
@@ -113,6 +113,10 @@ def parse(template: str) -> list:
     while stack:  # unclosed blocks: their tag is text, their body stays in place
         block, parent = stack.pop()
         index = parent.index(block)
-        body = block.body if isinstance(block, Loop) else block.then + ([Text("#{else}")] if block.otherwise else []) + block.otherwise
-        parent[index:index + 1] = [Text(block.raw), *body]
+        body = (
+            block.body
+            if isinstance(block, Loop)
+            else block.then + ([Text("#{else}")] if block.otherwise else []) + block.otherwise
+        )
+        parent[index : index + 1] = [Text(block.raw), *body]
     return root

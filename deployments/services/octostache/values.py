@@ -9,6 +9,7 @@ from dataclasses import dataclass
 
 # Symbols and JSON paths ----------------------------------------------------------------------------
 
+
 def split_head(symbol: str) -> tuple[str, str]:
     """`a.Name` → (`a`, `.Name`); `a[x].y` → (`a`, `[x].y`)."""
     for i, c in enumerate(symbol):
@@ -43,7 +44,7 @@ def path_keys(path: str) -> list[str] | None:
             end = path.find("]", i)
             if end < 0:
                 return None
-            keys.append(path[i + 1:end])
+            keys.append(path[i + 1 : end])
             i = end + 1
             continue
         end = i
@@ -117,6 +118,7 @@ def json_text(value) -> str:
 
 
 # Bindings of a loop variable ------------------------------------------------------------------------
+
 
 @dataclass
 class Alias:  # an item of an indexed collection: `x` stands for `Octopus.Action[key]`

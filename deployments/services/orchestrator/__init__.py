@@ -11,8 +11,28 @@ from deployments.services.orchestrator.invocations import Canceled, InvocationRu
 from deployments.services.orchestrator.orchestration import Interrupted, Orchestration, run_server_task
 from deployments.services.orchestrator.planner import Invocation, Planner, step_groups
 from deployments.services.orchestrator.variables import (
-    TaskVariables, resolve_variables, script_from_package, substitute, system_variables, with_parameters)
+    TaskVariables,
+    resolve_variables,
+    script_from_package,
+    substitute,
+    system_variables,
+    with_parameters,
+)
 
-__all__ = ["Canceled", "Interrupted", "Invocation", "InvocationRunner", "Orchestration", "Outcome", "Planner", "TaskVariables",
-           "resolve_variables", "run_server_task", "script_from_package", "step_groups", "substitute", "system_variables",
-           "with_parameters"]
+__all__ = [
+    "Canceled",
+    "Interrupted",
+    "Invocation",
+    "InvocationRunner",
+    "Orchestration",
+    "Outcome",
+    "Planner",
+    "TaskVariables",
+    "resolve_variables",
+    "run_server_task",
+    "script_from_package",
+    "step_groups",
+    "substitute",
+    "system_variables",
+    "with_parameters",
+]

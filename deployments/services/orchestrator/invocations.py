@@ -36,6 +36,7 @@ CATEGORIES = frozenset(Category.values)  # Category.values builds a list on each
 @dataclass
 class Outcome:
     """How the task is going: why it failed so far, and whether anything warned. Invocation threads add to it."""
+
     failed: list[str] = field(default_factory=list)
     warnings: bool = False
     lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
@@ -52,8 +53,18 @@ class Canceled(Exception):
 class InvocationRunner:
     """Runs the invocations of one task; one runner is shared by all of the task's invocation threads."""
 
-    def __init__(self, task: ServerTask, *, variables: TaskVariables, log: TaskLog, outcome: Outcome, selector: WorkerSelector,
-                 cancel: threading.Event, deadline: float, mutex: bool):
+    def __init__(
+        self,
+        task: ServerTask,
+        *,
+        variables: TaskVariables,
+        log: TaskLog,
+        outcome: Outcome,
+        selector: WorkerSelector,
+        cancel: threading.Event,
+        deadline: float,
+        mutex: bool,
+    ):
         self.task = task
         self.arguments = task.arguments
         self.variables = variables
@@ -80,11 +91,19 @@ class InvocationRunner:
             body, variables = self.variables.script_for(invocation, values)
             # The ticket is ours: a start retried after a lost answer is recognised, never run twice.
             chosen = new_ticket()
-            ticket = transport.start_script({"Ticket": chosen, "ScriptBody": body, "Syntax": step["Syntax"],
-                                             "Packages": packages, "Variables": variables, "IsolationMutex": None,
-                                             # A backstop on the worker, should this server vanish.
-                                             "TimeoutSeconds": max(1, int(self.deadline - time.monotonic())) + 60,
-                                             "TaskId": self.task.octopus_id})
+            ticket = transport.start_script(
+                {
+                    "Ticket": chosen,
+                    "ScriptBody": body,
+                    "Syntax": step["Syntax"],
+                    "Packages": packages,
+                    "Variables": variables,
+                    "IsolationMutex": None,
+                    # A backstop on the worker, should this server vanish.
+                    "TimeoutSeconds": max(1, int(self.deadline - time.monotonic())) + 60,
+                    "TaskId": self.task.octopus_id,
+                }
+            )
             record_running_script(self.task, worker, ticket)  # so it can be cancelled should this node die
             status = self.follow(transport, ticket, node)
         except SubstitutionError as error:
@@ -93,7 +112,9 @@ class InvocationRunner:
             return Status.FAILED
         except WorkerUnreachable as error:
             if ticket is not None:  # the script started: never re-run it elsewhere
-                self.log.write(f"{invocation.choice.worker_name} failed while running the script: {error}", Category.ERROR, node)
+                self.log.write(
+                    f"{invocation.choice.worker_name} failed while running the script: {error}", Category.ERROR, node
+                )
                 self.log.finish(node, Status.FAILED)
                 return Status.FAILED
             rerouted = self.route_around(invocation, str(error))
@@ -157,18 +178,26 @@ class InvocationRunner:
         packages = tuple((p["PackageId"], p["Version"]) for p in step["Packages"])
         try:
             if self.arguments.get("WorkerIds"):  # the Script Console named this worker: no other will do
-                raise SelectionError(f"{failed.worker_name} was named in the Script Console and could not be reached: {reason}")
+                raise SelectionError(
+                    f"{failed.worker_name} was named in the Script Console and could not be reached: {reason}"
+                )
             invocation.choice = self.selector.reroute(failed, step["Name"], reason, packages)
         except SelectionError as error:
-            self.log.write(f"{failed.worker_name} could not be reached before the script started: {reason}", Category.ERROR, node)
+            self.log.write(
+                f"{failed.worker_name} could not be reached before the script started: {reason}", Category.ERROR, node
+            )
             self.log.write(str(error), Category.ERROR, node)
             self.log.finish(node, Status.FAILED)
             self.outcome.fail(str(error))
             return False
-        self.log.write(f"{failed.worker_name} could not be reached before the script started ({reason}): the step moves to "
-                       f"{invocation.choice.worker_name}, chosen because {invocation.choice.rule}.", Category.WARNING, node)
+        self.log.write(
+            f"{failed.worker_name} could not be reached before the script started ({reason}): the step moves to "
+            f"{invocation.choice.worker_name}, chosen because {invocation.choice.rule}.",
+            Category.WARNING,
+            node,
+        )
         behalf = f" on behalf of {invocation.target.name}" if invocation.target else ""
-        node.name = f"{invocation.choice.worker_name}{behalf}"[:ActivityNode._meta.get_field("name").max_length]
+        node.name = f"{invocation.choice.worker_name}{behalf}"[: ActivityNode._meta.get_field("name").max_length]
         node.save(update_fields=["name"])
         return True
 
@@ -178,7 +207,9 @@ class InvocationRunner:
 
             return BuiltinTransport()
         # Each retry of a connection is one line in the step's log.
-        return transport_for(invocation.choice.worker, on_retry=lambda message: self.log.write(message, Category.INFO, invocation.node))
+        return transport_for(
+            invocation.choice.worker, on_retry=lambda message: self.log.write(message, Category.INFO, invocation.node)
+        )
 
     def acquire_worker_mutex(self, invocation: Invocation):
         """OctopusBypassDeploymentMutex=False: scripts on one worker take turns, across tasks and server nodes."""
@@ -187,12 +218,19 @@ class InvocationRunner:
         lock = redis_client().lock(key, timeout=settings.REEF_TASK_TIMEOUT, blocking=False)
         if lock.acquire(blocking=False):
             return lock
-        self.log.write(f"Waiting for the script isolation mutex: another task is running a script on {invocation.choice.worker_name}…",
-                       Category.WAIT, invocation.node)
+        self.log.write(
+            f"Waiting for the script isolation mutex: another task is running a script on {invocation.choice.worker_name}…",
+            Category.WAIT,
+            invocation.node,
+        )
         while not lock.acquire(blocking=True, blocking_timeout=0.5):
             if self.cancel.is_set():
                 raise Canceled
-        self.log.write(f"Acquired the script isolation mutex on {invocation.choice.worker_name}.", Category.VERBOSE, invocation.node)
+        self.log.write(
+            f"Acquired the script isolation mutex on {invocation.choice.worker_name}.",
+            Category.VERBOSE,
+            invocation.node,
+        )
         return lock
 
     def transfer_packages(self, transport, invocation: Invocation) -> list[dict]:
@@ -201,14 +239,24 @@ class InvocationRunner:
         if not packages:
             return []
         worker = invocation.choice.worker
-        with redis_client().lock(f"reef:worker:{worker.pk if worker else 'builtin'}:packages", timeout=600, blocking_timeout=600):
+        with redis_client().lock(
+            f"reef:worker:{worker.pk if worker else 'builtin'}:packages", timeout=600, blocking_timeout=600
+        ):
             for package in packages:
                 name = f"{package['PackageId']} {package['Version']}"
                 if transport.has_package(package["Sha256"]):
-                    self.log.write(f"Package {name} is already in {invocation.choice.worker_name}'s cache.", Category.VERBOSE, invocation.node)
+                    self.log.write(
+                        f"Package {name} is already in {invocation.choice.worker_name}'s cache.",
+                        Category.VERBOSE,
+                        invocation.node,
+                    )
                     continue
                 data = (Path(settings.VAR_DIR) / "packages" / package["Sha256"]).read_bytes()
-                self.log.write(f"Uploading package {name} ({len(data):,} bytes) to {invocation.choice.worker_name}.", Category.INFO, invocation.node)
+                self.log.write(
+                    f"Uploading package {name} ({len(data):,} bytes) to {invocation.choice.worker_name}.",
+                    Category.INFO,
+                    invocation.node,
+                )
                 transport.upload_package(package["Sha256"], package["FileName"], data)
         return [{"PackageId": p["PackageId"], "Version": p["Version"], "Sha256": p["Sha256"]} for p in packages]
 
@@ -252,12 +300,23 @@ class InvocationRunner:
         node, step = invocation.node, invocation.step
         for variable in status.get("OutputVariables") or []:
             name, value = variable.get("Name", ""), str(variable.get("Value", ""))
-            self.variables.set_output(step["Name"], invocation.target.name if invocation.target is not None else None, name, value,
-                                      sensitive=bool(variable.get("IsSensitive")))
-            self.log.write(f"Output variable Octopus.Action[{step['Name']}].Output.{name} was set.", Category.VERBOSE, node)
-        for artifact in accepted_artifacts(status.get("Artifacts") or [], warn=lambda text: self.log.write(text, Category.WARNING, node)):
+            self.variables.set_output(
+                step["Name"],
+                invocation.target.name if invocation.target is not None else None,
+                name,
+                value,
+                sensitive=bool(variable.get("IsSensitive")),
+            )
+            self.log.write(
+                f"Output variable Octopus.Action[{step['Name']}].Output.{name} was set.", Category.VERBOSE, node
+            )
+        for artifact in accepted_artifacts(
+            status.get("Artifacts") or [], warn=lambda text: self.log.write(text, Category.WARNING, node)
+        ):
             content = base64.b64decode(artifact.get("ContentBase64", ""))
-            name = self.log.mask(str(artifact.get("Name") or "artifact"))[:200]  # shown on the task page, like a log line
+            name = self.log.mask(str(artifact.get("Name") or "artifact"))[
+                :200
+            ]  # shown on the task page, like a log line
             Artifact.objects.create(task=self.task, name=name, size=len(content), content=content)
             self.log.write(f"Collected the artifact {name} ({len(content):,} bytes).", Category.INFO, node)
         code = status.get("ExitCode")

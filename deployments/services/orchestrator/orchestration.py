@@ -49,10 +49,14 @@ class Orchestration:
         self.space = task.space
         self.arguments = task.arguments
         self.resume = dict(self.arguments.get("Resume") or {})
-        self.environment = Environment.objects.filter(pk=Environment.pk_from_octopus_id(self.arguments.get("EnvironmentId")) or 0).first()
+        self.environment = Environment.objects.filter(
+            pk=Environment.pk_from_octopus_id(self.arguments.get("EnvironmentId")) or 0
+        ).first()
         self.release: Release | None = None
         if task.name == "Deploy":
-            self.release = Release.objects.select_related("project").get(pk=Release.pk_from_octopus_id(self.arguments["ReleaseId"]))
+            self.release = Release.objects.select_related("project").get(
+                pk=Release.pk_from_octopus_id(self.arguments["ReleaseId"])
+            )
             self.steps, snapshot = self.release.process_snapshot, self.release.variables_snapshot
         else:
             self.steps, snapshot = self.arguments.get("Process", []), self.arguments.get("Variables", [])
@@ -67,11 +71,20 @@ class Orchestration:
         self.cancel_reason = State.CANCELED
         self.deadline = time.monotonic() + settings.REEF_TASK_TIMEOUT
         self.outcome = Outcome(failed=list(self.resume.get("Failed") or []))
-        self.guided_failure = bool(self.arguments.get("UseGuidedFailure")) or bool(self.environment and self.environment.use_guided_failure)
+        self.guided_failure = bool(self.arguments.get("UseGuidedFailure")) or bool(
+            self.environment and self.environment.use_guided_failure
+        )
         self.planner = Planner(task, environment=self.environment, values=values, log=self.log)
-        self.runner = InvocationRunner(task, variables=self.variables, log=self.log, outcome=self.outcome,
-                                       selector=self.planner.selector, cancel=self.cancel, deadline=self.deadline,
-                                       mutex=values.get("OctopusBypassDeploymentMutex", "").strip().lower() == "false")
+        self.runner = InvocationRunner(
+            task,
+            variables=self.variables,
+            log=self.log,
+            outcome=self.outcome,
+            selector=self.planner.selector,
+            cancel=self.cancel,
+            deadline=self.deadline,
+            mutex=values.get("OctopusBypassDeploymentMutex", "").strip().lower() == "false",
+        )
         self.root: ActivityNode | None = None  # the task's log tree: made (or found again, on resume) when it runs
         self.step_nodes: dict[int, ActivityNode] = {}
         self.in_parallel_group = False  # guided failure pauses a task between steps, not inside a parallel group
@@ -81,8 +94,11 @@ class Orchestration:
         watcher = threading.Thread(target=self.watch, name=f"watch-{self.task.pk}", daemon=True)
         watcher.start()
         try:
-            self.root = self.log.node(self.task.description) if "RootNodeId" not in self.resume else \
-                ActivityNode.objects.get(pk=self.resume["RootNodeId"])
+            self.root = (
+                self.log.node(self.task.description)
+                if "RootNodeId" not in self.resume
+                else ActivityNode.objects.get(pk=self.resume["RootNodeId"])
+            )
             self.log.start(self.root)
             if self.resume:
                 self.resumed()
@@ -102,10 +118,16 @@ class Orchestration:
         start = int(self.resume.get("NextStep", 0))
         steps = [(i, s) for i, s in enumerate(self.steps) if i >= start]
         earlier = self.resume.get("StepNodeIds") or {}  # a resumed task keeps its tree
-        self.step_nodes = nodes = {i: ActivityNode.objects.get(pk=earlier[str(i)]) if str(i) in earlier else
-                                   self.log.node(f"Step {i + 1}: {s['Name']}", self.root) for i, s in steps}
+        self.step_nodes = nodes = {
+            i: ActivityNode.objects.get(pk=earlier[str(i)])
+            if str(i) in earlier
+            else self.log.node(f"Step {i + 1}: {s['Name']}", self.root)
+            for i, s in steps
+        }
         try:
-            plans = self.planner.plan([(i, s) for i, s in steps if s["ActionType"] == Step.ActionType.SCRIPT and not s["IsDisabled"]], nodes)
+            plans = self.planner.plan(
+                [(i, s) for i, s in steps if s["ActionType"] == Step.ActionType.SCRIPT and not s["IsDisabled"]], nodes
+            )
         except SelectionError as error:
             self.outcome.failed.append(str(error))
             self.log.write(str(error), Category.ERROR, self.root)
@@ -124,7 +146,9 @@ class Orchestration:
             else:
                 self.in_parallel_group = True
                 with ThreadPoolExecutor(max_workers=len(group), thread_name_prefix=f"task-{self.task.pk}-step") as pool:
-                    for _ in pool.map(lambda item: in_thread(self.run_step, item[1], nodes[item[0]], plans.get(item[0], [])), group):
+                    for _ in pool.map(
+                        lambda item: in_thread(self.run_step, item[1], nodes[item[0]], plans.get(item[0], [])), group
+                    ):
                         pass
                 self.in_parallel_group = False
 
@@ -136,7 +160,9 @@ class Orchestration:
             try:
                 return self.variables.condition_holds(step["ConditionVariable"], self.outcome.failed)
             except SubstitutionError as error:
-                self.log.write(f"Step {step['Name']!r}: its run condition cannot be evaluated: {error}", Category.ERROR, self.root)
+                self.log.write(
+                    f"Step {step['Name']!r}: its run condition cannot be evaluated: {error}", Category.ERROR, self.root
+                )
                 return False
         return not self.outcome.failed
 
@@ -148,8 +174,12 @@ class Orchestration:
             self.log.write(f"Skipped: its run condition ({step['Condition']}) is not met.", Category.INFO, node)
             return self.log.finish(node, Status.SKIPPED)
         if not invocations:
-            self.log.write(f"Skipped: no enabled deployment target in {self.environment.name if self.environment else 'this task'} "
-                           f"has any of the roles {', '.join(step['TargetRoles'])}.", Category.WARNING, node)
+            self.log.write(
+                f"Skipped: no enabled deployment target in {self.environment.name if self.environment else 'this task'} "
+                f"has any of the roles {', '.join(step['TargetRoles'])}.",
+                Category.WARNING,
+                node,
+            )
             self.outcome.warnings = True
             return self.log.finish(node, Status.SKIPPED)
         self.log.start(node)
@@ -178,33 +208,65 @@ class Orchestration:
         """A manual intervention: free the workers and wait for an answer (selection happens again on resume)."""
         self.log.start(node)
         self.log.write(f"Manual intervention required: {step['Instructions'] or step['Name']}", Category.WAIT, node)
-        self.pause(index, step, node, Interruption.Type.MANUAL, f"Manual intervention: {step['Name']}", step["Instructions"] or step["Name"])
+        self.pause(
+            index,
+            step,
+            node,
+            Interruption.Type.MANUAL,
+            f"Manual intervention: {step['Name']}",
+            step["Instructions"] or step["Name"],
+        )
 
     def ask_for_guidance(self, step: dict, node: ActivityNode) -> None:
         """Guided failure: a failed step pauses the task until someone chooses Retry, Ignore or Fail."""
         index = next(i for i, n in self.step_nodes.items() if n.pk == node.pk)
-        self.log.write(f"Step {step['Name']!r} failed. Guided failure: the deployment waits for someone to choose "
-                       "Retry, Ignore or Fail.", Category.WAIT, node)
-        self.pause(index, step, node, Interruption.Type.GUIDED_FAILURE, f"Guidance required: {step['Name']} failed",
-                   f"Step {step['Name']!r} failed: retry it, ignore the failure, or fail the deployment.")
+        self.log.write(
+            f"Step {step['Name']!r} failed. Guided failure: the deployment waits for someone to choose "
+            "Retry, Ignore or Fail.",
+            Category.WAIT,
+            node,
+        )
+        self.pause(
+            index,
+            step,
+            node,
+            Interruption.Type.GUIDED_FAILURE,
+            f"Guidance required: {step['Name']} failed",
+            f"Step {step['Name']!r} failed: retry it, ignore the failure, or fail the deployment.",
+        )
         raise Interrupted
 
     def pause(self, index: int, step: dict, node: ActivityNode, kind: str, title: str, instructions: str) -> None:
         """Wait for an answer: the task stays Executing (HasPendingInterruptions) with no server node; the
         answer re-queues it (deployments/services/interruptions.py) and it resumes here, keeping its tree."""
         outputs = self.variables.outputs()
-        resume = {"NextStep": index, "Kind": kind, "RootNodeId": self.root.pk, "OutputVariables": outputs,
-                  "StepNodeIds": {str(i): node.pk for i, node in self.step_nodes.items()},
-                  "SensitiveOutputs": sorted(v for v in outputs.values() if v in self.variables.sensitive), "Failed": self.outcome.failed,
-                  "Warnings": self.outcome.warnings}
+        resume = {
+            "NextStep": index,
+            "Kind": kind,
+            "RootNodeId": self.root.pk,
+            "OutputVariables": outputs,
+            "StepNodeIds": {str(i): node.pk for i, node in self.step_nodes.items()},
+            "SensitiveOutputs": sorted(v for v in outputs.values() if v in self.variables.sensitive),
+            "Failed": self.outcome.failed,
+            "Warnings": self.outcome.warnings,
+        }
         self.log.flush()
         release_leases(self.task)
         with transaction.atomic():
             waiting = ServerTask.objects.filter(pk=self.task.pk, state=State.EXECUTING).update(
-                pending_interruption=instructions, arguments={**self.arguments, "Resume": resume}, server_node="")
+                pending_interruption=instructions, arguments={**self.arguments, "Resume": resume}, server_node=""
+            )
             if waiting:
-                Interruption.objects.create(space=self.space, task=self.task, type=kind, title=title[:500], instructions=instructions,
-                                            step_index=index, node=node, responsible_team_ids=list(step.get("ResponsibleTeamIds") or []))
+                Interruption.objects.create(
+                    space=self.space,
+                    task=self.task,
+                    type=kind,
+                    title=title[:500],
+                    instructions=instructions,
+                    step_index=index,
+                    node=node,
+                    responsible_team_ids=list(step.get("ResponsibleTeamIds") or []),
+                )
         if not waiting:  # canceled meanwhile: end as Canceled, not waiting for an answer that cannot come
             self.cancel.set()
             return
@@ -265,16 +327,24 @@ class Orchestration:
             return
         if self.cancel.is_set():
             state = self.cancel_reason
-            message = (f"The task did not finish within {settings.REEF_TASK_TIMEOUT} seconds and was stopped."
-                       if state == State.TIMED_OUT else "The task was canceled.")
+            message = (
+                f"The task did not finish within {settings.REEF_TASK_TIMEOUT} seconds and was stopped."
+                if state == State.TIMED_OUT
+                else "The task was canceled."
+            )
             self.log.write(message, Category.ERROR if state == State.TIMED_OUT else Category.WARNING, self.root)
             self.log.finish(self.root, Status.CANCELED if state == State.CANCELED else Status.FAILED)
-            finish_task_and_forget_scripts(task=self.task, state=state, error_message=message,
-                                           has_warnings=self.outcome.warnings)
+            finish_task_and_forget_scripts(
+                task=self.task, state=state, error_message=message, has_warnings=self.outcome.warnings
+            )
         elif self.outcome.failed:
             self.log.finish(self.root, Status.FAILED)
-            finish_task_and_forget_scripts(task=self.task, state=State.FAILED, error_message=" ".join(self.outcome.failed),
-                                           has_warnings=self.outcome.warnings)
+            finish_task_and_forget_scripts(
+                task=self.task,
+                state=State.FAILED,
+                error_message=" ".join(self.outcome.failed),
+                has_warnings=self.outcome.warnings,
+            )
         else:
             self.log.finish(self.root, Status.SUCCESS_WITH_WARNING if self.outcome.warnings else Status.SUCCESS)
             finish_task_and_forget_scripts(task=self.task, state=State.SUCCESS, has_warnings=self.outcome.warnings)

@@ -17,6 +17,7 @@ Category = TaskLogLine.Category
 @dataclass
 class Invocation:
     """One run of a step's script: on the chosen worker, on behalf of a target for a step that has them."""
+
     step: dict
     choice: Choice
     target: DeploymentTarget | None = None
@@ -28,7 +29,12 @@ def step_groups(steps: list[tuple[int, dict]]) -> list[list[tuple[int, dict]]]:
     groups: list[list[tuple[int, dict]]] = []
     for item in steps:
         manual = item[1]["ActionType"] == Step.ActionType.MANUAL
-        if groups and item[1]["StartWithPrevious"] and not manual and groups[-1][0][1]["ActionType"] != Step.ActionType.MANUAL:
+        if (
+            groups
+            and item[1]["StartWithPrevious"]
+            and not manual
+            and groups[-1][0][1]["ActionType"] != Step.ActionType.MANUAL
+        ):
             groups[-1].append(item)
         else:
             groups.append([item])
@@ -50,26 +56,49 @@ class Planner:
         selector = self.selector
         plans: dict[int, list[Invocation]] = {}
         wanted = self.arguments.get("WorkerIds") or []
-        chosen_workers = list(Worker.objects.filter(space=self.space, pk__in=[Worker.pk_from_octopus_id(i) for i in wanted]))
+        chosen_workers = list(
+            Worker.objects.filter(space=self.space, pk__in=[Worker.pk_from_octopus_id(i) for i in wanted])
+        )
         if len(chosen_workers) != len(wanted):
             gone = sorted(set(wanted) - {w.octopus_id for w in chosen_workers})
             raise SelectionError(f"The Script Console named workers that no longer exist: {', '.join(gone)}.")
         for index, step in steps:
             if chosen_workers:
                 how = "the Script Console names its workers"
-                plans[index] = [Invocation(step, selector.lease(w, w.worker_pools.order_by("sort_order").first(), step["Name"],
-                                                                "it was chosen in the Script Console")) for w in chosen_workers]
+                plans[index] = [
+                    Invocation(
+                        step,
+                        selector.lease(
+                            w,
+                            w.worker_pools.order_by("sort_order").first(),
+                            step["Name"],
+                            "it was chosen in the Script Console",
+                        ),
+                    )
+                    for w in chosen_workers
+                ]
             else:
                 pool, how = resolve_pool(step, space=self.space, environment=self.environment, variables=self.values)
                 packages = tuple((p["PackageId"], p["Version"]) for p in step["Packages"])
                 targets = self.targets_for(step) if step["Location"] == Step.Location.ON_BEHALF else [None]
-                plans[index] = [Invocation(step, selector.choose(pool, step["Name"], packages,
-                                                                 with_previous=bool(step.get("StartWithPrevious"))), target)
-                                for target in targets]
+                plans[index] = [
+                    Invocation(
+                        step,
+                        selector.choose(
+                            pool, step["Name"], packages, with_previous=bool(step.get("StartWithPrevious"))
+                        ),
+                        target,
+                    )
+                    for target in targets
+                ]
             for invocation in plans[index]:
                 behalf = f" on behalf of {invocation.target.name}" if invocation.target else ""
-                self.log.write(f"Step {index + 1} {step['Name']!r}{behalf}: {invocation.choice.worker_name} was chosen "
-                               f"because {invocation.choice.rule} ({how}).", Category.INFO, nodes[index])
+                self.log.write(
+                    f"Step {index + 1} {step['Name']!r}{behalf}: {invocation.choice.worker_name} was chosen "
+                    f"because {invocation.choice.rule} ({how}).",
+                    Category.INFO,
+                    nodes[index],
+                )
         return plans
 
     def targets_for(self, step: dict) -> list[DeploymentTarget]:

@@ -70,32 +70,50 @@ def script_from_package(step: dict) -> str:
         raise SubstitutionError(f"Step {step['Name']!r} runs a script from a package but references no package.")
     path = f"{packages[0]['PackageId']}/{step.get('ScriptFileName') or ''}".replace("\\", "/")
     if ".." in path.split("/") or not step.get("ScriptFileName"):
-        raise SubstitutionError(f"Step {step['Name']!r}: name the script file inside package {packages[0]['PackageId']}.")
+        raise SubstitutionError(
+            f"Step {step['Name']!r}: name the script file inside package {packages[0]['PackageId']}."
+        )
     if step["Syntax"] == Step.Syntax.PYTHON:
         return f"import runpy as _runpy\n_runpy.run_path({path!r}, run_name='__main__')\n"
     if step["Syntax"] == Step.Syntax.POWERSHELL:
         return f"& (Join-Path $PSScriptRoot {path!r}) @args\n"
-    return f". ./{shlex.quote(path)} \"$@\"\n"
-
+    return f'. ./{shlex.quote(path)} "$@"\n'
 
 
 def system_variables(task: ServerTask, environment: Environment | None, release: Release | None) -> dict[str, str]:
     """Octopus.Task.Id, Octopus.Project.Name, Octopus.Release.Number…: what the task is, for scripts to read."""
-    values = {"Octopus.Task.Id": task.octopus_id, "Octopus.Space.Id": task.space.octopus_id, "Octopus.Space.Name": task.space.name,
-              "Octopus.Web.ServerUri": getattr(settings, "REEF_PUBLIC_URL", "")}
+    values = {
+        "Octopus.Task.Id": task.octopus_id,
+        "Octopus.Space.Id": task.space.octopus_id,
+        "Octopus.Space.Name": task.space.name,
+        "Octopus.Web.ServerUri": getattr(settings, "REEF_PUBLIC_URL", ""),
+    }
     if task.project_id:
         values.update({"Octopus.Project.Id": task.project.octopus_id, "Octopus.Project.Name": task.project.name})
     if environment:
         values.update({"Octopus.Environment.Id": environment.octopus_id, "Octopus.Environment.Name": environment.name})
     if release:
         deployment = task.deployment
-        values.update({"Octopus.Release.Id": release.octopus_id, "Octopus.Release.Number": release.version,
-                       "Octopus.Release.Notes": release.release_notes, "Octopus.Deployment.Id": deployment.octopus_id,
-                       "Octopus.Deployment.Name": f"Deploy to {environment.name}",
-                       "Octopus.Deployment.CreatedBy.Username": deployment.created_by.username if deployment.created_by else ""})
+        values.update(
+            {
+                "Octopus.Release.Id": release.octopus_id,
+                "Octopus.Release.Number": release.version,
+                "Octopus.Release.Notes": release.release_notes,
+                "Octopus.Deployment.Id": deployment.octopus_id,
+                "Octopus.Deployment.Name": f"Deploy to {environment.name}",
+                "Octopus.Deployment.CreatedBy.Username": deployment.created_by.username
+                if deployment.created_by
+                else "",
+            }
+        )
     if task.name == "RunbookRun":
-        values.update({"Octopus.Runbook.Id": task.arguments["RunbookId"], "Octopus.RunbookRun.Id": task.runbook_run.octopus_id,
-                       "Octopus.Runbook.Name": task.runbook_run.runbook.name})
+        values.update(
+            {
+                "Octopus.Runbook.Id": task.arguments["RunbookId"],
+                "Octopus.RunbookRun.Id": task.runbook_run.octopus_id,
+                "Octopus.Runbook.Name": task.runbook_run.runbook.name,
+            }
+        )
     return values
 
 
@@ -112,14 +130,25 @@ class TaskVariables:
         """The values one action sees: the task's, plus Octopus.Action.*, Octopus.WorkerPool.*, Octopus.Machine.*…"""
         step, choice, target = invocation.step, invocation.choice, invocation.target
         values = dict(self.values)
-        values.update({"Octopus.Step.Name": step["Name"], "Octopus.Action.Name": step["Name"],
-                       "Octopus.Action.MaxParallelism": str(step["MaxParallelism"]),
-                       "Octopus.WorkerPool.Id": choice.pool.octopus_id, "Octopus.WorkerPool.Name": choice.pool.name,
-                       "Octopus.Worker.Name": choice.worker_name,
-                       "Octopus.Deployment.Error": "; ".join(failed)})
+        values.update(
+            {
+                "Octopus.Step.Name": step["Name"],
+                "Octopus.Action.Name": step["Name"],
+                "Octopus.Action.MaxParallelism": str(step["MaxParallelism"]),
+                "Octopus.WorkerPool.Id": choice.pool.octopus_id,
+                "Octopus.WorkerPool.Name": choice.pool.name,
+                "Octopus.Worker.Name": choice.worker_name,
+                "Octopus.Deployment.Error": "; ".join(failed),
+            }
+        )
         if target is not None:
-            values.update({"Octopus.Machine.Id": target.octopus_id, "Octopus.Machine.Name": target.name,
-                           "Octopus.Machine.Roles": ",".join(target.roles)})
+            values.update(
+                {
+                    "Octopus.Machine.Id": target.octopus_id,
+                    "Octopus.Machine.Name": target.name,
+                    "Octopus.Machine.Roles": ",".join(target.roles),
+                }
+            )
         return values
 
     def condition_holds(self, expression: str, failed: list[str]) -> bool:
@@ -135,7 +164,9 @@ class TaskVariables:
         script = step["ScriptBody"]
         if step.get("ScriptSource") == "Package":
             script = script_from_package(step)
-        body = with_parameters(step["Syntax"], dictionary.evaluate(script), dictionary.evaluate(step["ScriptParameters"]))
+        body = with_parameters(
+            step["Syntax"], dictionary.evaluate(script), dictionary.evaluate(step["ScriptParameters"])
+        )
         resolved, errors = dictionary.resolved()
         for error in errors:
             self.log.write(f"Variable substitution: {error}", TaskLogLine.Category.WARNING, invocation.node)
@@ -145,8 +176,10 @@ class TaskVariables:
                 self.sensitive |= derived
             self.log.add_sensitive(sorted(derived))
         sensitive = self.sensitive
-        variables = [{"Name": name, "Value": value, "IsSensitive": value in sensitive or values.get(name) in sensitive}
-                     for name, value in resolved.items()]
+        variables = [
+            {"Name": name, "Value": value, "IsSensitive": value in sensitive or values.get(name) in sensitive}
+            for name, value in resolved.items()
+        ]
         return body, variables
 
     def set_output(self, step_name: str, target_name: str | None, name: str, value: str, *, sensitive: bool) -> None:

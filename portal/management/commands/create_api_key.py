@@ -16,7 +16,9 @@ class Command(BaseCommand):
     def add_arguments(self, parser):
         parser.add_argument("--user", required=True, help="the username the key acts as")
         parser.add_argument("--purpose", required=True, help="what the key is for")
-        parser.add_argument("--expires-in-days", type=int, default=None, help="days until the key expires (default: never)")
+        parser.add_argument(
+            "--expires-in-days", type=int, default=None, help="days until the key expires (default: never)"
+        )
 
     def handle(self, *args, user, purpose, expires_in_days, **options):
         owner = User.objects.filter(username=user, is_active=True).first()

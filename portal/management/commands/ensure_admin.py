@@ -23,8 +23,11 @@ class Command(BaseCommand):
         if user is None:
             self.stdout.write("An administrator already exists.")
         elif generated:
-            self.stdout.write(self.style.SUCCESS(
-                f"Created the first administrator.\n  username: {user.username}\n  password: {generated}\n"
-                "  (shown once: change it on your profile page)"))
+            self.stdout.write(
+                self.style.SUCCESS(
+                    f"Created the first administrator.\n  username: {user.username}\n  password: {generated}\n"
+                    "  (shown once: change it on your profile page)"
+                )
+            )
         else:
             self.stdout.write(self.style.SUCCESS(f"Created the first administrator {user.username}."))

