@@ -8,7 +8,8 @@ In one run, on loopback, against a throwaway database and the real polling endpo
 3. Every worker is made due and Unknown at once; the sweep runs as Celery beat runs it (every 5 s, two
    sweepers: by default threads of the process that runs the deployment, as `manage.py serve`'s one Celery
    worker runs health checks beside server tasks; BENCH_SWEEP_IN=processes for two separate Celery
-   processes), while the polling endpoint's own liveness thread does its part. Measured: the time until every dead worker is Unavailable and every
+   processes), while the polling endpoint's own liveness thread does its part. Measured: the time until every dead
+   worker is Unavailable and every
    live one Healthy, the longest one sweep held its Celery process, and the same deployment's
    first-line latency started during the sweep.
 

@@ -165,7 +165,8 @@ class StepForm(BootstrapFormMixin, forms.Form):
 
 
 class VariableForm(BootstrapFormMixin, forms.Form):
-    """A Sensitive value is write-only: never rendered back, not even after a refused post; blank keeps the stored one."""
+    """A Sensitive value is write-only: never rendered back, not even after a refused post; blank keeps the stored
+    one."""
 
     name = forms.CharField(max_length=200)
     type = forms.ChoiceField(choices=Variable.Type.choices, initial=Variable.Type.TEXT)

@@ -458,7 +458,8 @@ class ServerConfiguration(models.Model):
 
 
 class Interruption(OctopusIdMixin, models.Model):
-    """A manual intervention or a guided failure waiting for (or answered by) someone: Octopus's InterruptionResource."""
+    """A manual intervention or a guided failure waiting for (or answered by) someone: Octopus's
+    InterruptionResource."""
 
     ID_PREFIX = "Interruptions"
 

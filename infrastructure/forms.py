@@ -227,7 +227,8 @@ class MachinePolicyForm(BootstrapFormMixin, forms.Form):
         required=False,
         label="Bash health check script",
         widget=forms.Textarea(attrs={"rows": 6, "class": "form-control font-monospace", "spellcheck": "false"}),
-        help_text='Runs on every worker at each check. Exit non-zero for Unhealthy; `write_warning "…"` for Has warnings.',
+        help_text="Runs on every worker at each check. "
+        'Exit non-zero for Unhealthy; `write_warning "…"` for Has warnings.',
     )
     connect_timeout = forms.IntegerField(label="Connect timeout (seconds)")
     retry_count = forms.IntegerField(label="Connection retries")

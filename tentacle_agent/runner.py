@@ -16,7 +16,8 @@
    agent whose previous run died (a work folder is owned through a lock held while its script lives).
 
 Memory is bounded per script: at most MAX_UNFETCHED_BYTES / MAX_UNFETCHED_LINES of lines nobody has
-fetched yet, plus what one READ_CHUNK read holds (past that the runner stops reading the child until the caller catches up: the child
+fetched yet, plus what one READ_CHUNK read holds (past that the runner stops reading the child until the caller
+catches up: the child
 blocks on its full pipe, nothing is lost), plus the last KEEP_FETCHED_LINES lines already fetched
 (kept so a GetStatus retried after a lost answer gets them again).
 

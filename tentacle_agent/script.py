@@ -206,7 +206,8 @@ class Script:
             lines.append((stream, text, None, False))
 
     def service_message(self, name: str, attributes: dict) -> None:
-        """`##octopus[name attribute='base64' …]`: a category change, an output variable, an artifact, a failure, progress."""
+        """`##octopus[name attribute='base64' …]`: a category change, an output variable, an artifact, a failure,
+        progress."""
         categories = {
             "stdout-warning": "Warning",
             "stdout-highlight": "Highlight",

@@ -242,7 +242,8 @@ class ProjectViewSet(SpaceScopedViewSet):
     @extend_schema(methods=["PUT"], request=pr.ProcessWriteSerializer, responses={200: dict, 409: dict})
     @action(detail=True, methods=["get", "put"], pagination_class=None)
     def deploymentprocesses(self, request, *args, **kwargs):
-        """Octopus's DeploymentProcessResource; `PUT` replaces the steps when `Version` is the current one (else 409)."""
+        """Octopus's DeploymentProcessResource; `PUT` replaces the steps when `Version` is the current one (else
+        409)."""
         project = self.get_object()
         if request.method == "GET":
             require_permission(request.user, P.PROCESS_VIEW, space=project.space)

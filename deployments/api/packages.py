@@ -49,7 +49,8 @@ class FeedViewSet(SpaceScopedViewSet):
             "PackageAcquisitionLocationOptions": ["Server", "ExecutionTarget"],
             "Links": {
                 "Self": f"/api/{space.octopus_id}/feeds/{BUILT_IN}",
-                "SearchPackageVersionsTemplate": f"/api/{space.octopus_id}/packages{{?nuGetPackageId,filter,latest,skip,take}}",
+                "SearchPackageVersionsTemplate": f"/api/{space.octopus_id}/packages"
+                "{?nuGetPackageId,filter,latest,skip,take}",
             },
         }
 

@@ -105,7 +105,8 @@ def process_resource(project: Project, runbook: Runbook | None = None) -> dict:
             "Steps": rendered,
             "LastSnapshotId": None,
             "Links": {
-                "Self": f"/api/{space}/projects/{project.octopus_id}/runbookProcesses/RunbookProcess-{runbook.octopus_id}"
+                "Self": f"/api/{space}/projects/{project.octopus_id}"
+                f"/runbookProcesses/RunbookProcess-{runbook.octopus_id}"
             },
         }
     return {

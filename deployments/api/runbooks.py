@@ -483,7 +483,8 @@ class InterruptionViewSet(SpaceScopedViewSet):
     @extend_schema(request=InterruptionSubmitSerializer, responses={200: InterruptionSerializer})
     @action(detail=True, methods=["post"], pagination_class=None)
     def submit(self, request, *args, **kwargs):
-        """`{"Result": "Proceed" | "Abort", "Notes": "…"}` (or `Guidance`: Retry/Ignore/Fail): the task goes on from there."""
+        """`{"Result": "Proceed" | "Abort", "Notes": "…"}` (or `Guidance`: Retry/Ignore/Fail): the task goes on
+        from there."""
         self.require_edit()
         interruption = self.get_object()
         d = self._input(InterruptionSubmitSerializer).validated_data

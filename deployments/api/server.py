@@ -1,4 +1,5 @@
-"""`/api/serverstatus` and `/api/{spaceId}/dashboard`, in Octopus's ServerStatusResource and DashboardResource shapes."""
+"""`/api/serverstatus` and `/api/{spaceId}/dashboard`, in Octopus's ServerStatusResource and DashboardResource
+shapes."""
 
 from __future__ import annotations
 

@@ -127,7 +127,8 @@ class ServerTaskViewSet(mixins.CreateModelMixin, viewsets.ReadOnlyModelViewSet):
         responses={201: ServerTaskSerializer},
     )
     def create(self, request, *args, **kwargs):
-        """`POST /api/tasks` with `{"Name": "Health", "Arguments": {"MachineIds": ["Workers-1"]}}`, as Octopus queues one."""
+        """`POST /api/tasks` with `{"Name": "Health", "Arguments": {"MachineIds": ["Workers-1"]}}`, as Octopus
+        queues one."""
         from infrastructure.models import Worker
         from infrastructure.services.health import request_health_check
         from portal.permissions import Permission
@@ -156,7 +157,8 @@ class ServerTaskViewSet(mixins.CreateModelMixin, viewsets.ReadOnlyModelViewSet):
         return Response(self.get_serializer(task).data, status=status.HTTP_201_CREATED)
 
     def create_adhoc_script(self, request, arguments):
-        """The Script Console: `{"Name": "AdHocScript", "Arguments": {"ScriptBody", "Syntax", "WorkerPoolId" | "MachineIds"}}`."""
+        """The Script Console:
+        `{"Name": "AdHocScript", "Arguments": {"ScriptBody", "Syntax", "WorkerPoolId" | "MachineIds"}}`."""
         from django.core.exceptions import ValidationError as ServiceError
 
         from deployments.services import deploy

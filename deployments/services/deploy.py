@@ -260,7 +260,8 @@ def deploy_release(
         actor=actor,
         category=Event.Category.CREATED,
         document=deployment,
-        message=f"Deploy {project.name} release {release.version} to {environment.name} was queued as {task.octopus_id}",
+        message=f"Deploy {project.name} release {release.version} to {environment.name} "
+        f"was queued as {task.octopus_id}",
     )
     return deployment
 

@@ -62,7 +62,8 @@ def take_interruption_responsibility(*, interruption: Interruption, user: User) 
             actor=user,
             category=Event.Category.MODIFIED,
             document=interruption.task,
-            message=f"{user} took responsibility for the interruption {interruption.octopus_id} of {interruption.task.octopus_id}",
+            message=f"{user} took responsibility for the interruption {interruption.octopus_id} "
+            f"of {interruption.task.octopus_id}",
         )
     return interruption
 

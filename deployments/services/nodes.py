@@ -262,7 +262,10 @@ def fail_tasks_of_node(name: str, *, reason: str, only: list[int] | None = None)
 def fail_stopped_task(task: ServerTask, *, reason: str) -> bool:
     """Fails one task whose node stopped (compare-and-set: a task that ended meanwhile is left alone), cancels
     its scripts on the workers and releases its leases."""
-    message = f"{reason}, so the task was failed, its scripts cancelled and its workers released. Re-run it when you are ready."
+    message = (
+        f"{reason}, so the task was failed, its scripts cancelled and its workers released. "
+        "Re-run it when you are ready."
+    )
     scripts = list(RunningScript.objects.filter(task=task).select_related("worker", "worker__machine_policy"))
     now = timezone.now()
     if not retrying_db_write(

@@ -118,9 +118,9 @@ class WorkerSelector:
         if pool.is_default and not pool.workers.exists():
             if not self.builtin_enabled:
                 raise SelectionError(
-                    f"Step {step_name!r} resolves to the default pool {pool.name}, which has no workers, so it would run on "
-                    "the built-in worker, but the built-in worker is disabled. Add a worker to that pool, or enable the "
-                    "built-in worker in Configuration ➜ Features."
+                    f"Step {step_name!r} resolves to the default pool {pool.name}, which has no workers, "
+                    "so it would run on the built-in worker, but the built-in worker is disabled. "
+                    "Add a worker to that pool, or enable the built-in worker in Configuration ➜ Features."
                 )
             return Choice(None, pool, f"the default pool {pool.name} has no workers, so the built-in worker runs it")
         with transaction.atomic():

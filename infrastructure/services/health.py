@@ -9,7 +9,8 @@
 2. Each check has a deadline: the policy's connect timeout plus the script timeout. Retries stop there.
 3. Status: unreachable → Unavailable (with the reason) and quick re-checks with backoff (5 s, 15 s,
    60 s, … up to the policy's interval), each one attempt: the policy's connection retries are spent
-   once, when the worker is found down, not again at every re-check; script exit code ≠ 0 → Unhealthy; warnings → HasWarnings;
+   once, when the worker is found down, not again at every re-check; script exit code ≠ 0 → Unhealthy; warnings →
+   HasWarnings;
    otherwise Healthy. A result never overwrites one from a check that started later. An audit event
    is written only when the status changes.
 """

@@ -8,7 +8,8 @@ its scheduled health checks.
 2. Listening and SSH workers: a failed call (from a step or a check) makes the worker Unavailable at
    once and schedules quick re-checks with backoff (RECHECK_BACKOFF, capped by the policy's interval).
    Between calls, `probe_worker_endpoints` (beat, every 5 s) opens a plain TCP connection to each one's
-   port (for SSH, until sshd's banner), all at once and bounded: a refused connect (twice in a row when it only timed out) is the same
+   port (for SSH, until sshd's banner), all at once and bounded: a refused connect (twice in a row when it only timed
+   out) is the same
    news as a failed call; a port that answers again makes the worker due for a real check at once.
 3. The database changes only when a status does; every write goes through `health.record_health`,
    which refuses a result older than the one it holds (compare-and-set on the check's start time).

@@ -2,7 +2,8 @@
 
 One connection per worker (cached), a channel per use. Where the host has Python 3.9+, the agent's
 zipapp is uploaded once and `ssh-relay` runs on one channel that carries every call (ssh_relay.py here,
-tentacle_agent/sshrelay.py there): the script service lives in a detached daemon on the host, so a dropped connection loses
+tentacle_agent/sshrelay.py there): the script service lives in a detached daemon on the host, so a dropped connection
+loses
 nothing and the next call continues with the same ticket. Without Python, Bash-only mode runs each
 script on its own channel and reads it here with the agent runner's own code (ssh_bash.py).
 """

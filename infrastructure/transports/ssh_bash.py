@@ -175,7 +175,8 @@ class BashScript:
                 transport.run(
                     transport._session(),
                     f"kill -TERM -- {group} 2>/dev/null; "
-                    f"for i in 1 2 3 4 5 6 7 8 9 10 11 12; do kill -0 -- {group} 2>/dev/null || exit 0; sleep 0.25; done; "
+                    "for i in 1 2 3 4 5 6 7 8 9 10 11 12; do "
+                    f"kill -0 -- {group} 2>/dev/null || exit 0; sleep 0.25; done; "
                     f"kill -KILL -- {group} 2>/dev/null; true",
                     timeout=30,
                 )

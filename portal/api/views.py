@@ -45,9 +45,11 @@ class ApiRootView(APIView):
                     "Teams": "/api/teams{/id}{?skip,take,ids,partialName,spaces}",
                     "UserRoles": "/api/userroles{/id}{?skip,take,ids,partialName}",
                     "ScopedUserRoles": "/api/scopeduserroles{/id}",
-                    "Events": "/api/events{/id}{?skip,take,from,to,users,regarding,eventCategories,spaces,documentTypes}",
+                    "Events": "/api/events{/id}"
+                    "{?skip,take,from,to,users,regarding,eventCategories,spaces,documentTypes}",
                     "WorkerPools": "/api/workerpools{/id}{?skip,take,ids,partialName}",
-                    "Workers": "/api/workers{/id}{?skip,take,name,healthStatuses,communicationStyles,isDisabled,workerPoolIds}",
+                    "Workers": "/api/workers{/id}"
+                    "{?skip,take,name,healthStatuses,communicationStyles,isDisabled,workerPoolIds}",
                     "MachinePolicies": "/api/machinepolicies{/id}{?skip,take,ids,partialName}",
                     "ServerCertificate": "/api/certificates/certificate-global",
                     "Schema": "/api/schema",

@@ -53,7 +53,8 @@ def _variable_errors(
         ):
             if sorted(e.pk for e in other.environments.all()) == scope:
                 errors["name"] = [
-                    f"{project.name} already has a variable {other.name} with this scope: scope it differently, or edit that one."
+                    f"{project.name} already has a variable {other.name} with this scope: "
+                    "scope it differently, or edit that one."
                 ]
     return errors
 

@@ -219,7 +219,8 @@ class InvocationRunner:
         if lock.acquire(blocking=False):
             return lock
         self.log.write(
-            f"Waiting for the script isolation mutex: another task is running a script on {invocation.choice.worker_name}…",
+            "Waiting for the script isolation mutex: another task is running a script on "
+            f"{invocation.choice.worker_name}…",
             Category.WAIT,
             invocation.node,
         )

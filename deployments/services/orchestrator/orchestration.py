@@ -175,7 +175,8 @@ class Orchestration:
             return self.log.finish(node, Status.SKIPPED)
         if not invocations:
             self.log.write(
-                f"Skipped: no enabled deployment target in {self.environment.name if self.environment else 'this task'} "
+                "Skipped: no enabled deployment target in "
+                f"{self.environment.name if self.environment else 'this task'} "
                 f"has any of the roles {', '.join(step['TargetRoles'])}.",
                 Category.WARNING,
                 node,
