@@ -21,6 +21,7 @@ import asyncio
 import logging
 import random
 import threading
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta
 from urllib.parse import urlparse
 
@@ -286,7 +287,7 @@ def probe_worker_endpoints() -> dict[str, int]:
         random.shuffle(order)  # a deadline that cuts a round short cuts a different tail next time
         observed_at = timezone.now()
         ssh = {w.pk for w in workers if w.communication_style == Worker.CommunicationStyle.SSH}
-        results = asyncio.run(_probe_all({pk: addresses[pk] for pk in order}, ssh))
+        results = _run_apart(_probe_all({pk: addresses[pk] for pk in order}, ssh))
         failing_before = {int(pk): int(n) for pk, n in client.hgetall(state).items()}
         failing = {pk: failing_before.get(pk, 0) + 1 for pk, result in results.items() if result is not None}
         # Not probed this round (cut by the deadline): keep their count, no news either way.
@@ -326,3 +327,14 @@ def probe_worker_endpoints() -> dict[str, int]:
         return {"probed": len(results), "down": down, "returned": len(returned)}
     finally:
         client.delete(lock)
+
+
+def _run_apart(coroutine):
+    """asyncio.run, also for a caller whose thread already runs an event loop (Playwright's sync API does):
+    the round then gets a thread of its own."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(coroutine)
+    with ThreadPoolExecutor(1, thread_name_prefix="liveness-probe") as pool:
+        return pool.submit(asyncio.run, coroutine).result()
