@@ -76,3 +76,20 @@ def python_for(account: pwd.struct_passwd, environment: dict | None) -> str | No
         if candidate and os.path.isfile(candidate) and usable_by(candidate, account):
             return os.path.realpath(candidate)
     return None
+
+
+def reap_orphans(me: int, ours: set[int]) -> None:
+    """Wait for zombie children of `me` that are not in `ours` (the scripts' own processes, which Popen waits for)."""
+    for pid in proc_pids():
+        if pid in ours:
+            continue
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        if fields[0] == "Z" and int(fields[1]) == me:
+            try:
+                os.waitpid(pid, os.WNOHANG)
+            except ChildProcessError:
+                pass

@@ -21,40 +21,28 @@ catches up: the child
 blocks on its full pipe, nothing is lost), plus the last KEEP_FETCHED_LINES lines already fetched
 (kept so a GetStatus retried after a lost answer gets them again).
 
-script.py holds one script's lines, bootstraps.py what its work folder holds, processes.py how its processes
-are found and killed.
+script.py holds one script's lines, bootstraps.py what its work folder holds, workfolders.py how a work folder
+is owned, filled, read and removed, processes.py how its processes are found and killed.
 """
 
 from __future__ import annotations
 
 import base64
 import collections
-import fcntl
-import json
 import os
 import pwd
-import re
 import selectors
-import shlex
 import shutil
 import signal
-import stat
 import subprocess
-import sys
 import threading
 import time
 import uuid
 from pathlib import Path
 
-from tentacle_agent.bootstraps import (
-    BASH_BOOTSTRAP,
-    POWERSHELL_BOOTSTRAP,
-    PYTHON_BOOTSTRAP,
-    PYTHON_MODULE,
-    bash_line_endings,
-    write_private,
-)
-from tentacle_agent.processes import MARKER, become_subreaper, marked_processes, proc_pids, python_for
+from tentacle_agent.bootstraps import BASH_BOOTSTRAP, bash_line_endings
+from tentacle_agent.errors import NotFound, RunnerError
+from tentacle_agent.processes import MARKER, become_subreaper, marked_processes, reap_orphans
 from tentacle_agent.script import (
     KEEP_FETCHED_LINES,
     MASK,
@@ -65,6 +53,7 @@ from tentacle_agent.script import (
     Script,
     secret_forms,
 )
+from tentacle_agent.workfolders import SECRET_FILES, TICKET, claim, prepare, read_artifact, release, remove_leftovers
 
 # What other modules import from here, as they always have.
 __all__ = [
@@ -87,20 +76,9 @@ __all__ = [
 ]
 
 READ_CHUNK = 64 * 1024
-MAX_ARTIFACT_BYTES = 100 * 1024 * 1024
 KILL_GRACE_SECONDS = 3
 DRAIN_SECONDS = 5  # after the script exits, how long its background children may keep the pipes open
 FORGET_AFTER_SECONDS = 15 * 60
-TICKET = re.compile(r"^[0-9a-f]{16,64}$")
-SECRET_FILES = ("variables.json", "bootstrap.sh")
-
-
-class RunnerError(Exception):
-    """A request the runner cannot carry out; the message says why (it becomes a BadRequest)."""
-
-
-class NotFound(RunnerError):
-    pass
 
 
 class ScriptRunner:
@@ -167,11 +145,11 @@ class ScriptRunner:
             if ticket in self.collected:
                 raise RunnerError(f"Script {ticket} already ran on this agent and {self.collected[ticket]}.")
             work = self.work_root / ticket
-            lock_file = self._claim(ticket)
+            lock_file = claim(self.work_root, ticket)
             try:
                 work.mkdir(mode=0o700)
             except OSError as error:
-                self._release(ticket, lock_file)
+                release(self.work_root, ticket, lock_file)
                 raise RunnerError(
                     f"Cannot make the work folder of script {ticket}: {error.strerror or error}."
                 ) from None
@@ -214,7 +192,7 @@ class ScriptRunner:
                 )
         artifacts = []
         for artifact in script.artifacts:
-            content = self._read_artifact(Path(artifact["Path"]))
+            content = read_artifact(Path(artifact["Path"]), self.run_as)
             if content is not None:
                 artifacts.append(
                     {
@@ -262,30 +240,6 @@ class ScriptRunner:
                 f"Scripts are to run as {self.run_as!r}, but there is no such account on this machine."
             ) from None
 
-    def _claim(self, ticket: str) -> int:
-        """A lock file beside the work folder, held while its script lives here: a folder whose lock
-        nobody holds was left by an agent that died. Locked before it gets its name, so no other
-        runner ever sees it unlocked."""
-        temporary = self.work_root / f".{ticket}.{os.getpid()}.{threading.get_ident()}"
-        fd = os.open(temporary, os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        try:
-            os.link(temporary, self.work_root / f"{ticket}.lock")  # never replaces another runner's lock
-        except FileExistsError:
-            os.close(fd)
-            raise RunnerError(f"Script {ticket} is being run by another runner on this machine.") from None
-        finally:
-            temporary.unlink()
-        return fd
-
-    def _release(self, ticket: str, fd: int | None) -> None:
-        try:
-            (self.work_root / f"{ticket}.lock").unlink()
-        except OSError:
-            pass
-        if fd is not None:
-            os.close(fd)
-
     def _forget(self, script: Script, why: str) -> None:
         with self.lock:
             if self.scripts.get(script.ticket) is not script:
@@ -295,30 +249,12 @@ class ScriptRunner:
             while len(self.collected) > 10_000:
                 self.collected.popitem(last=False)
         shutil.rmtree(script.work, ignore_errors=True)
-        self._release(script.ticket, script.lock_file)
+        release(self.work_root, script.ticket, script.lock_file)
         script.lock_file = None
 
     def remove_leftovers(self) -> list[str]:
         """Remove work folders no live runner owns (their agent died before cleaning up)."""
-        removed = []
-        for entry in self.work_root.iterdir():
-            if not entry.is_dir() or entry.is_symlink() or not TICKET.match(entry.name):
-                continue
-            lock_path = self.work_root / f"{entry.name}.lock"
-            try:
-                fd = os.open(lock_path, os.O_RDWR | os.O_CLOEXEC)
-            except FileNotFoundError:
-                fd = None  # a folder from an agent without locks
-            if fd is not None:
-                try:
-                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                except BlockingIOError:
-                    os.close(fd)
-                    continue  # its runner is alive
-            shutil.rmtree(entry, ignore_errors=True)
-            self._release(entry.name, fd)
-            removed.append(entry.name)
-        return removed
+        return remove_leftovers(self.work_root)
 
     def _sweep(self) -> None:
         """Finished scripts nobody collected within `forget_after` are cleaned up; orphans are reaped."""
@@ -333,44 +269,13 @@ class ScriptRunner:
 
     def _reap(self) -> None:
         """Wait for zombie children that are not scripts' own processes (Popen waits for those)."""
-        me = os.getpid()
         with self.spawn_lock:
             ours = {
                 s.process.pid
                 for s in list(self.scripts.values())
                 if s.process is not None and s.process.returncode is None
             }
-            for pid in proc_pids():
-                if pid in ours:
-                    continue
-                try:
-                    with open(f"/proc/{pid}/stat") as f:
-                        fields = f.read().rsplit(")", 1)[1].split()
-                except (OSError, IndexError):
-                    continue
-                if fields[0] == "Z" and int(fields[1]) == me:
-                    try:
-                        os.waitpid(pid, os.WNOHANG)
-                    except ChildProcessError:
-                        pass
-
-    def _read_artifact(self, path: Path) -> bytes | None:
-        """The artifact's bytes, or None. Under `run_as` only a file that account owns is read, without
-        following a final symbolic link: the agent never hands out a file the script could not read."""
-        try:
-            fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK)
-        except OSError:
-            return None
-        with os.fdopen(fd, "rb") as f:
-            info = os.fstat(fd)
-            account = pwd.getpwnam(self.run_as) if self.run_as else None
-            if (
-                not _is_regular(info.st_mode)
-                or info.st_size > MAX_ARTIFACT_BYTES
-                or (account is not None and info.st_uid != account.pw_uid)
-            ):
-                return None
-            return f.read(MAX_ARTIFACT_BYTES + 1)[:MAX_ARTIFACT_BYTES]
+            reap_orphans(os.getpid(), ours)
 
     # Running --------------------------------------------------------------------------------------
 
@@ -403,44 +308,8 @@ class ScriptRunner:
             if mutex is not None:
                 mutex.release()
 
-    def _prepare(self, script: Script, account: pwd.struct_passwd | None) -> list[str]:
-        request, work = script.request, script.work
-        variables = request.get("Variables") or []
-        for package in request.get("Packages") or []:
-            if self.package_cache is None or not self.package_cache.has(package.get("Sha256", "")):
-                raise RunnerError(
-                    f"Package {package.get('PackageId')} {package.get('Version')} is not in this agent's cache."
-                )
-            self.package_cache.extract(package["Sha256"], work / str(package.get("PackageId", "package")))
-        syntax, body = request.get("Syntax", "Bash"), request["ScriptBody"]
-        if syntax == "Python":
-            # octopus.py reads variables.json when imported, at any time: it stays until the script ends.
-            write_private(work / "variables.json", json.dumps(variables))
-            write_private(work / "octopus.py", PYTHON_MODULE)
-            write_private(work / "bootstrap.py", PYTHON_BOOTSTRAP)
-            write_private(work / "script.py", body)
-            return [_python_of(account, self.environment) if account else sys.executable, "-u", "bootstrap.py"]
-        if syntax == "PowerShell":
-            write_private(work / "variables.json", json.dumps(variables))
-            write_private(work / "bootstrap.ps1", POWERSHELL_BOOTSTRAP)
-            write_private(work / "script.ps1", body)
-            return ["pwsh", "-NoProfile", "-NonInteractive", "-File", "bootstrap.ps1"]
-        # Bash needs no variables.json: the bootstrap holds the values and deletes itself once bash has it open.
-        assignments = "".join(
-            f"octopus_parameters[{shlex.quote(v['Name'])}]={shlex.quote(str(v.get('Value', '')))}\n" for v in variables
-        )
-        write_private(
-            work / "bootstrap.sh",
-            'rm -f -- "$0"\ndeclare -A octopus_parameters\n'
-            + assignments
-            + BASH_BOOTSTRAP
-            + 'cd "$(dirname "$0")"\nsource ./script.sh\n',
-        )
-        write_private(work / "script.sh", bash_line_endings(body))
-        return ["bash", "bootstrap.sh"]
-
     def _execute(self, script: Script, account: pwd.struct_passwd | None) -> None:
-        argv = self._prepare(script, account)
+        argv = prepare(script, account, self.package_cache, self.environment)
         env = dict(
             os.environ if self.environment is None else self.environment,
             PYTHONUNBUFFERED="1",
@@ -562,14 +431,3 @@ class ScriptRunner:
             time.sleep(0.02)
         if self.subreaper:
             self._reap()
-
-
-def _is_regular(mode: int) -> bool:
-    return stat.S_ISREG(mode)
-
-
-def _python_of(account: pwd.struct_passwd, environment: dict | None) -> str:
-    python = python_for(account, environment)
-    if python is None:
-        raise RunnerError(f"No Python 3 that the account {account.pw_name!r} may run was found on the PATH.")
-    return python

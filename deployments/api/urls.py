@@ -1,8 +1,7 @@
 from django.urls import path
 from rest_framework.routers import SimpleRouter
 
-from deployments.api import deployments as views
-from deployments.api import lifecycles, machines, packages, runbooks
+from deployments.api import deployments, environments, lifecycles, machines, packages, projects, releases, runbooks
 from deployments.api.server import DashboardView, ServerStatusView
 from infrastructure.api.urls import unscoped
 
@@ -11,13 +10,13 @@ PROJECT = r"projects/(?P<project_id>[^/]+)/"
 
 router = SimpleRouter(trailing_slash=False)
 for name, viewset in [
-    ("environments", views.EnvironmentViewSet),
-    ("projects", views.ProjectViewSet),
-    ("releases", views.ReleaseViewSet),
-    ("deployments", views.DeploymentViewSet),
-    ("runbookRuns", views.RunbookRunViewSet),
-    ("runbook-runs", views.RunbookRunViewSet),
-    ("variables", views.VariableSetViewSet),
+    ("environments", environments.EnvironmentViewSet),
+    ("projects", projects.ProjectViewSet),
+    ("releases", releases.ReleaseViewSet),
+    ("deployments", deployments.DeploymentViewSet),
+    ("runbookRuns", deployments.RunbookRunViewSet),
+    ("runbook-runs", deployments.RunbookRunViewSet),
+    ("variables", projects.VariableSetViewSet),
     ("projectgroups", lifecycles.ProjectGroupViewSet),
     ("lifecycles", lifecycles.LifecycleViewSet),
     ("channels", lifecycles.ChannelViewSet),
