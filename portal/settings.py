@@ -6,8 +6,10 @@ generated once into var/.
 
 import os
 import secrets
+import socket
 import sys
 from pathlib import Path
+from urllib.parse import urlparse
 
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
@@ -74,8 +76,6 @@ CSRF_TRUSTED_ORIGINS = envlist("CSRF_TRUSTED_ORIGINS", [])
 
 
 def _public_url(name: str) -> str:
-    from urllib.parse import urlparse
-
     value = os.environ.get(name, "").strip().rstrip("/")
     parsed = urlparse(value)
     if value and (parsed.scheme not in ("http", "https") or not parsed.hostname or parsed.path or parsed.query):
@@ -381,8 +381,6 @@ def _node_name() -> str:
         return os.environ["REEF_NODE_NAME"].strip()[:100]
     path = VAR_DIR / "node_name"
     if not path.exists():
-        import socket
-
         VAR_DIR.mkdir(parents=True, exist_ok=True)
         draft = VAR_DIR / f".node_name.{os.getpid()}"
         draft.write_text(f"{socket.gethostname()[:60]}-{secrets.token_hex(3)}\n")

@@ -18,6 +18,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import click
 from celery import bootsteps
+from celery.beat import Service
 from kombu import Consumer
 
 logger = logging.getLogger(__name__)
@@ -80,8 +81,6 @@ class BeatThread(bootsteps.StartStopStep):
         self.thread.start()
 
     def run(self, app) -> None:
-        from celery.beat import Service
-
         backoff = BEAT_BACKOFF_FIRST
         while not self.stopping.is_set():
             self.service = Service(app, scheduler_cls=app.conf.beat_scheduler, remote_control=False)

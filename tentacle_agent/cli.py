@@ -57,7 +57,7 @@ def cmd_configure(args, instance: Instance) -> None:
     if args.proxy:
         config["Proxy"] = args.proxy
     if args.trust:
-        from tentacle_agent.certificates import normalise_thumbprint
+        from tentacle_agent.certificates import normalise_thumbprint  # lazy: only this command loads it
 
         config["TrustedThumbprint"] = normalise_thumbprint(args.trust)
     instance.save(config)
@@ -83,7 +83,7 @@ def cmd_register_worker(args, instance: Instance) -> None:
     """Registering again (an install-script re-run) updates the worker with this agent's thumbprint:
     same id, its pools kept and the requested ones added. The server checks everything before it
     changes anything, in one call, so a refused registration (or --force) leaves every worker as it was."""
-    from tentacle_agent.certificates import normalise_thumbprint, thumbprint_of_pem
+    from tentacle_agent.certificates import normalise_thumbprint, thumbprint_of_pem  # lazy: only this command loads it
 
     if not 0 < args.server_comms_port < 65536:
         raise CommandError("--server-comms-port must be from 1 to 65535.")
@@ -151,7 +151,7 @@ def cmd_deregister_worker(args, instance: Instance) -> None:
 
 
 def cmd_run(args, instance: Instance) -> None:
-    from tentacle_agent.service import ScriptService
+    from tentacle_agent.service import ScriptService  # lazy: only this command loads it
 
     config = instance.load()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -163,13 +163,13 @@ def cmd_run(args, instance: Instance) -> None:
         signal.signal(sig, lambda *_: stop.set())
     try:
         if config["Mode"] == "polling":
-            from tentacle_agent.polling import PollingClient
+            from tentacle_agent.polling import PollingClient  # lazy: only this command loads it
 
             worker = threading.Thread(target=PollingClient(instance, config, service).run, args=(stop,), daemon=True)
             worker.start()
             stop.wait()
         else:
-            from tentacle_agent.listening import serve
+            from tentacle_agent.listening import serve  # lazy: only this command loads it
 
             serve(instance, config, service, stop)
     finally:
@@ -177,15 +177,15 @@ def cmd_run(args, instance: Instance) -> None:
 
 
 def cmd_stdio(args, instance: Instance) -> None:
-    from tentacle_agent.service import ScriptService
-    from tentacle_agent.stdio import serve_stdio
+    from tentacle_agent.service import ScriptService  # lazy: only this command loads it
+    from tentacle_agent.stdio import serve_stdio  # lazy: only this command loads it
 
     instance.home.mkdir(parents=True, exist_ok=True, mode=0o700)
     serve_stdio(ScriptService(instance.home, subreaper=True))
 
 
 def cmd_ssh_relay(args, instance: Instance) -> None:
-    from tentacle_agent.sshrelay import relay
+    from tentacle_agent.sshrelay import relay  # lazy: only this command loads it
 
     code = relay(instance.home, args.idle_seconds)
     if code:

@@ -1,3 +1,5 @@
+from django.core.exceptions import PermissionDenied
+from django.core.exceptions import ValidationError as ServiceError
 from django.http import StreamingHttpResponse
 from django.shortcuts import get_object_or_404
 from drf_spectacular.types import OpenApiTypes
@@ -8,8 +10,14 @@ from rest_framework.exceptions import ValidationError
 from rest_framework.response import Response
 
 from deployments.api.serializers import ServerTaskSerializer
-from deployments.services.tasks import filter_server_tasks
-from servertasks.models import ServerTask
+from deployments.services import deploy
+from deployments.services.tasks import cancel_server_task, filter_server_tasks
+from infrastructure.models import Worker, WorkerPool
+from infrastructure.services.health import request_health_check
+from portal.permissions import Permission
+from portal.services.access import get_space_for_user, require_permission, spaces_visible_to
+from servertasks.models import ActivityNode, ServerTask
+from servertasks.services import logstore
 from servertasks.services.tasks import server_tasks_visible_to
 
 MAX_SEQUENCE = 2**31 - 1  # TaskLogChunk's sequences are PositiveIntegerFields
@@ -18,9 +26,6 @@ MAX_SEQUENCE = 2**31 - 1  # TaskLogChunk's sequences are PositiveIntegerFields
 def task_details(task: ServerTask, *, after: int, tail: int | None, take: int | None, serializer) -> dict:
     """Octopus's ServerTaskDetails. Lines come from storage in one ordered query: after `after`, at most
     `take` of them (a poller pages through a long log), or the last `tail` of each node."""
-    from servertasks.models import ActivityNode
-    from servertasks.services import logstore
-
     nodes = list(ActivityNode.objects.filter(task=task).order_by("id"))
     if tail is not None:
         lines = []
@@ -99,8 +104,6 @@ class ServerTaskViewSet(mixins.CreateModelMixin, viewsets.ReadOnlyModelViewSet):
     def get_queryset(self):
         tasks = server_tasks_visible_to(self.request.user)
         if self.kwargs.get("space_id"):
-            from portal.services.access import get_space_for_user
-
             tasks = tasks.filter(space=get_space_for_user(self.request.user, self.kwargs["space_id"]))  # 404 if unseen
         tasks, errors = filter_server_tasks(tasks, self.request.query_params)
         if errors:
@@ -129,11 +132,6 @@ class ServerTaskViewSet(mixins.CreateModelMixin, viewsets.ReadOnlyModelViewSet):
     def create(self, request, *args, **kwargs):
         """`POST /api/tasks` with `{"Name": "Health", "Arguments": {"MachineIds": ["Workers-1"]}}`, as Octopus
         queues one."""
-        from infrastructure.models import Worker
-        from infrastructure.services.health import request_health_check
-        from portal.permissions import Permission
-        from portal.services.access import require_permission
-
         body = request.data if isinstance(request.data, dict) else {}
         if body.get("Name") == "AdHocScript":
             return self.create_adhoc_script(request, body.get("Arguments"))
@@ -148,7 +146,6 @@ class ServerTaskViewSet(mixins.CreateModelMixin, viewsets.ReadOnlyModelViewSet):
         if not isinstance(ids, list) or len(ids) != 1 or not isinstance(ids[0], str):
             raise ValidationError({"Arguments.MachineIds": ["Give exactly one worker id."]})
         worker = Worker.objects.filter(pk=Worker.pk_from_octopus_id(ids[0]) or 0).select_related("space").first()
-        from portal.services.access import spaces_visible_to
 
         if worker is None or not spaces_visible_to(request.user).filter(pk=worker.space_id).exists():
             raise ValidationError({"Arguments.MachineIds": [f"No worker {ids[0]}."]})
@@ -159,12 +156,6 @@ class ServerTaskViewSet(mixins.CreateModelMixin, viewsets.ReadOnlyModelViewSet):
     def create_adhoc_script(self, request, arguments):
         """The Script Console:
         `{"Name": "AdHocScript", "Arguments": {"ScriptBody", "Syntax", "WorkerPoolId" | "MachineIds"}}`."""
-        from django.core.exceptions import ValidationError as ServiceError
-
-        from deployments.services import deploy
-        from infrastructure.models import Worker, WorkerPool
-        from portal.services.access import get_space_for_user, spaces_visible_to
-
         if not isinstance(arguments, dict):
             raise ValidationError({"Arguments": ["Give ScriptBody, Syntax and WorkerPoolId or MachineIds."]})
         space_id = self.kwargs.get("space_id")
@@ -204,8 +195,6 @@ class ServerTaskViewSet(mixins.CreateModelMixin, viewsets.ReadOnlyModelViewSet):
     @action(detail=True, methods=["get"])
     def raw(self, request, *args, **kwargs):
         """The whole log as text, streamed: a million lines never sit in memory at once."""
-        from servertasks.services import logstore
-
         task = self.get_object()
         response = StreamingHttpResponse(logstore.raw_text(task_id=task.pk), content_type="text/plain; charset=utf-8")
         response["Content-Disposition"] = f'attachment; filename="{task.octopus_id}.log.txt"'
@@ -228,11 +217,6 @@ class ServerTaskViewSet(mixins.CreateModelMixin, viewsets.ReadOnlyModelViewSet):
     @action(detail=False, methods=["post"], url_path=r"rerun/(?P<rerun_id>[^/]+)")
     def rerun(self, request, *args, rerun_id: str = "", **kwargs):
         """Octopus's `POST /api/tasks/rerun/{id}`: the same deployment, runbook run or script again, as a new task."""
-        from django.core.exceptions import PermissionDenied
-        from django.core.exceptions import ValidationError as ServiceError
-
-        from deployments.services import deploy
-
         task = get_object_or_404(self.get_queryset(), pk=ServerTask.pk_from_octopus_id(rerun_id))
         if not task.is_completed:
             raise ValidationError(
@@ -251,10 +235,6 @@ class ServerTaskViewSet(mixins.CreateModelMixin, viewsets.ReadOnlyModelViewSet):
     @extend_schema(request=None)
     @action(detail=True, methods=["post"])
     def cancel(self, request, *args, **kwargs):
-        from deployments.services.tasks import cancel_server_task
-        from portal.permissions import Permission
-        from portal.services.access import require_permission
-
         task = self.get_object()
         require_permission(request.user, Permission.TASK_CANCEL, space=task.space)
         return Response(self.get_serializer(cancel_server_task(task=task, actor=request.user)).data)

@@ -32,6 +32,7 @@ from deployments.services.snapshots import (
     pool_id,
     pool_pk,
 )
+from deployments.tasks import run_server_task_task
 from infrastructure.models import Worker, WorkerPool
 from portal.models import Event, Space, User
 from portal.permissions import Permission
@@ -236,7 +237,6 @@ def deploy_release(
     require_promotable(release, environment)
     pools = pools_used(release.process_snapshot, release.variables_snapshot, project.space, environment)
     require_pools_usable(actor, pools)
-    from deployments.tasks import run_server_task_task  # the Celery tasks import the services
 
     task = queue_server_task(
         space=project.space,
@@ -288,7 +288,6 @@ def run_runbook(
     variables = snapshot.variables_snapshot if snapshot else variables_snapshot(project)
     pools = pools_used(steps, variables, project.space, environment)
     require_pools_usable(actor, pools)
-    from deployments.tasks import run_server_task_task  # the Celery tasks import the services
 
     task = queue_server_task(
         space=project.space,
@@ -346,7 +345,6 @@ def run_adhoc_script(
             actor, Permission.WORKER_EDIT, space=space
         )  # running on chosen machines is a worker admin's act
     where = worker_pool.name if worker_pool else ", ".join(w.name for w in workers)
-    from deployments.tasks import run_server_task_task  # the Celery tasks import the services
 
     step = build_step_snapshot(
         name="Run script",

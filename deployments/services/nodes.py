@@ -28,6 +28,7 @@ from django.db.models import Count
 from django.utils import timezone
 
 from deployments.models import RunningScript, ServerNode, WorkerLease
+from infrastructure.tasks import run_health_check_task
 from infrastructure.transports import TransportError, transport_for
 from portal.redis import redis_client
 from servertasks.models import ActivityNode, ServerTask, TaskLogLine
@@ -206,8 +207,7 @@ def send_lost_tasks_again() -> list[int]:
     """A task's row can outlive its Celery message: Redis killed as the message was sent, or a Redis that keeps
     nothing on disk restarted with it queued. A task Queued longer than REEF_LOST_TASK_SECONDS is sent again,
     once per that period across the cluster; had its message not been lost, the copy finds nothing to claim."""
-    from deployments.tasks import run_server_task_task
-    from infrastructure.tasks import run_health_check_task
+    from deployments.tasks import run_server_task_task  # cycle: deployments.tasks imports this module
 
     period = settings.REEF_LOST_TASK_SECONDS
     waiting = ServerTask.objects.filter(

@@ -9,6 +9,7 @@ from django.shortcuts import redirect, render
 from deployments.models import ServerConfiguration
 from deployments.services import catalog
 from deployments.services.nodes import nodes_overview
+from infrastructure.transports.builtin import builtin_worker_account
 from portal.permissions import Permission as P
 from portal.services.access import has_permission, require_permission
 
@@ -29,7 +30,6 @@ def features(request):
             ),
         )
         return redirect("configuration-features")
-    from infrastructure.transports.builtin import builtin_worker_account
 
     account, is_own_account = builtin_worker_account()
     return render(

@@ -1,31 +1,39 @@
 """Tasks: the list, a task's page with its log (refreshed with htmx until the task ends) and its actions
 (answer an intervention, re-run, cancel), its artifacts; Tasks ➜ Script Console."""
 
+from urllib.parse import urlencode
+
 from django.contrib import messages
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.core.paginator import Paginator
+from django.http import HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
+from django.utils.http import content_disposition_header
 from django.views.decorators.http import require_POST
 
 from deployments.forms import ScriptConsoleForm
+from deployments.models import Artifact, Environment, Project
 from deployments.services import deploy
+from deployments.services.artifacts import download_name
+from deployments.services.interruptions import (
+    pending_interruption_of,
+    submit_interruption,
+    take_interruption_responsibility,
+)
+from deployments.services.tasks import cancel_server_task, filter_server_tasks
 from deployments.views.shortcuts import reason, task_url
+from infrastructure.models import WorkerPool
 from portal.permissions import Permission
 from portal.services.access import has_permission
 from portal.views.decorators import space_page
 from portal.views.forms import submit
 from servertasks.models import ServerTask
+from servertasks.services import logstore
 
 
 @space_page(Permission.TASK_VIEW)
 def task_list(request, space):
     """Tasks with Octopus's filters; the table refreshes itself (htmx) while any shown task is unfinished."""
-    from urllib.parse import urlencode
-
-    from deployments.models import Environment, Project
-    from deployments.services.tasks import filter_server_tasks
-    from infrastructure.models import WorkerPool
-
     keys = ("states", "project", "environment", "workerPool", "fromQueuedDate", "toQueuedDate")
     params = {key: request.GET[key] for key in keys if request.GET.get(key)}
     tasks, errors = filter_server_tasks(ServerTask.objects.filter(space=space).select_related("created_by"), params)
@@ -60,8 +68,6 @@ RERUN_PERMISSIONS = {
 
 @space_page(Permission.TASK_VIEW)
 def task_detail(request, space, pk: int):
-    from servertasks.services import logstore
-
     task = get_object_or_404(ServerTask.objects.select_related("created_by"), pk=pk, space=space)
     steps = task.activity_nodes.filter(parent__isnull=False, parent__parent__isnull=True).prefetch_related("children")
     rerun_permission = RERUN_PERMISSIONS.get(task.name)
@@ -89,12 +95,6 @@ def task_detail(request, space, pk: int):
 
 @space_page(Permission.TASK_VIEW)
 def artifact_download(request, space, pk: int, artifact_pk: int):
-    from django.http import HttpResponse
-    from django.utils.http import content_disposition_header
-
-    from deployments.models import Artifact
-    from deployments.services.artifacts import download_name
-
     artifact = get_object_or_404(Artifact, pk=artifact_pk, task__pk=pk, task__space=space)
     response = HttpResponse(bytes(artifact.content), content_type="application/octet-stream")
     response["Content-Disposition"] = content_disposition_header(True, download_name(artifact.name))
@@ -122,12 +122,6 @@ def script_console(request, space):
 @space_page(Permission.TASK_VIEW)
 @require_POST
 def task_intervention(request, space, pk: int):
-    from deployments.services.interruptions import (
-        pending_interruption_of,
-        submit_interruption,
-        take_interruption_responsibility,
-    )
-
     task = get_object_or_404(ServerTask, pk=pk, space=space)
     interruption = pending_interruption_of(task)
     try:
@@ -162,8 +156,6 @@ def task_rerun(request, space, pk: int):
 @space_page(Permission.TASK_CANCEL)
 @require_POST
 def task_cancel(request, space, pk: int):
-    from deployments.services.tasks import cancel_server_task
-
     task = cancel_server_task(task=get_object_or_404(ServerTask, pk=pk, space=space), actor=request.user)
     messages.info(request, f"{task.description}: {task.state}.")
     return redirect(task_url(task))

@@ -8,8 +8,8 @@ import time
 import uuid
 from abc import ABC, abstractmethod
 from collections.abc import Callable
-from typing import TYPE_CHECKING
 
+from infrastructure.models import Worker
 from tentacle_agent.protocol import (
     CollectedArtifact,
     CompleteResult,
@@ -19,9 +19,6 @@ from tentacle_agent.protocol import (
     StartScriptCommand,
     is_finished,
 )
-
-if TYPE_CHECKING:
-    from infrastructure.models import Worker
 
 RetryCallback = Callable[[str], None]
 
@@ -131,19 +128,17 @@ def new_ticket() -> str:
 
 def transport_for(worker: Worker, *, on_retry: RetryCallback | None = None) -> ScriptService:
     """`on_retry(message)` hears of each retry (one line: the attempt and the reason), e.g. into a task log."""
-    from infrastructure.models import Worker  # the package stays importable before Django's models load
-
     style = worker.communication_style
     if style == Worker.CommunicationStyle.SSH:
         from infrastructure.transports.ssh import SshTransport  # the transports import this package
 
         return SshTransport(worker, on_retry=on_retry)
     if style == Worker.CommunicationStyle.LISTENING:
-        from infrastructure.transports.listening import ListeningTransport
+        from infrastructure.transports.listening import ListeningTransport  # the transports import this package
 
         return ListeningTransport(worker, on_retry=on_retry)
     if style == Worker.CommunicationStyle.POLLING:
-        from infrastructure.transports.polling import PollingTransport
+        from infrastructure.transports.polling import PollingTransport  # the transports import this package
 
         return PollingTransport(worker, on_retry=on_retry)
     raise TransportError(f"{worker.name} has an unknown communication style {style!r}.", retryable=False)

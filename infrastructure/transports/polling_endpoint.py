@@ -40,8 +40,13 @@ from typing import cast
 
 import redis
 from cryptography.hazmat.primitives.serialization import Encoding
+from django.conf import settings
+from django.db import connection
 from OpenSSL import SSL, crypto
 
+from infrastructure.models import Worker
+from infrastructure.services.certificates import current_server_certificate, server_private_key_pem
+from infrastructure.services.liveness import PresenceSweeper
 from infrastructure.transports.polling import PRESENCE_TTL, presence_key, unacked_key
 from infrastructure.transports.polling_delivery import ACK_SECONDS, TAKE_IF_NEWEST, Waiters, redeliver
 from infrastructure.transports.polling_handler import MAX_BODY, PollingHandler
@@ -101,7 +106,6 @@ class PollingEndpoint(socketserver.TCPServer):
         self.take_if_newest = self.redis.register_script(TAKE_IF_NEWEST)
         self.waiters = Waiters(redis_url)
         self.subscription_for_thumbprint = subscription_for_thumbprint
-        from django.conf import settings
 
         # One thread per open long poll: max_threads is how many agents are served at once.
         self.max_threads = getattr(settings, "REEF_POLLING_MAX_THREADS", MAX_THREADS)
@@ -325,9 +329,6 @@ class ThumbprintDirectory:
             cached = self.entries.get(thumbprint)
         if cached and cached[1] > now:
             return cached[0]
-        from django.db import connection
-
-        from infrastructure.models import Worker
 
         try:
             uri = (
@@ -351,9 +352,6 @@ class ThumbprintDirectory:
 def serve_polling_endpoint(host: str, port: int, redis_url: str) -> PollingEndpoint:
     """Build the endpoint with the server certificate and the database's polling workers; it sweeps
     its agents' presence into their health every two seconds."""
-    from infrastructure.services.certificates import current_server_certificate, server_private_key_pem
-    from infrastructure.services.liveness import PresenceSweeper
-
     certificate = current_server_certificate()
     return PollingEndpoint(
         (host, port),

@@ -21,6 +21,7 @@ import time
 
 import paramiko
 
+from infrastructure.distribution import agent_bundle
 from infrastructure.models import Worker
 from infrastructure.services.accounts import account_secrets
 from infrastructure.transports import RetryCallback, TransportError, TrustError, WorkerUnreachable
@@ -326,8 +327,6 @@ class SshTransport(EnvelopeTransport):
 
     def _ensure_agent(self, transport: paramiko.Transport) -> str:
         """Upload the agent once per version (named by its hash), with pipelined SFTP writes."""
-        from infrastructure.distribution import agent_bundle
-
         data, sha256 = agent_bundle()
         path = f"{REMOTE_HOME}/reef-tentacle-{sha256[:16]}.pyz"
         try:

@@ -9,12 +9,14 @@ from django.db.models import Q
 from django.http import Http404
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_GET, require_POST
+from guardian.shortcuts import get_groups_with_perms
 
 from infrastructure.forms import WorkerPoolEditForm, WorkerPoolForm
 from infrastructure.models import WorkerPool
 from infrastructure.services import pools
 from infrastructure.services.workers import workers_in_space
 from infrastructure.views.shortcuts import get_worker_pool_in_space, row_url_prefixes, space_url
+from portal.models import Team
 from portal.permissions import Permission as P
 from portal.services.access import require_permission
 from portal.views.decorators import may, space_page
@@ -120,10 +122,6 @@ def _pool_workers_context(request, space, pool) -> dict:
 
 def _pool_teams(pool) -> tuple[list, set[int]]:
     """Teams that could be granted the pool, and the ids of those that are."""
-    from guardian.shortcuts import get_groups_with_perms
-
-    from portal.models import Team
-
     candidates = list(Team.objects.filter(Q(space=pool.space) | Q(space__isnull=True)).order_by("name"))
     granted = set(get_groups_with_perms(pool, only_with_perms_in=["use_workerpool"]).values_list("pk", flat=True))
     return candidates, {team.pk for team in candidates if team.group_id in granted}

@@ -26,6 +26,8 @@ from infrastructure.models import Account, MachinePolicy, Worker, WorkerPool
 from infrastructure.services import workers
 from infrastructure.services.certificates import current_server_certificate
 from infrastructure.services.workers import Endpoint, WorkerSpec
+from infrastructure.transports import TransportError
+from infrastructure.transports.ssh import discover_host_key
 from infrastructure.views.shortcuts import space_url
 from portal.permissions import Permission as P
 from portal.views.decorators import space_page
@@ -302,9 +304,6 @@ class DiscoveryError(Exception):
 def _discover_host_key(host: str, port: int) -> tuple[str, str]:
     """(key type, SHA256:… fingerprint) the host presents, through the SSH transport's own reading of it,
     so the fingerprint pinned here is the one the transport checks on every connection."""
-    from infrastructure.transports import TransportError
-    from infrastructure.transports.ssh import discover_host_key
-
     try:
         return discover_host_key(host, port, timeout=DISCOVERY_TIMEOUT)
     except TransportError as error:

@@ -11,6 +11,7 @@ from django.views.decorators.http import require_GET, require_POST
 from infrastructure.forms import WorkerEditForm, WorkerFilterForm
 from infrastructure.models import Worker
 from infrastructure.services import workers
+from infrastructure.services.health import request_health_check
 from infrastructure.services.workers import Endpoint, WorkerSpec
 from infrastructure.views.shortcuts import get_worker_in_space, row_url_prefixes, space_url
 from portal.permissions import Permission as P
@@ -169,7 +170,6 @@ def _spec(worker: Worker, data: dict) -> WorkerSpec:
 @require_POST
 def worker_check_health(request, space, pk: int):
     # Imported here: health checks are their own module, and this page must not depend on it to load.
-    from infrastructure.services.health import request_health_check
 
     worker = get_worker_in_space(space, pk)
     try:

@@ -10,6 +10,7 @@ from django.db.models import Count, Q
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
 
+from infrastructure.services.certificates import current_server_certificate, rotate_server_certificate
 from portal.forms import (
     AuditFilterForm,
     RoleAssignmentForm,
@@ -353,8 +354,6 @@ def audit(request):
 
 @login_required
 def server_certificate(request):
-    from infrastructure.services.certificates import current_server_certificate, rotate_server_certificate
-
     require_permission(request.user, P.CONFIGURE_SERVER)
     if request.method == "POST":
         require_permission(request.user, P.ADMINISTER_SYSTEM)

@@ -9,7 +9,7 @@ from django.views.decorators.http import require_POST
 
 from portal.forms import ApiKeyForm, ProfileForm
 from portal.models import ApiKey, Event
-from portal.services import api_keys, users
+from portal.services import api_keys, dashboard_cards, users
 from portal.services.access import permissions_of, spaces_visible_to
 from portal.services.audit import events_visible_to
 from portal.views.decorators import space_page
@@ -27,8 +27,6 @@ def home(request):
 
 @space_page()
 def dashboard(request, space):
-    from portal.services import dashboard_cards
-
     context = {
         "space": space,
         "cards": dashboard_cards.cards_for(request.user, space),

@@ -9,6 +9,7 @@ import datetime
 import decimal
 import json
 import re
+import zoneinfo
 
 
 def _needs_value(function):
@@ -337,8 +338,6 @@ def _now(utc: bool):
 
 def _zone(name: str):
     try:
-        import zoneinfo
-
         return zoneinfo.ZoneInfo(name) if "/" in name or name.upper() == "UTC" else None
     except (ImportError, ValueError, KeyError, zoneinfo.ZoneInfoNotFoundError):
         return None

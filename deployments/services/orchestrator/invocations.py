@@ -21,7 +21,9 @@ from deployments.services.orchestrator.planner import Invocation
 from deployments.services.orchestrator.variables import TaskVariables
 from deployments.services.selection import SelectionError, WorkerSelector
 from infrastructure.models import Worker
+from infrastructure.services.liveness import mark_worker_unreachable
 from infrastructure.transports import TransportError, WorkerUnreachable, new_ticket, transport_for
+from infrastructure.transports.builtin import BuiltinTransport
 from portal.redis import redis_client
 from servertasks.models import ActivityNode, ServerTask, TaskLogLine
 from servertasks.services import logstore
@@ -157,8 +159,6 @@ class InvocationRunner:
     def note_failed_call(invocation: Invocation, error: TransportError, *, started: bool) -> None:
         """A failed call says something about the worker: before a script started, it is down (and
         re-checked in seconds); after, a check is due at once (the script's own failure is reported)."""
-        from infrastructure.services.liveness import mark_worker_unreachable
-
         worker = invocation.choice.worker
         if worker is None:
             return
@@ -170,8 +170,6 @@ class InvocationRunner:
     def route_around(self, invocation: Invocation, reason: str) -> bool:
         """Nothing started on the chosen worker: mark it down and re-plan the step onto another healthy
         worker of the pool, saying why. False (the step has failed) when none is left."""
-        from infrastructure.services.liveness import mark_worker_unreachable
-
         node, step, failed = invocation.node, invocation.step, invocation.choice
         if failed.worker is not None and failed.worker.is_available():
             mark_worker_unreachable(worker=failed.worker, reason=reason)
@@ -203,8 +201,6 @@ class InvocationRunner:
 
     def transport(self, invocation: Invocation):
         if invocation.choice.worker is None:
-            from infrastructure.transports.builtin import BuiltinTransport
-
             return BuiltinTransport()
         # Each retry of a connection is one line in the step's log.
         return transport_for(

