@@ -2,7 +2,6 @@
 check health now, enable/disable, edit, delete."""
 
 import re
-import types
 
 import pytest
 from django.utils import timezone
@@ -74,21 +73,13 @@ def test_the_status_partial_follows_the_worker_without_a_reload(page_client, env
     assert "badge-health-Unavailable" in html and "Could not connect: refused" in html and "<html" not in html
 
 
-def test_check_health_now_asks_the_health_service_for_a_check(
-    page_client, environment_manager, space, worker, monkeypatch
-):
-    import infrastructure.services.health as health
+def test_check_health_now_queues_a_health_check_task_for_the_worker(page_client, environment_manager, space, worker):
+    from servertasks.models import ServerTask
 
-    calls = []
-
-    def request_health_check(*, actor, worker):
-        calls.append((actor, worker.pk))
-        return types.SimpleNamespace(octopus_id="ServerTasks-42")
-
-    monkeypatch.setattr(health, "request_health_check", request_health_check, raising=False)
     response = page_client(environment_manager).post(_url(space, worker, "health/"), follow=True)
-    assert calls == [(environment_manager, worker.pk)]
-    assert "Health check of web-01 queued as ServerTasks-42" in response.content.decode()
+    task = ServerTask.objects.get(name="Health", arguments={"WorkerIds": [worker.octopus_id]})
+    assert task.state == "Queued" and task.created_by == environment_manager
+    assert f"Health check of web-01 queued as {task.octopus_id}" in response.content.decode()
     assert page_client(environment_manager).get(_url(space, worker, "health/")).status_code == 405
 
 
