@@ -1,16 +1,30 @@
 """Health checks through real transports: an OpenSSH server on loopback, an unreachable port, a
 polling worker whose agent never fetches its request."""
 
+import os
+import shutil
 import socket
+import tempfile
 
 import pytest
 
 from infrastructure.models import MachinePolicy, Worker, WorkerPool
 from infrastructure.services import accounts, health, workers
 from infrastructure.services.workers import Endpoint, WorkerSpec
-from infrastructure.transports.ssh import discover_host_key
+from infrastructure.transports import ssh
+from infrastructure.transports.ssh import SshTransport, discover_host_key
 from portal.models import Event
 from tests.infrastructure.sshd import start_sshd
+
+
+@pytest.fixture(scope="module", autouse=True)
+def remote_home():
+    """The agent's folder on the host is this module's own: every sshd here logs in as the same account,
+    and the test without SFTP starts from an empty folder, which must not be another test run's."""
+    saved, ssh.REMOTE_HOME = ssh.REMOTE_HOME, tempfile.mkdtemp(prefix="reef-ssh-")
+    yield ssh.REMOTE_HOME
+    shutil.rmtree(ssh.REMOTE_HOME, ignore_errors=True)
+    ssh.REMOTE_HOME = saved
 
 
 @pytest.fixture(scope="module")
@@ -28,7 +42,7 @@ def quick_policy(space, administrator):
         actor=administrator,
         space=space,
         name="Quick",
-        connect_timeout=5,
+        connect_timeout=15,  # refused or mismatched connects fail at once; a busy machine may take seconds to log in
         retry_count=0,
         retry_wait=0,
         polling_request_queue_timeout=5,
@@ -79,14 +93,15 @@ def test_an_ssh_worker_turns_healthy_and_reports_what_it_has(space, administrato
 def test_a_failing_health_script_makes_the_worker_unhealthy(space, administrator, sshd, quick_policy):
     worker = ssh_worker(space, administrator, sshd, quick_policy, script="echo 'disk full' >&2\nexit 3")
     checked = health.check_worker_health(worker.pk)
-    assert checked.health_status == "Unhealthy" and "exited with code 3" in checked.status_summary
-    assert "disk full" in checked.health_check_log
+    assert checked.health_status == "Unhealthy", checked.health_check_log
+    assert "exited with code 3" in checked.status_summary and "disk full" in checked.health_check_log
 
 
 def test_warnings_from_the_health_script_mean_has_warnings(space, administrator, sshd, quick_policy):
     worker = ssh_worker(space, administrator, sshd, quick_policy, script='write_warning "Disk 91% full"\necho fine')
     checked = health.check_worker_health(worker.pk)
-    assert checked.health_status == "HasWarnings" and "Disk 91% full" in checked.status_summary
+    assert checked.health_status == "HasWarnings", checked.health_check_log
+    assert "Disk 91% full" in checked.status_summary
     assert checked.is_available()
 
 
@@ -183,8 +198,9 @@ def test_a_policy_deletes_workers_unavailable_for_longer_than_its_span(space, ad
     assert Event.objects.filter(category="Deleted", message__contains="long-gone").exists()
 
 
-def test_scripts_run_over_ssh_with_the_agents_runner_uploaded_once(space, administrator, sshd, quick_policy):
-    from infrastructure.transports.ssh import SshTransport
+def test_scripts_run_over_ssh_with_the_agents_runner_uploaded_once(
+    space, administrator, sshd, quick_policy, remote_home
+):
 
     worker = ssh_worker(space, administrator, sshd, quick_policy)
     code, lines = SshTransport(worker).run_script(
@@ -192,27 +208,17 @@ def test_scripts_run_over_ssh_with_the_agents_runner_uploaded_once(space, admini
     )
     assert code == 3
     assert sorted((line["Stream"], line["Text"]) for line in lines) == [("stderr", "oops"), ("stdout", "over ssh")]
-    import os
-    import pwd
-
-    home = pwd.getpwnam(sshd.username).pw_dir
-    uploaded = [name for name in os.listdir(os.path.join(home, ".reef-ssh-worker")) if name.endswith(".pyz")]
-    before = os.stat(os.path.join(home, ".reef-ssh-worker", uploaded[0])).st_mtime
+    uploaded = [name for name in os.listdir(remote_home) if name.endswith(".pyz")]
+    before = os.stat(os.path.join(remote_home, uploaded[0])).st_mtime
     code, lines = SshTransport(worker).run_script("import sys; print(sys.version_info[0])", "Python", 30)
     assert (code, [line["Text"] for line in lines]) == (0, ["3"])
-    assert os.stat(os.path.join(home, ".reef-ssh-worker", uploaded[0])).st_mtime == before, "not uploaded twice"
+    assert os.stat(os.path.join(remote_home, uploaded[0])).st_mtime == before, "not uploaded twice"
 
 
-def test_a_host_without_sftp_still_gets_the_agent(space, administrator, quick_policy, tmp_path):
-    import os
-    import pwd
-    import shutil
-
-    from infrastructure.transports.ssh import SshTransport
-
+def test_a_host_without_sftp_still_gets_the_agent(space, administrator, quick_policy, tmp_path, remote_home):
     server = start_sshd(tmp_path / "nosftp", sftp=False)
     try:
-        shutil.rmtree(os.path.join(pwd.getpwnam(server.username).pw_dir, ".reef-ssh-worker"), ignore_errors=True)
+        shutil.rmtree(remote_home, ignore_errors=True)
         worker = ssh_worker(space, administrator, server, quick_policy)
         code, lines = SshTransport(worker).run_script("echo copied through cat", "Bash", 30)
         assert (code, [line["Text"] for line in lines]) == (0, ["copied through cat"])
