@@ -29,6 +29,7 @@ from deployments.models import (
 )
 from deployments.services import catalog, lifecycles
 from deployments.services.interruptions import set_environment_guided_failure
+from deployments.services.tasks import cancel_server_task
 from portal.admin import ServiceAdmin
 from servertasks.models import ActivityNode, ServerTask, TaskLogChunk
 
@@ -60,9 +61,18 @@ class ServerTaskAdmin(admin.ModelAdmin):
     search_fields = ["description", "error_message"]
     date_hierarchy = "queued"
     readonly_fields = [f.name for f in ServerTask._meta.fields]
+    actions = ["cancel"]
 
     def has_add_permission(self, request):
         return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False  # a task leaves with its log's retention; deleting one could orphan its leases and scripts
+
+    @admin.action(description="Cancel selected tasks")
+    def cancel(self, request, queryset):
+        for task in queryset.exclude(state__in=ServerTask.FINAL_STATES):
+            cancel_server_task(task=task, actor=request.user)
 
 
 # Environments and deployment targets ----------------------------------------------------------------

@@ -185,3 +185,16 @@ def test_turning_the_builtin_worker_off_in_the_admin_is_audited(page_client, adm
     assert Event.objects.filter(
         document_type="ServerConfiguration", message=f"The built-in worker was {'disabled' if enabled else 'enabled'}"
     ).exists()
+
+
+def test_a_task_is_cancelled_in_the_admin_through_the_task_service_and_never_deleted(page_client, administrator, space):
+    from servertasks.models import ServerTask
+
+    task = ServerTask.objects.create(space=space, name="AdHocScript", description="Run a script")
+    client = page_client(administrator)
+    response = client.post("/admin/servertasks/servertask/", {"action": "cancel", "_selected_action": [task.pk]})
+    assert response.status_code == 302
+    task.refresh_from_db()
+    assert task.state == "Canceled" and task.completed is not None
+    assert client.post(f"/admin/servertasks/servertask/{task.pk}/delete/", {"post": "yes"}).status_code == 403
+    assert ServerTask.objects.filter(pk=task.pk).exists()
