@@ -83,10 +83,10 @@ class ServiceAdmin(admin.ModelAdmin):
         return ServiceForm
 
     def save_model(self, request, obj, form, change):
-        pass  # the service saved it while validating the form
+        """Nothing left to save: the service saved the object while the form was validated."""
 
     def save_related(self, request, form, formsets, change):
-        pass  # and its relations
+        """Nor its relations: the service set them too."""
 
     def delete_model(self, request, obj):
         self.delete(request, obj)

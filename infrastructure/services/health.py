@@ -17,6 +17,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import random
@@ -370,10 +371,9 @@ BACKGROUND_NICE = 10  # health checks yield the CPU to deployments (the task run
 def run_at_background_priority() -> None:
     """Lowers the calling thread's CPU priority (Linux keeps a nice value per thread), so a sweep of a
     large fleet never delays a deployment's dispatch or its log lines on a busy node. Elsewhere a no-op."""
-    try:
+    # Not Linux, or not allowed: the check runs at the normal priority.
+    with contextlib.suppress(AttributeError, OSError):
         os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), BACKGROUND_NICE)
-    except (AttributeError, OSError):
-        pass  # not Linux, or not allowed: the check runs at the normal priority
 
 
 def _check_in_thread(worker_id: int) -> None:

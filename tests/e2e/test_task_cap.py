@@ -11,6 +11,7 @@ from deployments.services import deploy
 from servertasks.models import ServerTask
 from tests.deployments.conftest import add_step, production, project  # noqa: F401 - fixtures
 from tests.e2e.conftest import ROOT, server_env
+from tests.waiting import wait_until
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
 
@@ -81,15 +82,14 @@ def test_the_health_queue_does_not_wait_behind_deployments_at_the_cap(task_runne
     def states():
         return list(ServerTask.objects.filter(pk__in=ids).order_by("pk").values_list("state", flat=True))
 
-    deadline = time.monotonic() + 60
-    while states().count("Executing") < 2 and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert states().count("Executing") == 2, states()
+    wait_until(lambda: states().count("Executing") == 2, timeout=60, what="two deployments Executing at the cap")
     # The node is at its cap with two deployments queued: a job of the health queue is still answered at once.
     assert ping.delay().get(timeout=10) == "pong"
     assert states() == ["Executing", "Executing", "Queued", "Queued"]
-    deadline = time.monotonic() + 90
-    while states() != ["Success"] * 4 and time.monotonic() < deadline:
-        assert states().count("Executing") <= 2
-        time.sleep(0.1)
-    assert states() == ["Success"] * 4
+
+    def all_succeeded() -> bool:
+        now = states()
+        assert now.count("Executing") <= 2, now  # never over the cap while they finish
+        return now == ["Success"] * 4
+
+    wait_until(all_succeeded, timeout=90, what="all four deployments Success")
