@@ -58,6 +58,13 @@ class HealthQueue(bootsteps.ConsumerStep):
             )
         ]
 
+    def _close(self, c, cancel_consumers=True):
+        if c.connection is not None:
+            return super()._close(c, cancel_consumers)
+        # The broker connection is already gone (a Redis restart): Celery's own close would fail on it and log
+        # an error; the consumers and channels go with the connection, and start() makes new ones.
+        self.consumers = None
+
     def start(self, c):
         self.queue, self.accept = c.app.amqp.queues[self.queue_name], c.app.conf.accept_content
         # The worker's own task handler: same strategies, acks late, expiry and revocation as its main queue.
