@@ -123,6 +123,20 @@ class TaskLogLine:
         self.sequence, self.text, self.category = sequence, text, category
         self.occurred = occurred or timezone.now()
 
+    @classmethod
+    def of(cls, task_id: int, node_id: int | None, sequence: int, occurred, category: str, text: str) -> TaskLogLine:
+        """Positional, no defaults (hot path: every line written or read)."""
+        line = cls.__new__(cls)
+        line.task_id, line.node_id, line.sequence, line.occurred, line.category, line.text = (
+            task_id,
+            node_id,
+            sequence,
+            occurred,
+            category,
+            text,
+        )
+        return line
+
     def __repr__(self) -> str:
         return f"TaskLogLine({self.sequence}, {self.category}, {self.text!r})"
 

@@ -126,6 +126,25 @@ class Script:
                 self.lines.append(self._line(stream, text, category, truncated))
             self.condition.notify_all()
 
+    def add_texts(self, stream: str, texts: list[str]) -> None:
+        """Whole lines of one stream in its current category (hot path: every line a script prints)."""
+        with self.condition:
+            now, category, sequence = _now(), self.category[stream], self.next_sequence
+            if self.sensitive:
+                texts = [self.mask(text) for text in texts]
+            for text in texts:
+                if len(text) > MAX_LINE:  # a mask made it longer than a line may be
+                    self.lines.append(self._line(stream, text, None, False))
+                    sequence = self.next_sequence
+                    continue
+                self.lines.append(
+                    {"Sequence": sequence, "Time": now, "Stream": stream, "Category": category, "Text": text}
+                )
+                sequence += 1
+                self.unfetched_bytes += len(text)
+                self.next_sequence = sequence
+            self.condition.notify_all()
+
     def has_room(self) -> bool:
         return (
             self.unfetched_bytes < MAX_UNFETCHED_BYTES
@@ -175,6 +194,28 @@ class Script:
 
     def feed(self, stream: PipeBuffer, chunk: bytes) -> None:
         """Split a chunk into lines; a line is cut at MAX_LINE bytes and the rest of it dropped."""
+        head, newline, rest = chunk.partition(b"\n")
+        if stream.discarding or len(chunk) > MAX_LINE or len(stream.buffer) + len(head) > MAX_LINE:
+            self._feed_line_by_line(stream, chunk)  # a line to cut: no line here is longer than MAX_LINE otherwise
+            return
+        if not newline:
+            stream.buffer += head
+            return
+        complete, newline, partial = rest.rpartition(b"\n")
+        text = (bytes(stream.buffer) + head + (b"\n" + complete if newline else b"")).decode("utf-8", errors="replace")
+        stream.buffer = bytearray(partial)
+        texts = text.split("\n")
+        if "\r" in text:
+            texts = [line.rstrip("\r") for line in texts]
+        if stream.name == "stdout" and "##octopus[" in text:  # service messages change what follows them
+            lines: list = []
+            for line in texts:
+                self._take_line(stream.name, line, lines)
+            self.add_lines(lines)
+        else:
+            self.add_texts(stream.name, texts)
+
+    def _feed_line_by_line(self, stream: PipeBuffer, chunk: bytes) -> None:
         lines: list[tuple[str, str, str | None, bool]] = []
         start = 0
         while start < len(chunk):

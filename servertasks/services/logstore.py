@@ -36,7 +36,7 @@ CATEGORIES = (
     Category.FATAL,
 )
 CODES = {str(category): code for code, category in enumerate(CATEGORIES)}
-WARNING_CODES = frozenset({CODES[Category.WARNING], CODES[Category.ERROR]})
+WARNING_CATEGORIES = frozenset({Category.WARNING, Category.ERROR})
 
 CHUNK_BYTES = 64 * 1024  # a chunk closes past this much text …
 CHUNK_LINES = 4096  # … or this many lines
@@ -58,14 +58,20 @@ def _utf8(text: str) -> bytes:
 
 def encode_chunk(lines: list[TaskLogLine]) -> TaskLogChunk:
     """One chunk from lines of one node with consecutive sequences (hot path: every line of every task)."""
-    texts = [_utf8(line.text) for line in lines]
+    texts = [line.text for line in lines]
+    text = "".join(texts)
+    if text.isascii():  # a character is a byte: one encode for the chunk
+        data, ends = text.encode(), accumulate(map(len, texts))
+    else:
+        encoded = [_utf8(piece) for piece in texts]
+        data, ends = b"".join(encoded), accumulate(map(len, encoded))
     count = len(lines)
     raw = b"".join(
         (
-            struct.pack(f"<{count}q", *[(line.occurred - EPOCH) // ONE_MICROSECOND for line in lines]),
+            struct.pack(f"<{count}q", *_microseconds(lines)),
             bytes([CODES.get(line.category, 1) for line in lines]),
-            struct.pack(f"<{count}I", *accumulate(map(len, texts))),
-            *texts,
+            struct.pack(f"<{count}I", *ends),
+            data,
         )
     )
     compressed = False
@@ -81,8 +87,19 @@ def encode_chunk(lines: list[TaskLogLine]) -> TaskLogChunk:
         last_sequence=lines[-1].sequence,
         compressed=compressed,
         data=raw,
-        has_warnings=any(line.category in (Category.WARNING, Category.ERROR) for line in lines),
+        has_warnings=any(line.category in WARNING_CATEGORIES for line in lines),
     )
+
+
+def _microseconds(lines: list[TaskLogLine]) -> list[int]:
+    """When each line occurred, in microseconds since the epoch; a batch's lines mostly share one time."""
+    times, last, value = [], None, 0
+    for line in lines:
+        if line.occurred is not last:
+            last = line.occurred
+            value = (last - EPOCH) // ONE_MICROSECOND
+        times.append(value)
+    return times
 
 
 def chunk_lines(batch: Iterable[TaskLogLine]) -> list[list[TaskLogLine]]:
@@ -127,19 +144,15 @@ def decode_chunk(chunk: TaskLogChunk) -> list[TaskLogLine]:
     codes = raw[8 * count : 9 * count]
     ends = struct.unpack_from(f"<{count}I", raw, 9 * count)
     text = memoryview(raw)[13 * count :]
-    lines, start, first = [], 0, chunk.first_sequence
+    lines, start, first, task_id, node_id = [], 0, chunk.first_sequence, chunk.task_id, chunk.node_id
+    occurred, micros = EPOCH, None
     for n in range(count):
         end = ends[n]
-        lines.append(
-            TaskLogLine(
-                task_id=chunk.task_id,
-                node_id=chunk.node_id,
-                sequence=first + n,
-                occurred=EPOCH + timedelta(microseconds=times[n]),
-                category=CATEGORIES[codes[n]],
-                text=str(text[start:end], "utf-8", "replace"),
-            )
-        )
+        if times[n] != micros:  # lines written together share one time, and one datetime here
+            micros = times[n]
+            occurred = EPOCH + timedelta(microseconds=micros)
+        line_text = str(text[start:end], "utf-8", "replace")
+        lines.append(TaskLogLine.of(task_id, node_id, first + n, occurred, CATEGORIES[codes[n]], line_text))
         start = end
     return lines
 

@@ -29,14 +29,22 @@ def stream_key(task_id: int) -> str:
     return f"{settings.REEF_STREAM_PREFIX}:task:{task_id}:log"
 
 
-def line_json(line) -> dict:
-    return {
-        "Sequence": line.sequence,
-        "Category": line.category,
-        "Text": line.text,
-        "Occurred": line.occurred.isoformat(),
-        "NodeId": line.node_id,
-    }
+def lines_json(lines) -> list[dict]:
+    """Lines as live viewers get them; a batch's lines mostly share one time, formatted once (hot path)."""
+    found, last, occurred = [], None, ""
+    for line in lines:
+        if line.occurred is not last:
+            last, occurred = line.occurred, line.occurred.isoformat()
+        found.append(
+            {
+                "Sequence": line.sequence,
+                "Category": line.category,
+                "Text": line.text,
+                "Occurred": occurred,
+                "NodeId": line.node_id,
+            }
+        )
+    return found
 
 
 def node_json(node) -> dict:
@@ -84,7 +92,7 @@ def publish(task, lines=None, node=None) -> None:
         _append(
             task.pk,
             "lines",
-            [line_json(line) for line in lines],
+            lines_json(lines),
             first=lines[0].sequence,
             last=lines[-1].sequence,
             nodes=nodes,

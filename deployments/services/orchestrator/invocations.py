@@ -267,13 +267,7 @@ class InvocationRunner:
                     canceled = True
                 # A failed GetStatus is retried by the transport with the same AfterSequence: nothing lost or doubled.
                 status = transport.get_status(ticket, after, 1)
-                for line in status.get("Logs") or []:
-                    if line.get("Category") == "Progress" and self.progress(node, line):
-                        after = max(after, int(line.get("Sequence", after)))
-                        continue
-                    category = line.get("Category") if line.get("Category") in CATEGORIES else Category.INFO
-                    self.log.write(line.get("Text", ""), category, node)
-                    after = max(after, int(line.get("Sequence", after)))
+                after = self.write_status_lines(status.get("Logs") or [], node, after)
                 self.log.flush()
                 if is_finished(status):
                     status = dict(status, Artifacts=transport.complete_script(ticket)["Artifacts"])
@@ -284,6 +278,20 @@ class InvocationRunner:
         finally:
             if not completed:
                 self.complete_script_quietly(transport, ticket, node)
+
+    def write_status_lines(self, lines: list[dict], node: ActivityNode, after: int) -> int:
+        """A GetStatus's lines into the log, in order; answers the last sequence taken (hot path: every line)."""
+        batch: list[tuple[str, str]] = []
+        for line in lines:
+            category = line.get("Category")
+            if category == "Progress":
+                self.log.write_many(batch, node)  # lines before the progress stay before it
+                batch = []
+                if self.progress(node, line):
+                    continue
+            batch.append((line.get("Text", ""), category if category in CATEGORIES else Category.INFO))
+        self.log.write_many(batch, node)
+        return max([after, *(int(line.get("Sequence", after)) for line in lines)])
 
     def complete_script_quietly(self, transport, ticket: str, node: ActivityNode) -> None:
         """Best effort, one attempt: the step already failed; the worker's folder should still go."""
