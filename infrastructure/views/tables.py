@@ -21,9 +21,9 @@ from infrastructure.models import Worker, WorkerPool
 
 
 def _escape(value: object) -> str:
-    """What {{ value }} writes for a plain value: django.utils.html.escape is html.escape(str(value)), here
-    without its lazy-string checks, paid once per value and several hundred times a page."""
-    return html.escape(str(value))
+    """What {{ value }} writes: django.utils.html.conditional_escape (safe HTML as it is, anything else through
+    html.escape(str(value))) without its lazy-string checks, paid once per value and several hundred times a page."""
+    return value.__html__() if hasattr(value, "__html__") else html.escape(str(value))
 
 
 def select_options(field: BoundField) -> SafeString:
