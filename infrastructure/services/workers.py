@@ -330,6 +330,19 @@ def workers_in_space(space: Space) -> QuerySet[Worker]:
     return Worker.objects.filter(space=space).select_related("machine_policy").prefetch_related("worker_pools")
 
 
+def pools_of_workers(worker_ids: Collection[int]) -> dict[int, list[tuple[int, str]]]:
+    """(pool id, name) of each worker's pools in pool order, for a page of workers: one query, no model objects."""
+    pools: dict[int, list[tuple[int, str]]] = {}
+    memberships = (
+        Worker.worker_pools.through.objects.filter(worker_id__in=worker_ids)
+        .order_by("workerpool__sort_order", "workerpool__name")
+        .values_list("worker_id", "workerpool_id", "workerpool__name")
+    )
+    for worker_id, pool_id, name in memberships:
+        pools.setdefault(worker_id, []).append((pool_id, name))
+    return pools
+
+
 def workers_available_in_pool(pool: WorkerPool) -> QuerySet[Worker]:
     return pool.workers.filter(
         is_disabled=False, health_status__in=[Worker.HealthStatus.HEALTHY, Worker.HealthStatus.HAS_WARNINGS]

@@ -6,8 +6,10 @@ from django.contrib import messages
 from django.core.exceptions import ValidationError
 from django.core.paginator import Paginator
 from django.db.models import Q
-from django.http import Http404
+from django.http import Http404, HttpResponse
+from django.middleware.csrf import get_token
 from django.shortcuts import redirect, render
+from django.utils.html import format_html
 from django.views.decorators.http import require_GET, require_POST
 from guardian.shortcuts import get_groups_with_perms
 
@@ -15,6 +17,7 @@ from infrastructure.forms import WorkerPoolEditForm, WorkerPoolForm
 from infrastructure.models import WorkerPool
 from infrastructure.services import pools
 from infrastructure.services.workers import workers_in_space
+from infrastructure.views import tables
 from infrastructure.views.shortcuts import get_worker_pool_in_space, row_url_prefixes, space_url
 from portal.models import Team
 from portal.permissions import Permission as P
@@ -40,8 +43,12 @@ def workerpool_list(request, space):
             messages.success(request, f"Worker pool {pool.name} added.")
             return redirect(space_url(space, "workerpool", pool.pk))
         status = 400
+    may_edit = may(request, P.WORKER_EDIT)
     return render(
-        request, "infrastructure/workerpools.html", {**_rows_context(request, space), "form": form}, status=status
+        request,
+        "infrastructure/workerpools.html",
+        {"space": space, "may_edit": may_edit, "pool_rows": _pool_rows(request, space, may_edit), "form": form},
+        status=status,
     )
 
 
@@ -49,16 +56,19 @@ def workerpool_list(request, space):
 @space_page(P.WORKER_VIEW)
 def workerpool_rows(request, space):
     """The table body alone, polled by htmx so health counts change without a reload."""
-    return render(request, "infrastructure/_workerpool_rows.html", _rows_context(request, space))
+    return HttpResponse(_pool_rows(request, space, may(request, P.WORKER_EDIT)))
 
 
-def _rows_context(request, space) -> dict:
-    return {
-        "space": space,
-        "pools": pools.pools_with_health_counts(space),
-        "may_edit": may(request, P.WORKER_EDIT),
-        **row_url_prefixes(space),
-    }
+def _pool_rows(request, space, may_edit: bool) -> str:
+    # Those who may edit get the move buttons, each form with the token field {% csrf_token %} writes.
+    token = get_token(request) if may_edit else None
+    csrf_input = format_html('<input type="hidden" name="csrfmiddlewaretoken" value="{}">', token) if token else ""
+    return tables.worker_pool_rows(
+        list(pools.pools_with_health_counts(space)),
+        pools_url=row_url_prefixes(space)["pools_url"],
+        may_edit=may_edit,
+        csrf_input=csrf_input,
+    )
 
 
 @space_page(P.WORKER_EDIT)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from django.contrib import messages
 from django.core.exceptions import ValidationError
 from django.core.paginator import Paginator
+from django.forms import ChoiceField
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_GET, require_POST
 
@@ -13,6 +14,7 @@ from infrastructure.models import Worker
 from infrastructure.services import workers
 from infrastructure.services.health import request_health_check
 from infrastructure.services.workers import Endpoint, WorkerSpec
+from infrastructure.views import tables
 from infrastructure.views.shortcuts import get_worker_in_space, row_url_prefixes, space_url
 from portal.permissions import Permission as P
 from portal.views.decorators import may, space_page
@@ -20,11 +22,19 @@ from portal.views.forms import refuse, submit
 
 Style = Worker.CommunicationStyle
 WORKERS_PER_PAGE = 50
+# What a row of the list shows: not the machine policy, the last check's log or the capabilities.
+_LISTED = ["name", "is_disabled", "health_status", "last_health_check", "communication_style", "uri", "host", "port"]
 
 
 @space_page(P.WORKER_VIEW)
 def worker_list(request, space):
     context = _list_context(request, space)
+    # The filters' <select>s are written in one pass: the template engine, an <option> at a time, was slow with
+    # many pools. Text inputs render as Django renders them.
+    context["filter_fields"] = [
+        (field, tables.select_options(field) if isinstance(field.field, ChoiceField) else None)
+        for field in context["form"].visible_fields()
+    ]
     return render(request, "infrastructure/workers.html", context, status=400 if context["form"].errors else 200)
 
 
@@ -38,20 +48,21 @@ def worker_rows(request, space):
 
 def _list_context(request, space) -> dict:
     form = WorkerFilterForm(request.GET, space=space)
-    rows = workers.workers_in_space(space).order_by("name")
+    rows = workers.workers_in_space(space).select_related(None).prefetch_related(None).only(*_LISTED).order_by("name")
     if form.is_valid():
         rows = form.filter(rows)
     page = Paginator(rows, WORKERS_PER_PAGE).get_page(request.GET.get("page"))
+    urls = row_url_prefixes(space)
     querystring = request.GET.copy()
     querystring.pop("page", None)
     return {
         "space": space,
         "form": form,
         "page": page,
+        "rows": tables.worker_rows(page, workers.pools_of_workers([w.pk for w in page]), **urls),
         "querystring": querystring.urlencode(),
         "filtered": any(form.data.get(name) for name in form.fields),
         "may_edit": may(request, P.WORKER_EDIT),
-        **row_url_prefixes(space),
     }
 
 
