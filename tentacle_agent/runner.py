@@ -53,7 +53,17 @@ from tentacle_agent.script import (
     Script,
     secret_forms,
 )
-from tentacle_agent.workfolders import SECRET_FILES, TICKET, claim, prepare, read_artifact, release, remove_leftovers
+from tentacle_agent.workfolders import (
+    BASH_ARGV,
+    SECRET_FILES,
+    TICKET,
+    claim,
+    open_bash_bootstrap,
+    prepare,
+    read_artifact,
+    release,
+    remove_leftovers,
+)
 
 # What other modules import from here, as they always have.
 __all__ = [
@@ -326,17 +336,25 @@ class ScriptRunner:
             os.chown(script.work, account.pw_uid, account.pw_gid)
             env.update(HOME=str(script.work), USER=account.pw_name, LOGNAME=account.pw_name, TMPDIR=str(script.work))
             identity = {"user": account.pw_uid, "group": account.pw_gid, "extra_groups": []}
-        with self.spawn_lock:
-            script.process = subprocess.Popen(
-                argv,
-                cwd=script.work,
-                env=env,
-                stdin=subprocess.DEVNULL,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.PIPE,
-                start_new_session=True,
-                **identity,
-            )
+        bootstrap = None
+        if tuple(argv) == BASH_ARGV:
+            bootstrap, argv = open_bash_bootstrap(script.work)
+        try:
+            with self.spawn_lock:
+                script.process = subprocess.Popen(
+                    argv,
+                    cwd=script.work,
+                    env=env,
+                    stdin=subprocess.DEVNULL,
+                    stdout=subprocess.PIPE,
+                    stderr=subprocess.PIPE,
+                    start_new_session=True,
+                    pass_fds=() if bootstrap is None else (bootstrap,),
+                    **identity,
+                )
+        finally:
+            if bootstrap is not None:
+                os.close(bootstrap)
         with script.condition:
             script.state = "Running"
             script.condition.notify_all()

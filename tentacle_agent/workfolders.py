@@ -105,19 +105,35 @@ def prepare(script: Script, account: pwd.struct_passwd | None, package_cache, en
         write_private(work / "bootstrap.ps1", POWERSHELL_BOOTSTRAP)
         write_private(work / "script.ps1", body)
         return ["pwsh", "-NoProfile", "-NonInteractive", "-File", "bootstrap.ps1"]
-    # Bash needs no variables.json: the bootstrap holds the values and deletes itself once bash has it open.
+    # Bash needs no variables.json: the bootstrap holds the values, and bash reads it through a descriptor
+    # (open_bash_bootstrap), so its file is gone before the script starts.
     assignments = "".join(
         f"octopus_parameters[{shlex.quote(v['Name'])}]={shlex.quote(str(v.get('Value', '')))}\n" for v in variables
     )
     write_private(
         work / "bootstrap.sh",
-        'rm -f -- "$0"\ndeclare -A octopus_parameters\n'
+        "exec {REEF_BOOTSTRAP_FD}<&-; unset REEF_BOOTSTRAP_FD\ndeclare -A octopus_parameters\n"
         + assignments
         + BASH_BOOTSTRAP
-        + 'cd "$(dirname "$0")"\nsource ./script.sh\n',
+        + "source ./script.sh\n",
     )
     write_private(work / "script.sh", bash_line_endings(body))
-    return ["bash", "bootstrap.sh"]
+    return list(BASH_ARGV)
+
+
+BASH_ARGV = ("bash", "bootstrap.sh")
+
+
+def open_bash_bootstrap(work: Path) -> tuple[int, list[str]]:
+    """The descriptor bash reads its bootstrap from (the caller passes it to bash, then closes it) and the argv.
+    The file is unlinked at once: the values in it never lie on disk while the script runs, and bash needs
+    no `rm` (nor `dirname`: it starts in the work folder), each a fork and an exec before the first line.
+    `source` reads the whole file before running it; the bootstrap then closes the descriptor, so the
+    script's processes never inherit it. $0 stays "bootstrap.sh"."""
+    path = work / "bootstrap.sh"
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    path.unlink()
+    return fd, ["bash", "-c", f"REEF_BOOTSTRAP_FD={fd}; . /dev/fd/$REEF_BOOTSTRAP_FD", "bootstrap.sh"]
 
 
 def read_artifact(path: Path, run_as: str | None) -> bytes | None:
