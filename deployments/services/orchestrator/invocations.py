@@ -79,7 +79,8 @@ class InvocationRunner:
 
     def invoke(self, invocation: Invocation) -> str:
         node, step, worker = invocation.node, invocation.step, invocation.choice.worker
-        self.log.start(node)
+        if node.status != Status.RUNNING:
+            self.log.start(node)
         if self.marked_down(invocation) and not self.route_around(invocation, invocation.choice.worker.status_summary):
             return Status.FAILED
         transport = self.transport(invocation)
