@@ -19,7 +19,8 @@ Every choice is a WorkerLease recorded against the task, deleted however the tas
 from __future__ import annotations
 
 import threading
-from dataclasses import dataclass
+import time
+from dataclasses import dataclass, field
 
 from django.conf import settings
 from django.db import connection, transaction
@@ -45,6 +46,7 @@ class Choice:
     worker: Worker | None  # None: the built-in worker
     pool: WorkerPool
     rule: str
+    chosen_at: float = field(default_factory=time.monotonic, compare=False)
 
     @property
     def worker_name(self) -> str:
