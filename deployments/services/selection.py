@@ -19,10 +19,11 @@ Every choice is a WorkerLease recorded against the task, deleted however the tas
 from __future__ import annotations
 
 import threading
-from dataclasses import dataclass
+import time
+from dataclasses import dataclass, field
 
 from django.conf import settings
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models import Count
 
 from deployments.models import Environment, ServerConfiguration, WorkerLease
@@ -45,6 +46,7 @@ class Choice:
     worker: Worker | None  # None: the built-in worker
     pool: WorkerPool
     rule: str
+    chosen_at: float = field(default_factory=time.monotonic, compare=False)
 
     @property
     def worker_name(self) -> str:
@@ -104,7 +106,6 @@ class WorkerSelector:
     def __init__(self, task: ServerTask):
         self.task = task
         self.affinity: dict[tuple, tuple[Worker, str, int]] = {}
-        self.builtin_enabled = ServerConfiguration.current().is_builtin_worker_enabled
         self.group = 0  # steps in one group run at the same time
         self.in_group: dict[int, int] = {}  # worker pk -> this task's leases in the current group
         self.unreachable: dict[int, str] = {}  # worker pk -> why it failed this task before a script started
@@ -116,7 +117,7 @@ class WorkerSelector:
             self.group += 1
             self.in_group = {}
         if pool.is_default and not pool.workers.exists():
-            if not self.builtin_enabled:
+            if not ServerConfiguration.current().is_builtin_worker_enabled:
                 raise SelectionError(
                     f"Step {step_name!r} resolves to the default pool {pool.name}, which has no workers, "
                     "so it would run on the built-in worker, but the built-in worker is disabled. "
@@ -124,9 +125,13 @@ class WorkerSelector:
                 )
             return Choice(None, pool, f"the default pool {pool.name} has no workers, so the built-in worker runs it")
         with transaction.atomic():
-            # One chooser per pool at a time (across server nodes), so lease counts are current.
-            WorkerPool.objects.select_for_update().filter(pk=pool.pk).first()
-            candidates = [w for w in workers_available_in_pool(pool).order_by("pk") if w.pk not in self.unreachable]
+            # One chooser per pool at a time (across server nodes), so lease counts are current. SQLite has no
+            # row locks: its transactions begin IMMEDIATE, one writer at a time, so this one already holds it.
+            if connection.features.has_select_for_update:
+                WorkerPool.objects.select_for_update().filter(pk=pool.pk).first()
+            # The policy comes along: the chosen worker's transport reads its timeouts and retries.
+            available = workers_available_in_pool(pool).select_related("machine_policy").order_by("pk")
+            candidates = [w for w in available if w.pk not in self.unreachable]
             if not candidates:
                 raise SelectionError(
                     _unusable_pool_message(pool, step_name)

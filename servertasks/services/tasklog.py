@@ -137,10 +137,12 @@ class TaskLog:
 
     # The activity tree ------------------------------------------------------------------------
 
-    def node(self, name: str, parent: ActivityNode | None = None) -> ActivityNode:
+    def node(self, name: str, parent: ActivityNode | None = None, *, running: bool = False) -> ActivityNode:
+        """A new node of the tree, Pending, or Running from now (one write, not two)."""
+        fields = {"status": ActivityNode.Status.RUNNING, "started": timezone.now()} if running else {}
         node = retrying_db_write(
             "add a log node",
-            lambda: ActivityNode.objects.create(task=self.task, parent=parent, name=self.mask(name)[:300]),
+            lambda: ActivityNode.objects.create(task=self.task, parent=parent, name=self.mask(name)[:300], **fields),
         )
         self._changed(node)
         return node

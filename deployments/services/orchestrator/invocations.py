@@ -32,7 +32,8 @@ from tentacle_agent.protocol import is_finished
 
 Status = ActivityNode.Status
 Category = TaskLogLine.Category
-CATEGORIES = frozenset(Category.values)  # Category.values builds a list on each call (hot path: every line)
+CATEGORIES = frozenset(Category.values)
+FRESH_CHOICE_SECONDS = 1.0  # Category.values builds a list on each call (hot path: every line)
 
 
 @dataclass
@@ -79,7 +80,8 @@ class InvocationRunner:
 
     def invoke(self, invocation: Invocation) -> str:
         node, step, worker = invocation.node, invocation.step, invocation.choice.worker
-        self.log.start(node)
+        if node.status != Status.RUNNING:
+            self.log.start(node)
         if self.marked_down(invocation) and not self.route_around(invocation, invocation.choice.worker.status_summary):
             return Status.FAILED
         transport = self.transport(invocation)
@@ -148,9 +150,11 @@ class InvocationRunner:
             pass
 
     def marked_down(self, invocation: Invocation) -> bool:
-        """Whether the chosen worker was found down since the task began (selection happened then)."""
+        """Whether the chosen worker was found down since the task began (selection happened then). A choice
+        made a moment ago is current (the first step's); should the worker have gone since, the transport
+        finds it unreachable before the script starts, and the step is routed around all the same."""
         worker = invocation.choice.worker
-        if worker is None:
+        if worker is None or time.monotonic() - invocation.choice.chosen_at < FRESH_CHOICE_SECONDS:
             return False
         worker.refresh_from_db(fields=["health_status", "status_summary", "is_disabled"])
         return not worker.is_available()

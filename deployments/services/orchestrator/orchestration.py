@@ -95,12 +95,11 @@ class Orchestration:
         watcher = threading.Thread(target=self.watch, name=f"watch-{self.task.pk}", daemon=True)
         watcher.start()
         try:
-            self.root = (
-                self.log.node(self.task.description)
-                if "RootNodeId" not in self.resume
-                else ActivityNode.objects.get(pk=self.resume["RootNodeId"])
-            )
-            self.log.start(self.root)
+            if "RootNodeId" in self.resume:
+                self.root = ActivityNode.objects.get(pk=self.resume["RootNodeId"])
+                self.log.start(self.root)
+            else:
+                self.root = self.log.node(self.task.description, running=True)
             if self.resume:
                 self.resumed()
             self.execute()
@@ -187,7 +186,10 @@ class Orchestration:
         self.log.start(node)
         for invocation in invocations:
             behalf = f" on behalf of {invocation.target.name}" if invocation.target else ""
-            invocation.node = self.log.node(f"{invocation.choice.worker_name}{behalf}", node)
+            # A step's only invocation starts now; others wait, Pending, for their turn.
+            invocation.node = self.log.node(
+                f"{invocation.choice.worker_name}{behalf}", node, running=len(invocations) == 1
+            )
         parallelism = max(1, min(int(step["MaxParallelism"]), len(invocations)))
         if parallelism == 1:
             results = [self.runner.invoke(i) for i in invocations]

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 
 from django.conf import settings
 
-from deployments.models import Environment, Release, Step, Variable
+from deployments.models import Deployment, Environment, Release, Step, Variable
 from deployments.services.octostache import SubstitutionError, VariableDictionary
 from portal.encryption import decrypt
 from servertasks.models import ServerTask, TaskLogLine
@@ -93,7 +93,7 @@ def system_variables(task: ServerTask, environment: Environment | None, release:
     if environment:
         values.update({"Octopus.Environment.Id": environment.octopus_id, "Octopus.Environment.Name": environment.name})
     if release:
-        deployment = task.deployment
+        deployment = Deployment.objects.select_related("created_by").get(task=task)
         values.update(
             {
                 "Octopus.Release.Id": release.octopus_id,
