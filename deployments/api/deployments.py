@@ -35,6 +35,9 @@ __all__ = [
 ]
 
 
+RELEASE_RELATED = ("project__space", "channel__lifecycle")
+
+
 class DeploymentViewSet(SpaceScopedViewSet):
     serializer_class = r.DeploymentSerializer
     item_type = "Deployment"
@@ -49,7 +52,8 @@ class DeploymentViewSet(SpaceScopedViewSet):
     def create(self, request, *args, **kwargs):
         space = self.require_edit()
         d = self._input(r.DeploymentCreateSerializer).validated_data
-        release = find(Release, space, d["ReleaseId"], "ReleaseId")
+        # What deploy_release reads of the release (its project, space, channel and lifecycle) comes in one read.
+        release = find(Release, space, d["ReleaseId"], "ReleaseId", related=RELEASE_RELATED)
         environment = find(Environment, space, d["EnvironmentId"], "EnvironmentId")
         try:
             deployment = deploy.deploy_release(

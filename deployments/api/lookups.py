@@ -10,9 +10,13 @@ from rest_framework.response import Response
 from deployments.services import processes
 
 
-def find(model, space, octopus_id: str, field: str, **scope):
-    """The space's object with that id, or a 400 naming the field."""
-    found = model.objects.filter(pk=model.pk_from_octopus_id(octopus_id) or 0, **scope).first() if octopus_id else None
+def find(model, space, octopus_id: str, field: str, *, related: tuple[str, ...] = (), **scope):
+    """The space's object with that id (its `related` rows read with it), or a 400 naming the field."""
+    found = None
+    if octopus_id:
+        found = (
+            model.objects.select_related(*related).filter(pk=model.pk_from_octopus_id(octopus_id) or 0, **scope).first()
+        )
     if found is None or found.space_id != space.pk:
         raise ApiValidationError({field: [f"No {model.__name__.lower()} {octopus_id!r} in this space."]})
     return found
