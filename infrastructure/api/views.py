@@ -52,7 +52,8 @@ class SpaceScopedViewSet(OctopusViewSetMixin, viewsets.GenericViewSet, ABC):
         if not hasattr(self, "_space"):
             space_id = self.kwargs.get("space_id")
             if space_id is None:  # the default space, if the user may see it: one read
-                self._space = spaces_visible_to(self.request.user).filter(is_default=True).first()
+                default = spaces_visible_to(self.request.user).filter(is_default=True).order_by()[:1]
+                self._space = next(iter(default), None)  # at most one default space: no ORDER BY to build
                 if self._space is None:
                     raise Http404("No such space.")
             else:
