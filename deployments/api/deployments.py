@@ -35,6 +35,9 @@ __all__ = [
 ]
 
 
+RELEASE_RELATED = ("project", "channel__lifecycle")
+
+
 class DeploymentViewSet(SpaceScopedViewSet):
     serializer_class = r.DeploymentSerializer
     item_type = "Deployment"
@@ -49,7 +52,10 @@ class DeploymentViewSet(SpaceScopedViewSet):
     def create(self, request, *args, **kwargs):
         space = self.require_edit()
         d = self._input(r.DeploymentCreateSerializer).validated_data
-        release = find(Release, space, d["ReleaseId"], "ReleaseId")
+        # What deploy_release reads of the release (its project, channel and lifecycle) comes in one read; the
+        # project's space is the request's (find checked it).
+        release = find(Release, space, d["ReleaseId"], "ReleaseId", related=RELEASE_RELATED)
+        release.project.space = space
         environment = find(Environment, space, d["EnvironmentId"], "EnvironmentId")
         try:
             deployment = deploy.deploy_release(

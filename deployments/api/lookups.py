@@ -10,9 +10,14 @@ from rest_framework.response import Response
 from deployments.services import processes
 
 
-def find(model, space, octopus_id: str, field: str, **scope):
-    """The space's object with that id, or a 400 naming the field."""
-    found = model.objects.filter(pk=model.pk_from_octopus_id(octopus_id) or 0, **scope).first() if octopus_id else None
+def find(model, space, octopus_id: str, field: str, *, related: tuple[str, ...] = (), **scope):
+    """The space's object with that id (its `related` rows read with it), or a 400 naming the field."""
+    found = None
+    if octopus_id:
+        matches = model.objects.filter(pk=model.pk_from_octopus_id(octopus_id) or 0, **scope)
+        if related:  # (select_related() of nothing would follow every foreign key)
+            matches = matches.select_related(*related)
+        found = next(iter(matches.order_by()[:1]), None)  # one row by its key: no ORDER BY to build
     if found is None or found.space_id != space.pk:
         raise ApiValidationError({field: [f"No {model.__name__.lower()} {octopus_id!r} in this space."]})
     return found

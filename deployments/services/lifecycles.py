@@ -4,6 +4,7 @@ call these; each validates (a ValidationError names the field), saves in one tra
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import cached_property
 
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import IntegrityError, transaction
@@ -94,12 +95,16 @@ class EffectivePhase:
 
 def effective_phases(lifecycle: Lifecycle) -> list[EffectivePhase]:
     """The lifecycle's phases; with none defined, one phase per environment of the space, in order."""
-    phases = list(lifecycle.phases.prefetch_related("automatic_environments", "optional_environments"))
+    return _phases_and_names(lifecycle)[0]
+
+
+def _phases_and_names(lifecycle: Lifecycle) -> tuple[list[EffectivePhase], dict[int, str] | None]:
+    """effective_phases, and the space's environment names when the phases are its environments (the same read)."""
+    phases = lifecycle.phases.order_by("sort_order", "id")  # one lifecycle: no join to order by it
+    phases = list(phases.prefetch_related("automatic_environments", "optional_environments"))
     if not phases:
-        return [
-            EffectivePhase(name=e.name, environment_ids=[e.pk])
-            for e in Environment.objects.filter(space=lifecycle.space_id)
-        ]
+        names = dict(Environment.objects.filter(space=lifecycle.space_id).values_list("pk", "name"))
+        return [EffectivePhase(name=name, environment_ids=[pk]) for pk, name in names.items()], names
     found = []
     for phase in phases:
         automatic = [e.pk for e in phase.automatic_environments.all()]
@@ -113,7 +118,7 @@ def effective_phases(lifecycle: Lifecycle) -> list[EffectivePhase]:
                 is_optional=phase.is_optional_phase,
             )
         )
-    return found
+    return found, None
 
 
 def succeeded_environment_ids(release: Release) -> set[int]:
@@ -124,24 +129,47 @@ def succeeded_environment_ids(release: Release) -> set[int]:
     )
 
 
-def promotion_refusal(release: Release, environment: Environment, *, _context: tuple | None = None) -> str | None:
+class _PromotionContext:
+    """What promotion_refusal reads, each read once and only when needed: the lifecycle and its phases; where the
+    release succeeded and the environments' names only once an environment lies past the first phase."""
+
+    def __init__(self, release: Release):
+        self.release = release
+        self.lifecycle = lifecycle_of_release(release)
+        self.phases, self._names = _phases_and_names(self.lifecycle)
+
+    @cached_property
+    def succeeded(self) -> set[int]:
+        return succeeded_environment_ids(self.release)
+
+    @cached_property
+    def names(self) -> dict[int, str]:
+        if self._names is not None:
+            return self._names
+        return dict(Environment.objects.filter(space=self.lifecycle.space_id).values_list("pk", "name"))
+
+
+def promotion_refusal(
+    release: Release, environment: Environment, *, _context: _PromotionContext | None = None
+) -> str | None:
     """None if the release may be deployed to the environment now, else the sentence saying why not.
 
     1. Walk the phases in order; each phase's environments are open once every phase before it is complete.
     2. A phase is complete when it is optional, or when its minimum number of environments (0: all of them) has a
        successful deployment of this release.
     """
-    lifecycle, phases, succeeded, names = _context or _promotion_context(release)
+    context = _context or _PromotionContext(release)
+    lifecycle, phases = context.lifecycle, context.phases
     if not any(environment.pk in phase.environment_ids for phase in phases):
         return f"{environment.name} is not in any phase of the lifecycle {lifecycle.name}."
     for phase in phases:
         if environment.pk in phase.environment_ids:
             return None
         needed = phase.minimum or len(phase.environment_ids)
-        done = len(succeeded & set(phase.environment_ids))
+        done = len(context.succeeded & set(phase.environment_ids))
         if not phase.is_optional and done < needed:
             target = next(p for p in phases if environment.pk in p.environment_ids)
-            where = ", ".join(names.get(pk, "?") for pk in phase.environment_ids)
+            where = ", ".join(context.names.get(pk, "?") for pk in phase.environment_ids)
             return (
                 f"Release {release.version} cannot be deployed to {environment.name} "
                 f"(phase {target.name} of the lifecycle "
@@ -149,14 +177,6 @@ def promotion_refusal(release: Release, environment: Environment, *, _context: t
                 f"{needed if phase.minimum else 'each'} of {where}, and has {done}."
             )
     return None
-
-
-def _promotion_context(release: Release) -> tuple:
-    """What promotion_refusal reads, read once: the lifecycle, its phases, where the release succeeded,
-    environment names."""
-    lifecycle = lifecycle_of_release(release)
-    names = dict(Environment.objects.filter(space=lifecycle.space_id).values_list("pk", "name"))
-    return lifecycle, effective_phases(lifecycle), succeeded_environment_ids(release), names
 
 
 def require_promotable(release: Release, environment: Environment) -> None:
@@ -203,8 +223,8 @@ def promote_after_task(task_id: int) -> list[Deployment]:
 def lifecycle_progress(release: Release) -> tuple[Lifecycle, list[dict]]:
     """The release's lifecycle and, phase by phase, each environment with where the release stands there:
     `Deployed` (a successful deployment), `Open` (may be deployed now) or `Locked` (with the reason)."""
-    context = _promotion_context(release)
-    lifecycle, effective, succeeded, _ = context
+    context = _PromotionContext(release)
+    lifecycle, effective, succeeded = context.lifecycle, context.phases, context.succeeded
     environments = {e.pk: e for e in Environment.objects.filter(space=lifecycle.space_id)}
     phases = []
     for phase in effective:
@@ -230,7 +250,7 @@ def lifecycle_progress(release: Release) -> tuple[Lifecycle, list[dict]]:
 
 def environments_open_to(release: Release) -> list[Environment]:
     """The environments the release may be deployed to now, in order: what the deploy page offers."""
-    context = _promotion_context(release)
+    context = _PromotionContext(release)
     return [
         e
         for e in Environment.objects.filter(space=release.project.space_id)

@@ -6,6 +6,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 
 from django.core.exceptions import ValidationError
+from django.http import Http404
 from django.shortcuts import get_object_or_404
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema
@@ -50,10 +51,13 @@ class SpaceScopedViewSet(OctopusViewSetMixin, viewsets.GenericViewSet, ABC):
     def get_space(self) -> Space:
         if not hasattr(self, "_space"):
             space_id = self.kwargs.get("space_id")
-            if space_id is None:
-                default = spaces_visible_to(self.request.user).filter(is_default=True).first()
-                space_id = default.octopus_id if default else "Spaces-0"
-            self._space = get_space_for_user(self.request.user, space_id)
+            if space_id is None:  # the default space, if the user may see it: one read
+                default = spaces_visible_to(self.request.user).filter(is_default=True).order_by()[:1]
+                self._space = next(iter(default), None)  # at most one default space: no ORDER BY to build
+                if self._space is None:
+                    raise Http404("No such space.")
+            else:
+                self._space = get_space_for_user(self.request.user, space_id)
             require_permission(self.request.user, self.view_permission, space=self._space)
         return self._space
 
