@@ -90,7 +90,7 @@ def queue_server_task(
         environment=environment,
     )
     if pools:
-        task.worker_pools.set(pools)
+        task.worker_pools.add(*pools)  # a new task has none: nothing to read first
     transaction.on_commit(lambda: celery_task.delay(task.pk))
     return task
 
