@@ -56,8 +56,10 @@ class Planner:
         selector = self.selector
         plans: dict[int, list[Invocation]] = {}
         wanted = self.arguments.get("WorkerIds") or []
-        chosen_workers = list(
-            Worker.objects.filter(space=self.space, pk__in=[Worker.pk_from_octopus_id(i) for i in wanted])
+        chosen_workers = (
+            list(Worker.objects.filter(space=self.space, pk__in=[Worker.pk_from_octopus_id(i) for i in wanted]))
+            if wanted
+            else []
         )
         if len(chosen_workers) != len(wanted):
             gone = sorted(set(wanted) - {w.octopus_id for w in chosen_workers})
