@@ -113,12 +113,17 @@ def _connects_soon(subscription: str) -> bool:
 
 
 def check_worker_health(worker_id: int) -> Worker:
-    """Checks one worker, unless a check of it is already running (on any node): then its current
-    state is the answer, and the running check will record the news."""
+    """Checks one worker, unless a check of it is already running (on any node, such as the polling
+    endpoint's check of an agent that just came back): then that check's outcome is the answer."""
     worker = Worker.objects.select_related("machine_policy", "account", "space").get(pk=worker_id)
     # Under the node's prefix ("reef"): test runs sharing one Redis have workers with the same ids.
     key = f"{settings.REEF_STREAM_PREFIX}:health:checking:{worker.pk}"
-    if not redis_client().set(key, 1, nx=True, ex=int(check_deadline(worker.machine_policy)) + 5):
+    deadline = int(check_deadline(worker.machine_policy)) + 5
+    if not redis_client().set(key, 1, nx=True, ex=deadline):
+        ends = time.monotonic() + deadline
+        while redis_client().exists(key) and time.monotonic() < ends:
+            time.sleep(0.1)
+        worker.refresh_from_db()
         return worker
     try:
         return _check(worker)
