@@ -8,6 +8,7 @@ import re
 import subprocess
 import threading
 import time
+from operator import itemgetter
 from pathlib import Path
 
 MASK = "********"
@@ -159,7 +160,7 @@ class Script:
             return
         start = max(self.fetched_through + 1, self.first_sequence) - self.first_sequence
         stop = after + 1 - self.first_sequence
-        self.unfetched_bytes -= sum(len(line["Text"]) for line in self.lines[start:stop])
+        self.unfetched_bytes -= sum(map(len, map(itemgetter("Text"), self.lines[start:stop])))
         self.fetched_through = after
         drop = min(len(self.lines) - KEEP_FETCHED_LINES, after + 1 - self.first_sequence)
         if drop > 0:

@@ -16,9 +16,11 @@ from __future__ import annotations
 
 import struct
 import zlib
+from bisect import bisect_left
 from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime, timedelta
 from itertools import accumulate
+from operator import attrgetter
 
 from django.db.models import F, Max, Sum
 
@@ -104,6 +106,28 @@ def _microseconds(lines: list[TaskLogLine]) -> list[int]:
 
 def chunk_lines(batch: Iterable[TaskLogLine]) -> list[list[TaskLogLine]]:
     """Splits a batch where the node changes, a sequence is skipped, or a chunk is full."""
+    batch = list(batch)
+    sequences = list(map(attrgetter("sequence"), batch))
+    if len(set(map(attrgetter("task_id", "node_id"), batch))) == 1 and sequences == list(
+        range(sequences[0], sequences[0] + len(sequences))
+    ):  # one node's consecutive lines, as a flush nearly always is: split where full (hot path)
+        return _split_where_full(batch)
+    return _chunk_line_by_line(batch)
+
+
+def _split_where_full(lines: list[TaskLogLine]) -> list[list[TaskLogLine]]:
+    """As _chunk_line_by_line for one run: a chunk takes another line while its text is under CHUNK_BYTES
+    and it holds fewer than CHUNK_LINES lines."""
+    before = list(accumulate(map(len, map(attrgetter("text"), lines)), initial=0))  # text before each line
+    groups, start = [], 0
+    while start < len(lines):
+        stop = min(bisect_left(before, before[start] + CHUNK_BYTES, start + 1), start + CHUNK_LINES, len(lines))
+        groups.append(lines[start:stop])
+        start = stop
+    return groups
+
+
+def _chunk_line_by_line(batch: list[TaskLogLine]) -> list[list[TaskLogLine]]:
     groups: list[list[TaskLogLine]] = []
     current: list[TaskLogLine] = []
     size = 0

@@ -254,3 +254,42 @@ def test_the_live_stream_keeps_only_its_newest_entries_and_expires_after_its_tas
     assert 0 < client.ttl(key) <= logstream.FINISHED_TTL
     assert [fields[b"kind"] for _, fields in client.xrange(key)] == [b"state"]  # every line is in storage
     assert logstore.line_count(task.pk) == 800
+
+
+FULL = logstore.CHUNK_BYTES
+# (length, how many lines of it): short lines in numbers that fill a chunk, long ones around its size
+LINES = st.one_of(
+    st.tuples(st.integers(0, 40), st.sampled_from([1, 2, 3, logstore.CHUNK_LINES + 1])),
+    st.tuples(st.sampled_from([FULL // 2, FULL - 1, FULL, FULL + 1]), st.just(1)),
+)
+
+
+@given(
+    runs=st.lists(
+        st.tuples(st.sampled_from([None, 1, 2]), st.booleans(), st.lists(LINES, min_size=1, max_size=4)),
+        min_size=1,
+        max_size=4,
+    )
+)
+@hypothesis_settings(deadline=None, suppress_health_check=[HealthCheck.too_slow])
+def test_a_batch_splits_into_full_chunks_only_where_it_must(runs):
+    """However a flush's lines fall (node changes, skipped sequences, long and short lines), its chunks hold
+    them all in order; each is one node's consecutive lines within the limits; a chunk ends early only at a
+    change of node or a skipped sequence."""
+    batch, sequence = [], 0
+    for node, skip, lengths in runs:
+        sequence += 2 if skip else 0
+        for length, count in lengths:
+            for _ in range(count):
+                batch.append(TaskLogLine.of(1, node, sequence, timezone.now(), Category.INFO, "x" * length))
+                sequence += 1
+    chunks = logstore.chunk_lines(batch)
+    assert [line for chunk in chunks for line in chunk] == batch
+    for chunk in chunks:
+        assert len({line.node_id for line in chunk}) == 1
+        assert [line.sequence for line in chunk] == list(range(chunk[0].sequence, chunk[-1].sequence + 1))
+        assert len(chunk) <= logstore.CHUNK_LINES
+        assert sum(len(line.text) for line in chunk[:-1]) < logstore.CHUNK_BYTES
+    for chunk, following in zip(chunks, chunks[1:], strict=False):
+        if following[0].node_id == chunk[-1].node_id and following[0].sequence == chunk[-1].sequence + 1:
+            assert len(chunk) == logstore.CHUNK_LINES or sum(len(line.text) for line in chunk) >= logstore.CHUNK_BYTES

@@ -8,6 +8,7 @@ import base64
 import threading
 import time
 from dataclasses import dataclass, field
+from operator import methodcaller
 from pathlib import Path
 
 from django.conf import settings
@@ -295,7 +296,7 @@ class InvocationRunner:
                     continue
             batch.append((line.get("Text", ""), category if category in CATEGORIES else Category.INFO))
         self.log.write_many(batch, node)
-        return max([after, *(int(line.get("Sequence", after)) for line in lines)])
+        return max(after, *map(int, map(methodcaller("get", "Sequence", after), lines)))
 
     def complete_script_quietly(self, transport, ticket: str, node: ActivityNode) -> None:
         """Best effort, one attempt: the step already failed; the worker's folder should still go."""
