@@ -296,7 +296,7 @@ class InvocationRunner:
                     continue
             batch.append((line.get("Text", ""), category if category in CATEGORIES else Category.INFO))
         self.log.write_many(batch, node)
-        return max(after, *map(int, map(methodcaller("get", "Sequence", after), lines)))
+        return max(after, max(map(int, map(methodcaller("get", "Sequence", after), lines)), default=after))
 
     def complete_script_quietly(self, transport, ticket: str, node: ActivityNode) -> None:
         """Best effort, one attempt: the step already failed; the worker's folder should still go."""
