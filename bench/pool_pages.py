@@ -2,9 +2,10 @@
 
 Builds a throwaway test database (on DATABASE_URL's server, else SQLite) and measures the median time the
 Django test Client takes to render each page, signed in, through the whole middleware stack. The baseline
-is the same page in the same run with one pool (the default) and no workers: same layout, middleware and
-session, so the ratio is what the data costs. Each page's query count is printed for both (it must not
-grow with the data). The final line reports the page with the worse ratio:
+is the same page in the same run, in a second space with one pool (its default) and no workers: same
+layout, middleware and session, so the ratio is what the data costs. The two are timed in alternation,
+round by round, so that a busy moment of a shared machine falls on both. Each page's query count is
+printed for both (it must not grow with the data). The final line reports the page with the worse ratio:
 
     python bench/pool_pages.py            # BENCH_ROUNDS=30 by default
     pool_pages: 41.2 ms (20.6 ms, ratio 2.0)
@@ -43,15 +44,18 @@ def query_count(client, url: str) -> int:
     return len(queries)
 
 
-def median_ms(client, url: str, rounds: int) -> float:
-    client.get(url)  # warm up: templates compiled, sessions and permissions cached as in a running server
-    samples = []
+def median_ms(client, urls: list[str], rounds: int) -> list[float]:
+    """Each URL's median time; the URLs take turns in every round."""
+    for url in urls:
+        client.get(url)  # warm up: templates compiled, sessions and permissions cached as in a running server
+    samples: list[list[float]] = [[] for _ in urls]
     for _ in range(rounds):
-        started = time.perf_counter()
-        response = client.get(url)
-        samples.append((time.perf_counter() - started) * 1000)
-        assert response.status_code == 200, (url, response.status_code)
-    return statistics.median(samples)
+        for url, times in zip(urls, samples, strict=True):
+            started = time.perf_counter()
+            response = client.get(url)
+            times.append((time.perf_counter() - started) * 1000)
+            assert response.status_code == 200, (url, response.status_code)
+    return [statistics.median(times) for times in samples]
 
 
 def fill(space, pool_count: int = POOLS, worker_count: int = WORKERS, first: int = 0) -> None:
@@ -95,6 +99,7 @@ def main() -> None:
 
     from infrastructure.models import Worker, WorkerPool
     from portal.models import Space
+    from portal.services.spaces import create_space
     from portal.services.users import ensure_first_administrator
 
     settings.ALLOWED_HOSTS = ["*"]
@@ -106,13 +111,14 @@ def main() -> None:
         client = Client()
         client.force_login(admin, backend="django.contrib.auth.backends.ModelBackend")
         rounds = int(os.environ.get("BENCH_ROUNDS", "30"))
-        base = f"/{space.octopus_id}/infrastructure"
-        pages = {
-            "worker pools page": f"{base}/workerpools/",
-            "workers page, 50 a page": f"{base}/workers/",
-            "workers page, filtered": f"{base}/workers/?health_status=Healthy&disabled=no&name=worker-1",
+        paths = {
+            "worker pools page": "infrastructure/workerpools/",
+            "workers page, 50 a page": "infrastructure/workers/",
+            "workers page, filtered": "infrastructure/workers/?health_status=Healthy&disabled=no&name=worker-1",
         }
-        empty = {name: (median_ms(client, url, rounds), query_count(client, url)) for name, url in pages.items()}
+        baseline = create_space(actor=admin, name="Baseline")  # its default pool and nothing else
+        pages = {name: f"/{space.octopus_id}/{path}" for name, path in paths.items()}
+        empty_pages = {name: f"/{baseline.octopus_id}/{path}" for name, path in paths.items()}
         # A few pools and workers (named so that the filter matches some): the query counts the full data
         # must not exceed.
         fill(space, 3, 20, first=1000)
@@ -120,7 +126,11 @@ def main() -> None:
         WorkerPool.objects.filter(space=space, is_default=False).delete()
         Worker.objects.all().delete()
         fill(space)
-        full = {name: (median_ms(client, url, rounds), query_count(client, url)) for name, url in pages.items()}
+        empty, full = {}, {}
+        for name in pages:
+            empty_ms, full_ms = median_ms(client, [empty_pages[name], pages[name]], rounds)
+            empty[name] = (empty_ms, query_count(client, empty_pages[name]))
+            full[name] = (full_ms, query_count(client, pages[name]))
         print(f"database: {django.db.connection.vendor}, {POOLS} pools, {WORKERS} workers, {rounds} rounds each")
         for name in pages:
             (empty_ms, empty_queries), (full_ms, full_queries) = empty[name], full[name]
