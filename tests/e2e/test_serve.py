@@ -91,6 +91,7 @@ def _deploy_hello_workers(var_dir, port):
     assert "local-agent was chosen because round-robin among 1 healthy workers of Local workers" in log
     assert "a worker in the pool Local workers" in log and "The previous step said: hello from local-agent" in log
     assert "the built-in worker was chosen because the default pool Default Worker Pool has no workers" in log
+    assert "which means the default pool Default Worker Pool: the built-in worker ran it." in log
 
 
 def _serve(tmp_path, port):

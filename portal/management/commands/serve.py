@@ -119,6 +119,10 @@ class Command(BaseCommand, Supervisor):
                     "--health-concurrency",
                     health_threads,
                     "--beat-thread",
+                    # Reef's nodes keep their own heartbeats and use no remote control: without gossip and
+                    # mingle a Redis restart costs no "Error on restarting Gossip" and the worker a channel.
+                    "--without-gossip",
+                    "--without-mingle",
                     "-n",
                     f"reef-tasks-{socket.gethostname()}@%h",
                 ],
