@@ -16,7 +16,8 @@ echo "Deploying #{Octopus.Project.Name} #{Octopus.Release.Number} to #{Octopus.E
 set_octopusvariable Greeting "hello from #{Octopus.Worker.Name}"
 """
 
-SERVER_SCRIPT = """echo "This step runs on the server, which means the default pool #{Octopus.WorkerPool.Name}: #{Octopus.Worker.Name} ran it."
+SERVER_SCRIPT = """pool="#{Octopus.WorkerPool.Name}"
+echo "This step runs on the server, which means the default pool $pool: #{Octopus.Worker.Name} ran it."
 echo "The previous step said: #{Octopus.Action[Say hello from a worker].Output.Greeting}"
 """
 
