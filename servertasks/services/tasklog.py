@@ -54,16 +54,17 @@ class TaskLog:
     MASK = "********"
     publish_hooks: list = [logstream.publish]
 
-    def __init__(self, task: ServerTask, sensitive_values: list[str] | tuple = ()):
+    def __init__(self, task: ServerTask, sensitive_values: list[str] | tuple = (), *, new: bool = False):
+        """`new`: the task's first run, whose log has no line nor node yet (two reads fewer)."""
         self.task = task
         self.lock = threading.RLock()
         self.pending: list[TaskLogLine] = []
         self.waiting_for_database = False
         self.last_flush = time.monotonic()
         self.sensitive = sorted({form for v in sensitive_values for form in secret_forms(v)}, key=len, reverse=True)
-        last = logstore.last_sequence(task.pk)
+        last = None if new else logstore.last_sequence(task.pk)
         self.next_sequence = 0 if last is None else last + 1
-        if self.next_sequence == 0 and not ActivityNode.objects.filter(task=task).exists():
+        if new or (self.next_sequence == 0 and not ActivityNode.objects.filter(task=task).exists()):
             logstream.forget(task.pk)
 
     def mask(self, text: str) -> str:

@@ -13,7 +13,7 @@ from concurrent.futures import ThreadPoolExecutor
 from django.conf import settings
 from django.db import close_old_connections, connection, transaction
 
-from deployments.models import Environment, Interruption, Release, Step
+from deployments.models import Deployment, Environment, Interruption, Step
 from deployments.services.octostache import SubstitutionError
 from deployments.services.orchestrator.invocations import Canceled, InvocationRunner, Outcome
 from deployments.services.orchestrator.planner import Invocation, Planner, step_groups
@@ -50,22 +50,24 @@ class Orchestration:
         self.space = task.space
         self.arguments = task.arguments
         self.resume = dict(self.arguments.get("Resume") or {})
-        self.environment = Environment.objects.filter(
-            pk=Environment.pk_from_octopus_id(self.arguments.get("EnvironmentId")) or 0
-        ).first()
-        self.release: Release | None = None
-        if task.name == "Deploy":
-            self.release = Release.objects.select_related("project").get(
-                pk=Release.pk_from_octopus_id(self.arguments["ReleaseId"])
+        deployment: Deployment | None = None
+        if task.name == "Deploy":  # one read: the release, its environment and who deployed it
+            deployment = Deployment.objects.select_related("release__project", "environment", "created_by").get(
+                task=task
             )
-            self.steps, snapshot = self.release.process_snapshot, self.release.variables_snapshot
+            self.environment: Environment | None = deployment.environment
+            self.steps, snapshot = deployment.release.process_snapshot, deployment.release.variables_snapshot
         else:
+            self.environment = Environment.objects.filter(
+                pk=Environment.pk_from_octopus_id(self.arguments.get("EnvironmentId")) or 0
+            ).first()
             self.steps, snapshot = self.arguments.get("Process", []), self.arguments.get("Variables", [])
         values, sensitive = resolve_variables(snapshot, self.environment)
-        values.update(system_variables(task, self.environment, self.release))
+        values.update(system_variables(task, self.environment, deployment))
         values.update(self.resume.get("OutputVariables") or {})
         sensitive |= set(self.resume.get("SensitiveOutputs") or [])
-        self.log = TaskLog(task, sensitive_values=sorted(sensitive))
+        # A task's first run has no log yet (a resumed one carries "Resume" and continues its own).
+        self.log = TaskLog(task, sensitive_values=sorted(sensitive), new=not self.resume)
         self.variables = TaskVariables(values, sensitive, self.log)
         self.cancel = threading.Event()
         self.done = threading.Event()

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 
 from django.conf import settings
 
-from deployments.models import Deployment, Environment, Release, Step, Variable
+from deployments.models import Deployment, Environment, Step, Variable
 from deployments.services.octostache import SubstitutionError, VariableDictionary
 from portal.encryption import decrypt
 from servertasks.models import ServerTask, TaskLogLine
@@ -80,7 +80,9 @@ def script_from_package(step: dict) -> str:
     return f'. ./{shlex.quote(path)} "$@"\n'
 
 
-def system_variables(task: ServerTask, environment: Environment | None, release: Release | None) -> dict[str, str]:
+def system_variables(
+    task: ServerTask, environment: Environment | None, deployment: Deployment | None
+) -> dict[str, str]:
     """Octopus.Task.Id, Octopus.Project.Name, Octopus.Release.Number…: what the task is, for scripts to read."""
     values = {
         "Octopus.Task.Id": task.octopus_id,
@@ -92,8 +94,8 @@ def system_variables(task: ServerTask, environment: Environment | None, release:
         values.update({"Octopus.Project.Id": task.project.octopus_id, "Octopus.Project.Name": task.project.name})
     if environment:
         values.update({"Octopus.Environment.Id": environment.octopus_id, "Octopus.Environment.Name": environment.name})
-    if release:
-        deployment = Deployment.objects.select_related("created_by").get(task=task)
+    if deployment:
+        release = deployment.release
         values.update(
             {
                 "Octopus.Release.Id": release.octopus_id,
