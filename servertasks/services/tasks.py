@@ -11,6 +11,8 @@ from datetime import timedelta
 import redis
 from django.conf import settings
 from django.db import transaction
+from django.db.models import Q, Value
+from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from portal.models import Space, User
@@ -97,23 +99,25 @@ def queue_server_task(
 
 def claim_server_task(task_id: int) -> ServerTask | None:
     """Queued → Executing, once: a redelivered Celery message finds nothing to claim and does nothing."""
-    node = settings.REEF_NODE_NAME
-    # A task resuming after an interruption keeps its StartTime.
-    started = ServerTask.objects.filter(pk=task_id).values_list("started", flat=True).first() or timezone.now()
+    node, now = settings.REEF_NODE_NAME, timezone.now()
     attempts = 0
 
     def claim() -> bool:
         nonlocal attempts
         attempts += 1
+        # A task resuming after an interruption keeps its StartTime.
         if ServerTask.objects.filter(pk=task_id, state=State.QUEUED, pending_interruption="").update(
-            state=State.EXECUTING, started=started, server_node=node
+            state=State.EXECUTING, started=Coalesce("started", Value(now)), server_node=node
         ):
             return True
         # Only a retry after a lost answer may find its own claim; a first attempt that finds the task
-        # Executing is a redelivered message (a Redis restart does that) and must not run it twice.
+        # Executing is a redelivered message (a Redis restart does that) and must not run it twice. A first
+        # run's claim is known by its start time; a resumed task's kept its earlier one.
         return (
             attempts > 1
-            and ServerTask.objects.filter(pk=task_id, state=State.EXECUTING, server_node=node, started=started).exists()
+            and ServerTask.objects.filter(
+                Q(started=now) | Q(arguments__has_key="Resume"), pk=task_id, state=State.EXECUTING, server_node=node
+            ).exists()
         )
 
     if not retrying_db_write(f"claim task {task_id}", claim):
