@@ -59,24 +59,20 @@ def node_json(node) -> dict:
     }
 
 
-def _append(task_id: int, kind: str, data, ttl: int = STREAM_TTL, final: bool = False, **fields) -> None:
-    """Appends once the surrounding transaction commits (at once outside one): a reader never sees a
-    line or a state that storage could still roll back."""
-    transaction.on_commit(lambda: _xadd(task_id, kind, data, ttl, final, **fields))
+def _append(task_id: int, entries: list[dict], ttl: int = STREAM_TTL, final: bool = False) -> None:
+    """Appends the entries, in one round trip, once the surrounding transaction commits (at once outside one):
+    a reader never sees a line or a state that storage could still roll back."""
+    transaction.on_commit(lambda: _xadd(task_id, entries, ttl, final))
 
 
-def _xadd(task_id: int, kind: str, data, ttl: int, final: bool = False, **fields) -> None:
+def _xadd(task_id: int, entries: list[dict], ttl: int, final: bool = False) -> None:
     try:
         client = redis_client()
         pipe = client.pipeline(transaction=False)
-        # The final state is all a stream keeps once its task ended: every line is stored, and a viewer
-        # that had not read them yet catches up from storage (and gets the tree again with the state).
-        pipe.xadd(
-            stream_key(task_id),
-            {"kind": kind, "data": json.dumps(data), **fields},
-            maxlen=1 if final else STREAM_MAXLEN,
-            approximate=not final,
-        )
+        for entry in entries:
+            # The final state is all a stream keeps once its task ended: every line is stored, and a viewer
+            # that had not read them yet catches up from storage (and gets the tree again with the state).
+            pipe.xadd(stream_key(task_id), entry, maxlen=1 if final else STREAM_MAXLEN, approximate=not final)
         pipe.expire(stream_key(task_id), ttl)
         pipe.execute()
     except redis.RedisError as error:
@@ -84,33 +80,36 @@ def _xadd(task_id: int, kind: str, data, ttl: int, final: bool = False, **fields
         log.warning("Could not append to the live log of task %s: %s", task_id, error)
 
 
-def publish(task, lines=None, node=None) -> None:
-    """TaskLog's publish hook: called after each stored batch, and on each node change."""
+def publish(task, lines=None, nodes=()) -> None:
+    """TaskLog's publish hook: called after each stored batch, and on each change of nodes."""
     if lines:
         # first/last/nodes let a viewer right at `first` forward `data` as it is, without decoding it.
-        nodes = ",".join(str(n) for n in {line.node_id for line in lines} if n is not None)
         _append(
             task.pk,
-            "lines",
-            lines_json(lines),
-            first=lines[0].sequence,
-            last=lines[-1].sequence,
-            nodes=nodes,
+            [
+                {
+                    "kind": "lines",
+                    "data": json.dumps(lines_json(lines)),
+                    "first": lines[0].sequence,
+                    "last": lines[-1].sequence,
+                    "nodes": ",".join(str(n) for n in {line.node_id for line in lines} if n is not None),
+                }
+            ],
         )
-    if node is not None:
-        _append(task.pk, "node", node_json(node))
+    if nodes:
+        _append(task.pk, [{"kind": "node", "data": json.dumps(node_json(node))} for node in nodes])
 
 
 def publish_state(task) -> None:
+    state = {
+        "State": task.state,
+        "IsCompleted": task.is_completed,
+        "ErrorMessage": task.error_message,
+        "HasWarnings": task.has_warnings,
+    }
     _append(
         task.pk,
-        "state",
-        {
-            "State": task.state,
-            "IsCompleted": task.is_completed,
-            "ErrorMessage": task.error_message,
-            "HasWarnings": task.has_warnings,
-        },
+        [{"kind": "state", "data": json.dumps(state)}],
         ttl=FINISHED_TTL if task.is_completed else STREAM_TTL,
         final=task.is_completed,
     )

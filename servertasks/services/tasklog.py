@@ -148,6 +148,13 @@ class TaskLog:
         self._changed(node)
         return node
 
+    def nodes(self, names: list[str], parent: ActivityNode) -> list[ActivityNode]:
+        """New Pending children of `parent`, in order, in one write (a task's steps)."""
+        nodes = [ActivityNode(task=self.task, parent=parent, name=self.mask(name)[:300]) for name in names]
+        retrying_db_write("add log nodes", lambda: ActivityNode.objects.bulk_create(nodes))
+        self._changed(*nodes)
+        return nodes
+
     def start(self, node: ActivityNode) -> None:
         node.status, node.started = ActivityNode.Status.RUNNING, timezone.now()
         retrying_db_write("start a log node", lambda: node.save(update_fields=["status", "started"]))
@@ -160,6 +167,6 @@ class TaskLog:
         retrying_db_write("finish a log node", lambda: node.save(update_fields=["status", "started", "ended"]))
         self._changed(node)
 
-    def _changed(self, node: ActivityNode) -> None:
+    def _changed(self, *nodes: ActivityNode) -> None:
         for hook in self.publish_hooks:
-            hook(self.task, node=node)
+            hook(self.task, nodes=nodes)

@@ -226,7 +226,7 @@ def test_retention_deletes_every_chunk_of_an_old_log_and_its_live_stream(space, 
         log.flush()
     ServerTask.objects.filter(pk=old.pk).update(completed=timezone.now() - timedelta(days=31))
     ServerTask.objects.filter(pk=recent.pk).update(completed=timezone.now())
-    logstream._xadd(old.pk, "state", {"State": "Success"}, 60)
+    logstream.publish_state(old)
     assert TaskLogChunk.objects.filter(task=old).count() > 1
     assert apply_log_retention() == 5000
     assert not TaskLogChunk.objects.filter(task=old).exists() and logstore.line_count(recent.pk) == 5000

@@ -120,11 +120,10 @@ class Orchestration:
         start = int(self.resume.get("NextStep", 0))
         steps = [(i, s) for i, s in enumerate(self.steps) if i >= start]
         earlier = self.resume.get("StepNodeIds") or {}  # a resumed task keeps its tree
+        new = [(i, f"Step {i + 1}: {s['Name']}") for i, s in steps if str(i) not in earlier]
+        made = dict(zip([i for i, _ in new], self.log.nodes([name for _, name in new], self.root), strict=True))
         self.step_nodes = nodes = {
-            i: ActivityNode.objects.get(pk=earlier[str(i)])
-            if str(i) in earlier
-            else self.log.node(f"Step {i + 1}: {s['Name']}", self.root)
-            for i, s in steps
+            i: made[i] if i in made else ActivityNode.objects.get(pk=earlier[str(i)]) for i, _ in steps
         }
         try:
             plans = self.planner.plan(
