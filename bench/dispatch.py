@@ -19,6 +19,8 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+# Task ids start again in each throwaway database: the live streams of an earlier run must not be read as this one's.
+os.environ.setdefault("REEF_STREAM_PREFIX", f"reef-bench-{os.getpid()}")
 from agent_roundtrip import ROOT, database_url, fast_instance, free_port, percentile_of, rss_mb, start_agent, stop  # noqa: E402  (sets Django up)
 from django.conf import settings  # noqa: E402
 from django.test.utils import get_runner  # noqa: E402
