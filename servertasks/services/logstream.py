@@ -59,16 +59,18 @@ def node_json(node) -> dict:
     }
 
 
-def _append(task_id: int, entries: list[dict], ttl: int = STREAM_TTL, final: bool = False) -> None:
+def _append(task_id: int, entries: list[dict], ttl: int = STREAM_TTL, final: bool = False, new: bool = False) -> None:
     """Appends the entries, in one round trip, once the surrounding transaction commits (at once outside one):
-    a reader never sees a line or a state that storage could still roll back."""
-    transaction.on_commit(lambda: _xadd(task_id, entries, ttl, final))
+    a reader never sees a line or a state that storage could still roll back. `new`: to a new stream."""
+    transaction.on_commit(lambda: _xadd(task_id, entries, ttl, final, new))
 
 
-def _xadd(task_id: int, entries: list[dict], ttl: int, final: bool = False) -> None:
+def _xadd(task_id: int, entries: list[dict], ttl: int, final: bool = False, new: bool = False) -> None:
     try:
         client = redis_client()
         pipe = client.pipeline(transaction=False)
+        if new:  # ids start again in each database: a stream left under this id is another task's
+            pipe.delete(stream_key(task_id))
         for entry in entries:
             # The final state is all a stream keeps once its task ended: every line is stored, and a viewer
             # that had not read them yet catches up from storage (and gets the tree again with the state).
@@ -100,7 +102,8 @@ def publish(task, lines=None, nodes=()) -> None:
         _append(task.pk, [{"kind": "node", "data": json.dumps(node_json(node))} for node in nodes])
 
 
-def publish_state(task) -> None:
+def publish_state(task, *, new_stream: bool = False) -> None:
+    """`new_stream`: the task's first run starts its stream (before this state, which viewers must see)."""
     state = {
         "State": task.state,
         "IsCompleted": task.is_completed,
@@ -112,6 +115,7 @@ def publish_state(task) -> None:
         [{"kind": "state", "data": json.dumps(state)}],
         ttl=FINISHED_TTL if task.is_completed else STREAM_TTL,
         final=task.is_completed,
+        new=new_stream,
     )
 
 

@@ -55,7 +55,8 @@ class TaskLog:
     publish_hooks: list = [logstream.publish]
 
     def __init__(self, task: ServerTask, sensitive_values: list[str] | tuple = (), *, new: bool = False):
-        """`new`: the task's first run, whose log has no line nor node yet (two reads fewer)."""
+        """`new`: the task's first run, whose log has no line nor node yet (two reads fewer), and whose live stream
+        its claim started (claim_server_task)."""
         self.task = task
         self.lock = threading.RLock()
         self.pending: list[TaskLogLine] = []
@@ -64,7 +65,7 @@ class TaskLog:
         self.sensitive = sorted({form for v in sensitive_values for form in secret_forms(v)}, key=len, reverse=True)
         last = None if new else logstore.last_sequence(task.pk)
         self.next_sequence = 0 if last is None else last + 1
-        if new or (self.next_sequence == 0 and not ActivityNode.objects.filter(task=task).exists()):
+        if not new and self.next_sequence == 0 and not ActivityNode.objects.filter(task=task).exists():
             logstream.forget(task.pk)
 
     def mask(self, text: str) -> str:

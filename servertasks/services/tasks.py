@@ -123,7 +123,7 @@ def claim_server_task(task_id: int) -> ServerTask | None:
     if not retrying_db_write(f"claim task {task_id}", claim):
         return None
     task = ServerTask.objects.select_related("space", "project").get(pk=task_id)  # the orchestrator reads both
-    logstream.publish_state(task)
+    logstream.publish_state(task, new_stream=task.started == now)
     return task
 
 

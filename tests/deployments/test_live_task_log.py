@@ -4,6 +4,7 @@ reconnects at random points (hypothesis), gaps filled from storage, back-pressur
 from __future__ import annotations
 
 import asyncio
+import json
 import threading
 import time
 
@@ -183,3 +184,22 @@ def test_lines_are_masked_before_they_are_stored_or_sent(space, administrator):
     assert lines == ["the password is ********"]
     assert [line.text for line in logstore.read_lines(task_id=task.pk)] == ["the password is ********"]
     assert [m["State"] for m in messages if m["type"] == "state"] == ["Success"]
+
+
+def test_a_claimed_task_starts_a_new_live_stream_that_keeps_its_executing_state(space):
+    """Task ids start again in each database: a stream left under this id is dropped, but the claim's own
+    "Executing" entry stays, for a viewer who opened the task while it was queued."""
+    from portal.redis import redis_client
+    from servertasks.services.tasks import claim_server_task
+
+    task = ServerTask.objects.create(space=space, name="AdHocScript", description="Waits its turn")
+    redis_client().xadd(logstream.stream_key(task.pk), {"kind": "state", "data": '{"State": "Success"}'})
+
+    claimed = claim_server_task(task.pk)
+    TaskLog(claimed, new=True)
+
+    entries = redis_client().xrange(logstream.stream_key(task.pk))
+    assert [(fields[b"kind"], json.loads(fields[b"data"])["State"]) for _, fields in entries] == [
+        (b"state", "Executing")
+    ]
+    assert claim_server_task(task.pk) is None  # a redelivered message claims nothing
