@@ -154,6 +154,7 @@ def _filled_pipe(data: bytes) -> int | None:
     """The read end of a pipe holding all of `data` with its write end closed, or None when it does not fit
     (nobody reads it yet: a write that waited for room would wait forever)."""
     read, write = os.pipe()  # both close on exec: the caller passes the read end on by name
+    written = 0
     try:
         if len(data) > 64 * 1024 and hasattr(fcntl, "F_SETPIPE_SZ"):
             try:
@@ -164,7 +165,10 @@ def _filled_pipe(data: bytes) -> int | None:
         try:
             written = os.write(write, data)
         except BlockingIOError:
-            written = 0
+            pass
+    except BaseException:
+        os.close(read)
+        raise
     finally:
         os.close(write)
     if written < len(data):
