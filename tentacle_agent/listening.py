@@ -205,9 +205,15 @@ class ListeningServer(ThreadingHTTPServer):
 
 class Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
-    disable_nagle_algorithm = True  # header and body are separate writes: Nagle would hold the body ~40 ms
+    disable_nagle_algorithm = True  # a body larger than wbufsize is a write of its own: Nagle would hold it ~40 ms
+    wbufsize = -1  # buffered: headers and a small body leave in one TLS record (handle_one_request flushes)
     timeout = IDLE_SECONDS  # waiting for a request's headers (and between keep-alive requests)
     server: ListeningServer
+
+    def handle_expect_100(self):
+        answered = super().handle_expect_100()
+        self.wfile.flush()  # the client waits for this before it sends the body
+        return answered
 
     def log_message(self, format, *args):  # noqa: A002
         log.debug("%s %s", self.address_string(), format % args)

@@ -54,7 +54,6 @@ from tentacle_agent.script import (
     secret_forms,
 )
 from tentacle_agent.workfolders import (
-    BASH_ARGV,
     SECRET_FILES,
     TICKET,
     claim,
@@ -319,7 +318,7 @@ class ScriptRunner:
                 mutex.release()
 
     def _execute(self, script: Script, account: pwd.struct_passwd | None) -> None:
-        argv = prepare(script, account, self.package_cache, self.environment)
+        argv, bash_bootstrap = prepare(script, account, self.package_cache, self.environment)
         env = dict(
             os.environ if self.environment is None else self.environment,
             PYTHONUNBUFFERED="1",
@@ -337,8 +336,8 @@ class ScriptRunner:
             env.update(HOME=str(script.work), USER=account.pw_name, LOGNAME=account.pw_name, TMPDIR=str(script.work))
             identity = {"user": account.pw_uid, "group": account.pw_gid, "extra_groups": []}
         bootstrap = None
-        if tuple(argv) == BASH_ARGV:
-            bootstrap, argv = open_bash_bootstrap(script.work)
+        if bash_bootstrap is not None:
+            bootstrap, argv = open_bash_bootstrap(script.work, bash_bootstrap, account)
         try:
             with self.spawn_lock:
                 script.process = subprocess.Popen(

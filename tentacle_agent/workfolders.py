@@ -81,9 +81,11 @@ def remove_leftovers(work_root: Path) -> list[str]:
     return removed
 
 
-def prepare(script: Script, account: pwd.struct_passwd | None, package_cache, environment: dict | None) -> list[str]:
-    """Write the script, its variables, its packages and its bootstrap into its work folder; returns the argv
-    that runs it there."""
+def prepare(
+    script: Script, account: pwd.struct_passwd | None, package_cache, environment: dict | None
+) -> tuple[list[str], str | None]:
+    """Write the script, its variables and its packages into its work folder; returns the argv that runs it
+    there, and for bash its bootstrap (handed over by open_bash_bootstrap, never written here)."""
     request, work = script.request, script.work
     variables = request.get("Variables") or []
     for package in request.get("Packages") or []:
@@ -99,41 +101,80 @@ def prepare(script: Script, account: pwd.struct_passwd | None, package_cache, en
         write_private(work / "octopus.py", PYTHON_MODULE)
         write_private(work / "bootstrap.py", PYTHON_BOOTSTRAP)
         write_private(work / "script.py", body)
-        return [_python_of(account, environment) if account else sys.executable, "-u", "bootstrap.py"]
+        return [_python_of(account, environment) if account else sys.executable, "-u", "bootstrap.py"], None
     if syntax == "PowerShell":
         write_private(work / "variables.json", json.dumps(variables))
         write_private(work / "bootstrap.ps1", POWERSHELL_BOOTSTRAP)
         write_private(work / "script.ps1", body)
-        return ["pwsh", "-NoProfile", "-NonInteractive", "-File", "bootstrap.ps1"]
-    # Bash needs no variables.json: the bootstrap holds the values, and bash reads it through a descriptor
-    # (open_bash_bootstrap), so its file is gone before the script starts.
+        return ["pwsh", "-NoProfile", "-NonInteractive", "-File", "bootstrap.ps1"], None
+    # Bash needs no variables.json: the bootstrap holds the values, and bash reads it through a descriptor.
     assignments = "".join(
         f"octopus_parameters[{shlex.quote(v['Name'])}]={shlex.quote(str(v.get('Value', '')))}\n" for v in variables
     )
-    write_private(
-        work / "bootstrap.sh",
+    write_private(work / "script.sh", bash_line_endings(body))
+    bootstrap = (
         "exec {REEF_BOOTSTRAP_FD}<&-; unset REEF_BOOTSTRAP_FD\ndeclare -A octopus_parameters\n"
         + assignments
         + BASH_BOOTSTRAP
-        + "source ./script.sh\n",
+        + "source ./script.sh\n"
     )
-    write_private(work / "script.sh", bash_line_endings(body))
-    return list(BASH_ARGV)
+    return list(BASH_ARGV), bootstrap
 
 
 BASH_ARGV = ("bash", "bootstrap.sh")
+PIPE_MAX_BYTES = 1024 * 1024  # Linux's default /proc/sys/fs/pipe-max-size
 
 
-def open_bash_bootstrap(work: Path) -> tuple[int, list[str]]:
+def open_bash_bootstrap(work: Path, bootstrap: str, account: pwd.struct_passwd | None) -> tuple[int, list[str]]:
     """The descriptor bash reads its bootstrap from (the caller passes it to bash, then closes it) and the argv.
-    The file is unlinked at once: the values in it never lie on disk while the script runs, and bash needs
-    no `rm` (nor `dirname`: it starts in the work folder), each a fork and an exec before the first line.
-    `source` reads the whole file before running it; the bootstrap then closes the descriptor, so the
-    script's processes never inherit it. $0 stays "bootstrap.sh"."""
-    path = work / "bootstrap.sh"
-    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-    path.unlink()
+    A bootstrap that fits goes through a pipe: the values in it never touch the disk, and a pipe costs a few
+    microseconds where creating a file on a file system busy creating and deleting them costs ~0.1 ms.
+    A larger one goes through a file unlinked at once: its values never lie on disk while the script runs.
+    Either way bash needs no `rm` (nor `dirname`: it starts in the work folder), each a fork and an exec
+    before the first line. `source` reads the whole of it before running it; the bootstrap then closes the
+    descriptor, so the script's processes never inherit it. $0 stays "bootstrap.sh". Bash opens /dev/fd/N
+    anew, which checks the owner: under `account` the account owns the pipe or file."""
+    data = bootstrap.encode()
+    fd = _filled_pipe(data)
+    if fd is None:
+        path = work / "bootstrap.sh"
+        write_private(path, bootstrap)
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        path.unlink()
+    if account is not None:
+        try:
+            os.fchown(fd, account.pw_uid, account.pw_gid)
+        except OSError:
+            os.close(fd)
+            raise
     return fd, ["bash", "-c", f"REEF_BOOTSTRAP_FD={fd}; . /dev/fd/$REEF_BOOTSTRAP_FD", "bootstrap.sh"]
+
+
+def _filled_pipe(data: bytes) -> int | None:
+    """The read end of a pipe holding all of `data` with its write end closed, or None when it does not fit
+    (nobody reads it yet: a write that waited for room would wait forever)."""
+    read, write = os.pipe()  # both close on exec: the caller passes the read end on by name
+    written = 0
+    try:
+        if len(data) > 64 * 1024 and hasattr(fcntl, "F_SETPIPE_SZ"):
+            try:
+                fcntl.fcntl(write, fcntl.F_SETPIPE_SZ, min(len(data), PIPE_MAX_BYTES))
+            except OSError:
+                pass  # past this account's share of pipe memory: the file will do
+        os.set_blocking(write, False)
+        try:
+            written = os.write(write, data)
+        except BlockingIOError:
+            pass
+    except BaseException:
+        os.close(read)
+        raise
+    finally:
+        os.close(write)
+    if written < len(data):
+        os.close(read)
+        return None
+    return read
 
 
 def read_artifact(path: Path, run_as: str | None) -> bytes | None:

@@ -48,6 +48,16 @@ def test_output_variables_and_variables_in_bash(runner):
     assert status["OutputVariables"] == [{"Name": "Url", "Value": "https://x", "IsSensitive": False}]
 
 
+@pytest.mark.parametrize("size", [10, 100_000, 3_000_000])  # a pipe, a pipe made larger, a file unlinked at once
+def test_bash_gets_its_variables_however_large(runner, size):
+    _, status = run(
+        runner,
+        'echo "${#octopus_parameters[Big]} $(get_octopusvariable Quoted)"; ls -A',
+        variables=[{"Name": "Big", "Value": "x" * size}, {"Name": "Quoted", "Value": 'it\'s "$HOME"'}],
+    )
+    assert texts(status) == [f'{size} it\'s "$HOME"', "script.sh"] and status["ExitCode"] == 0
+
+
 def test_python_steps_have_the_same_helpers(runner):
     _, status = run(
         runner,
