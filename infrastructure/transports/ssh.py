@@ -14,6 +14,7 @@ import base64
 import contextlib
 import hashlib
 import io
+import secrets
 import shlex
 import socket
 import threading
@@ -335,7 +336,7 @@ class SshTransport(EnvelopeTransport):
             code, _, err = self.run(
                 transport,
                 f"umask 077; mkdir -p {REMOTE_HOME}; test -s {path} || "
-                f"{{ cat > {path}.part && mv {path}.part {path}; }}",
+                f"{{ cat > {path}.$$.part && mv {path}.$$.part {path}; }}",
                 stdin=data,
                 timeout=max(60, self.timeout),
             )
@@ -350,11 +351,19 @@ class SshTransport(EnvelopeTransport):
                 pass
             with contextlib.suppress(OSError):  # already there
                 sftp.mkdir(REMOTE_HOME, mode=0o700)
-            with sftp.open(path + ".part", "wb") as remote:
-                remote.set_pipelined(True)
-                for offset in range(0, len(data), 32768):
-                    remote.write(data[offset : offset + 32768])
-            sftp.posix_rename(path + ".part", path)
+            # Each upload its own part: checks and steps starting at once upload in parallel, and a shared
+            # part was renamed away under the others (FileNotFoundError).
+            part = f"{path}.{secrets.token_hex(8)}.part"
+            try:
+                with sftp.open(part, "wb") as remote:
+                    remote.set_pipelined(True)
+                    for offset in range(0, len(data), 32768):
+                        remote.write(data[offset : offset + 32768])
+                sftp.posix_rename(part, path)
+            except BaseException:
+                with contextlib.suppress(Exception):
+                    sftp.remove(part)
+                raise
             return path
         finally:
             sftp.close()
