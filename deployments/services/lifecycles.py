@@ -76,14 +76,16 @@ def lifecycle_of_project(project: Project) -> Lifecycle:
 
 
 def lifecycle_of_release(release: Release) -> Lifecycle:
-    return _chosen_lifecycle(release) or default_lifecycle(release.project.space)
-
-
-def _chosen_lifecycle(release: Release) -> Lifecycle | None:
-    """The release's channel's lifecycle, else its project's; None: the space's Default Lifecycle."""
     if release.channel_id and release.channel.lifecycle_id:
         return release.channel.lifecycle
-    return release.project.lifecycle if release.project.lifecycle_id else None
+    return lifecycle_of_project(release.project)
+
+
+def _lifecycle_id_of_release(release: Release) -> int | None:
+    """lifecycle_of_release's id, without reading the lifecycle; None: the space's Default Lifecycle."""
+    if release.channel_id and release.channel.lifecycle_id:
+        return release.channel.lifecycle_id
+    return release.project.lifecycle_id
 
 
 # Phases and promotion ---------------------------------------------------------------------------------
@@ -137,25 +139,25 @@ def succeeded_environment_ids(release: Release) -> set[int]:
 
 class _PromotionContext:
     """What promotion_refusal reads, each read once and only when needed: the lifecycle's phases; where the
-    release succeeded and the environments' names only once an environment lies past the first phase.
+    release succeeded and the environments' names only once an environment lies past the first phase; the lifecycle
+    itself only for its name in a refusal.
 
-    Hot path (every deployment): the Default Lifecycle's phases are read by its name, without a read of the
-    lifecycle itself. One that does not exist yet has no phases, as the one default_lifecycle() would create."""
+    Hot path (every deployment): the phases are read by the lifecycle's id, the Default Lifecycle's by its name. One
+    that does not exist yet has no phases, as the one default_lifecycle() would create."""
 
     def __init__(self, release: Release):
         self.release = release
-        self._chosen = _chosen_lifecycle(release)
-        if self._chosen is None:
-            self.lifecycle_name, self.space_id = Lifecycle.DEFAULT_NAME, release.project.space_id
+        self.space_id = release.project.space_id
+        lifecycle_id = _lifecycle_id_of_release(release)
+        if lifecycle_id is None:
             phases = Phase.objects.filter(lifecycle__space=self.space_id, lifecycle__name=Lifecycle.DEFAULT_NAME)
         else:
-            self.lifecycle_name, self.space_id = self._chosen.name, self._chosen.space_id
-            phases = self._chosen.phases.all()
+            phases = Phase.objects.filter(lifecycle=lifecycle_id)
         self.phases, self._names = _phases_and_names(phases, self.space_id)
 
     @cached_property
     def lifecycle(self) -> Lifecycle:
-        return self._chosen or default_lifecycle(self.release.project.space)
+        return lifecycle_of_release(self.release)
 
     @cached_property
     def succeeded(self) -> set[int]:
@@ -178,9 +180,9 @@ def promotion_refusal(
        successful deployment of this release.
     """
     context = _context or _PromotionContext(release)
-    lifecycle_name, phases = context.lifecycle_name, context.phases
+    phases = context.phases
     if not any(environment.pk in phase.environment_ids for phase in phases):
-        return f"{environment.name} is not in any phase of the lifecycle {lifecycle_name}."
+        return f"{environment.name} is not in any phase of the lifecycle {context.lifecycle.name}."
     for phase in phases:
         if environment.pk in phase.environment_ids:
             return None
@@ -191,8 +193,8 @@ def promotion_refusal(
             where = ", ".join(context.names.get(pk, "?") for pk in phase.environment_ids)
             return (
                 f"Release {release.version} cannot be deployed to {environment.name} "
-                f"(phase {target.name} of the lifecycle "
-                f"{lifecycle_name}) until the phase {phase.name} is complete: it needs a successful deployment to "
+                f"(phase {target.name} of the lifecycle {context.lifecycle.name}) "
+                f"until the phase {phase.name} is complete: it needs a successful deployment to "
                 f"{needed if phase.minimum else 'each'} of {where}, and has {done}."
             )
     return None
