@@ -15,7 +15,9 @@ from servertasks.services.tasks import apply_log_retention
 logger = logging.getLogger(__name__)
 
 
-@shared_task(name="deployments.run_server_task", acks_late=True, max_retries=0)
+# No result: nothing waits on one, and keeping it made each send subscribe to (and, once the AsyncResult was
+# dropped, unsubscribe from) its result channel in Redis, and each finished task store and publish a result.
+@shared_task(name="deployments.run_server_task", acks_late=True, max_retries=0, ignore_result=True)
 def run_server_task_task(task_id: int) -> None:
     run_server_task(task_id)
     promote_after_task(task_id)  # a successful deployment may open a phase with automatic environments

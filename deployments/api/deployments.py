@@ -35,7 +35,7 @@ __all__ = [
 ]
 
 
-RELEASE_RELATED = ("project", "channel__lifecycle")
+RELEASE_RELATED = ("project", "channel")
 
 
 class DeploymentViewSet(SpaceScopedViewSet):
@@ -52,8 +52,8 @@ class DeploymentViewSet(SpaceScopedViewSet):
     def create(self, request, *args, **kwargs):
         space = self.require_edit()
         d = self._input(r.DeploymentCreateSerializer).validated_data
-        # What deploy_release reads of the release (its project, channel and lifecycle) comes in one read; the
-        # project's space is the request's (find checked it).
+        # What deploy_release reads of the release (its project and channel) comes in one read; the project's space
+        # is the request's (find checked it).
         release = find(Release, space, d["ReleaseId"], "ReleaseId", related=RELEASE_RELATED)
         release.project.space = space
         environment = find(Environment, space, d["EnvironmentId"], "EnvironmentId")

@@ -81,6 +81,13 @@ def lifecycle_of_release(release: Release) -> Lifecycle:
     return lifecycle_of_project(release.project)
 
 
+def _lifecycle_id_of_release(release: Release) -> int | None:
+    """lifecycle_of_release's id, without reading the lifecycle; None: the space's Default Lifecycle."""
+    if release.channel_id and release.channel.lifecycle_id:
+        return release.channel.lifecycle_id
+    return release.project.lifecycle_id
+
+
 # Phases and promotion ---------------------------------------------------------------------------------
 
 
@@ -95,15 +102,16 @@ class EffectivePhase:
 
 def effective_phases(lifecycle: Lifecycle) -> list[EffectivePhase]:
     """The lifecycle's phases; with none defined, one phase per environment of the space, in order."""
-    return _phases_and_names(lifecycle)[0]
+    return _phases_and_names(lifecycle.phases.all(), lifecycle.space_id)[0]
 
 
-def _phases_and_names(lifecycle: Lifecycle) -> tuple[list[EffectivePhase], dict[int, str] | None]:
-    """effective_phases, and the space's environment names when the phases are its environments (the same read)."""
-    phases = lifecycle.phases.order_by("sort_order", "id")  # one lifecycle: no join to order by it
+def _phases_and_names(phases, space_id: int) -> tuple[list[EffectivePhase], dict[int, str] | None]:
+    """effective_phases of one lifecycle's `phases`, and the space's environment names when the phases are its
+    environments (the same read)."""
+    phases = phases.order_by("sort_order", "id")  # one lifecycle: no join to order by it
     phases = list(phases.prefetch_related("automatic_environments", "optional_environments"))
     if not phases:
-        names = dict(Environment.objects.filter(space=lifecycle.space_id).values_list("pk", "name"))
+        names = dict(Environment.objects.filter(space=space_id).values_list("pk", "name"))
         return [EffectivePhase(name=name, environment_ids=[pk]) for pk, name in names.items()], names
     found = []
     for phase in phases:
@@ -130,13 +138,26 @@ def succeeded_environment_ids(release: Release) -> set[int]:
 
 
 class _PromotionContext:
-    """What promotion_refusal reads, each read once and only when needed: the lifecycle and its phases; where the
-    release succeeded and the environments' names only once an environment lies past the first phase."""
+    """What promotion_refusal reads, each read once and only when needed: the lifecycle's phases; where the
+    release succeeded and the environments' names only once an environment lies past the first phase; the lifecycle
+    itself only for its name in a refusal.
+
+    Hot path (every deployment): the phases are read by the lifecycle's id, the Default Lifecycle's by its name. One
+    that does not exist yet has no phases, as the one default_lifecycle() would create."""
 
     def __init__(self, release: Release):
         self.release = release
-        self.lifecycle = lifecycle_of_release(release)
-        self.phases, self._names = _phases_and_names(self.lifecycle)
+        self.space_id = release.project.space_id
+        lifecycle_id = _lifecycle_id_of_release(release)
+        if lifecycle_id is None:
+            phases = Phase.objects.filter(lifecycle__space=self.space_id, lifecycle__name=Lifecycle.DEFAULT_NAME)
+        else:
+            phases = Phase.objects.filter(lifecycle=lifecycle_id)
+        self.phases, self._names = _phases_and_names(phases, self.space_id)
+
+    @cached_property
+    def lifecycle(self) -> Lifecycle:
+        return lifecycle_of_release(self.release)
 
     @cached_property
     def succeeded(self) -> set[int]:
@@ -146,7 +167,7 @@ class _PromotionContext:
     def names(self) -> dict[int, str]:
         if self._names is not None:
             return self._names
-        return dict(Environment.objects.filter(space=self.lifecycle.space_id).values_list("pk", "name"))
+        return dict(Environment.objects.filter(space=self.space_id).values_list("pk", "name"))
 
 
 def promotion_refusal(
@@ -159,9 +180,9 @@ def promotion_refusal(
        successful deployment of this release.
     """
     context = _context or _PromotionContext(release)
-    lifecycle, phases = context.lifecycle, context.phases
+    phases = context.phases
     if not any(environment.pk in phase.environment_ids for phase in phases):
-        return f"{environment.name} is not in any phase of the lifecycle {lifecycle.name}."
+        return f"{environment.name} is not in any phase of the lifecycle {context.lifecycle.name}."
     for phase in phases:
         if environment.pk in phase.environment_ids:
             return None
@@ -172,8 +193,8 @@ def promotion_refusal(
             where = ", ".join(context.names.get(pk, "?") for pk in phase.environment_ids)
             return (
                 f"Release {release.version} cannot be deployed to {environment.name} "
-                f"(phase {target.name} of the lifecycle "
-                f"{lifecycle.name}) until the phase {phase.name} is complete: it needs a successful deployment to "
+                f"(phase {target.name} of the lifecycle {context.lifecycle.name}) "
+                f"until the phase {phase.name} is complete: it needs a successful deployment to "
                 f"{needed if phase.minimum else 'each'} of {where}, and has {done}."
             )
     return None
