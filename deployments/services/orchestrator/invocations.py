@@ -33,8 +33,8 @@ from tentacle_agent.protocol import is_finished
 
 Status = ActivityNode.Status
 Category = TaskLogLine.Category
-CATEGORIES = frozenset(Category.values)
-FRESH_CHOICE_SECONDS = 1.0  # Category.values builds a list on each call (hot path: every line)
+CATEGORIES = frozenset(Category.values)  # Category.values builds a list on each call (hot path: every line)
+FRESH_CHOICE_SECONDS = 1.0  # a worker chosen this recently is not read again before its script starts
 
 
 @dataclass
