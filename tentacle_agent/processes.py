@@ -78,18 +78,23 @@ def python_for(account: pwd.struct_passwd, environment: dict | None) -> str | No
     return None
 
 
-def reap_orphans(me: int, ours: set[int]) -> None:
-    """Wait for zombie children of `me` that are not in `ours` (the scripts' own processes, which Popen waits for)."""
+def zombie_children(me: int) -> set[int]:
+    """Children of `me` that have exited and wait to be reaped (a zombie's pid is not reused until then)."""
+    found = set()
     for pid in proc_pids():
-        if pid in ours:
-            continue
         try:
             with open(f"/proc/{pid}/stat") as f:
                 fields = f.read().rsplit(")", 1)[1].split()
         except (OSError, IndexError):
             continue
         if fields[0] == "Z" and int(fields[1]) == me:
-            try:
-                os.waitpid(pid, os.WNOHANG)
-            except ChildProcessError:
-                pass
+            found.add(pid)
+    return found
+
+
+def reap(pids) -> None:
+    for pid in pids:
+        try:
+            os.waitpid(pid, os.WNOHANG)
+        except ChildProcessError:
+            pass

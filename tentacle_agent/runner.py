@@ -42,7 +42,7 @@ from pathlib import Path
 
 from tentacle_agent.bootstraps import BASH_BOOTSTRAP, bash_line_endings
 from tentacle_agent.errors import NotFound, RunnerError
-from tentacle_agent.processes import MARKER, become_subreaper, marked_processes, reap_orphans
+from tentacle_agent.processes import MARKER, become_subreaper, marked_processes, reap, zombie_children
 from tentacle_agent.script import (
     KEEP_FETCHED_LINES,
     MASK,
@@ -277,14 +277,19 @@ class ScriptRunner:
                 self._reap()
 
     def _reap(self) -> None:
-        """Wait for zombie children that are not scripts' own processes (Popen waits for those)."""
+        """Wait for zombie children that are not scripts' own processes (Popen waits for those). The /proc scan
+        (milliseconds) runs outside the spawn lock, which a starting script waits for; under it, a zombie that
+        turned out to be a script just started is left to its Popen."""
+        zombies = zombie_children(os.getpid())
+        if not zombies:
+            return
         with self.spawn_lock:
             ours = {
                 s.process.pid
                 for s in list(self.scripts.values())
                 if s.process is not None and s.process.returncode is None
             }
-            reap_orphans(os.getpid(), ours)
+            reap(zombies - ours)
 
     # Running --------------------------------------------------------------------------------------
 
