@@ -6,7 +6,7 @@ Celery worker `make run` starts) and real listening agents:
 2. the time from the deploy API call to the first log line of `echo hi` on an idle listening worker.
    1 and 2 alternate round by round, each call after the same PAUSE (the previous deployment ended), so both
    meet the machine in the same state: pings sent back to back, each right after the last, find every process
-   and CPU awake (medians of 1.7–2.9 ms here, against 3.3–4.4 ms in alternation, in the same runs; a pause of
+   and CPU awake (medians of 1.8–3.2 ms here, against 3.3–4.4 ms in alternation, in the same runs; a pause of
    0, 5, 20 or 50 ms made no difference to the latter). The back-to-back figure (this bench's baseline before
    2026-12-07) is printed too;
 3. the throughput of BENCH_DEPLOYMENTS (500) one-line deployments over 10 workers;
