@@ -3,6 +3,7 @@ script, its variables and its bootstrap, read back for artifacts, and removed wh
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import json
 import os
@@ -154,27 +155,22 @@ def _filled_pipe(data: bytes) -> int | None:
     """The read end of a pipe holding all of `data` with its write end closed, or None when it does not fit
     (nobody reads it yet: a write that waited for room would wait forever)."""
     read, write = os.pipe()  # both close on exec: the caller passes the read end on by name
-    written = 0
     try:
         if len(data) > 64 * 1024 and hasattr(fcntl, "F_SETPIPE_SZ"):
-            try:
+            # Past this account's share of pipe memory the pipe stays small, and the file will do.
+            with contextlib.suppress(OSError):
                 fcntl.fcntl(write, fcntl.F_SETPIPE_SZ, min(len(data), PIPE_MAX_BYTES))
-            except OSError:
-                pass  # past this account's share of pipe memory: the file will do
         os.set_blocking(write, False)
-        try:
-            written = os.write(write, data)
-        except BlockingIOError:
-            pass
+        with contextlib.suppress(BlockingIOError):
+            if os.write(write, data) == len(data):
+                return read
     except BaseException:
         os.close(read)
         raise
     finally:
         os.close(write)
-    if written < len(data):
-        os.close(read)
-        return None
-    return read
+    os.close(read)
+    return None
 
 
 def read_artifact(path: Path, run_as: str | None) -> bytes | None:
