@@ -112,6 +112,16 @@ def page_client(client):
     return as_user
 
 
+def listening_worker(actor: User, space: Space, name: str, pools, *, thumbprint: str = "A" * 40, **spec):
+    """A listening worker registered through the service at https://<name>:10933/, where nothing listens."""
+    from infrastructure.services.workers import Endpoint, WorkerSpec, register_worker
+
+    endpoint = Endpoint("TentaclePassive", uri=f"https://{name}:10933/", thumbprint=thumbprint)
+    return register_worker(
+        actor=actor, space=space, spec=WorkerSpec(name=name, worker_pools=list(pools), endpoint=endpoint, **spec)
+    )
+
+
 def team_named(name: str) -> Team:
     return Team.objects.get(name=name)
 

@@ -8,6 +8,7 @@ from infrastructure.models import Worker, WorkerPool
 from infrastructure.services.certificates import current_server_certificate
 from infrastructure.services.pools import create_worker_pool
 from infrastructure.views.wizard import install_command
+from tests.conftest import listening_worker
 
 
 @pytest.fixture
@@ -115,18 +116,9 @@ def test_a_polling_worker_registered_by_hand_keeps_its_subscription(wizard, spac
 def test_bad_input_is_a_400_with_the_error_on_its_field_and_saves_nothing(
     wizard, administrator, space, style, changes, field, message
 ):
-    from infrastructure.services.workers import Endpoint, WorkerSpec, register_worker
 
     pool = WorkerPool.objects.get(space=space, is_default=True)
-    register_worker(
-        actor=administrator,
-        space=space,
-        spec=WorkerSpec(
-            name="taken",
-            worker_pools=[pool],
-            endpoint=Endpoint("TentaclePassive", uri="https://taken:10933/", thumbprint="0" * 40),
-        ),
-    )
+    listening_worker(administrator, space, "taken", [pool], thumbprint="0" * 40)
     uri = "https://web:10933/" if style == "listening" else "poll://websubscription/"
     data = {
         "name": "web",

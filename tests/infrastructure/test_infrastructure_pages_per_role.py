@@ -5,8 +5,7 @@ import pytest
 
 from infrastructure.models import Account, MachinePolicy, Worker, WorkerPool
 from infrastructure.services.accounts import save_account
-from infrastructure.services.workers import Endpoint, WorkerSpec, register_worker
-from tests.conftest import make_person
+from tests.conftest import listening_worker, make_person
 
 VIEW_PAGES = [
     "workerpools/",
@@ -23,15 +22,7 @@ VIEW_PAGES = [
 @pytest.fixture
 def objects(space, administrator):
     pool = WorkerPool.objects.get(space=space, is_default=True)
-    worker = register_worker(
-        actor=administrator,
-        space=space,
-        spec=WorkerSpec(
-            name="web-01",
-            worker_pools=[pool],
-            endpoint=Endpoint("TentaclePassive", uri="https://web-01:10933/", thumbprint="A" * 40),
-        ),
-    )
+    worker = listening_worker(administrator, space, "web-01", [pool])
     account = save_account(
         actor=administrator, space=space, name="ops", account_type="UsernamePassword", username="ops", password="pw"
     )
@@ -145,15 +136,7 @@ def test_an_environment_manager_may_change_infrastructure(page_client, environme
 
 def test_another_spaces_objects_are_not_found_even_for_an_administrator(page_client, administrator, space, other_space):
     foreign_pool = WorkerPool.objects.get(space=other_space, is_default=True)
-    foreign_worker = register_worker(
-        actor=administrator,
-        space=other_space,
-        spec=WorkerSpec(
-            name="far",
-            worker_pools=[foreign_pool],
-            endpoint=Endpoint("TentaclePassive", uri="https://far:10933/", thumbprint="C" * 40),
-        ),
-    )
+    foreign_worker = listening_worker(administrator, other_space, "far", [foreign_pool], thumbprint="C" * 40)
     foreign_policy = MachinePolicy.objects.get(space=other_space, is_default=True)
     foreign_account = save_account(
         actor=administrator, space=other_space, name="far", account_type="Token", password="t"

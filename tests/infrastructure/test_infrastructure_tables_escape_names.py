@@ -3,7 +3,7 @@ names, descriptions and worker types show as text, never as markup."""
 
 from infrastructure.models import Worker, WorkerPool
 from infrastructure.services.pools import create_worker_pool
-from infrastructure.services.workers import Endpoint, WorkerSpec, register_worker
+from tests.conftest import listening_worker
 
 MARKUP = '<b onclick="x()">A & B</b>'
 ESCAPED = "&lt;b onclick=&quot;x()&quot;&gt;A &amp; B&lt;/b&gt;"
@@ -14,15 +14,7 @@ def _markup_names(space, administrator) -> None:
     create_worker_pool(
         actor=administrator, space=space, name="Leased", pool_type="DynamicWorkerPool", worker_type="ubuntu"
     )
-    worker = register_worker(
-        actor=administrator,
-        space=space,
-        spec=WorkerSpec(
-            name="w1",
-            worker_pools=[static],
-            endpoint=Endpoint("TentaclePassive", uri="https://w1:10933/", thumbprint="D" * 40),
-        ),
-    )
+    worker = listening_worker(administrator, space, "w1", [static])
     # Past the services' checks on purpose: whatever is stored, the tables show as text.
     WorkerPool.objects.filter(pk=static.pk).update(name=f"{MARKUP} pool", description=f"{MARKUP} described")
     WorkerPool.objects.filter(name="Leased").update(worker_type=f"{MARKUP} type")

@@ -6,7 +6,7 @@ import pytest
 
 from infrastructure.models import MachinePolicy, Worker, WorkerPool
 from infrastructure.services.policies import create_machine_policy
-from infrastructure.services.workers import Endpoint, WorkerSpec, register_worker
+from tests.conftest import listening_worker
 
 VALID = {
     "name": "Nightly",
@@ -87,16 +87,8 @@ def test_a_policy_in_use_is_not_deleted_and_the_page_says_who_uses_it(
     page_client, environment_manager, administrator, space, base
 ):
     policy = create_machine_policy(actor=administrator, space=space, name="Nightly")
-    register_worker(
-        actor=administrator,
-        space=space,
-        spec=WorkerSpec(
-            name="web-01",
-            machine_policy=policy,
-            worker_pools=[WorkerPool.objects.get(space=space, is_default=True)],
-            endpoint=Endpoint("TentaclePassive", uri="https://web-01:10933/", thumbprint="A" * 40),
-        ),
-    )
+    default_pool = WorkerPool.objects.get(space=space, is_default=True)
+    listening_worker(administrator, space, "web-01", [default_pool], machine_policy=policy)
     response = page_client(environment_manager).post(base + f"{policy.pk}/delete/", follow=True)
     assert "Nightly is used by these workers: web-01." in response.content.decode()
     assert MachinePolicy.objects.filter(pk=policy.pk).exists() and Worker.objects.get().machine_policy == policy

@@ -8,22 +8,14 @@ from django.utils import timezone
 
 from infrastructure.models import Worker, WorkerPool
 from infrastructure.services.pools import create_worker_pool
-from infrastructure.services.workers import Endpoint, WorkerSpec, register_worker
 from portal.models import Event
+from tests.conftest import listening_worker
 
 
 @pytest.fixture
 def worker(space, administrator):
     pool = WorkerPool.objects.get(space=space, is_default=True)
-    worker = register_worker(
-        actor=administrator,
-        space=space,
-        spec=WorkerSpec(
-            name="web-01",
-            worker_pools=[pool],
-            endpoint=Endpoint("TentaclePassive", uri="https://web-01:10933/", thumbprint="A" * 40),
-        ),
-    )
+    worker = listening_worker(administrator, space, "web-01", [pool])
     Worker.objects.filter(pk=worker.pk).update(
         health_status="HasWarnings",
         status_summary="Healthy, with warnings: disk 91% full",

@@ -2,22 +2,14 @@
 
 from infrastructure.models import Worker, WorkerPool
 from infrastructure.services.pools import create_worker_pool
-from infrastructure.services.workers import Endpoint, WorkerSpec, register_worker
 from infrastructure.views.pools import WORKERS_PER_PAGE
 from portal.models import Event
+from tests.conftest import listening_worker
 
 
 def _workers(space, actor, pools, count, prefix="w"):
     for n in range(count):
-        register_worker(
-            actor=actor,
-            space=space,
-            spec=WorkerSpec(
-                name=f"{prefix}{n:03}",
-                worker_pools=pools,
-                endpoint=Endpoint("TentaclePassive", uri=f"https://{prefix}{n}:10933/", thumbprint=f"{n:040X}"),
-            ),
-        )
+        listening_worker(actor, space, f"{prefix}{n:03}", pools, thumbprint=f"{n:040X}")
 
 
 def test_it_lists_the_pools_workers_a_page_at_a_time(page_client, environment_manager, administrator, space):

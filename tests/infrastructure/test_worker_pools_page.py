@@ -4,19 +4,11 @@ import re
 
 from infrastructure.models import Worker, WorkerPool
 from infrastructure.services.pools import create_worker_pool
-from infrastructure.services.workers import Endpoint, WorkerSpec, register_worker
+from tests.conftest import listening_worker
 
 
 def _worker(space, actor, name, pools, health):
-    worker = register_worker(
-        actor=actor,
-        space=space,
-        spec=WorkerSpec(
-            name=name,
-            worker_pools=pools,
-            endpoint=Endpoint("TentaclePassive", uri=f"https://{name}:10933/", thumbprint="D" * 40),
-        ),
-    )
+    worker = listening_worker(actor, space, name, pools, thumbprint="D" * 40)
     Worker.objects.filter(pk=worker.pk).update(health_status=health)
 
 
